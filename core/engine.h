@@ -1,0 +1,85 @@
+/*
+ * engine.h - the engine's private state (engine.c only).
+ *
+ * DESIGN
+ * Threads: any number of caller threads (submit, cancel, get, list, status,
+ * subscribe), N worker threads, and whatever threads executors finish
+ * asynchronous jobs on.
+ * Locks, in the only order they may be taken:
+ *   exec_lock (executor table, rwlock; never held with any other lock)
+ *   lock (the engine lock: queue, store, counters, workers, running jobs)
+ *     -> bus lock (events.c) -> token lock (token.c)
+ *     -> a payload's own lock (pipeline.c, via oee__engine_with_payload)
+ * Under `lock` the engine only moves pointers, packs snapshots and appends
+ * to event rings; executors always run with no lock held.
+ * Completion: oee_job_succeed/fail/cancelled take `lock`, swap in the final
+ * snapshot, publish it and wake stop() when the last running job ends.
+ * Wakeups: a submit signals `work_cv` only when a worker is idle.
+ */
+#ifndef OEE_ENGINE_H
+#define OEE_ENGINE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/events.h"
+#include "core/heap.h"
+#include "core/internal.h"
+#include "core/store.h"
+#include "core/task.h"
+
+typedef struct executor {
+  struct executor *next;
+  oee_executor_fn fn;
+  oee_validate_fn validate;
+  void *user_data;
+  char type[];
+} executor;
+
+typedef struct worker {
+  oee_engine *eng;
+  pthread_t thread;
+  int id;
+  int busy;                       /* guarded by eng->lock */
+  char current[OEE_ID_LEN + 1];   /* guarded by eng->lock */
+  uint64_t completed, failed;     /* guarded by eng->lock */
+} worker;
+
+struct oee_job {
+  oee_engine *eng;
+  oee_task *task;                 /* stays alive: running tasks are never cleared */
+  const oee_task_info *snap;      /* the RUNNING snapshot (a reference) */
+  oee_token *token;
+  int worker;
+  struct oee_job *prev, *next;    /* eng->running, guarded by eng->lock */
+};
+
+struct oee_engine {
+  pthread_rwlock_t exec_lock;
+  executor *executors;            /* guarded by exec_lock */
+
+  pthread_mutex_t lock;
+  pthread_cond_t work_cv;         /* workers wait here for tasks */
+  pthread_cond_t drain_cv;        /* stop() waits here for running jobs */
+  oee_store *store;
+  oee_heap queue;                 /* QUEUED tasks, highest priority first */
+  oee_bus *bus;
+  uint64_t last_index;            /* submission counter */
+  uint64_t last_seq;              /* event counter */
+  int accepting;                  /* submissions allowed */
+  int started, stopping;
+  int idle_workers;
+  size_t running_jobs;
+  oee_job *running;               /* list of running jobs */
+  int64_t started_mono_ns;
+
+  /* Immutable after create. */
+  worker *workers;
+  int num_workers;
+  size_t max_queue;
+  size_t result_max;
+  const oee_exec_table *commands;
+  const oee_model_table *models;
+};
+
+#endif /* OEE_ENGINE_H */

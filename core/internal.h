@@ -1,0 +1,58 @@
+/*
+ * internal.h - what the core's modules share with each other but not with
+ * embedders. Names here are oee__ (double underscore).
+ */
+#ifndef OEE_INTERNAL_H
+#define OEE_INTERNAL_H
+
+#include "core/oee.h"
+
+/*
+ * Checks a submission before anything is created. Called without engine
+ * locks; `payload` is the one given to oee__engine_submit_payload() (NULL
+ * for plain submissions). Returns 0 or an OEE_E* code.
+ */
+typedef int (*oee_validate_fn)(const oee_submit *req, const void *payload,
+                               void *user_data);
+
+/* oee_engine_register() with a validation hook (may be NULL). */
+int oee__engine_register_full(oee_engine *eng, const char *task_type,
+                              oee_executor_fn fn, oee_validate_fn validate,
+                              void *user_data);
+
+/*
+ * oee_engine_submit() that attaches `payload` to the task. The engine owns
+ * the payload from the call on (even on error) and frees it with
+ * `payload_free` when the task is removed or the engine destroyed.
+ */
+int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
+                               void *payload, void (*payload_free)(void *),
+                               const oee_task_info **out);
+
+/* The payload of the job's task (borrowed; lives as long as the task). */
+void *oee__job_payload(oee_job *job);
+
+/*
+ * Calls fn(payload, snapshot, arg) with the engine lock held, for the task
+ * `id` if its type is `task_type`. fn must not call back into the engine.
+ * OEE_ENOENT when there is no such task or it has another type.
+ */
+int oee__engine_with_payload(oee_engine *eng, const char *id,
+                             const char *task_type,
+                             void (*fn)(void *payload,
+                                        const oee_task_info *snap, void *arg),
+                             void *arg);
+
+/* Registration of the built-in executors (exec.c, pipeline.c, builtin.c). */
+int oee__builtin_register(oee_engine *eng);
+int oee__exec_register(oee_engine *eng, const oee_exec_table *commands);
+int oee__pipeline_register(oee_engine *eng, const oee_model_table *models);
+
+/* The tables given at creation (borrowed; may be NULL). */
+const oee_exec_table *oee__engine_commands(oee_engine *eng);
+const oee_model_table *oee__engine_models(oee_engine *eng);
+
+/* Monotonic clock in ns (CLOCK_MONOTONIC). */
+int64_t oee__mono_ns(void);
+
+#endif /* OEE_INTERNAL_H */

@@ -1,0 +1,349 @@
+/*
+ * oee.h - the public API of the OEE core engine.
+ *
+ * The core is a plain C11 library: a task model, a priority queue, a task
+ * store, a worker pool, an executor registry, an event bus and a pipeline
+ * runner. It knows nothing of gRPC or protobuf; the server wraps it and any C
+ * program may embed it.
+ *
+ * Conventions
+ *  - Functions return 0 or a negative OEE_E* code (see oee_strerror()).
+ *  - Every public function may be called from any thread.
+ *  - Task data leaves the engine only as immutable, reference-counted
+ *    snapshots (oee_task_info). A snapshot is one allocation; release it with
+ *    oee_task_info_unref(). Snapshots never change after creation, so they
+ *    may be read from any thread without locks.
+ *  - Borrowed pointers passed in (names, contexts, ...) are copied before the
+ *    call returns; the caller keeps ownership of them.
+ */
+#ifndef OEE_H
+#define OEE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* X(name, message). Codes are negative: OEE_EINVAL == -1, ... */
+#define OEE_ERRNO_MAP(X)                                              \
+  X(INVAL, "invalid argument")                                        \
+  X(NOENT, "no such task")                                            \
+  X(NOMEM, "out of memory")                                           \
+  X(STATE, "transition not allowed from the task's current status")  \
+  X(FULL, "queue is at its configured limit")                        \
+  X(STOPPED, "engine is not running")                                \
+  X(NOEXEC, "no executor registered for the task type")              \
+  X(AGAIN, "no event available yet")                                 \
+  X(OVERFLOW, "subscriber fell too far behind and was dropped")      \
+  X(CLOSED, "subscription closed")                                   \
+  X(TIMEDOUT, "timed out")                                           \
+  X(EXISTS, "already exists")                                        \
+  X(NOCMD, "command is not in the configured table")                 \
+  X(NOMODEL, "unknown model")                                        \
+  X(IO, "input/output or process error")
+
+enum {
+  OEE_OK = 0,
+#define OEE__ERRNO_ENUM(name, msg) OEE__E_##name##_INDEX,
+  OEE_ERRNO_MAP(OEE__ERRNO_ENUM)
+#undef OEE__ERRNO_ENUM
+  OEE__E_COUNT
+};
+
+#define OEE__ERRNO_VALUE(name, msg) OEE_E##name = -(1 + OEE__E_##name##_INDEX),
+enum { OEE_ERRNO_MAP(OEE__ERRNO_VALUE) };
+#undef OEE__ERRNO_VALUE
+
+/* A static, never-NULL description of an error code (also for unknown ones). */
+const char *oee_strerror(int err);
+/* The symbolic name without prefix ("INVAL", "NOENT", ...) or "OK". */
+const char *oee_err_name(int err);
+
+/* ------------------------------------------------------------ task model */
+
+/* Numbers match the wire enum: 0 means "unspecified" (e.g. "any" in filters). */
+typedef enum oee_task_status {
+  OEE_TASK_UNSPECIFIED = 0,
+  OEE_TASK_QUEUED = 1,
+  OEE_TASK_RUNNING = 2,
+  OEE_TASK_DONE = 3,
+  OEE_TASK_ERROR = 4,
+  OEE_TASK_CANCELLED = 5,
+} oee_task_status;
+
+#define OEE_TASK_STATUS_COUNT 6
+
+/* Lower-case name ("queued", "running", ...); "unspecified" for 0/unknown. */
+const char *oee_task_status_name(oee_task_status s);
+/* 1 for DONE, ERROR and CANCELLED. */
+int oee_task_status_is_terminal(oee_task_status s);
+/* 0 when `from` -> `to` is a lifecycle edge, OEE_ESTATE otherwise. */
+int oee_task_transition_check(oee_task_status from, oee_task_status to);
+
+#define OEE_PRIORITY_MIN 0
+#define OEE_PRIORITY_MAX 10
+#define OEE_PRIORITY_DEFAULT 5
+#define OEE_ID_LEN 36 /* canonical UUID text, without the NUL */
+
+typedef struct oee_kv {
+  const char *key;
+  const char *value;
+} oee_kv;
+
+/*
+ * An immutable snapshot of a task at one change. All strings point into the
+ * same allocation and are never NULL (empty when absent).
+ */
+typedef struct oee_task_info {
+  char id[OEE_ID_LEN + 1];     /* lower-case UUID v4 */
+  const char *name;
+  const char *task_type;
+  const char *result;          /* "" until the task ends DONE */
+  const char *error_message;   /* "" unless ERROR (or a reason for CANCELLED) */
+  const oee_kv *context;       /* context_len entries, sorted by key */
+  size_t context_len;
+  oee_task_status status;
+  int priority;                /* 0..10 */
+  int worker_id;               /* -1 until a worker starts the task */
+  int64_t created_at_ns;       /* CLOCK_REALTIME, ns since the epoch */
+  int64_t started_at_ns;       /* 0 = not reached */
+  int64_t completed_at_ns;     /* 0 = not reached */
+  uint64_t seq;                /* event sequence number of this change */
+  uint64_t submit_index;       /* submission order, 1-based, per engine */
+} oee_task_info;
+
+/* Adds a reference; returns `t`. */
+const oee_task_info *oee_task_info_ref(const oee_task_info *t);
+/* Drops a reference; frees the snapshot at zero. NULL is ignored. */
+void oee_task_info_unref(const oee_task_info *t);
+/* The value for `key` in the context, or NULL. */
+const char *oee_task_info_context(const oee_task_info *t, const char *key);
+
+/* ------------------------------------------------------------ executors */
+
+typedef struct oee_job oee_job;
+typedef struct oee_token oee_token;
+
+/*
+ * An executor runs one task. It is called on a worker thread with a job
+ * handle and must, now or later and from any thread, call exactly one of
+ * oee_job_succeed(), oee_job_fail() or oee_job_cancelled(). A job finished
+ * after the executor returned is an asynchronous completion: the worker is
+ * free again as soon as the executor returns.
+ */
+typedef void (*oee_executor_fn)(oee_job *job, void *user_data);
+
+/* The task as it was when the job started (borrowed; lives as long as the job). */
+const oee_task_info *oee_job_task(const oee_job *job);
+/* Shortcut for oee_task_info_context(oee_job_task(job), key). */
+const char *oee_job_context(const oee_job *job, const char *key);
+/* The job's cancellation token (borrowed; lives as long as the job). */
+oee_token *oee_job_token(oee_job *job);
+/* The worker running the job (0..N-1). */
+int oee_job_worker(const oee_job *job);
+
+/* Finish the job. `result`/`message` are copied; the job handle is invalid
+ * after the call. Calling a second finish function is a broken invariant. */
+void oee_job_succeed(oee_job *job, const char *result);
+void oee_job_fail(oee_job *job, const char *message);
+void oee_job_cancelled(oee_job *job, const char *reason);
+
+/* ------------------------------------------------------ cancellation token */
+
+/* 1 once cancellation was requested. */
+int oee_token_cancelled(const oee_token *tok);
+/* Sleeps until cancelled or `timeout_ms` elapsed (< 0: forever).
+ * Returns 1 when cancelled, 0 on timeout. */
+int oee_token_wait(oee_token *tok, int64_t timeout_ms);
+/*
+ * A token may also wake a file-descriptor based waiter: the returned fd
+ * becomes readable once the token is cancelled (an eventfd created on first
+ * use). Returns -1 when none could be made; then poll oee_token_cancelled().
+ */
+int oee_token_fd(oee_token *tok);
+
+/* Standalone tokens, e.g. for sub-jobs that one executor fans out. */
+int oee_token_create(oee_token **out);
+/* Requests cancellation: wakes waiters and makes the fd readable. Idempotent. */
+void oee_token_cancel(oee_token *tok);
+/* Frees a token; nobody may be waiting on it. */
+void oee_token_destroy(oee_token *tok);
+
+/* -------------------------------------------------------------- engine */
+
+typedef struct oee_engine oee_engine;
+typedef struct oee_exec_table oee_exec_table;     /* see oee_exec.h */
+typedef struct oee_model_table oee_model_table;   /* see oee_pipeline.h */
+
+typedef struct oee_engine_config {
+  int num_workers;          /* 0 = default (3) */
+  size_t max_queue;         /* max QUEUED tasks; 0 = unlimited */
+  size_t result_max_bytes;  /* longer results are truncated with a marker; 0 = 1 MiB */
+  /* Borrowed tables for the built-in `exec` and `pipeline` executors; NULL
+   * means none. They must outlive the engine. */
+  const oee_exec_table *commands;
+  const oee_model_table *models;
+} oee_engine_config;
+
+/* Creates an engine with the built-in executors registered. `cfg` may be NULL
+ * for defaults. The engine starts stopped: see oee_engine_start(). */
+int oee_engine_create(const oee_engine_config *cfg, oee_engine **out);
+/* Stops (with a zero drain timeout if still running) and frees everything.
+ * All subscriptions must be closed first. */
+void oee_engine_destroy(oee_engine *eng);
+
+/* Registers or replaces the executor for `task_type`. */
+int oee_engine_register(oee_engine *eng, const char *task_type,
+                        oee_executor_fn fn, void *user_data);
+/* 1 when an executor exists for `task_type`. */
+int oee_engine_has_executor(oee_engine *eng, const char *task_type);
+/*
+ * Writes the registered task types, comma-separated and sorted, into buf
+ * (always NUL-terminated when cap > 0). Returns the length it needed.
+ */
+size_t oee_engine_executor_names(oee_engine *eng, char *buf, size_t cap);
+
+/* Starts the worker threads. OEE_EINVAL when already started. */
+int oee_engine_start(oee_engine *eng);
+/*
+ * Graceful stop: submissions are refused with OEE_ESTOPPED from now on,
+ * queued tasks stay QUEUED, running ones may finish for up to `drain_ms`
+ * (< 0: no bound), then their tokens are cancelled and the call waits for
+ * them to end; the worker threads are joined. Safe to call twice.
+ */
+int oee_engine_stop(oee_engine *eng, int64_t drain_ms);
+/* Refuse new submissions from now on (what a stop does first). */
+void oee_engine_refuse_submissions(oee_engine *eng);
+/* 1 between start and stop. */
+int oee_engine_running(oee_engine *eng);
+
+typedef struct oee_submit {
+  const char *name;          /* required, non-empty */
+  const char *task_type;     /* required; an executor must exist */
+  int priority;              /* 0..10 */
+  const oee_kv *context;     /* may be NULL when context_len == 0 */
+  size_t context_len;
+} oee_submit;
+
+/*
+ * Validates and enqueues a task. On success *out (if not NULL) receives a
+ * snapshot of the QUEUED task that the caller must unref.
+ * Errors: OEE_EINVAL (empty name, bad priority, duplicate context key),
+ * OEE_ENOEXEC (no executor), OEE_ENOCMD (exec command not in the table),
+ * OEE_EFULL (max_queue reached), OEE_ESTOPPED (submissions refused).
+ */
+int oee_engine_submit(oee_engine *eng, const oee_submit *req,
+                      const oee_task_info **out);
+
+/*
+ * Cancels a task. A QUEUED task ends CANCELLED at once; a RUNNING task gets
+ * its token cancelled (it ends when its executor honours it). *cancelled is
+ * 1 in those two cases and 0 for a finished task, which is left as it is.
+ * *out (optional) gets a snapshot after the call. OEE_ENOENT for unknown ids.
+ */
+int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
+                      const oee_task_info **out);
+
+/* Snapshot of one task, or OEE_ENOENT. */
+int oee_engine_get(oee_engine *eng, const char *id, const oee_task_info **out);
+
+typedef struct oee_list_query {
+  oee_task_status status;    /* OEE_TASK_UNSPECIFIED = any */
+  const char *task_type;     /* NULL or "" = any */
+  uint64_t after_index;      /* resume after this submit_index (0 = start) */
+  size_t limit;              /* max tasks returned (0 = none, count only) */
+} oee_list_query;
+
+typedef struct oee_list_page {
+  const oee_task_info **tasks; /* `len` snapshots, oldest first */
+  size_t len;
+  size_t total;                /* matches over the whole store */
+  uint64_t next_index;         /* 0 when there is no further page */
+} oee_list_page;
+
+/* Lists tasks in submission order. Free with oee_list_page_free(). */
+int oee_engine_list(oee_engine *eng, const oee_list_query *q, oee_list_page *out);
+void oee_list_page_free(oee_list_page *page);
+
+/* Drops finished tasks except the `keep_recent` most recently completed.
+ * Returns the number removed (>= 0) or OEE_EINVAL for a negative count. */
+long oee_engine_clear_completed(oee_engine *eng, long keep_recent);
+
+typedef struct oee_worker_status {
+  int worker_id;
+  int busy;
+  char current_task_id[OEE_ID_LEN + 1]; /* "" when idle */
+  uint64_t tasks_completed;             /* DONE */
+  uint64_t tasks_failed;                /* ERROR */
+} oee_worker_status;
+
+typedef struct oee_status {
+  int running;
+  int num_workers;
+  uint64_t queue_size;                         /* QUEUED tasks */
+  uint64_t by_status[OEE_TASK_STATUS_COUNT];   /* indexed by oee_task_status */
+  uint64_t total_tasks;                        /* tasks in the store */
+  double uptime_seconds;                       /* since oee_engine_start */
+  oee_worker_status *workers;                  /* num_workers entries */
+} oee_status;
+
+/* Fills *out; free with oee_status_free(). Never scans the tasks. */
+int oee_engine_status(oee_engine *eng, oee_status *out);
+void oee_status_free(oee_status *st);
+
+/* ---------------------------------------------------------------- events */
+
+typedef struct oee_sub oee_sub;
+
+typedef struct oee_sub_filter {
+  const char *const *task_ids;   size_t n_task_ids;   /* empty = all */
+  const char *const *task_types; size_t n_task_types; /* empty = all */
+  const oee_task_status *statuses; size_t n_statuses; /* empty = all */
+} oee_sub_filter;
+
+/* 1 when the filter lets `t` through. */
+int oee_sub_filter_match(const oee_sub_filter *f, const oee_task_info *t);
+
+/*
+ * Subscribes to task changes. Every change publishes one event (the task
+ * snapshot after it, whose `seq` is strictly increasing engine-wide). Events
+ * that pass `filter` (copied; NULL = all) are buffered, at most `capacity`
+ * of them (0 = 4096). A subscriber whose buffer is full when an event
+ * arrives is dropped: it gets OEE_EOVERFLOW once its buffer is drained;
+ * publishers never wait for it. With `snapshot` set, the buffer first holds
+ * one event per matching existing task (with that task's latest seq) in
+ * submission order, taken atomically with the subscription; if they do not
+ * fit in `capacity`, OEE_EOVERFLOW is returned and nothing is created.
+ */
+int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
+                         size_t capacity, int snapshot, oee_sub **out);
+/* Takes the next event without waiting: 0 and *ev (caller unrefs), or
+ * OEE_EAGAIN (empty), OEE_EOVERFLOW (dropped), OEE_ECLOSED (closed). */
+int oee_sub_next(oee_sub *sub, const oee_task_info **ev);
+/* Like oee_sub_next() but waits up to timeout_ms (< 0: forever). Returns
+ * OEE_ETIMEDOUT when nothing arrived. */
+int oee_sub_wait(oee_sub *sub, const oee_task_info **ev, int64_t timeout_ms);
+/* Events waiting in the buffer. */
+size_t oee_sub_pending(oee_sub *sub);
+/* Wakes waiters with OEE_ECLOSED (once the buffer is drained) and detaches
+ * from publishers. The subscription stays valid until oee_sub_free(). */
+void oee_sub_close(oee_sub *sub);
+/* Closes if needed and frees, dropping buffered events. */
+void oee_sub_free(oee_sub *sub);
+
+/* ------------------------------------------------------------ utilities */
+
+/* 1 when `s` is a canonical (36-char, hyphenated) UUID in any case. */
+int oee_id_valid(const char *s);
+/* CLOCK_REALTIME in ns. */
+int64_t oee_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OEE_H */

@@ -1,0 +1,295 @@
+/*
+ * store_mem.c - the in-memory task store.
+ *
+ * Indexes, all maintained in O(1) amortised per change:
+ *  - ids: a chained hash table of task records keyed by id text;
+ *  - order: an array of (index, task) in submission order. Removed tasks
+ *    leave holes (task == NULL) until holes outnumber live entries, then the
+ *    array is compacted. Indices stay sorted, so a page token (an index) is
+ *    found by binary search and a page costs O(log n + page);
+ *  - done: a list of finished tasks in completion order (oldest first);
+ *  - counts by status, and by (task_type, status) for filtered totals.
+ * Locking: none; the engine lock is held around every call (see store.h).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/store.h"
+
+typedef struct slot {
+  uint64_t index;
+  oee_task *task; /* NULL once removed */
+} slot;
+
+typedef struct type_count {
+  struct type_count *next;
+  uint64_t by_status[OEE_TASK_STATUS_COUNT];
+  char name[]; /* the task_type */
+} type_count;
+
+typedef struct mem_store {
+  oee_store base;
+  oee_task **buckets; /* power-of-two count */
+  size_t nbuckets;
+  size_t ntasks;
+  slot *order;
+  size_t order_len, order_cap, holes;
+  oee_task *done_head, *done_tail; /* oldest, newest finished */
+  size_t ndone;
+  uint64_t by_status[OEE_TASK_STATUS_COUNT];
+  type_count *types; /* few distinct types: a list is enough */
+} mem_store;
+
+static uint64_t id_hash(const char *id) {
+  /* FNV-1a over the case-folded text: ids are random, so this spreads well. */
+  uint64_t h = 1469598103934665603ULL;
+  for (int i = 0; i < OEE_ID_LEN && id[i]; i++) {
+    h ^= (unsigned char)tolower((unsigned char)id[i]);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static int grow_buckets(mem_store *m) {
+  size_t n = m->nbuckets ? m->nbuckets * 2 : 1024;
+  oee_task **b = calloc(n, sizeof(*b));
+  if (b == NULL) return OEE_ENOMEM;
+  for (size_t i = 0; i < m->nbuckets; i++) {
+    oee_task *t = m->buckets[i];
+    while (t) {
+      oee_task *next = t->hnext;
+      size_t k = id_hash(t->snap->id) & (n - 1);
+      t->hnext = b[k];
+      b[k] = t;
+      t = next;
+    }
+  }
+  free(m->buckets);
+  m->buckets = b;
+  m->nbuckets = n;
+  return 0;
+}
+
+static type_count *type_find(mem_store *m, const char *name, int create) {
+  for (type_count *c = m->types; c; c = c->next) {
+    if (strcmp(c->name, name) == 0) return c;
+  }
+  if (!create) return NULL;
+  size_t len = strlen(name) + 1;
+  type_count *c = calloc(1, sizeof(*c) + len);
+  if (c == NULL) return NULL;
+  memcpy(c->name, name, len);
+  c->next = m->types;
+  m->types = c;
+  return c;
+}
+
+static int reserve_order(mem_store *m) {
+  if (m->order_len < m->order_cap) return 0;
+  size_t cap = m->order_cap ? m->order_cap * 2 : 1024;
+  slot *o = realloc(m->order, cap * sizeof(*o));
+  if (o == NULL) return OEE_ENOMEM;
+  m->order = o;
+  m->order_cap = cap;
+  return 0;
+}
+
+static int mem_insert(oee_store *s, oee_task *t) {
+  mem_store *m = (mem_store *)s;
+  if (m->ntasks >= m->nbuckets && grow_buckets(m) != 0) return OEE_ENOMEM;
+  if (reserve_order(m) != 0) return OEE_ENOMEM;
+  type_count *tc = type_find(m, t->snap->task_type, 1);
+  if (tc == NULL) return OEE_ENOMEM;
+  size_t k = id_hash(t->snap->id) & (m->nbuckets - 1);
+  t->hnext = m->buckets[k];
+  m->buckets[k] = t;
+  t->order_pos = m->order_len;
+  m->order[m->order_len++] = (slot){t->index, t};
+  m->ntasks++;
+  m->by_status[t->snap->status]++;
+  tc->by_status[t->snap->status]++;
+  return 0;
+}
+
+static void done_append(mem_store *m, oee_task *t) {
+  t->done_next = NULL;
+  t->done_prev = m->done_tail;
+  if (m->done_tail) {
+    m->done_tail->done_next = t;
+  } else {
+    m->done_head = t;
+  }
+  m->done_tail = t;
+  m->ndone++;
+}
+
+static void mem_changed(oee_store *s, oee_task *t, oee_task_status from) {
+  mem_store *m = (mem_store *)s;
+  oee_task_status to = t->snap->status;
+  m->by_status[from]--;
+  m->by_status[to]++;
+  type_count *tc = type_find(m, t->snap->task_type, 0);
+  if (tc) {
+    tc->by_status[from]--;
+    tc->by_status[to]++;
+  }
+  if (oee_task_status_is_terminal(to)) done_append(m, t);
+}
+
+static oee_task *mem_lookup(oee_store *s, const char *id) {
+  mem_store *m = (mem_store *)s;
+  if (m->nbuckets == 0 || !oee_id_valid(id)) return NULL;
+  oee_task *t = m->buckets[id_hash(id) & (m->nbuckets - 1)];
+  for (; t; t = t->hnext) {
+    if (strncasecmp(t->snap->id, id, OEE_ID_LEN) == 0) return t;
+  }
+  return NULL;
+}
+
+/* The first slot whose index is greater than `after`. */
+static size_t order_seek(const mem_store *m, uint64_t after) {
+  size_t lo = 0, hi = m->order_len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (m->order[mid].index <= after) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+static int list_match(const oee_list_query *q, const oee_task_info *t) {
+  if (q->status != OEE_TASK_UNSPECIFIED && t->status != q->status) return 0;
+  if (q->task_type && q->task_type[0] && strcmp(q->task_type, t->task_type) != 0) {
+    return 0;
+  }
+  return 1;
+}
+
+static uint64_t list_total(mem_store *m, const oee_list_query *q) {
+  const uint64_t *counts = m->by_status;
+  if (q->task_type && q->task_type[0]) {
+    type_count *tc = type_find(m, q->task_type, 0);
+    if (tc == NULL) return 0;
+    counts = tc->by_status;
+  }
+  if (q->status != OEE_TASK_UNSPECIFIED) return counts[q->status];
+  uint64_t sum = 0;
+  for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) sum += counts[i];
+  return sum;
+}
+
+static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
+  mem_store *m = (mem_store *)s;
+  memset(out, 0, sizeof(*out));
+  out->total = list_total(m, q);
+  if (q->limit == 0 || out->total == 0) return 0;
+  size_t cap = q->limit < out->total ? q->limit : out->total;
+  out->tasks = malloc(cap * sizeof(*out->tasks));
+  if (out->tasks == NULL) return OEE_ENOMEM;
+  for (size_t i = order_seek(m, q->after_index); i < m->order_len; i++) {
+    oee_task *t = m->order[i].task;
+    if (t == NULL || !list_match(q, t->snap)) continue;
+    if (out->len == cap) {
+      /* One more match exists: the page before it gets a token. */
+      out->next_index = out->tasks[out->len - 1]->submit_index;
+      break;
+    }
+    out->tasks[out->len++] = oee_task_info_ref(t->snap);
+  }
+  return 0;
+}
+
+static void unlink_task(mem_store *m, oee_task *t) {
+  oee_task **pp = &m->buckets[id_hash(t->snap->id) & (m->nbuckets - 1)];
+  while (*pp != t) pp = &(*pp)->hnext;
+  *pp = t->hnext;
+  m->order[t->order_pos].task = NULL;
+  m->holes++;
+  m->ntasks--;
+  m->by_status[t->snap->status]--;
+  type_count *tc = type_find(m, t->snap->task_type, 0);
+  if (tc) tc->by_status[t->snap->status]--;
+}
+
+static void compact_order(mem_store *m) {
+  size_t w = 0;
+  for (size_t r = 0; r < m->order_len; r++) {
+    if (m->order[r].task == NULL) continue;
+    m->order[w] = m->order[r];
+    m->order[w].task->order_pos = w;
+    w++;
+  }
+  m->order_len = w;
+  m->holes = 0;
+}
+
+static long mem_clear(oee_store *s, long keep, oee_store_drop_fn drop, void *arg) {
+  mem_store *m = (mem_store *)s;
+  long removed = 0;
+  while (m->ndone > (size_t)keep) {
+    oee_task *t = m->done_head;
+    m->done_head = t->done_next;
+    if (m->done_head) {
+      m->done_head->done_prev = NULL;
+    } else {
+      m->done_tail = NULL;
+    }
+    m->ndone--;
+    unlink_task(m, t);
+    drop(t, arg);
+    removed++;
+  }
+  if (m->holes > 1024 && m->holes * 2 > m->order_len) compact_order(m);
+  return removed;
+}
+
+static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT],
+                       uint64_t *total) {
+  mem_store *m = (mem_store *)s;
+  memcpy(by_status, m->by_status, sizeof(m->by_status));
+  *total = m->ntasks;
+}
+
+static void mem_foreach(oee_store *s, oee_store_visit_fn visit, void *arg) {
+  mem_store *m = (mem_store *)s;
+  for (size_t i = 0; i < m->order_len; i++) {
+    if (m->order[i].task) visit(m->order[i].task, arg);
+  }
+}
+
+static void mem_destroy(oee_store *s, oee_store_drop_fn drop, void *arg) {
+  mem_store *m = (mem_store *)s;
+  for (size_t i = 0; i < m->order_len; i++) {
+    if (m->order[i].task) drop(m->order[i].task, arg);
+  }
+  while (m->types) {
+    type_count *next = m->types->next;
+    free(m->types);
+    m->types = next;
+  }
+  free(m->order);
+  free(m->buckets);
+  free(m);
+}
+
+static const oee_store_ops mem_ops = {
+    .insert = mem_insert,
+    .changed = mem_changed,
+    .lookup = mem_lookup,
+    .list = mem_list,
+    .clear_completed = mem_clear,
+    .counts = mem_counts,
+    .foreach = mem_foreach,
+    .destroy = mem_destroy,
+};
+
+oee_store *oee__store_mem_create(void) {
+  mem_store *m = calloc(1, sizeof(*m));
+  if (m == NULL) return NULL;
+  m->base.ops = &mem_ops;
+  return &m->base;
+}

@@ -1,0 +1,56 @@
+/*
+ * sync.h - pthread wrappers that abort on failure. A failed mutex or
+ * condition call means memory corruption or a broken invariant, never bad
+ * input, so there is nothing sensible to return to the caller.
+ */
+#ifndef OEE_SYNC_H
+#define OEE_SYNC_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+static inline void oee__lock(pthread_mutex_t *m) {
+  if (pthread_mutex_lock(m) != 0) abort();
+}
+
+static inline void oee__unlock(pthread_mutex_t *m) {
+  if (pthread_mutex_unlock(m) != 0) abort();
+}
+
+static inline void oee__signal(pthread_cond_t *c) {
+  if (pthread_cond_signal(c) != 0) abort();
+}
+
+static inline void oee__broadcast(pthread_cond_t *c) {
+  if (pthread_cond_broadcast(c) != 0) abort();
+}
+
+/* A condition variable on CLOCK_MONOTONIC, so waits survive clock jumps. */
+static inline void oee__cond_init(pthread_cond_t *c) {
+  pthread_condattr_t a;
+  if (pthread_condattr_init(&a) != 0) abort();
+  if (pthread_condattr_setclock(&a, CLOCK_MONOTONIC) != 0) abort();
+  if (pthread_cond_init(c, &a) != 0) abort();
+  pthread_condattr_destroy(&a);
+}
+
+static inline void oee__wait(pthread_cond_t *c, pthread_mutex_t *m) {
+  if (pthread_cond_wait(c, m) != 0) abort();
+}
+
+/* Waits until the absolute CLOCK_MONOTONIC deadline (ns); 1 on timeout. */
+static inline int oee__wait_until(pthread_cond_t *c, pthread_mutex_t *m,
+                                  int64_t deadline_ns) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(deadline_ns / 1000000000);
+  ts.tv_nsec = (long)(deadline_ns % 1000000000);
+  int rc = pthread_cond_timedwait(c, m, &ts);
+  if (rc == ETIMEDOUT) return 1;
+  if (rc != 0) abort();
+  return 0;
+}
+
+#endif /* OEE_SYNC_H */

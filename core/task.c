@@ -1,0 +1,146 @@
+/*
+ * task.c - lifecycle rules, ids and snapshot packing.
+ *
+ * A snapshot is a single allocation laid out as
+ *   [refs][oee_task_info][oee_kv x context_len][string bytes ...]
+ * so that freeing it is one free() and reading it touches one block.
+ */
+#include "core/task.h"
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+typedef struct snap_block {
+  atomic_uint refs;
+  oee_task_info info;
+} snap_block;
+
+#define SNAP_OF(t) \
+  ((snap_block *)((char *)(t) - offsetof(snap_block, info)))
+
+static const char *const status_names[OEE_TASK_STATUS_COUNT] = {
+    "unspecified", "queued", "running", "done", "error", "cancelled",
+};
+
+const char *oee_task_status_name(oee_task_status s) {
+  if ((unsigned)s >= OEE_TASK_STATUS_COUNT) return status_names[0];
+  return status_names[s];
+}
+
+int oee_task_status_is_terminal(oee_task_status s) {
+  return s == OEE_TASK_DONE || s == OEE_TASK_ERROR || s == OEE_TASK_CANCELLED;
+}
+
+int oee_task_transition_check(oee_task_status from, oee_task_status to) {
+  switch (from) {
+    case OEE_TASK_QUEUED:
+      return to == OEE_TASK_RUNNING || to == OEE_TASK_CANCELLED ? 0 : OEE_ESTATE;
+    case OEE_TASK_RUNNING:
+      return oee_task_status_is_terminal(to) ? 0 : OEE_ESTATE;
+    default:
+      return OEE_ESTATE;
+  }
+}
+
+void oee__new_id(char out[OEE_ID_LEN + 1]) {
+  uuid_t u;
+  uuid_generate_random(u);
+  uuid_unparse_lower(u, out);
+}
+
+static size_t slen(const char *s) { return s ? strlen(s) + 1 : 1; }
+
+/* Copies s (NULL -> "") to *cursor and advances it. */
+static const char *put_str(char **cursor, const char *s) {
+  char *dst = *cursor;
+  size_t n = slen(s);
+  if (s) {
+    memcpy(dst, s, n);
+  } else {
+    dst[0] = '\0';
+  }
+  *cursor += n;
+  return dst;
+}
+
+oee_task_info *oee__snap_pack(const oee_task_info *d) {
+  size_t bytes = sizeof(snap_block) + d->context_len * sizeof(oee_kv);
+  bytes += slen(d->name) + slen(d->task_type) + slen(d->result) +
+           slen(d->error_message);
+  for (size_t i = 0; i < d->context_len; i++) {
+    bytes += slen(d->context[i].key) + slen(d->context[i].value);
+  }
+  snap_block *b = malloc(bytes);
+  if (b == NULL) return NULL;
+  atomic_init(&b->refs, 1);
+  oee_task_info *t = &b->info;
+  *t = *d;
+  oee_kv *kv = (oee_kv *)(b + 1);
+  char *cur = (char *)(kv + d->context_len);
+  for (size_t i = 0; i < d->context_len; i++) {
+    kv[i].key = put_str(&cur, d->context[i].key);
+    kv[i].value = put_str(&cur, d->context[i].value);
+  }
+  t->context = d->context_len ? kv : NULL;
+  t->name = put_str(&cur, d->name);
+  t->task_type = put_str(&cur, d->task_type);
+  t->result = put_str(&cur, d->result);
+  t->error_message = put_str(&cur, d->error_message);
+  return t;
+}
+
+const oee_task_info *oee_task_info_ref(const oee_task_info *t) {
+  atomic_fetch_add_explicit(&SNAP_OF(t)->refs, 1, memory_order_relaxed);
+  return t;
+}
+
+void oee_task_info_unref(const oee_task_info *t) {
+  if (t == NULL) return;
+  snap_block *b = SNAP_OF(t);
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+    free(b);
+  }
+}
+
+const char *oee_task_info_context(const oee_task_info *t, const char *key) {
+  size_t lo = 0, hi = t->context_len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(t->context[mid].key, key);
+    if (c == 0) return t->context[mid].value;
+    if (c < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return NULL;
+}
+
+static int kv_cmp(const void *a, const void *b) {
+  return strcmp(((const oee_kv *)a)->key, ((const oee_kv *)b)->key);
+}
+
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv **out) {
+  *out = NULL;
+  if (n == 0) return 0;
+  if (kv == NULL) return OEE_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    if (kv[i].key == NULL || kv[i].value == NULL) return OEE_EINVAL;
+  }
+  oee_kv *copy = malloc(n * sizeof(*copy));
+  if (copy == NULL) return OEE_ENOMEM;
+  memcpy(copy, kv, n * sizeof(*copy));
+  qsort(copy, n, sizeof(*copy), kv_cmp);
+  for (size_t i = 1; i < n; i++) {
+    if (strcmp(copy[i - 1].key, copy[i].key) == 0) {
+      free(copy);
+      return OEE_EINVAL;
+    }
+  }
+  *out = copy;
+  return 0;
+}

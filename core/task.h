@@ -1,0 +1,49 @@
+/*
+ * task.h - the task record the engine keeps per task, and the packing of
+ * immutable snapshots (oee_task_info).
+ *
+ * A task's visible state is always its current snapshot: every change
+ * builds a new snapshot (copy on write) and swaps it in under the engine
+ * lock. Readers (GetTask, events, listings) take a reference to a snapshot
+ * and never see a half-made change; no copy is made to read.
+ */
+#ifndef OEE_TASK_H
+#define OEE_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/oee.h"
+
+typedef struct oee_task {
+  const oee_task_info *snap;  /* current snapshot (one owned reference) */
+  uint64_t index;             /* submission order, == snap->submit_index */
+  int priority;               /* == snap->priority, kept here for the heap */
+  size_t heap_pos;            /* position in the queue, OEE_HEAP_NONE if not queued */
+  size_t order_pos;           /* the store's slot for submission order */
+  struct oee_task *hnext;     /* the store's id hash chain */
+  struct oee_task *done_prev; /* the store's completion-order list */
+  struct oee_task *done_next;
+  oee_token *token;           /* cancellation token while RUNNING, else NULL */
+  void *payload;              /* executor-specific data (pipelines), owned */
+  void (*payload_free)(void *payload);
+} oee_task;
+
+/*
+ * Packs `draft` into one new snapshot with a reference count of 1. String
+ * pointers in the draft may be NULL (stored as ""); the context must be
+ * sorted by key already. Returns NULL when out of memory.
+ */
+oee_task_info *oee__snap_pack(const oee_task_info *draft);
+
+/*
+ * Copies `n` context entries into a new array sorted by key (the strings are
+ * still borrowed). OEE_EINVAL for a NULL or duplicate key or NULL value,
+ * OEE_ENOMEM. *out is NULL when n == 0.
+ */
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv **out);
+
+/* Writes a fresh random (v4) UUID, lower case, NUL-terminated. */
+void oee__new_id(char out[OEE_ID_LEN + 1]);
+
+#endif /* OEE_TASK_H */
