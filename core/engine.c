@@ -340,8 +340,12 @@ int oee_engine_running(oee_engine *eng) {
 /* Waits for running jobs to end, cancelling them once `drain_ms` passed. */
 static void drain_locked(oee_engine *eng, int64_t drain_ms) {
   int64_t deadline = oee__mono_ns() + drain_ms * 1000000;
-  while (eng->running_jobs > 0 && drain_ms >= 0) {
-    if (oee__wait_until(&eng->drain_cv, &eng->lock, deadline)) break;
+  while (eng->running_jobs > 0) {
+    if (drain_ms < 0) {
+      oee__wait(&eng->drain_cv, &eng->lock);
+    } else if (oee__wait_until(&eng->drain_cv, &eng->lock, deadline)) {
+      break;
+    }
   }
   for (oee_job *j = eng->running; j; j = j->next) oee_token_cancel(j->token);
   while (eng->running_jobs > 0) oee__wait(&eng->drain_cv, &eng->lock);
@@ -557,13 +561,6 @@ int oee_engine_list(oee_engine *eng, const oee_list_query *q, oee_list_page *out
   int rc = eng->store->ops->list(eng->store, q, out);
   oee__unlock(&eng->lock);
   return rc;
-}
-
-void oee_list_page_free(oee_list_page *page) {
-  if (page == NULL) return;
-  for (size_t i = 0; i < page->len; i++) oee_task_info_unref(page->tasks[i]);
-  free(page->tasks);
-  memset(page, 0, sizeof(*page));
 }
 
 long oee_engine_clear_completed(oee_engine *eng, long keep_recent) {

@@ -54,7 +54,7 @@ enum {
   OEE__E_COUNT
 };
 
-#define OEE__ERRNO_VALUE(name, msg) OEE_E##name = -(1 + OEE__E_##name##_INDEX),
+#define OEE__ERRNO_VALUE(name, msg) OEE_E##name = -OEE__E_##name##_INDEX,
 enum { OEE_ERRNO_MAP(OEE__ERRNO_VALUE) };
 #undef OEE__ERRNO_VALUE
 

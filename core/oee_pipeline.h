@@ -58,6 +58,9 @@ typedef struct oee_stage_spec {
   double cost;
 } oee_stage_spec;
 
+/* Most stages one pipeline may have (PARALLEL_ENSEMBLE runs them all at once). */
+#define OEE_PIPELINE_MAX_STAGES 64
+
 typedef struct oee_pipeline_spec {
   const char *pipeline_id;
   const oee_stage_spec *stages;
@@ -71,8 +74,9 @@ typedef struct oee_pipeline_spec {
 } oee_pipeline_spec;
 
 /*
- * Validates and enqueues a pipeline task. OEE_EINVAL: no stages, UNSPECIFIED
- * or unknown strategy, negative budgets, bad priority, empty stage model;
+ * Validates and enqueues a pipeline task. OEE_EINVAL: no stages or more than
+ * OEE_PIPELINE_MAX_STAGES, UNSPECIFIED or unknown strategy, negative (or
+ * NaN) budgets, a negative cost override, bad priority, empty stage model;
  * OEE_ENOMODEL: a model_id not in the engine's model table. Other errors as
  * for oee_engine_submit().
  */

@@ -276,6 +276,13 @@ static void mem_destroy(oee_store *s, oee_store_drop_fn drop, void *arg) {
   free(m);
 }
 
+void oee_list_page_free(oee_list_page *page) {
+  if (page == NULL) return;
+  for (size_t i = 0; i < page->len; i++) oee_task_info_unref(page->tasks[i]);
+  free(page->tasks);
+  memset(page, 0, sizeof(*page));
+}
+
 static const oee_store_ops mem_ops = {
     .insert = mem_insert,
     .changed = mem_changed,
