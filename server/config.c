@@ -1,0 +1,314 @@
+/* config.c - flags, environment and the JSON config file (jansson). */
+#include "server/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ARGV 64
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len,
+                                                      const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, len, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static int set_defaults(oee_server_config *c) {
+  memset(c, 0, sizeof(*c));
+  c->listen = strdup("127.0.0.1:50051");
+  c->workers = 3;
+  c->max_queue = 1000000;
+  c->max_batch = 10000;
+  c->watch_buffer = 4096;
+  c->max_watchers = 1024;
+  c->drain_timeout = 30;
+  if (c->listen == NULL || oee_exec_table_create(&c->commands) != 0 ||
+      oee_model_table_create(&c->models) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+void oee_server_config_free(oee_server_config *c) {
+  free(c->listen);
+  free(c->config_path);
+  oee_exec_table_destroy(c->commands);
+  oee_model_table_destroy(c->models);
+  memset(c, 0, sizeof(*c));
+}
+
+/* ------------------------------------------------------------ scalars */
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_seconds(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !isfinite(v) || v < 0) return -1;
+  *out = v;
+  return 0;
+}
+
+static int set_listen(oee_server_config *c, const char *v) {
+  if (v[0] == '\0' || strchr(v, ':') == NULL) return -1;
+  char *dup = strdup(v);
+  if (dup == NULL) return -1;
+  free(c->listen);
+  c->listen = dup;
+  return 0;
+}
+
+/* ----------------------------------------------------------- JSON file */
+
+static int json_count(json_t *v, const char *key, size_t lo, size_t *out,
+                      char *err, size_t len) {
+  if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)lo) {
+    return fail(err, len, "config key \"%s\" must be an integer >= %zu", key, lo);
+  }
+  *out = (size_t)json_integer_value(v);
+  return 0;
+}
+
+static int json_number(json_t *v, const char *key, double *out, char *err,
+                       size_t len) {
+  if (!json_is_number(v) || json_number_value(v) < 0) {
+    return fail(err, len, "config key \"%s\" must be a non-negative number", key);
+  }
+  *out = json_number_value(v);
+  return 0;
+}
+
+/* Reads "argv": a non-empty array of strings, into a NULL-terminated array. */
+static int json_argv(json_t *v, const char *where, const char **argv,
+                     size_t *argc, char *err, size_t len) {
+  if (!json_is_array(v) || json_array_size(v) == 0 ||
+      json_array_size(v) >= MAX_ARGV) {
+    return fail(err, len, "config key \"%s.argv\" must be a non-empty array of strings", where);
+  }
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    json_t *s = json_array_get(v, i);
+    if (!json_is_string(s)) {
+      return fail(err, len, "config key \"%s.argv[%zu]\" must be a string", where, i);
+    }
+    argv[i] = json_string_value(s);
+  }
+  *argc = json_array_size(v);
+  argv[*argc] = NULL;
+  return 0;
+}
+
+typedef struct entry_fields {
+  const char *argv[MAX_ARGV];
+  size_t argc;
+  double timeout, cost, quality;
+} entry_fields;
+
+/* Reads one commands/models entry; `allowed` lists its permitted keys. */
+static int json_entry(json_t *obj, const char *where, const char *const *allowed,
+                      entry_fields *f, char *err, size_t len) {
+  if (!json_is_object(obj)) return fail(err, len, "config key \"%s\" must be an object", where);
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    int known = 0;
+    for (const char *const *a = allowed; *a; a++) known |= strcmp(*a, key) == 0;
+    char path[256];
+    snprintf(path, sizeof(path), "%s.%s", where, key);
+    if (!known) return fail(err, len, "unknown config key \"%s\"", path);
+    int rc = 0;
+    if (strcmp(key, "argv") == 0) rc = json_argv(v, where, f->argv, &f->argc, err, len);
+    if (strcmp(key, "timeout_seconds") == 0) rc = json_number(v, path, &f->timeout, err, len);
+    if (strcmp(key, "cost") == 0) rc = json_number(v, path, &f->cost, err, len);
+    if (strcmp(key, "quality") == 0) rc = json_number(v, path, &f->quality, err, len);
+    if (rc != 0) return rc;
+  }
+  if (f->argc == 0) return fail(err, len, "config key \"%s.argv\" is required", where);
+  return 0;
+}
+
+static int json_commands(oee_server_config *c, json_t *obj, char *err, size_t len) {
+  static const char *const allowed[] = {"argv", "timeout_seconds", NULL};
+  if (!json_is_object(obj)) return fail(err, len, "config key \"commands\" must be an object");
+  const char *name;
+  json_t *v;
+  json_object_foreach(obj, name, v) {
+    char where[192];
+    snprintf(where, sizeof(where), "commands.%s", name);
+    entry_fields f = {.timeout = 0};
+    if (json_entry(v, where, allowed, &f, err, len) != 0) return -1;
+    int rc = oee_exec_table_add(c->commands, name, f.argv, f.argc, f.timeout);
+    if (rc != 0) return fail(err, len, "config key \"%s\": %s", where, oee_strerror(rc));
+  }
+  return 0;
+}
+
+static int json_models(oee_server_config *c, json_t *obj, char *err, size_t len) {
+  static const char *const allowed[] = {"argv", "timeout_seconds", "cost", "quality", NULL};
+  if (!json_is_object(obj)) return fail(err, len, "config key \"models\" must be an object");
+  const char *name;
+  json_t *v;
+  json_object_foreach(obj, name, v) {
+    char where[192];
+    snprintf(where, sizeof(where), "models.%s", name);
+    entry_fields f = {.timeout = 0};
+    if (json_entry(v, where, allowed, &f, err, len) != 0) return -1;
+    int rc = oee_model_table_add(c->models, name, f.argv, f.argc, f.cost,
+                                 f.quality, f.timeout);
+    if (rc != 0) return fail(err, len, "config key \"%s\": %s", where, oee_strerror(rc));
+  }
+  return 0;
+}
+
+static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
+                    size_t len) {
+  size_t n = 0;
+  if (strcmp(key, "listen") == 0) {
+    if (!json_is_string(v) || set_listen(c, json_string_value(v)) != 0) {
+      return fail(err, len, "config key \"listen\" must be a \"host:port\" string");
+    }
+    return 0;
+  }
+  if (strcmp(key, "workers") == 0) {
+    if (json_count(v, key, 1, &n, err, len) != 0 || n > 1024) {
+      return fail(err, len, "config key \"workers\" must be an integer from 1 to 1024");
+    }
+    c->workers = (int)n;
+    return 0;
+  }
+  if (strcmp(key, "max_queue") == 0) return json_count(v, key, 1, &c->max_queue, err, len);
+  if (strcmp(key, "max_batch") == 0) return json_count(v, key, 1, &c->max_batch, err, len);
+  if (strcmp(key, "watch_buffer") == 0) return json_count(v, key, 1, &c->watch_buffer, err, len);
+  if (strcmp(key, "max_watchers") == 0) return json_count(v, key, 1, &c->max_watchers, err, len);
+  if (strcmp(key, "drain_timeout_seconds") == 0) return json_number(v, key, &c->drain_timeout, err, len);
+  if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
+  if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
+  return fail(err, len, "unknown config key \"%s\"", key);
+}
+
+int oee_server_config_apply_json(oee_server_config *c, const char *text,
+                                 const char *origin, char *err, size_t len) {
+  json_error_t jerr;
+  json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+  if (root == NULL) {
+    return fail(err, len, "%s: invalid JSON at line %d: %s", origin, jerr.line, jerr.text);
+  }
+  int rc = 0;
+  if (!json_is_object(root)) rc = fail(err, len, "%s: the top level must be an object", origin);
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    if (rc == 0) rc = json_key(c, key, v, err, len);
+  }
+  json_decref(root);
+  return rc;
+}
+
+static int load_file(oee_server_config *c, const char *path, char *err, size_t len) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return fail(err, len, "cannot read config file %s: %s", path, strerror(errno));
+  char *text = NULL;
+  size_t size = 0;
+  FILE *mem = open_memstream(&text, &size);
+  char buf[4096];
+  size_t n;
+  while (mem && (n = fread(buf, 1, sizeof(buf), f)) > 0) fwrite(buf, 1, n, mem);
+  int bad = ferror(f) || mem == NULL;
+  fclose(f);
+  if (mem) fclose(mem);
+  int rc = bad ? fail(err, len, "cannot read config file %s", path)
+               : oee_server_config_apply_json(c, text, path, err, len);
+  free(text);
+  if (rc == 0) c->config_path = strdup(path);
+  return rc;
+}
+
+/* ------------------------------------------------- flags and environment */
+
+typedef struct overrides {
+  const char *listen, *workers, *config, *drain;
+} overrides;
+
+static const char usage[] =
+    "usage: oee-server [--listen HOST:PORT] [--workers N] [--config FILE] "
+    "[--drain-timeout SECONDS]";
+
+static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t len) {
+  static const struct option opts[] = {
+      {"listen", required_argument, NULL, 'l'},
+      {"workers", required_argument, NULL, 'w'},
+      {"config", required_argument, NULL, 'c'},
+      {"drain-timeout", required_argument, NULL, 'd'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  optind = 0; /* reset: tests call this more than once */
+  opterr = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'l': o->listen = optarg; break;
+      case 'w': o->workers = optarg; break;
+      case 'c': o->config = optarg; break;
+      case 'd': o->drain = optarg; break;
+      case 'h': fail(err, len, "%s", usage); return 1;
+      default:
+        return fail(err, len, "unknown or incomplete option \"%s\"; %s",
+                    argv[optind - 1], usage);
+    }
+  }
+  if (optind < argc) return fail(err, len, "unexpected argument \"%s\"; %s", argv[optind], usage);
+  return 0;
+}
+
+/* Applies one setting given as text by a flag or variable named `what`. */
+static int apply_text(oee_server_config *c, char key, const char *v,
+                      const char *what, char *err, size_t len) {
+  long n;
+  switch (key) {
+    case 'l':
+      if (set_listen(c, v) != 0) return fail(err, len, "%s must be HOST:PORT, got \"%s\"", what, v);
+      return 0;
+    case 'w':
+      if (parse_int(v, 1, 1024, &n) != 0) return fail(err, len, "%s must be an integer from 1 to 1024, got \"%s\"", what, v);
+      c->workers = (int)n;
+      return 0;
+    default:
+      if (parse_seconds(v, &c->drain_timeout) != 0) return fail(err, len, "%s must be a non-negative number of seconds, got \"%s\"", what, v);
+      return 0;
+  }
+}
+
+int oee_server_config_load(oee_server_config *c, int argc, char **argv,
+                           oee_getenv_fn env, char *err, size_t len) {
+  if (set_defaults(c) != 0) return fail(err, len, "out of memory");
+  overrides flags = {0};
+  int rc = parse_flags(argc, argv, &flags, err, len);
+  if (rc != 0) return rc;
+  overrides vars = {env("OEE_LISTEN"), env("OEE_WORKERS"), env("OEE_CONFIG"),
+                    env("OEE_DRAIN_TIMEOUT")};
+  const char *path = flags.config ? flags.config : vars.config;
+  if (path && path[0] && load_file(c, path, err, len) != 0) return -1;
+  if (vars.listen && apply_text(c, 'l', vars.listen, "OEE_LISTEN", err, len)) return -1;
+  if (vars.workers && apply_text(c, 'w', vars.workers, "OEE_WORKERS", err, len)) return -1;
+  if (vars.drain && apply_text(c, 'd', vars.drain, "OEE_DRAIN_TIMEOUT", err, len)) return -1;
+  if (flags.listen && apply_text(c, 'l', flags.listen, "--listen", err, len)) return -1;
+  if (flags.workers && apply_text(c, 'w', flags.workers, "--workers", err, len)) return -1;
+  if (flags.drain && apply_text(c, 'd', flags.drain, "--drain-timeout", err, len)) return -1;
+  return 0;
+}
