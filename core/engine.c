@@ -330,6 +330,12 @@ void oee_engine_refuse_submissions(oee_engine *eng) {
   oee__unlock(&eng->lock);
 }
 
+void oee_engine_cancel_running(oee_engine *eng) {
+  oee__lock(&eng->lock);
+  for (oee_job *j = eng->running; j; j = j->next) oee_token_cancel(j->token);
+  oee__unlock(&eng->lock);
+}
+
 int oee_engine_running(oee_engine *eng) {
   oee__lock(&eng->lock);
   int r = eng->started && !eng->stopping;

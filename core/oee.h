@@ -216,6 +216,9 @@ int oee_engine_start(oee_engine *eng);
  * them to end; the worker threads are joined. Safe to call twice.
  */
 int oee_engine_stop(oee_engine *eng, int64_t drain_ms);
+/* Cancels the token of every running task now (e.g. a second SIGTERM
+ * during a drain). Queued tasks are left alone. */
+void oee_engine_cancel_running(oee_engine *eng);
 /* Refuse new submissions from now on (what a stop does first). */
 void oee_engine_refuse_submissions(oee_engine *eng);
 /* 1 between start and stop. */

@@ -67,6 +67,19 @@ int oee_proc_run(const char *const *argv, const char *input, size_t input_len,
                  oee_proc_result *res);
 void oee_proc_result_free(oee_proc_result *res);
 
+/* Room a oee_proc_describe() message may need (the stderr tail included). */
+#define OEE_PROC_MSG_MAX (OEE_PROC_ERR_TAIL + 128)
+
+/*
+ * Describes a failed run in `buf` (always NUL-terminated when cap > 0):
+ * "exit status 3: <stderr tail>", "timed out after 2s" (`timeout_s` is the
+ * limit the run was given), "killed by signal 9 (Killed): <tail>" or
+ * "cancelled". The tail has its trailing whitespace removed. Returns 1 when
+ * the run failed, 0 when it exited with status 0 (buf is then "").
+ */
+int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf,
+                      size_t cap);
+
 /* Copies `s` without trailing whitespace (malloc'd). */
 char *oee_trim_right(const char *s);
 
