@@ -1,0 +1,37 @@
+/* rpc_codec.c - protobuf-c <-> byte buffer conversion (see rpc_codec.h). */
+#include "client/rt/rpc_codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+
+grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg) {
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  grpc_slice s = grpc_slice_malloc(n);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc,
+                                  grpc_byte_buffer *bb) {
+  grpc_byte_buffer_reader rd;
+  if (bb == NULL || !grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
+  grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+  grpc_byte_buffer_reader_destroy(&rd);
+  ProtobufCMessage *m = protobuf_c_message_unpack(
+      desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  return m;
+}
+
+char *oee__rpc_slice_strdup(grpc_slice s) {
+  size_t n = GRPC_SLICE_LENGTH(s);
+  char *p = malloc(n + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, GRPC_SLICE_START_PTR(s), n);
+  p[n] = '\0';
+  return p;
+}

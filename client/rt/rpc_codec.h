@@ -1,0 +1,24 @@
+/*
+ * rpc_codec.h - protobuf-c messages <-> gRPC byte buffers. Internal to the
+ * client and server call runtimes (names oee__rpc_*).
+ */
+#ifndef OEE_CLIENT_RT_RPC_CODEC_H
+#define OEE_CLIENT_RT_RPC_CODEC_H
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* Packs msg into a new byte buffer the caller destroys with
+ * grpc_byte_buffer_destroy(). Never NULL (gRPC aborts on allocation failure). */
+grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg);
+/* Unpacks bb (borrowed) as a desc message; returns a new message the caller
+ * frees with protobuf_c_message_free_unpacked(), or NULL if it does not
+ * decode. */
+ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc,
+                                  grpc_byte_buffer *bb);
+/* Copies a slice into a malloc'd NUL-terminated string (NULL if out of
+ * memory). */
+char *oee__rpc_slice_strdup(grpc_slice s);
+
+#endif

@@ -1,0 +1,141 @@
+/* convert.c - core -> oee.v1 messages (see convert.h). */
+#include "server/convert.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* protobuf-c declares string fields char *; replies never write to them. */
+static char *str(const char *s) { return (char *)(uintptr_t)s; }
+
+Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns) {
+  if (ns == 0) return NULL;
+  Google__Protobuf__Timestamp *ts = oee_arena_alloc(a, sizeof(*ts));
+  google__protobuf__timestamp__init(ts);
+  ts->seconds = ns / 1000000000;
+  ts->nanos = (int32_t)(ns % 1000000000);
+  return ts;
+}
+
+static void task_context(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t) {
+  if (t->context_len == 0) return;
+  m->n_context = t->context_len;
+  m->context = oee_arena_alloc(a, t->context_len * sizeof(*m->context));
+  Oee__V1__Task__ContextEntry *e = oee_arena_alloc(a, t->context_len * sizeof(*e));
+  for (size_t i = 0; i < t->context_len; i++) {
+    oee__v1__task__context_entry__init(&e[i]);
+    e[i].key = str(t->context[i].key);
+    e[i].value = str(t->context[i].value);
+    m->context[i] = &e[i];
+  }
+}
+
+Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
+  Oee__V1__Task *m = oee_arena_alloc(a, sizeof(*m));
+  oee__v1__task__init(m);
+  m->id = str(t->id);
+  m->name = str(t->name);
+  m->status = (Oee__V1__TaskStatus)t->status;
+  m->priority = t->priority;
+  m->task_type = str(t->task_type);
+  task_context(a, m, t);
+  m->created_at = oee_pb_time(a, t->created_at_ns);
+  m->started_at = oee_pb_time(a, t->started_at_ns);
+  m->completed_at = oee_pb_time(a, t->completed_at_ns);
+  m->error_message = str(t->error_message);
+  m->result = str(t->result);
+  m->worker_id = t->worker_id;
+  return m;
+}
+
+Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st) {
+  Oee__V1__QueueStatus *q = oee_arena_alloc(a, sizeof(*q));
+  oee__v1__queue_status__init(q);
+  q->queue_size = (int32_t)st->queue_size;
+  q->total_tasks = (int32_t)st->total_tasks;
+  enum { N = OEE_TASK_STATUS_COUNT - 1 };
+  q->n_tasks_by_status = N;
+  q->tasks_by_status = oee_arena_alloc(a, N * sizeof(*q->tasks_by_status));
+  Oee__V1__QueueStatus__TasksByStatusEntry *e = oee_arena_alloc(a, N * sizeof(*e));
+  for (int i = 0; i < N; i++) {
+    oee_task_status s = (oee_task_status)(OEE_TASK_QUEUED + i);
+    oee__v1__queue_status__tasks_by_status_entry__init(&e[i]);
+    e[i].key = str(oee_task_status_name(s));
+    e[i].value = (int32_t)st->by_status[s];
+    q->tasks_by_status[i] = &e[i];
+  }
+  return q;
+}
+
+Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
+                                            const char *version) {
+  Oee__V1__SystemStatus *m = oee_arena_alloc(a, sizeof(*m));
+  oee__v1__system_status__init(m);
+  m->running = st->running;
+  m->num_workers = st->num_workers;
+  m->queue = oee_pb_queue_status(a, st);
+  m->uptime_seconds = st->uptime_seconds;
+  m->version = str(version);
+  m->n_workers = (size_t)st->num_workers;
+  m->workers = oee_arena_alloc(a, m->n_workers * sizeof(*m->workers));
+  for (size_t i = 0; i < m->n_workers; i++) {
+    const oee_worker_status *w = &st->workers[i];
+    Oee__V1__WorkerStatus *ws = oee_arena_alloc(a, sizeof(*ws));
+    oee__v1__worker_status__init(ws);
+    ws->worker_id = w->worker_id;
+    ws->busy = w->busy;
+    ws->current_task_id = str(w->current_task_id);
+    ws->tasks_completed = (int32_t)w->tasks_completed;
+    ws->tasks_failed = (int32_t)w->tasks_failed;
+    m->workers[i] = ws;
+  }
+  return m;
+}
+
+static Oee__V1__StageResult *stage_result(oee_arena *a, const oee_stage_result *s) {
+  Oee__V1__StageResult *m = oee_arena_alloc(a, sizeof(*m));
+  oee__v1__stage_result__init(m);
+  m->name = str(s->name);
+  m->model_id = str(s->model_id);
+  m->status = (Oee__V1__StageStatus)s->status;
+  m->output = str(s->output ? s->output : "");
+  m->cost = s->cost;
+  m->elapsed_seconds = s->elapsed_seconds;
+  m->error_message = str(s->error_message ? s->error_message : "");
+  return m;
+}
+
+Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a,
+                                                const oee_pipeline_result *r) {
+  Oee__V1__PipelineResult *m = oee_arena_alloc(a, sizeof(*m));
+  oee__v1__pipeline_result__init(m);
+  m->task_id = str(r->task_id);
+  m->pipeline_id = str(r->pipeline_id ? r->pipeline_id : "");
+  m->status = (Oee__V1__TaskStatus)r->status;
+  m->strategy = (Oee__V1__PipelineStrategy)r->strategy;
+  m->output = str(r->output ? r->output : "");
+  m->total_cost = r->total_cost;
+  m->elapsed_seconds = r->elapsed_seconds;
+  m->error_message = str(r->error_message ? r->error_message : "");
+  m->n_stages = r->n_stages;
+  m->stages = oee_arena_alloc(a, r->n_stages * sizeof(*m->stages) + 1);
+  for (size_t i = 0; i < r->n_stages; i++) m->stages[i] = stage_result(a, &r->stages[i]);
+  return m;
+}
+
+char *oee_page_token(oee_arena *a, uint64_t next_index) {
+  if (next_index == 0) return str("");
+  return oee_arena_printf(a, "v1.%llx", (unsigned long long)next_index);
+}
+
+int oee_page_token_parse(const char *token, uint64_t *after) {
+  *after = 0;
+  if (token == NULL || token[0] == '\0') return 0;
+  if (strncmp(token, "v1.", 3) != 0 || token[3] == '\0') return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(token + 3, &end, 16);
+  if (errno || *end || v == 0 || token[3] == '-' || token[3] == '+') return -1;
+  *after = v;
+  return 0;
+}

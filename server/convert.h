@@ -1,0 +1,31 @@
+/*
+ * convert.h - core snapshots and results to oee.v1 messages, and the
+ * request-side enums and tokens back.
+ *
+ * Messages are built in an arena and BORROW strings from the snapshots and
+ * results they come from: those must stay alive until the message is packed.
+ */
+#ifndef OEE_SERVER_CONVERT_H
+#define OEE_SERVER_CONVERT_H
+
+#include <stdint.h>
+
+#include "core/oee.h"
+#include "core/oee_pipeline.h"
+#include "proto/oee/v1/orchestrator.pb-c.h"
+#include "server/arena.h"
+
+/* NULL for 0 ("not reached"). */
+Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns);
+Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t);
+Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st);
+Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
+                                            const char *version);
+Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a,
+                                                const oee_pipeline_result *r);
+
+/* "v1.<hex index>" <-> index; -1 for a token that does not parse. */
+char *oee_page_token(oee_arena *a, uint64_t next_index);
+int oee_page_token_parse(const char *token, uint64_t *after_index);
+
+#endif /* OEE_SERVER_CONVERT_H */

@@ -1,0 +1,71 @@
+/*
+ * rpc_internal.h - private to the server call runtime (rpc_server.c,
+ * rpc_call.c). Everything here is touched on the CQ thread only, except
+ * oee_rpc_server.stop (atomic).
+ */
+#ifndef OEE_SERVER_RT_RPC_INTERNAL_H
+#define OEE_SERVER_RT_RPC_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+
+#include "server/rt/rpc_server.h"
+
+/* A completion-queue tag: every tag the runtime hands to gRPC is an rt_op,
+ * and the run loop calls done(owner, success). */
+typedef struct rt_op {
+  void (*done)(void *owner, int ok);
+  void *owner;
+} rt_op;
+
+typedef struct slot slot;
+
+/* A registered method; owned by the server. */
+typedef struct method_reg {
+  oee_rpc_method m; /* m.path is owned (strdup) */
+  void *ctx;        /* borrowed, from add_service */
+  void *handle;     /* grpc_server_register_method's handle */
+  slot *slot;       /* its armed request */
+} method_reg;
+
+/* Server phases, in order. */
+typedef enum phase {
+  PHASE_CREATED,  /* methods may be added */
+  PHASE_STARTED,  /* serving; run() may be called */
+  PHASE_DRAINING, /* shutdown_and_notify issued; waiting for calls */
+  PHASE_CQ_DOWN,  /* shutdown notified; the CQ is shutting down */
+  PHASE_DONE      /* CQ drained: no gRPC work left */
+} phase;
+
+struct oee_rpc_server {
+  grpc_server *server;
+  grpc_completion_queue *cq;
+  int port;
+  int grace_ms;          /* ms given to open calls before cancelling them */
+  method_reg **regs;     /* owned array of owned registrations */
+  size_t n_regs;
+  slot *generic;         /* armed grpc_server_request_call (unknown methods) */
+  void (*tick)(void *ud);
+  void *tick_ud;
+  int tick_ms;           /* -1: only after events */
+  gpr_timespec last_tick;
+  atomic_int stop;       /* set by oee_rpc_server_shutdown() */
+  phase phase;
+  int running;           /* run() has been entered */
+  int cancelled_all;     /* grpc_server_cancel_all_calls issued */
+  gpr_timespec grace_end;
+  rt_op shutdown_op;
+  size_t live_calls;
+};
+
+/* Creates a call for a new grpc_call (ownership of gc and payload passes to
+ * the call) and runs it: sends initial metadata, arms RECV_CLOSE, decodes
+ * and calls the handler, or answers UNIMPLEMENTED if reg is NULL. `path`
+ * (borrowed) names an unknown method in that answer. */
+void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg,
+                            grpc_call *gc, grpc_byte_buffer *payload,
+                            const char *path);
+
+#endif

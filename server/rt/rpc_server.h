@@ -1,0 +1,186 @@
+/*
+ * rpc_server.h - the C server call runtime: a grpc_server driven by one
+ * completion queue, method tables from the generated stubs, and call
+ * objects for unary, server-streaming and client/bidi-streaming methods.
+ *
+ * DESIGN
+ *  - One completion queue, drained by the one thread that calls
+ *    oee_rpc_server_run() (the "CQ thread"). Every handler and callback runs
+ *    on it, and every oee_rpc_call_* function must be called on it. Other
+ *    threads hand work to it through the tick hook (a callback invoked on the
+ *    CQ thread after each processed batch of events and at least every
+ *    tick_interval_ms), e.g. by filling a queue the tick drains.
+ *  - The CQ wait is bounded (OEE_RPC_SERVER_POLL_MS) so a shutdown request,
+ *    a plain atomic store that is safe from a signal handler, is noticed
+ *    within that time.
+ *  - For each registered method one grpc_server_request_registered_call is
+ *    kept armed (re-armed as soon as a call arrives), and one generic
+ *    grpc_server_request_call answers unknown methods with UNIMPLEMENTED.
+ *  - On arrival a call sends its initial metadata and starts
+ *    RECV_CLOSE_ON_SERVER at once, so a client that goes away is reported
+ *    (on_cancelled) even while the server has nothing to send.
+ *  - Unary and server-streaming requests are decoded before the handler runs;
+ *    a body that does not decode is answered INVALID_ARGUMENT without calling
+ *    the handler. A method whose handler is NULL answers UNIMPLEMENTED.
+ *
+ * Call lifetime and ownership
+ *  - oee_rpc_call objects are owned by the runtime and reference counted:
+ *    one reference per gRPC batch in flight, one while the handler runs, and
+ *    one per oee_rpc_call_ref(). When the last one goes (the call has ended
+ *    on the wire: finished or cancelled, and all its batches completed),
+ *    on_done runs and the call is freed. A handler that keeps a call pointer
+ *    after returning must forget it in on_done (or in on_cancelled), or hold a
+ *    reference; after on_done the pointer is invalid.
+ *  - The request message is owned by the call and stays valid until on_done.
+ *  - Messages passed to reply/write are borrowed: packed before the call
+ *    returns. Strings passed in are copied.
+ *
+ * Shutdown: oee_rpc_server_shutdown() (any thread, or a signal handler) makes
+ * run() call grpc_server_shutdown_and_notify: no new calls; open calls get
+ * shutdown_grace_ms to end (the tick keeps running, so the application can
+ * finish its streams, e.g. with UNAVAILABLE), then the remaining calls are
+ * cancelled (on_cancelled, on_done), the queue is drained and run() returns.
+ * oee_rpc_server_destroy() then frees everything.
+ */
+#ifndef OEE_SERVER_RT_RPC_SERVER_H
+#define OEE_SERVER_RT_RPC_SERVER_H
+
+#include <stddef.h>
+
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Negative error codes of this module (0 is success). */
+#define OEE_RPC_EINVAL (-1)  /* bad argument (NULL, wrong message type) */
+#define OEE_RPC_EBUSY (-2)   /* a write is already in flight on the call */
+#define OEE_RPC_ECLOSED (-3) /* the call is finished or cancelled */
+#define OEE_RPC_ESTATE (-4)  /* wrong server state for the operation */
+#define OEE_RPC_ENOMEM (-5)  /* allocation failed */
+#define OEE_RPC_ECALL (-6)   /* gRPC refused the operation */
+
+/* Maximum wait of one completion-queue poll, in milliseconds. */
+#define OEE_RPC_SERVER_POLL_MS 50
+
+typedef struct oee_rpc_server oee_rpc_server;
+typedef struct oee_rpc_call oee_rpc_call;
+
+/* Called on the CQ thread when a call of the method arrives. req is the
+ * decoded request (owned by the call, valid until on_done), or NULL for
+ * client- and bidi-streaming methods, whose messages arrive through
+ * on_message. ctx is the pointer given to oee_rpc_server_add_service(). A
+ * unary handler must eventually reply or fail (now or later); a streaming
+ * handler must eventually finish, unless the call is cancelled first. */
+typedef void (*oee_rpc_handler)(oee_rpc_call *call, const ProtobufCMessage *req,
+                                void *ctx);
+
+/* One method of a service; the generated <file>.grpc-c.c holds a template
+ * table per service with handler NULL. */
+typedef struct oee_rpc_method {
+  const char *path; /* "/pkg.Service/Method"; copied on registration */
+  int client_streaming;
+  int server_streaming;
+  const ProtobufCMessageDescriptor *request;
+  const ProtobufCMessageDescriptor *response;
+  oee_rpc_handler handler; /* NULL: answered UNIMPLEMENTED */
+} oee_rpc_method;
+
+typedef struct oee_rpc_server_options {
+  int max_receive_message_bytes; /* 0: gRPC default (4 MiB); -1: unlimited */
+  int max_send_message_bytes;    /* 0: gRPC default; -1: unlimited */
+  int shutdown_grace_ms;         /* 0: 1000 ms; < 0: cancel calls at once */
+} oee_rpc_server_options;
+
+/* Creates a server listening (insecurely) on listen_addr, e.g.
+ * "127.0.0.1:0" for a free port. opts may be NULL (defaults). On success
+ * *port (may be NULL) receives the bound port. Returns NULL if the address
+ * cannot be bound or memory runs out. The caller owns the server. */
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
+                                      const oee_rpc_server_options *opts,
+                                      int *port);
+/* Registers n methods, all called with ctx (borrowed; must outlive the
+ * server). The table is copied, so it may live on the stack. Only before
+ * oee_rpc_server_start(). Returns 0, OEE_RPC_ESTATE, OEE_RPC_EINVAL (NULL,
+ * or a path already registered), OEE_RPC_ENOMEM. */
+int oee_rpc_server_add_service(oee_rpc_server *srv,
+                               const oee_rpc_method *methods, size_t n,
+                               void *ctx);
+/* Installs the tick hook: tick(ud) runs on the CQ thread after every
+ * processed batch of events and at least every interval_ms (-1: only after
+ * events). Call before run() or from the CQ thread. tick may be NULL. */
+void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud),
+                             void *ud, int interval_ms);
+/* Changes the tick interval (before run() or on the CQ thread). */
+void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms);
+/* Starts serving (arms the call requests). Returns 0 or OEE_RPC_ESTATE. */
+int oee_rpc_server_start(oee_rpc_server *srv);
+/* Runs the completion queue on the calling thread until a shutdown has
+ * completed. Returns 0, or OEE_RPC_ESTATE if not started or run before. */
+int oee_rpc_server_run(oee_rpc_server *srv);
+/* Requests shutdown. Any thread; async-signal-safe (one atomic store). */
+void oee_rpc_server_shutdown(oee_rpc_server *srv);
+/* 1 once a shutdown was requested (any thread). A tick that sees it may end
+ * its open streams, e.g. with GRPC_STATUS_UNAVAILABLE, within the grace. */
+int oee_rpc_server_stopping(const oee_rpc_server *srv);
+/* Frees the server. If run() has not completed a shutdown, performs one on
+ * the calling thread first (no thread may be in run() then). srv may be NULL. */
+void oee_rpc_server_destroy(oee_rpc_server *srv);
+/* Number of call objects alive (for tests and metrics). CQ thread. */
+size_t oee_rpc_server_live_calls(const oee_rpc_server *srv);
+
+/* ----------------------------------------------------------------- calls
+ * Everything below runs on the CQ thread only. */
+
+/* Per-call callbacks; user is the pointer given with them. */
+typedef struct oee_rpc_call_callbacks {
+  /* A write completed and another may start. */
+  void (*on_writable)(oee_rpc_call *call, void *user);
+  /* The client went away (cancel, deadline, server shutdown) before the
+   * call was finished; writes now fail with OEE_RPC_ECLOSED. */
+  void (*on_cancelled)(oee_rpc_call *call, void *user);
+  /* Client/bidi streaming: the next request message (borrowed for the
+   * callback), or NULL once the client has half-closed. */
+  void (*on_message)(oee_rpc_call *call, const ProtobufCMessage *msg,
+                     void *user);
+  /* Last callback: the call is about to be freed; release user here. */
+  void (*on_done)(oee_rpc_call *call, void *user);
+} oee_rpc_call_callbacks;
+
+/* Installs callbacks (copied; cbs may be NULL to clear) and user pointer. */
+void oee_rpc_call_set_callbacks(oee_rpc_call *call,
+                                const oee_rpc_call_callbacks *cbs, void *user);
+void *oee_rpc_call_user(const oee_rpc_call *call);
+/* The method (the server's copy) and the decoded request (or NULL). */
+const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *call);
+const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *call);
+/* Extra references keep the call (not the RPC) alive until unref. */
+void oee_rpc_call_ref(oee_rpc_call *call);
+void oee_rpc_call_unref(oee_rpc_call *call);
+
+/* Unary: sends msg (of the method's response type) and status OK.
+ * Returns 0, OEE_RPC_EINVAL, OEE_RPC_EBUSY, OEE_RPC_ECLOSED. */
+int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg);
+/* Ends the call with code and message (may be NULL); same as finish. */
+int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code,
+                      const char *message);
+/* Streaming: starts sending msg. At most one write in flight: returns
+ * OEE_RPC_EBUSY while one is; on_writable tells when it completed. Also
+ * OEE_RPC_EINVAL, OEE_RPC_ECLOSED. */
+int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg);
+/* 1 if a write may start now (open call, no write in flight). */
+int oee_rpc_call_writable(const oee_rpc_call *call);
+/* Ends the call with a status; sent after a write still in flight. Returns
+ * 0 or OEE_RPC_ECLOSED (already finished or cancelled). */
+int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code,
+                        const char *message);
+/* 1 once the client went away before the call was finished. */
+int oee_rpc_call_cancelled(const oee_rpc_call *call);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OEE_SERVER_RT_RPC_SERVER_H */

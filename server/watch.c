@@ -1,0 +1,226 @@
+/*
+ * watch.c - WatchTasks: engine subscriptions turned into server streams.
+ *
+ * DESIGN: each stream owns one engine subscription (a bounded ring the
+ * engine fills from any thread without waiting). Everything here runs on the
+ * CQ thread: a stream writes one event at a time; the next write starts when
+ * the previous one completes (on_writable) or, if the ring was empty then,
+ * on the next tick (every 1 ms while any stream is open). A ring that
+ * overflows ends its stream with RESOURCE_EXHAUSTED; nobody else slows down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oee/v1/orchestrator.pb-c.h"
+#include "server/arena.h"
+#include "server/convert.h"
+#include "server/log.h"
+#include "server/service.h"
+
+#define TICK_WATCHING_MS 1
+#define TICK_IDLE_MS 50
+
+typedef struct watcher {
+  oee_watch_hub *hub;
+  oee_rpc_call *call;
+  oee_sub *sub;
+  struct watcher *prev, *next;
+  int ended; /* finished by us or cancelled by the client */
+} watcher;
+
+struct oee_watch_hub {
+  oee_service *svc;
+  watcher *head;
+  size_t count;
+};
+
+int oee_watch_hub_create(oee_service *s, oee_watch_hub **out) {
+  oee_watch_hub *h = calloc(1, sizeof(*h));
+  if (h == NULL) return -1;
+  h->svc = s;
+  *out = h;
+  return 0;
+}
+
+void oee_watch_hub_destroy(oee_watch_hub *h) {
+  if (h == NULL) return;
+  /* The runtime ends every call (on_done) before run() returns; anything
+   * left here lost its call already, so only the subscriptions remain. */
+  while (h->head) {
+    watcher *w = h->head;
+    h->head = w->next;
+    oee_sub_free(w->sub);
+    free(w);
+  }
+  free(h);
+}
+
+size_t oee_watch_hub_count(oee_watch_hub *h) { return h->count; }
+
+static void set_tick(oee_watch_hub *h) {
+  int ms = h->count ? TICK_WATCHING_MS : h->svc->state == OEE_SERVING ? TICK_IDLE_MS : 5;
+  oee_rpc_server_set_tick_interval(h->svc->srv, ms);
+}
+
+/* The time of the change an event reports. */
+static int64_t change_time(const oee_task_info *t) {
+  if (t->completed_at_ns) return t->completed_at_ns;
+  if (t->started_at_ns) return t->started_at_ns;
+  return t->created_at_ns;
+}
+
+static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
+  if (w->ended) return;
+  w->ended = 1;
+  oee_sub_close(w->sub);
+  oee_rpc_call_finish(w->call, code, msg);
+}
+
+/* Starts the next write if the call can take one and an event is waiting. */
+static void pump_one(watcher *w) {
+  if (w->ended || !oee_rpc_call_writable(w->call)) return;
+  const oee_task_info *ev;
+  int rc = oee_sub_next(w->sub, &ev);
+  if (rc == OEE_EOVERFLOW) {
+    char msg[160];
+    snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting",
+             w->hub->svc->cfg->watch_buffer);
+    oee_log(OEE_LOG_WARN, "watcher_dropped", "watch_buffer=%zu", w->hub->svc->cfg->watch_buffer);
+    end_stream(w, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    return;
+  }
+  if (rc != 0) return;
+  oee_arena a;
+  oee_arena_init(&a);
+  Oee__V1__TaskEvent m = OEE__V1__TASK_EVENT__INIT;
+  m.sequence = ev->seq;
+  m.task = oee_pb_task(&a, ev);
+  m.time = oee_pb_time(&a, change_time(ev));
+  oee_rpc_call_write(w->call, &m.base);
+  oee_arena_free(&a);
+  oee_task_info_unref(ev);
+}
+
+static void on_writable(oee_rpc_call *call, void *user) {
+  (void)call;
+  pump_one(user);
+}
+
+static void on_cancelled(oee_rpc_call *call, void *user) {
+  (void)call;
+  watcher *w = user;
+  w->ended = 1;
+  oee_sub_close(w->sub); /* stop buffering for a client that is gone */
+}
+
+static void on_done(oee_rpc_call *call, void *user) {
+  (void)call;
+  watcher *w = user;
+  oee_watch_hub *h = w->hub;
+  if (w->prev) {
+    w->prev->next = w->next;
+  } else {
+    h->head = w->next;
+  }
+  if (w->next) w->next->prev = w->prev;
+  h->count--;
+  set_tick(h);
+  oee_sub_free(w->sub);
+  free(w);
+}
+
+static const oee_rpc_call_callbacks watcher_callbacks = {
+    .on_writable = on_writable,
+    .on_cancelled = on_cancelled,
+    .on_done = on_done,
+};
+
+/* Checks the filters; returns a gRPC code and fills msg on error. */
+static grpc_status_code check_request(oee_service *s, const Oee__V1__WatchTasksRequest *m,
+                                      char *msg, size_t len) {
+  if (s->state != OEE_SERVING) {
+    snprintf(msg, len, "server is shutting down");
+    return GRPC_STATUS_UNAVAILABLE;
+  }
+  if (s->hub->count >= s->cfg->max_watchers) {
+    snprintf(msg, len, "too many watchers: max_watchers=%zu streams are open", s->cfg->max_watchers);
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  }
+  for (size_t i = 0; i < m->n_statuses; i++) {
+    if (m->statuses[i] <= 0 || m->statuses[i] >= OEE_TASK_STATUS_COUNT) {
+      snprintf(msg, len, "statuses[%zu]=%d is not a task status", i, (int)m->statuses[i]);
+      return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+  }
+  for (size_t i = 0; i < m->n_task_ids; i++) {
+    if (!oee_id_valid(m->task_ids[i])) {
+      snprintf(msg, len, "task_ids[%zu]=\"%.64s\" is not a UUID", i, m->task_ids[i]);
+      return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+  }
+  return GRPC_STATUS_OK;
+}
+
+static int subscribe(oee_service *s, const Oee__V1__WatchTasksRequest *m, oee_sub **sub) {
+  oee_task_status sts[OEE_TASK_STATUS_COUNT * 8];
+  size_t n = m->n_statuses < sizeof(sts) / sizeof(sts[0]) ? m->n_statuses : 0;
+  for (size_t i = 0; i < n; i++) sts[i] = (oee_task_status)m->statuses[i];
+  oee_sub_filter f = {
+      .task_ids = (const char *const *)m->task_ids, .n_task_ids = m->n_task_ids,
+      .task_types = (const char *const *)m->task_types, .n_task_types = m->n_task_types,
+      .statuses = sts, .n_statuses = n};
+  return oee_engine_subscribe(s->eng, &f, s->cfg->watch_buffer, m->include_snapshot, sub);
+}
+
+void oee_watch_handler(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
+  oee_service *s = ctx;
+  const Oee__V1__WatchTasksRequest *m = (const Oee__V1__WatchTasksRequest *)req;
+  char msg[256];
+  grpc_status_code code = check_request(s, m, msg, sizeof(msg));
+  oee_sub *sub = NULL;
+  int rc = code == GRPC_STATUS_OK ? subscribe(s, m, &sub) : 0;
+  if (rc == OEE_EOVERFLOW) {
+    snprintf(msg, sizeof(msg), "include_snapshot matches more tasks than watch_buffer=%zu; "
+             "narrow the filters", s->cfg->watch_buffer);
+  } else if (rc != 0) {
+    snprintf(msg, sizeof(msg), "cannot watch: %s", oee_strerror(rc));
+  }
+  if (rc != 0) code = oee_status_from_error(rc);
+  watcher *w = code == GRPC_STATUS_OK ? calloc(1, sizeof(*w)) : NULL;
+  if (w == NULL) {
+    oee_sub_free(sub);
+    oee_rpc_call_fail(call, code != GRPC_STATUS_OK ? code : GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      code != GRPC_STATUS_OK ? msg : "out of memory");
+    return;
+  }
+  oee_watch_hub *h = s->hub;
+  *w = (watcher){.hub = h, .call = call, .sub = sub, .next = h->head};
+  if (h->head) h->head->prev = w;
+  h->head = w;
+  h->count++;
+  set_tick(h);
+  oee_rpc_call_set_callbacks(call, &watcher_callbacks, w);
+  pump_one(w);
+}
+
+void oee_watch_hub_pump(oee_watch_hub *h) {
+  for (watcher *w = h->head, *next; w; w = next) {
+    next = w->next; /* pump_one may end the stream */
+    pump_one(w);
+  }
+}
+
+int oee_watch_hub_flushed(oee_watch_hub *h) {
+  for (watcher *w = h->head; w; w = w->next) {
+    if (!w->ended && oee_sub_pending(w->sub) > 0) return 0;
+  }
+  return 1;
+}
+
+void oee_watch_hub_finish_all(oee_watch_hub *h, grpc_status_code code, const char *msg) {
+  for (watcher *w = h->head, *next; w; w = next) {
+    next = w->next;
+    end_stream(w, code, msg);
+  }
+}
