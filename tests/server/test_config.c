@@ -1,0 +1,175 @@
+/* test_config.c - oee-server settings: defaults, the JSON file, precedence
+ * of flags over environment over file, and errors that name the key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "server/config.h"
+#include "server/convert.h"
+
+/* A fake environment: pairs of name, value. */
+static const char *fake_env[8];
+
+static const char *getenv_fake(const char *name) {
+  for (int i = 0; fake_env[i]; i += 2) {
+    if (strcmp(fake_env[i], name) == 0) return fake_env[i + 1];
+  }
+  return NULL;
+}
+
+static void set_env(const char *a, const char *b, const char *c, const char *d) {
+  memset(fake_env, 0, sizeof(fake_env));
+  fake_env[0] = a;
+  fake_env[1] = b;
+  fake_env[2] = c;
+  fake_env[3] = d;
+}
+
+static char *write_file(const char *text) {
+  static char path[64];
+  strcpy(path, "/tmp/oee-config-XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  return path;
+}
+
+static int load(oee_server_config *c, char *err, int argc, char **argv) {
+  return oee_server_config_load(c, argc, argv, getenv_fake, err, 512);
+}
+
+static void test_defaults(void **state) {
+  (void)state;
+  set_env(NULL, NULL, NULL, NULL);
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_string_equal(c.listen, "127.0.0.1:50051");
+  assert_int_equal(c.workers, 3);
+  assert_int_equal(c.max_queue, 1000000);
+  assert_int_equal(c.max_batch, 10000);
+  assert_int_equal(c.watch_buffer, 4096);
+  assert_true(c.drain_timeout == 30);
+  assert_null(c.config_path);
+  assert_int_equal(oee_exec_table_size(c.commands), 0);
+  assert_true(oee_model_table_has(c.models, "echo"));
+  oee_server_config_free(&c);
+}
+
+static void test_file_env_flag_precedence(void **state) {
+  (void)state;
+  char *path = write_file(
+      "{\"listen\": \"127.0.0.1:1111\", \"workers\": 7, \"max_queue\": 5,"
+      " \"commands\": {\"hello\": {\"argv\": [\"echo\", \"hello\"], \"timeout_seconds\": 10}},"
+      " \"models\": {\"upper\": {\"argv\": [\"tr\", \"a-z\", \"A-Z\"], \"cost\": 0.5,"
+      " \"quality\": 0.6, \"timeout_seconds\": 30}}}");
+  set_env("OEE_CONFIG", path, "OEE_WORKERS", "4");
+  oee_server_config c;
+  char err[512];
+  char *argv1[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv1), 0);
+  assert_string_equal(c.listen, "127.0.0.1:1111"); /* file */
+  assert_int_equal(c.workers, 4);                   /* env over file */
+  assert_int_equal(c.max_queue, 5);
+  assert_non_null(oee_exec_table_find(c.commands, "hello"));
+  assert_true(oee_model_table_has(c.models, "upper"));
+  oee_server_config_free(&c);
+  char *argv2[] = {"oee-server", "--workers", "9", "--listen", "0.0.0.0:2222", NULL};
+  assert_int_equal(load(&c, err, 5, argv2), 0);
+  assert_int_equal(c.workers, 9); /* flag over env */
+  assert_string_equal(c.listen, "0.0.0.0:2222");
+  oee_server_config_free(&c);
+  unlink(path);
+}
+
+static void expect_error(const char *json, const char *needle) {
+  char *path = write_file(json);
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv), -1);
+  if (strstr(err, needle) == NULL) fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+  oee_server_config_free(&c);
+  unlink(path);
+}
+
+static void test_file_errors_name_the_key(void **state) {
+  (void)state;
+  expect_error("{\"lisen\": \"x:1\"}", "\"lisen\"");
+  expect_error("{\"workers\": \"three\"}", "\"workers\"");
+  expect_error("{\"workers\": 0}", "\"workers\"");
+  expect_error("{\"max_queue\": -1}", "\"max_queue\"");
+  expect_error("{\"commands\": {\"a\": {\"argv\": []}}}", "commands.a.argv");
+  expect_error("{\"commands\": {\"a\": {\"argv\": [\"x\"], \"shell\": true}}}", "commands.a.shell");
+  expect_error("{\"models\": {\"m\": {\"argv\": [\"x\"], \"cost\": \"high\"}}}", "models.m.cost");
+  expect_error("{\"models\": {\"echo\": {\"argv\": [\"x\"]}}}", "models.echo");
+  expect_error("{\"workers\": 2,", "invalid JSON");
+  expect_error("[1, 2]", "top level");
+}
+
+static void test_flag_and_env_errors(void **state) {
+  (void)state;
+  oee_server_config c;
+  char err[512];
+  set_env(NULL, NULL, NULL, NULL);
+  char *argv1[] = {"oee-server", "--config", "/nonexistent/oee.json", NULL};
+  assert_int_equal(load(&c, err, 3, argv1), -1);
+  assert_non_null(strstr(err, "/nonexistent/oee.json"));
+  oee_server_config_free(&c);
+  char *argv2[] = {"oee-server", "--workers", "many", NULL};
+  assert_int_equal(load(&c, err, 3, argv2), -1);
+  assert_non_null(strstr(err, "--workers"));
+  oee_server_config_free(&c);
+  char *argv3[] = {"oee-server", "--bogus", NULL};
+  assert_int_equal(load(&c, err, 2, argv3), -1);
+  assert_non_null(strstr(err, "--bogus"));
+  oee_server_config_free(&c);
+  set_env("OEE_DRAIN_TIMEOUT", "-3", NULL, NULL);
+  char *argv4[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv4), -1);
+  assert_non_null(strstr(err, "OEE_DRAIN_TIMEOUT"));
+  oee_server_config_free(&c);
+  char *argv5[] = {"oee-server", "--help", NULL};
+  set_env(NULL, NULL, NULL, NULL);
+  assert_int_equal(load(&c, err, 2, argv5), 1);
+  assert_non_null(strstr(err, "usage"));
+  oee_server_config_free(&c);
+}
+
+static void test_page_tokens(void **state) {
+  (void)state;
+  oee_arena a;
+  oee_arena_init(&a);
+  uint64_t idx = 99;
+  assert_string_equal(oee_page_token(&a, 0), "");
+  const char *tok = oee_page_token(&a, 0x1234);
+  assert_int_equal(oee_page_token_parse(tok, &idx), 0);
+  assert_int_equal(idx, 0x1234);
+  assert_int_equal(oee_page_token_parse("", &idx), 0);
+  assert_int_equal(idx, 0);
+  assert_int_equal(oee_page_token_parse("garbage", &idx), -1);
+  assert_int_equal(oee_page_token_parse("v1.", &idx), -1);
+  assert_int_equal(oee_page_token_parse("v1.zz", &idx), -1);
+  assert_int_equal(oee_page_token_parse("v1.-5", &idx), -1);
+  oee_arena_free(&a);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_file_env_flag_precedence),
+      cmocka_unit_test(test_file_errors_name_the_key),
+      cmocka_unit_test(test_flag_and_env_errors),
+      cmocka_unit_test(test_page_tokens),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
