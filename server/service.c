@@ -478,13 +478,22 @@ int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *c
       if (strcmp(routes[k].method, name) == 0) table[i].handler = routes[k].handler;
     }
   }
-  return oee_rpc_server_add_service(srv, table, N, s);
+  if (oee_rpc_server_add_service(srv, table, N, s) != 0) return -1;
+  static const char *const services[] = {
+      "oee.v1.OrchestratorService", "grpc.health.v1.Health",
+      "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"};
+  if (oee_health_create(srv, &s->health) != 0) return -1;
+  return oee_reflection_create(srv, services, 4, &s->reflection);
 }
 
 void oee_service_fini(oee_service *s) {
   if (s->state >= OEE_DRAINING) pthread_join(s->drain_thread, NULL);
   oee_watch_hub_destroy(s->hub);
+  oee_health_destroy(s->health);
+  oee_reflection_destroy(s->reflection);
   s->hub = NULL;
+  s->health = NULL;
+  s->reflection = NULL;
 }
 
 /* ------------------------------------------------------------- shutdown */
@@ -509,6 +518,7 @@ static void begin_drain(oee_service *s) {
   s->state = OEE_DRAINING;
   oee_log(OEE_LOG_INFO, "draining", "running_tasks_finish_within=%.1fs", s->cfg->drain_timeout);
   oee_engine_refuse_submissions(s->eng);
+  oee_health_set_not_serving(s->health);
   if (pthread_create(&s->drain_thread, NULL, drain_main, s) != 0) abort();
   oee_rpc_server_set_tick_interval(s->srv, 5);
 }
@@ -531,6 +541,7 @@ void oee_service_tick(void *arg) {
       (oee_watch_hub_flushed(s->hub) || mono_ns() >= s->flush_deadline_ns)) {
     s->state = OEE_STOPPED;
     oee_watch_hub_finish_all(s->hub, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+    oee_health_finish_all(s->health, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
     oee_log(OEE_LOG_INFO, "stopping", "watchers=%zu", oee_watch_hub_count(s->hub));
     oee_rpc_server_shutdown(s->srv);
   }

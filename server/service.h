@@ -17,6 +17,8 @@
 
 #include "core/oee.h"
 #include "server/config.h"
+#include "server/health.h"
+#include "server/reflection.h"
 #include "server/rt/rpc_server.h"
 
 #define OEE_VERSION "0.1.0"
@@ -35,6 +37,8 @@ typedef struct oee_service {
   const oee_server_config *cfg;    /* borrowed */
   oee_rpc_server *srv;             /* borrowed */
   oee_watch_hub *hub;              /* owned */
+  oee_health *health;              /* owned */
+  oee_reflection *reflection;      /* owned */
   oee_service_state state;         /* CQ thread only */
   atomic_int signals;              /* SIGTERM/SIGINT count (signal handler) */
   atomic_int drained;              /* the drain thread finished */
