@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,13 @@ static int set_defaults(oee_server_config *c) {
   c->watch_buffer = 4096;
   c->max_watchers = 1024;
   c->drain_timeout = 30;
+  c->max_request_bytes = 4u << 20;
+  c->max_name_bytes = 256;
+  c->max_type_bytes = 64;
+  c->max_context_entries = 64;
+  c->max_context_bytes = 64u << 10;
+  c->max_stages = 32;
+  c->max_result_bytes = 1u << 20;
   if (c->listen == NULL || oee_exec_table_create(&c->commands) != 0 ||
       oee_model_table_create(&c->models) != 0) {
     return -1;
@@ -175,6 +183,27 @@ static int json_models(oee_server_config *c, json_t *obj, char *err, size_t len)
   return 0;
 }
 
+/* The size_t limit a key names, or NULL. */
+static size_t *limit_key(oee_server_config *c, const char *key) {
+  const struct { const char *key; size_t *field; } limits[] = {
+      {"max_queue", &c->max_queue},
+      {"max_batch", &c->max_batch},
+      {"watch_buffer", &c->watch_buffer},
+      {"max_watchers", &c->max_watchers},
+      {"max_request_bytes", &c->max_request_bytes},
+      {"max_name_bytes", &c->max_name_bytes},
+      {"max_type_bytes", &c->max_type_bytes},
+      {"max_context_entries", &c->max_context_entries},
+      {"max_context_bytes", &c->max_context_bytes},
+      {"max_stages", &c->max_stages},
+      {"max_result_bytes", &c->max_result_bytes},
+  };
+  for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+    if (strcmp(limits[i].key, key) == 0) return limits[i].field;
+  }
+  return NULL;
+}
+
 static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
                     size_t len) {
   size_t n = 0;
@@ -191,14 +220,23 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
     c->workers = (int)n;
     return 0;
   }
-  if (strcmp(key, "max_queue") == 0) return json_count(v, key, 1, &c->max_queue, err, len);
-  if (strcmp(key, "max_batch") == 0) return json_count(v, key, 1, &c->max_batch, err, len);
-  if (strcmp(key, "watch_buffer") == 0) return json_count(v, key, 1, &c->watch_buffer, err, len);
-  if (strcmp(key, "max_watchers") == 0) return json_count(v, key, 1, &c->max_watchers, err, len);
+  size_t *limit = limit_key(c, key);
+  if (limit) return json_count(v, key, 1, limit, err, len);
   if (strcmp(key, "drain_timeout_seconds") == 0) return json_number(v, key, &c->drain_timeout, err, len);
   if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
   return fail(err, len, "unknown config key \"%s\"", key);
+}
+
+/* Limits that depend on the engine or on gRPC. */
+static int check_limits(const oee_server_config *c, char *err, size_t len) {
+  if (c->max_stages > OEE_PIPELINE_MAX_STAGES) {
+    return fail(err, len, "config key \"max_stages\" must be at most %d", OEE_PIPELINE_MAX_STAGES);
+  }
+  if (c->max_request_bytes > INT_MAX) {
+    return fail(err, len, "config key \"max_request_bytes\" must be at most %d", INT_MAX);
+  }
+  return 0;
 }
 
 int oee_server_config_apply_json(oee_server_config *c, const char *text,
@@ -216,7 +254,7 @@ int oee_server_config_apply_json(oee_server_config *c, const char *text,
     if (rc == 0) rc = json_key(c, key, v, err, len);
   }
   json_decref(root);
-  return rc;
+  return rc == 0 ? check_limits(c, err, len) : rc;
 }
 
 static int load_file(oee_server_config *c, const char *path, char *err, size_t len) {

@@ -21,6 +21,14 @@ typedef struct oee_server_config {
   size_t watch_buffer;        /* events per watcher; default 4,096 */
   size_t max_watchers;        /* concurrent WatchTasks streams; default 1,024 */
   double drain_timeout;       /* seconds; default 30 */
+  /* Input limits; each refusal names its key. */
+  size_t max_request_bytes;   /* one gRPC message received; default 4 MiB */
+  size_t max_name_bytes;      /* task or pipeline name; default 256 */
+  size_t max_type_bytes;      /* task_type; default 64 */
+  size_t max_context_entries; /* default 64 */
+  size_t max_context_bytes;   /* keys + values, also a pipeline's input; default 64 KiB */
+  size_t max_stages;          /* per pipeline; default 32 (at most 64) */
+  size_t max_result_bytes;    /* kept per task, longer is truncated; default 1 MiB */
   char *config_path;          /* NULL when no file was read */
   oee_exec_table *commands;   /* owned; never NULL after a successful load */
   oee_model_table *models;    /* owned; never NULL after a successful load */

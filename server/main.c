@@ -37,6 +37,7 @@ static const char *env(const char *name) { return getenv(name); }
 
 static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
   oee_engine_config ec = {.num_workers = cfg->workers, .max_queue = cfg->max_queue,
+                          .result_max_bytes = cfg->max_result_bytes,
                           .commands = cfg->commands, .models = cfg->models};
   int rc = oee_engine_create(&ec, eng);
   if (rc == 0) rc = oee_engine_start(*eng);
@@ -46,7 +47,8 @@ static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
 
 static int serve(oee_server_config *cfg, oee_engine *eng) {
   int port = 0;
-  oee_rpc_server_options opts = {.shutdown_grace_ms = 2000};
+  oee_rpc_server_options opts = {.shutdown_grace_ms = 2000,
+                                 .max_receive_message_bytes = (int)cfg->max_request_bytes};
   server = oee_rpc_server_create(cfg->listen, &opts, &port);
   if (server == NULL) {
     oee_log(OEE_LOG_ERROR, "listen_failed", "addr=%s", cfg->listen);

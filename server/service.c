@@ -105,6 +105,31 @@ static grpc_status_code submit_error(oee_service *s, reply *r, int rc,
   return oee_status_from_error(rc);
 }
 
+/* Checks the size limits of a submission; fills r->err when one is hit. */
+static int within_limits(const oee_server_config *cfg, reply *r,
+                         const Oee__V1__SubmitTaskRequest *m) {
+  size_t name = strlen(m->name), type = strlen(m->task_type), bytes = 0;
+  if (name > cfg->max_name_bytes) {
+    return say(r, "name is %zu bytes; the limit max_name_bytes is %zu", name, cfg->max_name_bytes), 0;
+  }
+  if (type > cfg->max_type_bytes) {
+    return say(r, "task_type is %zu bytes; the limit max_type_bytes is %zu", type, cfg->max_type_bytes), 0;
+  }
+  if (m->n_context > cfg->max_context_entries) {
+    return say(r, "context has %zu entries; the limit max_context_entries is %zu",
+               m->n_context, cfg->max_context_entries), 0;
+  }
+  for (size_t i = 0; i < m->n_context; i++) {
+    bytes += strlen(m->context[i]->key ? m->context[i]->key : "");
+    bytes += strlen(m->context[i]->value ? m->context[i]->value : "");
+  }
+  if (bytes > cfg->max_context_bytes) {
+    return say(r, "context holds %zu bytes; the limit max_context_bytes is %zu", bytes,
+               cfg->max_context_bytes), 0;
+  }
+  return 1;
+}
+
 /* Validates and submits one request; on error fills r->err. */
 static grpc_status_code submit_one(oee_service *s, reply *r,
                                    const Oee__V1__SubmitTaskRequest *m,
@@ -125,6 +150,7 @@ static grpc_status_code submit_one(oee_service *s, reply *r,
     say(r, "task_type must not be empty");
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
+  if (!within_limits(s->cfg, r, m)) return GRPC_STATUS_INVALID_ARGUMENT;
   if (strcmp(m->task_type, "pipeline") == 0) {
     say(r, "tasks of type \"pipeline\" are created only by SubmitPipeline");
     return GRPC_STATUS_INVALID_ARGUMENT;
@@ -355,6 +381,19 @@ static void h_clear(oee_rpc_call *call, const ProtobufCMessage *msg, void *ctx) 
 
 static int check_pipeline(oee_service *s, reply *r, const Oee__V1__SubmitPipelineRequest *m) {
   if (m->n_stages == 0) return say(r, "stages must not be empty"), 0;
+  if (m->n_stages > s->cfg->max_stages) {
+    return say(r, "pipeline has %zu stages; the limit max_stages is %zu", m->n_stages,
+               s->cfg->max_stages), 0;
+  }
+  size_t input = strlen(m->input ? m->input : ""), name = strlen(m->name ? m->name : "");
+  if (input > s->cfg->max_context_bytes) {
+    return say(r, "input is %zu bytes; the limit max_context_bytes is %zu", input,
+               s->cfg->max_context_bytes), 0;
+  }
+  if (name > s->cfg->max_name_bytes || strlen(m->pipeline_id) > s->cfg->max_name_bytes) {
+    return say(r, "name and pipeline_id are limited to max_name_bytes=%zu bytes",
+               s->cfg->max_name_bytes), 0;
+  }
   if (m->strategy == OEE__V1__PIPELINE_STRATEGY__PIPELINE_STRATEGY_UNSPECIFIED) {
     return say(r, "strategy must be set"), 0;
   }
