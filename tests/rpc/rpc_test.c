@@ -1,0 +1,493 @@
+/*
+ * rpc_test.c - the server runtime (one CQ thread) and the generated client
+ * stubs, end to end over loopback.
+ *
+ * The test service (echo.proto) runs on the server's CQ thread; it reports
+ * what happened to the test thread through atomic counters only.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "echo.grpc-c.h"
+
+enum { MAX_PENDING = 64 };
+
+/* A unary call answered later by the tick. */
+typedef struct pending {
+  oee_rpc_call *call;
+  struct timespec due;
+} pending;
+
+/* The test service. Fields without _Atomic belong to the CQ thread. */
+typedef struct service {
+  oee_rpc_server *srv;
+  pending delayed[MAX_PENDING];
+  int n_delayed;
+  atomic_int cancelled; /* on_cancelled calls, unary and streaming */
+  atomic_int done;      /* on_done calls of streaming calls */
+  atomic_long live;     /* oee_rpc_server_live_calls(), sampled by the tick */
+  atomic_int ticks;
+} service;
+
+/* State of one Count stream, freed in on_done. */
+typedef struct counter {
+  service *svc;
+  int next, count, code;
+} counter;
+
+typedef struct fixture {
+  service svc;
+  pthread_t thread;
+  oee_rpc_channel *ch;
+  int port;
+} fixture;
+
+static void now_plus(struct timespec *t, int ms) {
+  clock_gettime(CLOCK_MONOTONIC, t);
+  t->tv_sec += ms / 1000;
+  t->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t->tv_nsec >= 1000000000L) t->tv_sec++, t->tv_nsec -= 1000000000L;
+}
+
+static int reached(const struct timespec *t) {
+  struct timespec n;
+  clock_gettime(CLOCK_MONOTONIC, &n);
+  return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+/* Waits up to 10 s for *v >= want. gRPC 1.51 reports a client that cancels
+ * a flow-control-stalled stream to the server after 0.1-1.5 s here. */
+static int wait_atomic(atomic_int *v, int want) {
+  for (int i = 0; i < 1000 && atomic_load(v) < want; i++) sleep_ms(10);
+  return atomic_load(v);
+}
+
+/* ----------------------------------------------------- the test service */
+
+static void drop_delayed(service *s, oee_rpc_call *call) {
+  for (int i = 0; i < s->n_delayed; i++)
+    if (s->delayed[i].call == call) s->delayed[i] = s->delayed[--s->n_delayed];
+}
+
+static void unary_cancelled(oee_rpc_call *call, void *user) {
+  service *s = user;
+  drop_delayed(s, call);
+  atomic_fetch_add(&s->cancelled, 1);
+}
+
+static void reply_text(oee_rpc_call *call, const char *text) {
+  Oee__Rpctest__EchoReply r = OEE__RPCTEST__ECHO_REPLY__INIT;
+  r.text = (char *)text;
+  assert_int_equal(oee_rpc_call_reply(call, &r.base), 0);
+}
+
+static void on_echo(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  service *s = ctx;
+  const Oee__Rpctest__EchoRequest *req = (const Oee__Rpctest__EchoRequest *)m;
+  if (req->code != 0) {
+    oee_rpc_call_fail(call, (grpc_status_code)req->code, req->text);
+  } else if (req->delay_ms > 0 && s->n_delayed < MAX_PENDING) {
+    static const oee_rpc_call_callbacks cbs = {.on_cancelled = unary_cancelled};
+    oee_rpc_call_set_callbacks(call, &cbs, s);
+    pending *p = &s->delayed[s->n_delayed++];
+    p->call = call;
+    now_plus(&p->due, req->delay_ms);
+  } else {
+    reply_text(call, req->text);
+  }
+}
+
+static void count_next(oee_rpc_call *call, void *user) {
+  counter *c = user;
+  if (c->count >= 0 && c->next >= c->count) {
+    oee_rpc_call_finish(call, (grpc_status_code)c->code,
+                        c->code ? "count ended" : NULL);
+    return;
+  }
+  Oee__Rpctest__CountReply r = OEE__RPCTEST__COUNT_REPLY__INIT;
+  r.n = c->next++;
+  assert_int_equal(oee_rpc_call_write(call, &r.base), 0);
+  assert_int_equal(oee_rpc_call_write(call, &r.base), OEE_RPC_EBUSY);
+}
+
+static void count_cancelled(oee_rpc_call *call, void *user) {
+  counter *c = user;
+  assert_int_equal(oee_rpc_call_write(call, oee_rpc_call_request(call)),
+                   OEE_RPC_EINVAL); /* wrong type is checked first */
+  atomic_fetch_add(&c->svc->cancelled, 1);
+}
+
+static void count_done(oee_rpc_call *call, void *user) {
+  counter *c = user;
+  atomic_fetch_add(&c->svc->done, 1);
+  free(c);
+}
+
+static void on_count(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  static const oee_rpc_call_callbacks cbs = {
+      .on_writable = count_next,
+      .on_cancelled = count_cancelled,
+      .on_done = count_done,
+  };
+  const Oee__Rpctest__CountRequest *req = (const Oee__Rpctest__CountRequest *)m;
+  counter *c = calloc(1, sizeof *c);
+  assert_non_null(c);
+  c->svc = ctx;
+  c->count = req->count;
+  c->code = req->code;
+  oee_rpc_call_set_callbacks(call, &cbs, c);
+  count_next(call, c);
+}
+
+/* Replies to the delayed calls that are due. */
+static void tick(void *ud) {
+  service *s = ud;
+  for (int i = 0; i < s->n_delayed;) {
+    if (!reached(&s->delayed[i].due)) {
+      i++;
+      continue;
+    }
+    oee_rpc_call *call = s->delayed[i].call;
+    s->delayed[i] = s->delayed[--s->n_delayed];
+    oee_rpc_call_set_callbacks(call, NULL, NULL);
+    reply_text(call, "late");
+  }
+  atomic_store(&s->live, (long)oee_rpc_server_live_calls(s->srv));
+  atomic_fetch_add(&s->ticks, 1);
+}
+
+/* ------------------------------------------------------------- fixture */
+
+static void *run_server(void *arg) {
+  fixture *f = arg;
+  assert_int_equal(oee_rpc_server_run(f->svc.srv), 0);
+  return NULL;
+}
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  oee_rpc_server_options o = {.shutdown_grace_ms = 200};
+  f->svc.srv = oee_rpc_server_create("127.0.0.1:0", &o, &f->port);
+  assert_non_null(f->svc.srv);
+  assert_true(f->port > 0);
+  oee_rpc_method m[OEE_RPCTEST_ECHO_N_METHODS];
+  memcpy(m, oee_rpctest_echo_methods, sizeof m);
+  m[OEE_RPCTEST_ECHO_METHOD_ECHO].handler = on_echo;
+  m[OEE_RPCTEST_ECHO_METHOD_COUNT].handler = on_count;
+  assert_int_equal(oee_rpc_server_add_service(f->svc.srv, m, OEE_RPCTEST_ECHO_N_METHODS, &f->svc), 0);
+  oee_rpc_server_set_tick(f->svc.srv, tick, &f->svc, 20);
+  assert_int_equal(oee_rpc_server_start(f->svc.srv), 0);
+  assert_int_equal(pthread_create(&f->thread, NULL, run_server, f), 0);
+  char target[64];
+  snprintf(target, sizeof target, "127.0.0.1:%d", f->port);
+  f->ch = oee_rpc_channel_create(target);
+  assert_non_null(f->ch);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  oee_rpc_channel_destroy(f->ch);
+  oee_rpc_server_shutdown(f->svc.srv);
+  assert_int_equal(pthread_join(f->thread, NULL), 0);
+  assert_int_equal(oee_rpc_server_live_calls(f->svc.srv), 0);
+  oee_rpc_server_destroy(f->svc.srv);
+  free(f);
+  return 0;
+}
+
+/* ----------------------------------------------------------------- tests */
+
+static int echo(fixture *f, const char *text, int code, int delay_ms,
+                int64_t deadline_ms, oee_rpc_status *st, char **out) {
+  Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+  req.text = (char *)text;
+  req.code = code;
+  req.delay_ms = delay_ms;
+  Oee__Rpctest__EchoReply *resp = NULL;
+  int rc = oee_rpctest_echo_echo(f->ch, &req, &resp, deadline_ms, st);
+  if (out) *out = resp ? strdup(resp->text) : NULL;
+  if (resp) oee__rpctest__echo_reply__free_unpacked(resp, NULL);
+  return rc;
+}
+
+static void test_unary_round_trip(void **state) {
+  char *text = NULL;
+  oee_rpc_status st = {0};
+  assert_int_equal(echo(*state, "hello", 0, 0, 5000, &st, &text), GRPC_STATUS_OK);
+  assert_int_equal(st.code, GRPC_STATUS_OK);
+  assert_string_equal(text, "hello");
+  free(text);
+  oee_rpc_status_free(&st);
+  assert_int_equal(echo(*state, "", 0, 0, 0, NULL, &text), GRPC_STATUS_OK);
+  assert_string_equal(text, "");
+  free(text);
+}
+
+static void test_unary_reply_from_tick(void **state) {
+  char *text = NULL;
+  assert_int_equal(echo(*state, "x", 0, 50, 5000, NULL, &text), GRPC_STATUS_OK);
+  assert_string_equal(text, "late");
+  free(text);
+}
+
+static void test_handler_error(void **state) {
+  oee_rpc_status st = {0};
+  char *text = (char *)"unset";
+  int rc = echo(*state, "no such thing", GRPC_STATUS_NOT_FOUND, 0, 5000, &st, &text);
+  assert_int_equal(rc, GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(st.code, GRPC_STATUS_NOT_FOUND);
+  assert_string_equal(st.message, "no such thing");
+  assert_null(text);
+  oee_rpc_status_free(&st);
+  assert_null(st.message);
+}
+
+static void test_malformed_body(void **state) {
+  fixture *f = *state;
+  Oee__Rpctest__Mismatch bad = OEE__RPCTEST__MISMATCH__INIT;
+  bad.text = 42;
+  ProtobufCMessage *resp = NULL;
+  oee_rpc_status st = {0};
+  int rc = oee_rpc_unary(f->ch, oee_rpctest_echo_methods[OEE_RPCTEST_ECHO_METHOD_ECHO].path,
+                         &bad.base, &oee__rpctest__echo_reply__descriptor, &resp, 5000, &st);
+  assert_int_equal(rc, GRPC_STATUS_INVALID_ARGUMENT);
+  assert_null(resp);
+  assert_non_null(strstr(st.message, "oee.rpctest.EchoRequest"));
+  oee_rpc_status_free(&st);
+}
+
+static void test_unknown_method(void **state) {
+  fixture *f = *state;
+  Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+  Oee__Rpctest__EchoReply *resp = NULL;
+  oee_rpc_status st = {0};
+  int rc = oee_rpctest_unserved_nothing(f->ch, &req, &resp, 5000, &st);
+  assert_int_equal(rc, GRPC_STATUS_UNIMPLEMENTED);
+  assert_non_null(strstr(st.message, "/oee.rpctest.Unserved/Nothing"));
+  oee_rpc_status_free(&st);
+  /* A registered method without a handler is UNIMPLEMENTED as well. */
+  rc = oee_rpc_unary(f->ch, "/oee.rpctest.Echo/Sum", &req.base,
+                     &oee__rpctest__count_reply__descriptor,
+                     (ProtobufCMessage **)&resp, 5000, &st);
+  assert_int_equal(rc, GRPC_STATUS_UNIMPLEMENTED);
+  oee_rpc_status_free(&st);
+}
+
+static void test_deadline_exceeded(void **state) {
+  fixture *f = *state;
+  oee_rpc_status st = {0};
+  int rc = echo(f, "slow", 0, 3000, 100, &st, NULL);
+  assert_int_equal(rc, GRPC_STATUS_DEADLINE_EXCEEDED);
+  oee_rpc_status_free(&st);
+  assert_int_equal(wait_atomic(&f->svc.cancelled, 1), 1);
+}
+
+static oee_rpc_reader *count_start(fixture *f, int count, int code) {
+  Oee__Rpctest__CountRequest req = OEE__RPCTEST__COUNT_REQUEST__INIT;
+  req.count = count;
+  req.code = code;
+  oee_rpc_reader *r = NULL;
+  assert_int_equal(oee_rpctest_echo_count_start(f->ch, &req, 10000, &r), 0);
+  return r;
+}
+
+/* Reads n messages 0..n-1. */
+static void count_read(oee_rpc_reader *r, int n) {
+  for (int i = 0; i < n; i++) {
+    Oee__Rpctest__CountReply *m = NULL;
+    assert_int_equal(oee_rpctest_echo_count_next(r, &m, NULL), 1);
+    assert_int_equal(m->n, i);
+    oee__rpctest__count_reply__free_unpacked(m, NULL);
+  }
+}
+
+static void count_expect_end(oee_rpc_reader *r, grpc_status_code code) {
+  Oee__Rpctest__CountReply *m = NULL;
+  for (int i = 0; i < 2; i++) { /* the end is sticky */
+    oee_rpc_status st = {0};
+    assert_int_equal(oee_rpctest_echo_count_next(r, &m, &st), 0);
+    assert_null(m);
+    assert_int_equal(st.code, code);
+    oee_rpc_status_free(&st);
+  }
+}
+
+static void test_stream_end_status(void **state) {
+  fixture *f = *state;
+  oee_rpc_reader *r = count_start(f, 5, 0);
+  count_read(r, 5);
+  count_expect_end(r, GRPC_STATUS_OK);
+  oee_rpctest_echo_count_close(r);
+  r = count_start(f, 2, GRPC_STATUS_ABORTED);
+  count_read(r, 2);
+  count_expect_end(r, GRPC_STATUS_ABORTED);
+  oee_rpctest_echo_count_close(r);
+  r = count_start(f, 0, 0);
+  count_expect_end(r, GRPC_STATUS_OK);
+  oee_rpctest_echo_count_close(r);
+  assert_int_equal(wait_atomic(&f->svc.done, 3), 3);
+  assert_int_equal(atomic_load(&f->svc.cancelled), 0);
+}
+
+static void test_stream_client_cancel(void **state) {
+  fixture *f = *state;
+  oee_rpc_reader *r = count_start(f, -1, 0);
+  count_read(r, 3);
+  oee_rpctest_echo_count_cancel(r);
+  Oee__Rpctest__CountReply *m = NULL;
+  oee_rpc_status st = {0};
+  int rc;
+  while ((rc = oee_rpctest_echo_count_next(r, &m, &st)) == 1)
+    oee__rpctest__count_reply__free_unpacked(m, NULL);
+  assert_int_equal(rc, 0);
+  assert_int_equal(st.code, GRPC_STATUS_CANCELLED);
+  oee_rpc_status_free(&st);
+  oee_rpctest_echo_count_close(r);
+  assert_int_equal(wait_atomic(&f->svc.cancelled, 1), 1);
+  assert_int_equal(wait_atomic(&f->svc.done, 1), 1);
+  for (int i = 0; i < 100 && atomic_load(&f->svc.live) != 0; i++) sleep_ms(10);
+  assert_int_equal(atomic_load(&f->svc.live), 0);
+}
+
+static void test_stream_close_without_reading(void **state) {
+  fixture *f = *state;
+  oee_rpc_reader *r = count_start(f, -1, 0);
+  count_read(r, 1);
+  oee_rpctest_echo_count_close(r); /* cancels under the hood */
+  assert_int_equal(wait_atomic(&f->svc.done, 1), 1);
+}
+
+static void test_shutdown_ends_open_stream(void **state) {
+  fixture *f = *state;
+  oee_rpc_reader *r = count_start(f, -1, 0);
+  count_read(r, 2);
+  oee_rpc_server_shutdown(f->svc.srv);
+  Oee__Rpctest__CountReply *m = NULL;
+  oee_rpc_status st = {0};
+  int rc;
+  while ((rc = oee_rpctest_echo_count_next(r, &m, &st)) == 1)
+    oee__rpctest__count_reply__free_unpacked(m, NULL);
+  assert_int_equal(rc, 0);
+  assert_int_not_equal(st.code, GRPC_STATUS_OK);
+  oee_rpc_status_free(&st);
+  oee_rpctest_echo_count_close(r);
+  assert_int_equal(wait_atomic(&f->svc.done, 1), 1);
+}
+
+enum { N_THREADS = 8, N_CALLS = 25 };
+
+/* Makes N_CALLS echo calls, every fifth answered late by the tick; returns
+ * the number of wrong answers. */
+static void *caller(void *arg) {
+  fixture *f = arg;
+  long bad = 0;
+  for (int i = 0; i < N_CALLS; i++) {
+    char want[32], *got = NULL;
+    int late = i % 5 == 0;
+    snprintf(want, sizeof want, "%p-%d", (void *)&want, i);
+    int rc = echo(f, want, 0, late ? 5 : 0, 10000, NULL, &got);
+    if (rc != 0 || got == NULL || strcmp(got, late ? "late" : want) != 0) bad++;
+    free(got);
+  }
+  return (void *)bad;
+}
+
+static void test_many_concurrent_calls(void **state) {
+  pthread_t t[N_THREADS];
+  for (int i = 0; i < N_THREADS; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, caller, *state), 0);
+  long bad = 0;
+  for (int i = 0; i < N_THREADS; i++) {
+    void *r;
+    assert_int_equal(pthread_join(t[i], &r), 0);
+    bad += (long)r;
+  }
+  assert_int_equal(bad, 0);
+}
+
+static void test_streams_in_parallel_with_unary(void **state) {
+  fixture *f = *state;
+  oee_rpc_reader *r[4];
+  for (int i = 0; i < 4; i++) r[i] = count_start(f, 50, 0);
+  char *text = NULL;
+  assert_int_equal(echo(f, "mid", 0, 0, 5000, NULL, &text), 0);
+  free(text);
+  for (int i = 0; i < 4; i++) {
+    count_read(r[i], 50);
+    count_expect_end(r[i], GRPC_STATUS_OK);
+    oee_rpctest_echo_count_close(r[i]);
+  }
+}
+
+static void test_ticks_without_events(void **state) {
+  fixture *f = *state;
+  int before = atomic_load(&f->svc.ticks);
+  sleep_ms(200);
+  assert_true(atomic_load(&f->svc.ticks) - before >= 3);
+}
+
+static void test_server_lifecycle_errors(void **state) {
+  int port = 0;
+  oee_rpc_server *s = oee_rpc_server_create("127.0.0.1:0", NULL, &port);
+  assert_non_null(s);
+  assert_int_equal(oee_rpc_server_run(s), OEE_RPC_ESTATE);
+  oee_rpc_server_destroy(s); /* never started */
+  assert_null(oee_rpc_server_create("256.1.1.1:1", NULL, NULL));
+  s = oee_rpc_server_create("127.0.0.1:0", NULL, NULL);
+  const oee_rpc_method *m = oee_rpctest_echo_methods;
+  assert_int_equal(oee_rpc_server_add_service(s, m, 1, NULL), 0);
+  assert_int_equal(oee_rpc_server_add_service(s, m, 1, NULL), OEE_RPC_EINVAL);
+  assert_int_equal(oee_rpc_server_start(s), 0);
+  assert_int_equal(oee_rpc_server_start(s), OEE_RPC_ESTATE);
+  assert_int_equal(oee_rpc_server_add_service(s, oee_rpctest_echo_methods, 1, NULL),
+                   OEE_RPC_ESTATE);
+  oee_rpc_server_destroy(s); /* started, never run */
+}
+
+static void test_unreachable_server(void **state) {
+  oee_rpc_channel *ch = oee_rpc_channel_create("127.0.0.1:1");
+  Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+  Oee__Rpctest__EchoReply *resp = NULL;
+  oee_rpc_status st = {0};
+  assert_int_equal(oee_rpctest_echo_echo(ch, &req, &resp, 2000, &st),
+                   GRPC_STATUS_UNAVAILABLE);
+  oee_rpc_status_free(&st);
+  oee_rpc_channel_destroy(ch);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_unary_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unary_reply_from_tick, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_handler_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_malformed_body, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_method, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deadline_exceeded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_end_status, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_client_cancel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_close_without_reading, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shutdown_ends_open_stream, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_concurrent_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_streams_in_parallel_with_unary, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ticks_without_events, setup, teardown),
+      cmocka_unit_test(test_server_lifecycle_errors),
+      cmocka_unit_test(test_unreachable_server),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
