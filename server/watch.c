@@ -163,9 +163,15 @@ static grpc_status_code check_request(oee_service *s, const Oee__V1__WatchTasksR
 }
 
 static int subscribe(oee_service *s, const Oee__V1__WatchTasksRequest *m, oee_sub **sub) {
-  oee_task_status sts[OEE_TASK_STATUS_COUNT * 8];
-  size_t n = m->n_statuses < sizeof(sts) / sizeof(sts[0]) ? m->n_statuses : 0;
-  for (size_t i = 0; i < n; i++) sts[i] = (oee_task_status)m->statuses[i];
+  /* Statuses were range-checked; repeats collapse into one entry each. */
+  oee_task_status sts[OEE_TASK_STATUS_COUNT];
+  unsigned seen = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < m->n_statuses; i++) {
+    unsigned bit = 1u << m->statuses[i];
+    if (!(seen & bit)) sts[n++] = (oee_task_status)m->statuses[i];
+    seen |= bit;
+  }
   oee_sub_filter f = {
       .task_ids = (const char *const *)m->task_ids, .n_task_ids = m->n_task_ids,
       .task_types = (const char *const *)m->task_types, .n_task_types = m->n_task_types,

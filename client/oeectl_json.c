@@ -1,0 +1,137 @@
+/*
+ * oeectl_json.c - protobuf-c messages to jansson values, following the proto3
+ * JSON mapping: lowerCamelCase field names, enums by name, Timestamps as
+ * RFC 3339 strings, 64-bit integers as strings, maps as objects. Fields at
+ * their default value are printed too (as protobuf's
+ * "always print fields with no presence" option does) so that scripts need
+ * no defaults; unset message fields (timestamps) are omitted.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/oeectl.h"
+
+/* A JSON string for s (NULL counts as ""). Bytes that are not UTF-8, which
+ * jansson refuses, become '?'. */
+static json_t *jstr(const char *s) {
+  if (s == NULL) s = "";
+  json_t *v = json_string(s);
+  if (v != NULL) return v;
+  char *copy = strdup(s);
+  if (copy == NULL) return NULL;
+  for (char *p = copy; *p != '\0'; p++)
+    if ((unsigned char)*p >= 0x80) *p = '?';
+  v = json_string(copy);
+  free(copy);
+  return v;
+}
+
+static void set_time(json_t *o, const char *key, const Google__Protobuf__Timestamp *ts) {
+  char buf[64];
+  if (ts != NULL) json_object_set_new(o, key, jstr(oeectl_format_time(ts, buf, sizeof(buf))));
+}
+
+static json_t *task_context(const Oee__V1__Task *t) {
+  json_t *o = json_object();
+  for (size_t i = 0; i < t->n_context; i++)
+    json_object_set_new(o, t->context[i]->key, jstr(t->context[i]->value));
+  return o;
+}
+
+json_t *oeectl_json_task(const Oee__V1__Task *t) {
+  if (t == NULL) return json_null();
+  json_t *o = json_object();
+  json_object_set_new(o, "id", jstr(t->id));
+  json_object_set_new(o, "name", jstr(t->name));
+  json_object_set_new(o, "status", jstr(oeectl_status_name(t->status)));
+  json_object_set_new(o, "priority", json_integer(t->priority));
+  json_object_set_new(o, "taskType", jstr(t->task_type));
+  json_object_set_new(o, "context", task_context(t));
+  set_time(o, "createdAt", t->created_at);
+  set_time(o, "startedAt", t->started_at);
+  set_time(o, "completedAt", t->completed_at);
+  json_object_set_new(o, "errorMessage", jstr(t->error_message));
+  json_object_set_new(o, "result", jstr(t->result));
+  json_object_set_new(o, "workerId", json_integer(t->worker_id));
+  return o;
+}
+
+json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q) {
+  if (q == NULL) return json_null();
+  json_t *o = json_object(), *by = json_object();
+  for (size_t i = 0; i < q->n_tasks_by_status; i++)
+    json_object_set_new(by, q->tasks_by_status[i]->key,
+                        json_integer(q->tasks_by_status[i]->value));
+  json_object_set_new(o, "queueSize", json_integer(q->queue_size));
+  json_object_set_new(o, "tasksByStatus", by);
+  json_object_set_new(o, "totalTasks", json_integer(q->total_tasks));
+  return o;
+}
+
+static json_t *worker(const Oee__V1__WorkerStatus *w) {
+  json_t *o = json_object();
+  json_object_set_new(o, "workerId", json_integer(w->worker_id));
+  json_object_set_new(o, "busy", json_boolean(w->busy));
+  json_object_set_new(o, "currentTaskId", jstr(w->current_task_id));
+  json_object_set_new(o, "tasksCompleted", json_integer(w->tasks_completed));
+  json_object_set_new(o, "tasksFailed", json_integer(w->tasks_failed));
+  return o;
+}
+
+json_t *oeectl_json_system(const Oee__V1__SystemStatus *s) {
+  json_t *o = json_object(), *ws = json_array();
+  for (size_t i = 0; i < s->n_workers; i++) json_array_append_new(ws, worker(s->workers[i]));
+  json_object_set_new(o, "running", json_boolean(s->running));
+  json_object_set_new(o, "numWorkers", json_integer(s->num_workers));
+  if (s->queue != NULL) json_object_set_new(o, "queue", oeectl_json_queue(s->queue));
+  json_object_set_new(o, "workers", ws);
+  json_object_set_new(o, "uptimeSeconds", json_real(s->uptime_seconds));
+  json_object_set_new(o, "version", jstr(s->version));
+  return o;
+}
+
+static json_t *stage(const Oee__V1__StageResult *r) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", jstr(r->name));
+  json_object_set_new(o, "modelId", jstr(r->model_id));
+  json_object_set_new(o, "status", jstr(oeectl_stage_status_name(r->status)));
+  json_object_set_new(o, "output", jstr(r->output));
+  json_object_set_new(o, "cost", json_real(r->cost));
+  json_object_set_new(o, "elapsedSeconds", json_real(r->elapsed_seconds));
+  json_object_set_new(o, "errorMessage", jstr(r->error_message));
+  return o;
+}
+
+json_t *oeectl_json_pipeline(const Oee__V1__PipelineResult *p) {
+  json_t *o = json_object(), *st = json_array();
+  for (size_t i = 0; i < p->n_stages; i++) json_array_append_new(st, stage(p->stages[i]));
+  json_object_set_new(o, "taskId", jstr(p->task_id));
+  json_object_set_new(o, "pipelineId", jstr(p->pipeline_id));
+  json_object_set_new(o, "status", jstr(oeectl_status_name(p->status)));
+  json_object_set_new(o, "strategy", jstr(oeectl_strategy_name(p->strategy)));
+  json_object_set_new(o, "stages", st);
+  json_object_set_new(o, "output", jstr(p->output));
+  json_object_set_new(o, "totalCost", json_real(p->total_cost));
+  json_object_set_new(o, "elapsedSeconds", json_real(p->elapsed_seconds));
+  json_object_set_new(o, "errorMessage", jstr(p->error_message));
+  return o;
+}
+
+json_t *oeectl_json_event(const Oee__V1__TaskEvent *e) {
+  char seq[32];
+  json_t *o = json_object();
+  snprintf(seq, sizeof(seq), "%llu", (unsigned long long)e->sequence);
+  json_object_set_new(o, "sequence", jstr(seq)); /* uint64: a string in JSON */
+  if (e->task != NULL) json_object_set_new(o, "task", oeectl_json_task(e->task));
+  set_time(o, "time", e->time);
+  return o;
+}
+
+json_t *oeectl_json_list(const Oee__V1__ListTasksResponse *r) {
+  json_t *o = json_object(), *ts = json_array();
+  for (size_t i = 0; i < r->n_tasks; i++) json_array_append_new(ts, oeectl_json_task(r->tasks[i]));
+  json_object_set_new(o, "tasks", ts);
+  json_object_set_new(o, "nextPageToken", jstr(r->next_page_token));
+  json_object_set_new(o, "totalSize", json_integer(r->total_size));
+  return o;
+}

@@ -1,0 +1,534 @@
+"""End-to-end test of oeectl against the real oee-server on loopback.
+
+Starts //server:oee-server on 127.0.0.1:0 with tests/cli/config.json, runs
+every oeectl subcommand as a subprocess and checks stdout, stderr and the exit
+code (gRPC status code; 64 for usage errors). Ends the server with SIGTERM
+and checks that it exits 0. Prints a closing "N passed, N failed" line.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+RUNFILES = os.path.join(os.environ.get("TEST_SRCDIR", "."), "oee")
+SERVER = os.path.join(RUNFILES, "server", "oee-server")
+OEECTL = os.path.join(RUNFILES, "client", "oeectl")
+CONFIG = os.path.join(RUNFILES, "tests", "cli", "config.json")
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z$")
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+EXIT_USAGE = 64
+EXIT_NOINPUT = 66
+
+
+class Server:
+    """The oee-server process; its port is read from its first stdout line."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [SERVER, "--listen", "127.0.0.1:0", "--config", CONFIG],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"oee-server listening on port (\d+)", line)
+        if not m:
+            raise RuntimeError("server did not start: %r" % line)
+        self.addr = "127.0.0.1:%s" % m.group(1)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+SRV = None
+
+
+def run(*args, env_addr=None, stdin=None, addr=True, timeout=30):
+    """Runs oeectl; returns (exit code, stdout, stderr)."""
+    env = dict(os.environ)
+    env.pop("OEE_ADDR", None)
+    if env_addr is not None:
+        env["OEE_ADDR"] = env_addr
+    argv = [OEECTL] + (["--addr", SRV.addr] if addr else []) + list(args)
+    p = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def ok(*args, **kw):
+    """Runs oeectl, asserts exit 0 and an empty stderr, returns stdout."""
+    rc, out, err = run(*args, **kw)
+    assert rc == 0, "oeectl %s: exit %d, stderr %r" % (" ".join(args), rc, err)
+    assert err == "", "unexpected stderr %r" % err
+    return out
+
+
+def fails(code, name, *args, **kw):
+    """Asserts exit `code` with "oeectl: NAME: <message>" on stderr."""
+    rc, out, err = run(*args, **kw)
+    assert rc == code, "oeectl %s: exit %d, want %d (stderr %r)" % (" ".join(args), rc, code, err)
+    assert out == "", "unexpected stdout %r" % out
+    if name is not None:
+        assert re.match(r"^oeectl: %s: \S" % name, err), "stderr %r" % err
+    return err
+
+
+def usage_error(*args):
+    rc, out, err = run(*args)
+    assert rc == EXIT_USAGE, "oeectl %s: exit %d, want 64 (%r)" % (" ".join(args), rc, err)
+    assert err.startswith("oeectl: ") and "usage:" in err, err
+    return err
+
+
+def submit(name="t", ttype="echo", *extra):
+    out = ok("submit", "--name", name, "--type", ttype, *extra)
+    tid = out.strip()
+    assert UUID_RE.match(tid), out
+    return tid
+
+
+def get_json(tid):
+    return json.loads(ok("--json", "get", tid))
+
+
+def wait_status(tid, want, timeout=10):
+    deadline = time.time() + timeout
+    while True:
+        t = get_json(tid)
+        if t["status"] == want:
+            return t
+        assert time.time() < deadline, "task %s stuck in %s, want %s" % (tid, t["status"], want)
+        time.sleep(0.05)
+
+
+def check_task_json(t):
+    assert UUID_RE.match(t["id"]), t
+    assert RFC3339_RE.match(t["createdAt"]), t["createdAt"]
+    for key in ("name", "status", "priority", "taskType", "context", "workerId",
+                "errorMessage", "result"):
+        assert key in t, "missing %s in %r" % (key, t)
+    assert t["status"].startswith("TASK_STATUS_"), t
+
+
+# ---- tests, run in order ----
+
+def test_help():
+    out = ok("--help", addr=False)
+    assert "Exit codes" in out and "64" in out and "14 UNAVAILABLE" in out, out
+    for cmd in ("submit", "submit-batch", "get", "list", "cancel", "status", "watch",
+                "pipeline", "clear", "health"):
+        assert cmd in out, cmd
+        assert ok(cmd, "--help", addr=False).startswith("usage: oeectl " + cmd)
+    assert ok("pipeline", "submit", "--help", addr=False).startswith("usage: oeectl pipeline submit")
+    assert ok("help", "list", addr=False).startswith("usage: oeectl list")
+
+
+def test_usage_errors():
+    usage_error()
+    usage_error("bogus")
+    usage_error("submit", "--name", "x")                      # no --type
+    usage_error("submit", "--name", "x", "--type", "echo", "--priority", "high")
+    usage_error("submit", "--name", "x", "--type", "echo", "--ctx", "novalue")
+    usage_error("submit", "--name", "x", "--type", "echo", "--frobnicate")
+    usage_error("get")
+    usage_error("get", "a", "b")
+    usage_error("list", "--status", "sleeping")
+    usage_error("--timeout", "soon", "status")
+    usage_error("watch", "--status", "nope")
+    usage_error("pipeline")
+    usage_error("pipeline", "frob")
+    usage_error("pipeline", "submit", "--id", "p", "--stage", "a:echo")   # no strategy
+    usage_error("pipeline", "submit", "--id", "p", "--strategy", "nope", "--stage", "a:echo")
+    usage_error("pipeline", "submit", "--id", "p", "--strategy", "COST_OPTIMIZED", "--stage", "nocolon")
+    usage_error("pipeline", "submit", "--id", "p", "--strategy", "COST_OPTIMIZED", "--stage", "a:echo:nan")
+    usage_error("clear", "--keep", "some")
+    usage_error("submit-batch", "a", "b")
+
+
+def test_submit():
+    tid = submit("hello", "echo", "--ctx", "message=hi there", "--priority", "7")
+    t = wait_status(tid, "TASK_STATUS_DONE")
+    check_task_json(t)
+    assert t["result"] == "hi there" and t["priority"] == 7, t
+    assert t["context"] == {"message": "hi there"}, t
+    assert RFC3339_RE.match(t["completedAt"]) and t["workerId"] in (0, 1), t
+    # --json prints the acknowledged task; an explicit priority 0 is kept.
+    t = json.loads(ok("submit", "--json", "--name", "zero", "--type", "echo", "--priority", "0"))
+    check_task_json(t)
+    assert t["priority"] == 0 and t["name"] == "zero" and t["taskType"] == "echo", t
+    assert t["status"] in ("TASK_STATUS_QUEUED", "TASK_STATUS_RUNNING", "TASK_STATUS_DONE"), t
+    # Unset priority means 5.
+    assert get_json(submit("dflt"))["priority"] == 5
+
+
+def test_submit_errors():
+    err = fails(3, "INVALID_ARGUMENT", "submit", "--name", "x", "--type", "echo", "--priority", "11")
+    assert "priority" in err, err
+    fails(3, "INVALID_ARGUMENT", "submit", "--name", "x", "--type", "echo", "--priority", "-1")
+    err = fails(3, "INVALID_ARGUMENT", "submit", "--name", "x", "--type", "nosuchtype")
+    fails(3, "INVALID_ARGUMENT", "submit", "--name", "", "--type", "echo")
+    fails(3, "INVALID_ARGUMENT", "submit", "--name", "x", "--type", "exec", "--ctx", "command=nope")
+
+
+def test_exec_and_fail():
+    t = wait_status(submit("ex", "exec", "--ctx", "command=hello"), "TASK_STATUS_DONE")
+    assert t["result"] == "hello", t
+    t = wait_status(submit("f", "fail", "--ctx", "message=boom"), "TASK_STATUS_ERROR")
+    assert "boom" in t["errorMessage"], t
+
+
+def test_get():
+    tid = submit("g", "echo", "--ctx", "message=got")
+    wait_status(tid, "TASK_STATUS_DONE")
+    out = ok("get", tid)
+    for line in ("id:        " + tid, "name:      g", "type:      echo", "status:    DONE",
+                 "result:    got", "context:   message=got"):
+        assert line in out, (line, out)
+    assert get_json(tid)["id"] == tid
+    err = fails(5, "NOT_FOUND", "get", UNKNOWN_ID)
+    assert UNKNOWN_ID in err, err
+    fails(3, "INVALID_ARGUMENT", "get", "not-a-uuid")
+
+
+def test_oee_addr():
+    tid = submit("env")
+    out = ok("get", tid, env_addr=SRV.addr, addr=False)
+    assert tid in out
+    # --addr wins over OEE_ADDR.
+    rc, out, err = run("get", tid, env_addr="127.0.0.1:1")
+    assert rc == 0 and tid in out, (rc, err)
+    fails(14, "UNAVAILABLE", "get", tid, env_addr="127.0.0.1:1", addr=False)
+
+
+def test_list():
+    ids = [submit("L%d" % i, "echo", "--ctx", "message=m%d" % i) for i in range(3)]
+    for tid in ids:
+        wait_status(tid, "TASK_STATUS_DONE")
+    out = ok("list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "TYPE", "STATUS", "PRIO", "WORKER", "RESULT/ERROR"], lines[0]
+    rows = {l.split()[0]: l.split() for l in lines[1:-1]}
+    for i, tid in enumerate(ids):
+        assert rows[tid][1:5] == ["L%d" % i, "echo", "DONE", "5"], rows[tid]
+        assert rows[tid][-1] == "m%d" % i, rows[tid]
+    assert re.match(r"^\(\d+ of \d+ tasks\)$", lines[-1]), lines[-1]
+
+    page = json.loads(ok("--json", "list"))
+    assert page["totalSize"] == len(page["tasks"]) >= 3 and page["nextPageToken"] == "", page
+    for t in page["tasks"]:
+        check_task_json(t)
+    created = [t["createdAt"] for t in page["tasks"]]
+    assert created == sorted(created), "not oldest first"
+
+    done = json.loads(ok("list", "--json", "--status", "done", "--type", "echo"))
+    assert done["tasks"] and all(t["status"] == "TASK_STATUS_DONE" and t["taskType"] == "echo"
+                                 for t in done["tasks"]), done
+    errs = json.loads(ok("list", "--json", "--status", "TASK_STATUS_ERROR"))
+    assert all(t["status"] == "TASK_STATUS_ERROR" for t in errs["tasks"]) and errs["tasks"], errs
+    assert json.loads(ok("list", "--json", "--type", "nosuch"))["tasks"] == []
+
+    first = json.loads(ok("list", "--json", "--page-size", "2"))
+    assert len(first["tasks"]) == 2 and first["nextPageToken"], first
+    second = json.loads(ok("list", "--json", "--page-size", "2", "--page-token", first["nextPageToken"]))
+    assert second["tasks"][0]["id"] == page["tasks"][2]["id"], second
+    out = ok("list", "--page-size", "2")
+    assert "next page: --page-token " + first["nextPageToken"] in out, out
+    every = json.loads(ok("list", "--json", "--all", "--page-size", "2"))
+    assert [t["id"] for t in every["tasks"]] == [t["id"] for t in page["tasks"]], every
+    assert every["nextPageToken"] == ""
+
+    fails(3, "INVALID_ARGUMENT", "list", "--page-token", "garbage")
+    fails(3, "INVALID_ARGUMENT", "list", "--page-size", "-1")
+
+
+def test_cancel():
+    tid = submit("sleepy", "sleep", "--ctx", "seconds=30")
+    out = ok("cancel", tid)
+    assert out.startswith("cancelled " + tid), out
+    t = wait_status(tid, "TASK_STATUS_CANCELLED")
+    assert RFC3339_RE.match(t["completedAt"]), t
+    out = ok("cancel", tid)
+    assert out.startswith("not cancelled: %s is already CANCELLED" % tid), out
+    r = json.loads(ok("--json", "cancel", tid))
+    assert r["cancelled"] is False and r["task"]["status"] == "TASK_STATUS_CANCELLED", r
+    fails(5, "NOT_FOUND", "cancel", UNKNOWN_ID)
+    fails(3, "INVALID_ARGUMENT", "cancel", "xyz")
+
+
+def test_status():
+    out = ok("status")
+    assert re.search(r"^server:\s+running$", out, re.M), out
+    assert re.search(r"^workers:\s+2$", out, re.M), out
+    assert re.search(r"^tasks:\s+\d+ total, \d+ queued, \d+ running, \d+ done, \d+ error, \d+ cancelled$",
+                     out, re.M), out
+    assert re.search(r"^WORKER\s+BUSY\s+COMPLETED\s+FAILED\s+CURRENT TASK$", out, re.M), out
+    s = json.loads(ok("status", "--json"))
+    assert s["running"] is True and s["numWorkers"] == 2 and s["version"], s
+    assert [w["workerId"] for w in s["workers"]] == [0, 1], s
+    q = s["queue"]
+    assert sorted(q["tasksByStatus"]) == ["cancelled", "done", "error", "queued", "running"], q
+    assert q["totalTasks"] == sum(q["tasksByStatus"].values()), q
+    assert s["uptimeSeconds"] > 0 and sum(w["tasksCompleted"] for w in s["workers"]) >= 1, s
+
+
+def test_submit_batch():
+    lines = [
+        json.dumps({"name": "b1", "task_type": "echo", "context": {"message": "one"}}),
+        "",
+        "this is not json",
+        json.dumps({"name": "b2", "taskType": "echo", "priority": 0}),
+        json.dumps({"name": "b3", "task_type": "echo", "priority": 99}),
+        json.dumps({"name": "b4", "task_type": "echo", "surprise": 1}),
+    ]
+    path = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), "batch.jsonl")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    rc, out, err = run("submit-batch", path)
+    assert rc == 3 and err == "", (rc, err)
+    res = out.splitlines()
+    assert len(res) == 5, res
+    assert UUID_RE.match(res[0]) and UUID_RE.match(res[2]), res
+    assert res[1].startswith("error: line 3: INVALID_ARGUMENT (3): invalid JSON"), res[1]
+    assert res[3].startswith("error: line 5: INVALID_ARGUMENT (3): ") and "priority" in res[3], res[3]
+    assert res[4] == 'error: line 6: INVALID_ARGUMENT (3): unknown field "surprise"', res[4]
+    assert wait_status(res[0], "TASK_STATUS_DONE")["result"] == "one"
+    assert get_json(res[2])["priority"] == 0
+    # Standard input ("-") and --json.
+    rc, out, err = run("--json", "submit-batch", "-", stdin="\n".join(lines) + "\n")
+    assert rc == 3, (rc, err)
+    objs = [json.loads(l) for l in out.splitlines()]
+    assert [o["line"] for o in objs] == [1, 3, 4, 5, 6], objs
+    assert [o["code"] for o in objs] == [0, 3, 0, 3, 3], objs
+    assert objs[0]["task"]["name"] == "b1" and UUID_RE.match(objs[0]["taskId"]), objs[0]
+    # All good: exit 0. 2500 entries take three SubmitTasks calls.
+    many = "".join(json.dumps({"name": "m%d" % i, "task_type": "echo"}) + "\n" for i in range(2500))
+    rc, out, err = run("submit-batch", stdin=many)
+    ids = out.splitlines()
+    assert rc == 0 and len(ids) == 2500 and len(set(ids)) == 2500, (rc, err, len(ids))
+    assert all(UUID_RE.match(i) for i in ids)
+    fails(EXIT_NOINPUT, None, "submit-batch", "/nonexistent/batch.jsonl")
+
+
+class Watcher:
+    """oeectl watch in the background; collects stdout lines as they come."""
+
+    def __init__(self, *args):
+        env = dict(os.environ)
+        env.pop("OEE_ADDR", None)
+        self.proc = subprocess.Popen([OEECTL, "--addr", SRV.addr, "watch"] + list(args),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.lines = []
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pred, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if pred(list(self.lines)):
+                    return list(self.lines)
+            time.sleep(0.05)
+        raise AssertionError("watch output never matched: %r" % self.lines)
+
+    def finish(self, sig=None):
+        if sig is not None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=10)
+        self.reader.join(timeout=5)
+        return rc, self.proc.stderr.read()
+
+
+def test_watch_snapshot_sigint():
+    old = submit("before", "echo", "--ctx", "message=old")
+    wait_status(old, "TASK_STATUS_DONE")
+    w = Watcher("--json", "--snapshot")
+    # The snapshot shows the finished task: the watch is now subscribed.
+    w.wait_for(lambda ls: any(json.loads(l)["task"]["id"] == old for l in ls))
+    new = submit("live", "echo", "--ctx", "message=new")
+    lines = w.wait_for(lambda ls: any(json.loads(l)["task"]["id"] == new and
+                                      json.loads(l)["task"]["status"] == "TASK_STATUS_DONE" for l in ls))
+    rc, err = w.finish(signal.SIGINT)
+    assert rc == 0 and err == "", (rc, err)
+    events = [json.loads(l) for l in lines]
+    snap = [e for e in events if e["task"]["id"] == old]
+    assert len(snap) == 1 and snap[0]["task"]["status"] == "TASK_STATUS_DONE", snap
+    mine = [e for e in events if e["task"]["id"] == new]
+    assert [e["task"]["status"] for e in mine] == \
+        ["TASK_STATUS_QUEUED", "TASK_STATUS_RUNNING", "TASK_STATUS_DONE"], mine
+    seqs = [int(e["sequence"]) for e in mine]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3, seqs
+    assert all(RFC3339_RE.match(e["time"]) for e in mine), mine
+    assert mine[-1]["task"]["result"] == "new"
+
+
+def test_watch_filters_human():
+    # test_exec_and_fail left a fail task in ERROR: the snapshot shows it,
+    # which tells that the watch is subscribed.
+    w = Watcher("--snapshot", "--type", "fail", "--status", "error", "--status", "queued")
+    w.wait_for(lambda ls: len(ls) >= 1)
+    submit("ignored", "echo")
+    tid = submit("bad", "fail", "--ctx", "message=kaput")
+    lines = w.wait_for(lambda ls: any(tid in l and " ERROR " in l for l in ls))
+    rc, err = w.finish(signal.SIGINT)
+    assert rc == 0 and err == "", (rc, err)
+    assert all(" fail " in l for l in lines), lines
+    lines = [l for l in lines if tid in l]
+    assert len(lines) == 2, lines
+    assert re.match(r"^\d+  \S+Z  %s  QUEUED\s" % tid, lines[0]), lines[0]
+    assert re.match(r"^\d+  \S+Z  %s  ERROR\s.* bad  kaput$" % tid, lines[1]), lines[1]
+    assert int(lines[0].split()[0]) < int(lines[1].split()[0])
+
+
+def test_pipeline():
+    tid = ok("pipeline", "submit", "--id", "p1", "--strategy", "local-fast-precise",
+             "--stage", "up:upper", "--stage", "back:rev:1.5", "--input", "hello").strip()
+    assert UUID_RE.match(tid), tid
+    wait_status(tid, "TASK_STATUS_DONE")
+    r = json.loads(ok("--json", "pipeline", "result", tid))
+    assert r["taskId"] == tid and r["pipelineId"] == "p1" and r["output"] == "OLLEH", r
+    assert r["status"] == "TASK_STATUS_DONE" and r["strategy"] == "LOCAL_FAST_PRECISE", r
+    assert [s["name"] for s in r["stages"]] == ["up", "back"], r
+    assert [s["status"] for s in r["stages"]] == ["STAGE_STATUS_DONE"] * 2, r
+    assert [s["cost"] for s in r["stages"]] == [0.5, 1.5] and abs(r["totalCost"] - 2.0) < 1e-9, r
+    out = ok("pipeline", "result", tid)
+    assert re.search(r"^output:\s+OLLEH$", out, re.M) and re.search(r"^back\s+rev\s+DONE\s+1\.500", out, re.M), out
+    t = json.loads(ok("pipeline", "submit", "--json", "--id", "p2", "--strategy", "COST_OPTIMIZED",
+                      "--stage", "a:upper", "--stage", "b:echo", "--priority", "0",
+                      "--name", "cheap", "--input", "abc"))
+    assert t["taskType"] == "pipeline" and t["name"] == "cheap" and t["priority"] == 0, t
+    wait_status(t["id"], "TASK_STATUS_DONE")
+    r = json.loads(ok("pipeline", "result", t["id"], "--json"))
+    assert r["output"] == "abc" and r["stages"][1]["status"] == "STAGE_STATUS_DONE", r
+    fails(3, "INVALID_ARGUMENT", "pipeline", "submit", "--id", "p3", "--strategy", "QUALITY_FIRST",
+          "--stage", "a:nosuchmodel")
+    fails(3, "INVALID_ARGUMENT", "pipeline", "submit", "--id", "p3", "--strategy", "QUALITY_FIRST",
+          "--stage", "a:echo", "--max-cost", "-1")
+    fails(3, "INVALID_ARGUMENT", "pipeline", "submit", "--id", "p3", "--strategy", "QUALITY_FIRST",
+          "--stage", "a:echo:-1")
+    fails(5, "NOT_FOUND", "pipeline", "result", UNKNOWN_ID)
+    fails(5, "NOT_FOUND", "pipeline", "result", submit("plain"))
+    fails(3, "INVALID_ARGUMENT", "pipeline", "result", "bad-id")
+
+
+def test_health():
+    assert ok("health") == "SERVING\n"
+    assert ok("health", "oee.v1.OrchestratorService") == "SERVING\n"
+    assert json.loads(ok("health", "--json")) == {"status": "SERVING"}
+    fails(5, "NOT_FOUND", "health", "no.such.Service")
+    # A draining server is NOT_SERVING: exit 14 with the status on stdout.
+    global SRV
+    main, SRV = SRV, Server()
+    try:
+        tid = submit("hold", "sleep", "--ctx", "seconds=3")
+        deadline = time.time() + 10
+        while get_json(tid)["status"] != "TASK_STATUS_RUNNING":
+            assert time.time() < deadline
+            time.sleep(0.02)
+        SRV.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        while True:
+            rc, out, err = run("health")
+            if rc == 14:
+                break
+            assert rc == 0 and out == "SERVING\n" and time.time() < deadline, (rc, out, err)
+            time.sleep(0.02)
+        assert out == "NOT_SERVING\n" and err == "", (out, err)
+        assert SRV.proc.wait(timeout=30) == 0
+    finally:
+        if SRV.proc.poll() is None:
+            SRV.proc.kill()
+        SRV = main
+
+
+def wait_idle(timeout=20):
+    deadline = time.time() + timeout
+    while True:
+        q = json.loads(ok("status", "--json"))["queue"]["tasksByStatus"]
+        if q["queued"] == 0 and q["running"] == 0:
+            return
+        assert time.time() < deadline, q
+        time.sleep(0.1)
+
+
+def test_clear():
+    wait_idle()
+    fails(3, "INVALID_ARGUMENT", "clear", "--keep", "-1")
+    out = ok("clear", "--keep", "1")
+    assert re.match(r"^cleared \d+ tasks$", out), out
+    assert int(out.split()[1]) > 0, out
+    assert json.loads(ok("clear", "--json", "--keep", "1")) == {"cleared": 0}
+    finished = json.loads(ok("list", "--json", "--all"))["tasks"]
+    assert len([t for t in finished if t["status"] != "TASK_STATUS_QUEUED" and
+                t["status"] != "TASK_STATUS_RUNNING"]) <= 1, finished
+
+
+def test_unavailable():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    dead = "127.0.0.1:%d" % port
+    for args in (["status"], ["list"], ["get", UNKNOWN_ID], ["submit", "--name", "x", "--type", "echo"],
+                 ["watch"]):
+        fails(14, "UNAVAILABLE", "--addr", dead, *args, addr=False)
+    fails(14, "UNAVAILABLE", "status", env_addr=dead, addr=False)
+
+
+TESTS = [test_help, test_usage_errors, test_submit, test_submit_errors, test_exec_and_fail,
+         test_get, test_oee_addr, test_list, test_cancel, test_status, test_submit_batch,
+         test_watch_snapshot_sigint, test_watch_filters_human, test_pipeline,
+         test_health, test_clear, test_unavailable]
+
+
+def test_server_stop(watcher):
+    """SIGTERM: an open watch ends UNAVAILABLE (exit 14), the server exits 0."""
+    rc = SRV.stop()
+    assert rc == 0, "server exit %d" % rc
+    wrc, err = watcher.finish()
+    assert wrc == 14 and err.startswith("oeectl: UNAVAILABLE: "), (wrc, err)
+
+
+def main():
+    global SRV
+    SRV = Server()
+    passed = failed = 0
+    for t in TESTS:
+        try:
+            t()
+            passed += 1
+            print("PASS %s" % t.__name__)
+        except Exception:
+            failed += 1
+            print("FAIL %s\n%s" % (t.__name__, traceback.format_exc()))
+        sys.stdout.flush()
+    try:
+        w = Watcher("--snapshot")
+        w.wait_for(lambda ls: len(ls) > 0)
+        test_server_stop(w)
+        passed += 1
+        print("PASS test_server_stop")
+    except Exception:
+        failed += 1
+        print("FAIL test_server_stop\n%s" % traceback.format_exc())
+        if SRV.proc.poll() is None:
+            SRV.proc.kill()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
