@@ -1,6 +1,7 @@
 /* engine.c - queue, worker pool and task lifecycle (see engine.h). */
 #include "core/engine.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +20,18 @@ static int task_less(const void *a, const void *b) {
   return x->index < y->index;
 }
 
-static void task_setpos(void *e, size_t pos) { ((oee_task *)e)->heap_pos = pos; }
+static void task_setpos(void *e, size_t pos) {
+  ((oee_task *)e)->heap_pos = pos == OEE_HEAP_NONE ? OEE_TASK_NOT_QUEUED : (uint32_t)pos;
+}
 
 /* ------------------------------------------------------------ lifecycle */
 
 static void task_free(oee_task *t) {
   oee_task_info_unref(t->snap);
-  if (t->payload && t->payload_free) t->payload_free(t->payload);
+  if (t->payload) {
+    if (t->payload->free) t->payload->free(t->payload->data);
+    free(t->payload);
+  }
   free(t);
 }
 
@@ -155,7 +161,6 @@ size_t oee_engine_executor_names(oee_engine *eng, char *buf, size_t cap) {
 static int engine_init_locks(oee_engine *eng) {
   if (pthread_rwlock_init(&eng->exec_lock, NULL) != 0) return OEE_ENOMEM;
   pthread_mutex_init(&eng->lock, NULL);
-  oee__cond_init(&eng->work_cv);
   oee__cond_init(&eng->drain_cv);
   return 0;
 }
@@ -187,6 +192,7 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   }
   eng->store = oee__store_mem_create();
   eng->workers = calloc((size_t)eng->num_workers, sizeof(*eng->workers));
+  for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__cond_init(&eng->workers[i].wake);
   rc = eng->store && eng->workers ? oee__bus_create(&eng->bus) : OEE_ENOMEM;
   if (rc == 0) rc = register_builtins(eng);
   if (rc != 0) {
@@ -208,8 +214,10 @@ void oee_engine_destroy(oee_engine *eng) {
     free(eng->executors);
     eng->executors = next;
   }
+  for (int i = 0; i < eng->num_workers && eng->workers; i++) {
+    pthread_cond_destroy(&eng->workers[i].wake);
+  }
   free(eng->workers);
-  pthread_cond_destroy(&eng->work_cv);
   pthread_cond_destroy(&eng->drain_cv);
   pthread_mutex_destroy(&eng->lock);
   pthread_rwlock_destroy(&eng->exec_lock);
@@ -279,23 +287,53 @@ static void job_run(oee_engine *eng, oee_job *j) {
   e.fn(j, e.user_data);
 }
 
+/* Waits on the idle stack until a submit or stop takes this worker off it,
+ * or until `deadline_ns` (0: none). Lock held. */
+static void worker_idle(oee_engine *eng, worker *w, int64_t deadline_ns) {
+  w->idle = 1;
+  w->next_idle = eng->idle;
+  eng->idle = w;
+  while (w->idle && !eng->stopping) {
+    if (deadline_ns == 0) {
+      oee__wait(&w->wake, &eng->lock);
+    } else if (oee__wait_until(&w->wake, &eng->lock, deadline_ns)) {
+      break;
+    }
+  }
+  if (w->idle) { /* timed out or stopping: take itself off the stack */
+    worker **pp = &eng->idle;
+    while (*pp != w) pp = &(*pp)->next_idle;
+    *pp = w->next_idle;
+    w->idle = 0;
+  }
+}
+
+/* Wakes one idle worker, if any (lock held). */
+static void wake_one(oee_engine *eng) {
+  worker *w = eng->idle;
+  if (w == NULL) return;
+  eng->idle = w->next_idle;
+  w->idle = 0;
+  oee__signal(&w->wake);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   oee_engine *eng = w->eng;
   oee__lock(&eng->lock);
   while (!eng->stopping) {
     if (eng->queue.len == 0) {
-      eng->idle_workers++;
-      oee__wait(&eng->work_cv, &eng->lock);
-      eng->idle_workers--;
+      worker_idle(eng, w, 0);
       continue;
     }
     oee_job *j = job_start_locked(eng, w);
     if (j == NULL) {
       /* Out of memory: back off briefly instead of spinning. */
-      oee__wait_until(&eng->work_cv, &eng->lock, oee__mono_ns() + 10000000);
+      worker_idle(eng, w, oee__mono_ns() + 10000000);
       continue;
     }
+    /* More work queued and someone idle: pass the baton before running. */
+    if (eng->queue.len > 0) wake_one(eng);
     oee__unlock(&eng->lock);
     job_run(eng, j);
     oee__lock(&eng->lock);
@@ -362,7 +400,7 @@ int oee_engine_stop(oee_engine *eng, int64_t drain_ms) {
   eng->accepting = 0;
   int was_started = eng->started && !eng->stopping;
   eng->stopping = 1;
-  oee__broadcast(&eng->work_cv);
+  for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__signal(&eng->workers[i].wake);
   drain_locked(eng, drain_ms);
   oee__unlock(&eng->lock);
   if (!was_started) return 0;
@@ -384,7 +422,7 @@ oee_token *oee_job_token(oee_job *j) { return j->token; }
 
 int oee_job_worker(const oee_job *j) { return j->worker; }
 
-void *oee__job_payload(oee_job *j) { return j->task->payload; }
+void *oee__job_payload(oee_job *j) { return j->task->payload ? j->task->payload->data : NULL; }
 
 /* Cuts an over-long result and says so at its end (malloc'd or NULL). */
 static char *truncate_result(const char *result, size_t max) {
@@ -448,8 +486,8 @@ static int submit_check(oee_engine *eng, const oee_submit *req,
 
 /* Builds the QUEUED snapshot (index and seq are filled in under the lock). */
 static oee_task_info *build_queued(const oee_submit *req, int *rc) {
-  oee_kv *ctx = NULL;
-  *rc = oee__context_sorted(req->context, req->context_len, &ctx);
+  oee_kv buf[8], *ctx = NULL;
+  *rc = oee__context_sorted(req->context, req->context_len, buf, 8, &ctx);
   if (*rc != 0) return NULL;
   oee_task_info d = {0};
   oee__new_id(d.id);
@@ -462,7 +500,7 @@ static oee_task_info *build_queued(const oee_submit *req, int *rc) {
   d.worker_id = -1;
   d.created_at_ns = oee_now_ns();
   oee_task_info *snap = oee__snap_pack(&d);
-  free(ctx);
+  if (ctx != buf) free(ctx);
   if (snap == NULL) *rc = OEE_ENOMEM;
   return snap;
 }
@@ -480,8 +518,25 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap) {
   eng->last_seq++;
   oee_heap_push(&eng->queue, t); /* reserved above: cannot fail */
   oee__bus_publish(eng->bus, snap);
-  if (eng->idle_workers > 0) oee__signal(&eng->work_cv);
+  wake_one(eng);
   return 0;
+}
+
+/* The task record for a new submission; payload ownership moves into it. */
+static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_free)(void *)) {
+  oee_task *t = calloc(1, sizeof(*t));
+  if (t == NULL) return NULL;
+  if (payload) {
+    t->payload = malloc(sizeof(*t->payload));
+    if (t->payload == NULL) {
+      free(t);
+      return NULL;
+    }
+    *t->payload = (oee_payload){payload, payload_free};
+  }
+  t->priority = req->priority;
+  t->heap_pos = OEE_TASK_NOT_QUEUED;
+  return t;
 }
 
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
@@ -490,20 +545,17 @@ int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
   int rc = submit_check(eng, req, payload);
   oee_task *t = NULL;
   oee_task_info *snap = rc == 0 ? build_queued(req, &rc) : NULL;
-  if (rc == 0 && (t = calloc(1, sizeof(*t))) == NULL) rc = OEE_ENOMEM;
+  if (rc == 0 && (t = task_new(req, payload, payload_free)) == NULL) rc = OEE_ENOMEM;
   if (rc != 0) goto fail;
-  t->priority = req->priority;
-  t->heap_pos = OEE_HEAP_NONE;
-  t->payload = payload;
-  t->payload_free = payload_free;
   oee__lock(&eng->lock);
   rc = enqueue_locked(eng, t, snap);
   if (rc == 0 && out) *out = oee_task_info_ref(snap);
   oee__unlock(&eng->lock);
   if (rc == 0) return 0;
+  free(t->payload); /* the wrapper only: the data is freed below, once */
+  free(t);
 fail:
   oee_task_info_unref(snap);
-  free(t);
   if (payload && payload_free) payload_free(payload);
   return rc;
 }
@@ -554,7 +606,7 @@ int oee__engine_with_payload(oee_engine *eng, const char *id,
   oee__lock(&eng->lock);
   oee_task *t = eng->store->ops->lookup(eng->store, id);
   int ok = t && t->payload && strcmp(t->snap->task_type, task_type) == 0;
-  if (ok) fn(t->payload, t->snap, arg);
+  if (ok) fn(t->payload->data, t->snap, arg);
   oee__unlock(&eng->lock);
   return ok ? 0 : OEE_ENOENT;
 }
@@ -574,6 +626,9 @@ long oee_engine_clear_completed(oee_engine *eng, long keep_recent) {
   oee__lock(&eng->lock);
   long n = eng->store->ops->clear_completed(eng->store, keep_recent, drop_task, NULL);
   oee__unlock(&eng->lock);
+  /* Freed snapshots are scattered small blocks: hand the pages back to the
+   * system after a large clear, or RSS stays at its peak. */
+  if (n >= 4096) malloc_trim(0);
   return n;
 }
 

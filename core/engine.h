@@ -14,7 +14,10 @@
  * to event rings; executors always run with no lock held.
  * Completion: oee_job_succeed/fail/cancelled take `lock`, swap in the final
  * snapshot, publish it and wake stop() when the last running job ends.
- * Wakeups: a submit signals `work_cv` only when a worker is idle.
+ * Wakeups: an idle worker waits on its own condition variable on the idle
+ * stack; a submit pops one idle worker and wakes exactly that one, so no
+ * worker is woken for a task another already took, and a busy pool costs
+ * submitters no signal at all.
  */
 #ifndef OEE_ENGINE_H
 #define OEE_ENGINE_H
@@ -41,6 +44,9 @@ typedef struct worker {
   pthread_t thread;
   int id;
   int busy;                       /* guarded by eng->lock */
+  int idle;                       /* on eng->idle, guarded by eng->lock */
+  struct worker *next_idle;       /* guarded by eng->lock */
+  pthread_cond_t wake;            /* signalled when taken off the idle stack */
   char current[OEE_ID_LEN + 1];   /* guarded by eng->lock */
   uint64_t completed, failed;     /* guarded by eng->lock */
 } worker;
@@ -59,7 +65,6 @@ struct oee_engine {
   executor *executors;            /* guarded by exec_lock */
 
   pthread_mutex_t lock;
-  pthread_cond_t work_cv;         /* workers wait here for tasks */
   pthread_cond_t drain_cv;        /* stop() waits here for running jobs */
   oee_store *store;
   oee_heap queue;                 /* QUEUED tasks, highest priority first */
@@ -68,7 +73,7 @@ struct oee_engine {
   uint64_t last_seq;              /* event counter */
   int accepting;                  /* submissions allowed */
   int started, stopping;
-  int idle_workers;
+  worker *idle;                   /* stack of workers waiting for a task */
   size_t running_jobs;
   oee_job *running;               /* list of running jobs */
   int64_t started_mono_ns;

@@ -11,7 +11,6 @@
  *  - counts by status, and by (task_type, status) for filtered totals.
  * Locking: none; the engine lock is held around every call (see store.h).
  */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +44,7 @@ static uint64_t id_hash(const char *id) {
   /* FNV-1a over the case-folded text: ids are random, so this spreads well. */
   uint64_t h = 1469598103934665603ULL;
   for (int i = 0; i < OEE_ID_LEN && id[i]; i++) {
-    h ^= (unsigned char)tolower((unsigned char)id[i]);
+    h ^= (unsigned char)id[i] | 0x20; /* folds A-F to a-f; digits and '-' keep */
     h *= 1099511628211ULL;
   }
   return h;
@@ -104,7 +103,7 @@ static int mem_insert(oee_store *s, oee_task *t) {
   size_t k = id_hash(t->snap->id) & (m->nbuckets - 1);
   t->hnext = m->buckets[k];
   m->buckets[k] = t;
-  t->order_pos = m->order_len;
+  t->order_pos = (uint32_t)m->order_len;
   m->order[m->order_len++] = (slot){t->index, t};
   m->ntasks++;
   m->by_status[t->snap->status]++;
@@ -114,7 +113,6 @@ static int mem_insert(oee_store *s, oee_task *t) {
 
 static void done_append(mem_store *m, oee_task *t) {
   t->done_next = NULL;
-  t->done_prev = m->done_tail;
   if (m->done_tail) {
     m->done_tail->done_next = t;
   } else {
@@ -182,6 +180,13 @@ static uint64_t list_total(mem_store *m, const oee_list_query *q) {
   return sum;
 }
 
+/*
+ * Slots one listing may examine. A filter that matches rarely would
+ * otherwise scan the whole store under the engine lock; past this many
+ * slots the page ends early with a token to resume from (~1 ms of work).
+ */
+#define LIST_SCAN_LIMIT 65536
+
 static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
   mem_store *m = (mem_store *)s;
   memset(out, 0, sizeof(*out));
@@ -190,7 +195,12 @@ static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
   size_t cap = q->limit < out->total ? q->limit : out->total;
   out->tasks = malloc(cap * sizeof(*out->tasks));
   if (out->tasks == NULL) return OEE_ENOMEM;
-  for (size_t i = order_seek(m, q->after_index); i < m->order_len; i++) {
+  size_t first = order_seek(m, q->after_index);
+  for (size_t i = first; i < m->order_len; i++) {
+    if (i - first == LIST_SCAN_LIMIT) {
+      out->next_index = m->order[i - 1].index;
+      break;
+    }
     oee_task *t = m->order[i].task;
     if (t == NULL || !list_match(q, t->snap)) continue;
     if (out->len == cap) {
@@ -220,7 +230,7 @@ static void compact_order(mem_store *m) {
   for (size_t r = 0; r < m->order_len; r++) {
     if (m->order[r].task == NULL) continue;
     m->order[w] = m->order[r];
-    m->order[w].task->order_pos = w;
+    m->order[w].task->order_pos = (uint32_t)w;
     w++;
   }
   m->order_len = w;
@@ -233,11 +243,7 @@ static long mem_clear(oee_store *s, long keep, oee_store_drop_fn drop, void *arg
   while (m->ndone > (size_t)keep) {
     oee_task *t = m->done_head;
     m->done_head = t->done_next;
-    if (m->done_head) {
-      m->done_head->done_prev = NULL;
-    } else {
-      m->done_tail = NULL;
-    }
+    if (m->done_head == NULL) m->done_tail = NULL;
     m->ndone--;
     unlink_task(m, t);
     drop(t, arg);

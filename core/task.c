@@ -124,20 +124,21 @@ static int kv_cmp(const void *a, const void *b) {
   return strcmp(((const oee_kv *)a)->key, ((const oee_kv *)b)->key);
 }
 
-int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv **out) {
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
+                        oee_kv **out) {
   *out = NULL;
   if (n == 0) return 0;
   if (kv == NULL) return OEE_EINVAL;
   for (size_t i = 0; i < n; i++) {
     if (kv[i].key == NULL || kv[i].value == NULL) return OEE_EINVAL;
   }
-  oee_kv *copy = malloc(n * sizeof(*copy));
+  oee_kv *copy = n <= buf_n ? buf : malloc(n * sizeof(*copy));
   if (copy == NULL) return OEE_ENOMEM;
   memcpy(copy, kv, n * sizeof(*copy));
-  qsort(copy, n, sizeof(*copy), kv_cmp);
+  if (n > 1) qsort(copy, n, sizeof(*copy), kv_cmp);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(copy[i - 1].key, copy[i].key) == 0) {
-      free(copy);
+      if (copy != buf) free(copy);
       return OEE_EINVAL;
     }
   }

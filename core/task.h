@@ -15,19 +15,29 @@
 
 #include "core/oee.h"
 
+/* Executor-specific data attached to a task (pipelines), owned by the task. */
+typedef struct oee_payload {
+  void *data;
+  void (*free)(void *data);
+} oee_payload;
+
+/*
+ * 64 bytes per task: the queue and the store are most of the memory a
+ * million queued tasks take, so rarely used fields live behind pointers.
+ */
 typedef struct oee_task {
   const oee_task_info *snap;  /* current snapshot (one owned reference) */
-  uint64_t index;             /* submission order, == snap->submit_index */
-  int priority;               /* == snap->priority, kept here for the heap */
-  size_t heap_pos;            /* position in the queue, OEE_HEAP_NONE if not queued */
-  size_t order_pos;           /* the store's slot for submission order */
   struct oee_task *hnext;     /* the store's id hash chain */
-  struct oee_task *done_prev; /* the store's completion-order list */
-  struct oee_task *done_next;
+  struct oee_task *done_next; /* the store's completion-order list */
   oee_token *token;           /* cancellation token while RUNNING, else NULL */
-  void *payload;              /* executor-specific data (pipelines), owned */
-  void (*payload_free)(void *payload);
+  oee_payload *payload;       /* NULL unless the executor attached data */
+  uint64_t index;             /* submission order, == snap->submit_index */
+  uint32_t heap_pos;          /* position in the queue, OEE_TASK_NOT_QUEUED if none */
+  uint32_t order_pos;         /* the store's slot for submission order */
+  int32_t priority;           /* == snap->priority, kept here for the heap */
 } oee_task;
+
+#define OEE_TASK_NOT_QUEUED UINT32_MAX
 
 /*
  * Packs `draft` into one new snapshot with a reference count of 1. String
@@ -37,11 +47,13 @@ typedef struct oee_task {
 oee_task_info *oee__snap_pack(const oee_task_info *draft);
 
 /*
- * Copies `n` context entries into a new array sorted by key (the strings are
- * still borrowed). OEE_EINVAL for a NULL or duplicate key or NULL value,
- * OEE_ENOMEM. *out is NULL when n == 0.
+ * Copies `n` context entries into an array sorted by key (the strings are
+ * still borrowed): `buf` (room for `buf_n`) when they fit, else a new
+ * allocation the caller frees when *out != buf. OEE_EINVAL for a NULL or
+ * duplicate key or NULL value, OEE_ENOMEM. *out is NULL when n == 0.
  */
-int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv **out);
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
+                        oee_kv **out);
 
 /* Writes a fresh random (v4) UUID, lower case, NUL-terminated. */
 void oee__new_id(char out[OEE_ID_LEN + 1]);

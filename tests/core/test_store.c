@@ -24,7 +24,7 @@ static oee_task *make_task(uint64_t index, const char *type) {
   oee_task *t = calloc(1, sizeof(*t));
   t->snap = oee__snap_pack(&d);
   t->index = index;
-  t->heap_pos = OEE_HEAP_NONE;
+  t->heap_pos = OEE_TASK_NOT_QUEUED;
   return t;
 }
 
@@ -155,6 +155,29 @@ static void test_clear_keeps_newest_n(void **state) {
   s->ops->destroy(s, drop, NULL);
 }
 
+static void test_sparse_filter_pages_stay_bounded(void **state) {
+  (void)state;
+  enum { N = 70000 };
+  oee_task **t = calloc(N, sizeof(*t));
+  oee_store *s = filled(N, t);
+  move(s, t[N - 1], OEE_TASK_RUNNING); /* the only match, past the scan bound */
+  oee_list_query q = {.status = OEE_TASK_RUNNING, .limit = 10};
+  oee_list_page p;
+  assert_int_equal(s->ops->list(s, &q, &p), 0);
+  assert_int_equal(p.total, 1);
+  assert_int_equal(p.len, 0);          /* a short page ... */
+  assert_true(p.next_index > 0);       /* ... that says where to go on */
+  q.after_index = p.next_index;
+  oee_list_page_free(&p);
+  assert_int_equal(s->ops->list(s, &q, &p), 0);
+  assert_int_equal(p.len, 1);
+  assert_ptr_equal(p.tasks[0], t[N - 1]->snap);
+  assert_int_equal(p.next_index, 0);
+  oee_list_page_free(&p);
+  s->ops->destroy(s, drop, NULL);
+  free(t);
+}
+
 typedef struct recount {
   uint64_t by[OEE_TASK_STATUS_COUNT];
   uint64_t total;
@@ -218,6 +241,7 @@ int main(void) {
       cmocka_unit_test(test_pages_cover_all_in_order),
       cmocka_unit_test(test_filters_and_totals),
       cmocka_unit_test(test_clear_keeps_newest_n),
+      cmocka_unit_test(test_sparse_filter_pages_stay_bounded),
       cmocka_unit_test(test_counts_match_recount_after_random_ops),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
