@@ -29,10 +29,20 @@ typedef struct watcher {
   int ended; /* finished by us or cancelled by the client */
 } watcher;
 
+/* Events packed once and written to every stream that wants them: a
+ * direct-mapped cache keyed by sequence number (one change, one number). */
+#define PACK_CACHE 256
+
+typedef struct packed_event {
+  uint64_t seq; /* 0: empty */
+  grpc_slice bytes;
+} packed_event;
+
 struct oee_watch_hub {
   oee_service *svc;
   watcher *head;
   size_t count;
+  packed_event cache[PACK_CACHE];
 };
 
 int oee_watch_hub_create(oee_service *s, oee_watch_hub **out) {
@@ -53,6 +63,9 @@ void oee_watch_hub_destroy(oee_watch_hub *h) {
     oee_sub_free(w->sub);
     free(w);
   }
+  for (size_t i = 0; i < PACK_CACHE; i++) {
+    if (h->cache[i].seq) grpc_slice_unref(h->cache[i].bytes);
+  }
   free(h);
 }
 
@@ -68,6 +81,26 @@ static int64_t change_time(const oee_task_info *t) {
   if (t->completed_at_ns) return t->completed_at_ns;
   if (t->started_at_ns) return t->started_at_ns;
   return t->created_at_ns;
+}
+
+/* The packed TaskEvent for `ev`, from the cache or packed now. The slice
+ * stays owned by the cache; writers take their own reference. */
+static grpc_slice event_bytes(oee_watch_hub *h, const oee_task_info *ev) {
+  packed_event *e = &h->cache[ev->seq % PACK_CACHE];
+  if (e->seq == ev->seq) return e->bytes;
+  oee_arena a;
+  oee_arena_init(&a);
+  Oee__V1__TaskEvent m = OEE__V1__TASK_EVENT__INIT;
+  m.sequence = ev->seq;
+  m.task = oee_pb_task(&a, ev);
+  m.time = oee_pb_time(&a, change_time(ev));
+  grpc_slice bytes = grpc_slice_malloc(protobuf_c_message_get_packed_size(&m.base));
+  protobuf_c_message_pack(&m.base, GRPC_SLICE_START_PTR(bytes));
+  oee_arena_free(&a);
+  if (e->seq) grpc_slice_unref(e->bytes);
+  e->seq = ev->seq;
+  e->bytes = bytes;
+  return bytes;
 }
 
 static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
@@ -91,14 +124,7 @@ static void pump_one(watcher *w) {
     return;
   }
   if (rc != 0) return;
-  oee_arena a;
-  oee_arena_init(&a);
-  Oee__V1__TaskEvent m = OEE__V1__TASK_EVENT__INIT;
-  m.sequence = ev->seq;
-  m.task = oee_pb_task(&a, ev);
-  m.time = oee_pb_time(&a, change_time(ev));
-  oee_rpc_call_write(w->call, &m.base);
-  oee_arena_free(&a);
+  oee_rpc_call_write_slice(w->call, event_bytes(w->hub, ev));
   oee_task_info_unref(ev);
 }
 

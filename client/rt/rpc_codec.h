@@ -17,6 +17,11 @@ grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg);
  * decode. */
 ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc,
                                   grpc_byte_buffer *bb);
+/* The same with a protobuf-c allocator (NULL: malloc); free the message
+ * with the same allocator, or drop the allocator's memory at once. */
+ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc,
+                                       grpc_byte_buffer *bb,
+                                       ProtobufCAllocator *alloc);
 /* Copies a slice into a malloc'd NUL-terminated string (NULL if out of
  * memory). */
 char *oee__rpc_slice_strdup(grpc_slice s);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "client/rt/rpc_codec.h"
+#include "server/arena.h"
 #include "server/rt/rpc_internal.h"
 
 struct oee_rpc_call {
@@ -36,12 +37,14 @@ struct oee_rpc_call {
   grpc_byte_buffer *send_bb, *write_bb, *read_bb;
   oee_rpc_call_callbacks cb;
   void *user;
+  oee_arena req_arena;         /* the decoded request lives here: one free */
+  ProtobufCAllocator req_alloc; /* protobuf-c's view of req_arena */
 };
 
 static void call_free(oee_rpc_call *c) {
   if (c->cb.on_done) c->cb.on_done(c, c->user);
   grpc_call_unref(c->gc);
-  if (c->req) protobuf_c_message_free_unpacked(c->req, NULL);
+  oee_arena_free(&c->req_arena); /* the request, all of it */
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   grpc_slice_unref(c->details);
   free(c->ptext);
@@ -162,6 +165,15 @@ static void start_read(oee_rpc_call *c) {
   start(c, &op, 1, &c->read_op);
 }
 
+/* protobuf-c allocator over the call's arena: unpacking a request costs a
+ * few bump allocations, and nothing is freed field by field. */
+static void *arena_alloc(void *arena, size_t n) { return oee_arena_alloc(arena, n); }
+
+static void arena_free(void *arena, void *p) {
+  (void)arena;
+  (void)p;
+}
+
 static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg,
                               grpc_call *gc, grpc_byte_buffer *payload) {
   oee_rpc_call *c = calloc(1, sizeof *c);
@@ -176,6 +188,8 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg,
   c->send_op = (rt_op){send_done, c};
   c->write_op = (rt_op){write_done, c};
   c->read_op = (rt_op){read_done, c};
+  oee_arena_init(&c->req_arena);
+  c->req_alloc = (ProtobufCAllocator){arena_alloc, arena_free, &c->req_arena};
   srv->live_calls++;
   return c;
 }
@@ -188,7 +202,7 @@ static void run_handler(oee_rpc_call *c) {
     if (!c->finished) start_read(c);
     return;
   }
-  c->req = oee__rpc_unpack(m->request, c->payload);
+  c->req = oee__rpc_unpack_with(m->request, c->payload, &c->req_alloc);
   if (c->req == NULL) {
     char text[256];
     snprintf(text, sizeof text, "request does not decode as %s",
@@ -261,14 +275,13 @@ int oee_rpc_call_reply(oee_rpc_call *c, const ProtobufCMessage *msg) {
   return send_status(c, oee__rpc_pack(msg), GRPC_STATUS_OK, NULL);
 }
 
-int oee_rpc_call_write(oee_rpc_call *c, const ProtobufCMessage *msg) {
-  int rc = check_msg(c, msg);
-  if (rc != 0) return rc;
+/* Starts a SEND_MESSAGE batch that owns bb. */
+static int write_bb(oee_rpc_call *c, grpc_byte_buffer *bb) {
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_SEND_MESSAGE;
-  op.data.send_message.send_message = c->write_bb = oee__rpc_pack(msg);
-  rc = start(c, &op, 1, &c->write_op);
+  op.data.send_message.send_message = c->write_bb = bb;
+  int rc = start(c, &op, 1, &c->write_op);
   if (rc != 0) {
     grpc_byte_buffer_destroy(c->write_bb);
     c->write_bb = NULL;
@@ -276,6 +289,19 @@ int oee_rpc_call_write(oee_rpc_call *c, const ProtobufCMessage *msg) {
   }
   c->writing = 1;
   return 0;
+}
+
+int oee_rpc_call_write(oee_rpc_call *c, const ProtobufCMessage *msg) {
+  int rc = check_msg(c, msg);
+  if (rc != 0) return rc;
+  return write_bb(c, oee__rpc_pack(msg));
+}
+
+int oee_rpc_call_write_slice(oee_rpc_call *c, grpc_slice packed) {
+  if (c == NULL) return OEE_RPC_EINVAL;
+  if (c->finished) return OEE_RPC_ECLOSED;
+  if (c->writing) return OEE_RPC_EBUSY;
+  return write_bb(c, grpc_raw_byte_buffer_create(&packed, 1)); /* refs the slice */
 }
 
 int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code,

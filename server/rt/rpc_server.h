@@ -47,6 +47,7 @@
 
 #include <stddef.h>
 
+#include <grpc/slice.h>
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -170,6 +171,10 @@ int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code,
  * OEE_RPC_EBUSY while one is; on_writable tells when it completed. Also
  * OEE_RPC_EINVAL, OEE_RPC_ECLOSED. */
 int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg);
+/* Streaming: writes bytes that are already a packed response message (a
+ * new reference is taken), so one message sent to many calls is packed
+ * once. Same rules and returns as oee_rpc_call_write(). */
+int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed);
 /* 1 if a write may start now (open call, no write in flight). */
 int oee_rpc_call_writable(const oee_rpc_call *call);
 /* Ends the call with a status; sent after a write still in flight. Returns
