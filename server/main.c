@@ -47,7 +47,10 @@ static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
 
 static int serve(oee_server_config *cfg, oee_engine *eng) {
   int port = 0;
-  oee_rpc_server_options opts = {.shutdown_grace_ms = 2000,
+  /* Streams are already ended when the server shuts down (service.c) and
+   * unary handlers answer at once, so the grace only covers calls caught in
+   * flight; idle client connections would otherwise hold it to the end. */
+  oee_rpc_server_options opts = {.shutdown_grace_ms = 250,
                                  .max_receive_message_bytes = (int)cfg->max_request_bytes};
   server = oee_rpc_server_create(cfg->listen, &opts, &port);
   if (server == NULL) {

@@ -68,13 +68,27 @@ static int check_id(reply *r, const char *id) {
 
 /* ------------------------------------------------------------ submit */
 
+/* The registered types SubmitTask accepts: all but "pipeline". */
+static void submittable_types(oee_engine *eng, char *buf, size_t cap) {
+  char all[256];
+  oee_engine_executor_names(eng, all, sizeof(all));
+  buf[0] = '\0';
+  size_t len = 0;
+  for (char *save, *t = strtok_r(all, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+    if (strcmp(t, "pipeline") == 0) continue;
+    int n = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", t);
+    if (n < 0 || (size_t)n >= cap - len) break;
+    len += (size_t)n;
+  }
+}
+
 /* Explains a refused submission in r->err and returns its gRPC code. */
 static grpc_status_code submit_error(oee_service *s, reply *r, int rc,
                                      const oee_submit *req) {
   char types[256];
   switch (rc) {
     case OEE_ENOEXEC:
-      oee_engine_executor_names(s->eng, types, sizeof(types));
+      submittable_types(s->eng, types, sizeof(types));
       say(r, "unknown task_type \"%.64s\"; known types: %s", req->task_type, types);
       break;
     case OEE_ENOCMD: {

@@ -1,0 +1,400 @@
+/*
+ * test_errors.c - every error row of the API contract with its exact status
+ * code, unknown methods, undecodable request bodies, and that neither kind
+ * of bad call disturbs good calls made at the same time.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "grpc/health/v1/health.grpc-c.h"
+#include "tests/integration/fixture.h"
+
+#define ST(x) OEE__V1__TASK_STATUS__TASK_STATUS_##x
+#define KV(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define IA GRPC_STATUS_INVALID_ARGUMENT
+#define SVC "/oee.v1.OrchestratorService/"
+#define UNKNOWN_ID "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8c"
+
+static it_server srv;
+
+static void start_with(const char *config) {
+  assert_int_equal(it_server_start(&srv, config, NULL, NULL, 30000), 0);
+}
+
+static void start(void) { start_with("errors.json"); }
+
+static int teardown(void **state) {
+  it_watch_close_all();
+  oee_rpc_channel_destroy(srv.ch);
+  srv.ch = NULL;
+  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
+  it_server_kill(&srv);
+  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
+  return rc == 0 ? 0 : -1;
+}
+
+/* SubmitTask with every field given; returns the code, *msg the message. */
+static int submit_full(const char *name, const char *type, int has_prio, int prio,
+                       const char *const *kv, char **msg) {
+  Oee__V1__SubmitTaskRequest req = OEE__V1__SUBMIT_TASK_REQUEST__INIT;
+  Oee__V1__SubmitTaskRequest__ContextEntry ents[4], *ptrs[4];
+  req.name = (char *)name;
+  req.task_type = (char *)type;
+  if (has_prio) {
+    req.priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
+    req.priority = prio;
+  }
+  size_t n = 0;
+  for (; kv && kv[0] && n < 4; kv += 2, n++) {
+    oee__v1__submit_task_request__context_entry__init(&ents[n]);
+    ents[n].key = (char *)kv[0];
+    ents[n].value = (char *)kv[1];
+    ptrs[n] = &ents[n];
+  }
+  req.n_context = n;
+  req.context = ptrs;
+  Oee__V1__SubmitTaskResponse *resp = NULL;
+  oee_rpc_status st = {0};
+  int code = oee_v1_orchestrator_service_submit_task(srv.ch, &req, &resp, IT_CALL_MS, &st);
+  if (resp) oee__v1__submit_task_response__free_unpacked(resp, NULL);
+  if (code != 0) assert_null(resp);
+  if (msg) *msg = st.message ? strdup(st.message) : strdup("");
+  oee_rpc_status_free(&st);
+  return code;
+}
+
+static int total_tasks(void) {
+  Oee__V1__ListTasksRequest req = OEE__V1__LIST_TASKS_REQUEST__INIT;
+  Oee__V1__ListTasksResponse *r = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_list_tasks(srv.ch, &req, &r, IT_CALL_MS, NULL), 0);
+  int n = r->total_size;
+  oee__v1__list_tasks_response__free_unpacked(r, NULL);
+  return n;
+}
+
+/* ----------------------------------------------------------------- tests */
+
+static void test_submit_task_errors(void **state) {
+  start();
+  char *msg = NULL;
+  assert_int_equal(submit_full("", "echo", 0, 0, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "echo", 1, -1, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "echo", 1, 11, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "echo", 1, 1000000, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "frobnicate", 0, 0, NULL, &msg), IA);
+  fprintf(stderr, "unknown type message: %s\n", msg);
+  /* The message lists the known types. */
+  assert_non_null(strstr(msg, "echo"));
+  assert_non_null(strstr(msg, "sleep"));
+  assert_non_null(strstr(msg, "fail"));
+  assert_non_null(strstr(msg, "exec"));
+  free(msg);
+  assert_int_equal(submit_full("n", "", 0, 0, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "pipeline", 0, 0, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "exec", 0, 0, NULL, NULL), IA);
+  assert_int_equal(submit_full("n", "exec", 0, 0, KV("command", "rm"), NULL), IA);
+  assert_int_equal(submit_full("n", "exec", 0, 0, KV("command", ""), NULL), IA);
+  assert_int_equal(submit_full("n", "exec", 0, 0, KV("command", "/bin/echo"), NULL), IA);
+  /* Nothing of the above was queued or ran. */
+  assert_int_equal(total_tasks(), 0);
+  /* The limits themselves are valid. */
+  assert_int_equal(submit_full("n", "echo", 1, 0, NULL, NULL), 0);
+  assert_int_equal(submit_full("n", "echo", 1, 10, NULL, NULL), 0);
+  assert_int_equal(submit_full("n", "exec", 0, 0, KV("command", "hello"), NULL), 0);
+}
+
+static void test_cancel_get_errors(void **state) {
+  start();
+  const char *bad[] = {"", "not-a-uuid", "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
+                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8cz",
+                       "zzzzzzzz-3f7b-4f5e-9a3c-2f0d5e6a7b8c"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int code;
+    Oee__V1__Task *t = it_get(srv.ch, bad[i], &code);
+    if (code != IA) fprintf(stderr, "GetTask(\"%s\") -> %d\n", bad[i], code);
+    assert_int_equal(code, IA);
+    assert_null(t);
+    assert_int_equal(it_cancel(srv.ch, bad[i], NULL), IA);
+  }
+  int code;
+  assert_null(it_get(srv.ch, UNKNOWN_ID, &code));
+  assert_int_equal(code, GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(it_cancel(srv.ch, UNKNOWN_ID, NULL), GRPC_STATUS_NOT_FOUND);
+}
+
+static void test_list_clear_errors(void **state) {
+  start();
+  char *id = it_submit_ok(srv.ch, "a", "echo", -1, NULL);
+  Oee__V1__ListTasksRequest req = OEE__V1__LIST_TASKS_REQUEST__INIT;
+  Oee__V1__ListTasksResponse *r = NULL;
+  const char *tokens[] = {"garbage", "!!!", "\x01\x02", "-1", "99999999999999999999"};
+  for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
+    req.page_token = (char *)tokens[i];
+    int code = oee_v1_orchestrator_service_list_tasks(srv.ch, &req, &r, IT_CALL_MS, NULL);
+    if (code != IA) fprintf(stderr, "ListTasks(page_token=\"%s\") -> %d\n", tokens[i], code);
+    assert_int_equal(code, IA);
+    assert_null(r);
+  }
+  req.page_token = (char *)"";
+  req.page_size = -1;
+  assert_int_equal(oee_v1_orchestrator_service_list_tasks(srv.ch, &req, &r, IT_CALL_MS, NULL), IA);
+  Oee__V1__ClearCompletedTasksRequest creq = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__INIT;
+  creq.keep_recent_present_case = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
+  creq.keep_recent = -1;
+  Oee__V1__ClearCompletedTasksResponse *cresp = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_clear_completed_tasks(srv.ch, &creq, &cresp, IT_CALL_MS, NULL), IA);
+  assert_null(cresp);
+  assert_int_equal(total_tasks(), 1); /* the bad clear removed nothing */
+  free(id);
+}
+
+static int submit_pipeline(Oee__V1__PipelineStrategy strategy, const char *model,
+                           int n_stages, double max_time, double max_cost, int prio) {
+  Oee__V1__PipelineStage stage = OEE__V1__PIPELINE_STAGE__INIT, *sp[1] = {&stage};
+  stage.name = (char *)"s";
+  stage.model_id = (char *)model;
+  Oee__V1__SubmitPipelineRequest req = OEE__V1__SUBMIT_PIPELINE_REQUEST__INIT;
+  req.pipeline_id = (char *)"p";
+  req.strategy = strategy;
+  req.n_stages = (size_t)n_stages;
+  req.stages = n_stages ? sp : NULL;
+  req.max_time = max_time;
+  req.max_cost = max_cost;
+  if (prio >= -100) {
+    req.priority_present_case = OEE__V1__SUBMIT_PIPELINE_REQUEST__PRIORITY_PRESENT_PRIORITY;
+    req.priority = prio;
+  }
+  Oee__V1__SubmitPipelineResponse *resp = NULL;
+  int code = oee_v1_orchestrator_service_submit_pipeline(srv.ch, &req, &resp, IT_CALL_MS, NULL);
+  if (resp) oee__v1__submit_pipeline_response__free_unpacked(resp, NULL);
+  return code;
+}
+
+static void test_pipeline_errors(void **state) {
+  start();
+  const Oee__V1__PipelineStrategy L = OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE;
+  const int unset = -1000;
+  assert_int_equal(submit_pipeline(L, "upper", 0, 0, 0, unset), IA);
+  assert_int_equal(submit_pipeline(L, "no-such-model", 1, 0, 0, unset), IA);
+  assert_int_equal(submit_pipeline(L, "", 1, 0, 0, unset), IA);
+  assert_int_equal(submit_pipeline(OEE__V1__PIPELINE_STRATEGY__PIPELINE_STRATEGY_UNSPECIFIED,
+                                   "upper", 1, 0, 0, unset), IA);
+  assert_int_equal(submit_pipeline((Oee__V1__PipelineStrategy)99, "upper", 1, 0, 0, unset), IA);
+  assert_int_equal(submit_pipeline(L, "upper", 1, -1, 0, unset), IA);
+  assert_int_equal(submit_pipeline(L, "upper", 1, 0, -0.5, unset), IA);
+  assert_int_equal(submit_pipeline(L, "upper", 1, 0, 0, 11), IA);
+  assert_int_equal(submit_pipeline(L, "upper", 1, 0, 0, -1), IA);
+  assert_int_equal(total_tasks(), 0);
+  assert_int_equal(submit_pipeline(L, "upper", 1, 0, 0, 0), 0);
+  assert_int_equal(submit_pipeline(L, "echo", 1, 0, 0, unset), 0);
+
+  /* GetPipelineResult of a task that is not a pipeline: NOT_FOUND. */
+  char *id = it_submit_ok(srv.ch, "e", "echo", -1, NULL);
+  Oee__V1__GetPipelineResultRequest greq = OEE__V1__GET_PIPELINE_RESULT_REQUEST__INIT;
+  Oee__V1__PipelineResult *pr = NULL;
+  greq.task_id = id;
+  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
+                   GRPC_STATUS_NOT_FOUND);
+  greq.task_id = (char *)UNKNOWN_ID;
+  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
+                   GRPC_STATUS_NOT_FOUND);
+  greq.task_id = (char *)"nope";
+  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL), IA);
+  free(id);
+}
+
+/* queue2.json: one worker, max_queue 2. */
+static void test_queue_full(void **state) {
+  start_with("queue2.json");
+  char *blocker = it_submit_ok(srv.ch, "b", "sleep", -1, KV("seconds", "30"));
+  Oee__V1__Task *t = it_wait_status(srv.ch, blocker, ST(RUNNING), IT_WAIT_MS);
+  assert_non_null(t);
+  oee__v1__task__free_unpacked(t, NULL);
+  char *q1 = it_submit_ok(srv.ch, "q1", "echo", -1, NULL);
+  char *q2 = it_submit_ok(srv.ch, "q2", "echo", -1, NULL);
+  assert_non_null(q1);
+  assert_non_null(q2);
+  assert_int_equal(it_submit(srv.ch, "q3", "echo", -1, NULL, NULL), GRPC_STATUS_RESOURCE_EXHAUSTED);
+  /* A pipeline is a queued task too. */
+  assert_int_equal(submit_pipeline(OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE, "echo", 1, 0, 0, -1000),
+                   GRPC_STATUS_RESOURCE_EXHAUSTED);
+  assert_int_equal(total_tasks(), 3);
+  /* Room again once a queued task is cancelled. */
+  int cancelled = 0;
+  assert_int_equal(it_cancel(srv.ch, q1, &cancelled), 0);
+  assert_true(cancelled);
+  char *q4 = it_submit_ok(srv.ch, "q4", "echo", -1, NULL);
+  assert_non_null(q4);
+  assert_int_equal(it_cancel(srv.ch, blocker, &cancelled), 0);
+  free(blocker);
+  free(q1);
+  free(q2);
+  free(q4);
+}
+
+static int unknown_method(const char *path) {
+  Oee__V1__GetQueueStatusRequest req = OEE__V1__GET_QUEUE_STATUS_REQUEST__INIT;
+  ProtobufCMessage *resp = NULL;
+  int code = oee_rpc_unary(srv.ch, path, &req.base, &oee__v1__queue_status__descriptor, &resp,
+                           IT_CALL_MS, NULL);
+  if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+  return code;
+}
+
+static void test_unknown_method(void **state) {
+  start();
+  assert_int_equal(unknown_method(SVC "NoSuchMethod"), GRPC_STATUS_UNIMPLEMENTED);
+  assert_int_equal(unknown_method("/no.such.Service/Frob"), GRPC_STATUS_UNIMPLEMENTED);
+  assert_int_equal(unknown_method("/oee.v1.OrchestratorService"), GRPC_STATUS_UNIMPLEMENTED);
+  /* The server is fine afterwards. */
+  assert_int_equal(it_count(srv.ch, "queued"), 0);
+}
+
+static void test_malformed_body(void **state) {
+  start();
+  /* Raw bytes that are no valid protobuf at all. */
+  static const unsigned char garbage[] = {0xff, 0xff, 0xff, 0xff};
+  /* Field 1 (task_id) claims 16 bytes but only 1 follows. */
+  static const unsigned char truncated[] = {0x0a, 0x10, 'a'};
+  const char *methods[] = {"GetTask", "SubmitTask", "CancelTask", "ListTasks", "SubmitPipeline",
+                           "ClearCompletedTasks", "GetPipelineResult", "SubmitTasks"};
+  for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+    char path[128];
+    snprintf(path, sizeof(path), SVC "%s", methods[i]);
+    char *msg = NULL;
+    int code = it_raw_unary(srv.target, path, garbage, sizeof(garbage), IT_CALL_MS, &msg);
+    if (code != IA) fprintf(stderr, "%s(garbage) -> %d %s\n", methods[i], code, msg);
+    assert_int_equal(code, IA);
+    free(msg);
+    code = it_raw_unary(srv.target, path, truncated, sizeof(truncated), IT_CALL_MS, NULL);
+    if (code != IA) fprintf(stderr, "%s(truncated) -> %d\n", methods[i], code);
+    assert_int_equal(code, IA);
+  }
+  /* A well-formed message of the wrong type: field 1 is a varint where
+   * GetTaskRequest has a string. Sent through the stub runtime. */
+  Oee__V1__ListTasksRequest wrong = OEE__V1__LIST_TASKS_REQUEST__INIT;
+  wrong.status_filter = ST(DONE);
+  ProtobufCMessage *resp = NULL;
+  assert_int_equal(oee_rpc_unary(srv.ch, SVC "GetTask", &wrong.base, &oee__v1__task__descriptor,
+                                 &resp, IT_CALL_MS, NULL), IA);
+  /* WatchTasks with an undecodable request. */
+  int code = it_raw_unary(srv.target, SVC "WatchTasks", garbage, sizeof(garbage), IT_CALL_MS, NULL);
+  assert_int_equal(code, IA);
+  /* Afterwards normal calls work. */
+  char *id = it_submit_ok(srv.ch, "ok", "echo", -1, KV("message", "fine"));
+  Oee__V1__Task *t = it_wait_status(srv.ch, id, ST(DONE), IT_WAIT_MS);
+  assert_non_null(t);
+  assert_string_equal(t->result, "fine");
+  oee__v1__task__free_unpacked(t, NULL);
+  free(id);
+}
+
+/* Good calls from several threads while bad calls hammer the server. */
+typedef struct hammer {
+  atomic_int stop;
+  atomic_int good_ok, good_bad, bad_wrong;
+} hammer;
+
+static void *good_calls(void *arg) {
+  hammer *h = arg;
+  while (!atomic_load(&h->stop)) {
+    char *id = NULL;
+    int code = it_submit(srv.ch, "good", "echo", 0, &id, KV("message", "m"));
+    Oee__V1__Task *t = code == 0 ? it_get(srv.ch, id, &code) : NULL;
+    if (code == 0 && t && strcmp(t->id, id) == 0) {
+      atomic_fetch_add(&h->good_ok, 1);
+    } else {
+      atomic_fetch_add(&h->good_bad, 1);
+    }
+    if (t) oee__v1__task__free_unpacked(t, NULL);
+    free(id);
+  }
+  return NULL;
+}
+
+static void *bad_calls(void *arg) {
+  hammer *h = arg;
+  static const unsigned char garbage[] = {0xff, 0xff, 0xff};
+  for (int i = 0; i < 40; i++) {
+    if (unknown_method(SVC "Nope") != GRPC_STATUS_UNIMPLEMENTED) atomic_fetch_add(&h->bad_wrong, 1);
+    if (it_raw_unary(srv.target, SVC "SubmitTask", garbage, sizeof(garbage), IT_CALL_MS, NULL) != IA) {
+      atomic_fetch_add(&h->bad_wrong, 1);
+    }
+  }
+  return NULL;
+}
+
+static void test_bad_calls_do_not_disturb(void **state) {
+  start();
+  hammer h = {0};
+  pthread_t good[2], bad[2];
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&good[i], NULL, good_calls, &h), 0);
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&bad[i], NULL, bad_calls, &h), 0);
+  for (int i = 0; i < 2; i++) pthread_join(bad[i], NULL);
+  atomic_store(&h.stop, 1);
+  for (int i = 0; i < 2; i++) pthread_join(good[i], NULL);
+  fprintf(stderr, "good calls ok=%d failed=%d, bad calls with a wrong code=%d\n",
+          atomic_load(&h.good_ok), atomic_load(&h.good_bad), atomic_load(&h.bad_wrong));
+  assert_true(atomic_load(&h.good_ok) > 0);
+  assert_int_equal(atomic_load(&h.good_bad), 0);
+  assert_int_equal(atomic_load(&h.bad_wrong), 0);
+}
+
+static int health(const char *service) {
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)service;
+  Grpc__Health__V1__HealthCheckResponse *resp = NULL;
+  int code = grpc_health_v1_health_check(srv.ch, &req, &resp, IT_CALL_MS, NULL);
+  if (resp) grpc__health__v1__health_check_response__free_unpacked(resp, NULL);
+  return code;
+}
+
+static void test_health_unknown_service(void **state) {
+  start();
+  assert_int_equal(health(""), 0);
+  assert_int_equal(health("oee.v1.OrchestratorService"), 0);
+  assert_int_equal(health("no.such.Service"), GRPC_STATUS_NOT_FOUND);
+}
+
+/* Startup errors: unknown config keys and unreadable files exit non-zero. */
+static void test_startup_errors(void **state) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s", it_runfile("tests/integration/data/bad_key.json"));
+  int st = it_server_run_to_exit(ARGS("--config", path), 20000);
+  assert_true(st >= 0);
+  assert_true(WIFEXITED(st));
+  assert_int_not_equal(WEXITSTATUS(st), 0);
+  st = it_server_run_to_exit(ARGS("--config", "/nonexistent/oee.json"), 20000);
+  assert_true(st >= 0 && WIFEXITED(st));
+  assert_int_not_equal(WEXITSTATUS(st), 0);
+  st = it_server_run_to_exit(ARGS("--workers", "0"), 20000);
+  assert_true(st >= 0 && WIFEXITED(st));
+  assert_int_not_equal(WEXITSTATUS(st), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_submit_task_errors, teardown),
+      cmocka_unit_test_teardown(test_cancel_get_errors, teardown),
+      cmocka_unit_test_teardown(test_list_clear_errors, teardown),
+      cmocka_unit_test_teardown(test_pipeline_errors, teardown),
+      cmocka_unit_test_teardown(test_queue_full, teardown),
+      cmocka_unit_test_teardown(test_unknown_method, teardown),
+      cmocka_unit_test_teardown(test_malformed_body, teardown),
+      cmocka_unit_test_teardown(test_bad_calls_do_not_disturb, teardown),
+      cmocka_unit_test_teardown(test_health_unknown_service, teardown),
+      cmocka_unit_test_teardown(test_startup_errors, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
