@@ -1,0 +1,354 @@
+/* fake_rpc.c - the fuzz-only call runtime (see fake_rpc.h). Implements every
+ * function of server/rt/rpc_server.h; the real rpc_server.c and rpc_call.c
+ * are then never pulled out of their archives by the linker. */
+#include "fuzz/fake_rpc.h"
+
+#include <grpc/slice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_METHODS 64
+
+typedef struct registered {
+  oee_rpc_method m; /* path is a private copy */
+  void *ctx;
+} registered;
+
+struct oee_rpc_server {
+  registered methods[MAX_METHODS];
+  size_t n_methods;
+  void (*tick)(void *ud);
+  void *tick_ud;
+  int tick_interval_ms;
+  int started, stopping;
+  size_t live_calls;
+};
+
+struct oee_rpc_call {
+  oee_rpc_server *srv;
+  const registered *reg;
+  ProtobufCMessage *req;       /* owned; freed after on_done */
+  oee_rpc_call_callbacks cbs;
+  void *user;
+  int refs;                    /* extra references (oee_rpc_call_ref) */
+  int finished;                /* a status was sent */
+  int cancelled;               /* the client went away first */
+  int write_in_flight;
+  int in_callback;             /* guards against re-entrant on_writable */
+  oee_fake_outcome *out;
+};
+
+/* ---------------------------------------------------------------- server */
+
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
+                                      const oee_rpc_server_options *opts,
+                                      int *port) {
+  (void)listen_addr;
+  (void)opts;
+  oee_rpc_server *s = calloc(1, sizeof(*s));
+  if (s && port) *port = 0;
+  return s;
+}
+
+int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods,
+                               size_t n, void *ctx) {
+  if (srv == NULL || methods == NULL) return OEE_RPC_EINVAL;
+  if (srv->started) return OEE_RPC_ESTATE;
+  if (srv->n_methods + n > MAX_METHODS) return OEE_RPC_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (methods[i].path == NULL || oee_fake_find(srv, methods[i].path, NULL)) {
+      return OEE_RPC_EINVAL;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    registered *r = &srv->methods[srv->n_methods++];
+    r->m = methods[i];
+    r->m.path = strdup(methods[i].path);
+    r->ctx = ctx;
+    if (r->m.path == NULL) abort();
+  }
+  return 0;
+}
+
+void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud),
+                             void *ud, int interval_ms) {
+  srv->tick = tick;
+  srv->tick_ud = ud;
+  srv->tick_interval_ms = interval_ms;
+}
+
+void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms) {
+  srv->tick_interval_ms = interval_ms;
+}
+
+int oee_rpc_server_start(oee_rpc_server *srv) {
+  if (srv->started) return OEE_RPC_ESTATE;
+  srv->started = 1;
+  return 0;
+}
+
+int oee_rpc_server_run(oee_rpc_server *srv) {
+  /* No loop to run: the harness drives calls itself. */
+  return srv->started ? 0 : OEE_RPC_ESTATE;
+}
+
+void oee_rpc_server_shutdown(oee_rpc_server *srv) { srv->stopping = 1; }
+
+int oee_rpc_server_stopping(const oee_rpc_server *srv) { return srv->stopping; }
+
+void oee_rpc_server_destroy(oee_rpc_server *srv) {
+  if (srv == NULL) return;
+  for (size_t i = 0; i < srv->n_methods; i++) free((char *)srv->methods[i].m.path);
+  free(srv);
+}
+
+size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) { return srv->live_calls; }
+
+const oee_rpc_method *oee_fake_find(oee_rpc_server *srv, const char *path, void **ctx) {
+  for (size_t i = 0; i < srv->n_methods; i++) {
+    if (strcmp(srv->methods[i].m.path, path) == 0) {
+      if (ctx) *ctx = srv->methods[i].ctx;
+      return &srv->methods[i].m;
+    }
+  }
+  return NULL;
+}
+
+void oee_fake_tick(oee_rpc_server *srv) {
+  if (srv->tick) srv->tick(srv->tick_ud);
+}
+
+/* ----------------------------------------------------------------- calls */
+
+void oee_rpc_call_set_callbacks(oee_rpc_call *call, const oee_rpc_call_callbacks *cbs,
+                                void *user) {
+  if (cbs) {
+    call->cbs = *cbs;
+  } else {
+    memset(&call->cbs, 0, sizeof(call->cbs));
+  }
+  call->user = user;
+}
+
+void *oee_rpc_call_user(const oee_rpc_call *call) { return call->user; }
+
+const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *call) { return &call->reg->m; }
+
+const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *call) { return call->req; }
+
+void oee_rpc_call_ref(oee_rpc_call *call) { call->refs++; }
+
+void oee_rpc_call_unref(oee_rpc_call *call) { call->refs--; }
+
+/* Packs msg and decodes it again with the method's response type, as a
+ * client would; keeps the bytes in the outcome. Returns 0 or -1. */
+static int encode(oee_rpc_call *call, const ProtobufCMessage *msg) {
+  oee_fake_outcome *o = call->out;
+  if (msg == NULL || msg->descriptor != call->reg->m.response) {
+    o->bad_messages++;
+    return -1;
+  }
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (buf == NULL) abort();
+  size_t packed = protobuf_c_message_pack(msg, buf);
+  ProtobufCMessage *back = protobuf_c_message_unpack(call->reg->m.response, NULL, packed, buf);
+  if (packed != len || back == NULL) {
+    o->bad_messages++;
+    free(buf);
+    return -1;
+  }
+  protobuf_c_message_free_unpacked(back, NULL);
+  free(o->reply);
+  o->reply = buf;
+  o->reply_len = len;
+  return 0;
+}
+
+int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg) {
+  if (call == NULL || call->reg->m.server_streaming) {
+    if (call) call->out->refused++;
+    return OEE_RPC_EINVAL;
+  }
+  if (call->finished || call->cancelled) {
+    call->out->refused++;
+    return OEE_RPC_ECLOSED;
+  }
+  if (encode(call, msg) != 0) return OEE_RPC_EINVAL;
+  call->finished = 1;
+  call->out->replies++;
+  call->out->code = GRPC_STATUS_OK;
+  return 0;
+}
+
+int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code, const char *message) {
+  if (call->finished || call->cancelled) {
+    call->out->refused++;
+    return OEE_RPC_ECLOSED;
+  }
+  call->finished = 1;
+  call->out->statuses++;
+  call->out->code = code;
+  snprintf(call->out->message, sizeof(call->out->message), "%s", message ? message : "");
+  return 0;
+}
+
+int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code, const char *message) {
+  return oee_rpc_call_finish(call, code, message);
+}
+
+int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg) {
+  if (call == NULL || !call->reg->m.server_streaming) {
+    if (call) call->out->refused++;
+    return OEE_RPC_EINVAL;
+  }
+  if (call->finished || call->cancelled) {
+    call->out->refused++;
+    return OEE_RPC_ECLOSED;
+  }
+  if (call->write_in_flight) {
+    call->out->refused++;
+    return OEE_RPC_EBUSY;
+  }
+  if (encode(call, msg) != 0) return OEE_RPC_EINVAL;
+  call->write_in_flight = 1;
+  call->out->writes++;
+  return 0;
+}
+
+int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed) {
+  if (call == NULL || !call->reg->m.server_streaming) {
+    if (call) call->out->refused++;
+    return OEE_RPC_EINVAL;
+  }
+  if (call->finished || call->cancelled) {
+    call->out->refused++;
+    return OEE_RPC_ECLOSED;
+  }
+  if (call->write_in_flight) {
+    call->out->refused++;
+    return OEE_RPC_EBUSY;
+  }
+  /* The bytes must be one response message: decode them as a client would. */
+  size_t len = GRPC_SLICE_LENGTH(packed);
+  ProtobufCMessage *m = protobuf_c_message_unpack(call->reg->m.response, NULL, len,
+                                                  GRPC_SLICE_START_PTR(packed));
+  if (m == NULL) {
+    call->out->bad_messages++;
+    return OEE_RPC_EINVAL;
+  }
+  protobuf_c_message_free_unpacked(m, NULL);
+  uint8_t *copy = malloc(len ? len : 1);
+  if (copy == NULL) abort();
+  memcpy(copy, GRPC_SLICE_START_PTR(packed), len);
+  free(call->out->reply);
+  call->out->reply = copy;
+  call->out->reply_len = len;
+  call->write_in_flight = 1;
+  call->out->writes++;
+  return 0;
+}
+
+int oee_rpc_call_writable(const oee_rpc_call *call) {
+  return !call->finished && !call->cancelled && !call->write_in_flight;
+}
+
+int oee_rpc_call_cancelled(const oee_rpc_call *call) { return call->cancelled; }
+
+/* ------------------------------------------------------ harness controls */
+
+static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg,
+                              oee_fake_outcome *out) {
+  oee_rpc_call *c = calloc(1, sizeof(*c));
+  if (c == NULL) abort();
+  c->srv = srv;
+  c->reg = reg;
+  c->out = out;
+  srv->live_calls++;
+  return c;
+}
+
+oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_t *data,
+                             size_t size, void (*patch)(ProtobufCMessage *, void *),
+                             void *ud, oee_fake_outcome *out) {
+  memset(out, 0, sizeof(*out));
+  void *ctx = NULL;
+  const oee_rpc_method *m = oee_fake_find(srv, path, &ctx);
+  if (m == NULL) abort(); /* a harness bug: the method is not registered */
+  const registered *reg = (const registered *)m;
+  ProtobufCMessage *req = NULL;
+  if (!m->client_streaming) {
+    req = protobuf_c_message_unpack(m->request, NULL, size, data);
+    if (req == NULL) {
+      out->statuses = 1;
+      out->code = GRPC_STATUS_INVALID_ARGUMENT;
+      snprintf(out->message, sizeof(out->message), "request does not decode");
+      return NULL;
+    }
+    if (patch) patch(req, ud);
+  }
+  if (m->handler == NULL) {
+    if (req) protobuf_c_message_free_unpacked(req, NULL);
+    out->statuses = 1;
+    out->code = GRPC_STATUS_UNIMPLEMENTED;
+    return NULL;
+  }
+  oee_rpc_call *c = call_new(srv, reg, out);
+  c->req = req;
+  out->decoded = 1;
+  m->handler(c, req, ctx);
+  return c;
+}
+
+int oee_fake_ended(const oee_rpc_call *call) { return call->finished || call->cancelled; }
+
+int oee_fake_complete_write(oee_rpc_call *call) {
+  if (!call->write_in_flight || call->in_callback) return 0;
+  call->write_in_flight = 0;
+  if (!call->finished && !call->cancelled && call->cbs.on_writable) {
+    call->in_callback = 1;
+    call->cbs.on_writable(call, call->user);
+    call->in_callback = 0;
+  }
+  return 1;
+}
+
+static void cancel(oee_rpc_call *call) {
+  if (call->finished || call->cancelled) return;
+  call->cancelled = 1;
+  if (call->cbs.on_cancelled) call->cbs.on_cancelled(call, call->user);
+}
+
+void oee_fake_deliver(oee_rpc_call *call, const uint8_t *data, size_t size, int half_close) {
+  if (call->finished || call->cancelled || call->cbs.on_message == NULL) return;
+  if (half_close) {
+    call->cbs.on_message(call, NULL, call->user);
+    return;
+  }
+  ProtobufCMessage *m = protobuf_c_message_unpack(call->reg->m.request, NULL, size, data);
+  if (m == NULL) {
+    cancel(call);
+    return;
+  }
+  call->cbs.on_message(call, m, call->user);
+  protobuf_c_message_free_unpacked(m, NULL);
+}
+
+int oee_fake_end(oee_rpc_call *call) {
+  cancel(call);
+  call->write_in_flight = 0;
+  if (call->cbs.on_done) call->cbs.on_done(call, call->user);
+  int refs = call->refs;
+  if (call->req) protobuf_c_message_free_unpacked(call->req, NULL);
+  call->srv->live_calls--;
+  /* Poison what a handler might still hold: ASan reports any later use. */
+  free(call);
+  return refs;
+}
+
+void oee_fake_outcome_free(oee_fake_outcome *out) {
+  free(out->reply);
+  out->reply = NULL;
+  out->reply_len = 0;
+}
