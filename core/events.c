@@ -231,6 +231,13 @@ int oee_sub_wait(oee_sub *s, const oee_task_info **ev, int64_t timeout_ms) {
   return rc;
 }
 
+int oee_sub_dropped(oee_sub *s) {
+  oee__lock(&s->bus->lock);
+  int d = s->dropped;
+  oee__unlock(&s->bus->lock);
+  return d;
+}
+
 size_t oee_sub_pending(oee_sub *s) {
   oee__lock(&s->bus->lock);
   size_t n = s->len;

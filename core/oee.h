@@ -332,6 +332,9 @@ int oee_sub_next(oee_sub *sub, const oee_task_info **ev);
 /* Like oee_sub_next() but waits up to timeout_ms (< 0: forever). Returns
  * OEE_ETIMEDOUT when nothing arrived. */
 int oee_sub_wait(oee_sub *sub, const oee_task_info **ev, int64_t timeout_ms);
+/* 1 once the subscriber was dropped for overflowing (whatever is still
+ * buffered will be followed by OEE_EOVERFLOW). */
+int oee_sub_dropped(oee_sub *sub);
 /* Events waiting in the buffer. */
 size_t oee_sub_pending(oee_sub *sub);
 /* Wakes waiters with OEE_ECLOSED (once the buffer is drained) and detaches

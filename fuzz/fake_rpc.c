@@ -256,6 +256,10 @@ int oee_rpc_call_writable(const oee_rpc_call *call) {
 
 int oee_rpc_call_cancelled(const oee_rpc_call *call) { return call->cancelled; }
 
+int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code, const char *message) {
+  return oee_rpc_call_finish(call, code, message);
+}
+
 /* ------------------------------------------------------ harness controls */
 
 static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg,

@@ -588,7 +588,8 @@ void oee_service_tick(void *arg) {
   oee_watch_hub_pump(s->hub);
   if (s->state == OEE_DRAINING && atomic_load(&s->drained)) {
     s->state = OEE_FLUSHING;
-    s->flush_deadline_ns = mono_ns() + (s->hurried ? 0 : FLUSH_GRACE_NS);
+    /* Even in a hurry, the final events of just-cancelled tasks go out. */
+    s->flush_deadline_ns = mono_ns() + (s->hurried ? FLUSH_GRACE_NS / 10 : FLUSH_GRACE_NS);
   }
   if (s->state == OEE_FLUSHING &&
       (oee_watch_hub_flushed(s->hub) || mono_ns() >= s->flush_deadline_ns)) {

@@ -110,17 +110,29 @@ static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
   oee_rpc_call_finish(w->call, code, msg);
 }
 
+/* Ends a stream whose buffer overflowed: at once, even with a write stuck
+ * behind a client that stopped reading, so its slot and buffer go now. */
+static void drop_stream(watcher *w) {
+  char msg[160];
+  size_t cap = w->hub->svc->cfg->watch_buffer;
+  snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting", cap);
+  oee_log(OEE_LOG_WARN, "watcher_dropped", "watch_buffer=%zu", cap);
+  w->ended = 1;
+  oee_sub_close(w->sub);
+  oee_rpc_call_abort(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+}
+
 /* Starts the next write if the call can take one and an event is waiting. */
 static void pump_one(watcher *w) {
-  if (w->ended || !oee_rpc_call_writable(w->call)) return;
+  if (w->ended) return;
+  if (!oee_rpc_call_writable(w->call)) {
+    if (oee_sub_dropped(w->sub)) drop_stream(w);
+    return;
+  }
   const oee_task_info *ev;
   int rc = oee_sub_next(w->sub, &ev);
   if (rc == OEE_EOVERFLOW) {
-    char msg[160];
-    snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting",
-             w->hub->svc->cfg->watch_buffer);
-    oee_log(OEE_LOG_WARN, "watcher_dropped", "watch_buffer=%zu", w->hub->svc->cfg->watch_buffer);
-    end_stream(w, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    drop_stream(w);
     return;
   }
   if (rc != 0) return;

@@ -258,6 +258,19 @@ const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *c) {
 
 int oee_rpc_call_cancelled(const oee_rpc_call *c) { return c->cancelled; }
 
+int oee_rpc_call_abort(oee_rpc_call *c, grpc_status_code code, const char *message) {
+  if (c == NULL) return OEE_RPC_EINVAL;
+  if (c->status_sent || c->cancelled) return OEE_RPC_ECLOSED;
+  /* The write in flight may never complete (the client does not read), so
+   * the status cannot queue behind it: gRPC cancels the stream with it. */
+  c->finished = c->status_sent = 1;
+  c->pending = 0;
+  free(c->ptext);
+  c->ptext = NULL;
+  grpc_call_cancel_with_status(c->gc, code, message ? message : "", NULL);
+  return 0;
+}
+
 int oee_rpc_call_writable(const oee_rpc_call *c) {
   return !c->finished && !c->writing && c->srv->phase < PHASE_CQ_DOWN;
 }

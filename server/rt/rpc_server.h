@@ -181,6 +181,12 @@ int oee_rpc_call_writable(const oee_rpc_call *call);
  * 0 or OEE_RPC_ECLOSED (already finished or cancelled). */
 int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code,
                         const char *message);
+/* Ends the call now with code and message, even while a write is stuck
+ * behind flow control (a client that does not read): the stream is
+ * cancelled with that status instead of waiting to send it in order.
+ * Returns 0 or OEE_RPC_ECLOSED. on_done still follows. */
+int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code,
+                       const char *message);
 /* 1 once the client went away before the call was finished. */
 int oee_rpc_call_cancelled(const oee_rpc_call *call);
 
