@@ -261,8 +261,6 @@ typedef struct oee_list_query {
   size_t limit;              /* max tasks returned (0 = none, count only) */
 } oee_list_query;
 
-/* A page may be short (even empty) with next_index set when a rarely
- * matching filter hit the store's scan bound: keep paging while it is set. */
 typedef struct oee_list_page {
   const oee_task_info **tasks; /* `len` snapshots, oldest first */
   size_t len;

@@ -8,7 +8,11 @@
  *    array is compacted. Indices stay sorted, so a page token (an index) is
  *    found by binary search and a page costs O(log n + page);
  *  - done: a list of finished tasks in completion order (oldest first);
- *  - counts by status, and by (task_type, status) for filtered totals.
+ *  - counts by status, and by (task_type, status) for filtered totals;
+ *  - bitmaps over the order slots, one per status and one per task type:
+ *    a filtered page finds its matches 64 slots per word, so even a filter
+ *    that matches a handful of tasks among millions costs microseconds
+ *    (1 bit per slot per index: under a byte per task in all).
  * Locking: none; the engine lock is held around every call (see store.h).
  */
 #include <stdlib.h>
@@ -24,6 +28,7 @@ typedef struct slot {
 typedef struct type_count {
   struct type_count *next;
   uint64_t by_status[OEE_TASK_STATUS_COUNT];
+  uint64_t *bits; /* order slots holding a task of this type */
   char name[]; /* the task_type */
 } type_count;
 
@@ -34,6 +39,7 @@ typedef struct mem_store {
   size_t ntasks;
   slot *order;
   size_t order_len, order_cap, holes;
+  uint64_t *bits[OEE_TASK_STATUS_COUNT]; /* order slots per status; order_cap bits */
   oee_task *done_head, *done_tail; /* oldest, newest finished */
   size_t ndone;
   uint64_t by_status[OEE_TASK_STATUS_COUNT];
@@ -48,6 +54,19 @@ static uint64_t id_hash(const char *id) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+static void bit_set(uint64_t *b, size_t pos) { b[pos >> 6] |= 1ULL << (pos & 63); }
+
+static void bit_clear(uint64_t *b, size_t pos) { b[pos >> 6] &= ~(1ULL << (pos & 63)); }
+
+/* Grows one bitmap from `old` to `cap` bits (both multiples of 64). */
+static int bits_grow(uint64_t **b, size_t old, size_t cap) {
+  uint64_t *n = realloc(*b, cap / 8);
+  if (n == NULL) return OEE_ENOMEM;
+  memset(n + old / 64, 0, (cap - old) / 8);
+  *b = n;
+  return 0;
 }
 
 static int grow_buckets(mem_store *m) {
@@ -78,15 +97,27 @@ static type_count *type_find(mem_store *m, const char *name, int create) {
   size_t len = strlen(name) + 1;
   type_count *c = calloc(1, sizeof(*c) + len);
   if (c == NULL) return NULL;
+  if (m->order_cap && (c->bits = calloc(m->order_cap / 64, sizeof(uint64_t))) == NULL) {
+    free(c);
+    return NULL;
+  }
   memcpy(c->name, name, len);
   c->next = m->types;
   m->types = c;
   return c;
 }
 
+/* Doubles the order array and every bitmap with it. A failure part way
+ * leaves some bitmaps larger than needed, which is harmless. */
 static int reserve_order(mem_store *m) {
   if (m->order_len < m->order_cap) return 0;
   size_t cap = m->order_cap ? m->order_cap * 2 : 1024;
+  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) {
+    if (bits_grow(&m->bits[st], m->order_cap, cap) != 0) return OEE_ENOMEM;
+  }
+  for (type_count *c = m->types; c; c = c->next) {
+    if (bits_grow(&c->bits, m->order_cap, cap) != 0) return OEE_ENOMEM;
+  }
   slot *o = realloc(m->order, cap * sizeof(*o));
   if (o == NULL) return OEE_ENOMEM;
   m->order = o;
@@ -104,6 +135,8 @@ static int mem_insert(oee_store *s, oee_task *t) {
   t->hnext = m->buckets[k];
   m->buckets[k] = t;
   t->order_pos = (uint32_t)m->order_len;
+  bit_set(m->bits[t->snap->status], m->order_len);
+  bit_set(tc->bits, m->order_len);
   m->order[m->order_len++] = (slot){t->index, t};
   m->ntasks++;
   m->by_status[t->snap->status]++;
@@ -127,6 +160,8 @@ static void mem_changed(oee_store *s, oee_task *t, oee_task_status from) {
   oee_task_status to = t->snap->status;
   m->by_status[from]--;
   m->by_status[to]++;
+  bit_clear(m->bits[from], t->order_pos);
+  bit_set(m->bits[to], t->order_pos);
   type_count *tc = type_find(m, t->snap->task_type, 0);
   if (tc) {
     tc->by_status[from]--;
@@ -159,14 +194,6 @@ static size_t order_seek(const mem_store *m, uint64_t after) {
   return lo;
 }
 
-static int list_match(const oee_list_query *q, const oee_task_info *t) {
-  if (q->status != OEE_TASK_UNSPECIFIED && t->status != q->status) return 0;
-  if (q->task_type && q->task_type[0] && strcmp(q->task_type, t->task_type) != 0) {
-    return 0;
-  }
-  return 1;
-}
-
 static uint64_t list_total(mem_store *m, const oee_list_query *q) {
   const uint64_t *counts = m->by_status;
   if (q->task_type && q->task_type[0]) {
@@ -180,12 +207,25 @@ static uint64_t list_total(mem_store *m, const oee_list_query *q) {
   return sum;
 }
 
-/*
- * Slots one listing may examine. A filter that matches rarely would
- * otherwise scan the whole store under the engine lock; past this many
- * slots the page ends early with a token to resume from (~1 ms of work).
- */
-#define LIST_SCAN_LIMIT 65536
+/* The first slot at or after `i` holding a task that passes the filter's
+ * bitmaps (NULL: no such filter), or order_len. */
+static size_t next_match(const mem_store *m, const uint64_t *sb, const uint64_t *tb,
+                         size_t i) {
+  if (sb == NULL && tb == NULL) {
+    while (i < m->order_len && m->order[i].task == NULL) i++;
+    return i;
+  }
+  size_t words = (m->order_len + 63) / 64;
+  for (size_t w = i / 64; w < words; w++) {
+    uint64_t x = (sb ? sb[w] : ~0ULL) & (tb ? tb[w] : ~0ULL);
+    if (w == i / 64) x &= ~0ULL << (i & 63);
+    if (x) {
+      size_t pos = w * 64 + (size_t)__builtin_ctzll(x);
+      return pos < m->order_len ? pos : m->order_len;
+    }
+  }
+  return m->order_len;
+}
 
 static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
   mem_store *m = (mem_store *)s;
@@ -195,20 +235,17 @@ static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
   size_t cap = q->limit < out->total ? q->limit : out->total;
   out->tasks = malloc(cap * sizeof(*out->tasks));
   if (out->tasks == NULL) return OEE_ENOMEM;
-  size_t first = order_seek(m, q->after_index);
-  for (size_t i = first; i < m->order_len; i++) {
-    if (i - first == LIST_SCAN_LIMIT) {
-      out->next_index = m->order[i - 1].index;
-      break;
-    }
-    oee_task *t = m->order[i].task;
-    if (t == NULL || !list_match(q, t->snap)) continue;
+  const uint64_t *sb = q->status != OEE_TASK_UNSPECIFIED ? m->bits[q->status] : NULL;
+  const uint64_t *tb = NULL;
+  if (q->task_type && q->task_type[0]) tb = type_find(m, q->task_type, 0)->bits;
+  size_t i = next_match(m, sb, tb, order_seek(m, q->after_index));
+  for (; i < m->order_len; i = next_match(m, sb, tb, i + 1)) {
     if (out->len == cap) {
       /* One more match exists: the page before it gets a token. */
       out->next_index = out->tasks[out->len - 1]->submit_index;
       break;
     }
-    out->tasks[out->len++] = oee_task_info_ref(t->snap);
+    out->tasks[out->len++] = oee_task_info_ref(m->order[i].task->snap);
   }
   return 0;
 }
@@ -221,8 +258,28 @@ static void unlink_task(mem_store *m, oee_task *t) {
   m->holes++;
   m->ntasks--;
   m->by_status[t->snap->status]--;
+  bit_clear(m->bits[t->snap->status], t->order_pos);
   type_count *tc = type_find(m, t->snap->task_type, 0);
-  if (tc) tc->by_status[t->snap->status]--;
+  if (tc) {
+    tc->by_status[t->snap->status]--;
+    bit_clear(tc->bits, t->order_pos);
+  }
+}
+
+/* Rewrites every bitmap from the (compacted) order array. */
+static void rebuild_bits(mem_store *m) {
+  size_t bytes = m->order_cap / 8;
+  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) memset(m->bits[st], 0, bytes);
+  for (type_count *c = m->types; c; c = c->next) memset(c->bits, 0, bytes);
+  type_count *tc = NULL;
+  for (size_t i = 0; i < m->order_len; i++) {
+    const oee_task_info *snap = m->order[i].task->snap;
+    bit_set(m->bits[snap->status], i);
+    if (tc == NULL || strcmp(tc->name, snap->task_type) != 0) {
+      tc = type_find(m, snap->task_type, 0);
+    }
+    bit_set(tc->bits, i);
+  }
 }
 
 static void compact_order(mem_store *m) {
@@ -235,6 +292,7 @@ static void compact_order(mem_store *m) {
   }
   m->order_len = w;
   m->holes = 0;
+  rebuild_bits(m);
 }
 
 static long mem_clear(oee_store *s, long keep, oee_store_drop_fn drop, void *arg) {
@@ -274,9 +332,11 @@ static void mem_destroy(oee_store *s, oee_store_drop_fn drop, void *arg) {
   }
   while (m->types) {
     type_count *next = m->types->next;
+    free(m->types->bits);
     free(m->types);
     m->types = next;
   }
+  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) free(m->bits[st]);
   free(m->order);
   free(m->buckets);
   free(m);

@@ -155,18 +155,19 @@ static void test_clear_keeps_newest_n(void **state) {
   s->ops->destroy(s, drop, NULL);
 }
 
-static void test_sparse_filter_pages_stay_bounded(void **state) {
+static void test_sparse_filter_finds_far_matches(void **state) {
   (void)state;
   enum { N = 70000 };
   oee_task **t = calloc(N, sizeof(*t));
   oee_store *s = filled(N, t);
-  move(s, t[N - 1], OEE_TASK_RUNNING); /* the only match, past the scan bound */
-  oee_list_query q = {.status = OEE_TASK_RUNNING, .limit = 10};
+  move(s, t[3], OEE_TASK_RUNNING);
+  move(s, t[N - 1], OEE_TASK_RUNNING); /* both are "echo" tasks (i % 3 == 0) */
+  oee_list_query q = {.status = OEE_TASK_RUNNING, .limit = 1};
   oee_list_page p;
   assert_int_equal(s->ops->list(s, &q, &p), 0);
-  assert_int_equal(p.total, 1);
-  assert_int_equal(p.len, 0);          /* a short page ... */
-  assert_true(p.next_index > 0);       /* ... that says where to go on */
+  assert_int_equal(p.total, 2);
+  assert_int_equal(p.len, 1);
+  assert_ptr_equal(p.tasks[0], t[3]->snap);
   q.after_index = p.next_index;
   oee_list_page_free(&p);
   assert_int_equal(s->ops->list(s, &q, &p), 0);
@@ -174,6 +175,83 @@ static void test_sparse_filter_pages_stay_bounded(void **state) {
   assert_ptr_equal(p.tasks[0], t[N - 1]->snap);
   assert_int_equal(p.next_index, 0);
   oee_list_page_free(&p);
+  q = (oee_list_query){.status = OEE_TASK_RUNNING, .task_type = "echo", .limit = 10};
+  assert_int_equal(s->ops->list(s, &q, &p), 0);
+  assert_int_equal(p.len, 2);
+  assert_ptr_equal(p.tasks[1], t[N - 1]->snap);
+  oee_list_page_free(&p);
+  q.task_type = "sleep";
+  assert_int_equal(s->ops->list(s, &q, &p), 0);
+  assert_int_equal(p.total, 0);
+  assert_int_equal(p.len, 0);
+  oee_list_page_free(&p);
+  s->ops->destroy(s, drop, NULL);
+  free(t);
+}
+
+/* Pages through every filter combination and compares with a brute-force
+ * walk over the store in submission order. */
+typedef struct brute {
+  const oee_list_query *q;
+  const oee_task_info *want[4096];
+  size_t n;
+} brute;
+
+static void brute_visit(oee_task *t, void *arg) {
+  brute *b = arg;
+  const oee_list_query *q = b->q;
+  if (q->status && t->snap->status != q->status) return;
+  if (q->task_type && strcmp(q->task_type, t->snap->task_type) != 0) return;
+  b->want[b->n++] = t->snap;
+}
+
+static void check_filters_against_brute_force(oee_store *s) {
+  static const char *const filter_types[] = {NULL, "echo", "sleep", "exec", "none"};
+  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) {
+    for (int ty = 0; ty < 5; ty++) {
+      oee_list_query q = {.status = (oee_task_status)st, .task_type = filter_types[ty], .limit = 7};
+      brute b = {&q, {0}, 0};
+      s->ops->foreach(s, brute_visit, &b);
+      size_t got = 0;
+      for (;;) {
+        oee_list_page p;
+        assert_int_equal(s->ops->list(s, &q, &p), 0);
+        assert_int_equal(p.total, b.n);
+        for (size_t i = 0; i < p.len; i++) assert_ptr_equal(p.tasks[i], b.want[got++]);
+        uint64_t next = p.next_index;
+        oee_list_page_free(&p);
+        if (next == 0) break;
+        q.after_index = next;
+      }
+      assert_int_equal(got, b.n);
+    }
+  }
+}
+
+static void test_filtered_pages_match_brute_force(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  oee_task **t = calloc(N, sizeof(*t));
+  static char ids[N][OEE_ID_LEN + 1];
+  oee_store *s = filled(N, t);
+  for (int i = 0; i < N; i++) memcpy(ids[i], t[i]->snap->id, sizeof(ids[i]));
+  srand(17);
+  for (int round = 0; round < 4; round++) {
+    for (int k = 0; k < 1500; k++) {
+      int i = rand() % N;
+      if (t[i] == NULL) continue;
+      oee_task_status st = t[i]->snap->status;
+      if (st == OEE_TASK_QUEUED) move(s, t[i], rand() % 3 ? OEE_TASK_RUNNING : OEE_TASK_CANCELLED);
+      else if (st == OEE_TASK_RUNNING) move(s, t[i], (oee_task_status)(OEE_TASK_DONE + rand() % 2));
+    }
+    check_filters_against_brute_force(s);
+    /* Clearing leaves holes, and past a threshold compacts the order. */
+    s->ops->clear_completed(s, rand() % 200, drop, NULL);
+    for (int i = 0; i < N; i++) {
+      if (t[i] && s->ops->lookup(s, ids[i]) == NULL) t[i] = NULL;
+    }
+    check_filters_against_brute_force(s);
+  }
   s->ops->destroy(s, drop, NULL);
   free(t);
 }
@@ -241,7 +319,8 @@ int main(void) {
       cmocka_unit_test(test_pages_cover_all_in_order),
       cmocka_unit_test(test_filters_and_totals),
       cmocka_unit_test(test_clear_keeps_newest_n),
-      cmocka_unit_test(test_sparse_filter_pages_stay_bounded),
+      cmocka_unit_test(test_sparse_filter_finds_far_matches),
+      cmocka_unit_test(test_filtered_pages_match_brute_force),
       cmocka_unit_test(test_counts_match_recount_after_random_ops),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
