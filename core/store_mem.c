@@ -9,16 +9,23 @@
  *    found by binary search and a page costs O(log n + page);
  *  - done: a list of finished tasks in completion order (oldest first);
  *  - counts by status, and by (task_type, status) for filtered totals;
- *  - bitmaps over the order slots, one per status and one per task type:
- *    a filtered page finds its matches 64 slots per word, so even a filter
- *    that matches a handful of tasks among millions costs microseconds
- *    (1 bit per slot per index: under a byte per task in all).
+ *  - bitmaps over the order slots, one per status and one per task type,
+ *    each with a summary bit per non-empty word: a filtered page skips 4,096
+ *    non-matching slots per summary word, so a filter that matches a handful
+ *    of tasks among millions costs as little as one that matches many
+ *    (about 1 bit per slot per index: under a byte per task in all).
  * Locking: none; the engine lock is held around every call (see store.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/store.h"
+
+/* A bit per order slot, and a summary bit per word that has any bit set. */
+typedef struct bitmap {
+  uint64_t *words;   /* order_cap / 64 */
+  uint64_t *summary; /* one bit per word: (order_cap / 64 + 63) / 64 words */
+} bitmap;
 
 typedef struct slot {
   uint64_t index;
@@ -28,7 +35,7 @@ typedef struct slot {
 typedef struct type_count {
   struct type_count *next;
   uint64_t by_status[OEE_TASK_STATUS_COUNT];
-  uint64_t *bits; /* order slots holding a task of this type */
+  bitmap bits; /* order slots holding a task of this type */
   char name[]; /* the task_type */
 } type_count;
 
@@ -39,7 +46,7 @@ typedef struct mem_store {
   size_t ntasks;
   slot *order;
   size_t order_len, order_cap, holes;
-  uint64_t *bits[OEE_TASK_STATUS_COUNT]; /* order slots per status; order_cap bits */
+  bitmap bits[OEE_TASK_STATUS_COUNT]; /* order slots per status; order_cap bits */
   oee_task *done_head, *done_tail; /* oldest, newest finished */
   size_t ndone;
   uint64_t by_status[OEE_TASK_STATUS_COUNT];
@@ -56,17 +63,52 @@ static uint64_t id_hash(const char *id) {
   return h;
 }
 
-static void bit_set(uint64_t *b, size_t pos) { b[pos >> 6] |= 1ULL << (pos & 63); }
+static void bit_set(bitmap *b, size_t pos) {
+  size_t w = pos >> 6;
+  b->words[w] |= 1ULL << (pos & 63);
+  b->summary[w >> 6] |= 1ULL << (w & 63);
+}
 
-static void bit_clear(uint64_t *b, size_t pos) { b[pos >> 6] &= ~(1ULL << (pos & 63)); }
+static void bit_clear(bitmap *b, size_t pos) {
+  size_t w = pos >> 6;
+  b->words[w] &= ~(1ULL << (pos & 63));
+  if (b->words[w] == 0) b->summary[w >> 6] &= ~(1ULL << (w & 63));
+}
 
-/* Grows one bitmap from `old` to `cap` bits (both multiples of 64). */
-static int bits_grow(uint64_t **b, size_t old, size_t cap) {
-  uint64_t *n = realloc(*b, cap / 8);
-  if (n == NULL) return OEE_ENOMEM;
-  memset(n + old / 64, 0, (cap - old) / 8);
-  *b = n;
+static size_t summary_words(size_t cap) { return (cap / 64 + 63) / 64; }
+
+/* Grows one array of words from `old` to `n` words, zeroing the new ones. */
+static int words_grow(uint64_t **a, size_t old, size_t n) {
+  uint64_t *p = realloc(*a, n * sizeof(*p));
+  if (p == NULL) return OEE_ENOMEM;
+  memset(p + old, 0, (n - old) * sizeof(*p));
+  *a = p;
   return 0;
+}
+
+/* Grows a bitmap from `old` to `cap` slots (multiples of 64). */
+static int bits_grow(bitmap *b, size_t old, size_t cap) {
+  if (words_grow(&b->words, old / 64, cap / 64) != 0) return OEE_ENOMEM;
+  return words_grow(&b->summary, summary_words(old), summary_words(cap));
+}
+
+static void bits_free(bitmap *b) {
+  free(b->words);
+  free(b->summary);
+}
+
+/* The first word at or after `w` (and before `n`) with a bit set, or n. */
+static size_t next_word(const bitmap *b, size_t w, size_t n) {
+  if (w >= n) return n;
+  size_t sw = w >> 6;
+  uint64_t x = b->summary[sw] & (~0ULL << (w & 63));
+  size_t nsw = (n + 63) / 64;
+  while (x == 0) {
+    if (++sw >= nsw) return n;
+    x = b->summary[sw];
+  }
+  size_t found = (sw << 6) + (size_t)__builtin_ctzll(x);
+  return found < n ? found : n;
 }
 
 static int grow_buckets(mem_store *m) {
@@ -97,7 +139,8 @@ static type_count *type_find(mem_store *m, const char *name, int create) {
   size_t len = strlen(name) + 1;
   type_count *c = calloc(1, sizeof(*c) + len);
   if (c == NULL) return NULL;
-  if (m->order_cap && (c->bits = calloc(m->order_cap / 64, sizeof(uint64_t))) == NULL) {
+  if (m->order_cap && bits_grow(&c->bits, 0, m->order_cap) != 0) {
+    bits_free(&c->bits);
     free(c);
     return NULL;
   }
@@ -135,8 +178,8 @@ static int mem_insert(oee_store *s, oee_task *t) {
   t->hnext = m->buckets[k];
   m->buckets[k] = t;
   t->order_pos = (uint32_t)m->order_len;
-  bit_set(m->bits[t->snap->status], m->order_len);
-  bit_set(tc->bits, m->order_len);
+  bit_set(&m->bits[t->snap->status], m->order_len);
+  bit_set(&tc->bits, m->order_len);
   m->order[m->order_len++] = (slot){t->index, t};
   m->ntasks++;
   m->by_status[t->snap->status]++;
@@ -160,8 +203,8 @@ static void mem_changed(oee_store *s, oee_task *t, oee_task_status from) {
   oee_task_status to = t->snap->status;
   m->by_status[from]--;
   m->by_status[to]++;
-  bit_clear(m->bits[from], t->order_pos);
-  bit_set(m->bits[to], t->order_pos);
+  bit_clear(&m->bits[from], t->order_pos);
+  bit_set(&m->bits[to], t->order_pos);
   type_count *tc = type_find(m, t->snap->task_type, 0);
   if (tc) {
     tc->by_status[from]--;
@@ -208,16 +251,17 @@ static uint64_t list_total(mem_store *m, const oee_list_query *q) {
 }
 
 /* The first slot at or after `i` holding a task that passes the filter's
- * bitmaps (NULL: no such filter), or order_len. */
-static size_t next_match(const mem_store *m, const uint64_t *sb, const uint64_t *tb,
-                         size_t i) {
+ * bitmaps (NULL: no such filter), or order_len. The status bitmap (else the
+ * type bitmap) leads: its summary skips words with nothing in them. */
+static size_t next_match(const mem_store *m, const bitmap *sb, const bitmap *tb, size_t i) {
   if (sb == NULL && tb == NULL) {
     while (i < m->order_len && m->order[i].task == NULL) i++;
     return i;
   }
+  const bitmap *lead = sb ? sb : tb, *other = sb ? tb : NULL;
   size_t words = (m->order_len + 63) / 64;
-  for (size_t w = i / 64; w < words; w++) {
-    uint64_t x = (sb ? sb[w] : ~0ULL) & (tb ? tb[w] : ~0ULL);
+  for (size_t w = next_word(lead, i / 64, words); w < words; w = next_word(lead, w + 1, words)) {
+    uint64_t x = lead->words[w] & (other ? other->words[w] : ~0ULL);
     if (w == i / 64) x &= ~0ULL << (i & 63);
     if (x) {
       size_t pos = w * 64 + (size_t)__builtin_ctzll(x);
@@ -235,9 +279,9 @@ static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
   size_t cap = q->limit < out->total ? q->limit : out->total;
   out->tasks = malloc(cap * sizeof(*out->tasks));
   if (out->tasks == NULL) return OEE_ENOMEM;
-  const uint64_t *sb = q->status != OEE_TASK_UNSPECIFIED ? m->bits[q->status] : NULL;
-  const uint64_t *tb = NULL;
-  if (q->task_type && q->task_type[0]) tb = type_find(m, q->task_type, 0)->bits;
+  const bitmap *sb = q->status != OEE_TASK_UNSPECIFIED ? &m->bits[q->status] : NULL;
+  const bitmap *tb = NULL;
+  if (q->task_type && q->task_type[0]) tb = &type_find(m, q->task_type, 0)->bits;
   size_t i = next_match(m, sb, tb, order_seek(m, q->after_index));
   for (; i < m->order_len; i = next_match(m, sb, tb, i + 1)) {
     if (out->len == cap) {
@@ -258,27 +302,33 @@ static void unlink_task(mem_store *m, oee_task *t) {
   m->holes++;
   m->ntasks--;
   m->by_status[t->snap->status]--;
-  bit_clear(m->bits[t->snap->status], t->order_pos);
+  bit_clear(&m->bits[t->snap->status], t->order_pos);
   type_count *tc = type_find(m, t->snap->task_type, 0);
   if (tc) {
     tc->by_status[t->snap->status]--;
-    bit_clear(tc->bits, t->order_pos);
+    bit_clear(&tc->bits, t->order_pos);
   }
 }
 
 /* Rewrites every bitmap from the (compacted) order array. */
 static void rebuild_bits(mem_store *m) {
-  size_t bytes = m->order_cap / 8;
-  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) memset(m->bits[st], 0, bytes);
-  for (type_count *c = m->types; c; c = c->next) memset(c->bits, 0, bytes);
+  size_t words = m->order_cap / 64, sums = summary_words(m->order_cap);
+  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) {
+    memset(m->bits[st].words, 0, words * sizeof(uint64_t));
+    memset(m->bits[st].summary, 0, sums * sizeof(uint64_t));
+  }
+  for (type_count *c = m->types; c; c = c->next) {
+    memset(c->bits.words, 0, words * sizeof(uint64_t));
+    memset(c->bits.summary, 0, sums * sizeof(uint64_t));
+  }
   type_count *tc = NULL;
   for (size_t i = 0; i < m->order_len; i++) {
     const oee_task_info *snap = m->order[i].task->snap;
-    bit_set(m->bits[snap->status], i);
+    bit_set(&m->bits[snap->status], i);
     if (tc == NULL || strcmp(tc->name, snap->task_type) != 0) {
       tc = type_find(m, snap->task_type, 0);
     }
-    bit_set(tc->bits, i);
+    bit_set(&tc->bits, i);
   }
 }
 
@@ -332,11 +382,11 @@ static void mem_destroy(oee_store *s, oee_store_drop_fn drop, void *arg) {
   }
   while (m->types) {
     type_count *next = m->types->next;
-    free(m->types->bits);
+    bits_free(&m->types->bits);
     free(m->types);
     m->types = next;
   }
-  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) free(m->bits[st]);
+  for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) bits_free(&m->bits[st]);
   free(m->order);
   free(m->buckets);
   free(m);
