@@ -178,7 +178,7 @@ target("Submit, get and list costs flat from 10^3 to 10^6 tasks",
        "O(1)/O(log n)/O(page): <= 4x growth while the store grows 1000x (a linear cost grows "
        "1000x; a store 1000x larger than the caches costs up to ~4x in misses even for a hash lookup)",
        f"worst growth **{fnum(worst, 2)}x** (unfiltered pages); a filtered page whose matches are "
-       f"sparse grows {fnum(sparse)}x (O(n) scan)",
+       f"sparse grows {fnum(sparse)}x",
        worst is not None and worst <= 4.0 and (sparse is None or sparse <= 4.0))
 secs = float(M.get("total_seconds", M.get("bench_seconds", "0")) or 0)
 target("The whole benchmark (`bench/run`, build to report)", "< 10 minutes",

@@ -290,6 +290,8 @@ static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
       break;
     }
     out->tasks[out->len++] = oee_task_info_ref(m->order[i].task->snap);
+    /* A first page that holds every match needs no look further. */
+    if (q->after_index == 0 && out->len == out->total) break;
   }
   return 0;
 }
