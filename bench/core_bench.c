@@ -122,7 +122,7 @@ typedef struct submitter {
 
 static void *submit_loop(void *arg) {
   submitter *s = arg;
-  for (long i = 0; i < s->n; i++) check(oee_engine_submit(s->eng, &task, NULL), "submit");
+  for (long i = 0; i < s->n; i++) check(oee_engine_submit(s->eng, &task, NULL, NULL), "submit");
   return NULL;
 }
 
@@ -158,7 +158,7 @@ static void bench_e2e(int workers, long n) {
   check(oee_engine_start(eng), "start");
   atomic_store(&done_count, 0);
   int64_t t0 = mono_ns();
-  for (long i = 0; i < n; i++) check(oee_engine_submit(eng, &task, NULL), "submit");
+  for (long i = 0; i < n; i++) check(oee_engine_submit(eng, &task, NULL, NULL), "submit");
   int64_t t_sub = mono_ns();
   while (atomic_load_explicit(&done_count, memory_order_acquire) < n) sched_yield();
   double secs = (double)(mono_ns() - t0) / 1e9;
@@ -181,7 +181,7 @@ static void bench_latency_idle(long n) {
     nanosleep(&pause, NULL);
     atomic_store(&idle_started_ns, 0);
     int64_t t0 = mono_ns();
-    check(oee_engine_submit(eng, &task, NULL), "submit");
+    check(oee_engine_submit(eng, &task, NULL, NULL), "submit");
     long long t1;
     while ((t1 = atomic_load(&idle_started_ns)) == 0) sched_yield();
     lat[i] = t1 - t0;
@@ -209,7 +209,7 @@ static void bench_latency_paced(long n, double rate) {
     int64_t due = t0 + i * gap;
     while (mono_ns() < due) {
     }
-    check(oee_engine_submit(eng, &task, NULL), "submit");
+    check(oee_engine_submit(eng, &task, NULL, NULL), "submit");
   }
   while (atomic_load(&done_count) < n) sched_yield();
   double secs = (double)(mono_ns() - t0) / 1e9;
@@ -258,16 +258,16 @@ static void bench_scale(long level) {
    * page must look at every later task to know there is no second match. */
   oee_submit rare = task;
   rare.task_type = "rare";
-  check(oee_engine_submit(eng, &rare, NULL), "submit rare");
+  check(oee_engine_submit(eng, &rare, NULL, NULL), "submit rare");
   long long heap0 = heap_used();
   for (long i = 0; i < level; i++) {
     const oee_task_info *t;
-    check(oee_engine_submit(eng, &task, &t), "submit");
+    check(oee_engine_submit(eng, &task, &t, NULL), "submit");
     if (i % stride == 0 && nid < 4096) memcpy(ids[nid++], t->id, OEE_ID_LEN + 1);
     oee_task_info_unref(t);
   }
   double heap_per = (double)(heap_used() - heap0) / (double)level;
-  double submit = TIME_NS(1000, check(oee_engine_submit(eng, &task, NULL), "submit"));
+  double submit = TIME_NS(1000, check(oee_engine_submit(eng, &task, NULL, NULL), "submit"));
   double get = TIME_NS(10000, {
     const oee_task_info *t;
     check(oee_engine_get(eng, ids[(i * 7919) % nid], &t), "get");

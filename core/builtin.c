@@ -40,14 +40,18 @@ static int parse_seconds(const char *s, double *out) {
   return 0;
 }
 
-static int validate_sleep(const oee_submit *req, const void *payload, void *ud) {
+static int validate_sleep(const oee_submit *req, const void *payload, void *ud,
+                          oee_error *err) {
   (void)payload;
   (void)ud;
   double secs;
   for (size_t i = 0; i < req->context_len; i++) {
     const oee_kv *kv = &req->context[i];
-    if (kv->key && kv->value && strcmp(kv->key, "seconds") == 0) {
-      return parse_seconds(kv->value, &secs);
+    if (kv->key && kv->value && strcmp(kv->key, "seconds") == 0 &&
+        parse_seconds(kv->value, &secs) != 0) {
+      return oee_error_set(err, OEE_EINVAL,
+                           "context[\"seconds\"] must be a finite number >= 0, got \"%.32s\"",
+                           kv->value);
     }
   }
   return 0;
@@ -73,6 +77,6 @@ static void run_sleep(oee_job *job, void *ud) {
 int oee__builtin_register(oee_engine *eng) {
   int rc = oee_engine_register(eng, "echo", run_echo, NULL);
   if (rc == 0) rc = oee_engine_register(eng, "fail", run_fail, NULL);
-  if (rc == 0) rc = oee__engine_register_full(eng, "sleep", run_sleep, validate_sleep, NULL);
+  if (rc == 0) rc = oee__engine_register_full(eng, "sleep", run_sleep, validate_sleep, 0, NULL);
   return rc;
 }

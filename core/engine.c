@@ -87,7 +87,7 @@ static executor *executor_find(oee_engine *eng, const char *type) {
 
 int oee__engine_register_full(oee_engine *eng, const char *task_type,
                               oee_executor_fn fn, oee_validate_fn validate,
-                              void *user_data) {
+                              int flags, void *user_data) {
   if (eng == NULL || task_type == NULL || !task_type[0] || fn == NULL) {
     return OEE_EINVAL;
   }
@@ -105,6 +105,7 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type,
   }
   e->fn = fn;
   e->validate = validate;
+  e->flags = flags;
   e->user_data = user_data;
   pthread_rwlock_unlock(&eng->exec_lock);
   free(fresh);
@@ -113,7 +114,7 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type,
 
 int oee_engine_register(oee_engine *eng, const char *task_type,
                         oee_executor_fn fn, void *user_data) {
-  return oee__engine_register_full(eng, task_type, fn, NULL, user_data);
+  return oee__engine_register_full(eng, task_type, fn, NULL, 0, user_data);
 }
 
 /* Copies the executor entry for `type` into *out. 0 or OEE_ENOEXEC. */
@@ -145,7 +146,9 @@ size_t oee_engine_executor_names(oee_engine *eng, char *buf, size_t cap) {
   const char *names[64];
   size_t n = 0, need = 0;
   if (pthread_rwlock_rdlock(&eng->exec_lock) != 0) abort();
-  for (executor *e = eng->executors; e && n < 64; e = e->next) names[n++] = e->type;
+  for (executor *e = eng->executors; e && n < 64; e = e->next) {
+    if (!(e->flags & OEE__EXEC_INTERNAL)) names[n++] = e->type;
+  }
   qsort(names, n, sizeof(names[0]), str_cmp);
   if (cap > 0) buf[0] = '\0';
   for (size_t i = 0; i < n; i++) {
@@ -471,23 +474,40 @@ void oee_job_cancelled(oee_job *j, const char *reason) {
 
 /* ---------------------------------------------------------------- submit */
 
+/* The one place a submission's fields are judged; *err says why not. */
 static int submit_check(oee_engine *eng, const oee_submit *req,
-                        const void *payload) {
-  if (req == NULL || req->name == NULL || !req->name[0]) return OEE_EINVAL;
-  if (req->task_type == NULL || !req->task_type[0]) return OEE_EINVAL;
+                        const void *payload, oee_error *err) {
+  if (req == NULL) return oee_error_set(err, OEE_EINVAL, "no submission given");
+  if (req->name == NULL || !req->name[0]) {
+    return oee_error_set(err, OEE_EINVAL, "name must not be empty");
+  }
+  if (req->task_type == NULL || !req->task_type[0]) {
+    return oee_error_set(err, OEE_EINVAL, "task_type must not be empty");
+  }
   if (req->priority < OEE_PRIORITY_MIN || req->priority > OEE_PRIORITY_MAX) {
-    return OEE_EINVAL;
+    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d",
+                         OEE_PRIORITY_MIN, OEE_PRIORITY_MAX, req->priority);
   }
   executor e;
-  int rc = executor_get(eng, req->task_type, &e);
-  if (rc == 0 && e.validate) rc = e.validate(req, payload, e.user_data);
-  return rc;
+  if (executor_get(eng, req->task_type, &e) != 0) {
+    char known[256];
+    oee_engine_executor_names(eng, known, sizeof(known));
+    return oee_error_set(err, OEE_ENOEXEC, "unknown task_type \"%.64s\"; known types: %s",
+                         req->task_type, known);
+  }
+  if (payload == NULL && (e.flags & OEE__EXEC_INTERNAL)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "tasks of type \"%.64s\" cannot be submitted directly "
+                         "(pipelines come only from a pipeline submission)",
+                         req->task_type);
+  }
+  return e.validate ? e.validate(req, payload, e.user_data, err) : 0;
 }
 
 /* Builds the QUEUED snapshot (index and seq are filled in under the lock). */
-static oee_task_info *build_queued(const oee_submit *req, int *rc) {
+static oee_task_info *build_queued(const oee_submit *req, int *rc, oee_error *err) {
   oee_kv buf[8], *ctx = NULL;
-  *rc = oee__context_sorted(req->context, req->context_len, buf, 8, &ctx);
+  *rc = oee__context_sorted(req->context, req->context_len, buf, 8, &ctx, err);
   if (*rc != 0) return NULL;
   oee_task_info d = {0};
   oee__new_id(d.id);
@@ -501,19 +521,27 @@ static oee_task_info *build_queued(const oee_submit *req, int *rc) {
   d.created_at_ns = oee_now_ns();
   oee_task_info *snap = oee__snap_pack(&d);
   if (ctx != buf) free(ctx);
-  if (snap == NULL) *rc = OEE_ENOMEM;
+  if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
   return snap;
 }
 
-static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap) {
-  if (!eng->accepting) return OEE_ESTOPPED;
-  if (eng->max_queue && eng->queue.len >= eng->max_queue) return OEE_EFULL;
-  if (oee_heap_reserve(&eng->queue, 1) != 0) return OEE_ENOMEM;
+static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap,
+                          oee_error *err) {
+  if (!eng->accepting) {
+    return oee_error_set(err, OEE_ESTOPPED, "shutting down: no new tasks are accepted");
+  }
+  if (eng->max_queue && eng->queue.len >= eng->max_queue) {
+    return oee_error_set(err, OEE_EFULL, "queue is full: max_queue=%zu tasks are already queued",
+                         eng->max_queue);
+  }
+  if (oee_heap_reserve(&eng->queue, 1) != 0) {
+    return oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
+  }
   snap->submit_index = t->index = eng->last_index + 1;
   snap->seq = eng->last_seq + 1;
   t->snap = snap;
   int rc = eng->store->ops->insert(eng->store, t);
-  if (rc != 0) return rc;
+  if (rc != 0) return oee_error_set(err, rc, "store refused the task: %s", oee_strerror(rc));
   eng->last_index++;
   eng->last_seq++;
   oee_heap_push(&eng->queue, t); /* reserved above: cannot fail */
@@ -541,14 +569,17 @@ static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_f
 
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
                                void *payload, void (*payload_free)(void *),
-                               const oee_task_info **out) {
-  int rc = submit_check(eng, req, payload);
+                               const oee_task_info **out, oee_error *err) {
+  if (err != NULL) *err = (oee_error){0};
+  int rc = submit_check(eng, req, payload, err);
   oee_task *t = NULL;
-  oee_task_info *snap = rc == 0 ? build_queued(req, &rc) : NULL;
-  if (rc == 0 && (t = task_new(req, payload, payload_free)) == NULL) rc = OEE_ENOMEM;
+  oee_task_info *snap = rc == 0 ? build_queued(req, &rc, err) : NULL;
+  if (rc == 0 && (t = task_new(req, payload, payload_free)) == NULL) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
+  }
   if (rc != 0) goto fail;
   oee__lock(&eng->lock);
-  rc = enqueue_locked(eng, t, snap);
+  rc = enqueue_locked(eng, t, snap, err);
   if (rc == 0 && out) *out = oee_task_info_ref(snap);
   oee__unlock(&eng->lock);
   if (rc == 0) return 0;
@@ -561,8 +592,8 @@ fail:
 }
 
 int oee_engine_submit(oee_engine *eng, const oee_submit *req,
-                      const oee_task_info **out) {
-  return oee__engine_submit_payload(eng, req, NULL, NULL, out);
+                      const oee_task_info **out, oee_error *err) {
+  return oee__engine_submit_payload(eng, req, NULL, NULL, out, err);
 }
 
 /* ------------------------------------------------------- cancel and read */

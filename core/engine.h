@@ -35,6 +35,7 @@ typedef struct executor {
   struct executor *next;
   oee_executor_fn fn;
   oee_validate_fn validate;
+  int flags;                      /* OEE__EXEC_* */
   void *user_data;
   char type[];
 } executor;

@@ -1,5 +1,7 @@
 /* error.c - the error table and small shared utilities. */
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +33,16 @@ const char *oee_err_name(int err) {
     default:
       return "UNKNOWN";
   }
+}
+
+int oee_error_set(oee_error *err, int code, const char *fmt, ...) {
+  if (err == NULL) return code;
+  err->code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof(err->message), fmt, ap);
+  va_end(ap);
+  return code;
 }
 
 int oee_id_valid(const char *s) {

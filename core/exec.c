@@ -26,11 +26,17 @@ static const char *kv_find(const oee_kv *kv, size_t n, const char *key) {
 
 /* Refuses, before anything is created, a task naming no table entry. */
 static int exec_validate(const oee_submit *req, const void *payload,
-                         void *user_data) {
+                         void *user_data, oee_error *err) {
+  (void)payload;
   const oee_exec_table *table = user_data;
   const char *name = kv_find(req->context, req->context_len, "command");
-  if (name == NULL || oee_exec_table_find(table, name) == NULL) {
-    return OEE_ENOCMD;
+  if (name == NULL) {
+    return oee_error_set(err, OEE_ENOCMD,
+                         "exec tasks need context[\"command\"] naming a configured command");
+  }
+  if (oee_exec_table_find(table, name) == NULL) {
+    return oee_error_set(err, OEE_ENOCMD,
+                         "exec command \"%.64s\" is not in the configured commands table", name);
   }
   return 0;
 }
@@ -79,6 +85,6 @@ static void exec_run(oee_job *job, void *user_data) {
 int oee__exec_register(oee_engine *eng, const oee_exec_table *commands) {
   /* With no table the type still exists, so callers get OEE_ENOCMD (a
    * clear "not in the table") rather than OEE_ENOEXEC. */
-  return oee__engine_register_full(eng, "exec", exec_run, exec_validate,
+  return oee__engine_register_full(eng, "exec", exec_run, exec_validate, 0,
                                    (void *)commands);
 }

@@ -10,15 +10,23 @@
 /*
  * Checks a submission before anything is created. Called without engine
  * locks; `payload` is the one given to oee__engine_submit_payload() (NULL
- * for plain submissions). Returns 0 or an OEE_E* code.
+ * for plain submissions). Returns 0, or an OEE_E* code with the reason in
+ * *err (through oee_error_set(); err may be NULL).
  */
 typedef int (*oee_validate_fn)(const oee_submit *req, const void *payload,
-                               void *user_data);
+                               void *user_data, oee_error *err);
+
+/* Executor flags. */
+enum {
+  /* Created only through an internal submit with a payload (pipelines):
+   * left out of the "known types" a refused plain submit lists. */
+  OEE__EXEC_INTERNAL = 1 << 0,
+};
 
 /* oee_engine_register() with a validation hook (may be NULL). */
 int oee__engine_register_full(oee_engine *eng, const char *task_type,
                               oee_executor_fn fn, oee_validate_fn validate,
-                              void *user_data);
+                              int flags, void *user_data);
 
 /*
  * oee_engine_submit() that attaches `payload` to the task. The engine owns
@@ -27,7 +35,7 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type,
  */
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
                                void *payload, void (*payload_free)(void *),
-                               const oee_task_info **out);
+                               const oee_task_info **out, oee_error *err);
 
 /* The payload of the job's task (borrowed; lives as long as the task). */
 void *oee__job_payload(oee_job *job);

@@ -63,6 +63,24 @@ const char *oee_strerror(int err);
 /* The symbolic name without prefix ("INVAL", "NOENT", ...) or "OK". */
 const char *oee_err_name(int err);
 
+/*
+ * Why a call was refused. The core decides what is valid, so it is also the
+ * one that explains a refusal: `message` names the field and the rule in
+ * words a caller can act on ("priority must be 0..10, got 11"). Callers that
+ * only need the code pass NULL wherever an oee_error * is accepted.
+ */
+#define OEE_ERROR_MESSAGE_MAX 256
+typedef struct oee_error {
+  int code;                               /* 0 or an OEE_E* code */
+  char message[OEE_ERROR_MESSAGE_MAX];    /* "" when code is 0; never NULL */
+} oee_error;
+
+/* Fills *err (when not NULL) with `code` and the formatted reason and
+ * returns `code`, so a check can end with `return oee_error_set(...)`. A
+ * reason longer than the buffer is cut. */
+int oee_error_set(oee_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ------------------------------------------------------------ task model */
 
 /* Numbers match the wire enum: 0 means "unspecified" (e.g. "any" in filters). */
@@ -202,8 +220,9 @@ int oee_engine_register(oee_engine *eng, const char *task_type,
 /* 1 when an executor exists for `task_type`. */
 int oee_engine_has_executor(oee_engine *eng, const char *task_type);
 /*
- * Writes the registered task types, comma-separated and sorted, into buf
- * (always NUL-terminated when cap > 0). Returns the length it needed.
+ * Writes the task types a plain oee_engine_submit() accepts (every registered
+ * type but internal ones such as `pipeline`), comma-separated and sorted,
+ * into buf (always NUL-terminated when cap > 0). Returns the length needed.
  */
 size_t oee_engine_executor_names(oee_engine *eng, char *buf, size_t cap);
 
@@ -234,13 +253,17 @@ typedef struct oee_submit {
 
 /*
  * Validates and enqueues a task. On success *out (if not NULL) receives a
- * snapshot of the QUEUED task that the caller must unref.
- * Errors: OEE_EINVAL (empty name, bad priority, duplicate context key),
- * OEE_ENOEXEC (no executor), OEE_ENOCMD (exec command not in the table),
- * OEE_EFULL (max_queue reached), OEE_ESTOPPED (submissions refused).
+ * snapshot of the QUEUED task that the caller must unref. On failure nothing
+ * is created and *err (if not NULL) says why.
+ * Errors: OEE_EINVAL (empty name or task_type, priority outside 0..10, a
+ * duplicate context key, a context the type's executor refuses, `pipeline`
+ * without a pipeline spec), OEE_ENOEXEC (no executor; the reason lists the
+ * submittable types), OEE_ENOCMD (exec command missing or not in the table),
+ * OEE_EFULL (max_queue reached), OEE_ESTOPPED (submissions refused),
+ * OEE_ENOMEM.
  */
 int oee_engine_submit(oee_engine *eng, const oee_submit *req,
-                      const oee_task_info **out);
+                      const oee_task_info **out, oee_error *err);
 
 /*
  * Cancels a task. A QUEUED task ends CANCELLED at once; a RUNNING task gets

@@ -74,14 +74,15 @@ typedef struct oee_pipeline_spec {
 } oee_pipeline_spec;
 
 /*
- * Validates and enqueues a pipeline task. OEE_EINVAL: no stages or more than
- * OEE_PIPELINE_MAX_STAGES, UNSPECIFIED or unknown strategy, negative (or
- * NaN) budgets, a negative cost override, bad priority, empty stage model;
- * OEE_ENOMODEL: a model_id not in the engine's model table. Other errors as
- * for oee_engine_submit().
+ * Validates and enqueues a pipeline task; *err (optional) explains a refusal
+ * and names the field. OEE_EINVAL: no stages or more than
+ * OEE_PIPELINE_MAX_STAGES, UNSPECIFIED or unknown strategy, a budget that is
+ * negative, NaN or infinite, a cost override that is negative, NaN or
+ * infinite, bad priority, empty stage model_id; OEE_ENOMODEL: a model_id not
+ * in the engine's model table. Other errors as for oee_engine_submit().
  */
 int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
-                               const oee_task_info **out);
+                               const oee_task_info **out, oee_error *err);
 
 typedef struct oee_stage_result {
   char *name;

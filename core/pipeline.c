@@ -636,57 +636,89 @@ static void pipeline_exec(oee_job *job, void *user_data) {
   free(r.error);
 }
 
-static int pipeline_validate(const oee_submit *req, const void *payload,
-                             void *user_data) {
-  /* Pipelines come only from oee_engine_submit_pipeline(). */
-  return payload == NULL ? OEE_EINVAL : 0;
-}
-
 int oee__pipeline_register(oee_engine *eng, const oee_model_table *models) {
-  return oee__engine_register_full(eng, "pipeline", pipeline_exec,
-                                   pipeline_validate, (void *)models);
+  /* Internal: pipelines come only from oee_engine_submit_pipeline(), which
+   * checks the spec (spec_check) before the task exists. */
+  return oee__engine_register_full(eng, "pipeline", pipeline_exec, NULL,
+                                   OEE__EXEC_INTERNAL, (void *)models);
 }
 
 /* -------------------------------------------------------- submission */
 
-static int spec_check(const oee_pipeline_spec *spec,
-                      const oee_model_table *models) {
-  if (spec == NULL || spec->stages == NULL || spec->n_stages == 0 ||
-      spec->n_stages > OEE_PIPELINE_MAX_STAGES) {
-    return OEE_EINVAL;
-  }
-  if (spec->strategy < OEE_STRATEGY_LOCAL_FAST_PRECISE ||
-      spec->strategy > OEE_STRATEGY_QUALITY_FIRST) {
-    return OEE_EINVAL;
-  }
-  if (!(spec->max_time >= 0) || !(spec->max_cost >= 0) ||
-      spec->priority < OEE_PRIORITY_MIN || spec->priority > OEE_PRIORITY_MAX) {
-    return OEE_EINVAL;
-  }
+/* 1 for a finite number >= 0 (NaN and the infinities are refused). */
+static int finite_non_negative(double v) {
+  return isfinite(v) && v >= 0;
+}
+
+/* Every stage names a model that exists and charges a sane cost. */
+static int stages_check(const oee_pipeline_spec *spec,
+                        const oee_model_table *models, oee_error *err) {
   for (size_t i = 0; i < spec->n_stages; i++) {
     const oee_stage_spec *s = &spec->stages[i];
-    if (s->model_id == NULL || s->model_id[0] == '\0') return OEE_EINVAL;
-    if (s->has_cost && (!(s->cost >= 0) || !isfinite(s->cost))) {
-      return OEE_EINVAL;
+    if (s->model_id == NULL || s->model_id[0] == '\0') {
+      return oee_error_set(err, OEE_EINVAL, "stages[%zu].model_id must not be empty", i);
     }
-  }
-  for (size_t i = 0; i < spec->n_stages; i++) {
-    if (!oee_model_table_has(models, spec->stages[i].model_id)) {
-      return OEE_ENOMODEL;
+    if (s->has_cost && !finite_non_negative(s->cost)) {
+      return oee_error_set(err, OEE_EINVAL,
+                           "stages[%zu].cost must be a finite number >= 0, got %g", i,
+                           s->cost);
+    }
+    if (!oee_model_table_has(models, s->model_id)) {
+      return oee_error_set(err, OEE_ENOMODEL, "unknown model_id \"%.64s\" in stages[%zu]",
+                           s->model_id, i);
     }
   }
   return 0;
 }
 
+/* The one place a pipeline spec is judged; *err says why not. */
+static int spec_check(const oee_pipeline_spec *spec,
+                      const oee_model_table *models, oee_error *err) {
+  if (spec == NULL) return oee_error_set(err, OEE_EINVAL, "no pipeline spec given");
+  if (spec->stages == NULL || spec->n_stages == 0) {
+    return oee_error_set(err, OEE_EINVAL, "stages must not be empty");
+  }
+  if (spec->n_stages > OEE_PIPELINE_MAX_STAGES) {
+    return oee_error_set(err, OEE_EINVAL, "a pipeline has at most %d stages, got %zu",
+                         OEE_PIPELINE_MAX_STAGES, spec->n_stages);
+  }
+  if (spec->strategy < OEE_STRATEGY_LOCAL_FAST_PRECISE ||
+      spec->strategy > OEE_STRATEGY_QUALITY_FIRST) {
+    return oee_error_set(err, OEE_EINVAL,
+                         spec->strategy == OEE_STRATEGY_UNSPECIFIED
+                             ? "strategy must be set (got %d, UNSPECIFIED)"
+                             : "strategy %d is not a known strategy",
+                         (int)spec->strategy);
+  }
+  if (!finite_non_negative(spec->max_time)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "max_time must be a finite number of seconds >= 0 (0 = none), got %g",
+                         spec->max_time);
+  }
+  if (!finite_non_negative(spec->max_cost)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "max_cost must be a finite number >= 0 (0 = none), got %g",
+                         spec->max_cost);
+  }
+  if (spec->priority < OEE_PRIORITY_MIN || spec->priority > OEE_PRIORITY_MAX) {
+    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d",
+                         OEE_PRIORITY_MIN, OEE_PRIORITY_MAX, spec->priority);
+  }
+  return stages_check(spec, models, err);
+}
+
 int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
-                               const oee_task_info **out) {
+                               const oee_task_info **out, oee_error *err) {
   if (out != NULL) *out = NULL;
-  if (eng == NULL) return OEE_EINVAL;
+  if (err != NULL) *err = (oee_error){0};
+  if (eng == NULL) return oee_error_set(err, OEE_EINVAL, "no engine given");
   const oee_model_table *models = oee__engine_models(eng);
-  int rc = spec_check(spec, models);
+  int rc = spec_check(spec, models, err);
   if (rc != 0) return rc;
   pipeline *pl = NULL;
-  if ((rc = pipeline_create(spec, models, &pl)) != 0) return rc;
+  if ((rc = pipeline_create(spec, models, &pl)) != 0) {
+    return oee_error_set(err, rc, "cannot create the pipeline: %s", oee_strerror(rc));
+  }
   char *name = NULL;
   if (spec->name != NULL && spec->name[0] != '\0') {
     name = strdup(spec->name);
@@ -695,7 +727,7 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
   }
   if (name == NULL) {
     pipeline_free(pl);
-    return OEE_ENOMEM;
+    return oee_error_set(err, OEE_ENOMEM, "out of memory naming the pipeline");
   }
   /* Informational keys, sorted; the payload is what the executor reads. */
   const oee_kv ctx[] = {{"pipeline_id", pl->pipeline_id},
@@ -703,7 +735,7 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
   oee_submit req = {.name = name, .task_type = "pipeline",
                     .priority = spec->priority, .context = ctx,
                     .context_len = 2};
-  rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out);
+  rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out, err);
   free(name);
   return rc;
 }

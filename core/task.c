@@ -125,19 +125,23 @@ static int kv_cmp(const void *a, const void *b) {
 }
 
 int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
-                        oee_kv **out) {
+                        oee_kv **out, oee_error *err) {
   *out = NULL;
   if (n == 0) return 0;
-  if (kv == NULL) return OEE_EINVAL;
+  if (kv == NULL) return oee_error_set(err, OEE_EINVAL, "context entries are missing");
   for (size_t i = 0; i < n; i++) {
-    if (kv[i].key == NULL || kv[i].value == NULL) return OEE_EINVAL;
+    if (kv[i].key == NULL || kv[i].value == NULL) {
+      return oee_error_set(err, OEE_EINVAL, "context entry %zu has no key or no value", i);
+    }
   }
   oee_kv *copy = n <= buf_n ? buf : malloc(n * sizeof(*copy));
-  if (copy == NULL) return OEE_ENOMEM;
+  if (copy == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory copying the context");
   memcpy(copy, kv, n * sizeof(*copy));
   if (n > 1) qsort(copy, n, sizeof(*copy), kv_cmp);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(copy[i - 1].key, copy[i].key) == 0) {
+      oee_error_set(err, OEE_EINVAL, "context key \"%.64s\" appears more than once",
+                    copy[i].key);
       if (copy != buf) free(copy);
       return OEE_EINVAL;
     }

@@ -50,10 +50,11 @@ oee_task_info *oee__snap_pack(const oee_task_info *draft);
  * Copies `n` context entries into an array sorted by key (the strings are
  * still borrowed): `buf` (room for `buf_n`) when they fit, else a new
  * allocation the caller frees when *out != buf. OEE_EINVAL for a NULL or
- * duplicate key or NULL value, OEE_ENOMEM. *out is NULL when n == 0.
+ * duplicate key or NULL value (the reason in *err, which may be NULL),
+ * OEE_ENOMEM. *out is NULL when n == 0.
  */
 int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
-                        oee_kv **out);
+                        oee_kv **out, oee_error *err);
 
 /* Writes a fresh random (v4) UUID, lower case, NUL-terminated. */
 void oee__new_id(char out[OEE_ID_LEN + 1]);

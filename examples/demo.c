@@ -29,7 +29,7 @@ static void submit(oee_engine *eng, const char *name, const char *type, int prio
   oee_kv kv = {"message", msg};
   oee_submit req = {name, type, prio, &kv, 1};
   const oee_task_info *t;
-  int rc = oee_engine_submit(eng, &req, &t);
+  int rc = oee_engine_submit(eng, &req, &t, NULL);
   if (rc != 0) {
     fprintf(stderr, "submit %s: %s\n", name, oee_strerror(rc));
     return;
@@ -77,7 +77,7 @@ static void demo_pipeline(oee_engine *eng) {
                             .max_time = 30, .max_cost = 10, .priority = 8,
                             .input = "orchestrate me"};
   const oee_task_info *t;
-  int rc = oee_engine_submit_pipeline(eng, &spec, &t);
+  int rc = oee_engine_submit_pipeline(eng, &spec, &t, NULL);
   if (rc != 0) {
     fprintf(stderr, "pipeline: %s\n", oee_strerror(rc));
     return;

@@ -56,7 +56,7 @@ static int submit(env *e, const char *type, const char *key, const char *value,
   oee_kv kv = {key, value};
   oee_submit req = {"fuzz-known", type, 5, key ? &kv : NULL, key ? 1 : 0};
   const oee_task_info *t;
-  if (oee_engine_submit(e->eng, &req, &t) != 0) return -1;
+  if (oee_engine_submit(e->eng, &req, &t, NULL) != 0) return -1;
   memcpy(id_out, t->id, OEE_ID_LEN + 1);
   oee_task_info_unref(t);
   return 0;
@@ -69,7 +69,7 @@ static int submit_pipeline(env *e, char *id_out) {
                             .input = "in", .name = "fuzz-pipeline",
                             .priority = OEE_PRIORITY_DEFAULT};
   const oee_task_info *t;
-  if (oee_engine_submit_pipeline(e->eng, &spec, &t) != 0) return -1;
+  if (oee_engine_submit_pipeline(e->eng, &spec, &t, NULL) != 0) return -1;
   memcpy(id_out, t->id, OEE_ID_LEN + 1);
   oee_task_info_unref(t);
   return 0;

@@ -68,55 +68,10 @@ static int check_id(reply *r, const char *id) {
 
 /* ------------------------------------------------------------ submit */
 
-/* The registered types SubmitTask accepts: all but "pipeline". */
-static void submittable_types(oee_engine *eng, char *buf, size_t cap) {
-  char all[256];
-  oee_engine_executor_names(eng, all, sizeof(all));
-  buf[0] = '\0';
-  size_t len = 0;
-  for (char *save, *t = strtok_r(all, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-    if (strcmp(t, "pipeline") == 0) continue;
-    int n = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", t);
-    if (n < 0 || (size_t)n >= cap - len) break;
-    len += (size_t)n;
-  }
-}
-
-/* Explains a refused submission in r->err and returns its gRPC code. */
-static grpc_status_code submit_error(oee_service *s, reply *r, int rc,
-                                     const oee_submit *req) {
-  char types[256];
-  switch (rc) {
-    case OEE_ENOEXEC:
-      submittable_types(s->eng, types, sizeof(types));
-      say(r, "unknown task_type \"%.64s\"; known types: %s", req->task_type, types);
-      break;
-    case OEE_ENOCMD: {
-      const char *cmd = NULL;
-      for (size_t i = 0; i < req->context_len; i++) {
-        if (strcmp(req->context[i].key, "command") == 0) cmd = req->context[i].value;
-      }
-      if (cmd) {
-        say(r, "exec command \"%.64s\" is not in the configured commands table", cmd);
-      } else {
-        say(r, "exec tasks need context[\"command\"] naming a configured command");
-      }
-      break;
-    }
-    case OEE_EFULL:
-      say(r, "queue is full: max_queue=%zu tasks are already queued", s->cfg->max_queue);
-      break;
-    case OEE_ESTOPPED:
-      say(r, "server is shutting down and accepts no new tasks");
-      break;
-    case OEE_EINVAL:
-      say(r, "invalid context for task_type \"%.64s\" (e.g. sleep needs "
-             "context[\"seconds\"] as a non-negative number)", req->task_type);
-      break;
-    default:
-      say(r, "submit failed: %s", oee_strerror(rc));
-  }
-  return oee_status_from_error(rc);
+/* Hands a core refusal to the caller: its reason, mapped to a gRPC code. */
+static grpc_status_code refused(reply *r, const oee_error *err) {
+  say(r, "%s", err->message[0] ? err->message : oee_strerror(err->code));
+  return oee_status_from_error(err->code);
 }
 
 /* Checks the size limits of a submission; fills r->err when one is hit. */
@@ -152,31 +107,17 @@ static grpc_status_code submit_one(oee_service *s, reply *r,
                      OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY
                  ? m->priority
                  : OEE_PRIORITY_DEFAULT;
-  if (m->name == NULL || m->name[0] == '\0') {
-    say(r, "name must not be empty");
-    return GRPC_STATUS_INVALID_ARGUMENT;
-  }
-  if (prio < OEE_PRIORITY_MIN || prio > OEE_PRIORITY_MAX) {
-    say(r, "priority must be between 0 and 10, got %d", prio);
-    return GRPC_STATUS_INVALID_ARGUMENT;
-  }
-  if (m->task_type == NULL || m->task_type[0] == '\0') {
-    say(r, "task_type must not be empty");
-    return GRPC_STATUS_INVALID_ARGUMENT;
-  }
+  /* Only transport limits here; the core judges the fields themselves. */
   if (!within_limits(s->cfg, r, m)) return GRPC_STATUS_INVALID_ARGUMENT;
-  if (strcmp(m->task_type, "pipeline") == 0) {
-    say(r, "tasks of type \"pipeline\" are created only by SubmitPipeline");
-    return GRPC_STATUS_INVALID_ARGUMENT;
-  }
   oee_kv *kv = oee_arena_alloc(&r->arena, (m->n_context + 1) * sizeof(*kv));
   for (size_t i = 0; i < m->n_context; i++) {
     kv[i].key = m->context[i]->key ? m->context[i]->key : "";
     kv[i].value = m->context[i]->value ? m->context[i]->value : "";
   }
   oee_submit req = {m->name, m->task_type, prio, kv, m->n_context};
-  int rc = oee_engine_submit(s->eng, &req, out);
-  return rc == 0 ? GRPC_STATUS_OK : submit_error(s, r, rc, &req);
+  oee_error err;
+  int rc = oee_engine_submit(s->eng, &req, out, &err);
+  return rc == 0 ? GRPC_STATUS_OK : refused(r, &err);
 }
 
 static void h_submit_task(oee_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
@@ -394,7 +335,6 @@ static void h_clear(oee_rpc_call *call, const ProtobufCMessage *msg, void *ctx) 
 /* ------------------------------------------------------------ pipelines */
 
 static int check_pipeline(oee_service *s, reply *r, const Oee__V1__SubmitPipelineRequest *m) {
-  if (m->n_stages == 0) return say(r, "stages must not be empty"), 0;
   if (m->n_stages > s->cfg->max_stages) {
     return say(r, "pipeline has %zu stages; the limit max_stages is %zu", m->n_stages,
                s->cfg->max_stages), 0;
@@ -407,24 +347,6 @@ static int check_pipeline(oee_service *s, reply *r, const Oee__V1__SubmitPipelin
   if (name > s->cfg->max_name_bytes || strlen(m->pipeline_id) > s->cfg->max_name_bytes) {
     return say(r, "name and pipeline_id are limited to max_name_bytes=%zu bytes",
                s->cfg->max_name_bytes), 0;
-  }
-  if (m->strategy == OEE__V1__PIPELINE_STRATEGY__PIPELINE_STRATEGY_UNSPECIFIED) {
-    return say(r, "strategy must be set"), 0;
-  }
-  if ((int)m->strategy < 0 || (int)m->strategy > (int)OEE_STRATEGY_QUALITY_FIRST) {
-    return say(r, "strategy %d is not a PipelineStrategy", (int)m->strategy), 0;
-  }
-  if (!(m->max_time >= 0) || !(m->max_cost >= 0)) {
-    return say(r, "max_time and max_cost must not be negative"), 0;
-  }
-  for (size_t i = 0; i < m->n_stages; i++) {
-    const Oee__V1__PipelineStage *st = m->stages[i];
-    if (!oee_model_table_has(s->cfg->models, st->model_id)) {
-      return say(r, "unknown model_id \"%.64s\" in stage %zu", st->model_id, i), 0;
-    }
-    if (st->cost_present_case == OEE__V1__PIPELINE_STAGE__COST_PRESENT_COST && !(st->cost >= 0)) {
-      return say(r, "stage %zu: cost must not be negative", i), 0;
-    }
   }
   return 1;
 }
@@ -454,15 +376,10 @@ static void h_submit_pipeline(oee_rpc_call *call, const ProtobufCMessage *msg, v
                       ? m->priority
                       : OEE_PRIORITY_DEFAULT};
   const oee_task_info *t;
-  int rc = oee_engine_submit_pipeline(s->eng, &spec, &t);
-  if (rc != 0) {
-    oee_submit fake = {spec.name, "pipeline", spec.priority, NULL, 0};
-    if (rc == OEE_EINVAL) say(&r, "invalid pipeline (priority must be 0..10, stages need a model_id)");
-    else submit_error(s, &r, rc, &fake);
-    {
-    send_error(call, &r, oee_status_from_error(rc));
+  oee_error err;
+  if (oee_engine_submit_pipeline(s->eng, &spec, &t, &err) != 0) {
+    send_error(call, &r, refused(&r, &err));
     return;
-  }
   }
   Oee__V1__SubmitPipelineResponse resp = OEE__V1__SUBMIT_PIPELINE_RESPONSE__INIT;
   resp.task_id = (char *)t->id;

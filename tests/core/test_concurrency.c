@@ -30,7 +30,7 @@ static void *submit_main(void *arg) {
     oee_submit req = {.name = "load", .task_type = r % 7 ? "echo" : "fail",
                       .priority = r % 11, .context = &kv, .context_len = 1};
     const oee_task_info *t;
-    assert_int_equal(oee_engine_submit(s->eng, &req, &t), 0);
+    assert_int_equal(oee_engine_submit(s->eng, &req, &t, NULL), 0);
     memcpy(s->ids[i], t->id, OEE_ID_LEN + 1);
     oee_task_info_unref(t);
     if (r % 4 == 0) {

@@ -1,5 +1,6 @@
 /* test_pipeline.c - model pipelines: strategies, budgets, cancel, results. */
 #include <setjmp.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -75,7 +76,7 @@ static oee_pipeline_spec spec_of(oee_strategy st, const oee_stage_spec *stages,
 
 static void submit(fixture *f, const oee_pipeline_spec *spec, char *id) {
   const oee_task_info *t = NULL;
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, spec, &t), 0);
+  assert_int_equal(oee_engine_submit_pipeline(f->eng, spec, &t, NULL), 0);
   memcpy(id, t->id, OEE_ID_LEN + 1);
   oee_task_info_unref(t);
 }
@@ -153,31 +154,52 @@ static void test_model_table(void **state) {
 
 /* ------------------------------------------------------ validation */
 
+/* A refused spec: the code and the words that must appear in the reason. */
+static void refused(fixture *f, const oee_pipeline_spec *sp, int code, const char *why) {
+  oee_error err;
+  assert_int_equal(oee_engine_submit_pipeline(f->eng, sp, NULL, &err), code);
+  assert_int_equal(err.code, code);
+  if (strstr(err.message, why) == NULL) fail_msg("\"%s\" lacks \"%s\"", err.message, why);
+}
+
 static void test_validation_errors(void **state) {
   fixture *f = *state;
   oee_stage_spec ok[] = {S("a", "echo")};
   oee_stage_spec unknown[] = {S("a", "echo"), S("b", "gpt-9")};
   oee_stage_spec empty_model[] = {S("a", "")};
   oee_stage_spec neg_cost[] = {SC("a", "echo", -1)};
+  oee_stage_spec inf_cost[] = {S("a", "echo"), SC("b", "echo", INFINITY)};
+  oee_stage_spec nan_cost[] = {SC("a", "echo", NAN)};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, ok, 0, "x");
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
+  refused(f, &sp, OEE_EINVAL, "stages must not be empty");
+  sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, ok, OEE_PIPELINE_MAX_STAGES + 1, "x");
+  refused(f, &sp, OEE_EINVAL, "at most 64 stages, got 65");
   sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, unknown, 2, "x");
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_ENOMODEL);
+  refused(f, &sp, OEE_ENOMODEL, "unknown model_id \"gpt-9\" in stages[1]");
   sp = spec_of(OEE_STRATEGY_UNSPECIFIED, ok, 1, "x");
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
+  refused(f, &sp, OEE_EINVAL, "strategy must be set");
+  sp = spec_of((oee_strategy)9, ok, 1, "x");
+  refused(f, &sp, OEE_EINVAL, "strategy 9 is not a known strategy");
   sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, ok, 1, "x");
-  sp.max_time = -1;
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
-  sp.max_time = 0;
-  sp.max_cost = -0.5;
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
-  sp.max_cost = 0;
+  const double bad[] = {-1, NAN, INFINITY, -INFINITY};
+  for (size_t i = 0; i < 4; i++) {
+    sp.max_time = bad[i];
+    refused(f, &sp, OEE_EINVAL, "max_time must be a finite number of seconds >= 0");
+    sp.max_time = 0;
+    sp.max_cost = bad[i];
+    refused(f, &sp, OEE_EINVAL, "max_cost must be a finite number >= 0");
+    sp.max_cost = 0;
+  }
   sp.priority = 11;
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
+  refused(f, &sp, OEE_EINVAL, "priority must be 0..10, got 11");
   sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, empty_model, 1, "x");
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
+  refused(f, &sp, OEE_EINVAL, "stages[0].model_id must not be empty");
   sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, neg_cost, 1, "x");
-  assert_int_equal(oee_engine_submit_pipeline(f->eng, &sp, NULL), OEE_EINVAL);
+  refused(f, &sp, OEE_EINVAL, "stages[0].cost must be a finite number >= 0, got -1");
+  sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, inf_cost, 2, "x");
+  refused(f, &sp, OEE_EINVAL, "stages[1].cost must be a finite number >= 0, got inf");
+  sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, nan_cost, 1, "x");
+  refused(f, &sp, OEE_EINVAL, "stages[0].cost must be a finite number >= 0, got nan");
   oee_list_query q = {0};
   oee_list_page page;
   assert_int_equal(oee_engine_list(f->eng, &q, &page), 0);
@@ -554,7 +576,7 @@ static void test_cancel_queued(void **state) {
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, st, 2, "a");
   sp.name = "custom";
   const oee_task_info *t = NULL;
-  assert_int_equal(oee_engine_submit_pipeline(idle, &sp, &t), 0);
+  assert_int_equal(oee_engine_submit_pipeline(idle, &sp, &t, NULL), 0);
   assert_string_equal(t->name, "custom");
   oee_pipeline_result *r = NULL;
   assert_int_equal(oee_engine_pipeline_result(idle, t->id, &r), 0);

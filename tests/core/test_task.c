@@ -57,7 +57,7 @@ static void test_snapshot_packs_and_sorts_context(void **state) {
   (void)state;
   oee_kv in[] = {{"zeta", "1"}, {"alpha", "2"}, {"mid", ""}};
   oee_kv *sorted;
-  assert_int_equal(oee__context_sorted(in, 3, NULL, 0, &sorted), 0);
+  assert_int_equal(oee__context_sorted(in, 3, NULL, 0, &sorted, NULL), 0);
   oee_task_info d = {0};
   strcpy(d.id, "123e4567-e89b-42d3-a456-426614174000");
   d.name = "n";
@@ -84,17 +84,17 @@ static void test_context_duplicates_refused(void **state) {
   (void)state;
   oee_kv dup[] = {{"k", "1"}, {"k", "2"}};
   oee_kv *out = (oee_kv *)1;
-  assert_int_equal(oee__context_sorted(dup, 2, NULL, 0, &out), OEE_EINVAL);
+  assert_int_equal(oee__context_sorted(dup, 2, NULL, 0, &out, NULL), OEE_EINVAL);
   assert_null(out);
   /* Small contexts use the caller's buffer; duplicates are still refused. */
   oee_kv buf[4];
   oee_kv two[] = {{"b", "1"}, {"a", "2"}};
-  assert_int_equal(oee__context_sorted(two, 2, buf, 4, &out), 0);
+  assert_int_equal(oee__context_sorted(two, 2, buf, 4, &out, NULL), 0);
   assert_ptr_equal(out, buf);
   assert_string_equal(out[0].key, "a");
-  assert_int_equal(oee__context_sorted(dup, 2, buf, 4, &out), OEE_EINVAL);
+  assert_int_equal(oee__context_sorted(dup, 2, buf, 4, &out, NULL), OEE_EINVAL);
   oee_kv nul[] = {{NULL, "1"}};
-  assert_int_equal(oee__context_sorted(nul, 1, NULL, 0, &out), OEE_EINVAL);
+  assert_int_equal(oee__context_sorted(nul, 1, NULL, 0, &out, NULL), OEE_EINVAL);
 }
 
 static void test_strerror_table(void **state) {

@@ -77,7 +77,7 @@ int tu_submit(oee_engine *eng, const char *type, char *id_out, size_t n, ...) {
   oee_submit req = {.name = type, .task_type = type, .priority = 5,
                     .context = ctx, .context_len = n};
   const oee_task_info *t = NULL;
-  int rc = oee_engine_submit(eng, &req, &t);
+  int rc = oee_engine_submit(eng, &req, &t, NULL);
   if (rc == 0 && id_out != NULL) memcpy(id_out, t->id, OEE_ID_LEN + 1);
   oee_task_info_unref(t);
   return rc;
