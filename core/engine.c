@@ -8,8 +8,6 @@
 
 #include "core/sync.h"
 
-#define DEFAULT_WORKERS 3
-#define DEFAULT_RESULT_MAX (1u << 20)
 
 /* ---------------------------------------------------------------- queue */
 
@@ -181,9 +179,9 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   if (out == NULL || cfg->num_workers < 0) return OEE_EINVAL;
   oee_engine *eng = calloc(1, sizeof(*eng));
   if (eng == NULL) return OEE_ENOMEM;
-  eng->num_workers = cfg->num_workers ? cfg->num_workers : DEFAULT_WORKERS;
+  eng->num_workers = cfg->num_workers ? cfg->num_workers : OEE_DEFAULT_WORKERS;
   eng->max_queue = cfg->max_queue;
-  eng->result_max = cfg->result_max_bytes ? cfg->result_max_bytes : DEFAULT_RESULT_MAX;
+  eng->result_max = cfg->result_max_bytes ? cfg->result_max_bytes : OEE_DEFAULT_RESULT_MAX_BYTES;
   eng->commands = cfg->commands;
   eng->models = cfg->models;
   eng->accepting = 1;
@@ -715,7 +713,7 @@ static void collect_visit(oee_task *t, void *arg) {
 
 int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
                          size_t capacity, int snapshot, oee_sub **out) {
-  if (capacity == 0) capacity = 4096;
+  if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
   collect c = {filter, NULL, 0, capacity, 0};
   if (snapshot && (c.snaps = malloc(capacity * sizeof(*c.snaps))) == NULL) {
     return OEE_ENOMEM;

@@ -8,7 +8,6 @@
 #include "core/internal.h"
 #include "core/sync.h"
 
-#define DEFAULT_CAPACITY 4096
 
 struct oee_sub {
   oee_bus *bus;
@@ -166,7 +165,7 @@ static int sub_set_filter(oee_sub *s, const oee_sub_filter *f) {
 int oee__bus_subscribe(oee_bus *b, const oee_sub_filter *filter,
                        size_t capacity, const oee_task_info *const *initial,
                        size_t n_initial, oee_sub **out) {
-  if (capacity == 0) capacity = DEFAULT_CAPACITY;
+  if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
   if (n_initial > capacity) return OEE_EOVERFLOW;
   oee_sub *s = calloc(1, sizeof(*s));
   if (s == NULL) return OEE_ENOMEM;

@@ -197,10 +197,17 @@ typedef struct oee_engine oee_engine;
 typedef struct oee_exec_table oee_exec_table;     /* see oee_exec.h */
 typedef struct oee_model_table oee_model_table;   /* see oee_pipeline.h */
 
+/* Defaults, defined here once for the engine and every program that embeds
+ * or configures it. */
+#define OEE_DEFAULT_WORKERS 3                         /* worker threads */
+#define OEE_DEFAULT_RESULT_MAX_BYTES ((size_t)1 << 20) /* result kept per task */
+#define OEE_DEFAULT_SUB_CAPACITY ((size_t)4096)        /* events buffered per subscriber */
+
 typedef struct oee_engine_config {
-  int num_workers;          /* 0 = default (3) */
+  int num_workers;          /* 0 = OEE_DEFAULT_WORKERS */
   size_t max_queue;         /* max QUEUED tasks; 0 = unlimited */
-  size_t result_max_bytes;  /* longer results are truncated with a marker; 0 = 1 MiB */
+  size_t result_max_bytes;  /* longer results are truncated with a marker;
+                             * 0 = OEE_DEFAULT_RESULT_MAX_BYTES */
   /* Borrowed tables for the built-in `exec` and `pipeline` executors; NULL
    * means none. They must outlive the engine. */
   const oee_exec_table *commands;
@@ -338,7 +345,7 @@ int oee_sub_filter_match(const oee_sub_filter *f, const oee_task_info *t);
  * Subscribes to task changes. Every change publishes one event (the task
  * snapshot after it, whose `seq` is strictly increasing engine-wide). Events
  * that pass `filter` (copied; NULL = all) are buffered, at most `capacity`
- * of them (0 = 4096). A subscriber whose buffer is full when an event
+ * of them (0 = OEE_DEFAULT_SUB_CAPACITY). A subscriber whose buffer is full when an event
  * arrives is dropped: it gets OEE_EOVERFLOW once its buffer is drained;
  * publishers never wait for it. With `snapshot` set, the buffer first holds
  * one event per matching existing task (with that task's latest seq) in

@@ -25,10 +25,10 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len,
 static int set_defaults(oee_server_config *c) {
   memset(c, 0, sizeof(*c));
   c->listen = strdup("127.0.0.1:50051");
-  c->workers = 3;
+  c->workers = OEE_DEFAULT_WORKERS;
   c->max_queue = 1000000;
   c->max_batch = 10000;
-  c->watch_buffer = 4096;
+  c->watch_buffer = OEE_DEFAULT_SUB_CAPACITY;
   c->max_watchers = 1024;
   c->drain_timeout = 30;
   c->max_request_bytes = 4u << 20;
@@ -37,7 +37,7 @@ static int set_defaults(oee_server_config *c) {
   c->max_context_entries = 64;
   c->max_context_bytes = 64u << 10;
   c->max_stages = 32;
-  c->max_result_bytes = 1u << 20;
+  c->max_result_bytes = OEE_DEFAULT_RESULT_MAX_BYTES;
   if (c->listen == NULL || oee_exec_table_create(&c->commands) != 0 ||
       oee_model_table_create(&c->models) != 0) {
     return -1;
