@@ -117,7 +117,7 @@ typedef struct oee_kv {
  * same allocation and are never NULL (empty when absent).
  */
 typedef struct oee_task_info {
-  char id[OEE_ID_LEN + 1];     /* lower-case UUID v4 */
+  char id[OEE_ID_LEN + 1];     /* lower-case UUID v7 (v4 if stored by old versions) */
   const char *name;
   const char *task_type;
   const char *result;          /* "" until the task ends DONE */

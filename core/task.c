@@ -11,7 +11,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uuid/uuid.h>
+
+#include "core/id.h"
 
 typedef struct snap_block {
   atomic_uint refs;
@@ -45,11 +46,7 @@ int oee_task_transition_check(oee_task_status from, oee_task_status to) {
   }
 }
 
-void oee__new_id(char out[OEE_ID_LEN + 1]) {
-  uuid_t u;
-  uuid_generate_random(u);
-  uuid_unparse_lower(u, out);
-}
+void oee__new_id(char out[OEE_ID_LEN + 1]) { oee__id_new(out); }
 
 static size_t slen(const char *s) { return s ? strlen(s) + 1 : 1; }
 

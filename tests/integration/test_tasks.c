@@ -36,7 +36,7 @@ static int teardown(void **state) {
   return rc == 0 ? 0 : -1;
 }
 
-static int is_uuid_v4(const char *s) {
+static int is_uuid_v7(const char *s) {
   if (strlen(s) != 36) return 0;
   for (int i = 0; i < 36; i++) {
     if (i == 8 || i == 13 || i == 18 || i == 23) {
@@ -45,7 +45,7 @@ static int is_uuid_v4(const char *s) {
       return 0;
     }
   }
-  return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+  return s[14] == '7' && strchr("89ab", s[19]) != NULL;
 }
 
 static Oee__V1__SystemStatus *system_status(void) {
@@ -129,7 +129,7 @@ static void test_submit_get_echo(void **state) {
   req.context = ep;
   Oee__V1__SubmitTaskResponse *resp = NULL;
   assert_int_equal(oee_v1_orchestrator_service_submit_task(srv.ch, &req, &resp, IT_CALL_MS, NULL), 0);
-  assert_true(is_uuid_v4(resp->task_id));
+  assert_true(is_uuid_v7(resp->task_id));
   assert_non_null(resp->task);
   assert_string_equal(resp->task->id, resp->task_id);
   assert_string_equal(resp->task->name, "greet");
@@ -606,7 +606,7 @@ static void test_submit_tasks_batch(void **state) {
     Oee__V1__SubmitTaskResult *x = resp->results[i];
     assert_int_equal(x->code, want[i]);
     if (want[i] == 0) {
-      assert_true(is_uuid_v4(x->task_id));
+      assert_true(is_uuid_v7(x->task_id));
       assert_non_null(x->task);
       assert_string_equal(x->task->name, r[i].name);
       assert_string_equal(x->message, "");
