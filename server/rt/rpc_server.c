@@ -14,7 +14,7 @@
 
 #include <grpc/grpc_security.h>
 
-#include "client/rt/rpc_codec.h"
+#include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
 
 struct slot {

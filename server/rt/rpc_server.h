@@ -51,17 +51,11 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/error.h" /* the OEE_RPC_E* codes returned below */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Negative error codes of this module (0 is success). */
-#define OEE_RPC_EINVAL (-1)  /* bad argument (NULL, wrong message type) */
-#define OEE_RPC_EBUSY (-2)   /* a write is already in flight on the call */
-#define OEE_RPC_ECLOSED (-3) /* the call is finished or cancelled */
-#define OEE_RPC_ESTATE (-4)  /* wrong server state for the operation */
-#define OEE_RPC_ENOMEM (-5)  /* allocation failed */
-#define OEE_RPC_ECALL (-6)   /* gRPC refused the operation */
 
 /* Maximum wait of one completion-queue poll, in milliseconds. */
 #define OEE_RPC_SERVER_POLL_MS 50

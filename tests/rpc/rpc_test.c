@@ -17,7 +17,8 @@
 
 #include <cmocka.h>
 
-#include "echo.grpc-c.h"
+#include "echo.grpc-client.h"
+#include "echo.grpc-server.h"
 
 enum { MAX_PENDING = 64 };
 
