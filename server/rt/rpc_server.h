@@ -91,8 +91,16 @@ typedef struct oee_rpc_server_options {
 
 /* Creates a server listening (insecurely) on listen_addr, e.g.
  * "127.0.0.1:0" for a free port. opts may be NULL (defaults). On success
- * *port (may be NULL) receives the bound port. Returns NULL if the address
- * cannot be bound or memory runs out. The caller owns the server. */
+ * returns 0, *out receives the server (the caller owns it) and *port (may
+ * be NULL) the bound port. Otherwise *out is NULL and the result is
+ * OEE_RPC_EADDRINUSE (another socket listens on the address: SO_REUSEPORT
+ * is off, so two servers never share one), OEE_RPC_EADDRNOTAVAIL (the
+ * address cannot be bound for another reason), OEE_RPC_EINVAL (NULL
+ * listen_addr or out) or OEE_RPC_ENOMEM. */
+int oee_rpc_server_open(const char *listen_addr,
+                        const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out);
+/* The same without the reason: the server, or NULL on any failure. */
 oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
                                       const oee_rpc_server_options *opts,
                                       int *port);
