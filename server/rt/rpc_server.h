@@ -72,8 +72,8 @@ typedef struct oee_rpc_call oee_rpc_call;
 typedef void (*oee_rpc_handler)(oee_rpc_call *call, const ProtobufCMessage *req,
                                 void *ctx);
 
-/* One method of a service; the generated <file>.grpc-c.c holds a template
- * table per service with handler NULL. */
+/* One method of a service; the generated <file>.grpc-server.c holds a
+ * template table per service with handler NULL. */
 typedef struct oee_rpc_method {
   const char *path; /* "/pkg.Service/Method"; copied on registration */
   int client_streaming;
