@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
 
 #define OEECTL_EXIT_USAGE 64    /* bad command line (sysexits EX_USAGE) */
 #define OEECTL_EXIT_NOINPUT 66  /* input file cannot be opened (EX_NOINPUT) */

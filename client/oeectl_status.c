@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "client/oeectl.h"
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
 
 /* ---- status ---- */
 

@@ -41,13 +41,24 @@ struct oee_rpc_call {
 
 /* ---------------------------------------------------------------- server */
 
+/* Nothing listens: every address "binds", and the port is always 0. */
+int oee_rpc_server_open(const char *listen_addr,
+                        const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out) {
+  (void)opts;
+  if (out != NULL) *out = NULL;
+  if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
+  *out = calloc(1, sizeof(**out));
+  if (*out == NULL) return OEE_RPC_ENOMEM;
+  if (port) *port = 0;
+  return 0;
+}
+
 oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
                                       const oee_rpc_server_options *opts,
                                       int *port) {
-  (void)listen_addr;
-  (void)opts;
-  oee_rpc_server *s = calloc(1, sizeof(*s));
-  if (s && port) *port = 0;
+  oee_rpc_server *s = NULL;
+  (void)oee_rpc_server_open(listen_addr, opts, port, &s);
   return s;
 }
 

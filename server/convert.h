@@ -13,7 +13,7 @@
 #include "core/oee.h"
 #include "core/oee_pipeline.h"
 #include "proto/oee/v1/orchestrator.pb-c.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
 
 /* NULL for 0 ("not reached"). */
 Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns);

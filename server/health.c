@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-server.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus serving_status;

@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/error.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/rt/rpc_server.h"
 #include "server/service.h"
 
 static oee_service service;
@@ -52,9 +54,11 @@ static int serve(oee_server_config *cfg, oee_engine *eng) {
    * flight; idle client connections would otherwise hold it to the end. */
   oee_rpc_server_options opts = {.shutdown_grace_ms = 250,
                                  .max_receive_message_bytes = (int)cfg->max_request_bytes};
-  server = oee_rpc_server_create(cfg->listen, &opts, &port);
-  if (server == NULL) {
-    oee_log(OEE_LOG_ERROR, "listen_failed", "addr=%s", cfg->listen);
+  int rc = oee_rpc_server_open(cfg->listen, &opts, &port, &server);
+  if (rc != 0) {
+    /* e.g. error="address already in use" when another server has it. */
+    oee_log(OEE_LOG_ERROR, "listen_failed", "addr=%s error=\"%s\"", cfg->listen,
+            oee_rpc_strerror(rc));
     return 1;
   }
   if (oee_service_init(&service, eng, cfg, server) != 0 || oee_rpc_server_start(server) != 0) {

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "google/protobuf/descriptor.pb-c.h"
-#include "grpc/reflection/v1/reflection.grpc-c.h"
+#include "grpc/reflection/v1/reflection.grpc-server.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
 extern const size_t oee_descriptor_blob_count;

@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "core/oee_pipeline.h"
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-server.h"
 #include "oee/v1/orchestrator.pb-c.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
 #include "server/convert.h"
 #include "server/log.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "oee/v1/orchestrator.pb-c.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
 #include "server/convert.h"
 #include "server/log.h"
 #include "server/service.h"

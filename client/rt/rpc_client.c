@@ -18,7 +18,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-#include "client/rt/rpc_codec.h"
+#include "rpc/codec.h"
 
 struct oee_rpc_channel {
   grpc_channel *ch;
@@ -262,10 +262,10 @@ int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
                          const ProtobufCMessage *req,
                          const ProtobufCMessageDescriptor *resp_desc,
                          int64_t deadline_ms, oee_rpc_reader **out) {
-  if (!ch || !method || !req || !resp_desc || !out) return OEE_RPC_CLIENT_EINVAL;
+  if (!ch || !method || !req || !resp_desc || !out) return OEE_RPC_EINVAL;
   *out = NULL;
   oee_rpc_reader *r = calloc(1, sizeof *r);
-  if (r == NULL) return OEE_RPC_CLIENT_ENOMEM;
+  if (r == NULL) return OEE_RPC_ENOMEM;
   r->desc = resp_desc;
   io_init(&r->io);
   r->cq = grpc_completion_queue_create_for_next(NULL);
@@ -273,7 +273,7 @@ int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
   r->req = oee__rpc_pack(req);
   if (reader_begin(r, r->req) != 0) {
     reader_free(r);
-    return OEE_RPC_CLIENT_ECALL;
+    return OEE_RPC_ECALL;
   }
   *out = r;
   return 0;
@@ -294,7 +294,7 @@ static int reader_end(oee_rpc_reader *r, oee_rpc_status *st) {
 
 int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg,
                         oee_rpc_status *st) {
-  if (r == NULL || msg == NULL) return OEE_RPC_CLIENT_EINVAL;
+  if (r == NULL || msg == NULL) return OEE_RPC_EINVAL;
   *msg = NULL;
   if (r->ended) return reader_end(r, st);
   grpc_op op;

@@ -28,14 +28,11 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/error.h" /* the OEE_RPC_E* codes of the reader functions */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Local errors (not gRPC statuses) of the reader functions. */
-#define OEE_RPC_CLIENT_EINVAL (-1) /* NULL or inconsistent argument */
-#define OEE_RPC_CLIENT_ENOMEM (-2) /* allocation failed */
-#define OEE_RPC_CLIENT_ECALL (-3)  /* gRPC refused to start the call */
 
 /* Final status of a call. */
 typedef struct oee_rpc_status {
@@ -78,7 +75,7 @@ int oee_rpc_unary(oee_rpc_channel *ch, const char *method,
 typedef struct oee_rpc_reader oee_rpc_reader;
 
 /* Sends req on a new server-streaming call. Returns 0 and *out (owned by the
- * caller until oee_rpc_reader_close), or a negative OEE_RPC_CLIENT_E* code.
+ * caller until oee_rpc_reader_close), or a negative OEE_RPC_E* code.
  * method is copied. A failure to connect shows later as the final status. */
 int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
                          const ProtobufCMessage *req,
@@ -87,7 +84,7 @@ int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
 /* Blocks for the next message. Returns 1 with *msg (caller owns), 0 at the
  * end of the stream with the final status in *st (st may be NULL; OK for a
  * clean end; repeated calls return 0 and the same status), or a negative
- * OEE_RPC_CLIENT_E* code. A message that does not decode cancels the call
+ * OEE_RPC_E* code. A message that does not decode cancels the call
  * and ends it with GRPC_STATUS_INTERNAL. */
 int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg,
                         oee_rpc_status *st);

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/rt/rpc_codec.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
+#include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
 
 struct oee_rpc_call {

@@ -60,6 +60,12 @@ struct oee_rpc_server {
   size_t live_calls;
 };
 
+/* The reason listen_addr could not be bound, after gRPC failed to:
+ * OEE_RPC_EADDRINUSE when a socket already listens there, otherwise
+ * OEE_RPC_EADDRNOTAVAIL (bad address, unknown host, no permission...).
+ * rpc_listen.c. */
+int oee__rpc_listen_error(const char *listen_addr);
+
 /* Creates a call for a new grpc_call (ownership of gc and payload passes to
  * the call) and runs it: sends initial metadata, arms RECV_CLOSE, decodes
  * and calls the handler, or answers UNIMPLEMENTED if reg is NULL. `path`

@@ -14,7 +14,7 @@
 
 #include <grpc/grpc_security.h>
 
-#include "client/rt/rpc_codec.h"
+#include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
 
 struct slot {
@@ -85,9 +85,18 @@ static void slot_done(void *owner, int ok) {
 
 /* ------------------------------------------------------------- server */
 
+/* Fills args (room for SERVER_ARGS) and ca from the options. */
+enum { SERVER_ARGS = 3 };
+
 static void server_args(const oee_rpc_server_options *o, grpc_arg *args,
                         grpc_channel_args *ca) {
   size_t n = 0;
+  /* gRPC sets SO_REUSEPORT on its listeners by default, so a second server
+   * on the same address would bind too and silently take half of the
+   * connections. Without it the second bind fails: one server per address. */
+  args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                         .key = GRPC_ARG_ALLOW_REUSEPORT,
+                         .value.integer = 0};
   if (o && o->max_receive_message_bytes)
     args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                            .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -103,7 +112,7 @@ static int listen_on(oee_rpc_server *srv, const char *addr) {
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
   srv->port = grpc_server_add_http2_port(srv->server, addr, creds);
   grpc_server_credentials_release(creds);
-  return srv->port > 0 ? 0 : -1;
+  return srv->port > 0 ? 0 : oee__rpc_listen_error(addr);
 }
 
 static void shutdown_done(void *owner, int ok) {
@@ -112,14 +121,15 @@ static void shutdown_done(void *owner, int ok) {
   grpc_completion_queue_shutdown(srv->cq);
 }
 
-oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
-                                      const oee_rpc_server_options *opts,
-                                      int *port) {
-  if (listen_addr == NULL) return NULL;
+int oee_rpc_server_open(const char *listen_addr,
+                        const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out) {
+  if (out != NULL) *out = NULL;
+  if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
   oee_rpc_server *srv = calloc(1, sizeof *srv);
-  if (srv == NULL) return NULL;
+  if (srv == NULL) return OEE_RPC_ENOMEM;
   grpc_init();
-  grpc_arg args[2];
+  grpc_arg args[SERVER_ARGS];
   grpc_channel_args ca;
   server_args(opts, args, &ca);
   srv->server = grpc_server_create(&ca, NULL);
@@ -130,11 +140,21 @@ oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
   srv->tick_ms = -1;
   srv->shutdown_op = (rt_op){shutdown_done, srv};
   atomic_init(&srv->stop, 0);
-  if (listen_on(srv, listen_addr) != 0) {
+  int rc = listen_on(srv, listen_addr);
+  if (rc != 0) {
     oee_rpc_server_destroy(srv);
-    return NULL;
+    return rc;
   }
   if (port) *port = srv->port;
+  *out = srv;
+  return 0;
+}
+
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
+                                      const oee_rpc_server_options *opts,
+                                      int *port) {
+  oee_rpc_server *srv = NULL;
+  (void)oee_rpc_server_open(listen_addr, opts, port, &srv);
   return srv;
 }
 

@@ -51,17 +51,11 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/error.h" /* the OEE_RPC_E* codes returned below */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Negative error codes of this module (0 is success). */
-#define OEE_RPC_EINVAL (-1)  /* bad argument (NULL, wrong message type) */
-#define OEE_RPC_EBUSY (-2)   /* a write is already in flight on the call */
-#define OEE_RPC_ECLOSED (-3) /* the call is finished or cancelled */
-#define OEE_RPC_ESTATE (-4)  /* wrong server state for the operation */
-#define OEE_RPC_ENOMEM (-5)  /* allocation failed */
-#define OEE_RPC_ECALL (-6)   /* gRPC refused the operation */
 
 /* Maximum wait of one completion-queue poll, in milliseconds. */
 #define OEE_RPC_SERVER_POLL_MS 50
@@ -78,8 +72,8 @@ typedef struct oee_rpc_call oee_rpc_call;
 typedef void (*oee_rpc_handler)(oee_rpc_call *call, const ProtobufCMessage *req,
                                 void *ctx);
 
-/* One method of a service; the generated <file>.grpc-c.c holds a template
- * table per service with handler NULL. */
+/* One method of a service; the generated <file>.grpc-server.c holds a
+ * template table per service with handler NULL. */
 typedef struct oee_rpc_method {
   const char *path; /* "/pkg.Service/Method"; copied on registration */
   int client_streaming;
@@ -97,8 +91,16 @@ typedef struct oee_rpc_server_options {
 
 /* Creates a server listening (insecurely) on listen_addr, e.g.
  * "127.0.0.1:0" for a free port. opts may be NULL (defaults). On success
- * *port (may be NULL) receives the bound port. Returns NULL if the address
- * cannot be bound or memory runs out. The caller owns the server. */
+ * returns 0, *out receives the server (the caller owns it) and *port (may
+ * be NULL) the bound port. Otherwise *out is NULL and the result is
+ * OEE_RPC_EADDRINUSE (another socket listens on the address: SO_REUSEPORT
+ * is off, so two servers never share one), OEE_RPC_EADDRNOTAVAIL (the
+ * address cannot be bound for another reason), OEE_RPC_EINVAL (NULL
+ * listen_addr or out) or OEE_RPC_ENOMEM. */
+int oee_rpc_server_open(const char *listen_addr,
+                        const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out);
+/* The same without the reason: the server, or NULL on any failure. */
 oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
                                       const oee_rpc_server_options *opts,
                                       int *port);

@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
 
 /* Default deadline of one unary call made by a helper, in milliseconds. */
 #define IT_CALL_MS 10000

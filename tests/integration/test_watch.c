@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
 #include "tests/integration/fixture.h"
 
 #define ST(x) OEE__V1__TASK_STATUS__TASK_STATUS_##x

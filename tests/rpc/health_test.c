@@ -11,9 +11,10 @@
 
 #include <cmocka.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
-#include "grpc/reflection/v1/reflection.grpc-c.h"
-#include "grpc/reflection/v1alpha/reflection.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
+#include "grpc/health/v1/health.grpc-server.h"
+#include "grpc/reflection/v1/reflection.grpc-server.h"
+#include "grpc/reflection/v1alpha/reflection.grpc-server.h"
 
 static void on_check(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   const Grpc__Health__V1__HealthCheckRequest *req =

@@ -17,7 +17,8 @@
 
 #include <cmocka.h>
 
-#include "echo.grpc-c.h"
+#include "echo.grpc-client.h"
+#include "echo.grpc-server.h"
 
 enum { MAX_PENDING = 64 };
 
@@ -460,6 +461,29 @@ static void test_server_lifecycle_errors(void **state) {
   oee_rpc_server_destroy(s); /* started, never run */
 }
 
+/* One server per address: SO_REUSEPORT is off, so a second server on a
+ * bound port fails with EADDRINUSE and the first is left alone; an address
+ * that cannot be bound for another reason is told apart. */
+static void test_address_in_use(void **state) {
+  int port = 0;
+  oee_rpc_server *first = NULL, *second = NULL;
+  assert_int_equal(oee_rpc_server_open("127.0.0.1:0", NULL, &port, &first), 0);
+  assert_non_null(first);
+  assert_true(port > 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  assert_int_equal(oee_rpc_server_open(addr, NULL, NULL, &second), OEE_RPC_EADDRINUSE);
+  assert_null(second);
+  /* 192.0.2.0/24 is TEST-NET-1: never a local address. */
+  assert_int_equal(oee_rpc_server_open("192.0.2.1:0", NULL, NULL, &second),
+                   OEE_RPC_EADDRNOTAVAIL);
+  assert_int_equal(oee_rpc_server_open(NULL, NULL, NULL, &second), OEE_RPC_EINVAL);
+  oee_rpc_server_destroy(first);
+  /* Once the first is gone the address is free again at once. */
+  assert_int_equal(oee_rpc_server_open(addr, NULL, NULL, &second), 0);
+  oee_rpc_server_destroy(second);
+}
+
 static void test_unreachable_server(void **state) {
   oee_rpc_channel *ch = oee_rpc_channel_create("127.0.0.1:1");
   Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
@@ -487,6 +511,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_streams_in_parallel_with_unary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_without_events, setup, teardown),
       cmocka_unit_test(test_server_lifecycle_errors),
+      cmocka_unit_test(test_address_in_use),
       cmocka_unit_test(test_unreachable_server),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

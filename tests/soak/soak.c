@@ -35,7 +35,7 @@
 #include <grpc/grpc.h>
 
 #include "client/rt/rpc_client.h"
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
 
 #define DEADLINE_MS 30000
 #define ID_LEN 36

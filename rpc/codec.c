@@ -1,5 +1,5 @@
-/* rpc_codec.c - protobuf-c <-> byte buffer conversion (see rpc_codec.h). */
-#include "client/rt/rpc_codec.h"
+/* codec.c - protobuf-c <-> byte buffer conversion (see codec.h). */
+#include "rpc/codec.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,10 @@
 /*
- * rpc_codec.h - protobuf-c messages <-> gRPC byte buffers. Internal to the
- * client and server call runtimes (names oee__rpc_*).
+ * codec.h - protobuf-c messages <-> gRPC byte buffers. Internal to the
+ * client and server call runtimes (names oee__rpc_*), which both link it
+ * from this package so that neither has to reach into the other.
  */
-#ifndef OEE_CLIENT_RT_RPC_CODEC_H
-#define OEE_CLIENT_RT_RPC_CODEC_H
+#ifndef OEE_RPC_CODEC_H
+#define OEE_RPC_CODEC_H
 
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
@@ -26,4 +27,4 @@ ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc,
  * memory). */
 char *oee__rpc_slice_strdup(grpc_slice s);
 
-#endif
+#endif /* OEE_RPC_CODEC_H */
