@@ -272,7 +272,7 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
   int rc = bad ? fail(err, len, "cannot read config file %s", path)
                : oee_server_config_apply_json(c, text, path, err, len);
   free(text);
-  if (rc == 0) c->config_path = strdup(path);
+  if (rc == 0 && (c->config_path = strdup(path)) == NULL) rc = fail(err, len, "out of memory");
   return rc;
 }
 
