@@ -35,15 +35,7 @@ static void start_with(const char *config) {
 
 static void start(void) { start_with("errors.json"); }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* SubmitTask with every field given; returns the code, *msg the message. */
 static int submit_full(const char *name, const char *type, int has_prio, int prio,
