@@ -128,7 +128,6 @@ json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q);
 json_t *oeectl_json_system(const Oee__V1__SystemStatus *s);
 json_t *oeectl_json_pipeline(const Oee__V1__PipelineResult *p);
 json_t *oeectl_json_event(const Oee__V1__TaskEvent *e);
-json_t *oeectl_json_list(const Oee__V1__ListTasksResponse *r);
 
 /* ---- command groups (oeectl_tasks.c, oeectl_status.c,
  * oeectl_pipeline.c) ---- */

@@ -126,12 +126,3 @@ json_t *oeectl_json_event(const Oee__V1__TaskEvent *e) {
   set_time(o, "time", e->time);
   return o;
 }
-
-json_t *oeectl_json_list(const Oee__V1__ListTasksResponse *r) {
-  json_t *o = json_object(), *ts = json_array();
-  for (size_t i = 0; i < r->n_tasks; i++) json_array_append_new(ts, oeectl_json_task(r->tasks[i]));
-  json_object_set_new(o, "tasks", ts);
-  json_object_set_new(o, "nextPageToken", jstr(r->next_page_token));
-  json_object_set_new(o, "totalSize", json_integer(r->total_size));
-  return o;
-}

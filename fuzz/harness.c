@@ -11,7 +11,9 @@
 #include "fuzz/fake_rpc.h"
 #include "oee/v1/orchestrator.pb-c.h"
 #include "server/config.h"
+#include "server/drain.h"
 #include "server/service.h"
+#include "server/watch.h"
 
 /* Small limits: every refusal is a few bytes of input away. */
 static const char fuzz_config[] =
@@ -123,7 +125,8 @@ static env *env_get(void) {
                           .commands = e->cfg.commands, .models = e->cfg.models};
   if (oee_engine_create(&ec, &e->eng) != 0 || oee_engine_start(e->eng) != 0) abort();
   e->srv = oee_rpc_server_create("fuzz:0", NULL, NULL);
-  if (e->srv == NULL || oee_service_init(&e->svc, e->eng, &e->cfg, e->srv) != 0 ||
+  char why[512];
+  if (e->srv == NULL || oee_service_init(&e->svc, e->eng, &e->cfg, e->srv, NULL, why, sizeof(why)) != 0 ||
       oee_rpc_server_start(e->srv) != 0) {
     abort();
   }

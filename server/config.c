@@ -24,19 +24,19 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len,
 
 static int set_defaults(oee_server_config *c) {
   memset(c, 0, sizeof(*c));
-  c->listen = strdup("127.0.0.1:50051");
+  c->listen = strdup(OEE_SERVER_DEFAULT_LISTEN);
   c->workers = OEE_DEFAULT_WORKERS;
-  c->max_queue = 1000000;
-  c->max_batch = 10000;
+  c->max_queue = OEE_SERVER_DEFAULT_MAX_QUEUE;
+  c->max_batch = OEE_SERVER_DEFAULT_MAX_BATCH;
   c->watch_buffer = OEE_DEFAULT_SUB_CAPACITY;
-  c->max_watchers = 1024;
-  c->drain_timeout = 30;
-  c->max_request_bytes = 4u << 20;
-  c->max_name_bytes = 256;
-  c->max_type_bytes = 64;
-  c->max_context_entries = 64;
-  c->max_context_bytes = 64u << 10;
-  c->max_stages = 32;
+  c->max_watchers = OEE_SERVER_DEFAULT_MAX_WATCHERS;
+  c->drain_timeout = OEE_SERVER_DEFAULT_DRAIN_TIMEOUT_S;
+  c->max_request_bytes = OEE_SERVER_DEFAULT_MAX_REQUEST_BYTES;
+  c->max_name_bytes = OEE_SERVER_DEFAULT_MAX_NAME_BYTES;
+  c->max_type_bytes = OEE_SERVER_DEFAULT_MAX_TYPE_BYTES;
+  c->max_context_entries = OEE_SERVER_DEFAULT_MAX_CONTEXT_ENTRIES;
+  c->max_context_bytes = OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES;
+  c->max_stages = OEE_SERVER_DEFAULT_MAX_STAGES;
   c->max_result_bytes = OEE_DEFAULT_RESULT_MAX_BYTES;
   if (c->listen == NULL || oee_exec_table_create(&c->commands) != 0 ||
       oee_model_table_create(&c->models) != 0) {
@@ -214,8 +214,9 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
     return 0;
   }
   if (strcmp(key, "workers") == 0) {
-    if (json_count(v, key, 1, &n, err, len) != 0 || n > 1024) {
-      return fail(err, len, "config key \"workers\" must be an integer from 1 to 1024");
+    if (json_count(v, key, 1, &n, err, len) != 0 || n > OEE_SERVER_MAX_WORKERS) {
+      return fail(err, len, "config key \"workers\" must be an integer from 1 to %d",
+                  OEE_SERVER_MAX_WORKERS);
     }
     c->workers = (int)n;
     return 0;
@@ -272,7 +273,7 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
   int rc = bad ? fail(err, len, "cannot read config file %s", path)
                : oee_server_config_apply_json(c, text, path, err, len);
   free(text);
-  if (rc == 0) c->config_path = strdup(path);
+  if (rc == 0 && (c->config_path = strdup(path)) == NULL) rc = fail(err, len, "out of memory");
   return rc;
 }
 
@@ -323,7 +324,10 @@ static int apply_text(oee_server_config *c, char key, const char *v,
       if (set_listen(c, v) != 0) return fail(err, len, "%s must be HOST:PORT, got \"%s\"", what, v);
       return 0;
     case 'w':
-      if (parse_int(v, 1, 1024, &n) != 0) return fail(err, len, "%s must be an integer from 1 to 1024, got \"%s\"", what, v);
+      if (parse_int(v, 1, OEE_SERVER_MAX_WORKERS, &n) != 0) {
+        return fail(err, len, "%s must be an integer from 1 to %d, got \"%s\"", what,
+                    OEE_SERVER_MAX_WORKERS, v);
+      }
       c->workers = (int)n;
       return 0;
     default:

@@ -107,10 +107,8 @@ int oee_health_create(oee_rpc_server *srv, oee_health **out) {
   enum { N = GRPC_HEALTH_V1_HEALTH_N_METHODS };
   oee_rpc_method table[N];
   memcpy(table, grpc_health_v1_health_methods, sizeof(table));
-  for (size_t i = 0; i < N; i++) {
-    const char *name = strrchr(table[i].path, '/') + 1;
-    table[i].handler = strcmp(name, "Check") == 0 ? check : strcmp(name, "Watch") == 0 ? watch : NULL;
-  }
+  table[GRPC_HEALTH_V1_HEALTH_METHOD_CHECK].handler = check;
+  table[GRPC_HEALTH_V1_HEALTH_METHOD_WATCH].handler = watch;
   if (oee_rpc_server_add_service(srv, table, N, h) != 0) {
     free(h);
     return -1;

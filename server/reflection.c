@@ -236,8 +236,8 @@ static void collect(stream *st, size_t f, ProtobufCBinaryData *out, size_t *n, i
 }
 
 static void answer_error(refl_response *resp, Grpc__Reflection__V1__ErrorResponse *err,
-                         const char *what) {
-  err->error_code = GRPC_STATUS_NOT_FOUND;
+                         grpc_status_code code, const char *what) {
+  err->error_code = code;
   err->error_message = (char *)(uintptr_t)what;
   resp->message_response_case =
       GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
@@ -259,11 +259,15 @@ typedef struct answer {
 
 static void answer_files(stream *st, answer *a, long f, const char *what) {
   if (f < 0) {
-    answer_error(&a->resp, &a->err, what);
+    answer_error(&a->resp, &a->err, GRPC_STATUS_NOT_FOUND, what);
     return;
   }
   a->blobs = calloc(st->r->n_files, sizeof(*a->blobs));
-  if (a->blobs) collect(st, (size_t)f, a->blobs, &a->files.n_file_descriptor_proto, 1);
+  if (a->blobs == NULL) {
+    answer_error(&a->resp, &a->err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  collect(st, (size_t)f, a->blobs, &a->files.n_file_descriptor_proto, 1);
   a->files.file_descriptor_proto = a->blobs;
   a->resp.message_response_case =
       GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
@@ -274,7 +278,12 @@ static void answer_list(stream *st, answer *a) {
   size_t n = st->r->n_services;
   a->svc = calloc(n + 1, sizeof(*a->svc));
   a->svc_ptrs = calloc(n + 1, sizeof(*a->svc_ptrs));
-  for (size_t i = 0; a->svc && a->svc_ptrs && i < n; i++) {
+  if (a->svc == NULL || a->svc_ptrs == NULL) {
+    /* An empty list would claim the server offers nothing. */
+    answer_error(&a->resp, &a->err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
     grpc__reflection__v1__service_response__init(&a->svc[i]);
     a->svc[i].name = st->r->services[i];
     a->svc_ptrs[i] = &a->svc[i];
@@ -288,7 +297,7 @@ static void answer_list(stream *st, answer *a) {
 
 static void answer_extensions(stream *st, answer *a, const char *type) {
   if (symbol_file(st->r, type) < 0) {
-    answer_error(&a->resp, &a->err, "type not found");
+    answer_error(&a->resp, &a->err, GRPC_STATUS_NOT_FOUND, "type not found");
     return;
   }
   a->ext.base_type_name = (char *)(uintptr_t)type; /* our types declare no extensions */
@@ -331,7 +340,7 @@ static void answer_build(stream *st, answer *a, const pending *p) {
     default:
       a->orig.message_request_case =
           GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST__NOT_SET;
-      answer_error(&a->resp, &a->err, "extension not found");
+      answer_error(&a->resp, &a->err, GRPC_STATUS_NOT_FOUND, "extension not found");
   }
 }
 
@@ -371,10 +380,16 @@ static void on_message(oee_rpc_call *call, const ProtobufCMessage *msg, void *us
   } else {
     const refl_request *m = (const refl_request *)msg;
     pending *p = calloc(1, sizeof(*p));
-    if (p == NULL) return;
+    if (p) p->host = strdup(m->host ? m->host : "");
+    if (p) p->arg = strdup(request_arg(m) ? request_arg(m) : "");
+    if (p == NULL || p->host == NULL || p->arg == NULL) {
+      /* A dropped request would leave the client waiting for its answer. */
+      if (p) pending_free(p);
+      st->ended = 1;
+      oee_rpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+      return;
+    }
     p->kind = m->message_request_case;
-    p->host = strdup(m->host ? m->host : "");
-    p->arg = strdup(request_arg(m) ? request_arg(m) : "");
     if (st->tail) {
       st->tail->next = p;
     } else {
@@ -428,6 +443,19 @@ static void handle_info(oee_rpc_call *call, const ProtobufCMessage *req, void *c
 
 /* --------------------------------------------------------------- public */
 
+/* Copies the names ListServices reports; -1 when memory runs out, so that
+ * start-up fails instead of serving an empty or partial list. */
+static int copy_services(oee_reflection *r, const char *const *services, size_t n) {
+  r->services = calloc(n + 1, sizeof(*r->services));
+  if (r->services == NULL) return -1;
+  for (size_t i = 0; i < n; i++) {
+    r->services[i] = strdup(services[i]);
+    if (r->services[i] == NULL) return -1;
+    r->n_services = i + 1;
+  }
+  return 0;
+}
+
 int oee_reflection_create(oee_rpc_server *srv, const char *const *services,
                           size_t n_services, oee_reflection **out) {
   oee_reflection *r = calloc(1, sizeof(*r));
@@ -437,11 +465,7 @@ int oee_reflection_create(oee_rpc_server *srv, const char *const *services,
     rc = load_set(r, oee_descriptor_blobs[i], oee_descriptor_blob_sizes[i]);
   }
   if (rc == 0) rc = link_deps(r);
-  r->services = calloc(n_services + 1, sizeof(*r->services));
-  for (size_t i = 0; rc == 0 && r->services && i < n_services; i++) {
-    r->services[i] = strdup(services[i]);
-    r->n_services = i + 1;
-  }
+  if (rc == 0) rc = copy_services(r, services, n_services);
   oee_rpc_method table[2];
   table[0] = grpc_reflection_v1_server_reflection_methods[0];
   table[0].handler = handle_info;

@@ -252,6 +252,16 @@ void it_server_kill(it_server *s) {
   s->ch = NULL;
 }
 
+int it_server_teardown(it_server *s) {
+  it_watch_close_all();
+  oee_rpc_channel_destroy(s->ch);
+  s->ch = NULL;
+  int rc = s->pid > 0 ? it_server_stop(s, IT_STOP_MS) : 0;
+  it_server_kill(s);
+  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
+  return rc == 0 ? 0 : -1;
+}
+
 int it_server_run_to_exit(const char *const *args, int timeout_ms) {
   it_server s = {0};
   int fds[2];
@@ -498,6 +508,14 @@ int it_watch_sync(it_watch *w, oee_rpc_channel *ch, const char *probe_type, int 
     if (ok) return 0;
   }
   return -1;
+}
+
+int it_watch_registered(oee_rpc_channel *ch, int timeout_ms) {
+  Oee__V1__WatchTasksRequest req = OEE__V1__WATCH_TASKS_REQUEST__INIT;
+  it_watch *sentinel = it_watch_open(ch, &req);
+  int rc = sentinel ? it_watch_sync(sentinel, ch, "echo", timeout_ms) : -1;
+  it_watch_close(sentinel);
+  return rc;
 }
 
 int it_watch_next(it_watch *w, Oee__V1__TaskEvent **ev, oee_rpc_status *st, int timeout_ms) {

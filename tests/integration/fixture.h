@@ -65,6 +65,13 @@ int it_server_wait(it_server *s, int timeout_ms);
 /* Kills the server if it is alive, reaps it and closes the channel. Safe to
  * call on a zeroed or already stopped it_server. */
 void it_server_kill(it_server *s);
+/* Bound of a graceful stop in a teardown, in milliseconds. */
+#define IT_STOP_MS 30000
+/* The teardown every test shares: closes open watches and the channel, stops
+ * the server with SIGTERM (so a sanitizer build reports leaks in its exit
+ * status), kills whatever is left. 0 if the server exited 0 (or was not
+ * running), -1 otherwise (reported on stderr). */
+int it_server_teardown(it_server *s);
 /* Whether the process is still running (reaps it if it has exited). */
 int it_server_alive(it_server *s);
 
@@ -130,6 +137,12 @@ it_watch *it_watch_open(oee_rpc_channel *ch, const Oee__V1__WatchTasksRequest *r
  * IT_PROBE of probe_type ("echo", "fail": whatever the filter lets through)
  * and waits for one of its events, repeating up to timeout_ms. 0 or -1. */
 int it_watch_sync(it_watch *w, oee_rpc_channel *ch, const char *probe_type, int timeout_ms);
+/* Waits until every watch opened earlier on ch is registered by the server,
+ * for watches whose filters no probe can pass: opens an unfiltered watch
+ * after them and syncs it (it_watch_sync). Calls of one method on one
+ * channel reach the server's handler in the order they were started, so
+ * when the later watch sees a probe the earlier ones are in place. 0 or -1. */
+int it_watch_registered(oee_rpc_channel *ch, int timeout_ms);
 /* Next event within timeout_ms: 1 with *ev (caller frees); 0 at the end of
  * the stream with the final status copied to *st (st may be NULL; free it
  * with oee_rpc_status_free); -2 on timeout (the stream is left alone). */

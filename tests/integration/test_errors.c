@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -34,15 +35,7 @@ static void start_with(const char *config) {
 
 static void start(void) { start_with("errors.json"); }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* SubmitTask with every field given; returns the code, *msg the message. */
 static int submit_full(const char *name, const char *type, int has_prio, int prio,
@@ -112,6 +105,198 @@ static void test_submit_task_errors(void **state) {
   assert_int_equal(submit_full("n", "echo", 1, 0, NULL, NULL), 0);
   assert_int_equal(submit_full("n", "echo", 1, 10, NULL, NULL), 0);
   assert_int_equal(submit_full("n", "exec", 0, 0, KV("command", "hello"), NULL), 0);
+}
+
+/* ------------------------------------------------- the refusal tables */
+
+#define NOCTX {NULL}
+#define KNOWN "known types: echo, exec, fail, sleep"
+
+/* One refused task submission: the fields, then the code and the exact
+ * status message (the core's words, passed through). */
+typedef struct task_row {
+  const char *name, *type;
+  int has_prio, prio;
+  const char *kv[5]; /* key, value, ..., NULL */
+  int code;
+  const char *message;
+} task_row;
+
+static const task_row task_rows[] = {
+    {"", "echo", 0, 0, NOCTX, IA, "name must not be empty"},
+    {"n", "", 0, 0, NOCTX, IA, "task_type must not be empty"},
+    {"n", "echo", 1, 11, NOCTX, IA, "priority must be 0..10, got 11"},
+    {"n", "echo", 1, -1, NOCTX, IA, "priority must be 0..10, got -1"},
+    {"n", "frobnicate", 0, 0, NOCTX, IA, "unknown task_type \"frobnicate\"; " KNOWN},
+    {"n", "pipeline", 0, 0, NOCTX, IA,
+     "tasks of type \"pipeline\" cannot be submitted directly "
+     "(pipelines come only from a pipeline submission)"},
+    {"n", "exec", 0, 0, NOCTX, IA,
+     "exec tasks need context[\"command\"] naming a configured command"},
+    {"n", "exec", 0, 0, {"command", "rm", NULL}, IA,
+     "exec command \"rm\" is not in the configured commands table"},
+    {"n", "exec", 0, 0, {"command", "hello", "command", "hello", NULL}, IA,
+     "context key \"command\" appears more than once"},
+    {"n", "sleep", 0, 0, {"seconds", "abc", NULL}, IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"abc\""},
+    {"n", "sleep", 0, 0, {"seconds", "-1", NULL}, IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"-1\""},
+    {"n", "sleep", 0, 0, {"seconds", "nan", NULL}, IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"nan\""},
+    {"n", "sleep", 0, 0, {"seconds", "inf", NULL}, IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"inf\""},
+};
+
+#define N_ROWS(t) (sizeof(t) / sizeof((t)[0]))
+
+static void fill_task(const task_row *row, Oee__V1__SubmitTaskRequest *req,
+                      Oee__V1__SubmitTaskRequest__ContextEntry *ents,
+                      Oee__V1__SubmitTaskRequest__ContextEntry **ptrs) {
+  oee__v1__submit_task_request__init(req);
+  req->name = (char *)row->name;
+  req->task_type = (char *)row->type;
+  if (row->has_prio) {
+    req->priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
+    req->priority = row->prio;
+  }
+  size_t n = 0;
+  for (const char *const *kv = row->kv; kv[0]; kv += 2, n++) {
+    oee__v1__submit_task_request__context_entry__init(&ents[n]);
+    ents[n].key = (char *)kv[0];
+    ents[n].value = (char *)kv[1];
+    ptrs[n] = &ents[n];
+  }
+  req->n_context = n;
+  req->context = ptrs;
+}
+
+/* Compares one refusal with its row; says which row on a mismatch. */
+static void expect_refusal(const char *rpc, size_t i, int want_code, const char *want,
+                           int code, const char *message) {
+  if (code != want_code || strcmp(message ? message : "", want) != 0) {
+    fprintf(stderr, "%s row %zu: got %d \"%s\", want %d \"%s\"\n", rpc, i, code,
+            message ? message : "", want_code, want);
+  }
+  assert_int_equal(code, want_code);
+  assert_string_equal(message ? message : "", want);
+}
+
+/* Every task row through SubmitTask: refused, with the code and words. */
+static void test_task_rows_submit_task(void **state) {
+  start();
+  for (size_t i = 0; i < N_ROWS(task_rows); i++) {
+    Oee__V1__SubmitTaskRequest req;
+    Oee__V1__SubmitTaskRequest__ContextEntry ents[2], *ptrs[2];
+    fill_task(&task_rows[i], &req, ents, ptrs);
+    Oee__V1__SubmitTaskResponse *resp = NULL;
+    oee_rpc_status st = {0};
+    int code = oee_v1_orchestrator_service_submit_task(srv.ch, &req, &resp, IT_CALL_MS, &st);
+    assert_null(resp);
+    expect_refusal("SubmitTask", i, task_rows[i].code, task_rows[i].message, code, st.message);
+    oee_rpc_status_free(&st);
+  }
+  assert_int_equal(total_tasks(), 0); /* nothing was created */
+}
+
+/* Every task row as the entry of a SubmitTasks batch: the call succeeds,
+ * the entry carries the code and words, and no task is created. */
+static void test_task_rows_submit_tasks(void **state) {
+  start();
+  for (size_t i = 0; i < N_ROWS(task_rows); i++) {
+    Oee__V1__SubmitTaskRequest req, *reqs[1] = {&req};
+    Oee__V1__SubmitTaskRequest__ContextEntry ents[2], *ptrs[2];
+    fill_task(&task_rows[i], &req, ents, ptrs);
+    Oee__V1__SubmitTasksRequest batch = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
+    batch.n_requests = 1;
+    batch.requests = reqs;
+    Oee__V1__SubmitTasksResponse *resp = NULL;
+    assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &resp, IT_CALL_MS,
+                                                              NULL), 0);
+    assert_int_equal(resp->n_results, 1);
+    assert_string_equal(resp->results[0]->task_id, "");
+    assert_null(resp->results[0]->task);
+    expect_refusal("SubmitTasks", i, task_rows[i].code, task_rows[i].message,
+                   resp->results[0]->code, resp->results[0]->message);
+    oee__v1__submit_tasks_response__free_unpacked(resp, NULL);
+  }
+  assert_int_equal(total_tasks(), 0);
+}
+
+/* One refused pipeline: one stage (model, optional cost), budgets,
+ * priority (PRIO_UNSET: not sent), strategy, and the expected refusal. */
+#define PRIO_UNSET (-1000)
+#define LFP OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE
+
+typedef struct pipe_row {
+  int n_stages;
+  const char *model;
+  int has_cost;
+  double cost, max_time, max_cost;
+  int prio;
+  int strategy;
+  int code;
+  const char *message;
+} pipe_row;
+
+static const pipe_row pipe_rows[] = {
+    {1, "upper", 1, NAN, 0, 0, PRIO_UNSET, LFP, IA,
+     "stages[0].cost must be a finite number >= 0, got nan"},
+    {1, "upper", 1, INFINITY, 0, 0, PRIO_UNSET, LFP, IA,
+     "stages[0].cost must be a finite number >= 0, got inf"},
+    {1, "upper", 1, -1, 0, 0, PRIO_UNSET, LFP, IA,
+     "stages[0].cost must be a finite number >= 0, got -1"},
+    {1, "upper", 0, 0, NAN, 0, PRIO_UNSET, LFP, IA,
+     "max_time must be a finite number of seconds >= 0 (0 = none), got nan"},
+    {1, "upper", 0, 0, INFINITY, 0, PRIO_UNSET, LFP, IA,
+     "max_time must be a finite number of seconds >= 0 (0 = none), got inf"},
+    {1, "upper", 0, 0, -1, 0, PRIO_UNSET, LFP, IA,
+     "max_time must be a finite number of seconds >= 0 (0 = none), got -1"},
+    {1, "upper", 0, 0, 0, NAN, PRIO_UNSET, LFP, IA,
+     "max_cost must be a finite number >= 0 (0 = none), got nan"},
+    {1, "upper", 0, 0, 0, INFINITY, PRIO_UNSET, LFP, IA,
+     "max_cost must be a finite number >= 0 (0 = none), got inf"},
+    {1, "upper", 0, 0, 0, -0.5, PRIO_UNSET, LFP, IA,
+     "max_cost must be a finite number >= 0 (0 = none), got -0.5"},
+    {1, "upper", 0, 0, 0, 0, 11, LFP, IA, "priority must be 0..10, got 11"},
+    {1, "upper", 0, 0, 0, 0, -1, LFP, IA, "priority must be 0..10, got -1"},
+    {0, "upper", 0, 0, 0, 0, PRIO_UNSET, LFP, IA, "stages must not be empty"},
+    {1, "", 0, 0, 0, 0, PRIO_UNSET, LFP, IA, "stages[0].model_id must not be empty"},
+    {1, "no-such-model", 0, 0, 0, 0, PRIO_UNSET, LFP, IA,
+     "unknown model_id \"no-such-model\" in stages[0]"},
+    {1, "upper", 0, 0, 0, 0, PRIO_UNSET, 0, IA, "strategy must be set (got 0, UNSPECIFIED)"},
+    {1, "upper", 0, 0, 0, 0, PRIO_UNSET, 99, IA, "strategy 99 is not a known strategy"},
+};
+
+static void test_pipeline_rows(void **state) {
+  start();
+  for (size_t i = 0; i < N_ROWS(pipe_rows); i++) {
+    const pipe_row *row = &pipe_rows[i];
+    Oee__V1__PipelineStage stage = OEE__V1__PIPELINE_STAGE__INIT, *sp[1] = {&stage};
+    stage.name = (char *)"s";
+    stage.model_id = (char *)row->model;
+    if (row->has_cost) {
+      stage.cost_present_case = OEE__V1__PIPELINE_STAGE__COST_PRESENT_COST;
+      stage.cost = row->cost;
+    }
+    Oee__V1__SubmitPipelineRequest req = OEE__V1__SUBMIT_PIPELINE_REQUEST__INIT;
+    req.pipeline_id = (char *)"p";
+    req.strategy = (Oee__V1__PipelineStrategy)row->strategy;
+    req.n_stages = (size_t)row->n_stages;
+    req.stages = row->n_stages ? sp : NULL;
+    req.max_time = row->max_time;
+    req.max_cost = row->max_cost;
+    if (row->prio != PRIO_UNSET) {
+      req.priority_present_case = OEE__V1__SUBMIT_PIPELINE_REQUEST__PRIORITY_PRESENT_PRIORITY;
+      req.priority = row->prio;
+    }
+    Oee__V1__SubmitPipelineResponse *resp = NULL;
+    oee_rpc_status st = {0};
+    int code = oee_v1_orchestrator_service_submit_pipeline(srv.ch, &req, &resp, IT_CALL_MS, &st);
+    assert_null(resp);
+    expect_refusal("SubmitPipeline", i, row->code, row->message, code, st.message);
+    oee_rpc_status_free(&st);
+  }
+  assert_int_equal(total_tasks(), 0);
 }
 
 static void test_cancel_get_errors(void **state) {
@@ -386,6 +571,9 @@ static void test_startup_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_submit_task_errors, teardown),
+      cmocka_unit_test_teardown(test_task_rows_submit_task, teardown),
+      cmocka_unit_test_teardown(test_task_rows_submit_tasks, teardown),
+      cmocka_unit_test_teardown(test_pipeline_rows, teardown),
       cmocka_unit_test_teardown(test_cancel_get_errors, teardown),
       cmocka_unit_test_teardown(test_list_clear_errors, teardown),
       cmocka_unit_test_teardown(test_pipeline_errors, teardown),

@@ -34,15 +34,7 @@ static void start(const char *const *args) {
   assert_int_equal(it_server_start(&srv, "pipelines.json", args, NULL, 30000), 0);
 }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* One requested stage: model id and an optional cost override (NAN: none). */
 typedef struct stage {
@@ -356,7 +348,7 @@ static void test_deadline_counts_from_start(void **state) {
   assert_int_equal(r->stages[0]->status, SS(PENDING));
   assert_int_equal(r->strategy, LOCAL);
   oee__v1__pipeline_result__free_unpacked(r, NULL);
-  it_sleep_ms(1500); /* longer than max_time, spent in the queue */
+  it_sleep_ms(1500); /* the subject: longer than max_time, spent in the queue */
   int cancelled;
   assert_int_equal(it_cancel(srv.ch, blocker, &cancelled), 0);
   r = finish(id, ST(DONE));
@@ -462,21 +454,28 @@ static void test_name_and_priority(void **state) {
   DONE_WITH(r);
 }
 
+/* Polls GetPipelineResult (nothing else reports a stage starting) until
+ * some stage of pipeline id runs. */
+static void wait_stage_running(const char *id) {
+  int64_t end = it_now_ms() + IT_WAIT_MS;
+  for (;;) {
+    Oee__V1__PipelineResult *r = result(id, NULL);
+    assert_non_null(r);
+    int running = 0;
+    for (size_t i = 0; i < r->n_stages; i++) running |= r->stages[i]->status == SS(RUNNING);
+    oee__v1__pipeline_result__free_unpacked(r, NULL);
+    if (running) return;
+    assert_true(it_now_ms() < end);
+    it_sleep_ms(10);
+  }
+}
+
 static void test_cancel_running_pipeline(void **state) {
   start(NULL);
   stage s[] = {{"slow", NOCOST}, {"upper", NOCOST}};
   char *id = submit_ok(LOCAL, "abc", s, 2, NULL);
   /* Wait until the slow stage runs. */
-  int64_t end = it_now_ms() + IT_WAIT_MS;
-  for (;;) {
-    Oee__V1__PipelineResult *r = result(id, NULL);
-    assert_non_null(r);
-    int running = r->stages[0]->status == SS(RUNNING);
-    oee__v1__pipeline_result__free_unpacked(r, NULL);
-    if (running) break;
-    assert_true(it_now_ms() < end);
-    it_sleep_ms(10);
-  }
+  wait_stage_running(id);
   int64_t t0 = it_now_ms();
   int cancelled = 0;
   assert_int_equal(it_cancel(srv.ch, id, &cancelled), 0);
@@ -493,7 +492,7 @@ static void test_cancel_running_pipeline(void **state) {
   Oee__V1__Task *t = it_wait_status(srv.ch, id, ST(RUNNING), IT_WAIT_MS);
   assert_non_null(t);
   oee__v1__task__free_unpacked(t, NULL);
-  it_sleep_ms(200); /* let the stages start */
+  wait_stage_running(id);
   t0 = it_now_ms();
   assert_int_equal(it_cancel(srv.ch, id, &cancelled), 0);
   r = finish(id, ST(CANCELLED));

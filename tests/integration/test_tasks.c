@@ -24,17 +24,7 @@ static void start(const char *config, const char *const *args) {
   assert_int_equal(it_server_start(&srv, config, args, NULL, 30000), 0);
 }
 
-/* Stops gracefully (so a sanitizer build of the server reports leaks in its
- * exit status), then makes sure nothing is left behind. */
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 static int is_uuid_v7(const char *s) {
   if (strlen(s) != 36) return 0;

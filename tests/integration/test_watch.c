@@ -27,15 +27,7 @@ static void start(const char *const *args) {
   assert_int_equal(it_server_start(&srv, "watch.json", args, NULL, 30000), 0);
 }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 30000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* Events a watcher has seen, in arrival order. */
 typedef struct evlog {
@@ -218,9 +210,8 @@ static void test_filters(void **state) {
   r1.task_ids = ids;
   by_id = it_watch_open(srv.ch, &r1);
   assert_non_null(by_id);
-  /* ta cannot change before the blockers end, so a short pause is enough
-   * for this watcher (which no probe can match) to be registered. */
-  it_sleep_ms(1000);
+  /* No probe can pass this watcher's filter: a later one tells instead. */
+  assert_int_equal(it_watch_registered(srv.ch, IT_WAIT_MS), 0);
 
   char *f1 = it_submit_ok(srv.ch, "f1", "fail", -1, KV("message", "x"));
   cancel_ok(b1);
@@ -406,7 +397,10 @@ static void test_slow_watcher_overflow(void **state) {
   Oee__V1__WatchTasksRequest wreq = OEE__V1__WATCH_TASKS_REQUEST__INIT;
   oee_rpc_reader *slow = NULL;
   assert_int_equal(oee_v1_orchestrator_service_watch_tasks_start(srv.ch, &wreq, 120000, &slow), 0);
-  it_sleep_ms(300);
+  assert_int_equal(it_watch_registered(srv.ch, IT_WAIT_MS), 0);
+  /* The registration probes: echo tasks that end DONE, maybe not yet. */
+  const int probes_done = it_count(srv.ch, "queued") + it_count(srv.ch, "running") +
+                          it_count(srv.ch, "done");
   enum { BATCH = 5000, BATCHES = 6 };
   Oee__V1__SubmitTaskRequest *reqs = calloc(BATCH, sizeof(*reqs));
   Oee__V1__SubmitTaskRequest **ptrs = calloc(BATCH, sizeof(*ptrs));
@@ -434,8 +428,9 @@ static void test_slow_watcher_overflow(void **state) {
   free(ptrs);
   /* Wait for the flood to be processed (bounded), without reading `slow`. */
   int64_t end = it_now_ms() + 60000;
-  while (it_count(srv.ch, "done") < BATCH * BATCHES && it_now_ms() < end) it_sleep_ms(50);
-  assert_int_equal(it_count(srv.ch, "done"), BATCH * BATCHES);
+  const int want = probes_done + BATCH * BATCHES;
+  while (it_count(srv.ch, "done") < want && it_now_ms() < end) it_sleep_ms(50);
+  assert_int_equal(it_count(srv.ch, "done"), want);
 
   /* Drain what the transport holds; the stream must end RESOURCE_EXHAUSTED. */
   long got = 0;
