@@ -1,5 +1,7 @@
 /*
- * engine.h - the engine's private state (engine.c only).
+ * engine.h - the engine's private state, shared by engine.c (lifecycle and
+ * workers), job.c (snapshot changes and job completion), registry.c
+ * (executors), submit.c and query.c (cancel, reads, subscribe).
  *
  * DESIGN
  * Threads: any number of caller threads (submit, cancel, get, list, status,
@@ -87,5 +89,34 @@ struct oee_engine {
   const oee_exec_table *commands;
   const oee_model_table *models;
 };
+
+/*
+ * Shared by the engine's files (engine.c, job.c, registry.c, submit.c,
+ * query.c); nothing outside them may call these.
+ */
+
+/* Frees a task record and drops its snapshot and payload. */
+void oee__task_free(oee_task *t);
+/* oee__task_free() with the store's destructor signature. */
+void oee__task_drop(oee_task *t, void *arg);
+
+/*
+ * Moves `t` to the status in `draft` (eng->lock held): packs the next
+ * snapshot from `draft` (which the caller filled from the current one),
+ * records and publishes it. The caller checked the transition; only packing
+ * can fail (OEE_ENOMEM, nothing changed).
+ */
+int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft);
+/* Finishes `t` (eng->lock held). Out of memory here cannot be reported to
+ * anyone, so the result text is dropped before giving up. */
+void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
+                             const char *result, const char *message);
+
+/* Copies the executor entry for `type` into *out (takes exec_lock, so no
+ * other lock may be held). 0 or OEE_ENOEXEC. */
+int oee__executor_get(oee_engine *eng, const char *type, executor *out);
+
+/* Wakes one idle worker, if any (eng->lock held). */
+void oee__engine_wake_one(oee_engine *eng);
 
 #endif /* OEE_ENGINE_H */

@@ -1,0 +1,113 @@
+/*
+ * job.c - task snapshots changing under the engine lock, and the job handle
+ * executors finish: oee_job_succeed/fail/cancelled (see engine.h).
+ * Lock order: eng->lock -> bus lock.
+ */
+#include "core/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sync.h"
+
+int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) {
+  oee_task_status from = t->snap->status;
+  draft->seq = ++eng->last_seq;
+  oee_task_info *next = oee__snap_pack(draft);
+  if (next == NULL) {
+    eng->last_seq--;
+    return OEE_ENOMEM;
+  }
+  const oee_task_info *old = t->snap;
+  t->snap = next;
+  eng->store->ops->changed(eng->store, t, from);
+  oee__bus_publish(eng->bus, next);
+  oee_task_info_unref(old);
+  return 0;
+}
+
+void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
+                             const char *result, const char *message) {
+  oee_task_info d = *t->snap;
+  d.status = to;
+  d.completed_at_ns = oee_now_ns();
+  d.result = result;
+  d.error_message = message;
+  if (oee__task_swap_snapshot(eng, t, &d) == 0) return;
+  d.result = "";
+  d.error_message = "out of memory while recording the result";
+  if (oee__task_swap_snapshot(eng, t, &d) != 0) abort();
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+/* Takes a finished job off the running list (lock held); the last one out
+ * wakes oee_engine_stop(). */
+static void running_unlink(oee_engine *eng, oee_job *j) {
+  if (j->prev) {
+    j->prev->next = j->next;
+  } else {
+    eng->running = j->next;
+  }
+  if (j->next) j->next->prev = j->prev;
+  if (--eng->running_jobs == 0) oee__broadcast(&eng->drain_cv);
+}
+
+
+const oee_task_info *oee_job_task(const oee_job *j) { return j->snap; }
+
+const char *oee_job_context(const oee_job *j, const char *key) {
+  return oee_task_info_context(j->snap, key);
+}
+
+oee_token *oee_job_token(oee_job *j) { return j->token; }
+
+int oee_job_worker(const oee_job *j) { return j->worker; }
+
+void *oee__job_payload(oee_job *j) { return j->task->payload ? j->task->payload->data : NULL; }
+
+/* Cuts an over-long result and says so at its end (malloc'd or NULL). */
+static char *truncate_result(const char *result, size_t max) {
+  static const char marker[] = "\n[truncated: %zu of %zu bytes kept]";
+  size_t len = strlen(result);
+  char *out = malloc(max + sizeof(marker) + 48);
+  if (out == NULL) return NULL;
+  memcpy(out, result, max);
+  snprintf(out + max, sizeof(marker) + 48, marker, max, len);
+  return out;
+}
+
+static void job_finish(oee_job *j, oee_task_status to, const char *result,
+                       const char *message) {
+  oee_engine *eng = j->eng;
+  char *cut = NULL;
+  if (result && strlen(result) > eng->result_max) {
+    cut = truncate_result(result, eng->result_max);
+    result = cut ? cut : "";
+  }
+  oee__lock(&eng->lock);
+  oee__task_finish_locked(eng, j->task, to, result, message);
+  j->task->token = NULL;
+  worker *w = &eng->workers[j->worker];
+  if (to == OEE_TASK_DONE) w->completed++;
+  if (to == OEE_TASK_ERROR) w->failed++;
+  running_unlink(eng, j);
+  oee__unlock(&eng->lock);
+  free(cut);
+  oee_token_destroy(j->token);
+  oee_task_info_unref(j->snap);
+  free(j);
+}
+
+void oee_job_succeed(oee_job *j, const char *result) {
+  job_finish(j, OEE_TASK_DONE, result ? result : "", "");
+}
+
+void oee_job_fail(oee_job *j, const char *message) {
+  job_finish(j, OEE_TASK_ERROR, "", message && message[0] ? message : "failed");
+}
+
+void oee_job_cancelled(oee_job *j, const char *reason) {
+  job_finish(j, OEE_TASK_CANCELLED, "", reason ? reason : "cancelled");
+}

@@ -1,0 +1,146 @@
+/*
+ * query.c - reads and small changes from callers: cancel, get, list,
+ * clear, status and subscribe (see engine.h for the design).
+ * Lock order: eng->lock -> bus lock -> token lock.
+ */
+#include "core/engine.h"
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sync.h"
+
+/* ------------------------------------------------------- cancel and read */
+
+int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
+                      const oee_task_info **out) {
+  if (!oee_id_valid(id)) return OEE_EINVAL;
+  int rc = 0, did = 0;
+  oee__lock(&eng->lock);
+  oee_task *t = eng->store->ops->lookup(eng->store, id);
+  if (t == NULL) {
+    rc = OEE_ENOENT;
+  } else if (t->snap->status == OEE_TASK_QUEUED) {
+    oee_heap_remove(&eng->queue, t->heap_pos);
+    oee__task_finish_locked(eng, t, OEE_TASK_CANCELLED, "", "cancelled while queued");
+    did = 1;
+  } else if (t->snap->status == OEE_TASK_RUNNING) {
+    oee_token_cancel(t->token);
+    did = 1;
+  }
+  if (rc == 0 && out) *out = oee_task_info_ref(t->snap);
+  oee__unlock(&eng->lock);
+  if (cancelled) *cancelled = did;
+  return rc;
+}
+
+int oee_engine_get(oee_engine *eng, const char *id, const oee_task_info **out) {
+  if (!oee_id_valid(id)) return OEE_EINVAL;
+  oee__lock(&eng->lock);
+  oee_task *t = eng->store->ops->lookup(eng->store, id);
+  if (t) *out = oee_task_info_ref(t->snap);
+  oee__unlock(&eng->lock);
+  return t ? 0 : OEE_ENOENT;
+}
+
+int oee__engine_with_payload(oee_engine *eng, const char *id,
+                             const char *task_type,
+                             void (*fn)(void *, const oee_task_info *, void *),
+                             void *arg) {
+  if (!oee_id_valid(id)) return OEE_EINVAL;
+  oee__lock(&eng->lock);
+  oee_task *t = eng->store->ops->lookup(eng->store, id);
+  int ok = t && t->payload && strcmp(t->snap->task_type, task_type) == 0;
+  if (ok) fn(t->payload->data, t->snap, arg);
+  oee__unlock(&eng->lock);
+  return ok ? 0 : OEE_ENOENT;
+}
+
+int oee_engine_list(oee_engine *eng, const oee_list_query *q, oee_list_page *out) {
+  if (q == NULL || out == NULL || (unsigned)q->status >= OEE_TASK_STATUS_COUNT) {
+    return OEE_EINVAL;
+  }
+  oee__lock(&eng->lock);
+  int rc = eng->store->ops->list(eng->store, q, out);
+  oee__unlock(&eng->lock);
+  return rc;
+}
+
+long oee_engine_clear_completed(oee_engine *eng, long keep_recent) {
+  if (keep_recent < 0) return OEE_EINVAL;
+  oee__lock(&eng->lock);
+  long n = eng->store->ops->clear_completed(eng->store, keep_recent, oee__task_drop, NULL);
+  oee__unlock(&eng->lock);
+  /* Freed snapshots are scattered small blocks: hand the pages back to the
+   * system after a large clear, or RSS stays at its peak. */
+  if (n >= 4096) malloc_trim(0);
+  return n;
+}
+
+int oee_engine_status(oee_engine *eng, oee_status *out) {
+  memset(out, 0, sizeof(*out));
+  out->workers = calloc((size_t)eng->num_workers, sizeof(*out->workers));
+  if (out->workers == NULL) return OEE_ENOMEM;
+  out->num_workers = eng->num_workers;
+  oee__lock(&eng->lock);
+  out->running = eng->started && !eng->stopping;
+  out->queue_size = eng->queue.len;
+  eng->store->ops->counts(eng->store, out->by_status, &out->total_tasks);
+  if (eng->started) {
+    out->uptime_seconds = (double)(oee__mono_ns() - eng->started_mono_ns) / 1e9;
+  }
+  for (int i = 0; i < eng->num_workers; i++) {
+    const worker *w = &eng->workers[i];
+    oee_worker_status *ws = &out->workers[i];
+    ws->worker_id = i;
+    ws->busy = w->busy;
+    memcpy(ws->current_task_id, w->current, sizeof(ws->current_task_id));
+    ws->tasks_completed = w->completed;
+    ws->tasks_failed = w->failed;
+  }
+  oee__unlock(&eng->lock);
+  return 0;
+}
+
+void oee_status_free(oee_status *st) {
+  if (st == NULL) return;
+  free(st->workers);
+  st->workers = NULL;
+}
+
+/* ------------------------------------------------------------- subscribe */
+
+typedef struct collect {
+  const oee_sub_filter *filter;
+  const oee_task_info **snaps;
+  size_t len, cap;
+  int overflow;
+} collect;
+
+static void collect_visit(oee_task *t, void *arg) {
+  collect *c = arg;
+  if (c->overflow || !oee_sub_filter_match(c->filter, t->snap)) return;
+  if (c->len == c->cap) {
+    c->overflow = 1;
+    return;
+  }
+  c->snaps[c->len++] = t->snap;
+}
+
+int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
+                         size_t capacity, int snapshot, oee_sub **out) {
+  if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
+  collect c = {filter, NULL, 0, capacity, 0};
+  if (snapshot && (c.snaps = malloc(capacity * sizeof(*c.snaps))) == NULL) {
+    return OEE_ENOMEM;
+  }
+  oee__lock(&eng->lock);
+  if (snapshot) eng->store->ops->foreach(eng->store, collect_visit, &c);
+  int rc = c.overflow ? OEE_EOVERFLOW
+                      : oee__bus_subscribe(eng->bus, filter, capacity, c.snaps,
+                                           c.len, out);
+  oee__unlock(&eng->lock);
+  free(c.snaps);
+  return rc;
+}
