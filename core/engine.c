@@ -10,6 +10,10 @@
 
 #include "core/sync.h"
 
+/* How long a worker waits before retrying after it could not allocate a
+ * job: long enough not to spin, short enough to catch up soon (10 ms). */
+#define OOM_BACKOFF_NS ((int64_t)10 * 1000 * 1000)
+
 /* ---------------------------------------------------------------- queue */
 
 /* Higher priority first; among equals, the earlier submission. */
@@ -108,8 +112,6 @@ void oee_engine_destroy(oee_engine *eng) {
 }
 
 
-const oee_exec_table *oee__engine_commands(oee_engine *eng) { return eng->commands; }
-
 const oee_model_table *oee__engine_models(oee_engine *eng) { return eng->models; }
 
 /* ------------------------------------------------------------- workers */
@@ -202,7 +204,7 @@ static void *worker_main(void *arg) {
     oee_job *j = job_start_locked(eng, w);
     if (j == NULL) {
       /* Out of memory: back off briefly instead of spinning. */
-      worker_idle(eng, w, oee__mono_ns() + 10000000);
+      worker_idle(eng, w, oee__mono_ns() + OOM_BACKOFF_NS);
       continue;
     }
     /* More work queued and someone idle: pass the baton before running. */

@@ -10,15 +10,19 @@
 
 
 struct oee_sub {
-  oee_bus *bus;
-  struct oee_sub *prev, *next;  /* bus list, while attached */
-  int attached;
-  int dropped;                  /* overflowed: reported once drained */
-  int closed;
-  pthread_cond_t cond;          /* signalled when the ring gets an event */
-  const oee_task_info **ring;   /* capacity slots */
-  size_t capacity, head, len;
-  /* The filter, copied: ids and types point into `strings`. */
+  oee_bus *bus;                 /* immutable after create */
+  struct oee_sub *prev, *next;  /* guarded by bus->lock: bus list, while attached */
+  int attached;                 /* guarded by bus->lock */
+  int dropped;                  /* guarded by bus->lock: overflowed, reported
+                                 * once drained */
+  int closed;                   /* guarded by bus->lock */
+  pthread_cond_t cond;          /* waited on with bus->lock; signalled when
+                                 * the ring gets an event */
+  const oee_task_info **ring;   /* guarded by bus->lock: capacity slots */
+  size_t capacity;              /* immutable after create: events */
+  size_t head, len;             /* guarded by bus->lock */
+  /* Immutable after create: the filter. */
+  /* The filter, copied at subscribe (each string its own allocation). */
   char **ids;
   size_t n_ids;
   char **types;
@@ -28,8 +32,8 @@ struct oee_sub {
 
 struct oee_bus {
   pthread_mutex_t lock;
-  oee_sub *subs;
-  atomic_int nsubs;
+  oee_sub *subs;                /* guarded by lock */
+  atomic_int nsubs;             /* written under lock, read without (a hint) */
 };
 
 int oee__bus_create(oee_bus **out) {

@@ -70,11 +70,13 @@ void *oee__job_payload(oee_job *j) { return j->task->payload ? j->task->payload-
 /* Cuts an over-long result and says so at its end (malloc'd or NULL). */
 static char *truncate_result(const char *result, size_t max) {
   static const char marker[] = "\n[truncated: %zu of %zu bytes kept]";
+  /* Room for the marker with both %zu expanded to 20 digits at most. */
+  const size_t room = sizeof(marker) + 2 * 20;
   size_t len = strlen(result);
-  char *out = malloc(max + sizeof(marker) + 48);
+  char *out = malloc(max + room);
   if (out == NULL) return NULL;
   memcpy(out, result, max);
-  snprintf(out + max, sizeof(marker) + 48, marker, max, len);
+  snprintf(out + max, room, marker, max, len);
   return out;
 }
 

@@ -11,6 +11,10 @@
 
 #include "core/sync.h"
 
+/* Tasks a clear must remove before it hands freed pages back to the system
+ * (malloc_trim walks the whole heap, so small clears skip it). */
+#define TRIM_AFTER_TASKS 4096
+
 /* ------------------------------------------------------- cancel and read */
 
 int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
@@ -74,7 +78,7 @@ long oee_engine_clear_completed(oee_engine *eng, long keep_recent) {
   oee__unlock(&eng->lock);
   /* Freed snapshots are scattered small blocks: hand the pages back to the
    * system after a large clear, or RSS stays at its peak. */
-  if (n >= 4096) malloc_trim(0);
+  if (n >= TRIM_AFTER_TASKS) malloc_trim(0);
   return n;
 }
 

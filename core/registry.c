@@ -10,6 +10,9 @@
 
 #include "core/sync.h"
 
+/* Most types oee_engine_executor_names() lists; the built-ins are five. */
+#define MAX_LISTED 64
+
 /* ------------------------------------------------------------- executors */
 
 static executor *executor_find(oee_engine *eng, const char *type) {
@@ -76,10 +79,10 @@ static void append(char *buf, size_t cap, size_t *len, const char *s) {
 }
 
 size_t oee_engine_executor_names(oee_engine *eng, char *buf, size_t cap) {
-  const char *names[64];
+  const char *names[MAX_LISTED];
   size_t n = 0, need = 0;
   if (pthread_rwlock_rdlock(&eng->exec_lock) != 0) abort();
-  for (executor *e = eng->executors; e && n < 64; e = e->next) {
+  for (executor *e = eng->executors; e && n < MAX_LISTED; e = e->next) {
     if (!(e->flags & OEE__EXEC_INTERNAL)) names[n++] = e->type;
   }
   qsort(names, n, sizeof(names[0]), str_cmp);

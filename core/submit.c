@@ -29,7 +29,7 @@ static int submit_check(oee_engine *eng, const oee_submit *req,
   }
   executor e;
   if (oee__executor_get(eng, req->task_type, &e) != 0) {
-    char known[256];
+    char known[OEE_ERROR_MESSAGE_MAX];
     oee_engine_executor_names(eng, known, sizeof(known));
     return oee_error_set(err, OEE_ENOEXEC, "unknown task_type \"%.64s\"; known types: %s",
                          req->task_type, known);
