@@ -45,10 +45,32 @@ void oee__task_drop(oee_task *t, void *arg) {
 
 /* ------------------------------------------------------------ create */
 
+/* Makes the engine's locks; on failure none is left to destroy. */
 static int engine_init_locks(oee_engine *eng) {
   if (pthread_rwlock_init(&eng->exec_lock, NULL) != 0) return OEE_ENOMEM;
-  pthread_mutex_init(&eng->lock, NULL);
-  oee__cond_init(&eng->drain_cv);
+  if (oee__mutex_init(&eng->lock) != 0) goto no_mutex;
+  if (oee__cond_init(&eng->drain_cv) != 0) goto no_cond;
+  return 0;
+no_cond:
+  pthread_mutex_destroy(&eng->lock);
+no_mutex:
+  pthread_rwlock_destroy(&eng->exec_lock);
+  return OEE_ENOMEM;
+}
+
+/* The worker slots with their condition variables; on failure eng->workers
+ * stays NULL and nothing is left to destroy. */
+static int workers_create(oee_engine *eng) {
+  worker *w = calloc((size_t)eng->num_workers, sizeof(*w));
+  if (w == NULL) return OEE_ENOMEM;
+  for (int i = 0; i < eng->num_workers; i++) {
+    if (oee__cond_init(&w[i].wake) != 0) {
+      while (i-- > 0) pthread_cond_destroy(&w[i].wake);
+      free(w);
+      return OEE_ENOMEM;
+    }
+  }
+  eng->workers = w;
   return 0;
 }
 
@@ -78,9 +100,8 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
     return rc;
   }
   eng->store = oee__store_mem_create();
-  eng->workers = calloc((size_t)eng->num_workers, sizeof(*eng->workers));
-  for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__cond_init(&eng->workers[i].wake);
-  rc = eng->store && eng->workers ? oee__bus_create(&eng->bus) : OEE_ENOMEM;
+  rc = eng->store ? workers_create(eng) : OEE_ENOMEM;
+  if (rc == 0) rc = oee__bus_create(&eng->bus);
   if (rc == 0) rc = register_builtins(eng);
   if (rc != 0) {
     oee_engine_destroy(eng);

@@ -39,7 +39,10 @@ struct oee_bus {
 int oee__bus_create(oee_bus **out) {
   oee_bus *b = calloc(1, sizeof(*b));
   if (b == NULL) return OEE_ENOMEM;
-  pthread_mutex_init(&b->lock, NULL);
+  if (oee__mutex_init(&b->lock) != 0) {
+    free(b);
+    return OEE_ENOMEM;
+  }
   atomic_init(&b->nsubs, 0);
   *out = b;
   return 0;
@@ -176,6 +179,7 @@ int oee__bus_subscribe(oee_bus *b, const oee_sub_filter *filter,
   int rc = sub_set_filter(s, filter);
   s->ring = calloc(capacity, sizeof(*s->ring));
   if (rc == 0 && s->ring == NULL) rc = OEE_ENOMEM;
+  if (rc == 0) rc = oee__cond_init(&s->cond);
   if (rc != 0) {
     sub_free_filter(s);
     free(s->ring);
@@ -184,7 +188,6 @@ int oee__bus_subscribe(oee_bus *b, const oee_sub_filter *filter,
   }
   s->bus = b;
   s->capacity = capacity;
-  oee__cond_init(&s->cond);
   for (size_t i = 0; i < n_initial; i++) ring_push(s, initial[i]);
   oee__lock(&b->lock);
   s->next = b->subs;

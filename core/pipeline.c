@@ -150,7 +150,10 @@ static int pipeline_create(const oee_pipeline_spec *spec,
                            const oee_model_table *models, pipeline **out) {
   pipeline *pl = calloc(1, sizeof(*pl));
   if (pl == NULL) return OEE_ENOMEM;
-  pthread_mutex_init(&pl->lock, NULL);
+  if (oee__mutex_init(&pl->lock) != 0) {
+    free(pl);
+    return OEE_ENOMEM;
+  }
   pl->strategy = spec->strategy;
   pl->max_time = spec->max_time;
   pl->max_cost = spec->max_cost;

@@ -26,11 +26,17 @@ int oee_token_create(oee_token **out) {
   oee_token *t = calloc(1, sizeof(*t));
   if (t == NULL) return OEE_ENOMEM;
   atomic_init(&t->cancelled, 0);
-  pthread_mutex_init(&t->lock, NULL);
-  oee__cond_init(&t->cond);
+  if (oee__mutex_init(&t->lock) != 0) goto fail;
+  if (oee__cond_init(&t->cond) != 0) {
+    pthread_mutex_destroy(&t->lock);
+    goto fail;
+  }
   t->efd = -1;
   *out = t;
   return 0;
+fail:
+  free(t);
+  return OEE_ENOMEM;
 }
 
 void oee_token_destroy(oee_token *t) {
