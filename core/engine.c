@@ -1,7 +1,7 @@
 /*
  * engine.c - engine lifecycle (create, start, stop, destroy) and the worker
  * threads that take queued tasks and run them (see engine.h for the design).
- * Lock order: eng->lock -> bus lock -> token lock (see engine.h).
+ * Lock order: eng->lock -> bus locks (events.c) -> token lock (engine.h).
  */
 #include "core/engine.h"
 
@@ -205,6 +205,11 @@ static void worker_idle(oee_engine *eng, worker *w, int64_t deadline_ns) {
   }
 }
 
+void oee__engine_unlock(oee_engine *eng) {
+  oee__unlock(&eng->lock);
+  oee__bus_flush(eng->bus);
+}
+
 void oee__engine_wake_one(oee_engine *eng) {
   worker *w = eng->idle;
   if (w == NULL) return;
@@ -230,7 +235,7 @@ static void *worker_main(void *arg) {
     }
     /* More work queued and someone idle: pass the baton before running. */
     if (eng->queue.len > 0) oee__engine_wake_one(eng);
-    oee__unlock(&eng->lock);
+    oee__engine_unlock(eng);
     job_run(eng, j);
     oee__lock(&eng->lock);
     w->busy = 0;

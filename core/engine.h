@@ -10,12 +10,19 @@
  * Locks, in the only order they may be taken:
  *   exec_lock (executor table, rwlock; never held with any other lock)
  *   lock (the engine lock: queue, store, counters, workers, running jobs)
- *     -> bus lock (events.c) -> token lock (token.c)
+ *     -> bus fan_lock -> bus log_lock (events.c)
+     -> token lock (token.c)
  *     -> a payload's own lock (pipeline.c, via oee__engine_with_payload)
- * Under `lock` the engine only moves pointers, packs snapshots and appends
- * to event rings; executors always run with no lock held.
- * Completion: oee_job_succeed/fail/cancelled take `lock`, swap in the final
- * snapshot, publish it and wake stop() when the last running job ends.
+ * Under `lock` the engine only moves pointers, sets sequence numbers and
+ * appends each change to the bus log (O(1), see events.c); the fan-out to
+ * subscribers runs after `lock` is released (oee__engine_unlock()).
+ * Snapshots are packed before `lock` is taken where the current one is
+ * known without it (submit, job completion); a job start and the cancel
+ * of a queued task still pack under it, because only there the task is
+ * found. Executors always run with no lock held.
+ * Completion: oee_job_succeed/fail/cancelled pack the final snapshot, take
+ * `lock`, swap it in, publish it and wake stop() when the last running job
+ * ends.
  * Wakeups: an idle worker waits on its own condition variable on the idle
  * stack; a submit pops one idle worker and wakes exactly that one, so no
  * worker is woken for a task another already took, and a busy pool costs
@@ -116,6 +123,9 @@ void oee__task_drop(oee_task *t, void *arg);
  * can fail (OEE_ENOMEM, nothing changed).
  */
 int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft);
+/* The same with `next` already packed (and not yet shared): sets its seq,
+ * swaps it in and publishes it; cannot fail. eng->lock held. */
+void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next);
 /* Finishes `t` (eng->lock held). Out of memory here cannot be reported to
  * anyone, so the result text is dropped before giving up. */
 void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
@@ -127,5 +137,9 @@ int oee__executor_get(oee_engine *eng, const char *type, executor *out);
 
 /* Wakes one idle worker, if any (eng->lock held). */
 void oee__engine_wake_one(oee_engine *eng);
+
+/* Releases eng->lock, then delivers the events published under it to the
+ * subscribers (oee__bus_flush()). Used wherever the section published. */
+void oee__engine_unlock(oee_engine *eng);
 
 #endif /* OEE_ENGINE_H */

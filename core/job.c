@@ -1,7 +1,10 @@
 /*
  * job.c - task snapshots changing under the engine lock, and the job handle
  * executors finish: oee_job_succeed/fail/cancelled (see engine.h).
- * Lock order: eng->lock -> bus lock.
+ * Lock order: eng->lock -> bus locks (see events.c).
+ * Snapshots are packed before the engine lock is taken wherever the task's
+ * current snapshot is known without it (job completion); only the seq is
+ * set under the lock, so sequence order is change order.
  */
 #include "core/engine.h"
 
@@ -11,33 +14,46 @@
 
 #include "core/sync.h"
 
-int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) {
+#define OOM_RESULT_MESSAGE "out of memory while recording the result"
+
+void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   oee_task_status from = t->snap->status;
-  draft->seq = ++eng->last_seq;
-  oee_task_info *next = oee__snap_pack(draft);
-  if (next == NULL) {
-    eng->last_seq--;
-    return OEE_ENOMEM;
-  }
+  next->seq = ++eng->last_seq; /* not shared yet: still writable */
   const oee_task_info *old = t->snap;
   t->snap = next;
   eng->store->ops->changed(eng->store, t, from);
   oee__bus_publish(eng->bus, next);
   oee_task_info_unref(old);
+}
+
+int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) {
+  oee_task_info *next = oee__snap_pack(draft);
+  if (next == NULL) return OEE_ENOMEM;
+  oee__task_swap_packed(eng, t, next);
   return 0;
 }
 
-void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
-                             const char *result, const char *message) {
-  oee_task_info d = *t->snap;
+/* The terminal version of `cur`; without the result text when memory is
+ * short. NULL when even that cannot be packed. */
+static oee_task_info *pack_final(const oee_task_info *cur, oee_task_status to,
+                                 const char *result, const char *message) {
+  oee_task_info d = *cur;
   d.status = to;
   d.completed_at_ns = oee_now_ns();
   d.result = result;
   d.error_message = message;
-  if (oee__task_swap_snapshot(eng, t, &d) == 0) return;
+  oee_task_info *next = oee__snap_pack(&d);
+  if (next != NULL) return next;
   d.result = "";
-  d.error_message = "out of memory while recording the result";
-  if (oee__task_swap_snapshot(eng, t, &d) != 0) abort();
+  d.error_message = OOM_RESULT_MESSAGE;
+  return oee__snap_pack(&d);
+}
+
+void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
+                             const char *result, const char *message) {
+  oee_task_info *next = pack_final(t->snap, to, result, message);
+  if (next == NULL) abort(); /* a task may not stay RUNNING forever */
+  oee__task_swap_packed(eng, t, next);
 }
 
 /* ------------------------------------------------------------------ jobs */
@@ -88,14 +104,22 @@ static void job_finish(oee_job *j, oee_task_status to, const char *result,
     cut = truncate_result(result, eng->result_max);
     result = cut ? cut : "";
   }
+  /* While its job runs, only the job changes a task's snapshot, so j->snap
+   * is current and the final one can be packed before taking the lock. */
+  oee_task_info *next = pack_final(j->snap, to, result, message);
   oee__lock(&eng->lock);
-  oee__task_finish_locked(eng, j->task, to, result, message);
+  if (j->task->snap != j->snap) abort();
+  if (next != NULL) {
+    oee__task_swap_packed(eng, j->task, next);
+  } else {
+    oee__task_finish_locked(eng, j->task, to, result, message);
+  }
   j->task->token = NULL;
   worker *w = &eng->workers[j->worker];
   if (to == OEE_TASK_DONE) w->completed++;
   if (to == OEE_TASK_ERROR) w->failed++;
   running_unlink(eng, j);
-  oee__unlock(&eng->lock);
+  oee__engine_unlock(eng);
   free(cut);
   oee_token_destroy(j->token);
   oee_task_info_unref(j->snap);

@@ -1,7 +1,7 @@
 /*
  * query.c - reads and small changes from callers: cancel, get, list,
  * clear, status and subscribe (see engine.h for the design).
- * Lock order: eng->lock -> bus lock -> token lock.
+ * Lock order: eng->lock -> bus locks (events.c) -> token lock.
  */
 #include "core/engine.h"
 
@@ -34,7 +34,7 @@ int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
     did = 1;
   }
   if (rc == 0 && out) *out = oee_task_info_ref(t->snap);
-  oee__unlock(&eng->lock);
+  oee__engine_unlock(eng);
   if (cancelled) *cancelled = did;
   return rc;
 }
@@ -132,19 +132,30 @@ static void collect_visit(oee_task *t, void *arg) {
   c->snaps[c->len++] = t->snap;
 }
 
+/* Everything is allocated before the engine lock is taken; under it the
+ * matching tasks are collected and the subscriber attached, so the initial
+ * events and the live ones meet exactly at the engine's last seq. */
 int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
                          size_t capacity, int snapshot, oee_sub **out) {
   if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
   collect c = {filter, NULL, 0, capacity, 0};
-  if (snapshot && (c.snaps = malloc(capacity * sizeof(*c.snaps))) == NULL) {
-    return OEE_ENOMEM;
+  oee_sub *s = NULL;
+  int rc = oee__sub_create(eng->bus, filter, capacity, &s);
+  if (rc == 0 && snapshot && (c.snaps = malloc(capacity * sizeof(*c.snaps))) == NULL) {
+    rc = OEE_ENOMEM;
   }
+  if (rc != 0) goto done;
   oee__lock(&eng->lock);
   if (snapshot) eng->store->ops->foreach(eng->store, collect_visit, &c);
-  int rc = c.overflow ? OEE_EOVERFLOW
-                      : oee__bus_subscribe(eng->bus, filter, capacity, c.snaps,
-                                           c.len, out);
+  rc = c.overflow ? OEE_EOVERFLOW
+                  : oee__bus_attach(eng->bus, s, c.snaps, c.len, eng->last_seq);
   oee__unlock(&eng->lock);
+done:
   free(c.snaps);
+  if (rc == 0) {
+    *out = s;
+  } else {
+    oee_sub_free(s);
+  }
   return rc;
 }

@@ -2,7 +2,7 @@
  * submit.c - the one path by which tasks enter the engine: validation,
  * the QUEUED snapshot, and enqueueing under the engine lock.
  * Lock order: eng->exec_lock (alone, while validating), then
- * eng->lock -> bus lock.
+ * eng->lock -> bus locks (events.c).
  */
 #include "core/engine.h"
 
@@ -120,7 +120,7 @@ int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
   oee__lock(&eng->lock);
   rc = enqueue_locked(eng, t, snap, err);
   if (rc == 0 && out) *out = oee_task_info_ref(snap);
-  oee__unlock(&eng->lock);
+  oee__engine_unlock(eng);
   if (rc == 0) return 0;
   free(t->payload); /* the wrapper only: the data is freed below, once */
   free(t);
