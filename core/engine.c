@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 /* How long a worker waits before retrying after it could not allocate a
@@ -33,9 +34,9 @@ void oee__task_free(oee_task *t) {
   oee_task_info_unref(t->snap);
   if (t->payload) {
     if (t->payload->free) t->payload->free(t->payload->data);
-    free(t->payload);
+    oee_free(t->payload);
   }
-  free(t);
+  oee_free(t);
 }
 
 void oee__task_drop(oee_task *t, void *arg) {
@@ -61,12 +62,12 @@ no_mutex:
 /* The worker slots with their condition variables; on failure eng->workers
  * stays NULL and nothing is left to destroy. */
 static int workers_create(oee_engine *eng) {
-  worker *w = calloc((size_t)eng->num_workers, sizeof(*w));
+  worker *w = oee_calloc((size_t)eng->num_workers, sizeof(*w));
   if (w == NULL) return OEE_ENOMEM;
   for (int i = 0; i < eng->num_workers; i++) {
     if (oee__cond_init(&w[i].wake) != 0) {
       while (i-- > 0) pthread_cond_destroy(&w[i].wake);
-      free(w);
+      oee_free(w);
       return OEE_ENOMEM;
     }
   }
@@ -85,7 +86,7 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   oee_engine_config defaults = {0};
   if (cfg == NULL) cfg = &defaults;
   if (out == NULL || cfg->num_workers < 0) return OEE_EINVAL;
-  oee_engine *eng = calloc(1, sizeof(*eng));
+  oee_engine *eng = oee_calloc(1, sizeof(*eng));
   if (eng == NULL) return OEE_ENOMEM;
   eng->num_workers = cfg->num_workers ? cfg->num_workers : OEE_DEFAULT_WORKERS;
   eng->max_queue = cfg->max_queue;
@@ -96,7 +97,7 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   oee_heap_init(&eng->queue, task_less, task_setpos);
   int rc = engine_init_locks(eng);
   if (rc != 0) {
-    free(eng);
+    oee_free(eng);
     return rc;
   }
   eng->store = oee__store_mem_create();
@@ -119,17 +120,17 @@ void oee_engine_destroy(oee_engine *eng) {
   oee__bus_destroy(eng->bus);
   while (eng->executors) {
     executor *next = eng->executors->next;
-    free(eng->executors);
+    oee_free(eng->executors);
     eng->executors = next;
   }
   for (int i = 0; i < eng->num_workers && eng->workers; i++) {
     pthread_cond_destroy(&eng->workers[i].wake);
   }
-  free(eng->workers);
+  oee_free(eng->workers);
   pthread_cond_destroy(&eng->drain_cv);
   pthread_mutex_destroy(&eng->lock);
   pthread_rwlock_destroy(&eng->exec_lock);
-  free(eng);
+  oee_free(eng);
 }
 
 
@@ -148,9 +149,9 @@ static void running_link(oee_engine *eng, oee_job *j) {
 /* Takes the best queued task and marks it RUNNING (lock held). Returns the
  * job, or NULL when out of memory (the task is then left queued). */
 static oee_job *job_start_locked(oee_engine *eng, worker *w) {
-  oee_job *j = calloc(1, sizeof(*j));
+  oee_job *j = oee_calloc(1, sizeof(*j));
   if (j == NULL || oee_token_create(&j->token) != 0) {
-    free(j);
+    oee_free(j);
     return NULL;
   }
   oee_task *t = oee_heap_peek(&eng->queue);
@@ -160,7 +161,7 @@ static oee_job *job_start_locked(oee_engine *eng, worker *w) {
   d.started_at_ns = oee_now_ns();
   if (oee__task_swap_snapshot(eng, t, &d) != 0) {
     oee_token_destroy(j->token);
-    free(j);
+    oee_free(j);
     return NULL;
   }
   oee_heap_pop(&eng->queue);

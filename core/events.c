@@ -42,6 +42,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 /* Events the log holds before a publisher must drain it itself. */
@@ -89,7 +90,7 @@ struct oee_bus {
 };
 
 int oee__bus_create(oee_bus **out) {
-  oee_bus *b = calloc(1, sizeof(*b));
+  oee_bus *b = oee_calloc(1, sizeof(*b));
   if (b == NULL) return OEE_ENOMEM;
   if (oee__mutex_init(&b->fan_lock) != 0) goto no_fan;
   if (oee__mutex_init(&b->log_lock) != 0) goto no_log;
@@ -100,7 +101,7 @@ int oee__bus_create(oee_bus **out) {
 no_log:
   pthread_mutex_destroy(&b->fan_lock);
 no_fan:
-  free(b);
+  oee_free(b);
   return OEE_ENOMEM;
 }
 
@@ -112,7 +113,7 @@ void oee__bus_destroy(oee_bus *b) {
   }
   pthread_mutex_destroy(&b->log_lock);
   pthread_mutex_destroy(&b->fan_lock);
-  free(b);
+  oee_free(b);
 }
 
 int oee__bus_has_subscribers(oee_bus *b) { return atomic_load(&b->nsubs) > 0; }
@@ -278,13 +279,13 @@ void oee__bus_publish(oee_bus *b, const oee_task_info *t) {
 /* Copies n strings into a new array; ids are stored lower-case. */
 static char **copy_strs(const char *const *src, size_t n, int lower) {
   if (n == 0) return NULL;
-  char **dst = calloc(n, sizeof(*dst));
+  char **dst = oee_calloc(n, sizeof(*dst));
   if (dst == NULL) return NULL;
   for (size_t i = 0; i < n; i++) {
-    dst[i] = strdup(src[i] ? src[i] : "");
+    dst[i] = oee_strdup(src[i] ? src[i] : "");
     if (dst[i] == NULL) {
-      for (size_t j = 0; j < i; j++) free(dst[j]);
-      free(dst);
+      for (size_t j = 0; j < i; j++) oee_free(dst[j]);
+      oee_free(dst);
       return NULL;
     }
     for (char *p = dst[i]; lower && *p; p++) {
@@ -295,8 +296,8 @@ static char **copy_strs(const char *const *src, size_t n, int lower) {
 }
 
 static void free_strs(char **v, size_t n) {
-  for (size_t i = 0; i < n; i++) free(v[i]);
-  free(v);
+  for (size_t i = 0; i < n; i++) oee_free(v[i]);
+  oee_free(v);
 }
 
 static void sub_free_filter(oee_sub *s) {
@@ -323,15 +324,15 @@ static int sub_set_filter(oee_sub *s, const oee_sub_filter *f) {
 int oee__sub_create(oee_bus *b, const oee_sub_filter *filter,
                     size_t capacity, oee_sub **out) {
   if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
-  oee_sub *s = calloc(1, sizeof(*s));
+  oee_sub *s = oee_calloc(1, sizeof(*s));
   if (s == NULL) return OEE_ENOMEM;
   int rc = sub_set_filter(s, filter);
-  if (rc == 0 && (s->ring = calloc(capacity, sizeof(*s->ring))) == NULL) rc = OEE_ENOMEM;
+  if (rc == 0 && (s->ring = oee_calloc(capacity, sizeof(*s->ring))) == NULL) rc = OEE_ENOMEM;
   if (rc == 0) rc = oee__cond_init(&s->cond);
   if (rc != 0) {
     sub_free_filter(s);
-    free(s->ring);
-    free(s);
+    oee_free(s->ring);
+    oee_free(s);
     return rc;
   }
   s->bus = b;
@@ -452,6 +453,6 @@ void oee_sub_free(oee_sub *s) {
   }
   pthread_cond_destroy(&s->cond);
   sub_free_filter(s);
-  free(s->ring);
-  free(s);
+  oee_free(s->ring);
+  oee_free(s);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 struct oee_exec_table {
@@ -16,15 +17,15 @@ struct oee_exec_table {
 
 int oee_exec_table_create(oee_exec_table **out) {
   if (out == NULL) return OEE_EINVAL;
-  *out = calloc(1, sizeof(**out));
+  *out = oee_calloc(1, sizeof(**out));
   return *out == NULL ? OEE_ENOMEM : 0;
 }
 
 static void command_free(oee_command *c) {
   char **argv = (char **)c->argv;
-  for (size_t i = 0; argv != NULL && i < c->argc; i++) free(argv[i]);
-  free(argv);
-  free((char *)c->name);
+  for (size_t i = 0; argv != NULL && i < c->argc; i++) oee_free(argv[i]);
+  oee_free(argv);
+  oee_free((char *)c->name);
 }
 
 /* Fills `c` with copies; on failure `c` holds what must be freed. */
@@ -32,12 +33,12 @@ static int command_copy(oee_command *c, const char *name,
                         const char *const *argv, size_t argc, double timeout) {
   memset(c, 0, sizeof(*c));
   c->timeout_seconds = timeout;
-  c->name = strdup(name);
-  char **copy = calloc(argc + 1, sizeof(*copy));
+  c->name = oee_strdup(name);
+  char **copy = oee_calloc(argc + 1, sizeof(*copy));
   c->argv = (const char *const *)copy;
   if (c->name == NULL || copy == NULL) return OEE_ENOMEM;
   for (; c->argc < argc; c->argc++) {
-    copy[c->argc] = strdup(argv[c->argc]);
+    copy[c->argc] = oee_strdup(argv[c->argc]);
     if (copy[c->argc] == NULL) return OEE_ENOMEM;
   }
   return 0;
@@ -62,7 +63,7 @@ int oee_exec_table_add(oee_exec_table *t, const char *name,
   if (oee_exec_table_find(t, name) != NULL) return OEE_EEXISTS;
   if (t->len == t->cap) {
     size_t cap = t->cap == 0 ? 8 : t->cap * 2;
-    oee_command *grown = realloc(t->cmds, cap * sizeof(*grown));
+    oee_command *grown = oee_realloc(t->cmds, cap * sizeof(*grown));
     if (grown == NULL) return OEE_ENOMEM;
     t->cmds = grown;
     t->cap = cap;
@@ -93,6 +94,6 @@ size_t oee_exec_table_size(const oee_exec_table *t) {
 void oee_exec_table_destroy(oee_exec_table *t) {
   if (t == NULL) return;
   for (size_t i = 0; i < t->len; i++) command_free(&t->cmds[i]);
-  free(t->cmds);
-  free(t);
+  oee_free(t->cmds);
+  oee_free(t);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 #define OOM_RESULT_MESSAGE "out of memory while recording the result"
@@ -89,7 +90,7 @@ static char *truncate_result(const char *result, size_t max) {
   /* Room for the marker with both %zu expanded to 20 digits at most. */
   const size_t room = sizeof(marker) + 2 * 20;
   size_t len = strlen(result);
-  char *out = malloc(max + room);
+  char *out = oee_malloc(max + room);
   if (out == NULL) return NULL;
   memcpy(out, result, max);
   snprintf(out + max, room, marker, max, len);
@@ -120,10 +121,10 @@ static void job_finish(oee_job *j, oee_task_status to, const char *result,
   if (to == OEE_TASK_ERROR) w->failed++;
   running_unlink(eng, j);
   oee__engine_unlock(eng);
-  free(cut);
+  oee_free(cut);
   oee_token_destroy(j->token);
   oee_task_info_unref(j->snap);
-  free(j);
+  oee_free(j);
 }
 
 void oee_job_succeed(oee_job *j, const char *result) {

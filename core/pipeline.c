@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/oee_alloc.h"
 #include "core/pipeline.h"
 #include "core/sync.h"
 
@@ -55,11 +56,11 @@ const char *oee_stage_status_name(oee_stage_status s) {
 
 int oee_model_table_create(oee_model_table **out) {
   if (out == NULL) return OEE_EINVAL;
-  oee_model_table *t = calloc(1, sizeof(*t));
+  oee_model_table *t = oee_calloc(1, sizeof(*t));
   if (t == NULL) return OEE_ENOMEM;
   int rc = oee_exec_table_create(&t->cmds);
   if (rc != 0) {
-    free(t);
+    oee_free(t);
     return rc;
   }
   *out = t;
@@ -85,16 +86,16 @@ int oee_model_table_add(oee_model_table *t, const char *name,
   }
   if (t->len == t->cap) {
     size_t cap = t->cap == 0 ? 8 : t->cap * 2;
-    model_info *grown = realloc(t->info, cap * sizeof(*grown));
+    model_info *grown = oee_realloc(t->info, cap * sizeof(*grown));
     if (grown == NULL) return OEE_ENOMEM;
     t->info = grown;
     t->cap = cap;
   }
-  char *copy = strdup(name);
+  char *copy = oee_strdup(name);
   if (copy == NULL) return OEE_ENOMEM;
   int rc = oee_exec_table_add(t->cmds, name, argv, argc, timeout_seconds);
   if (rc != 0) {
-    free(copy);
+    oee_free(copy);
     return rc;
   }
   t->info[t->len++] = (model_info){copy, cost, quality};
@@ -108,10 +109,10 @@ int oee_model_table_has(const oee_model_table *t, const char *name) {
 
 void oee_model_table_destroy(oee_model_table *t) {
   if (t == NULL) return;
-  for (size_t i = 0; i < t->len; i++) free(t->info[i].name);
-  free(t->info);
+  for (size_t i = 0; i < t->len; i++) oee_free(t->info[i].name);
+  oee_free(t->info);
   oee_exec_table_destroy(t->cmds);
-  free(t);
+  oee_free(t);
 }
 
 /* ---------------------------------------------------- pipeline state */
@@ -121,18 +122,18 @@ static void pipeline_free(void *p) {
   if (pl == NULL) return;
   for (size_t i = 0; pl->stages != NULL && i < pl->n; i++) {
     stage *s = &pl->stages[i];
-    free(s->name);
-    free(s->model_id);
-    free(s->output);
-    free(s->error);
+    oee_free(s->name);
+    oee_free(s->model_id);
+    oee_free(s->output);
+    oee_free(s->error);
   }
-  free(pl->stages);
-  free(pl->pipeline_id);
-  free(pl->input);
-  free(pl->output);
-  free(pl->error);
+  oee_free(pl->stages);
+  oee_free(pl->pipeline_id);
+  oee_free(pl->input);
+  oee_free(pl->output);
+  oee_free(pl->error);
   pthread_mutex_destroy(&pl->lock);
-  free(pl);
+  oee_free(pl);
 }
 
 static int stage_init(stage *s, const oee_stage_spec *spec,
@@ -141,26 +142,26 @@ static int stage_init(stage *s, const oee_stage_spec *spec,
   s->status = OEE_STAGE_PENDING;
   s->cost = spec->has_cost ? spec->cost : m != NULL ? m->cost : 0;
   s->quality = m != NULL ? m->quality : 0;
-  s->name = strdup(spec->name != NULL ? spec->name : "");
-  s->model_id = strdup(spec->model_id);
+  s->name = oee_strdup(spec->name != NULL ? spec->name : "");
+  s->model_id = oee_strdup(spec->model_id);
   return s->name == NULL || s->model_id == NULL ? OEE_ENOMEM : 0;
 }
 
 static int pipeline_create(const oee_pipeline_spec *spec,
                            const oee_model_table *models, pipeline **out) {
-  pipeline *pl = calloc(1, sizeof(*pl));
+  pipeline *pl = oee_calloc(1, sizeof(*pl));
   if (pl == NULL) return OEE_ENOMEM;
   if (oee__mutex_init(&pl->lock) != 0) {
-    free(pl);
+    oee_free(pl);
     return OEE_ENOMEM;
   }
   pl->strategy = spec->strategy;
   pl->max_time = spec->max_time;
   pl->max_cost = spec->max_cost;
   pl->models = models;
-  pl->pipeline_id = strdup(spec->pipeline_id != NULL ? spec->pipeline_id : "");
-  pl->input = strdup(spec->input != NULL ? spec->input : "");
-  pl->stages = calloc(spec->n_stages, sizeof(*pl->stages));
+  pl->pipeline_id = oee_strdup(spec->pipeline_id != NULL ? spec->pipeline_id : "");
+  pl->input = oee_strdup(spec->input != NULL ? spec->input : "");
+  pl->stages = oee_calloc(spec->n_stages, sizeof(*pl->stages));
   int rc = pl->pipeline_id == NULL || pl->input == NULL || pl->stages == NULL
                ? OEE_ENOMEM
                : 0;
@@ -254,8 +255,8 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
   }
   char *name = NULL;
   if (spec->name != NULL && spec->name[0] != '\0') {
-    name = strdup(spec->name);
-  } else if (asprintf(&name, "pipeline:%s", pl->pipeline_id) < 0) {
+    name = oee_strdup(spec->name);
+  } else if (oee_asprintf(&name, "pipeline:%s", pl->pipeline_id) < 0) {
     name = NULL;
   }
   if (name == NULL) {
@@ -269,7 +270,7 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
                     .priority = spec->priority, .context = ctx,
                     .context_len = 2};
   rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out, err);
-  free(name);
+  oee_free(name);
   return rc;
 }
 
@@ -286,7 +287,7 @@ static double span_s(int64_t start, int64_t end, int64_t now) {
 }
 
 static char *dup_or_empty(const char *s, int *rc) {
-  char *c = strdup(s != NULL ? s : "");
+  char *c = oee_strdup(s != NULL ? s : "");
   if (c == NULL) *rc = OEE_ENOMEM;
   return c;
 }
@@ -321,7 +322,7 @@ static void copy_result(void *payload, const oee_task_info *snap, void *arg) {
       pl->error != NULL ? pl->error : snap->error_message, &ca->rc);
   res->total_cost = pl->total_cost;
   res->elapsed_seconds = span_s(pl->start_ns, pl->end_ns, now);
-  res->stages = calloc(pl->n, sizeof(*res->stages));
+  res->stages = oee_calloc(pl->n, sizeof(*res->stages));
   if (res->stages == NULL) ca->rc = OEE_ENOMEM;
   for (size_t i = 0; res->stages != NULL && i < pl->n; i++) {
     copy_stage(&res->stages[i], &pl->stages[i], terminal, now, &ca->rc);
@@ -334,7 +335,7 @@ int oee_engine_pipeline_result(oee_engine *eng, const char *task_id,
                                oee_pipeline_result **out) {
   if (eng == NULL || task_id == NULL || out == NULL) return OEE_EINVAL;
   *out = NULL;
-  copy_arg ca = {.res = calloc(1, sizeof(oee_pipeline_result))};
+  copy_arg ca = {.res = oee_calloc(1, sizeof(oee_pipeline_result))};
   if (ca.res == NULL) return OEE_ENOMEM;
   int rc = oee__engine_with_payload(eng, task_id, "pipeline", copy_result, &ca);
   if (rc == 0) rc = ca.rc;
@@ -349,14 +350,14 @@ int oee_engine_pipeline_result(oee_engine *eng, const char *task_id,
 void oee_pipeline_result_free(oee_pipeline_result *r) {
   if (r == NULL) return;
   for (size_t i = 0; i < r->n_stages; i++) {
-    free(r->stages[i].name);
-    free(r->stages[i].model_id);
-    free(r->stages[i].output);
-    free(r->stages[i].error_message);
+    oee_free(r->stages[i].name);
+    oee_free(r->stages[i].model_id);
+    oee_free(r->stages[i].output);
+    oee_free(r->stages[i].error_message);
   }
-  free(r->stages);
-  free(r->pipeline_id);
-  free(r->output);
-  free(r->error_message);
-  free(r);
+  oee_free(r->stages);
+  oee_free(r->pipeline_id);
+  oee_free(r->output);
+  oee_free(r->error_message);
+  oee_free(r);
 }

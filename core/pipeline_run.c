@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/pipeline.h"
 #include "core/sync.h"
 
@@ -68,8 +69,8 @@ static void stage_end(pipeline *pl, size_t i, oee_stage_status st,
   stage *s = &pl->stages[i];
   oee__lock(&pl->lock);
   s->status = st;
-  free(s->output);
-  free(s->error);
+  oee_free(s->output);
+  oee_free(s->error);
   s->output = output;
   s->error = error;
   s->end_ns = oee__mono_ns();
@@ -96,21 +97,21 @@ static outcome stage_judge(run *r, size_t i, const oee_proc_result *res,
                            double timeout, int by_deadline) {
   char msg[OEE_PROC_MSG_MAX];
   if (res->cancelled) {
-    stage_end(r->pl, i, OEE_STAGE_CANCELLED, NULL, strdup("cancelled"));
+    stage_end(r->pl, i, OEE_STAGE_CANCELLED, NULL, oee_strdup("cancelled"));
     return OUT_CANCELLED;
   }
   if (res->timed_out && by_deadline) {
     stage_end(r->pl, i, OEE_STAGE_CANCELLED, NULL,
-              strdup("deadline exceeded"));
+              oee_strdup("deadline exceeded"));
     return OUT_DEADLINE;
   }
   if (oee_proc_describe(res, timeout, msg, sizeof(msg))) {
-    stage_end(r->pl, i, OEE_STAGE_ERROR, NULL, strdup(msg));
+    stage_end(r->pl, i, OEE_STAGE_ERROR, NULL, oee_strdup(msg));
     return OUT_FAILED;
   }
   char *out = oee_trim_right(res->out);
   if (out == NULL) {
-    stage_end(r->pl, i, OEE_STAGE_ERROR, NULL, strdup("out of memory"));
+    stage_end(r->pl, i, OEE_STAGE_ERROR, NULL, oee_strdup("out of memory"));
     return OUT_FAILED;
   }
   stage_end(r->pl, i, OEE_STAGE_DONE, out, NULL);
@@ -123,12 +124,12 @@ static outcome stage_exec(run *r, size_t i, const char *input) {
   if (strcmp(s->model_id, "echo") == 0) {
     char *out = oee_trim_right(input);
     stage_end(r->pl, i, out != NULL ? OEE_STAGE_DONE : OEE_STAGE_ERROR, out,
-              out != NULL ? NULL : strdup("out of memory"));
+              out != NULL ? NULL : oee_strdup("out of memory"));
     return out != NULL ? OUT_DONE : OUT_FAILED;
   }
   const oee_command *cmd = oee_exec_table_find(r->pl->models->cmds, s->model_id);
   if (cmd == NULL) { /* validated at submit; the table never shrinks */
-    stage_end(r->pl, i, OEE_STAGE_ERROR, NULL, strdup("unknown model"));
+    stage_end(r->pl, i, OEE_STAGE_ERROR, NULL, oee_strdup("unknown model"));
     return OUT_FAILED;
   }
   int by_deadline;
@@ -139,7 +140,7 @@ static outcome stage_exec(run *r, size_t i, const char *input) {
   outcome o = OUT_FAILED;
   if (rc != 0) {
     stage_end(r->pl, i, OEE_STAGE_ERROR, NULL,
-              strdup(res.err_tail != NULL ? res.err_tail : oee_strerror(rc)));
+              oee_strdup(res.err_tail != NULL ? res.err_tail : oee_strerror(rc)));
   } else {
     o = stage_judge(r, i, &res, timeout, by_deadline);
   }
@@ -151,7 +152,7 @@ static outcome stage_exec(run *r, size_t i, const char *input) {
 static char *stage_copy(pipeline *pl, size_t i, int want_error) {
   oee__lock(&pl->lock);
   const char *v = want_error ? pl->stages[i].error : pl->stages[i].output;
-  char *c = v != NULL ? strdup(v) : NULL;
+  char *c = v != NULL ? oee_strdup(v) : NULL;
   oee__unlock(&pl->lock);
   return c;
 }
@@ -159,11 +160,11 @@ static char *stage_copy(pipeline *pl, size_t i, int want_error) {
 /* Sets r->error to "<head> '<stage>'<tail>: <stage error>". */
 static void fail_at(run *r, size_t i, const char *head, const char *tail) {
   char *err = stage_copy(r->pl, i, 1);
-  if (asprintf(&r->error, "%s '%s'%s: %s", head, stage_label(&r->pl->stages[i]),
+  if (oee_asprintf(&r->error, "%s '%s'%s: %s", head, stage_label(&r->pl->stages[i]),
                tail, err != NULL ? err : "failed") < 0) {
     r->error = NULL;
   }
-  free(err);
+  oee_free(err);
 }
 
 /* ------------------------------------------------------- strategies */
@@ -172,7 +173,7 @@ static void fail_at(run *r, size_t i, const char *head, const char *tail) {
  * SEQUENTIAL_VALIDATION (validate = 1): stage 0 produces; the others get
  * its output and must succeed. A stage that does not fit ends the run. */
 static outcome run_chain(run *r, int validate) {
-  char *cur = strdup(r->pl->input);
+  char *cur = oee_strdup(r->pl->input);
   if (cur == NULL) return OUT_FAILED;
   outcome o = OUT_DONE;
   for (size_t i = 0; i < r->pl->n; i++) {
@@ -185,13 +186,13 @@ static outcome run_chain(run *r, int validate) {
       break;
     }
     if (!validate || i == 0) {
-      free(cur);
+      oee_free(cur);
       cur = stage_copy(r->pl, i, 0);
       if (cur == NULL) return OUT_FAILED;
     }
   }
   if (o == OUT_DONE) r->output = cur;
-  else free(cur);
+  else oee_free(cur);
   return o;
 }
 
@@ -280,7 +281,7 @@ static outcome ens_begin(run *r, ens_slot *slots) {
     if (o != OUT_DONE) {
       for (size_t j = 0; j < i; j++) {
         if (slots[j].started) {
-          stage_end(r->pl, j, OEE_STAGE_CANCELLED, NULL, strdup("cancelled"));
+          stage_end(r->pl, j, OEE_STAGE_CANCELLED, NULL, oee_strdup("cancelled"));
         }
       }
       return o;
@@ -321,7 +322,7 @@ static outcome run_ensemble(run *r) {
     return r->output != NULL ? OUT_DONE : OUT_FAILED;
   }
   if (r->budget_skipped) return OUT_BUDGET;
-  r->error = strdup("all stages failed");
+  r->error = oee_strdup("all stages failed");
   return OUT_FAILED;
 }
 
@@ -351,7 +352,7 @@ static void pipeline_settle(pipeline *pl, run *r, outcome o) {
     pl->output = r->output;
     r->output = NULL;
   } else {
-    pl->error = strdup(outcome_message(r, o));
+    pl->error = oee_strdup(outcome_message(r, o));
   }
   pl->end_ns = oee__mono_ns();
   oee__unlock(&pl->lock);
@@ -359,7 +360,7 @@ static void pipeline_settle(pipeline *pl, run *r, outcome o) {
 
 static char *output_copy(pipeline *pl) {
   oee__lock(&pl->lock);
-  char *c = pl->output != NULL ? strdup(pl->output) : NULL;
+  char *c = pl->output != NULL ? oee_strdup(pl->output) : NULL;
   oee__unlock(&pl->lock);
   return c;
 }
@@ -376,7 +377,7 @@ static void pipeline_complete(oee_job *job, pipeline *pl, run *r, outcome o) {
   else if (o == OUT_DONE) oee_job_fail(job, "out of memory");
   else if (o == OUT_CANCELLED) oee_job_cancelled(job, msg);
   else oee_job_fail(job, msg);
-  free(out);
+  oee_free(out);
 }
 
 static void pipeline_exec(oee_job *job, void *user_data) {
@@ -404,8 +405,8 @@ static void pipeline_exec(oee_job *job, void *user_data) {
   }
   pipeline_settle(pl, &r, o);
   pipeline_complete(job, pl, &r, o);
-  free(r.output);
-  free(r.error);
+  oee_free(r.output);
+  oee_free(r.error);
 }
 
 int oee__pipeline_register(oee_engine *eng, const oee_model_table *models) {

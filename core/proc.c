@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 extern char **environ;
@@ -191,7 +192,7 @@ static void out_append(run *r, const char *buf, size_t n) {
   if (r->out_len + n + 1 > r->out_cap) {
     size_t cap = r->out_cap == 0 ? 4096 : r->out_cap;
     while (cap < r->out_len + n + 1) cap *= 2;
-    char *grown = realloc(r->out, cap);
+    char *grown = oee_realloc(r->out, cap);
     if (grown == NULL) {
       r->oom = r->out_truncated = 1;
       return;
@@ -368,21 +369,21 @@ static int sigpipe_block(sigset_t *old) {
 }
 
 static void result_fill(run *r, oee_proc_result *res) {
-  if (r->out == NULL) r->out = malloc(1);
+  if (r->out == NULL) r->out = oee_malloc(1);
   if (r->out != NULL) r->out[r->out_len] = '\0';
   res->out = r->out;
   res->out_len = r->out == NULL ? 0 : r->out_len;
   res->out_truncated = r->out_truncated;
   res->timed_out = r->timed_out;
   res->cancelled = r->cancelled;
-  res->err_tail = strndup(r->tail, r->tail_len);
+  res->err_tail = oee_strndup(r->tail, r->tail_len);
   r->out = NULL;
 }
 
 static void start_failed(const char *cmd, int err, oee_proc_result *res) {
   char msg[512];
   snprintf(msg, sizeof(msg), "cannot start %s: %s", cmd, strerror(err));
-  res->err_tail = strdup(msg);
+  res->err_tail = oee_strdup(msg);
   res->exit_code = -1;
 }
 
@@ -420,15 +421,15 @@ cleanup:
   close_fd(&r.out_fd);
   close_fd(&r.err_fd);
   close_fd(&r.pidfd);
-  free(r.out);
+  oee_free(r.out);
   sigpipe_restore(&old, was_pending);
   return rc;
 }
 
 void oee_proc_result_free(oee_proc_result *res) {
   if (res == NULL) return;
-  free(res->out);
-  free(res->err_tail);
+  oee_free(res->out);
+  oee_free(res->err_tail);
   memset(res, 0, sizeof(*res));
 }
 
@@ -443,7 +444,7 @@ static size_t trimmed_len(const char *s) {
 
 char *oee_trim_right(const char *s) {
   if (s == NULL) s = "";
-  return strndup(s, trimmed_len(s));
+  return oee_strndup(s, trimmed_len(s));
 }
 
 int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 /* Tasks a clear must remove before it hands freed pages back to the system
@@ -84,7 +85,7 @@ long oee_engine_clear_completed(oee_engine *eng, long keep_recent) {
 
 int oee_engine_status(oee_engine *eng, oee_status *out) {
   memset(out, 0, sizeof(*out));
-  out->workers = calloc((size_t)eng->num_workers, sizeof(*out->workers));
+  out->workers = oee_calloc((size_t)eng->num_workers, sizeof(*out->workers));
   if (out->workers == NULL) return OEE_ENOMEM;
   out->num_workers = eng->num_workers;
   oee__lock(&eng->lock);
@@ -109,7 +110,7 @@ int oee_engine_status(oee_engine *eng, oee_status *out) {
 
 void oee_status_free(oee_status *st) {
   if (st == NULL) return;
-  free(st->workers);
+  oee_free(st->workers);
   st->workers = NULL;
 }
 
@@ -141,7 +142,7 @@ int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
   collect c = {filter, NULL, 0, capacity, 0};
   oee_sub *s = NULL;
   int rc = oee__sub_create(eng->bus, filter, capacity, &s);
-  if (rc == 0 && snapshot && (c.snaps = malloc(capacity * sizeof(*c.snaps))) == NULL) {
+  if (rc == 0 && snapshot && (c.snaps = oee_malloc(capacity * sizeof(*c.snaps))) == NULL) {
     rc = OEE_ENOMEM;
   }
   if (rc != 0) goto done;
@@ -151,7 +152,7 @@ int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
                   : oee__bus_attach(eng->bus, s, c.snaps, c.len, eng->last_seq);
   oee__unlock(&eng->lock);
 done:
-  free(c.snaps);
+  oee_free(c.snaps);
   if (rc == 0) {
     *out = s;
   } else {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 /* Most types oee_engine_executor_names() lists; the built-ins are five. */
@@ -29,7 +30,7 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type,
     return OEE_EINVAL;
   }
   size_t len = strlen(task_type) + 1;
-  executor *fresh = calloc(1, sizeof(*fresh) + len);
+  executor *fresh = oee_calloc(1, sizeof(*fresh) + len);
   if (fresh == NULL) return OEE_ENOMEM;
   memcpy(fresh->type, task_type, len);
   if (pthread_rwlock_wrlock(&eng->exec_lock) != 0) abort();
@@ -45,7 +46,7 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type,
   e->flags = flags;
   e->user_data = user_data;
   pthread_rwlock_unlock(&eng->exec_lock);
-  free(fresh);
+  oee_free(fresh);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 /* ---------------------------------------------------------------- submit */
@@ -59,7 +60,7 @@ static oee_task_info *build_queued(const oee_submit *req, int *rc, oee_error *er
   d.worker_id = -1;
   d.created_at_ns = oee_now_ns();
   oee_task_info *snap = oee__snap_pack(&d);
-  if (ctx != buf) free(ctx);
+  if (ctx != buf) oee_free(ctx);
   if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
   return snap;
 }
@@ -91,12 +92,12 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap,
 
 /* The task record for a new submission; payload ownership moves into it. */
 static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_free)(void *)) {
-  oee_task *t = calloc(1, sizeof(*t));
+  oee_task *t = oee_calloc(1, sizeof(*t));
   if (t == NULL) return NULL;
   if (payload) {
-    t->payload = malloc(sizeof(*t->payload));
+    t->payload = oee_malloc(sizeof(*t->payload));
     if (t->payload == NULL) {
-      free(t);
+      oee_free(t);
       return NULL;
     }
     *t->payload = (oee_payload){payload, payload_free};
@@ -122,8 +123,8 @@ int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
   if (rc == 0 && out) *out = oee_task_info_ref(snap);
   oee__engine_unlock(eng);
   if (rc == 0) return 0;
-  free(t->payload); /* the wrapper only: the data is freed below, once */
-  free(t);
+  oee_free(t->payload); /* the wrapper only: the data is freed below, once */
+  oee_free(t);
 fail:
   oee_task_info_unref(snap);
   if (payload && payload_free) payload_free(payload);

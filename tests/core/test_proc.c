@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -84,10 +85,10 @@ static void test_trim_right(void **state) {
   (void)state;
   char *s = oee_trim_right("  hi there \n\t\r\n");
   assert_string_equal(s, "  hi there");
-  free(s);
+  oee_free(s);
   s = oee_trim_right(" \n");
   assert_string_equal(s, "");
-  free(s);
+  oee_free(s);
 }
 
 static void test_describe(void **state) {
