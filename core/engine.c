@@ -11,10 +11,6 @@
 #include "core/oee_alloc.h"
 #include "core/sync.h"
 
-/* How long a worker waits before retrying after it could not allocate a
- * job: long enough not to spin, short enough to catch up soon (10 ms). */
-#define OOM_BACKOFF_NS ((int64_t)10 * 1000 * 1000)
-
 /* ---------------------------------------------------------------- queue */
 
 /* Higher priority first; among equals, the earlier submission. */
@@ -231,7 +227,7 @@ static void *worker_main(void *arg) {
     oee_job *j = job_start_locked(eng, w);
     if (j == NULL) {
       /* Out of memory: back off briefly instead of spinning. */
-      worker_idle(eng, w, oee__mono_ns() + OOM_BACKOFF_NS);
+      worker_idle(eng, w, oee__mono_ns() + OEE__OOM_BACKOFF_NS);
       continue;
     }
     /* More work queued and someone idle: pass the baton before running. */

@@ -17,9 +17,9 @@
  * appends each change to the bus log (O(1), see events.c); the fan-out to
  * subscribers runs after `lock` is released (oee__engine_unlock()).
  * Snapshots are packed before `lock` is taken where the current one is
- * known without it (submit, job completion); a job start and the cancel
- * of a queued task still pack under it, because only there the task is
- * found. Executors always run with no lock held.
+ * known without it (submit, job completion) or can be checked unchanged
+ * after it (cancel of a queued task); only a job start packs under it,
+ * because the task is chosen there. Executors always run with no lock held.
  * Completion: oee_job_succeed/fail/cancelled pack the final snapshot, take
  * `lock`, swap it in, publish it and wake stop() when the last running job
  * ends.
@@ -106,6 +106,10 @@ struct oee_engine {
   const oee_model_table *models;
 };
 
+/* How long a thread that could not allocate waits before it retries: long
+ * enough not to spin, short enough to catch up soon (10 ms). */
+#define OEE__OOM_BACKOFF_NS (10 * 1000 * 1000)
+
 /*
  * Shared by the engine's files (engine.c, job.c, registry.c, submit.c,
  * query.c); nothing outside them may call these.
@@ -126,10 +130,6 @@ int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft);
 /* The same with `next` already packed (and not yet shared): sets its seq,
  * swaps it in and publishes it; cannot fail. eng->lock held. */
 void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next);
-/* Finishes `t` (eng->lock held). Out of memory here cannot be reported to
- * anyone, so the result text is dropped before giving up. */
-void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
-                             const char *result, const char *message);
 
 /* Copies the executor entry for `type` into *out (takes exec_lock, so no
  * other lock may be held). 0 or OEE_ENOEXEC. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/oee_alloc.h"
 #include "core/sync.h"
@@ -50,11 +51,17 @@ static oee_task_info *pack_final(const oee_task_info *cur, oee_task_status to,
   return oee__snap_pack(&d);
 }
 
-void oee__task_finish_locked(oee_engine *eng, oee_task *t, oee_task_status to,
-                             const char *result, const char *message) {
-  oee_task_info *next = pack_final(t->snap, to, result, message);
-  if (next == NULL) abort(); /* a task may not stay RUNNING forever */
-  oee__task_swap_packed(eng, t, next);
+/* The final snapshot, however long memory takes to come back: a task may
+ * not stay RUNNING forever and there is nobody to report the failure to.
+ * No lock is held while it waits. */
+static oee_task_info *pack_final_retrying(const oee_task_info *cur, oee_task_status to,
+                                          const char *result, const char *message) {
+  oee_task_info *next;
+  while ((next = pack_final(cur, to, result, message)) == NULL) {
+    struct timespec pause = {0, OEE__OOM_BACKOFF_NS};
+    nanosleep(&pause, NULL);
+  }
+  return next;
 }
 
 /* ------------------------------------------------------------------ jobs */
@@ -107,14 +114,10 @@ static void job_finish(oee_job *j, oee_task_status to, const char *result,
   }
   /* While its job runs, only the job changes a task's snapshot, so j->snap
    * is current and the final one can be packed before taking the lock. */
-  oee_task_info *next = pack_final(j->snap, to, result, message);
+  oee_task_info *next = pack_final_retrying(j->snap, to, result, message);
   oee__lock(&eng->lock);
   if (j->task->snap != j->snap) abort();
-  if (next != NULL) {
-    oee__task_swap_packed(eng, j->task, next);
-  } else {
-    oee__task_finish_locked(eng, j->task, to, result, message);
-  }
+  oee__task_swap_packed(eng, j->task, next);
   j->task->token = NULL;
   worker *w = &eng->workers[j->worker];
   if (to == OEE_TASK_DONE) w->completed++;

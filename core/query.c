@@ -18,26 +18,65 @@
 
 /* ------------------------------------------------------- cancel and read */
 
-int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
-                      const oee_task_info **out) {
-  if (!oee_id_valid(id)) return OEE_EINVAL;
-  int rc = 0, did = 0;
+/* One cancel attempt; the state the retries share. */
+typedef struct cancel_try {
+  const oee_task_info *seen; /* the QUEUED snapshot `next` was packed from */
+  oee_task_info *next;       /* its CANCELLED successor, not yet shared */
+  int rc, did;
+} cancel_try;
+
+/* Cancels under the engine lock when the queued task is still as it was
+ * when `c->next` was packed. Returns 1 when the snapshot must be packed
+ * (again) first: c->seen then holds the current one. */
+static int cancel_step(oee_engine *eng, const char *id, cancel_try *c,
+                       const oee_task_info **out) {
+  int again = 0;
   oee__lock(&eng->lock);
   oee_task *t = eng->store->ops->lookup(eng->store, id);
   if (t == NULL) {
-    rc = OEE_ENOENT;
+    c->rc = OEE_ENOENT;
+  } else if (t->snap->status == OEE_TASK_QUEUED && t->snap != c->seen) {
+    oee_task_info_unref(c->seen);
+    c->seen = oee_task_info_ref(t->snap);
+    again = 1;
   } else if (t->snap->status == OEE_TASK_QUEUED) {
     oee_heap_remove(&eng->queue, t->heap_pos);
-    oee__task_finish_locked(eng, t, OEE_TASK_CANCELLED, "", "cancelled while queued");
-    did = 1;
+    oee__task_swap_packed(eng, t, c->next);
+    c->next = NULL;
+    c->did = 1;
   } else if (t->snap->status == OEE_TASK_RUNNING) {
     oee_token_cancel(t->token);
-    did = 1;
+    c->did = 1;
   }
-  if (rc == 0 && out) *out = oee_task_info_ref(t->snap);
+  if (!again && c->rc == 0 && out) *out = oee_task_info_ref(t->snap);
   oee__engine_unlock(eng);
-  if (cancelled) *cancelled = did;
-  return rc;
+  return again;
+}
+
+/* The snapshot of a queued task is packed outside the engine lock: the
+ * swap happens only if the task did not change meanwhile (the reference
+ * held on `seen` keeps its address from being reused), else it is packed
+ * again from the newer one. */
+int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
+                      const oee_task_info **out) {
+  if (!oee_id_valid(id)) return OEE_EINVAL;
+  cancel_try c = {NULL, NULL, 0, 0};
+  while (cancel_step(eng, id, &c, out)) {
+    oee_task_info_unref(c.next);
+    oee_task_info d = *c.seen;
+    d.status = OEE_TASK_CANCELLED;
+    d.completed_at_ns = oee_now_ns();
+    d.result = "";
+    d.error_message = "cancelled while queued";
+    if ((c.next = oee__snap_pack(&d)) == NULL) {
+      c.rc = OEE_ENOMEM;
+      break;
+    }
+  }
+  oee_task_info_unref(c.next);
+  oee_task_info_unref(c.seen);
+  if (cancelled) *cancelled = c.did;
+  return c.rc;
 }
 
 int oee_engine_get(oee_engine *eng, const char *id, const oee_task_info **out) {
