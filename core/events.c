@@ -60,9 +60,10 @@ struct oee_sub {
   int dropped;                  /* guarded by fan_lock: overflowed, reported
                                  * once drained */
   int closed;                   /* guarded by fan_lock */
-  int notify;                   /* guarded by fan_lock: got events this batch */
+  int waiters;                  /* guarded by fan_lock: threads in oee_sub_wait */
   pthread_cond_t cond;          /* waited on with fan_lock; signalled when
-                                 * the ring gets events or on close */
+                                 * the ring gets an event and someone waits,
+                                 * broadcast on drop and close */
   const oee_task_info **ring;   /* guarded by fan_lock: capacity slots */
   size_t capacity;              /* immutable after create: events */
   size_t head, len;             /* guarded by fan_lock */
@@ -190,22 +191,14 @@ static void deliver(oee_bus *b, const oee_task_info *t) {
     if (t->seq > s->after_seq && sub_match(s, t)) {
       if (s->len == s->capacity) {
         s->dropped = 1;
-        detach(b, s); /* off the list, so wake() would miss it */
+        detach(b, s);
         oee__broadcast(&s->cond);
       } else {
         ring_push(s, t);
-        s->notify = 1;
+        if (s->waiters > 0) oee__signal(&s->cond);
       }
     }
     s = next;
-  }
-}
-
-/* Wakes the subscribers that got events this batch (fan_lock held). */
-static void wake(oee_bus *b) {
-  for (oee_sub *s = b->subs; s; s = s->next) {
-    if (s->notify) oee__signal(&s->cond);
-    s->notify = 0;
   }
 }
 
@@ -232,22 +225,25 @@ static void drain_locked(oee_bus *b) {
     oee_sub *joining;
     size_t n = log_take(b, batch, &joining);
     join(b, joining);
-    if (n == 0) return;
     for (size_t i = 0; i < n; i++) deliver(b, batch[i]);
-    wake(b);
     for (size_t i = 0; i < n; i++) oee_task_info_unref(batch[i]);
+    if (n < FAN_BATCH) return; /* the log was empty when the batch was taken */
   }
 }
 
 void oee__bus_flush(oee_bus *b) {
   /* The holder of fan_lock rechecks the log after it lets go, so giving up
-   * when the lock is taken never strands an event. */
+   * when the lock is taken never strands an event. The fences order each
+   * side's log access against its lock access (a Dekker pair): a publisher
+   * that found the lock taken appended before the holder's recheck. */
+  atomic_thread_fence(memory_order_seq_cst);
   while (atomic_load(&b->log_len) > 0) {
     int rc = pthread_mutex_trylock(&b->fan_lock);
     if (rc == EBUSY) return;
     if (rc != 0) abort();
     drain_locked(b);
     oee__unlock(&b->fan_lock);
+    atomic_thread_fence(memory_order_seq_cst);
   }
 }
 
@@ -405,15 +401,20 @@ int oee_sub_wait(oee_sub *s, const oee_task_info **ev, int64_t timeout_ms) {
   lock_current(s->bus);
   int rc;
   while ((rc = take(s, ev)) == OEE_EAGAIN) {
+    s->waiters++;
+    int timed_out = 0;
     if (timeout_ms < 0) {
       oee__wait(&s->cond, m);
-    } else if (oee__wait_until(&s->cond, m, deadline)) {
-      drain_locked(s->bus);
+    } else {
+      timed_out = oee__wait_until(&s->cond, m, deadline);
+    }
+    s->waiters--;
+    drain_locked(s->bus);
+    if (timed_out) {
       rc = take(s, ev);
       if (rc == OEE_EAGAIN) rc = OEE_ETIMEDOUT;
       break;
     }
-    drain_locked(s->bus);
   }
   oee__unlock(m);
   return rc;
