@@ -11,12 +11,16 @@
  *    (the wake-up path), CLOCK_MONOTONIC around submit and in the executor;
  *  - latency.paced: created_at -> started_at of tasks offered at a fixed rate
  *    (--paced-rate, default 20,000/s) to 2 workers;
+ *  - submit.tN.sK: as submit.tN, with K subscribers attached: K-1 filtered
+ *    on a task type nobody submits and one unfiltered, drained by a thread
+ *    (the fan-out cost a publish pays), and the latency of oee_engine_get()
+ *    from another thread meanwhile (how long the engine lock is held);
  *  - scale.nN: submit, get, list (first page, middle page, and a page
  *    filtered on a task type that only the oldest task has) and status costs
  *    in ns/op with N tasks in the store.
  *
  * Usage: core_bench [--submits N] [--e2e N] [--idle N] [--paced-rate R]
- *                   [--levels a,b,..] [--only submit|submit1|e2e|latency|scale]
+ *                   [--levels a,b,..] [--only submit|submit1|subs|e2e|latency|scale]
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -148,6 +152,89 @@ static void bench_submit(int threads, long n) {
   oee_engine_destroy(eng);
   printf("RESULT core.destroy.t%d tasks=%ld seconds=%.3f\n", threads, total,
          (double)(mono_ns() - c0) / 1e9);
+  malloc_trim(0);
+}
+
+/* ---------------------------------------------------- submit + watchers */
+
+typedef struct drainer {
+  oee_sub *sub;
+  long seen;
+} drainer;
+
+static void *drain_loop(void *arg) {
+  drainer *d = arg;
+  const oee_task_info *ev;
+  for (;;) {
+    int rc = oee_sub_wait(d->sub, &ev, -1);
+    if (rc != 0) break;
+    oee_task_info_unref(ev);
+    d->seen++;
+  }
+  return NULL;
+}
+
+/* Reads one task over and over while the submitters run: how long other
+ * callers wait for the engine lock (the publish work done under it). */
+typedef struct getter {
+  oee_engine *eng;
+  char id[OEE_ID_LEN + 1];
+  atomic_int stop;
+  int64_t *lat;
+  size_t n, cap;
+} getter;
+
+static void *get_loop(void *arg) {
+  getter *g = arg;
+  while (!atomic_load(&g->stop) && g->n < g->cap) {
+    const oee_task_info *t;
+    int64_t t0 = mono_ns();
+    check(oee_engine_get(g->eng, g->id, &t), "get");
+    g->lat[g->n++] = mono_ns() - t0;
+    oee_task_info_unref(t);
+  }
+  return NULL;
+}
+
+static void bench_submit_subs(int threads, int nsubs, long n) {
+  oee_engine *eng = engine(2, run_noop); /* not started: tasks stay QUEUED */
+  const char *rare[] = {"rare"};
+  oee_sub_filter f = {.task_types = rare, .n_task_types = 1};
+  oee_sub *subs[256];
+  for (int i = 0; i < nsubs - 1; i++) check(oee_engine_subscribe(eng, &f, 0, 0, &subs[i]), "subscribe");
+  drainer d = {NULL, 0};
+  check(oee_engine_subscribe(eng, NULL, 65536, 0, &d.sub), "subscribe");
+  pthread_t dth, gth, th[8];
+  pthread_create(&dth, NULL, drain_loop, &d);
+  getter g = {.eng = eng, .cap = 4000000};
+  const oee_task_info *first;
+  check(oee_engine_submit(eng, &task, &first, NULL), "submit");
+  memcpy(g.id, first->id, sizeof(g.id));
+  oee_task_info_unref(first);
+  atomic_init(&g.stop, 0);
+  g.lat = malloc(g.cap * sizeof(*g.lat));
+  pthread_create(&gth, NULL, get_loop, &g);
+  submitter s = {eng, n / threads};
+  int64_t t0 = mono_ns();
+  for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, submit_loop, &s);
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  double secs = (double)(mono_ns() - t0) / 1e9;
+  atomic_store(&g.stop, 1);
+  pthread_join(gth, NULL);
+  qsort(g.lat, g.n, sizeof(*g.lat), cmp_i64);
+  long total = s.n * threads;
+  int dropped = oee_sub_dropped(d.sub);
+  oee_sub_close(d.sub);
+  pthread_join(dth, NULL);
+  printf("RESULT core.submit.t%d.s%d threads=%d subscribers=%d tasks=%ld seconds=%.3f "
+         "rate=%.0f drained=%ld dropped=%d get_p50_us=%.2f get_p99_us=%.2f get_p999_us=%.2f\n",
+         threads, nsubs, threads, nsubs, total, secs, (double)total / secs, d.seen - 1, dropped,
+         pct_us(g.lat, g.n, 0.5), pct_us(g.lat, g.n, 0.99), pct_us(g.lat, g.n, 0.999));
+  free(g.lat);
+  fflush(stdout);
+  oee_sub_free(d.sub);
+  for (int i = 0; i < nsubs - 1; i++) oee_sub_free(subs[i]);
+  oee_engine_destroy(eng);
   malloc_trim(0);
 }
 
@@ -309,6 +396,11 @@ int main(int argc, char **argv) {
   int all = !strcmp(only, "all");
   if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits);
   if (all || !strcmp(only, "submit")) bench_submit(2, submits);
+  if (all || !strcmp(only, "submit")) bench_submit(4, submits);
+  if (all || !strcmp(only, "subs")) {
+    bench_submit_subs(1, 64, submits / 4);
+    bench_submit_subs(4, 64, submits / 4);
+  }
   if (all || !strcmp(only, "e2e")) {
     for (int w = 1; w <= 4; w++) bench_e2e(w, e2e);
   }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 static const char *kv_find(const oee_kv *kv, size_t n, const char *key) {
@@ -56,7 +57,7 @@ static void exec_finish(oee_job *job, const oee_command *cmd,
     } else {
       oee_job_succeed(job, out);
     }
-    free(out);
+    oee_free(out);
   }
 }
 

@@ -56,8 +56,7 @@ int oee__builtin_register(oee_engine *eng);
 int oee__exec_register(oee_engine *eng, const oee_exec_table *commands);
 int oee__pipeline_register(oee_engine *eng, const oee_model_table *models);
 
-/* The tables given at creation (borrowed; may be NULL). */
-const oee_exec_table *oee__engine_commands(oee_engine *eng);
+/* The model table given at creation (borrowed; may be NULL). */
 const oee_model_table *oee__engine_models(oee_engine *eng);
 
 /* Monotonic clock in ns (CLOCK_MONOTONIC). */

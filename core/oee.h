@@ -276,7 +276,8 @@ int oee_engine_submit(oee_engine *eng, const oee_submit *req,
  * Cancels a task. A QUEUED task ends CANCELLED at once; a RUNNING task gets
  * its token cancelled (it ends when its executor honours it). *cancelled is
  * 1 in those two cases and 0 for a finished task, which is left as it is.
- * *out (optional) gets a snapshot after the call. OEE_ENOENT for unknown ids.
+ * *out (optional) gets a snapshot after the call. OEE_ENOENT for unknown ids,
+ * OEE_ENOMEM when the cancelled snapshot could not be made (nothing changed).
  */
 int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
                       const oee_task_info **out);

@@ -1,5 +1,5 @@
 /*
- * proc.c - the command table and the child-process runner.
+ * proc.c - the child-process runner (the command table is in exec_table.c).
  *
  * DESIGN: oee_proc_run() runs on the calling thread (a worker, or a pipeline
  * stage thread) and owns everything it creates; it shares no state with
@@ -37,100 +37,10 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 extern char **environ;
-
-/* ------------------------------------------------------------- table */
-
-struct oee_exec_table {
-  oee_command *cmds; /* `len` entries, each owning its strings */
-  size_t len;
-  size_t cap;
-};
-
-int oee_exec_table_create(oee_exec_table **out) {
-  if (out == NULL) return OEE_EINVAL;
-  *out = calloc(1, sizeof(**out));
-  return *out == NULL ? OEE_ENOMEM : 0;
-}
-
-static void command_free(oee_command *c) {
-  char **argv = (char **)c->argv;
-  for (size_t i = 0; argv != NULL && i < c->argc; i++) free(argv[i]);
-  free(argv);
-  free((char *)c->name);
-}
-
-/* Fills `c` with copies; on failure `c` holds what must be freed. */
-static int command_copy(oee_command *c, const char *name,
-                        const char *const *argv, size_t argc, double timeout) {
-  memset(c, 0, sizeof(*c));
-  c->timeout_seconds = timeout;
-  c->name = strdup(name);
-  char **copy = calloc(argc + 1, sizeof(*copy));
-  c->argv = (const char *const *)copy;
-  if (c->name == NULL || copy == NULL) return OEE_ENOMEM;
-  for (; c->argc < argc; c->argc++) {
-    copy[c->argc] = strdup(argv[c->argc]);
-    if (copy[c->argc] == NULL) return OEE_ENOMEM;
-  }
-  return 0;
-}
-
-static int args_valid(const char *name, const char *const *argv, size_t argc,
-                      double timeout) {
-  if (name == NULL || name[0] == '\0' || argv == NULL || argc == 0) return 0;
-  if (!(timeout >= 0)) return 0; /* also refuses NaN */
-  for (size_t i = 0; i < argc; i++) {
-    if (argv[i] == NULL) return 0;
-  }
-  return argv[0][0] != '\0';
-}
-
-int oee_exec_table_add(oee_exec_table *t, const char *name,
-                       const char *const *argv, size_t argc,
-                       double timeout_seconds) {
-  if (t == NULL || !args_valid(name, argv, argc, timeout_seconds)) {
-    return OEE_EINVAL;
-  }
-  if (oee_exec_table_find(t, name) != NULL) return OEE_EEXISTS;
-  if (t->len == t->cap) {
-    size_t cap = t->cap == 0 ? 8 : t->cap * 2;
-    oee_command *grown = realloc(t->cmds, cap * sizeof(*grown));
-    if (grown == NULL) return OEE_ENOMEM;
-    t->cmds = grown;
-    t->cap = cap;
-  }
-  oee_command *c = &t->cmds[t->len];
-  int rc = command_copy(c, name, argv, argc, timeout_seconds);
-  if (rc != 0) {
-    command_free(c);
-    return rc;
-  }
-  t->len++;
-  return 0;
-}
-
-const oee_command *oee_exec_table_find(const oee_exec_table *t,
-                                       const char *name) {
-  if (t == NULL || name == NULL) return NULL;
-  for (size_t i = 0; i < t->len; i++) {
-    if (strcmp(t->cmds[i].name, name) == 0) return &t->cmds[i];
-  }
-  return NULL;
-}
-
-size_t oee_exec_table_size(const oee_exec_table *t) {
-  return t == NULL ? 0 : t->len;
-}
-
-void oee_exec_table_destroy(oee_exec_table *t) {
-  if (t == NULL) return;
-  for (size_t i = 0; i < t->len; i++) command_free(&t->cmds[i]);
-  free(t->cmds);
-  free(t);
-}
 
 /* ------------------------------------------------------------ runner */
 
@@ -282,7 +192,7 @@ static void out_append(run *r, const char *buf, size_t n) {
   if (r->out_len + n + 1 > r->out_cap) {
     size_t cap = r->out_cap == 0 ? 4096 : r->out_cap;
     while (cap < r->out_len + n + 1) cap *= 2;
-    char *grown = realloc(r->out, cap);
+    char *grown = oee_realloc(r->out, cap);
     if (grown == NULL) {
       r->oom = r->out_truncated = 1;
       return;
@@ -459,21 +369,21 @@ static int sigpipe_block(sigset_t *old) {
 }
 
 static void result_fill(run *r, oee_proc_result *res) {
-  if (r->out == NULL) r->out = malloc(1);
+  if (r->out == NULL) r->out = oee_malloc(1);
   if (r->out != NULL) r->out[r->out_len] = '\0';
   res->out = r->out;
   res->out_len = r->out == NULL ? 0 : r->out_len;
   res->out_truncated = r->out_truncated;
   res->timed_out = r->timed_out;
   res->cancelled = r->cancelled;
-  res->err_tail = strndup(r->tail, r->tail_len);
+  res->err_tail = oee_strndup(r->tail, r->tail_len);
   r->out = NULL;
 }
 
 static void start_failed(const char *cmd, int err, oee_proc_result *res) {
   char msg[512];
   snprintf(msg, sizeof(msg), "cannot start %s: %s", cmd, strerror(err));
-  res->err_tail = strdup(msg);
+  res->err_tail = oee_strdup(msg);
   res->exit_code = -1;
 }
 
@@ -511,15 +421,15 @@ cleanup:
   close_fd(&r.out_fd);
   close_fd(&r.err_fd);
   close_fd(&r.pidfd);
-  free(r.out);
+  oee_free(r.out);
   sigpipe_restore(&old, was_pending);
   return rc;
 }
 
 void oee_proc_result_free(oee_proc_result *res) {
   if (res == NULL) return;
-  free(res->out);
-  free(res->err_tail);
+  oee_free(res->out);
+  oee_free(res->err_tail);
   memset(res, 0, sizeof(*res));
 }
 
@@ -534,7 +444,7 @@ static size_t trimmed_len(const char *s) {
 
 char *oee_trim_right(const char *s) {
   if (s == NULL) s = "";
-  return strndup(s, trimmed_len(s));
+  return oee_strndup(s, trimmed_len(s));
 }
 
 int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf,

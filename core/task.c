@@ -3,7 +3,7 @@
  *
  * A snapshot is a single allocation laid out as
  *   [refs][oee_task_info][oee_kv x context_len][string bytes ...]
- * so that freeing it is one free() and reading it touches one block.
+ * so that freeing it is one oee_free() and reading it touches one block.
  */
 #include "core/task.h"
 
@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "core/id.h"
+
+#include "core/oee_alloc.h"
 
 typedef struct snap_block {
   atomic_uint refs;
@@ -70,7 +72,7 @@ oee_task_info *oee__snap_pack(const oee_task_info *d) {
   for (size_t i = 0; i < d->context_len; i++) {
     bytes += slen(d->context[i].key) + slen(d->context[i].value);
   }
-  snap_block *b = malloc(bytes);
+  snap_block *b = oee_malloc(bytes);
   if (b == NULL) return NULL;
   atomic_init(&b->refs, 1);
   oee_task_info *t = &b->info;
@@ -98,7 +100,7 @@ void oee_task_info_unref(const oee_task_info *t) {
   if (t == NULL) return;
   snap_block *b = SNAP_OF(t);
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
-    free(b);
+    oee_free(b);
   }
 }
 
@@ -131,7 +133,7 @@ int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
       return oee_error_set(err, OEE_EINVAL, "context entry %zu has no key or no value", i);
     }
   }
-  oee_kv *copy = n <= buf_n ? buf : malloc(n * sizeof(*copy));
+  oee_kv *copy = n <= buf_n ? buf : oee_malloc(n * sizeof(*copy));
   if (copy == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory copying the context");
   memcpy(copy, kv, n * sizeof(*copy));
   if (n > 1) qsort(copy, n, sizeof(*copy), kv_cmp);
@@ -139,7 +141,7 @@ int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
     if (strcmp(copy[i - 1].key, copy[i].key) == 0) {
       oee_error_set(err, OEE_EINVAL, "context key \"%.64s\" appears more than once",
                     copy[i].key);
-      if (copy != buf) free(copy);
+      if (copy != buf) oee_free(copy);
       return OEE_EINVAL;
     }
   }

@@ -134,7 +134,7 @@ static void test_cancel_running(void **state) {
   char id[OEE_ID_LEN + 1];
   assert_int_equal(tu_submit(f->eng, "exec", id, 1, "command", "long"), 0);
   assert_true(tu_wait_status(f->eng, id, OEE_TASK_RUNNING, 5));
-  usleep(100000); /* let the child start */
+  assert_true(tu_wait_children(1, 5)); /* the command really runs */
   int cancelled = 0;
   double t0 = tu_now();
   assert_int_equal(oee_engine_cancel(f->eng, id, &cancelled, NULL), 0);

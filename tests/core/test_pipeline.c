@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -515,16 +516,18 @@ static void test_deadline_not_reached(void **state) {
 
 /* ------------------------------------------------------------ cancel */
 
-/* Waits until stage `i` of pipeline `id` is RUNNING. */
+/* Waits up to 5 s until stage `i` of pipeline `id` is RUNNING. Stage
+ * changes publish no event, so this polls with a deadline. */
 static int stage_running(fixture *f, const char *id, size_t i) {
-  for (int k = 0; k < 500; k++) {
+  double end = tu_now() + 5;
+  for (;;) {
     oee_pipeline_result *r = result(f, id);
     int ok = r->stages[i].status == OEE_STAGE_RUNNING;
     oee_pipeline_result_free(r);
     if (ok) return 1;
-    usleep(10000);
+    if (tu_now() >= end) return 0;
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
   }
-  return 0;
 }
 
 static void cancel_and_check(fixture *f, const char *id) {
@@ -547,7 +550,7 @@ static void test_cancel_chained(void **state) {
   char id[OEE_ID_LEN + 1];
   submit(f, &sp, id);
   assert_true(stage_running(f, id, 1));
-  usleep(100000); /* let the child start */
+  assert_true(tu_wait_children(1, 5)); /* the stage's command really runs */
   cancel_and_check(f, id);
   expect_stages(f->res, 3, DONE, CANCELLED, SKIPPED);
   assert_true(tu_no_children());
@@ -560,7 +563,7 @@ static void test_cancel_ensemble(void **state) {
   char id[OEE_ID_LEN + 1];
   submit(f, &sp, id);
   assert_true(stage_running(f, id, 2));
-  usleep(100000);
+  assert_true(tu_wait_children(3, 5));
   cancel_and_check(f, id);
   expect_stages(f->res, 3, CANCELLED, CANCELLED, CANCELLED);
   assert_true(tu_no_children());

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -84,10 +85,10 @@ static void test_trim_right(void **state) {
   (void)state;
   char *s = oee_trim_right("  hi there \n\t\r\n");
   assert_string_equal(s, "  hi there");
-  free(s);
+  oee_free(s);
   s = oee_trim_right(" \n");
   assert_string_equal(s, "");
-  free(s);
+  oee_free(s);
 }
 
 static void test_describe(void **state) {
@@ -214,8 +215,18 @@ static void test_timeout_kills(void **state) {
   assert_true(no_children());
 }
 
+/* 1 while this process has a child (running or not yet reaped). */
+static int has_child(void) {
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+/* Cancels once the command has started (polled with a 5 s deadline: no
+ * event announces a spawn), so that the kill reaches a running child. */
 static void *cancel_later(void *arg) {
-  usleep(200000);
+  double end = now_s() + 5;
+  while (!has_child() && now_s() < end) nanosleep(&(struct timespec){0, 1000000}, NULL);
   oee_token_cancel(arg);
   return NULL;
 }

@@ -1,6 +1,7 @@
 /*
  * testutil.h - helpers shared by the core's cmocka tests that drive a whole
- * engine. They wait by polling with short sleeps (no engine internals).
+ * engine. They wait on subscriptions (oee_sub_wait); only the wait for child
+ * processes polls, with a deadline, as no event announces a spawn.
  */
 #ifndef OEE_TESTS_CORE_TESTUTIL_H
 #define OEE_TESTS_CORE_TESTUTIL_H
@@ -27,6 +28,10 @@ const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id,
 /* Waits up to timeout_s for task `id` to have status `st`; 1 when it did. */
 int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st,
                    double timeout_s);
+
+/* Waits up to timeout_s until this process has at least `n` children (e.g.
+ * the commands a task started); 1 when it did. */
+int tu_wait_children(int n, double timeout_s);
 
 /* Submits a task with `n` context pairs given as key, value, key, value...
  * Returns 0 or the error; *id_out (37 bytes, optional) gets the id. */
