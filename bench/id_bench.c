@@ -61,8 +61,10 @@ int main(int argc, char **argv) {
   long n = 2000000;
   int threads = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--ids")) n = atol(argv[i + 1]);
-    else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+    if (!strcmp(argv[i], "--ids"))
+      n = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--threads"))
+      threads = atoi(argv[i + 1]);
   }
   if (n <= 0 || threads < 1 || threads > 64) {
     fprintf(stderr, "usage: id_bench [--ids N>0] [--threads 1..64]\n");
@@ -73,8 +75,9 @@ int main(int argc, char **argv) {
   double lib = rate(run_libuuid, n / 10, 1);
   double v7 = rate(run_v7, n, 1);
   double v7t = rate(run_v7, n, threads);
-  printf("RESULT core.ids v7_ids=%ld v7_per_s=%.0f libuuid_ids=%ld "
-         "libuuid_random_per_s=%.0f speedup=%.1f v7_t%d_per_s=%.0f\n",
-         n, v7, n / 10, lib, v7 / lib, threads, v7t);
+  printf(
+      "RESULT core.ids v7_ids=%ld v7_per_s=%.0f libuuid_ids=%ld "
+      "libuuid_random_per_s=%.0f speedup=%.1f v7_t%d_per_s=%.0f\n",
+      n, v7, n / 10, lib, v7 / lib, threads, v7t);
   return 0;
 }

@@ -60,8 +60,7 @@ json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q) {
   if (q == NULL) return json_null();
   json_t *o = json_object(), *by = json_object();
   for (size_t i = 0; i < q->n_tasks_by_status; i++)
-    json_object_set_new(by, q->tasks_by_status[i]->key,
-                        json_integer(q->tasks_by_status[i]->value));
+    json_object_set_new(by, q->tasks_by_status[i]->key, json_integer(q->tasks_by_status[i]->value));
   json_object_set_new(o, "queueSize", json_integer(q->queue_size));
   json_object_set_new(o, "tasksByStatus", by);
   json_object_set_new(o, "totalTasks", json_integer(q->total_tasks));

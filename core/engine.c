@@ -129,7 +129,6 @@ void oee_engine_destroy(oee_engine *eng) {
   oee_free(eng);
 }
 
-
 const oee_model_table *oee__engine_models(oee_engine *eng) { return eng->models; }
 
 /* ------------------------------------------------------------- workers */

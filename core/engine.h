@@ -46,62 +46,62 @@ typedef struct executor {
   struct executor *next;
   oee_executor_fn fn;
   oee_validate_fn validate;
-  int flags;                      /* OEE__EXEC_* */
+  int flags; /* OEE__EXEC_* */
   void *user_data;
-  char type[];                    /* immutable after the entry is made */
+  char type[]; /* immutable after the entry is made */
 } executor;
 
 typedef struct worker {
-  oee_engine *eng;                /* immutable after start */
-  pthread_t thread;               /* immutable after start */
-  int id;                         /* immutable after start */
-  int busy;                       /* guarded by eng->lock */
-  int idle;                       /* on eng->idle, guarded by eng->lock */
-  struct worker *next_idle;       /* guarded by eng->lock */
-  pthread_cond_t wake;            /* waited on with eng->lock; signalled when
-                                   * taken off the idle stack */
-  char current[OEE_ID_LEN + 1];   /* guarded by eng->lock */
-  uint64_t completed, failed;     /* guarded by eng->lock */
+  oee_engine *eng;              /* immutable after start */
+  pthread_t thread;             /* immutable after start */
+  int id;                       /* immutable after start */
+  int busy;                     /* guarded by eng->lock */
+  int idle;                     /* on eng->idle, guarded by eng->lock */
+  struct worker *next_idle;     /* guarded by eng->lock */
+  pthread_cond_t wake;          /* waited on with eng->lock; signalled when
+                                 * taken off the idle stack */
+  char current[OEE_ID_LEN + 1]; /* guarded by eng->lock */
+  uint64_t completed, failed;   /* guarded by eng->lock */
 } worker;
 
 /* A running task. Fields are immutable from job start to finish (they
  * belong to the thread holding the job) except the list links. */
 struct oee_job {
   oee_engine *eng;
-  oee_task *task;                 /* stays alive: running tasks are never cleared */
-  const oee_task_info *snap;      /* the RUNNING snapshot (a reference); it is
-                                   * also task->snap until the job finishes */
+  oee_task *task;            /* stays alive: running tasks are never cleared */
+  const oee_task_info *snap; /* the RUNNING snapshot (a reference); it is
+                              * also task->snap until the job finishes */
   oee_token *token;
   int worker;
-  struct oee_job *prev, *next;    /* eng->running, guarded by eng->lock */
+  struct oee_job *prev, *next; /* eng->running, guarded by eng->lock */
 };
 
 struct oee_engine {
   pthread_rwlock_t exec_lock;
-  executor *executors;            /* guarded by exec_lock */
+  executor *executors; /* guarded by exec_lock */
 
-  pthread_mutex_t lock;           /* the engine lock */
-  pthread_cond_t drain_cv;        /* waited on with lock: stop() waits here
-                                   * for running jobs */
-  oee_store *store;               /* guarded by lock (the store has none) */
-  oee_heap queue;                 /* guarded by lock: QUEUED tasks, highest
-                                   * priority first */
-  uint64_t last_index;            /* guarded by lock: submission counter */
-  uint64_t last_seq;              /* guarded by lock: event counter */
-  int accepting;                  /* guarded by lock: submissions allowed */
-  int started, stopping;          /* guarded by lock */
-  worker *idle;                   /* guarded by lock: workers waiting for a task */
-  size_t running_jobs;            /* guarded by lock */
-  oee_job *running;               /* guarded by lock: list of running jobs */
-  int64_t started_mono_ns;        /* guarded by lock; CLOCK_MONOTONIC */
+  pthread_mutex_t lock;    /* the engine lock */
+  pthread_cond_t drain_cv; /* waited on with lock: stop() waits here
+                            * for running jobs */
+  oee_store *store;        /* guarded by lock (the store has none) */
+  oee_heap queue;          /* guarded by lock: QUEUED tasks, highest
+                            * priority first */
+  uint64_t last_index;     /* guarded by lock: submission counter */
+  uint64_t last_seq;       /* guarded by lock: event counter */
+  int accepting;           /* guarded by lock: submissions allowed */
+  int started, stopping;   /* guarded by lock */
+  worker *idle;            /* guarded by lock: workers waiting for a task */
+  size_t running_jobs;     /* guarded by lock */
+  oee_job *running;        /* guarded by lock: list of running jobs */
+  int64_t started_mono_ns; /* guarded by lock; CLOCK_MONOTONIC */
 
   /* Immutable after create (the bus has its own lock, see events.c; the
    * workers' own fields are annotated in struct worker). */
   oee_bus *bus;
   worker *workers;
   int num_workers;
-  size_t max_queue;               /* tasks; 0 = unlimited */
-  size_t result_max;              /* bytes kept of a result */
+  size_t max_queue;  /* tasks; 0 = unlimited */
+  size_t result_max; /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
 };

@@ -51,43 +51,43 @@
 #define FAN_BATCH 128
 
 struct oee_sub {
-  oee_bus *bus;                 /* immutable after create */
-  struct oee_sub *prev, *next;  /* guarded by fan_lock: the attached list */
-  struct oee_sub *next_join;    /* guarded by log_lock: the joining list */
-  uint64_t after_seq;           /* immutable after attach: older events are
-                                 * not for this subscriber */
-  int attached;                 /* guarded by fan_lock */
-  int dropped;                  /* guarded by fan_lock: overflowed, reported
-                                 * once drained */
-  int closed;                   /* guarded by fan_lock */
-  int waiters;                  /* guarded by fan_lock: threads in oee_sub_wait */
-  pthread_cond_t cond;          /* waited on with fan_lock; signalled when
-                                 * the ring gets an event and someone waits,
-                                 * broadcast on drop and close */
-  const oee_task_info **ring;   /* guarded by fan_lock: capacity slots */
-  size_t capacity;              /* immutable after create: events */
-  size_t head, len;             /* guarded by fan_lock */
+  oee_bus *bus;                /* immutable after create */
+  struct oee_sub *prev, *next; /* guarded by fan_lock: the attached list */
+  struct oee_sub *next_join;   /* guarded by log_lock: the joining list */
+  uint64_t after_seq;          /* immutable after attach: older events are
+                                * not for this subscriber */
+  int attached;                /* guarded by fan_lock */
+  int dropped;                 /* guarded by fan_lock: overflowed, reported
+                                * once drained */
+  int closed;                  /* guarded by fan_lock */
+  int waiters;                 /* guarded by fan_lock: threads in oee_sub_wait */
+  pthread_cond_t cond;         /* waited on with fan_lock; signalled when
+                                * the ring gets an event and someone waits,
+                                * broadcast on drop and close */
+  const oee_task_info **ring;  /* guarded by fan_lock: capacity slots */
+  size_t capacity;             /* immutable after create: events */
+  size_t head, len;            /* guarded by fan_lock */
   /* Immutable after create: the filter, copied at subscribe (each string
    * its own allocation). */
   char **ids;
   size_t n_ids;
   char **types;
   size_t n_types;
-  unsigned status_mask;         /* bit per oee_task_status; 0 = all */
+  unsigned status_mask; /* bit per oee_task_status; 0 = all */
 };
 
 struct oee_bus {
   pthread_mutex_t fan_lock;
-  oee_sub *subs;                /* guarded by fan_lock: attached subscribers */
+  oee_sub *subs; /* guarded by fan_lock: attached subscribers */
 
   pthread_mutex_t log_lock;
   const oee_task_info *log[LOG_CAP]; /* guarded by log_lock: owned references */
-  size_t log_head;              /* guarded by log_lock */
-  atomic_size_t log_len;        /* written under log_lock; read without it
-                                 * as a hint */
-  oee_sub *joining;             /* guarded by log_lock: attached, not yet
-                                 * seen by the fan-out */
-  atomic_int nsubs;             /* written under a bus lock; read as a hint */
+  size_t log_head;                   /* guarded by log_lock */
+  atomic_size_t log_len;             /* written under log_lock; read without it
+                                      * as a hint */
+  oee_sub *joining;                  /* guarded by log_lock: attached, not yet
+                                      * seen by the fan-out */
+  atomic_int nsubs;                  /* written under a bus lock; read as a hint */
 };
 
 int oee__bus_create(oee_bus **out) {
@@ -129,8 +129,7 @@ static int match_str(char *const *set, size_t n, const char *s) {
 
 static int sub_match(const oee_sub *s, const oee_task_info *t) {
   if (s->status_mask && !(s->status_mask & (1u << t->status))) return 0;
-  return match_str(s->types, s->n_types, t->task_type) &&
-         match_str(s->ids, s->n_ids, t->id);
+  return match_str(s->types, s->n_types, t->task_type) && match_str(s->ids, s->n_ids, t->id);
 }
 
 int oee_sub_filter_match(const oee_sub_filter *f, const oee_task_info *t) {
@@ -317,8 +316,7 @@ static int sub_set_filter(oee_sub *s, const oee_sub_filter *f) {
   return 0;
 }
 
-int oee__sub_create(oee_bus *b, const oee_sub_filter *filter,
-                    size_t capacity, oee_sub **out) {
+int oee__sub_create(oee_bus *b, const oee_sub_filter *filter, size_t capacity, oee_sub **out) {
   if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
   oee_sub *s = oee_calloc(1, sizeof(*s));
   if (s == NULL) return OEE_ENOMEM;
@@ -337,8 +335,8 @@ int oee__sub_create(oee_bus *b, const oee_sub_filter *filter,
   return 0;
 }
 
-int oee__bus_attach(oee_bus *b, oee_sub *s, const oee_task_info *const *initial,
-                    size_t n_initial, uint64_t after_seq) {
+int oee__bus_attach(oee_bus *b, oee_sub *s, const oee_task_info *const *initial, size_t n_initial,
+                    uint64_t after_seq) {
   if (n_initial > s->capacity) return OEE_EOVERFLOW;
   for (size_t i = 0; i < n_initial; i++) ring_push(s, initial[i]);
   s->after_seq = after_seq;
@@ -351,9 +349,8 @@ int oee__bus_attach(oee_bus *b, oee_sub *s, const oee_task_info *const *initial,
   return 0;
 }
 
-int oee__bus_subscribe(oee_bus *b, const oee_sub_filter *filter,
-                       size_t capacity, const oee_task_info *const *initial,
-                       size_t n_initial, oee_sub **out) {
+int oee__bus_subscribe(oee_bus *b, const oee_sub_filter *filter, size_t capacity,
+                       const oee_task_info *const *initial, size_t n_initial, oee_sub **out) {
   oee_sub *s;
   int rc = oee__sub_create(b, filter, capacity, &s);
   if (rc != 0) return rc;

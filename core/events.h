@@ -43,8 +43,7 @@ int oee__bus_has_subscribers(oee_bus *bus);
  * `capacity` events (0 = OEE_DEFAULT_SUB_CAPACITY) allocated. No lock is
  * taken. Free with oee_sub_free() if it never gets attached.
  */
-int oee__sub_create(oee_bus *bus, const oee_sub_filter *filter,
-                    size_t capacity, oee_sub **out);
+int oee__sub_create(oee_bus *bus, const oee_sub_filter *filter, size_t capacity, oee_sub **out);
 /*
  * Attaches `sub` with `initial` (references are taken) first in its ring;
  * it will receive the logged events whose seq is above `after_seq`. Called
@@ -53,13 +52,11 @@ int oee__sub_create(oee_bus *bus, const oee_sub_filter *filter,
  * O(n_initial). OEE_EOVERFLOW when `n_initial` exceeds the capacity
  * (nothing attached).
  */
-int oee__bus_attach(oee_bus *bus, oee_sub *sub,
-                    const oee_task_info *const *initial, size_t n_initial,
-                    uint64_t after_seq);
+int oee__bus_attach(oee_bus *bus, oee_sub *sub, const oee_task_info *const *initial,
+                    size_t n_initial, uint64_t after_seq);
 
 /* oee__sub_create() + oee__bus_attach() with after_seq 0 (for tests). */
-int oee__bus_subscribe(oee_bus *bus, const oee_sub_filter *filter,
-                       size_t capacity, const oee_task_info *const *initial,
-                       size_t n_initial, oee_sub **out);
+int oee__bus_subscribe(oee_bus *bus, const oee_sub_filter *filter, size_t capacity,
+                       const oee_task_info *const *initial, size_t n_initial, oee_sub **out);
 
 #endif /* OEE_EVENTS_H */

@@ -29,8 +29,8 @@ static void command_free(oee_command *c) {
 }
 
 /* Fills `c` with copies; on failure `c` holds what must be freed. */
-static int command_copy(oee_command *c, const char *name,
-                        const char *const *argv, size_t argc, double timeout) {
+static int command_copy(oee_command *c, const char *name, const char *const *argv, size_t argc,
+                        double timeout) {
   memset(c, 0, sizeof(*c));
   c->timeout_seconds = timeout;
   c->name = oee_strdup(name);
@@ -44,8 +44,7 @@ static int command_copy(oee_command *c, const char *name,
   return 0;
 }
 
-static int args_valid(const char *name, const char *const *argv, size_t argc,
-                      double timeout) {
+static int args_valid(const char *name, const char *const *argv, size_t argc, double timeout) {
   if (name == NULL || name[0] == '\0' || argv == NULL || argc == 0) return 0;
   if (!(timeout >= 0)) return 0; /* also refuses NaN */
   for (size_t i = 0; i < argc; i++) {
@@ -54,8 +53,7 @@ static int args_valid(const char *name, const char *const *argv, size_t argc,
   return argv[0][0] != '\0';
 }
 
-int oee_exec_table_add(oee_exec_table *t, const char *name,
-                       const char *const *argv, size_t argc,
+int oee_exec_table_add(oee_exec_table *t, const char *name, const char *const *argv, size_t argc,
                        double timeout_seconds) {
   if (t == NULL || !args_valid(name, argv, argc, timeout_seconds)) {
     return OEE_EINVAL;
@@ -78,8 +76,7 @@ int oee_exec_table_add(oee_exec_table *t, const char *name,
   return 0;
 }
 
-const oee_command *oee_exec_table_find(const oee_exec_table *t,
-                                       const char *name) {
+const oee_command *oee_exec_table_find(const oee_exec_table *t, const char *name) {
   if (t == NULL || name == NULL) return NULL;
   for (size_t i = 0; i < t->len; i++) {
     if (strcmp(t->cmds[i].name, name) == 0) return &t->cmds[i];
@@ -87,9 +84,7 @@ const oee_command *oee_exec_table_find(const oee_exec_table *t,
   return NULL;
 }
 
-size_t oee_exec_table_size(const oee_exec_table *t) {
-  return t == NULL ? 0 : t->len;
-}
+size_t oee_exec_table_size(const oee_exec_table *t) { return t == NULL ? 0 : t->len; }
 
 void oee_exec_table_destroy(oee_exec_table *t) {
   if (t == NULL) return;

@@ -80,8 +80,7 @@ static uint64_t now_ms(void) {
 
 static uint32_t counter_seed(id_state *st) {
   const unsigned char *r = take(st, SEED_BYTES);
-  uint32_t v = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 |
-               (uint32_t)r[2] << 8 | r[3];
+  uint32_t v = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
   return v & SEED_MASK;
 }
 
@@ -105,7 +104,7 @@ void oee__id_new_bytes(unsigned char out[16]) {
   uint64_t ms = st->last_ms;
   uint32_t c = st->counter;
   for (int i = 0; i < 6; i++) out[i] = (unsigned char)(ms >> (40 - 8 * i));
-  out[6] = (unsigned char)(0x70 | (c >> 22));          /* version 7 */
+  out[6] = (unsigned char)(0x70 | (c >> 22)); /* version 7 */
   out[7] = (unsigned char)(c >> 14);
   out[8] = (unsigned char)(0x80 | ((c >> 8) & 0x3f)); /* variant 10 */
   out[9] = (unsigned char)c;

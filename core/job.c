@@ -37,8 +37,8 @@ int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) 
 
 /* The terminal version of `cur`; without the result text when memory is
  * short. NULL when even that cannot be packed. */
-static oee_task_info *pack_final(const oee_task_info *cur, oee_task_status to,
-                                 const char *result, const char *message) {
+static oee_task_info *pack_final(const oee_task_info *cur, oee_task_status to, const char *result,
+                                 const char *message) {
   oee_task_info d = *cur;
   d.status = to;
   d.completed_at_ns = oee_now_ns();
@@ -78,7 +78,6 @@ static void running_unlink(oee_engine *eng, oee_job *j) {
   if (--eng->running_jobs == 0) oee__broadcast(&eng->drain_cv);
 }
 
-
 const oee_task_info *oee_job_task(const oee_job *j) { return j->snap; }
 
 const char *oee_job_context(const oee_job *j, const char *key) {
@@ -104,8 +103,7 @@ static char *truncate_result(const char *result, size_t max) {
   return out;
 }
 
-static void job_finish(oee_job *j, oee_task_status to, const char *result,
-                       const char *message) {
+static void job_finish(oee_job *j, oee_task_status to, const char *result, const char *message) {
   oee_engine *eng = j->eng;
   char *cut = NULL;
   if (result && strlen(result) > eng->result_max) {

@@ -23,8 +23,7 @@ static const char *const strategy_names[] = {
 };
 
 static const char *const stage_status_names[] = {
-    "unspecified", "pending", "running", "done",
-    "error",       "skipped", "cancelled",
+    "unspecified", "pending", "running", "done", "error", "skipped", "cancelled",
 };
 
 const char *oee_strategy_name(oee_strategy s) {
@@ -37,8 +36,7 @@ const char *oee_strategy_name(oee_strategy s) {
 int oee_strategy_parse(const char *name, oee_strategy *out) {
   if (name == NULL || out == NULL) return OEE_EINVAL;
   if (strncasecmp(name, "STRATEGY_", 9) == 0) name += 9;
-  for (int s = OEE_STRATEGY_LOCAL_FAST_PRECISE; s <= OEE_STRATEGY_QUALITY_FIRST;
-       s++) {
+  for (int s = OEE_STRATEGY_LOCAL_FAST_PRECISE; s <= OEE_STRATEGY_QUALITY_FIRST; s++) {
     if (strcasecmp(name, strategy_names[s]) == 0) {
       *out = (oee_strategy)s;
       return 0;
@@ -74,11 +72,9 @@ const model_info *oee__model_find(const oee_model_table *t, const char *name) {
   return NULL;
 }
 
-int oee_model_table_add(oee_model_table *t, const char *name,
-                        const char *const *argv, size_t argc, double cost,
-                        double quality, double timeout_seconds) {
-  if (t == NULL || name == NULL || !(cost >= 0) || !isfinite(cost) ||
-      !isfinite(quality)) {
+int oee_model_table_add(oee_model_table *t, const char *name, const char *const *argv, size_t argc,
+                        double cost, double quality, double timeout_seconds) {
+  if (t == NULL || name == NULL || !(cost >= 0) || !isfinite(cost) || !isfinite(quality)) {
     return OEE_EINVAL;
   }
   if (strcmp(name, "echo") == 0 || oee__model_find(t, name) != NULL) {
@@ -136,8 +132,7 @@ static void pipeline_free(void *p) {
   oee_free(pl);
 }
 
-static int stage_init(stage *s, const oee_stage_spec *spec,
-                      const oee_model_table *models) {
+static int stage_init(stage *s, const oee_stage_spec *spec, const oee_model_table *models) {
   const model_info *m = oee__model_find(models, spec->model_id);
   s->status = OEE_STAGE_PENDING;
   s->cost = spec->has_cost ? spec->cost : m != NULL ? m->cost : 0;
@@ -147,8 +142,8 @@ static int stage_init(stage *s, const oee_stage_spec *spec,
   return s->name == NULL || s->model_id == NULL ? OEE_ENOMEM : 0;
 }
 
-static int pipeline_create(const oee_pipeline_spec *spec,
-                           const oee_model_table *models, pipeline **out) {
+static int pipeline_create(const oee_pipeline_spec *spec, const oee_model_table *models,
+                           pipeline **out) {
   pipeline *pl = oee_calloc(1, sizeof(*pl));
   if (pl == NULL) return OEE_ENOMEM;
   if (oee__mutex_init(&pl->lock) != 0) {
@@ -162,9 +157,7 @@ static int pipeline_create(const oee_pipeline_spec *spec,
   pl->pipeline_id = oee_strdup(spec->pipeline_id != NULL ? spec->pipeline_id : "");
   pl->input = oee_strdup(spec->input != NULL ? spec->input : "");
   pl->stages = oee_calloc(spec->n_stages, sizeof(*pl->stages));
-  int rc = pl->pipeline_id == NULL || pl->input == NULL || pl->stages == NULL
-               ? OEE_ENOMEM
-               : 0;
+  int rc = pl->pipeline_id == NULL || pl->input == NULL || pl->stages == NULL ? OEE_ENOMEM : 0;
   if (rc == 0) pl->n = spec->n_stages;
   for (size_t i = 0; rc == 0 && i < pl->n; i++) {
     rc = stage_init(&pl->stages[i], &spec->stages[i], models);
@@ -180,22 +173,19 @@ static int pipeline_create(const oee_pipeline_spec *spec,
 /* -------------------------------------------------------- submission */
 
 /* 1 for a finite number >= 0 (NaN and the infinities are refused). */
-static int finite_non_negative(double v) {
-  return isfinite(v) && v >= 0;
-}
+static int finite_non_negative(double v) { return isfinite(v) && v >= 0; }
 
 /* Every stage names a model that exists and charges a sane cost. */
-static int stages_check(const oee_pipeline_spec *spec,
-                        const oee_model_table *models, oee_error *err) {
+static int stages_check(const oee_pipeline_spec *spec, const oee_model_table *models,
+                        oee_error *err) {
   for (size_t i = 0; i < spec->n_stages; i++) {
     const oee_stage_spec *s = &spec->stages[i];
     if (s->model_id == NULL || s->model_id[0] == '\0') {
       return oee_error_set(err, OEE_EINVAL, "stages[%zu].model_id must not be empty", i);
     }
     if (s->has_cost && !finite_non_negative(s->cost)) {
-      return oee_error_set(err, OEE_EINVAL,
-                           "stages[%zu].cost must be a finite number >= 0, got %g", i,
-                           s->cost);
+      return oee_error_set(err, OEE_EINVAL, "stages[%zu].cost must be a finite number >= 0, got %g",
+                           i, s->cost);
     }
     if (!oee_model_table_has(models, s->model_id)) {
       return oee_error_set(err, OEE_ENOMODEL, "unknown model_id \"%.64s\" in stages[%zu]",
@@ -206,8 +196,8 @@ static int stages_check(const oee_pipeline_spec *spec,
 }
 
 /* The one place a pipeline spec is judged; *err says why not. */
-static int spec_check(const oee_pipeline_spec *spec,
-                      const oee_model_table *models, oee_error *err) {
+static int spec_check(const oee_pipeline_spec *spec, const oee_model_table *models,
+                      oee_error *err) {
   if (spec == NULL) return oee_error_set(err, OEE_EINVAL, "no pipeline spec given");
   if (spec->stages == NULL || spec->n_stages == 0) {
     return oee_error_set(err, OEE_EINVAL, "stages must not be empty");
@@ -235,8 +225,8 @@ static int spec_check(const oee_pipeline_spec *spec,
                          spec->max_cost);
   }
   if (spec->priority < OEE_PRIORITY_MIN || spec->priority > OEE_PRIORITY_MAX) {
-    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d",
-                         OEE_PRIORITY_MIN, OEE_PRIORITY_MAX, spec->priority);
+    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d", OEE_PRIORITY_MIN,
+                         OEE_PRIORITY_MAX, spec->priority);
   }
   return stages_check(spec, models, err);
 }
@@ -266,8 +256,10 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
   /* Informational keys, sorted; the payload is what the executor reads. */
   const oee_kv ctx[] = {{"pipeline_id", pl->pipeline_id},
                         {"strategy", oee_strategy_name(pl->strategy)}};
-  oee_submit req = {.name = name, .task_type = "pipeline",
-                    .priority = spec->priority, .context = ctx,
+  oee_submit req = {.name = name,
+                    .task_type = "pipeline",
+                    .priority = spec->priority,
+                    .context = ctx,
                     .context_len = 2};
   rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out, err);
   oee_free(name);
@@ -293,8 +285,7 @@ static char *dup_or_empty(const char *s, int *rc) {
 }
 
 /* Lock held: pipeline. `terminal`: the task ended (maybe while queued). */
-static void copy_stage(oee_stage_result *d, const stage *s, int terminal,
-                       int64_t now, int *rc) {
+static void copy_stage(oee_stage_result *d, const stage *s, int terminal, int64_t now, int *rc) {
   d->name = dup_or_empty(s->name, rc);
   d->model_id = dup_or_empty(s->model_id, rc);
   d->output = dup_or_empty(s->output, rc);
@@ -318,8 +309,7 @@ static void copy_result(void *payload, const oee_task_info *snap, void *arg) {
   res->strategy = pl->strategy;
   res->pipeline_id = dup_or_empty(pl->pipeline_id, &ca->rc);
   res->output = dup_or_empty(pl->output, &ca->rc);
-  res->error_message = dup_or_empty(
-      pl->error != NULL ? pl->error : snap->error_message, &ca->rc);
+  res->error_message = dup_or_empty(pl->error != NULL ? pl->error : snap->error_message, &ca->rc);
   res->total_cost = pl->total_cost;
   res->elapsed_seconds = span_s(pl->start_ns, pl->end_ns, now);
   res->stages = oee_calloc(pl->n, sizeof(*res->stages));
@@ -331,8 +321,7 @@ static void copy_result(void *payload, const oee_task_info *snap, void *arg) {
   oee__unlock(&pl->lock);
 }
 
-int oee_engine_pipeline_result(oee_engine *eng, const char *task_id,
-                               oee_pipeline_result **out) {
+int oee_engine_pipeline_result(oee_engine *eng, const char *task_id, oee_pipeline_result **out) {
   if (eng == NULL || task_id == NULL || out == NULL) return OEE_EINVAL;
   *out = NULL;
   copy_arg ca = {.res = oee_calloc(1, sizeof(oee_pipeline_result))};

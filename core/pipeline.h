@@ -50,8 +50,8 @@ struct oee_model_table {
 typedef struct stage {
   char *name;
   char *model_id;
-  double cost;      /* charged when it starts (the override when given) */
-  double quality;   /* the model's declared quality */
+  double cost;    /* charged when it starts (the override when given) */
+  double quality; /* the model's declared quality */
   /* Live, guarded by pipeline.lock. */
   oee_stage_status status;
   char *output;     /* NULL until DONE */
@@ -65,15 +65,15 @@ typedef struct pipeline {
   pthread_mutex_t lock;
   char *pipeline_id;
   oee_strategy strategy;
-  double max_time;                /* seconds; 0 = none */
-  double max_cost;                /* 0 = none */
+  double max_time; /* seconds; 0 = none */
+  double max_cost; /* 0 = none */
   char *input;
-  const oee_model_table *models;  /* borrowed; outlives the engine */
+  const oee_model_table *models; /* borrowed; outlives the engine */
   stage *stages;
   size_t n;
   /* Live, guarded by lock. */
-  char *output;     /* NULL until the pipeline succeeded */
-  char *error;      /* NULL unless it failed or was cancelled */
+  char *output; /* NULL until the pipeline succeeded */
+  char *error;  /* NULL unless it failed or was cancelled */
   double total_cost;
   int64_t start_ns; /* CLOCK_MONOTONIC; 0 until the task ran */
   int64_t end_ns;

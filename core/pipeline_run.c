@@ -28,11 +28,11 @@ typedef enum outcome {
 /* One run of the executor. Read-only for stage threads except as noted. */
 typedef struct run {
   pipeline *pl;
-  oee_token *tok;       /* the job's token (borrowed) */
-  int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0 = none */
-  int budget_skipped;   /* executor thread only: a stage did not fit */
-  char *output;         /* executor thread only: the pipeline's output */
-  char *error;          /* executor thread only: a failure message */
+  oee_token *tok;      /* the job's token (borrowed) */
+  int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+  int budget_skipped;  /* executor thread only: a stage did not fit */
+  char *output;        /* executor thread only: the pipeline's output */
+  char *error;         /* executor thread only: a failure message */
 } run;
 
 static const char *stage_label(const stage *s) {
@@ -64,8 +64,7 @@ static outcome stage_begin(run *r, size_t i) {
 }
 
 /* Records how stage i ended; takes ownership of `output` and `error`. */
-static void stage_end(pipeline *pl, size_t i, oee_stage_status st,
-                      char *output, char *error) {
+static void stage_end(pipeline *pl, size_t i, oee_stage_status st, char *output, char *error) {
   stage *s = &pl->stages[i];
   oee__lock(&pl->lock);
   s->status = st;
@@ -78,8 +77,7 @@ static void stage_end(pipeline *pl, size_t i, oee_stage_status st,
 }
 
 /* The child's time limit: the model's own, capped by the time left. */
-static double stage_timeout(const run *r, const oee_command *cmd,
-                            int *by_deadline) {
+static double stage_timeout(const run *r, const oee_command *cmd, int *by_deadline) {
   double t = cmd->timeout_seconds;
   *by_deadline = 0;
   if (r->deadline_ns == 0) return t;
@@ -93,16 +91,15 @@ static double stage_timeout(const run *r, const oee_command *cmd,
 }
 
 /* Classifies a finished child and records the stage's end. */
-static outcome stage_judge(run *r, size_t i, const oee_proc_result *res,
-                           double timeout, int by_deadline) {
+static outcome stage_judge(run *r, size_t i, const oee_proc_result *res, double timeout,
+                           int by_deadline) {
   char msg[OEE_PROC_MSG_MAX];
   if (res->cancelled) {
     stage_end(r->pl, i, OEE_STAGE_CANCELLED, NULL, oee_strdup("cancelled"));
     return OUT_CANCELLED;
   }
   if (res->timed_out && by_deadline) {
-    stage_end(r->pl, i, OEE_STAGE_CANCELLED, NULL,
-              oee_strdup("deadline exceeded"));
+    stage_end(r->pl, i, OEE_STAGE_CANCELLED, NULL, oee_strdup("deadline exceeded"));
     return OUT_DEADLINE;
   }
   if (oee_proc_describe(res, timeout, msg, sizeof(msg))) {
@@ -135,8 +132,7 @@ static outcome stage_exec(run *r, size_t i, const char *input) {
   int by_deadline;
   double timeout = stage_timeout(r, cmd, &by_deadline);
   oee_proc_result res;
-  int rc = oee_proc_run(cmd->argv, input, strlen(input), timeout, r->tok, 0,
-                        &res);
+  int rc = oee_proc_run(cmd->argv, input, strlen(input), timeout, r->tok, 0, &res);
   outcome o = OUT_FAILED;
   if (rc != 0) {
     stage_end(r->pl, i, OEE_STAGE_ERROR, NULL,
@@ -160,8 +156,8 @@ static char *stage_copy(pipeline *pl, size_t i, int want_error) {
 /* Sets r->error to "<head> '<stage>'<tail>: <stage error>". */
 static void fail_at(run *r, size_t i, const char *head, const char *tail) {
   char *err = stage_copy(r->pl, i, 1);
-  if (oee_asprintf(&r->error, "%s '%s'%s: %s", head, stage_label(&r->pl->stages[i]),
-               tail, err != NULL ? err : "failed") < 0) {
+  if (oee_asprintf(&r->error, "%s '%s'%s: %s", head, stage_label(&r->pl->stages[i]), tail,
+                   err != NULL ? err : "failed") < 0) {
     r->error = NULL;
   }
   oee_free(err);
@@ -180,8 +176,10 @@ static outcome run_chain(run *r, int validate) {
     if ((o = stage_begin(r, i)) != OUT_DONE) break;
     if ((o = stage_exec(r, i, cur)) != OUT_DONE) {
       if (o == OUT_FAILED) {
-        if (validate && i > 0) fail_at(r, i, "validation failed at stage", "");
-        else fail_at(r, i, "stage", " failed");
+        if (validate && i > 0)
+          fail_at(r, i, "validation failed at stage", "");
+        else
+          fail_at(r, i, "stage", " failed");
       }
       break;
     }
@@ -191,8 +189,10 @@ static outcome run_chain(run *r, int validate) {
       if (cur == NULL) return OUT_FAILED;
     }
   }
-  if (o == OUT_DONE) r->output = cur;
-  else oee_free(cur);
+  if (o == OUT_DONE)
+    r->output = cur;
+  else
+    oee_free(cur);
   return o;
 }
 
@@ -295,8 +295,7 @@ static outcome ens_begin(run *r, ens_slot *slots) {
 static void ens_run_all(ens_slot *slots, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (!slots[i].started) continue;
-    slots[i].threaded =
-        pthread_create(&slots[i].th, NULL, ens_thread, &slots[i]) == 0;
+    slots[i].threaded = pthread_create(&slots[i].th, NULL, ens_thread, &slots[i]) == 0;
     if (!slots[i].threaded) ens_thread(&slots[i]); /* degrade, not fail */
   }
   for (size_t i = 0; i < n; i++) {
@@ -373,10 +372,14 @@ static void pipeline_complete(oee_job *job, pipeline *pl, run *r, outcome o) {
     out = output_copy(pl);
   }
   const char *msg = outcome_message(r, o);
-  if (o == OUT_DONE && out != NULL) oee_job_succeed(job, out);
-  else if (o == OUT_DONE) oee_job_fail(job, "out of memory");
-  else if (o == OUT_CANCELLED) oee_job_cancelled(job, msg);
-  else oee_job_fail(job, msg);
+  if (o == OUT_DONE && out != NULL)
+    oee_job_succeed(job, out);
+  else if (o == OUT_DONE)
+    oee_job_fail(job, "out of memory");
+  else if (o == OUT_CANCELLED)
+    oee_job_cancelled(job, msg);
+  else
+    oee_job_fail(job, msg);
   oee_free(out);
 }
 
@@ -397,11 +400,19 @@ static void pipeline_exec(oee_job *job, void *user_data) {
   oee__unlock(&pl->lock);
   outcome o;
   switch (pl->strategy) {
-    case OEE_STRATEGY_PARALLEL_ENSEMBLE: o = run_ensemble(&r); break;
-    case OEE_STRATEGY_SEQUENTIAL_VALIDATION: o = run_chain(&r, 1); break;
+    case OEE_STRATEGY_PARALLEL_ENSEMBLE:
+      o = run_ensemble(&r);
+      break;
+    case OEE_STRATEGY_SEQUENTIAL_VALIDATION:
+      o = run_chain(&r, 1);
+      break;
     case OEE_STRATEGY_COST_OPTIMIZED:
-    case OEE_STRATEGY_QUALITY_FIRST: o = run_ordered(&r); break;
-    default: o = run_chain(&r, 0); break;
+    case OEE_STRATEGY_QUALITY_FIRST:
+      o = run_ordered(&r);
+      break;
+    default:
+      o = run_chain(&r, 0);
+      break;
   }
   pipeline_settle(pl, &r, o);
   pipeline_complete(job, pl, &r, o);
@@ -412,6 +423,6 @@ static void pipeline_exec(oee_job *job, void *user_data) {
 int oee__pipeline_register(oee_engine *eng, const oee_model_table *models) {
   /* Internal: pipelines come only from oee_engine_submit_pipeline(), which
    * checks the spec (spec_check) before the task exists. */
-  return oee__engine_register_full(eng, "pipeline", pipeline_exec, NULL,
-                                   OEE__EXEC_INTERNAL, (void *)models);
+  return oee__engine_register_full(eng, "pipeline", pipeline_exec, NULL, OEE__EXEC_INTERNAL,
+                                   (void *)models);
 }

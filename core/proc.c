@@ -45,34 +45,34 @@ extern char **environ;
 /* ------------------------------------------------------------ runner */
 
 #define TAIL_CAP OEE_PROC_ERR_TAIL /* bytes of stderr kept */
-#define READ_CHUNK 16384         /* bytes per read() */
-#define TICK_MS 20               /* poll period without pidfd/eventfd */
-#define EXIT_GRACE_NS 1000000000 /* drain time after the child exited */
+#define READ_CHUNK 16384           /* bytes per read() */
+#define TICK_MS 20                 /* poll period without pidfd/eventfd */
+#define EXIT_GRACE_NS 1000000000   /* drain time after the child exited */
 
 typedef struct run {
   pid_t pid;
-  int pidfd;         /* -1 when the kernel has no pidfd_open */
-  int in_fd;         /* parent ends; -1 once closed */
+  int pidfd; /* -1 when the kernel has no pidfd_open */
+  int in_fd; /* parent ends; -1 once closed */
   int out_fd;
   int err_fd;
   const char *input;
   size_t input_len;
-  size_t input_off;  /* bytes of input already written */
+  size_t input_off; /* bytes of input already written */
   size_t max_out;
-  char *out;         /* stdout kept so far, out_len <= max_out */
+  char *out; /* stdout kept so far, out_len <= max_out */
   size_t out_len;
   size_t out_cap;
   int out_truncated;
   char tail[TAIL_CAP];
   size_t tail_len;
   oee_token *tok;
-  int tok_fd;        /* -1 when none */
-  int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0 = none */
-  int64_t exited_ns;    /* when the child's exit was seen; 0 = still running */
+  int tok_fd;          /* -1 when none */
+  int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+  int64_t exited_ns;   /* when the child's exit was seen; 0 = still running */
   int killed;
   int timed_out;
   int cancelled;
-  int oom;           /* an allocation for stdout failed; output is cut */
+  int oom; /* an allocation for stdout failed; output is cut */
 } run;
 
 static void close_fd(int *fd) {
@@ -92,8 +92,7 @@ static int make_pipes(int in[2], int out[2], int err[2]) {
   if (pipe2(in, O_CLOEXEC) != 0) return -1;
   if (pipe2(out, O_CLOEXEC) != 0) return -1;
   if (pipe2(err, O_CLOEXEC) != 0) return -1;
-  if (set_nonblock(in[1]) != 0 || set_nonblock(out[0]) != 0 ||
-      set_nonblock(err[0]) != 0) {
+  if (set_nonblock(in[1]) != 0 || set_nonblock(out[0]) != 0 || set_nonblock(err[0]) != 0) {
     return -1;
   }
   return 0;
@@ -105,8 +104,7 @@ static int spawn_attrs(posix_spawnattr_t *attr) {
   sigfillset(&all);
   int rc = posix_spawnattr_init(attr);
   if (rc != 0) return rc;
-  short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                POSIX_SPAWN_SETSIGDEF;
+  short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   if ((rc = posix_spawnattr_setflags(attr, flags)) != 0) return rc;
   if ((rc = posix_spawnattr_setpgroup(attr, 0)) != 0) return rc;
   if ((rc = posix_spawnattr_setsigmask(attr, &none)) != 0) return rc;
@@ -115,8 +113,7 @@ static int spawn_attrs(posix_spawnattr_t *attr) {
   return posix_spawnattr_setsigdefault(attr, &all);
 }
 
-static int spawn_actions(posix_spawn_file_actions_t *fa, int in[2],
-                         int out[2], int err[2]) {
+static int spawn_actions(posix_spawn_file_actions_t *fa, int in[2], int out[2], int err[2]) {
   int rc = posix_spawn_file_actions_init(fa);
   if (rc != 0) return rc;
   if ((rc = posix_spawn_file_actions_adddup2(fa, in[0], 0)) != 0) return rc;
@@ -150,8 +147,7 @@ static int spawn_child(const char *const *argv, run *r) {
     rc = spawn_actions(&fa, in, out, err);
   }
   if (rc == 0) {
-    rc = posix_spawnp(&r->pid, argv[0], &fa, &attr, (char *const *)argv,
-                      environ);
+    rc = posix_spawnp(&r->pid, argv[0], &fa, &attr, (char *const *)argv, environ);
   }
   if (have_fa) posix_spawn_file_actions_destroy(&fa);
   if (have_attr) posix_spawnattr_destroy(&attr);
@@ -210,8 +206,10 @@ static void drain(run *r, int *fd, int is_err) {
   for (;;) {
     ssize_t n = read(*fd, buf, sizeof(buf));
     if (n > 0) {
-      if (is_err) tail_append(r, buf, (size_t)n);
-      else out_append(r, buf, (size_t)n);
+      if (is_err)
+        tail_append(r, buf, (size_t)n);
+      else
+        out_append(r, buf, (size_t)n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -225,8 +223,7 @@ static void drain(run *r, int *fd, int is_err) {
  * the child stopped reading (EPIPE: SIGPIPE is blocked, see the DESIGN). */
 static void pump_input(run *r) {
   while (r->in_fd >= 0 && r->input_off < r->input_len) {
-    ssize_t n = write(r->in_fd, r->input + r->input_off,
-                      r->input_len - r->input_off);
+    ssize_t n = write(r->in_fd, r->input + r->input_off, r->input_len - r->input_off);
     if (n > 0) {
       r->input_off += (size_t)n;
     } else if (n < 0 && errno == EINTR) {
@@ -290,8 +287,7 @@ static int poll_timeout_ms(const run *r, int64_t now) {
   int64_t left = until - now;
   if (left > 60 * (int64_t)1000000000) left = 60 * (int64_t)1000000000;
   int ms = until < 0 ? -1 : left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-  int need_tick = r->exited_ns == 0 &&
-                  (r->pidfd < 0 || (r->tok != NULL && r->tok_fd < 0));
+  int need_tick = r->exited_ns == 0 && (r->pidfd < 0 || (r->tok != NULL && r->tok_fd < 0));
   if (need_tick && (ms < 0 || ms > TICK_MS)) ms = TICK_MS;
   return ms;
 }
@@ -315,9 +311,12 @@ static void poll_once(run *r) {
   if (rc <= 0) return; /* timeout or EINTR: the caller re-checks */
   for (nfds_t i = 0; i < n; i++) {
     if (p[i].revents == 0) continue;
-    if (fds[i] == &r->in_fd) pump_input(r);
-    else if (fds[i] == &r->out_fd) drain(r, &r->out_fd, 0);
-    else if (fds[i] == &r->err_fd) drain(r, &r->err_fd, 1);
+    if (fds[i] == &r->in_fd)
+      pump_input(r);
+    else if (fds[i] == &r->out_fd)
+      drain(r, &r->out_fd, 0);
+    else if (fds[i] == &r->err_fd)
+      drain(r, &r->err_fd, 1);
   }
 }
 
@@ -387,17 +386,22 @@ static void start_failed(const char *cmd, int err, oee_proc_result *res) {
   res->exit_code = -1;
 }
 
-int oee_proc_run(const char *const *argv, const char *input, size_t input_len,
-                 double timeout_s, oee_token *tok, size_t max_out,
-                 oee_proc_result *res) {
+int oee_proc_run(const char *const *argv, const char *input, size_t input_len, double timeout_s,
+                 oee_token *tok, size_t max_out, oee_proc_result *res) {
   if (res == NULL) return OEE_EINVAL;
   memset(res, 0, sizeof(*res)); /* so that freeing is safe on every path */
-  if (argv == NULL || argv[0] == NULL || !(timeout_s >= 0) ||
-      (input == NULL && input_len != 0)) {
+  if (argv == NULL || argv[0] == NULL || !(timeout_s >= 0) || (input == NULL && input_len != 0)) {
     return OEE_EINVAL;
   }
-  run r = {.pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1,
-           .input = input, .input_len = input_len, .tok = tok, .tok_fd = -1,
+  run r = {.pid = -1,
+           .pidfd = -1,
+           .in_fd = -1,
+           .out_fd = -1,
+           .err_fd = -1,
+           .input = input,
+           .input_len = input_len,
+           .tok = tok,
+           .tok_fd = -1,
            .max_out = max_out == 0 ? OEE_PROC_MAX_OUT_DEFAULT : max_out};
   sigset_t old;
   int was_pending = sigpipe_block(&old);
@@ -435,8 +439,8 @@ void oee_proc_result_free(oee_proc_result *res) {
 
 static size_t trimmed_len(const char *s) {
   size_t n = strlen(s);
-  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
-                   s[n - 1] == '\r' || s[n - 1] == '\v' || s[n - 1] == '\f')) {
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
+                   s[n - 1] == '\v' || s[n - 1] == '\f')) {
     n--;
   }
   return n;
@@ -447,10 +451,8 @@ char *oee_trim_right(const char *s) {
   return oee_strndup(s, trimmed_len(s));
 }
 
-int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf,
-                      size_t cap) {
-  if (cap == 0) return res->cancelled || res->timed_out || res->signaled ||
-                       res->exit_code != 0;
+int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf, size_t cap) {
+  if (cap == 0) return res->cancelled || res->timed_out || res->signaled || res->exit_code != 0;
   const char *tail = res->err_tail == NULL ? "" : res->err_tail;
   int tn = (int)trimmed_len(tail);
   const char *sep = tn > 0 ? ": " : "";

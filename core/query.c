@@ -28,8 +28,7 @@ typedef struct cancel_try {
 /* Cancels under the engine lock when the queued task is still as it was
  * when `c->next` was packed. Returns 1 when the snapshot must be packed
  * (again) first: c->seen then holds the current one. */
-static int cancel_step(oee_engine *eng, const char *id, cancel_try *c,
-                       const oee_task_info **out) {
+static int cancel_step(oee_engine *eng, const char *id, cancel_try *c, const oee_task_info **out) {
   int again = 0;
   oee__lock(&eng->lock);
   oee_task *t = eng->store->ops->lookup(eng->store, id);
@@ -57,8 +56,7 @@ static int cancel_step(oee_engine *eng, const char *id, cancel_try *c,
  * swap happens only if the task did not change meanwhile (the reference
  * held on `seen` keeps its address from being reused), else it is packed
  * again from the newer one. */
-int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
-                      const oee_task_info **out) {
+int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled, const oee_task_info **out) {
   if (!oee_id_valid(id)) return OEE_EINVAL;
   cancel_try c = {NULL, NULL, 0, 0};
   while (cancel_step(eng, id, &c, out)) {
@@ -88,10 +86,8 @@ int oee_engine_get(oee_engine *eng, const char *id, const oee_task_info **out) {
   return t ? 0 : OEE_ENOENT;
 }
 
-int oee__engine_with_payload(oee_engine *eng, const char *id,
-                             const char *task_type,
-                             void (*fn)(void *, const oee_task_info *, void *),
-                             void *arg) {
+int oee__engine_with_payload(oee_engine *eng, const char *id, const char *task_type,
+                             void (*fn)(void *, const oee_task_info *, void *), void *arg) {
   if (!oee_id_valid(id)) return OEE_EINVAL;
   oee__lock(&eng->lock);
   oee_task *t = eng->store->ops->lookup(eng->store, id);
@@ -175,8 +171,8 @@ static void collect_visit(oee_task *t, void *arg) {
 /* Everything is allocated before the engine lock is taken; under it the
  * matching tasks are collected and the subscriber attached, so the initial
  * events and the live ones meet exactly at the engine's last seq. */
-int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
-                         size_t capacity, int snapshot, oee_sub **out) {
+int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter, size_t capacity,
+                         int snapshot, oee_sub **out) {
   if (capacity == 0) capacity = OEE_DEFAULT_SUB_CAPACITY;
   collect c = {filter, NULL, 0, capacity, 0};
   oee_sub *s = NULL;
@@ -186,9 +182,8 @@ int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
   }
   if (rc != 0) goto done;
   oee__lock(&eng->lock);
-  if (snapshot) eng->store->ops->foreach(eng->store, collect_visit, &c);
-  rc = c.overflow ? OEE_EOVERFLOW
-                  : oee__bus_attach(eng->bus, s, c.snaps, c.len, eng->last_seq);
+  if (snapshot) eng->store->ops->foreach (eng->store, collect_visit, &c);
+  rc = c.overflow ? OEE_EOVERFLOW : oee__bus_attach(eng->bus, s, c.snaps, c.len, eng->last_seq);
   oee__unlock(&eng->lock);
 done:
   oee_free(c.snaps);

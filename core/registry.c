@@ -23,9 +23,8 @@ static executor *executor_find(oee_engine *eng, const char *type) {
   return NULL;
 }
 
-int oee__engine_register_full(oee_engine *eng, const char *task_type,
-                              oee_executor_fn fn, oee_validate_fn validate,
-                              int flags, void *user_data) {
+int oee__engine_register_full(oee_engine *eng, const char *task_type, oee_executor_fn fn,
+                              oee_validate_fn validate, int flags, void *user_data) {
   if (eng == NULL || task_type == NULL || !task_type[0] || fn == NULL) {
     return OEE_EINVAL;
   }
@@ -50,8 +49,8 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type,
   return 0;
 }
 
-int oee_engine_register(oee_engine *eng, const char *task_type,
-                        oee_executor_fn fn, void *user_data) {
+int oee_engine_register(oee_engine *eng, const char *task_type, oee_executor_fn fn,
+                        void *user_data) {
   return oee__engine_register_full(eng, task_type, fn, NULL, 0, user_data);
 }
 

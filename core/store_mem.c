@@ -48,7 +48,7 @@ typedef struct mem_store {
   slot *order;
   size_t order_len, order_cap, holes;
   bitmap bits[OEE_TASK_STATUS_COUNT]; /* order slots per status; order_cap bits */
-  oee_task *done_head, *done_tail; /* oldest, newest finished */
+  oee_task *done_head, *done_tail;    /* oldest, newest finished */
   size_t ndone;
   uint64_t by_status[OEE_TASK_STATUS_COUNT];
   type_count *types; /* few distinct types: a list is enough */
@@ -364,8 +364,7 @@ static long mem_clear(oee_store *s, long keep, oee_store_drop_fn drop, void *arg
   return removed;
 }
 
-static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT],
-                       uint64_t *total) {
+static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total) {
   mem_store *m = (mem_store *)s;
   memcpy(by_status, m->by_status, sizeof(m->by_status));
   *total = m->ntasks;

@@ -15,8 +15,8 @@
 /* ---------------------------------------------------------------- submit */
 
 /* The one place a submission's fields are judged; *err says why not. */
-static int submit_check(oee_engine *eng, const oee_submit *req,
-                        const void *payload, oee_error *err) {
+static int submit_check(oee_engine *eng, const oee_submit *req, const void *payload,
+                        oee_error *err) {
   if (req == NULL) return oee_error_set(err, OEE_EINVAL, "no submission given");
   if (req->name == NULL || !req->name[0]) {
     return oee_error_set(err, OEE_EINVAL, "name must not be empty");
@@ -25,8 +25,8 @@ static int submit_check(oee_engine *eng, const oee_submit *req,
     return oee_error_set(err, OEE_EINVAL, "task_type must not be empty");
   }
   if (req->priority < OEE_PRIORITY_MIN || req->priority > OEE_PRIORITY_MAX) {
-    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d",
-                         OEE_PRIORITY_MIN, OEE_PRIORITY_MAX, req->priority);
+    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d", OEE_PRIORITY_MIN,
+                         OEE_PRIORITY_MAX, req->priority);
   }
   executor e;
   if (oee__executor_get(eng, req->task_type, &e) != 0) {
@@ -65,8 +65,7 @@ static oee_task_info *build_queued(const oee_submit *req, int *rc, oee_error *er
   return snap;
 }
 
-static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap,
-                          oee_error *err) {
+static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee_error *err) {
   if (!eng->accepting) {
     return oee_error_set(err, OEE_ESTOPPED, "shutting down: no new tasks are accepted");
   }
@@ -107,9 +106,9 @@ static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_f
   return t;
 }
 
-int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
-                               void *payload, void (*payload_free)(void *),
-                               const oee_task_info **out, oee_error *err) {
+int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
+                               void (*payload_free)(void *), const oee_task_info **out,
+                               oee_error *err) {
   if (err != NULL) *err = (oee_error){0};
   int rc = submit_check(eng, req, payload, err);
   oee_task *t = NULL;
@@ -131,7 +130,7 @@ fail:
   return rc;
 }
 
-int oee_engine_submit(oee_engine *eng, const oee_submit *req,
-                      const oee_task_info **out, oee_error *err) {
+int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
+                      oee_error *err) {
   return oee__engine_submit_payload(eng, req, NULL, NULL, out, err);
 }

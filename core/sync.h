@@ -52,8 +52,7 @@ static inline void oee__wait(pthread_cond_t *c, pthread_mutex_t *m) {
 }
 
 /* Waits until the absolute CLOCK_MONOTONIC deadline (ns); 1 on timeout. */
-static inline int oee__wait_until(pthread_cond_t *c, pthread_mutex_t *m,
-                                  int64_t deadline_ns) {
+static inline int oee__wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ns) {
   struct timespec ts;
   ts.tv_sec = (time_t)(deadline_ns / 1000000000);
   ts.tv_nsec = (long)(deadline_ns % 1000000000);

@@ -21,8 +21,7 @@ typedef struct snap_block {
   oee_task_info info;
 } snap_block;
 
-#define SNAP_OF(t) \
-  ((snap_block *)((char *)(t) - offsetof(snap_block, info)))
+#define SNAP_OF(t) ((snap_block *)((char *)(t)-offsetof(snap_block, info)))
 
 static const char *const status_names[OEE_TASK_STATUS_COUNT] = {
     "unspecified", "queued", "running", "done", "error", "cancelled",
@@ -67,8 +66,7 @@ static const char *put_str(char **cursor, const char *s) {
 
 oee_task_info *oee__snap_pack(const oee_task_info *d) {
   size_t bytes = sizeof(snap_block) + d->context_len * sizeof(oee_kv);
-  bytes += slen(d->name) + slen(d->task_type) + slen(d->result) +
-           slen(d->error_message);
+  bytes += slen(d->name) + slen(d->task_type) + slen(d->result) + slen(d->error_message);
   for (size_t i = 0; i < d->context_len; i++) {
     bytes += slen(d->context[i].key) + slen(d->context[i].value);
   }
@@ -123,8 +121,8 @@ static int kv_cmp(const void *a, const void *b) {
   return strcmp(((const oee_kv *)a)->key, ((const oee_kv *)b)->key);
 }
 
-int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
-                        oee_kv **out, oee_error *err) {
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n, oee_kv **out,
+                        oee_error *err) {
   *out = NULL;
   if (n == 0) return 0;
   if (kv == NULL) return oee_error_set(err, OEE_EINVAL, "context entries are missing");
@@ -139,8 +137,7 @@ int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
   if (n > 1) qsort(copy, n, sizeof(*copy), kv_cmp);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(copy[i - 1].key, copy[i].key) == 0) {
-      oee_error_set(err, OEE_EINVAL, "context key \"%.64s\" appears more than once",
-                    copy[i].key);
+      oee_error_set(err, OEE_EINVAL, "context key \"%.64s\" appears more than once", copy[i].key);
       if (copy != buf) oee_free(copy);
       return OEE_EINVAL;
     }

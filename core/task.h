@@ -53,8 +53,8 @@ oee_task_info *oee__snap_pack(const oee_task_info *draft);
  * duplicate key or NULL value (the reason in *err, which may be NULL),
  * OEE_ENOMEM. *out is NULL when n == 0.
  */
-int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
-                        oee_kv **out, oee_error *err);
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n, oee_kv **out,
+                        oee_error *err);
 
 /*
  * Writes a new task id, a UUID v7 in lower case, NUL-terminated; the same as

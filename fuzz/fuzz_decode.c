@@ -74,8 +74,7 @@ static uint8_t *pack_flat(const ProtobufCMessage *m, size_t *len) {
   return out;
 }
 
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, const uint8_t *p,
-                                size_t n) {
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n) {
   grpc_slice s = grpc_slice_from_copied_buffer((const char *)p, n);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);

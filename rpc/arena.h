@@ -16,8 +16,8 @@ typedef struct oee_arena_chunk oee_arena_chunk;
 
 typedef struct oee_arena {
   oee_arena_chunk *head;
-  size_t used;   /* bytes used in head */
-  size_t cap;    /* bytes available in head */
+  size_t used;                   /* bytes used in head */
+  size_t cap;                    /* bytes available in head */
   _Alignas(16) char first[2048]; /* the first chunk lives inline: small replies never malloc */
 } oee_arena;
 
@@ -26,8 +26,7 @@ void oee_arena_init(oee_arena *a);
  * Aborts when out of memory: a reply cannot be half built. */
 void *oee_arena_alloc(oee_arena *a, size_t n);
 /* An arena copy of the printf-formatted text. */
-char *oee_arena_printf(oee_arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *oee_arena_printf(oee_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void oee_arena_free(oee_arena *a);
 
 #endif /* OEE_RPC_ARENA_H */

@@ -16,12 +16,10 @@ grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg);
 /* Unpacks bb (borrowed) as a desc message; returns a new message the caller
  * frees with protobuf_c_message_free_unpacked(), or NULL if it does not
  * decode. */
-ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc,
-                                  grpc_byte_buffer *bb);
+ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
 /* The same with a protobuf-c allocator (NULL: malloc); free the message
  * with the same allocator, or drop the allocator's memory at once. */
-ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc,
-                                       grpc_byte_buffer *bb,
+ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
                                        ProtobufCAllocator *alloc);
 /* Copies a slice into a malloc'd NUL-terminated string (NULL if out of
  * memory). */

@@ -8,7 +8,7 @@ const char *oee_rpc_strerror(int err) {
 #define OEE__RPC_ERR_CASE(name, msg) \
   case OEE_RPC_E##name:              \
     return msg;
-    OEE_RPC_ERRNO_MAP(OEE__RPC_ERR_CASE)
+      OEE_RPC_ERRNO_MAP(OEE__RPC_ERR_CASE)
 #undef OEE__RPC_ERR_CASE
     default:
       return "unknown error";
@@ -22,7 +22,7 @@ const char *oee_rpc_err_name(int err) {
 #define OEE__RPC_ERR_NAME(name, msg) \
   case OEE_RPC_E##name:              \
     return #name;
-    OEE_RPC_ERRNO_MAP(OEE__RPC_ERR_NAME)
+      OEE_RPC_ERRNO_MAP(OEE__RPC_ERR_NAME)
 #undef OEE__RPC_ERR_NAME
     default:
       return "UNKNOWN";

@@ -21,11 +21,11 @@ extern "C" {
 #define OEE_RPC_ERRNO_MAP(X)                                      \
   X(INVAL, "invalid argument")                                    \
   X(NOMEM, "out of memory")                                       \
-  X(BUSY, "a write is already in flight on the call")            \
-  X(CLOSED, "the call is finished or cancelled")                 \
+  X(BUSY, "a write is already in flight on the call")             \
+  X(CLOSED, "the call is finished or cancelled")                  \
   X(STATE, "operation not allowed in the server's current state") \
-  X(CALL, "gRPC refused the operation")                          \
-  X(ADDRINUSE, "address already in use")                         \
+  X(CALL, "gRPC refused the operation")                           \
+  X(ADDRINUSE, "address already in use")                          \
   X(ADDRNOTAVAIL, "address cannot be bound")
 
 /* Distance of the first code from zero; see the file comment. */
@@ -35,7 +35,7 @@ enum {
 #define OEE__RPC_ERRNO_ENUM(name, msg) OEE__RPC_E_##name##_INDEX,
   OEE_RPC_ERRNO_MAP(OEE__RPC_ERRNO_ENUM)
 #undef OEE__RPC_ERRNO_ENUM
-  OEE__RPC_E_COUNT
+      OEE__RPC_E_COUNT
 };
 
 #define OEE__RPC_ERRNO_VALUE(name, msg) \

@@ -31,24 +31,24 @@
 /* Each field's default is the OEE_SERVER_DEFAULT_* (or core OEE_DEFAULT_*)
  * macro of the same name. */
 typedef struct oee_server_config {
-  char *listen;               /* host:port */
-  int workers;                /* OEE_DEFAULT_WORKERS */
-  size_t max_queue;           /* QUEUED tasks */
-  size_t max_batch;           /* SubmitTasks entries */
-  size_t watch_buffer;        /* events per watcher; OEE_DEFAULT_SUB_CAPACITY */
-  size_t max_watchers;        /* concurrent WatchTasks streams */
-  double drain_timeout;       /* seconds */
+  char *listen;         /* host:port */
+  int workers;          /* OEE_DEFAULT_WORKERS */
+  size_t max_queue;     /* QUEUED tasks */
+  size_t max_batch;     /* SubmitTasks entries */
+  size_t watch_buffer;  /* events per watcher; OEE_DEFAULT_SUB_CAPACITY */
+  size_t max_watchers;  /* concurrent WatchTasks streams */
+  double drain_timeout; /* seconds */
   /* Input limits; each refusal names its key. */
-  size_t max_request_bytes;   /* one gRPC message received */
-  size_t max_name_bytes;      /* task or pipeline name */
-  size_t max_type_bytes;      /* task_type */
+  size_t max_request_bytes; /* one gRPC message received */
+  size_t max_name_bytes;    /* task or pipeline name */
+  size_t max_type_bytes;    /* task_type */
   size_t max_context_entries;
-  size_t max_context_bytes;   /* keys + values, also a pipeline's input */
-  size_t max_stages;          /* per pipeline */
-  size_t max_result_bytes;    /* kept per task, longer is truncated; OEE_DEFAULT_RESULT_MAX_BYTES */
-  char *config_path;          /* NULL when no file was read */
-  oee_exec_table *commands;   /* owned; never NULL after a successful load */
-  oee_model_table *models;    /* owned; never NULL after a successful load */
+  size_t max_context_bytes; /* keys + values, also a pipeline's input */
+  size_t max_stages;        /* per pipeline */
+  size_t max_result_bytes;  /* kept per task, longer is truncated; OEE_DEFAULT_RESULT_MAX_BYTES */
+  char *config_path;        /* NULL when no file was read */
+  oee_exec_table *commands; /* owned; never NULL after a successful load */
+  oee_model_table *models;  /* owned; never NULL after a successful load */
 } oee_server_config;
 
 /* Looks up an environment variable (getenv, or a fake in tests). */
@@ -61,12 +61,12 @@ typedef const char *(*oee_getenv_fn)(const char *name);
  * asked (usage written to err). cfg must be freed with oee_server_config_free
  * in every case.
  */
-int oee_server_config_load(oee_server_config *cfg, int argc, char **argv,
-                           oee_getenv_fn env, char *err, size_t errlen);
+int oee_server_config_load(oee_server_config *cfg, int argc, char **argv, oee_getenv_fn env,
+                           char *err, size_t errlen);
 
 /* Applies a JSON document (the file's text) over cfg. -1 and err on error. */
-int oee_server_config_apply_json(oee_server_config *cfg, const char *text,
-                                 const char *origin, char *err, size_t errlen);
+int oee_server_config_apply_json(oee_server_config *cfg, const char *text, const char *origin,
+                                 char *err, size_t errlen);
 
 void oee_server_config_free(oee_server_config *cfg);
 

@@ -26,10 +26,10 @@ typedef struct oee_service oee_service;
 #define OEE_REPLY_MESSAGE_BYTES 512
 
 typedef struct reply_ctx {
-  oee_arena arena;                /* owns the reply's message tree */
-  const ProtobufCMessage *msg;    /* the reply, when the handler says OK */
+  oee_arena arena;                   /* owns the reply's message tree */
+  const ProtobufCMessage *msg;       /* the reply, when the handler says OK */
   char err[OEE_REPLY_MESSAGE_BYTES]; /* the status message otherwise */
-  void (*release)(void *arg);     /* run once the reply is packed, or NULL */
+  void (*release)(void *arg);        /* run once the reply is packed, or NULL */
   void *release_arg;
 } reply_ctx;
 

@@ -12,14 +12,14 @@ typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus serving_status;
 typedef struct health_watch {
   oee_health *h;
   oee_rpc_call *call;
-  serving_status sent;    /* last status written, or -1 */
-  int known;              /* the watched name is one of ours */
+  serving_status sent; /* last status written, or -1 */
+  int known;           /* the watched name is one of ours */
   int ended;
   struct health_watch *prev, *next;
 } health_watch;
 
 struct oee_health {
-  int serving;            /* 1 until draining starts */
+  int serving; /* 1 until draining starts */
   health_watch *watches;
 };
 
@@ -92,8 +92,11 @@ static void watch(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
     oee_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  *w = (health_watch){.h = h, .call = call, .sent = (serving_status)-1,
-                      .known = is_known(m->service), .next = h->watches};
+  *w = (health_watch){.h = h,
+                      .call = call,
+                      .sent = (serving_status)-1,
+                      .known = is_known(m->service),
+                      .next = h->watches};
   if (h->watches) h->watches->prev = w;
   h->watches = w;
   oee_rpc_call_set_callbacks(call, &watch_callbacks, w);

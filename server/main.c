@@ -30,9 +30,11 @@ static oee_rpc_server *server;
 static const char *env(const char *name) { return getenv(name); }
 
 static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
-  oee_engine_config ec = {.num_workers = cfg->workers, .max_queue = cfg->max_queue,
+  oee_engine_config ec = {.num_workers = cfg->workers,
+                          .max_queue = cfg->max_queue,
                           .result_max_bytes = cfg->max_result_bytes,
-                          .commands = cfg->commands, .models = cfg->models};
+                          .commands = cfg->commands,
+                          .models = cfg->models};
   int rc = oee_engine_create(&ec, eng);
   if (rc == 0) rc = oee_engine_start(*eng);
   if (rc != 0) oee_log(OEE_LOG_ERROR, "engine_failed", "error=\"%s\"", oee_strerror(rc));
@@ -66,9 +68,8 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
   if (oee_rpc_server_start(server) != 0) return start_failed(cfg->listen, "gRPC server refused");
   /* A stop requested during start-up is seen by the first tick. */
   oee_rpc_server_set_tick(server, oee_service_tick, &service, OEE_TICK_IDLE_MS);
-  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d workers=%d config=%s version=%s",
-          cfg->listen, port, cfg->workers, cfg->config_path ? cfg->config_path : "none",
-          OEE_VERSION);
+  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d workers=%d config=%s version=%s", cfg->listen,
+          port, cfg->workers, cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
   /* Tests and scripts read the bound port from this line on stdout. */
   printf("oee-server listening on port %d\n", port);
   fflush(stdout);

@@ -12,8 +12,8 @@
 static int within_limits(const oee_server_config *cfg, reply_ctx *out,
                          const Oee__V1__SubmitPipelineRequest *m) {
   if (m->n_stages > cfg->max_stages) {
-    return oee_reply_say(out, "pipeline has %zu stages; the limit max_stages is %zu",
-                         m->n_stages, cfg->max_stages);
+    return oee_reply_say(out, "pipeline has %zu stages; the limit max_stages is %zu", m->n_stages,
+                         cfg->max_stages);
   }
   size_t input = strlen(m->input ? m->input : ""), name = strlen(m->name ? m->name : "");
   if (input > cfg->max_context_bytes) {
@@ -33,8 +33,8 @@ static oee_pipeline_spec pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipe
   for (size_t i = 0; i < m->n_stages; i++) {
     const Oee__V1__PipelineStage *st = m->stages[i];
     stages[i] = (oee_stage_spec){
-        st->name, st->model_id,
-        st->cost_present_case == OEE__V1__PIPELINE_STAGE__COST_PRESENT_COST, st->cost};
+        st->name, st->model_id, st->cost_present_case == OEE__V1__PIPELINE_STAGE__COST_PRESENT_COST,
+        st->cost};
   }
   int has_prio =
       m->priority_present_case == OEE__V1__SUBMIT_PIPELINE_REQUEST__PRIORITY_PRESENT_PRIORITY;

@@ -8,9 +8,7 @@
 
 #include "server/handler.h"
 
-grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *req,
-                                       reply_ctx *out);
-grpc_status_code oee_h_pipeline_result(oee_service *s, const ProtobufCMessage *req,
-                                       reply_ctx *out);
+grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
+grpc_status_code oee_h_pipeline_result(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 
 #endif /* OEE_SERVER_PIPELINES_H */

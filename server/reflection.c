@@ -86,8 +86,10 @@ static int index_message(oee_reflection *r, const char *prefix,
   const char *full = r->symbols[r->n_symbols - 1].name;
   char *scope = strdup(full);
   int rc = scope ? 0 : -1;
-  for (size_t i = 0; rc == 0 && i < m->n_field; i++) rc = add_symbol(r, scope, m->field[i]->name, f);
-  for (size_t i = 0; rc == 0 && i < m->n_nested_type; i++) rc = index_message(r, scope, m->nested_type[i], f);
+  for (size_t i = 0; rc == 0 && i < m->n_field; i++)
+    rc = add_symbol(r, scope, m->field[i]->name, f);
+  for (size_t i = 0; rc == 0 && i < m->n_nested_type; i++)
+    rc = index_message(r, scope, m->nested_type[i], f);
   if (rc == 0) rc = index_enums(r, scope, m->enum_type, m->n_enum_type, f);
   free(scope);
   return rc;
@@ -197,7 +199,7 @@ typedef struct stream {
   oee_reflection *r;
   oee_rpc_call *call;
   pending *head, *tail;
-  unsigned char *sent;     /* per file: already sent on this stream */
+  unsigned char *sent; /* per file: already sent on this stream */
   int half_closed, ended;
 } stream;
 
@@ -422,9 +424,10 @@ static void on_done(oee_rpc_call *call, void *user) {
   free(st);
 }
 
-static const oee_rpc_call_callbacks stream_callbacks = {
-    .on_writable = on_writable, .on_cancelled = on_cancelled,
-    .on_message = on_message, .on_done = on_done};
+static const oee_rpc_call_callbacks stream_callbacks = {.on_writable = on_writable,
+                                                        .on_cancelled = on_cancelled,
+                                                        .on_message = on_message,
+                                                        .on_done = on_done};
 
 static void handle_info(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   (void)req;
@@ -456,8 +459,8 @@ static int copy_services(oee_reflection *r, const char *const *services, size_t 
   return 0;
 }
 
-int oee_reflection_create(oee_rpc_server *srv, const char *const *services,
-                          size_t n_services, oee_reflection **out) {
+int oee_reflection_create(oee_rpc_server *srv, const char *const *services, size_t n_services,
+                          oee_reflection **out) {
   oee_reflection *r = calloc(1, sizeof(*r));
   if (r == NULL) return -1;
   int rc = 0;

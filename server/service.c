@@ -34,9 +34,9 @@ const oee_route oee_service_routes[N_METHODS] = {
 const size_t oee_service_n_routes = N_METHODS;
 
 /* The services health and reflection report. */
-static const char *const served[] = {
-    OEE_V1_ORCHESTRATOR_SERVICE_NAME, "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"};
+static const char *const served[] = {OEE_V1_ORCHESTRATOR_SERVICE_NAME, "grpc.health.v1.Health",
+                                     "grpc.reflection.v1.ServerReflection",
+                                     "grpc.reflection.v1alpha.ServerReflection"};
 
 /* Every unary call: the handler fills a reply or an error; this sends it
  * and releases what the reply borrowed. ctx is the method's oee_binding. */
@@ -91,8 +91,7 @@ static int add_methods(oee_service *s) {
 }
 
 int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *cfg,
-                     oee_rpc_server *srv, const atomic_int *stop_requests, char *why,
-                     size_t len) {
+                     oee_rpc_server *srv, const atomic_int *stop_requests, char *why, size_t len) {
   memset(s, 0, sizeof(*s));
   s->eng = eng;
   s->cfg = cfg;
@@ -107,8 +106,7 @@ int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *c
   step = "health service";
   if (oee_health_create(srv, &s->health) != 0) goto fail;
   step = "reflection service";
-  if (oee_reflection_create(srv, served, sizeof(served) / sizeof(served[0]),
-                            &s->reflection) != 0) {
+  if (oee_reflection_create(srv, served, sizeof(served) / sizeof(served[0]), &s->reflection) != 0) {
     goto fail;
   }
   return 0;

@@ -39,9 +39,9 @@
 
 typedef enum oee_service_state {
   OEE_SERVING = 0,
-  OEE_DRAINING = 1,   /* submissions refused, running tasks finishing */
-  OEE_FLUSHING = 2,   /* engine stopped; last events going to watchers */
-  OEE_STOPPED = 3,    /* streams ended, server shutting down */
+  OEE_DRAINING = 1, /* submissions refused, running tasks finishing */
+  OEE_FLUSHING = 2, /* engine stopped; last events going to watchers */
+  OEE_STOPPED = 3,  /* streams ended, server shutting down */
 } oee_service_state;
 
 /* How one method is served: a unary handler (wrapped by oee_unary) or a
@@ -92,8 +92,7 @@ int oee_service_check_routes(const oee_route *routes, size_t n, char *why, size_
  * thread: the tick starts a drain at 1 and hurries it at 2 (drain.h). It
  * may already be non-zero: a request made during start-up is honoured. */
 int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *cfg,
-                     oee_rpc_server *srv, const atomic_int *stop_requests, char *why,
-                     size_t len);
+                     oee_rpc_server *srv, const atomic_int *stop_requests, char *why, size_t len);
 /* Frees what init created; joins the drain thread. After the server ran. */
 void oee_service_fini(oee_service *s);
 

@@ -65,9 +65,7 @@ int oee_signals_start(oee_signals **out) {
   return 0;
 }
 
-const atomic_int *oee_signals_stop_requests(const oee_signals *sg) {
-  return &sg->stop_requests;
-}
+const atomic_int *oee_signals_stop_requests(const oee_signals *sg) { return &sg->stop_requests; }
 
 void oee_signals_stop(oee_signals *sg) {
   if (sg == NULL) return;

@@ -20,8 +20,7 @@ static oee_status *engine_status(oee_service *s, reply_ctx *out, int *rc) {
   return st;
 }
 
-grpc_status_code oee_h_queue_status(oee_service *s, const ProtobufCMessage *req,
-                                    reply_ctx *out) {
+grpc_status_code oee_h_queue_status(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   (void)req;
   int rc;
   oee_status *st = engine_status(s, out, &rc);
@@ -30,8 +29,7 @@ grpc_status_code oee_h_queue_status(oee_service *s, const ProtobufCMessage *req,
   return GRPC_STATUS_OK;
 }
 
-grpc_status_code oee_h_system_status(oee_service *s, const ProtobufCMessage *req,
-                                     reply_ctx *out) {
+grpc_status_code oee_h_system_status(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   (void)req;
   int rc;
   oee_status *st = engine_status(s, out, &rc);

@@ -7,9 +7,7 @@
 
 #include "server/handler.h"
 
-grpc_status_code oee_h_queue_status(oee_service *s, const ProtobufCMessage *req,
-                                    reply_ctx *out);
-grpc_status_code oee_h_system_status(oee_service *s, const ProtobufCMessage *req,
-                                     reply_ctx *out);
+grpc_status_code oee_h_queue_status(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
+grpc_status_code oee_h_system_status(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 
 #endif /* OEE_SERVER_STATUS_H */

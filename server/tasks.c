@@ -33,8 +33,8 @@ static int within_limits(const oee_server_config *cfg, reply_ctx *out,
     bytes += strlen(m->context[i]->value ? m->context[i]->value : "");
   }
   if (bytes > cfg->max_context_bytes) {
-    return oee_reply_say(out, "context holds %zu bytes; the limit max_context_bytes is %zu",
-                         bytes, cfg->max_context_bytes);
+    return oee_reply_say(out, "context holds %zu bytes; the limit max_context_bytes is %zu", bytes,
+                         cfg->max_context_bytes);
   }
   return 1;
 }
@@ -43,8 +43,7 @@ static int within_limits(const oee_server_config *cfg, reply_ctx *out,
 static grpc_status_code submit_one(oee_service *s, reply_ctx *out,
                                    const Oee__V1__SubmitTaskRequest *m,
                                    const oee_task_info **task) {
-  int prio = m->priority_present_case ==
-                     OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY
+  int prio = m->priority_present_case == OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY
                  ? m->priority
                  : OEE_PRIORITY_DEFAULT;
   if (!within_limits(s->cfg, out, m)) return GRPC_STATUS_INVALID_ARGUMENT;
@@ -106,8 +105,8 @@ grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req,
   const Oee__V1__SubmitTasksRequest *m = (const Oee__V1__SubmitTasksRequest *)req;
   size_t n = m->n_requests;
   if (n == 0 || n > s->cfg->max_batch) {
-    oee_reply_say(out, "a batch must hold 1 to max_batch=%zu requests, got %zu",
-                  s->cfg->max_batch, n);
+    oee_reply_say(out, "a batch must hold 1 to max_batch=%zu requests, got %zu", s->cfg->max_batch,
+                  n);
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
   batch *b = oee_arena_alloc(&out->arena, sizeof(*b));
@@ -172,7 +171,7 @@ static int list_query(reply_ctx *out, const Oee__V1__ListTasksRequest *m, oee_li
   }
   q->status = (oee_task_status)m->status_filter;
   q->task_type = m->task_type_filter;
-  q->limit = m->page_size == 0                        ? OEE_LIST_DEFAULT_PAGE_SIZE
+  q->limit = m->page_size == 0                       ? OEE_LIST_DEFAULT_PAGE_SIZE
              : m->page_size > OEE_LIST_MAX_PAGE_SIZE ? OEE_LIST_MAX_PAGE_SIZE
                                                      : (size_t)m->page_size;
   return 1;

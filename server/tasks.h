@@ -25,7 +25,6 @@ grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req,
 grpc_status_code oee_h_cancel_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 grpc_status_code oee_h_get_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 grpc_status_code oee_h_list_tasks(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
-grpc_status_code oee_h_clear_completed(oee_service *s, const ProtobufCMessage *req,
-                                       reply_ctx *out);
+grpc_status_code oee_h_clear_completed(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 
 #endif /* OEE_SERVER_TASKS_H */

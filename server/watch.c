@@ -74,7 +74,7 @@ void oee_watch_hub_destroy(oee_watch_hub *h) {
 size_t oee_watch_hub_count(oee_watch_hub *h) { return h->count; }
 
 static void set_tick(oee_watch_hub *h) {
-  int ms = h->count                        ? OEE_TICK_WATCHING_MS
+  int ms = h->count                       ? OEE_TICK_WATCHING_MS
            : h->svc->state == OEE_SERVING ? OEE_TICK_IDLE_MS
                                           : OEE_TICK_DRAINING_MS;
   oee_rpc_server_set_tick_interval(h->svc->srv, ms);
@@ -119,7 +119,8 @@ static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
 static void drop_stream(watcher *w) {
   char msg[STATUS_MESSAGE_BYTES];
   size_t cap = w->hub->svc->cfg->watch_buffer;
-  snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting", cap);
+  snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting",
+           cap);
   oee_log(OEE_LOG_WARN, "watcher_dropped", "watch_buffer=%zu", cap);
   w->ended = 1;
   oee_sub_close(w->sub);
@@ -186,7 +187,8 @@ static grpc_status_code check_request(oee_service *s, const Oee__V1__WatchTasksR
     return GRPC_STATUS_UNAVAILABLE;
   }
   if (s->hub->count >= s->cfg->max_watchers) {
-    snprintf(msg, len, "too many watchers: max_watchers=%zu streams are open", s->cfg->max_watchers);
+    snprintf(msg, len, "too many watchers: max_watchers=%zu streams are open",
+             s->cfg->max_watchers);
     return GRPC_STATUS_RESOURCE_EXHAUSTED;
   }
   for (size_t i = 0; i < m->n_statuses; i++) {
@@ -214,10 +216,12 @@ static int subscribe(oee_service *s, const Oee__V1__WatchTasksRequest *m, oee_su
     if (!(seen & bit)) sts[n++] = (oee_task_status)m->statuses[i];
     seen |= bit;
   }
-  oee_sub_filter f = {
-      .task_ids = (const char *const *)m->task_ids, .n_task_ids = m->n_task_ids,
-      .task_types = (const char *const *)m->task_types, .n_task_types = m->n_task_types,
-      .statuses = sts, .n_statuses = n};
+  oee_sub_filter f = {.task_ids = (const char *const *)m->task_ids,
+                      .n_task_ids = m->n_task_ids,
+                      .task_types = (const char *const *)m->task_types,
+                      .n_task_types = m->n_task_types,
+                      .statuses = sts,
+                      .n_statuses = n};
   return oee_engine_subscribe(s->eng, &f, s->cfg->watch_buffer, m->include_snapshot, sub);
 }
 
@@ -229,8 +233,10 @@ void oee_watch_handler(oee_rpc_call *call, const ProtobufCMessage *req, void *ct
   oee_sub *sub = NULL;
   int rc = code == GRPC_STATUS_OK ? subscribe(s, m, &sub) : 0;
   if (rc == OEE_EOVERFLOW) {
-    snprintf(msg, sizeof(msg), "include_snapshot matches more tasks than watch_buffer=%zu; "
-             "narrow the filters", s->cfg->watch_buffer);
+    snprintf(msg, sizeof(msg),
+             "include_snapshot matches more tasks than watch_buffer=%zu; "
+             "narrow the filters",
+             s->cfg->watch_buffer);
   } else if (rc != 0) {
     snprintf(msg, sizeof(msg), "cannot watch: %s", oee_strerror(rc));
   }

@@ -24,8 +24,7 @@ void oee_watch_hub_pump(oee_watch_hub *hub);
 /* 1 when no stream has undelivered events. */
 int oee_watch_hub_flushed(oee_watch_hub *hub);
 /* Ends every open stream with this status. */
-void oee_watch_hub_finish_all(oee_watch_hub *hub, grpc_status_code code,
-                              const char *message);
+void oee_watch_hub_finish_all(oee_watch_hub *hub, grpc_status_code code, const char *message);
 /* Open streams. */
 size_t oee_watch_hub_count(oee_watch_hub *hub);
 

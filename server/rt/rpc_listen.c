@@ -55,14 +55,11 @@ int oee__rpc_listen_error(const char *addr) {
   const char *port;
   /* "unix:", "ipv4:", ... URIs are not probed: gRPC replaces a stale unix
    * socket file itself, and the other schemes are rare in a config. */
-  if (strchr(addr, '/') != NULL || split(addr, host, &port) != 0)
-    return OEE_RPC_EADDRNOTAVAIL;
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE};
+  if (strchr(addr, '/') != NULL || split(addr, host, &port) != 0) return OEE_RPC_EADDRNOTAVAIL;
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
   struct addrinfo *res = NULL;
-  if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0)
-    return OEE_RPC_EADDRNOTAVAIL;
+  if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0) return OEE_RPC_EADDRNOTAVAIL;
   int rc = OEE_RPC_EADDRNOTAVAIL;
   for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
     if (in_use(ai)) {

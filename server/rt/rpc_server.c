@@ -56,14 +56,13 @@ static void slot_arm(slot *s) {
   grpc_metadata_array_init(&s->md);
   grpc_call_error e;
   if (s->reg != NULL) {
-    e = grpc_server_request_registered_call(
-        srv->server, s->reg->handle, &s->call, &s->deadline, &s->md,
-        s->reg->m.client_streaming ? NULL : &s->payload, srv->cq, srv->cq,
-        &s->op);
+    e = grpc_server_request_registered_call(srv->server, s->reg->handle, &s->call, &s->deadline,
+                                            &s->md, s->reg->m.client_streaming ? NULL : &s->payload,
+                                            srv->cq, srv->cq, &s->op);
   } else {
     grpc_call_details_init(&s->details);
-    e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md,
-                                 srv->cq, srv->cq, &s->op);
+    e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md, srv->cq, srv->cq,
+                                 &s->op);
   }
   if (e != GRPC_CALL_OK) abort(); /* only misuse of the API fails here */
 }
@@ -88,15 +87,13 @@ static void slot_done(void *owner, int ok) {
 /* Fills args (room for SERVER_ARGS) and ca from the options. */
 enum { SERVER_ARGS = 3 };
 
-static void server_args(const oee_rpc_server_options *o, grpc_arg *args,
-                        grpc_channel_args *ca) {
+static void server_args(const oee_rpc_server_options *o, grpc_arg *args, grpc_channel_args *ca) {
   size_t n = 0;
   /* gRPC sets SO_REUSEPORT on its listeners by default, so a second server
    * on the same address would bind too and silently take half of the
    * connections. Without it the second bind fails: one server per address. */
-  args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = GRPC_ARG_ALLOW_REUSEPORT,
-                         .value.integer = 0};
+  args[n++] =
+      (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
   if (o && o->max_receive_message_bytes)
     args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                            .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -121,8 +118,7 @@ static void shutdown_done(void *owner, int ok) {
   grpc_completion_queue_shutdown(srv->cq);
 }
 
-int oee_rpc_server_open(const char *listen_addr,
-                        const oee_rpc_server_options *opts, int *port,
+int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
                         oee_rpc_server **out) {
   if (out != NULL) *out = NULL;
   if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
@@ -150,8 +146,7 @@ int oee_rpc_server_open(const char *listen_addr,
   return 0;
 }
 
-oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
-                                      const oee_rpc_server_options *opts,
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr, const oee_rpc_server_options *opts,
                                       int *port) {
   oee_rpc_server *srv = NULL;
   (void)oee_rpc_server_open(listen_addr, opts, port, &srv);
@@ -165,8 +160,7 @@ static void reg_free(method_reg *r) {
   free(r);
 }
 
-static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m,
-                           void *ctx) {
+static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   method_reg *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
   r->m = *m;
@@ -181,8 +175,7 @@ static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m,
 }
 
 static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
-  if (m->path == NULL || m->request == NULL || m->response == NULL)
-    return OEE_RPC_EINVAL;
+  if (m->path == NULL || m->request == NULL || m->response == NULL) return OEE_RPC_EINVAL;
   method_reg **regs = realloc(srv->regs, (srv->n_regs + 1) * sizeof *regs);
   if (regs == NULL) return OEE_RPC_ENOMEM;
   srv->regs = regs;
@@ -190,9 +183,7 @@ static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   if (r == NULL) return OEE_RPC_ENOMEM;
   r->handle = grpc_server_register_method(
       srv->server, r->m.path, NULL,
-      m->client_streaming ? GRPC_SRM_PAYLOAD_NONE
-                          : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-      0);
+      m->client_streaming ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   if (r->handle == NULL) {
     reg_free(r);
     return OEE_RPC_EINVAL; /* e.g. the path is already registered */
@@ -201,8 +192,7 @@ static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   return 0;
 }
 
-int oee_rpc_server_add_service(oee_rpc_server *srv,
-                               const oee_rpc_method *methods, size_t n,
+int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods, size_t n,
                                void *ctx) {
   if (srv == NULL || (methods == NULL && n > 0)) return OEE_RPC_EINVAL;
   if (srv->phase != PHASE_CREATED) return OEE_RPC_ESTATE;
@@ -213,8 +203,8 @@ int oee_rpc_server_add_service(oee_rpc_server *srv,
   return 0;
 }
 
-void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud),
-                             void *ud, int interval_ms) {
+void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud), void *ud,
+                             int interval_ms) {
   srv->tick = tick;
   srv->tick_ud = ud;
   srv->tick_ms = interval_ms;
@@ -243,9 +233,7 @@ int oee_rpc_server_stopping(const oee_rpc_server *srv) {
   return atomic_load(&((oee_rpc_server *)srv)->stop) != 0;
 }
 
-size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) {
-  return srv->live_calls;
-}
+size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) { return srv->live_calls; }
 
 /* ------------------------------------------------------------ the loop */
 
@@ -266,8 +254,7 @@ static void shutdown_step(oee_rpc_server *srv) {
 static void maybe_tick(oee_rpc_server *srv, int had_events) {
   if (srv->tick == NULL) return;
   gpr_timespec t = now();
-  int due = srv->tick_ms >= 0 &&
-            gpr_time_cmp(t, after_ms(srv->last_tick, srv->tick_ms)) >= 0;
+  int due = srv->tick_ms >= 0 && gpr_time_cmp(t, after_ms(srv->last_tick, srv->tick_ms)) >= 0;
   if (!had_events && !due) return;
   srv->last_tick = t;
   srv->tick(srv->tick_ud);
@@ -315,8 +302,7 @@ static void loop(oee_rpc_server *srv) {
 }
 
 int oee_rpc_server_run(oee_rpc_server *srv) {
-  if (srv == NULL || srv->phase != PHASE_STARTED || srv->running)
-    return OEE_RPC_ESTATE;
+  if (srv == NULL || srv->phase != PHASE_STARTED || srv->running) return OEE_RPC_ESTATE;
   srv->running = 1;
   loop(srv);
   return 0;

@@ -45,13 +45,9 @@ static int should_fail(void) {
 
 static void *count_malloc(size_t size) { return should_fail() ? NULL : malloc(size); }
 
-static void *count_calloc(size_t n, size_t size) {
-  return should_fail() ? NULL : calloc(n, size);
-}
+static void *count_calloc(size_t n, size_t size) { return should_fail() ? NULL : calloc(n, size); }
 
-static void *count_realloc(void *p, size_t size) {
-  return should_fail() ? NULL : realloc(p, size);
-}
+static void *count_realloc(void *p, size_t size) { return should_fail() ? NULL : realloc(p, size); }
 
 static const oee_allocator counting = {count_malloc, count_calloc, count_realloc, free};
 
@@ -73,7 +69,7 @@ typedef struct run {
   oee_model_table *models;
   char ids[MAX_TASKS][OEE_ID_LEN + 1]; /* acknowledged submissions */
   int n_ids;
-  int bad_rc;                          /* first code that was neither 0 nor ENOMEM */
+  int bad_rc; /* first code that was neither 0 nor ENOMEM */
 } run;
 
 /* Records rc unless it is success or a clean out-of-memory refusal. */
@@ -95,8 +91,7 @@ static int engine_new(run *r, int workers, int with_models) {
 
 static void submit_task(run *r, const char *type, const char *key, const char *value) {
   oee_kv kv[2] = {{key, value}, {"note", "failure injection"}};
-  oee_submit req = {.name = "t", .task_type = type, .priority = 5, .context = kv,
-                    .context_len = 2};
+  oee_submit req = {.name = "t", .task_type = type, .priority = 5, .context = kv, .context_len = 2};
   const oee_task_info *t = NULL;
   oee_error err;
   if (note(r, oee_engine_submit(r->eng, &req, &t, &err)) != 0) return;
@@ -107,8 +102,12 @@ static void submit_task(run *r, const char *type, const char *key, const char *v
 static void submit_pipeline(run *r, oee_strategy strategy) {
   oee_stage_spec st[] = {{.name = "e", .model_id = "echo"},
                          {.name = "u", .model_id = "upper", .has_cost = 1, .cost = 0.5}};
-  oee_pipeline_spec sp = {.pipeline_id = "p", .stages = st, .n_stages = 2,
-                          .strategy = strategy, .priority = 5, .input = "hello"};
+  oee_pipeline_spec sp = {.pipeline_id = "p",
+                          .stages = st,
+                          .n_stages = 2,
+                          .strategy = strategy,
+                          .priority = 5,
+                          .input = "hello"};
   const oee_task_info *t = NULL;
   if (note(r, oee_engine_submit_pipeline(r->eng, &sp, &t, NULL)) != 0) return;
   memcpy(r->ids[r->n_ids++], t->id, OEE_ID_LEN + 1);

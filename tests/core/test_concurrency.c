@@ -30,8 +30,11 @@ static void *submit_main(void *arg) {
   for (int i = 0; i < PER_THREAD; i++) {
     int r = rand_r(&s->seed);
     oee_kv kv = {"message", "m"};
-    oee_submit req = {.name = "load", .task_type = r % 7 ? "echo" : "fail",
-                      .priority = r % 11, .context = &kv, .context_len = 1};
+    oee_submit req = {.name = "load",
+                      .task_type = r % 7 ? "echo" : "fail",
+                      .priority = r % 11,
+                      .context = &kv,
+                      .context_len = 1};
     const oee_task_info *t;
     if ((s->submit_rc = oee_engine_submit(s->eng, &req, &t, NULL)) != 0) break;
     memcpy(s->ids[i], t->id, OEE_ID_LEN + 1);
@@ -111,7 +114,8 @@ static void check_event_log(watcher *w) {
     assert_int_equal(w->by_event[i].last, OEE_TASK_QUEUED);
     int terminals = 0;
     for (size_t k = i; k < j; k++) {
-      if (k > i) assert_true(status_rank(w->by_event[k].last) > status_rank(w->by_event[k - 1].last));
+      if (k > i)
+        assert_true(status_rank(w->by_event[k].last) > status_rank(w->by_event[k - 1].last));
       terminals += oee_task_status_is_terminal(w->by_event[k].last);
     }
     assert_int_equal(terminals, 1);
@@ -162,8 +166,9 @@ static void test_many_submitters_random_cancels(void **state) {
   assert_int_equal(st.total_tasks, TOTAL);
   assert_int_equal(st.queue_size, 0);
   assert_int_equal(st.by_status[OEE_TASK_QUEUED] + st.by_status[OEE_TASK_RUNNING], 0);
-  assert_int_equal(st.by_status[OEE_TASK_DONE] + st.by_status[OEE_TASK_ERROR] +
-                       st.by_status[OEE_TASK_CANCELLED], TOTAL);
+  assert_int_equal(
+      st.by_status[OEE_TASK_DONE] + st.by_status[OEE_TASK_ERROR] + st.by_status[OEE_TASK_CANCELLED],
+      TOTAL);
   /* Every successful cancel of a queued/running task was honoured by the
    * built-in executors (echo/fail finish too fast to see a running cancel,
    * so a cancelled count can be at most the cancels reported). */

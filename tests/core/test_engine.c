@@ -16,18 +16,21 @@
 #include "core/oee_pipeline.h"
 
 static oee_engine *new_engine(int workers, size_t max_queue, size_t result_max) {
-  oee_engine_config cfg = {.num_workers = workers, .max_queue = max_queue,
-                           .result_max_bytes = result_max};
+  oee_engine_config cfg = {
+      .num_workers = workers, .max_queue = max_queue, .result_max_bytes = result_max};
   oee_engine *eng;
   assert_int_equal(oee_engine_create(&cfg, &eng), 0);
   return eng;
 }
 
-static int submit(oee_engine *eng, const char *type, int prio, const char *k,
-                  const char *v, char id[OEE_ID_LEN + 1]) {
+static int submit(oee_engine *eng, const char *type, int prio, const char *k, const char *v,
+                  char id[OEE_ID_LEN + 1]) {
   oee_kv kv = {k, v};
-  oee_submit req = {.name = "t", .task_type = type, .priority = prio,
-                    .context = k ? &kv : NULL, .context_len = k ? 1 : 0};
+  oee_submit req = {.name = "t",
+                    .task_type = type,
+                    .priority = prio,
+                    .context = k ? &kv : NULL,
+                    .context_len = k ? 1 : 0};
   const oee_task_info *t = NULL;
   int rc = oee_engine_submit(eng, &req, &t, NULL);
   if (rc == 0) {
@@ -41,8 +44,7 @@ static int submit(oee_engine *eng, const char *type, int prio, const char *k,
 /* Waits (up to 10 s) for the task to reach `st`; returns its snapshot. A
  * snapshot subscription filtered on the task and the status sees the
  * change whether it happened before the call or after. */
-static const oee_task_info *wait_status(oee_engine *eng, const char *id,
-                                        oee_task_status st) {
+static const oee_task_info *wait_status(oee_engine *eng, const char *id, oee_task_status st) {
   const char *ids[] = {id};
   oee_sub_filter f = {.task_ids = ids, .n_task_ids = 1, .statuses = &st, .n_statuses = 1};
   oee_sub *sub;
@@ -73,20 +75,50 @@ static const refusal refusals[] = {
     {"x", "echo", 11, {{0}}, 0, OEE_EINVAL, "priority must be 0..10, got 11"},
     {"x", "echo", -1, {{0}}, 0, OEE_EINVAL, "priority must be 0..10, got -1"},
     {"x", "", 5, {{0}}, 0, OEE_EINVAL, "task_type must not be empty"},
-    {"x", "nope", 5, {{0}}, 0, OEE_ENOEXEC,
+    {"x",
+     "nope",
+     5,
+     {{0}},
+     0,
+     OEE_ENOEXEC,
      "unknown task_type \"nope\"; known types: echo, exec, fail, sleep"},
-    {"x", "pipeline", 5, {{0}}, 0, OEE_EINVAL,
+    {"x",
+     "pipeline",
+     5,
+     {{0}},
+     0,
+     OEE_EINVAL,
      "tasks of type \"pipeline\" cannot be submitted directly"},
-    {"x", "echo", 5, {{"a", "1"}, {"a", "2"}}, 2, OEE_EINVAL,
+    {"x",
+     "echo",
+     5,
+     {{"a", "1"}, {"a", "2"}},
+     2,
+     OEE_EINVAL,
      "context key \"a\" appears more than once"},
-    {"x", "sleep", 5, {{"seconds", "soon"}}, 1, OEE_EINVAL,
+    {"x",
+     "sleep",
+     5,
+     {{"seconds", "soon"}},
+     1,
+     OEE_EINVAL,
      "context[\"seconds\"] must be a finite number >= 0, got \"soon\""},
     {"x", "sleep", 5, {{"seconds", "-1"}}, 1, OEE_EINVAL, "got \"-1\""},
     {"x", "sleep", 5, {{"seconds", "inf"}}, 1, OEE_EINVAL, "got \"inf\""},
     {"x", "sleep", 5, {{"seconds", "nan"}}, 1, OEE_EINVAL, "got \"nan\""},
-    {"x", "exec", 5, {{0}}, 0, OEE_ENOCMD,
+    {"x",
+     "exec",
+     5,
+     {{0}},
+     0,
+     OEE_ENOCMD,
      "exec tasks need context[\"command\"] naming a configured command"},
-    {"x", "exec", 5, {{"command", "rm"}}, 1, OEE_ENOCMD,
+    {"x",
+     "exec",
+     5,
+     {{"command", "rm"}},
+     1,
+     OEE_ENOCMD,
      "exec command \"rm\" is not in the configured commands table"},
 };
 
@@ -95,8 +127,11 @@ static void test_submit_validation_changes_nothing(void **state) {
   oee_engine *eng = new_engine(1, 0, 0);
   for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
     const refusal *r = &refusals[i];
-    oee_submit req = {.name = r->name, .task_type = r->type, .priority = r->priority,
-                      .context = r->n_ctx ? r->ctx : NULL, .context_len = r->n_ctx};
+    oee_submit req = {.name = r->name,
+                      .task_type = r->type,
+                      .priority = r->priority,
+                      .context = r->n_ctx ? r->ctx : NULL,
+                      .context_len = r->n_ctx};
     oee_error err;
     const oee_task_info *t = NULL;
     assert_int_equal(oee_engine_submit(eng, &req, &t, &err), r->code);
@@ -127,7 +162,7 @@ static void test_submit_validation_changes_nothing(void **state) {
 /* An executor that records the order tasks start in. */
 typedef struct order_log {
   pthread_mutex_t lock;
-  pthread_cond_t grew;  /* signalled with lock held when n grows */
+  pthread_cond_t grew; /* signalled with lock held when n grows */
   int n;
   int prio[4000];
   uint64_t index[4000];
@@ -150,8 +185,7 @@ static int log_wait(order_log *log, int n) {
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += 10;
   pthread_mutex_lock(&log->lock);
-  while (log->n < n &&
-         pthread_cond_timedwait(&log->grew, &log->lock, &deadline) == 0) {
+  while (log->n < n && pthread_cond_timedwait(&log->grew, &log->lock, &deadline) == 0) {
   }
   int got = log->n;
   pthread_mutex_unlock(&log->lock);
@@ -195,8 +229,8 @@ static void test_cancel_queued(void **state) {
   oee_task_info_unref(t);
   assert_int_equal(oee_engine_cancel(eng, id, &cancelled, NULL), 0);
   assert_int_equal(cancelled, 0);
-  assert_int_equal(oee_engine_cancel(eng, "00000000-0000-4000-8000-000000000000",
-                                     &cancelled, NULL), OEE_ENOENT);
+  assert_int_equal(oee_engine_cancel(eng, "00000000-0000-4000-8000-000000000000", &cancelled, NULL),
+                   OEE_ENOENT);
   assert_int_equal(oee_engine_cancel(eng, "", &cancelled, NULL), OEE_EINVAL);
   /* The cancelled task never runs. */
   oee_engine_start(eng);

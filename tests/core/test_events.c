@@ -13,8 +13,7 @@
 #include "core/internal.h"
 #include "core/task.h"
 
-static oee_task_info *snap(const char *id, const char *type, oee_task_status st,
-                           uint64_t seq) {
+static oee_task_info *snap(const char *id, const char *type, oee_task_status st, uint64_t seq) {
   oee_task_info d = {0};
   strcpy(d.id, id);
   d.task_type = type;
@@ -26,8 +25,8 @@ static oee_task_info *snap(const char *id, const char *type, oee_task_status st,
 #define ID_A "aaaaaaaa-0000-4000-8000-000000000001"
 #define ID_B "bbbbbbbb-0000-4000-8000-000000000002"
 
-static void publish(oee_bus *b, const char *id, const char *type,
-                    oee_task_status st, uint64_t seq) {
+static void publish(oee_bus *b, const char *id, const char *type, oee_task_status st,
+                    uint64_t seq) {
   oee_task_info *s = snap(id, type, st, seq);
   oee__bus_publish(b, s);
   oee_task_info_unref(s);

@@ -162,9 +162,13 @@ static void test_any_uuid_is_accepted(void **state) {
       "00000000-0000-0000-0000-000000000000", /* nil */
   };
   static const char *const bad[] = {
-      "", "not-a-uuid", "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
-      "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8c0",
-      "0b6a7c1e-3f7b-4f5e-9a3c_2f0d5e6a7b8c", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8g",
+      "",
+      "not-a-uuid",
+      "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
+      "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8",
+      "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8c0",
+      "0b6a7c1e-3f7b-4f5e-9a3c_2f0d5e6a7b8c",
+      "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8g",
   };
   uuid_t u;
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {

@@ -23,9 +23,7 @@
 static double now_s(void) { return (double)oee__mono_ns() / 1e9; }
 
 /* 1 when this process has no child at all (none running, no zombie). */
-static int no_children(void) {
-  return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
-}
+static int no_children(void) { return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD; }
 
 /* 1 once `pid` is gone or a zombie (of someone else), within ~3 s. */
 static int process_dies(pid_t pid) {
@@ -46,10 +44,9 @@ static int process_dies(pid_t pid) {
   return 0;
 }
 
-static int run(const char *const *argv, const char *input, double timeout,
-               oee_token *tok, size_t max_out, oee_proc_result *res) {
-  return oee_proc_run(argv, input, input == NULL ? 0 : strlen(input), timeout,
-                      tok, max_out, res);
+static int run(const char *const *argv, const char *input, double timeout, oee_token *tok,
+               size_t max_out, oee_proc_result *res) {
+  return oee_proc_run(argv, input, input == NULL ? 0 : strlen(input), timeout, tok, max_out, res);
 }
 
 /* Every test starts and ends with no child process left over. */
@@ -173,8 +170,7 @@ static void test_child_ignores_stdin(void **state) {
 
 static void test_nonzero_exit_and_stderr(void **state) {
   (void)state;
-  const char *argv[] = {"sh", "-c", "echo partial; echo oops >&2; exit 3",
-                        NULL};
+  const char *argv[] = {"sh", "-c", "echo partial; echo oops >&2; exit 3", NULL};
   oee_proc_result res;
   assert_int_equal(run(argv, "", 10, NULL, 0, &res), 0);
   assert_false(res.signaled);
@@ -186,9 +182,10 @@ static void test_nonzero_exit_and_stderr(void **state) {
 
 static void test_stderr_keeps_tail(void **state) {
   (void)state;
-  const char *argv[] = {
-      "sh", "-c", "i=0; while [ $i -lt 500 ]; do echo line$i >&2; "
-                  "i=$((i+1)); done; echo END >&2", NULL};
+  const char *argv[] = {"sh", "-c",
+                        "i=0; while [ $i -lt 500 ]; do echo line$i >&2; "
+                        "i=$((i+1)); done; echo END >&2",
+                        NULL};
   oee_proc_result res;
   assert_int_equal(run(argv, "", 10, NULL, 0, &res), 0);
   size_t len = strlen(res.err_tail);

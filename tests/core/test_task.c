@@ -14,8 +14,7 @@ static void test_every_transition(void **state) {
   /* allowed[from][to] for the five real statuses and UNSPECIFIED. */
   static const int allowed[OEE_TASK_STATUS_COUNT][OEE_TASK_STATUS_COUNT] = {
       [OEE_TASK_QUEUED] = {[OEE_TASK_RUNNING] = 1, [OEE_TASK_CANCELLED] = 1},
-      [OEE_TASK_RUNNING] = {[OEE_TASK_DONE] = 1, [OEE_TASK_ERROR] = 1,
-                            [OEE_TASK_CANCELLED] = 1},
+      [OEE_TASK_RUNNING] = {[OEE_TASK_DONE] = 1, [OEE_TASK_ERROR] = 1, [OEE_TASK_CANCELLED] = 1},
   };
   int n_allowed = 0;
   for (int f = 0; f < OEE_TASK_STATUS_COUNT; f++) {

@@ -17,14 +17,10 @@ double tu_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int tu_no_children(void) {
-  return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
-}
+int tu_no_children(void) { return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD; }
 
-oee_engine *tu_engine(int workers, const oee_exec_table *commands,
-                      const oee_model_table *models) {
-  oee_engine_config cfg = {.num_workers = workers, .commands = commands,
-                           .models = models};
+oee_engine *tu_engine(int workers, const oee_exec_table *commands, const oee_model_table *models) {
+  oee_engine_config cfg = {.num_workers = workers, .commands = commands, .models = models};
   oee_engine *eng = NULL;
   if (oee_engine_create(&cfg, &eng) != 0) return NULL;
   if (oee_engine_start(eng) != 0) {
@@ -42,9 +38,8 @@ void tu_engine_free(oee_engine *eng) {
 
 /* The first event of task `id` with one of `sts`: a snapshot subscription
  * sees a change made before the call as well as one made after it. */
-static const oee_task_info *wait_event(oee_engine *eng, const char *id,
-                                       const oee_task_status *sts, size_t n,
-                                       double timeout_s) {
+static const oee_task_info *wait_event(oee_engine *eng, const char *id, const oee_task_status *sts,
+                                       size_t n, double timeout_s) {
   const char *ids[] = {id};
   oee_sub_filter f = {.task_ids = ids, .n_task_ids = 1, .statuses = sts, .n_statuses = n};
   oee_sub *sub;
@@ -55,14 +50,12 @@ static const oee_task_info *wait_event(oee_engine *eng, const char *id,
   return t;
 }
 
-const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id,
-                                      double timeout_s) {
+const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id, double timeout_s) {
   static const oee_task_status ends[] = {OEE_TASK_DONE, OEE_TASK_ERROR, OEE_TASK_CANCELLED};
   return wait_event(eng, id, ends, 3, timeout_s);
 }
 
-int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st,
-                   double timeout_s) {
+int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st, double timeout_s) {
   const oee_task_info *t = wait_event(eng, id, &st, 1, timeout_s);
   oee_task_info_unref(t);
   return t != NULL;
@@ -111,8 +104,8 @@ int tu_submit(oee_engine *eng, const char *type, char *id_out, size_t n, ...) {
     ctx[i].value = va_arg(ap, const char *);
   }
   va_end(ap);
-  oee_submit req = {.name = type, .task_type = type, .priority = 5,
-                    .context = ctx, .context_len = n};
+  oee_submit req = {
+      .name = type, .task_type = type, .priority = 5, .context = ctx, .context_len = n};
   const oee_task_info *t = NULL;
   int rc = oee_engine_submit(eng, &req, &t, NULL);
   if (rc == 0 && id_out != NULL) memcpy(id_out, t->id, OEE_ID_LEN + 1);

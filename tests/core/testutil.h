@@ -16,18 +16,15 @@ int tu_no_children(void);
 
 /* A started engine with `workers` workers and the given (borrowed) tables,
  * or NULL. Free with tu_engine_free(). */
-oee_engine *tu_engine(int workers, const oee_exec_table *commands,
-                      const oee_model_table *models);
+oee_engine *tu_engine(int workers, const oee_exec_table *commands, const oee_model_table *models);
 /* Stops (zero drain) and destroys; NULL is ignored. */
 void tu_engine_free(oee_engine *eng);
 
 /* Waits up to timeout_s for task `id` to reach a terminal status; returns
  * its snapshot (caller unrefs) or NULL on timeout/unknown id. */
-const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id,
-                                      double timeout_s);
+const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id, double timeout_s);
 /* Waits up to timeout_s for task `id` to have status `st`; 1 when it did. */
-int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st,
-                   double timeout_s);
+int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st, double timeout_s);
 
 /* Waits up to timeout_s until this process has at least `n` children (e.g.
  * the commands a task started); 1 when it did. */

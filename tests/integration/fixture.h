@@ -83,19 +83,19 @@ void it_sleep_ms(int ms);
 /* Submits one task. prio < 0 leaves priority unset. kv is a NULL-terminated
  * list of context keys and values ("message", "hi", NULL). Returns the gRPC
  * status; on OK *id (if id) receives a malloc'd task id. */
-int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio,
-              char **id, const char *const *kv);
+int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio, char **id,
+              const char *const *kv);
 /* Convenience: submit and assert OK; returns the malloc'd id. */
-char *it_submit_ok(oee_rpc_channel *ch, const char *name, const char *type,
-                   int prio, const char *const *kv);
+char *it_submit_ok(oee_rpc_channel *ch, const char *name, const char *type, int prio,
+                   const char *const *kv);
 /* GetTask; NULL on any error (the code goes to *code if code). */
 Oee__V1__Task *it_get(oee_rpc_channel *ch, const char *id, int *code);
 /* Cancels a task; returns the gRPC status, *cancelled gets the flag. */
 int it_cancel(oee_rpc_channel *ch, const char *id, int *cancelled);
 /* Polls GetTask until the task has `status` or timeout_ms passes. Returns
  * the task (caller frees) or NULL on timeout. */
-Oee__V1__Task *it_wait_status(oee_rpc_channel *ch, const char *id,
-                              Oee__V1__TaskStatus status, int timeout_ms);
+Oee__V1__Task *it_wait_status(oee_rpc_channel *ch, const char *id, Oee__V1__TaskStatus status,
+                              int timeout_ms);
 /* Polls until the task is DONE, ERROR or CANCELLED. */
 Oee__V1__Task *it_wait_final(oee_rpc_channel *ch, const char *id, int timeout_ms);
 /* Polls GetSystemStatus until `busy` workers are busy; 0 or -1 on timeout. */
@@ -157,7 +157,7 @@ void it_watch_close_all(void);
 /* Opens a plain raw gRPC call with arbitrary request bytes (for the
  * malformed-body test). Returns the status code; *msg gets a malloc'd status
  * message (or NULL) if msg is not NULL. */
-int it_raw_unary(const char *target, const char *method, const void *body,
-                 size_t len, int timeout_ms, char **msg);
+int it_raw_unary(const char *target, const char *method, const void *body, size_t len,
+                 int timeout_ms, char **msg);
 
 #endif /* OEE_TESTS_INTEGRATION_FIXTURE_H */

@@ -109,7 +109,8 @@ static void test_submit_task_errors(void **state) {
 
 /* ------------------------------------------------- the refusal tables */
 
-#define NOCTX {NULL}
+#define NOCTX \
+  { NULL }
 #define KNOWN "known types: echo, exec, fail, sleep"
 
 /* One refused task submission: the fields, then the code and the exact
@@ -133,17 +134,47 @@ static const task_row task_rows[] = {
      "(pipelines come only from a pipeline submission)"},
     {"n", "exec", 0, 0, NOCTX, IA,
      "exec tasks need context[\"command\"] naming a configured command"},
-    {"n", "exec", 0, 0, {"command", "rm", NULL}, IA,
+    {"n",
+     "exec",
+     0,
+     0,
+     {"command", "rm", NULL},
+     IA,
      "exec command \"rm\" is not in the configured commands table"},
-    {"n", "exec", 0, 0, {"command", "hello", "command", "hello", NULL}, IA,
+    {"n",
+     "exec",
+     0,
+     0,
+     {"command", "hello", "command", "hello", NULL},
+     IA,
      "context key \"command\" appears more than once"},
-    {"n", "sleep", 0, 0, {"seconds", "abc", NULL}, IA,
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "abc", NULL},
+     IA,
      "context[\"seconds\"] must be a finite number >= 0, got \"abc\""},
-    {"n", "sleep", 0, 0, {"seconds", "-1", NULL}, IA,
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "-1", NULL},
+     IA,
      "context[\"seconds\"] must be a finite number >= 0, got \"-1\""},
-    {"n", "sleep", 0, 0, {"seconds", "nan", NULL}, IA,
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "nan", NULL},
+     IA,
      "context[\"seconds\"] must be a finite number >= 0, got \"nan\""},
-    {"n", "sleep", 0, 0, {"seconds", "inf", NULL}, IA,
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "inf", NULL},
+     IA,
      "context[\"seconds\"] must be a finite number >= 0, got \"inf\""},
 };
 
@@ -171,8 +202,8 @@ static void fill_task(const task_row *row, Oee__V1__SubmitTaskRequest *req,
 }
 
 /* Compares one refusal with its row; says which row on a mismatch. */
-static void expect_refusal(const char *rpc, size_t i, int want_code, const char *want,
-                           int code, const char *message) {
+static void expect_refusal(const char *rpc, size_t i, int want_code, const char *want, int code,
+                           const char *message) {
   if (code != want_code || strcmp(message ? message : "", want) != 0) {
     fprintf(stderr, "%s row %zu: got %d \"%s\", want %d \"%s\"\n", rpc, i, code,
             message ? message : "", want_code, want);
@@ -210,8 +241,8 @@ static void test_task_rows_submit_tasks(void **state) {
     batch.n_requests = 1;
     batch.requests = reqs;
     Oee__V1__SubmitTasksResponse *resp = NULL;
-    assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &resp, IT_CALL_MS,
-                                                              NULL), 0);
+    assert_int_equal(
+        oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &resp, IT_CALL_MS, NULL), 0);
     assert_int_equal(resp->n_results, 1);
     assert_string_equal(resp->results[0]->task_id, "");
     assert_null(resp->results[0]->task);
@@ -301,8 +332,11 @@ static void test_pipeline_rows(void **state) {
 
 static void test_cancel_get_errors(void **state) {
   start();
-  const char *bad[] = {"", "not-a-uuid", "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
-                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8cz",
+  const char *bad[] = {"",
+                       "not-a-uuid",
+                       "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
+                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8",
+                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8cz",
                        "zzzzzzzz-3f7b-4f5e-9a3c-2f0d5e6a7b8c"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int code;
@@ -335,17 +369,20 @@ static void test_list_clear_errors(void **state) {
   req.page_size = -1;
   assert_int_equal(oee_v1_orchestrator_service_list_tasks(srv.ch, &req, &r, IT_CALL_MS, NULL), IA);
   Oee__V1__ClearCompletedTasksRequest creq = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__INIT;
-  creq.keep_recent_present_case = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
+  creq.keep_recent_present_case =
+      OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
   creq.keep_recent = -1;
   Oee__V1__ClearCompletedTasksResponse *cresp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_clear_completed_tasks(srv.ch, &creq, &cresp, IT_CALL_MS, NULL), IA);
+  assert_int_equal(
+      oee_v1_orchestrator_service_clear_completed_tasks(srv.ch, &creq, &cresp, IT_CALL_MS, NULL),
+      IA);
   assert_null(cresp);
   assert_int_equal(total_tasks(), 1); /* the bad clear removed nothing */
   free(id);
 }
 
-static int submit_pipeline(Oee__V1__PipelineStrategy strategy, const char *model,
-                           int n_stages, double max_time, double max_cost, int prio) {
+static int submit_pipeline(Oee__V1__PipelineStrategy strategy, const char *model, int n_stages,
+                           double max_time, double max_cost, int prio) {
   Oee__V1__PipelineStage stage = OEE__V1__PIPELINE_STAGE__INIT, *sp[1] = {&stage};
   stage.name = (char *)"s";
   stage.model_id = (char *)model;
@@ -374,7 +411,8 @@ static void test_pipeline_errors(void **state) {
   assert_int_equal(submit_pipeline(L, "no-such-model", 1, 0, 0, unset), IA);
   assert_int_equal(submit_pipeline(L, "", 1, 0, 0, unset), IA);
   assert_int_equal(submit_pipeline(OEE__V1__PIPELINE_STRATEGY__PIPELINE_STRATEGY_UNSPECIFIED,
-                                   "upper", 1, 0, 0, unset), IA);
+                                   "upper", 1, 0, 0, unset),
+                   IA);
   assert_int_equal(submit_pipeline((Oee__V1__PipelineStrategy)99, "upper", 1, 0, 0, unset), IA);
   assert_int_equal(submit_pipeline(L, "upper", 1, -1, 0, unset), IA);
   assert_int_equal(submit_pipeline(L, "upper", 1, 0, -0.5, unset), IA);
@@ -389,13 +427,16 @@ static void test_pipeline_errors(void **state) {
   Oee__V1__GetPipelineResultRequest greq = OEE__V1__GET_PIPELINE_RESULT_REQUEST__INIT;
   Oee__V1__PipelineResult *pr = NULL;
   greq.task_id = id;
-  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
-                   GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
+      GRPC_STATUS_NOT_FOUND);
   greq.task_id = (char *)UNKNOWN_ID;
-  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
-                   GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
+      GRPC_STATUS_NOT_FOUND);
   greq.task_id = (char *)"nope";
-  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL), IA);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL), IA);
   free(id);
 }
 
@@ -412,8 +453,9 @@ static void test_queue_full(void **state) {
   assert_non_null(q2);
   assert_int_equal(it_submit(srv.ch, "q3", "echo", -1, NULL, NULL), GRPC_STATUS_RESOURCE_EXHAUSTED);
   /* A pipeline is a queued task too. */
-  assert_int_equal(submit_pipeline(OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE, "echo", 1, 0, 0, -1000),
-                   GRPC_STATUS_RESOURCE_EXHAUSTED);
+  assert_int_equal(
+      submit_pipeline(OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE, "echo", 1, 0, 0, -1000),
+      GRPC_STATUS_RESOURCE_EXHAUSTED);
   assert_int_equal(total_tasks(), 3);
   /* Room again once a queued task is cancelled. */
   int cancelled = 0;
@@ -452,8 +494,9 @@ static void test_malformed_body(void **state) {
   static const unsigned char garbage[] = {0xff, 0xff, 0xff, 0xff};
   /* Field 1 (task_id) claims 16 bytes but only 1 follows. */
   static const unsigned char truncated[] = {0x0a, 0x10, 'a'};
-  const char *methods[] = {"GetTask", "SubmitTask", "CancelTask", "ListTasks", "SubmitPipeline",
-                           "ClearCompletedTasks", "GetPipelineResult", "SubmitTasks"};
+  const char *methods[] = {"GetTask",           "SubmitTask",     "CancelTask",
+                           "ListTasks",         "SubmitPipeline", "ClearCompletedTasks",
+                           "GetPipelineResult", "SubmitTasks"};
   for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
     char path[128];
     snprintf(path, sizeof(path), SVC "%s", methods[i]);
@@ -472,7 +515,8 @@ static void test_malformed_body(void **state) {
   wrong.status_filter = ST(DONE);
   ProtobufCMessage *resp = NULL;
   assert_int_equal(oee_rpc_unary(srv.ch, SVC "GetTask", &wrong.base, &oee__v1__task__descriptor,
-                                 &resp, IT_CALL_MS, NULL), IA);
+                                 &resp, IT_CALL_MS, NULL),
+                   IA);
   /* WatchTasks with an undecodable request. */
   int code = it_raw_unary(srv.target, SVC "WatchTasks", garbage, sizeof(garbage), IT_CALL_MS, NULL);
   assert_int_equal(code, IA);
@@ -513,7 +557,8 @@ static void *bad_calls(void *arg) {
   static const unsigned char garbage[] = {0xff, 0xff, 0xff};
   for (int i = 0; i < 40; i++) {
     if (unknown_method(SVC "Nope") != GRPC_STATUS_UNIMPLEMENTED) atomic_fetch_add(&h->bad_wrong, 1);
-    if (it_raw_unary(srv.target, SVC "SubmitTask", garbage, sizeof(garbage), IT_CALL_MS, NULL) != IA) {
+    if (it_raw_unary(srv.target, SVC "SubmitTask", garbage, sizeof(garbage), IT_CALL_MS, NULL) !=
+        IA) {
       atomic_fetch_add(&h->bad_wrong, 1);
     }
   }

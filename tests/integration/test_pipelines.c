@@ -49,8 +49,8 @@ typedef struct pipe_opts {
 } pipe_opts;
 
 /* Submits a pipeline; returns the gRPC status and *id (malloc'd) on OK. */
-static int submit(Oee__V1__PipelineStrategy strategy, const char *input,
-                  const stage *stages, size_t n, const pipe_opts *o, char **id) {
+static int submit(Oee__V1__PipelineStrategy strategy, const char *input, const stage *stages,
+                  size_t n, const pipe_opts *o, char **id) {
   Oee__V1__PipelineStage ps[16], *pp[16];
   char names[16][24];
   for (size_t i = 0; i < n; i++) {
@@ -90,8 +90,8 @@ static int submit(Oee__V1__PipelineStrategy strategy, const char *input,
   return code;
 }
 
-static char *submit_ok(Oee__V1__PipelineStrategy strategy, const char *input,
-                       const stage *stages, size_t n, const pipe_opts *o) {
+static char *submit_ok(Oee__V1__PipelineStrategy strategy, const char *input, const stage *stages,
+                       size_t n, const pipe_opts *o) {
   char *id = NULL;
   assert_int_equal(submit(strategy, input, stages, n, o, &id), 0);
   return id;
@@ -111,7 +111,8 @@ static Oee__V1__PipelineResult *result(const char *id, int *code) {
 static Oee__V1__PipelineResult *finish(const char *id, Oee__V1__TaskStatus want) {
   Oee__V1__Task *t = it_wait_final(srv.ch, id, 30000);
   assert_non_null(t);
-  if (t->status != want) fprintf(stderr, "pipeline ended %d (%s), want %d\n", t->status, t->error_message, want);
+  if (t->status != want)
+    fprintf(stderr, "pipeline ended %d (%s), want %d\n", t->status, t->error_message, want);
   assert_int_equal(t->status, want);
   int code;
   Oee__V1__PipelineResult *r = result(id, &code);
@@ -142,14 +143,19 @@ static void expect_stage(const Oee__V1__PipelineResult *r, size_t i, const char 
 }
 
 static void expect_total(const Oee__V1__PipelineResult *r, double total) {
-  if (fabs(r->total_cost - total) > EPS) fprintf(stderr, "total_cost %g want %g\n", r->total_cost, total);
+  if (fabs(r->total_cost - total) > EPS)
+    fprintf(stderr, "total_cost %g want %g\n", r->total_cost, total);
   assert_true(fabs(r->total_cost - total) < EPS);
 }
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define RUN(strategy, input, st, opts, want) \
   finish(id = submit_ok(strategy, input, st, N(st), opts), want)
-#define DONE_WITH(r) do { oee__v1__pipeline_result__free_unpacked(r, NULL); free(id); } while (0)
+#define DONE_WITH(r)                                  \
+  do {                                                \
+    oee__v1__pipeline_result__free_unpacked(r, NULL); \
+    free(id);                                         \
+  } while (0)
 
 /* ----------------------------------------------------------------- tests */
 

@@ -64,8 +64,8 @@ static void read_until(it_watch *w, evlog *log, const char *id, int status) {
       fprintf(stderr, "read %d (status %d: %s) waiting for %s/%d\n", rc, st.code,
               st.message ? st.message : "", id, status);
       for (int i = 0; i < log->n; i++) {
-        fprintf(stderr, "  seen #%llu %s %d\n", (unsigned long long)log->e[i].seq,
-                log->e[i].id, log->e[i].status);
+        fprintf(stderr, "  seen #%llu %s %d\n", (unsigned long long)log->e[i].seq, log->e[i].id,
+                log->e[i].status);
       }
       oee_rpc_status_free(&st);
     }
@@ -269,15 +269,18 @@ static void test_snapshot(void **state) {
   read_until(all, log, q, ST(QUEUED));
 
   it_watch *snap = open_all(1);
-  struct { const char *id; int status; } want[4] = {
-      {d, ST(DONE)}, {s1, ST(RUNNING)}, {s2, ST(RUNNING)}, {q, ST(QUEUED)}};
+  struct {
+    const char *id;
+    int status;
+  } want[4] = {{d, ST(DONE)}, {s1, ST(RUNNING)}, {s2, ST(RUNNING)}, {q, ST(QUEUED)}};
   int found[4] = {0};
   uint64_t max_seq = 0;
   for (int i = 0; i < 4; i++) {
     Oee__V1__TaskEvent *ev = NULL;
     assert_int_equal(it_watch_next(snap, &ev, NULL, IT_WAIT_MS), 1);
     int k = -1;
-    for (int j = 0; j < 4; j++) if (strcmp(ev->task->id, want[j].id) == 0) k = j;
+    for (int j = 0; j < 4; j++)
+      if (strcmp(ev->task->id, want[j].id) == 0) k = j;
     assert_true(k >= 0);
     assert_false(found[k]);
     found[k] = 1;
@@ -399,8 +402,8 @@ static void test_slow_watcher_overflow(void **state) {
   assert_int_equal(oee_v1_orchestrator_service_watch_tasks_start(srv.ch, &wreq, 120000, &slow), 0);
   assert_int_equal(it_watch_registered(srv.ch, IT_WAIT_MS), 0);
   /* The registration probes: echo tasks that end DONE, maybe not yet. */
-  const int probes_done = it_count(srv.ch, "queued") + it_count(srv.ch, "running") +
-                          it_count(srv.ch, "done");
+  const int probes_done =
+      it_count(srv.ch, "queued") + it_count(srv.ch, "running") + it_count(srv.ch, "done");
   enum { BATCH = 5000, BATCHES = 6 };
   Oee__V1__SubmitTaskRequest *reqs = calloc(BATCH, sizeof(*reqs));
   Oee__V1__SubmitTaskRequest **ptrs = calloc(BATCH, sizeof(*ptrs));
@@ -502,7 +505,8 @@ static void test_sigterm_drain(void **state) {
   assert_int_equal(t->status, ST(RUNNING));
   oee__v1__task__free_unpacked(t, NULL);
   assert_int_equal(it_submit(srv.ch, "late", "echo", -1, NULL, NULL), GRPC_STATUS_UNAVAILABLE);
-  assert_int_equal(health(""), GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+  assert_int_equal(health(""),
+                   GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
 
   read_until(w, log, s, ST(DONE));
   oee_rpc_status st = {0};

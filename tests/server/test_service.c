@@ -26,8 +26,8 @@ static void copy_routes(oee_route *routes) {
 static void test_real_table_is_complete(void **state) {
   (void)state;
   char why[256] = "";
-  assert_int_equal(oee_service_check_routes(oee_service_routes, oee_service_n_routes, why,
-                                            sizeof(why)), 0);
+  assert_int_equal(
+      oee_service_check_routes(oee_service_routes, oee_service_n_routes, why, sizeof(why)), 0);
   for (size_t i = 0; i < N; i++) {
     int streaming = oee_v1_orchestrator_service_methods[i].server_streaming;
     assert_true(streaming ? oee_service_routes[i].stream != NULL
@@ -114,10 +114,8 @@ static void test_init_and_fini(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_real_table_is_complete),
-      cmocka_unit_test(test_missing_handler_refused),
-      cmocka_unit_test(test_wrong_kind_refused),
-      cmocka_unit_test(test_error_table),
+      cmocka_unit_test(test_real_table_is_complete), cmocka_unit_test(test_missing_handler_refused),
+      cmocka_unit_test(test_wrong_kind_refused),     cmocka_unit_test(test_error_table),
       cmocka_unit_test(test_init_and_fini),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

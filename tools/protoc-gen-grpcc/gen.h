@@ -30,8 +30,7 @@ typedef enum gen_output {
 
 /* Fills out[k] with the malloc'd contents (caller frees) of output k of the
  * file `f`; output k is named gen_output_name(f->name, k). */
-void gen_file(const Google__Protobuf__FileDescriptorProto *f,
-              char *out[GEN_N_OUTPUTS]);
+void gen_file(const Google__Protobuf__FileDescriptorProto *f, char *out[GEN_N_OUTPUTS]);
 /* "a/b.proto", GEN_CLIENT_H -> "a/b.grpc-client.h" (malloc'd). */
 char *gen_output_name(const char *proto_name, gen_output kind);
 
