@@ -47,3 +47,16 @@ char *oee__rpc_slice_strdup(grpc_slice s) {
   p[n] = '\0';
   return p;
 }
+
+void oee__rpc_size_args(int max_receive_bytes, int max_send_bytes, grpc_arg *args, size_t *n) {
+  if (max_receive_bytes) {
+    args[(*n)++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                              .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                              .value.integer = max_receive_bytes};
+  }
+  if (max_send_bytes) {
+    args[(*n)++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                              .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+                              .value.integer = max_send_bytes};
+  }
+}

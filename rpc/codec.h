@@ -25,4 +25,8 @@ ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, g
  * memory). */
 char *oee__rpc_slice_strdup(grpc_slice s);
 
+/* Message-size limits as channel args, shared by both runtimes: appends to
+ * args[*n] one arg per limit that is not 0 (at most 2). */
+void oee__rpc_size_args(int max_receive_bytes, int max_send_bytes, grpc_arg *args, size_t *n);
+
 #endif /* OEE_RPC_CODEC_H */

@@ -72,14 +72,8 @@ oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
   if (c == NULL) return NULL;
   grpc_arg args[2];
   size_t n = 0;
-  if (opts && opts->max_receive_message_bytes)
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                           .value.integer = opts->max_receive_message_bytes};
-  if (opts && opts->max_send_message_bytes)
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-                           .value.integer = opts->max_send_message_bytes};
+  if (opts)
+    oee__rpc_size_args(opts->max_receive_message_bytes, opts->max_send_message_bytes, args, &n);
   grpc_channel_args ca = {.num_args = n, .args = args};
   grpc_init();
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();

@@ -94,14 +94,7 @@ static void server_args(const oee_rpc_server_options *o, grpc_arg *args, grpc_ch
    * connections. Without it the second bind fails: one server per address. */
   args[n++] =
       (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
-  if (o && o->max_receive_message_bytes)
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                           .value.integer = o->max_receive_message_bytes};
-  if (o && o->max_send_message_bytes)
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-                           .value.integer = o->max_send_message_bytes};
+  if (o) oee__rpc_size_args(o->max_receive_message_bytes, o->max_send_message_bytes, args, &n);
   *ca = (grpc_channel_args){.num_args = n, .args = args};
 }
 
