@@ -297,6 +297,9 @@ w("| measurement | figure |")
 w("| --- | --- |")
 w(f"| submissions/s, 1 thread (1,000,000 tasks, workers not started) | {fnum(core_t1)} |")
 w(f"| submissions/s, 2 threads | {fnum(core_t2)} ({fnum(ratio(core_t2, core_t1), 2)}x one thread) |")
+w(f"| task ids/s, UUIDv7 from a getrandom buffer vs libuuid `uuid_generate_random` | "
+  f"{fnum(get('core.ids', 'v7_per_s'))} vs {fnum(get('core.ids', 'libuuid_random_per_s'))} "
+  f"({fnum(get('core.ids', 'speedup'), 1)}x) |")
 for n in (1, 2, 3, 4):
     w(f"| end-to-end no-op tasks/s, {n} worker{'s' if n > 1 else ''} (one submitting thread) | "
       f"{fnum(get(f'core.e2e.w{n}', 'rate'))} |")
