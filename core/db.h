@@ -124,4 +124,8 @@ int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit,
                            char (*ids)[OEE_ID_LEN + 1], size_t *n,
                            oee_error *err);
 
+/* Failure injection for tests: caps the SQLite file at `pages` pages (0 =
+ * SQLite's default), so that writes fail as on a full disk. */
+int oee__db_sqlite_max_pages(oee_db *db, long pages);
+
 #endif /* OEE_DB_H */

@@ -663,3 +663,13 @@ int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit,
   reader_give(db, r);
   return rc;
 }
+
+int oee__db_sqlite_max_pages(oee_db *db, long pages) {
+  char sql[64];
+  snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %ld", pages ? pages : 1073741823L);
+  if (pthread_mutex_lock(&db->write_lock) != 0) abort();
+  long long got = 0;
+  int rc = query_int(db->writer, sql, &got);
+  pthread_mutex_unlock(&db->write_lock);
+  return rc == SQLITE_OK ? 0 : OEE_EIO;
+}
