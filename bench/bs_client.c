@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define MAX_PIPE 1024
-#define BODY "bench-task:echo:message="  /* about the size of an OEE task */
+#define BODY "bench-task:echo:message=" /* about the size of an OEE task */
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -156,13 +156,20 @@ static int cmp_i64(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--conns")) conns = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--pipeline")) pipe_depth = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
-    else if (!strcmp(argv[i], "--warmup")) warmup = atof(argv[i + 1]);
-    else if (!strcmp(argv[i], "--label")) label = argv[i + 1];
-    else die("unknown option");
+    if (!strcmp(argv[i], "--port"))
+      port = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--conns"))
+      conns = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--pipeline"))
+      pipe_depth = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seconds"))
+      seconds = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--warmup"))
+      warmup = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--label"))
+      label = argv[i + 1];
+    else
+      die("unknown option");
   }
   if (conns < 1 || conns > 64 || pipe_depth < 1 || pipe_depth > MAX_PIPE) die("bad option");
   conn *cs = calloc((size_t)conns, sizeof(*cs));
@@ -199,9 +206,10 @@ int main(int argc, char **argv) {
   qsort(all, nlat, sizeof(*all), cmp_i64);
   double p50 = nlat ? (double)all[(nlat - 1) / 2] / 1000.0 : 0;
   double p99 = nlat ? (double)all[(size_t)((double)(nlat - 1) * 0.99)] / 1000.0 : 0;
-  printf("RESULT %s conns=%d pipeline=%d cycles=%ld seconds=%.3f rate=%.0f "
-         "group_p50_us=%.1f group_p99_us=%.1f\n",
-         label, conns, pipe_depth, cycles, seconds, (double)cycles / seconds, p50, p99);
+  printf(
+      "RESULT %s conns=%d pipeline=%d cycles=%ld seconds=%.3f rate=%.0f "
+      "group_p50_us=%.1f group_p99_us=%.1f\n",
+      label, conns, pipe_depth, cycles, seconds, (double)cycles / seconds, p50, p99);
   for (int i = 0; i < conns; i++) {
     close(cs[i].fd);
     free(cs[i].lat);

@@ -11,12 +11,16 @@
  *    (the wake-up path), CLOCK_MONOTONIC around submit and in the executor;
  *  - latency.paced: created_at -> started_at of tasks offered at a fixed rate
  *    (--paced-rate, default 20,000/s) to 2 workers;
+ *  - submit.tN.sK: as submit.tN, with K subscribers attached: K-1 filtered
+ *    on a task type nobody submits and one unfiltered, drained by a thread
+ *    (the fan-out cost a publish pays), and the latency of oee_engine_get()
+ *    from another thread meanwhile (how long the engine lock is held);
  *  - scale.nN: submit, get, list (first page, middle page, and a page
  *    filtered on a task type that only the oldest task has) and status costs
  *    in ns/op with N tasks in the store.
  *
  * Usage: core_bench [--submits N] [--e2e N] [--idle N] [--paced-rate R]
- *                   [--levels a,b,..] [--only submit|submit1|e2e|latency|scale]
+ *                   [--levels a,b,..] [--only submit|submit1|subs|e2e|latency|scale]
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -70,8 +74,8 @@ static void check(int rc, const char *what) {
  * context entry. */
 static const oee_kv ctx_entry = {"message", ""};
 static const oee_submit task = {"bench-task", "noop", 5, &ctx_entry, 1};
-static const size_t task_string_bytes = sizeof("bench-task") + sizeof("noop") +
-                                        sizeof("message") + sizeof("");
+static const size_t task_string_bytes =
+    sizeof("bench-task") + sizeof("noop") + sizeof("message") + sizeof("");
 
 /* ------------------------------------------------------------ executors */
 
@@ -138,16 +142,102 @@ static void bench_submit(int threads, long n) {
   long total = s.n * threads;
   double heap_per = (double)(heap_used() - heap0) / (double)total;
   double rss_per = (double)(rss_bytes() - rss0) / (double)total;
-  printf("RESULT core.submit.t%d threads=%d tasks=%ld seconds=%.3f rate=%.0f "
-         "heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
-         "overhead_per_task=%.0f\n",
-         threads, threads, total, secs, (double)total / secs, heap_per, rss_per,
-         task_string_bytes, heap_per - (double)task_string_bytes);
+  printf(
+      "RESULT core.submit.t%d threads=%d tasks=%ld seconds=%.3f rate=%.0f "
+      "heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
+      "overhead_per_task=%.0f\n",
+      threads, threads, total, secs, (double)total / secs, heap_per, rss_per, task_string_bytes,
+      heap_per - (double)task_string_bytes);
   fflush(stdout);
   int64_t c0 = mono_ns();
   oee_engine_destroy(eng);
   printf("RESULT core.destroy.t%d tasks=%ld seconds=%.3f\n", threads, total,
          (double)(mono_ns() - c0) / 1e9);
+  malloc_trim(0);
+}
+
+/* ---------------------------------------------------- submit + watchers */
+
+typedef struct drainer {
+  oee_sub *sub;
+  long seen;
+} drainer;
+
+static void *drain_loop(void *arg) {
+  drainer *d = arg;
+  const oee_task_info *ev;
+  for (;;) {
+    int rc = oee_sub_wait(d->sub, &ev, -1);
+    if (rc != 0) break;
+    oee_task_info_unref(ev);
+    d->seen++;
+  }
+  return NULL;
+}
+
+/* Reads one task over and over while the submitters run: how long other
+ * callers wait for the engine lock (the publish work done under it). */
+typedef struct getter {
+  oee_engine *eng;
+  char id[OEE_ID_LEN + 1];
+  atomic_int stop;
+  int64_t *lat;
+  size_t n, cap;
+} getter;
+
+static void *get_loop(void *arg) {
+  getter *g = arg;
+  while (!atomic_load(&g->stop) && g->n < g->cap) {
+    const oee_task_info *t;
+    int64_t t0 = mono_ns();
+    check(oee_engine_get(g->eng, g->id, &t), "get");
+    g->lat[g->n++] = mono_ns() - t0;
+    oee_task_info_unref(t);
+  }
+  return NULL;
+}
+
+static void bench_submit_subs(int threads, int nsubs, long n) {
+  oee_engine *eng = engine(2, run_noop); /* not started: tasks stay QUEUED */
+  const char *rare[] = {"rare"};
+  oee_sub_filter f = {.task_types = rare, .n_task_types = 1};
+  oee_sub *subs[256];
+  for (int i = 0; i < nsubs - 1; i++)
+    check(oee_engine_subscribe(eng, &f, 0, 0, &subs[i]), "subscribe");
+  drainer d = {NULL, 0};
+  check(oee_engine_subscribe(eng, NULL, 65536, 0, &d.sub), "subscribe");
+  pthread_t dth, gth, th[8];
+  pthread_create(&dth, NULL, drain_loop, &d);
+  getter g = {.eng = eng, .cap = 4000000};
+  const oee_task_info *first;
+  check(oee_engine_submit(eng, &task, &first, NULL), "submit");
+  memcpy(g.id, first->id, sizeof(g.id));
+  oee_task_info_unref(first);
+  atomic_init(&g.stop, 0);
+  g.lat = malloc(g.cap * sizeof(*g.lat));
+  pthread_create(&gth, NULL, get_loop, &g);
+  submitter s = {eng, n / threads};
+  int64_t t0 = mono_ns();
+  for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, submit_loop, &s);
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  double secs = (double)(mono_ns() - t0) / 1e9;
+  atomic_store(&g.stop, 1);
+  pthread_join(gth, NULL);
+  qsort(g.lat, g.n, sizeof(*g.lat), cmp_i64);
+  long total = s.n * threads;
+  int dropped = oee_sub_dropped(d.sub);
+  oee_sub_close(d.sub);
+  pthread_join(dth, NULL);
+  printf(
+      "RESULT core.submit.t%d.s%d threads=%d subscribers=%d tasks=%ld seconds=%.3f "
+      "rate=%.0f drained=%ld dropped=%d get_p50_us=%.2f get_p99_us=%.2f get_p999_us=%.2f\n",
+      threads, nsubs, threads, nsubs, total, secs, (double)total / secs, d.seen - 1, dropped,
+      pct_us(g.lat, g.n, 0.5), pct_us(g.lat, g.n, 0.99), pct_us(g.lat, g.n, 0.999));
+  free(g.lat);
+  fflush(stdout);
+  oee_sub_free(d.sub);
+  for (int i = 0; i < nsubs - 1; i++) oee_sub_free(subs[i]);
+  oee_engine_destroy(eng);
   malloc_trim(0);
 }
 
@@ -187,10 +277,11 @@ static void bench_latency_idle(long n) {
     lat[i] = t1 - t0;
   }
   qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
-  printf("RESULT core.latency.idle samples=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-         "p999_us=%.1f max_us=%.1f\n",
-         n, pct_us(lat, (size_t)n, 0.5), pct_us(lat, (size_t)n, 0.9), pct_us(lat, (size_t)n, 0.99),
-         pct_us(lat, (size_t)n, 0.999), pct_us(lat, (size_t)n, 1.0));
+  printf(
+      "RESULT core.latency.idle samples=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+      "p999_us=%.1f max_us=%.1f\n",
+      n, pct_us(lat, (size_t)n, 0.5), pct_us(lat, (size_t)n, 0.9), pct_us(lat, (size_t)n, 0.99),
+      pct_us(lat, (size_t)n, 0.999), pct_us(lat, (size_t)n, 1.0));
   fflush(stdout);
   free(lat);
   oee_engine_stop(eng, 1000);
@@ -215,10 +306,11 @@ static void bench_latency_paced(long n, double rate) {
   double secs = (double)(mono_ns() - t0) / 1e9;
   size_t m = (size_t)atomic_load(&lat_n);
   qsort(lat_slots, m, sizeof(*lat_slots), cmp_i64);
-  printf("RESULT core.latency.paced offered_rate=%.0f achieved_rate=%.0f samples=%zu "
-         "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
-         rate, (double)n / secs, m, pct_us(lat_slots, m, 0.5), pct_us(lat_slots, m, 0.9),
-         pct_us(lat_slots, m, 0.99), pct_us(lat_slots, m, 0.999), pct_us(lat_slots, m, 1.0));
+  printf(
+      "RESULT core.latency.paced offered_rate=%.0f achieved_rate=%.0f samples=%zu "
+      "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
+      rate, (double)n / secs, m, pct_us(lat_slots, m, 0.5), pct_us(lat_slots, m, 0.9),
+      pct_us(lat_slots, m, 0.99), pct_us(lat_slots, m, 0.999), pct_us(lat_slots, m, 1.0));
   fflush(stdout);
   free(lat_slots);
   oee_engine_stop(eng, 1000);
@@ -229,16 +321,18 @@ static void bench_latency_paced(long n, double rate) {
 
 /* Mean ns of `reps` runs of body (a statement using i), best of 5 blocks:
  * the machine is shared, and the best block is the cost of the operation. */
-#define TIME_NS(reps, body)                                         \
-  ({                                                                \
-    double best_ = 1e300;                                           \
-    for (int b_ = 0; b_ < 5; b_++) {                                \
-      int64_t t0_ = mono_ns();                                      \
-      for (long i = 0; i < (reps); i++) { body; }                   \
-      double ns_ = (double)(mono_ns() - t0_) / (double)(reps);      \
-      if (ns_ < best_) best_ = ns_;                                 \
-    }                                                               \
-    best_;                                                          \
+#define TIME_NS(reps, body)                                    \
+  ({                                                           \
+    double best_ = 1e300;                                      \
+    for (int b_ = 0; b_ < 5; b_++) {                           \
+      int64_t t0_ = mono_ns();                                 \
+      for (long i = 0; i < (reps); i++) {                      \
+        body;                                                  \
+      }                                                        \
+      double ns_ = (double)(mono_ns() - t0_) / (double)(reps); \
+      if (ns_ < best_) best_ = ns_;                            \
+    }                                                          \
+    best_;                                                     \
   })
 
 static double list_ns(oee_engine *eng, const char *type, uint64_t after, long reps) {
@@ -282,9 +376,10 @@ static void bench_scale(long level) {
     check(oee_engine_status(eng, &st), "status");
     oee_status_free(&st);
   });
-  printf("RESULT core.scale.n%ld tasks=%ld submit_ns=%.0f get_ns=%.0f list_first_ns=%.0f "
-         "list_middle_ns=%.0f list_filtered_sparse_ns=%.0f status_ns=%.0f heap_bytes_per_task=%.0f\n",
-         level, level, submit, get, first, middle, filtered, status, heap_per);
+  printf(
+      "RESULT core.scale.n%ld tasks=%ld submit_ns=%.0f get_ns=%.0f list_first_ns=%.0f "
+      "list_middle_ns=%.0f list_filtered_sparse_ns=%.0f status_ns=%.0f heap_bytes_per_task=%.0f\n",
+      level, level, submit, get, first, middle, filtered, status, heap_per);
   fflush(stdout);
   free(ids);
   oee_engine_destroy(eng);
@@ -299,16 +394,27 @@ int main(int argc, char **argv) {
   const char *levels = "1000,10000,100000,1000000";
   const char *only = "all";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--submits")) submits = atol(argv[i + 1]);
-    else if (!strcmp(argv[i], "--e2e")) e2e = atol(argv[i + 1]);
-    else if (!strcmp(argv[i], "--idle")) idle = atol(argv[i + 1]);
-    else if (!strcmp(argv[i], "--paced-rate")) paced = atof(argv[i + 1]);
-    else if (!strcmp(argv[i], "--levels")) levels = argv[i + 1];
-    else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
+    if (!strcmp(argv[i], "--submits"))
+      submits = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--e2e"))
+      e2e = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--idle"))
+      idle = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--paced-rate"))
+      paced = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--levels"))
+      levels = argv[i + 1];
+    else if (!strcmp(argv[i], "--only"))
+      only = argv[i + 1];
   }
   int all = !strcmp(only, "all");
   if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits);
   if (all || !strcmp(only, "submit")) bench_submit(2, submits);
+  if (all || !strcmp(only, "submit")) bench_submit(4, submits);
+  if (all || !strcmp(only, "subs")) {
+    bench_submit_subs(1, 64, submits / 4);
+    bench_submit_subs(4, 64, submits / 4);
+  }
   if (all || !strcmp(only, "e2e")) {
     for (int w = 1; w <= 4; w++) bench_e2e(w, e2e);
   }

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bench.grpc-c.h"
+#include "bench.grpc-server.h"
 
 static oee_rpc_server *server;
 

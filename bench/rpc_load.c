@@ -124,10 +124,21 @@ typedef struct opts {
 } opts;
 
 static opts O = {
-    .target = "127.0.0.1:50051", .mode = "submit", .label = "run", .pattern = "batch",
-    .levels = "1000,10000,100000,1000000", .inflight = 1, .batch = 256, .watchers = 1,
-    .window = 2048, .tasks = 10000, .park = 2, .server_pid = 0, .calls = 0,
-    .seconds = 3.0, .warmup = 0.5,
+    .target = "127.0.0.1:50051",
+    .mode = "submit",
+    .label = "run",
+    .pattern = "batch",
+    .levels = "1000,10000,100000,1000000",
+    .inflight = 1,
+    .batch = 256,
+    .watchers = 1,
+    .window = 2048,
+    .tasks = 10000,
+    .park = 2,
+    .server_pid = 0,
+    .calls = 0,
+    .seconds = 3.0,
+    .warmup = 0.5,
 };
 
 static void parse_opts(int argc, char **argv) {
@@ -135,22 +146,38 @@ static void parse_opts(int argc, char **argv) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (v == NULL) die("option without a value");
     i++;
-    if (!strcmp(k, "--target")) O.target = v;
-    else if (!strcmp(k, "--mode")) O.mode = v;
-    else if (!strcmp(k, "--label")) O.label = v;
-    else if (!strcmp(k, "--pattern")) O.pattern = v;
-    else if (!strcmp(k, "--levels")) O.levels = v;
-    else if (!strcmp(k, "--inflight")) O.inflight = atoi(v);
-    else if (!strcmp(k, "--batch")) O.batch = atoi(v);
-    else if (!strcmp(k, "--watchers")) O.watchers = atoi(v);
-    else if (!strcmp(k, "--window")) O.window = atoi(v);
-    else if (!strcmp(k, "--tasks")) O.tasks = atoi(v);
-    else if (!strcmp(k, "--park")) O.park = atoi(v);
-    else if (!strcmp(k, "--server-pid")) O.server_pid = atoi(v);
-    else if (!strcmp(k, "--calls")) O.calls = atoi(v);
-    else if (!strcmp(k, "--seconds")) O.seconds = atof(v);
-    else if (!strcmp(k, "--warmup")) O.warmup = atof(v);
-    else die("unknown option");
+    if (!strcmp(k, "--target"))
+      O.target = v;
+    else if (!strcmp(k, "--mode"))
+      O.mode = v;
+    else if (!strcmp(k, "--label"))
+      O.label = v;
+    else if (!strcmp(k, "--pattern"))
+      O.pattern = v;
+    else if (!strcmp(k, "--levels"))
+      O.levels = v;
+    else if (!strcmp(k, "--inflight"))
+      O.inflight = atoi(v);
+    else if (!strcmp(k, "--batch"))
+      O.batch = atoi(v);
+    else if (!strcmp(k, "--watchers"))
+      O.watchers = atoi(v);
+    else if (!strcmp(k, "--window"))
+      O.window = atoi(v);
+    else if (!strcmp(k, "--tasks"))
+      O.tasks = atoi(v);
+    else if (!strcmp(k, "--park"))
+      O.park = atoi(v);
+    else if (!strcmp(k, "--server-pid"))
+      O.server_pid = atoi(v);
+    else if (!strcmp(k, "--calls"))
+      O.calls = atoi(v);
+    else if (!strcmp(k, "--seconds"))
+      O.seconds = atof(v);
+    else if (!strcmp(k, "--warmup"))
+      O.warmup = atof(v);
+    else
+      die("unknown option");
   }
   if (O.inflight < 1 || O.batch < 1 || O.watchers < 1) die("bad option value");
 }
@@ -181,8 +208,8 @@ static const char *const method_paths[M_N] = {
 static void *methods[M_N];
 
 static grpc_channel *channel_open(int own_connection) {
-  grpc_arg arg = {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-                  .value.integer = 1};
+  grpc_arg arg = {
+      .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
   grpc_channel_args args = {.num_args = own_connection ? 1 : 0, .args = &arg};
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   grpc_channel *ch = grpc_channel_create(O.target, creds, &args);
@@ -375,7 +402,7 @@ typedef struct load {
   size_t nlat, cap;
   long ok, errors;
   void (*on_reply)(struct load *l, ucall *c); /* optional: inspect the reply */
-  long items; /* e.g. tasks acknowledged by SubmitTasks */
+  long items;                                 /* e.g. tasks acknowledged by SubmitTasks */
   ucall *calls;
 } load;
 
@@ -435,12 +462,13 @@ static void load_print(const char *label, load *l, int items_per_call) {
   double mean = 0;
   for (size_t i = 0; i < l->nlat; i++) mean += (double)l->lat[i];
   mean = l->nlat ? mean / (double)l->nlat / 1000.0 : 0;
-  printf("RESULT %s calls=%ld errors=%ld seconds=%.3f rate=%.0f items_rate=%.0f "
-         "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f inflight=%d\n",
-         label, l->ok, l->errors, secs, (double)l->ok / secs,
-         (double)l->ok * items_per_call / secs, mean, pct_us(l->lat, l->nlat, 0.5),
-         pct_us(l->lat, l->nlat, 0.9), pct_us(l->lat, l->nlat, 0.99),
-         pct_us(l->lat, l->nlat, 0.999), pct_us(l->lat, l->nlat, 1.0), l->inflight);
+  printf(
+      "RESULT %s calls=%ld errors=%ld seconds=%.3f rate=%.0f items_rate=%.0f "
+      "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f inflight=%d\n",
+      label, l->ok, l->errors, secs, (double)l->ok / secs, (double)l->ok * items_per_call / secs,
+      mean, pct_us(l->lat, l->nlat, 0.5), pct_us(l->lat, l->nlat, 0.9),
+      pct_us(l->lat, l->nlat, 0.99), pct_us(l->lat, l->nlat, 0.999), pct_us(l->lat, l->nlat, 1.0),
+      l->inflight);
   fflush(stdout);
 }
 
@@ -455,15 +483,17 @@ static void batch_reply(load *l, ucall *c) {
     return;
   }
   for (size_t i = 0; i < r->n_results; i++) {
-    if (r->results[i]->code == 0) l->items++;
-    else if (l->errors++ < 3) fprintf(stderr, "rpc_load: batch entry: %s\n", r->results[i]->message);
+    if (r->results[i]->code == 0)
+      l->items++;
+    else if (l->errors++ < 3)
+      fprintf(stderr, "rpc_load: batch entry: %s\n", r->results[i]->message);
   }
   oee__v1__submit_tasks_response__free_unpacked(r, NULL);
 }
 
 static int mode_unary(int method, grpc_slice payload, int items_per_call) {
-  load l = {.method = method, .payloads = &payload, .n_payloads = 1,
-            .inflight = O.inflight, .end = 1};
+  load l = {
+      .method = method, .payloads = &payload, .n_payloads = 1, .inflight = O.inflight, .end = 1};
   if (method == M_SUBMIT_BATCH) l.on_reply = batch_reply;
   load_run(&l);
   load_print(O.label, &l, items_per_call);
@@ -505,8 +535,7 @@ static void stream_message(void *owner, int ok) {
   if (!ok || s->recv == NULL) return; /* the status batch reports the end */
   s->events++;
   if (s->decode) {
-    Oee__V1__TaskEvent *e =
-        (Oee__V1__TaskEvent *)unpack(&oee__v1__task_event__descriptor, s->recv);
+    Oee__V1__TaskEvent *e = (Oee__V1__TaskEvent *)unpack(&oee__v1__task_event__descriptor, s->recv);
     if (e && e->task && e->task->status >= OEE__V1__TASK_STATUS__TASK_STATUS_DONE) s->done_events++;
     if (e) oee__v1__task_event__free_unpacked(e, NULL);
   }
@@ -594,8 +623,8 @@ static void streams_wait_ready(stream *s, int n) {
 
 typedef struct e2e {
   stream *watch;
-  int batch;            /* tasks per call; 1 with the unary pattern */
-  long submitted;       /* tasks in calls started */
+  int batch;      /* tasks per call; 1 with the unary pattern */
+  long submitted; /* tasks in calls started */
   long acked, refused;
   int inflight, max_inflight;
   int64_t end;
@@ -619,8 +648,10 @@ static void e2e_end(ucall *c) {
   Oee__V1__SubmitTasksResponse *r =
       (Oee__V1__SubmitTasksResponse *)unpack(&oee__v1__submit_tasks_response__descriptor, c->recv);
   for (size_t i = 0; r && i < r->n_results; i++) {
-    if (r->results[i]->code == 0) e->acked++;
-    else e->refused++;
+    if (r->results[i]->code == 0)
+      e->acked++;
+    else
+      e->refused++;
   }
   if (r) oee__v1__submit_tasks_response__free_unpacked(r, NULL);
 }
@@ -630,9 +661,9 @@ static int mode_e2e(void) {
   int unary = strcmp(O.pattern, "unary") == 0;
   e2e e = {.batch = unary ? 1 : O.batch, .max_inflight = O.inflight};
   stream w = {0};
-  static const Oee__V1__TaskStatus done_states[] = {
-      OEE__V1__TASK_STATUS__TASK_STATUS_DONE, OEE__V1__TASK_STATUS__TASK_STATUS_ERROR,
-      OEE__V1__TASK_STATUS__TASK_STATUS_CANCELLED};
+  static const Oee__V1__TaskStatus done_states[] = {OEE__V1__TASK_STATUS__TASK_STATUS_DONE,
+                                                    OEE__V1__TASK_STATUS__TASK_STATUS_ERROR,
+                                                    OEE__V1__TASK_STATUS__TASK_STATUS_CANCELLED};
   Oee__V1__WatchTasksRequest wr = OEE__V1__WATCH_TASKS_REQUEST__INIT;
   wr.n_statuses = 3;
   wr.statuses = (Oee__V1__TaskStatus *)done_states;
@@ -678,10 +709,11 @@ static int mode_e2e(void) {
   }
   double secs = (double)(end - warm_end) / 1e9;
   long steady = done_at_end - done_at_warm;
-  printf("RESULT %s pattern=%s batch=%d inflight=%d window=%d acked=%ld refused=%ld "
-         "completed=%ld steady_completed=%ld seconds=%.3f rate=%.0f lost=%ld\n",
-         O.label, unary ? "unary" : "batch", e.batch, e.max_inflight, O.window, e.acked,
-         e.refused, w.events, steady, secs, (double)steady / secs, e.acked - w.events);
+  printf(
+      "RESULT %s pattern=%s batch=%d inflight=%d window=%d acked=%ld refused=%ld "
+      "completed=%ld steady_completed=%ld seconds=%.3f rate=%.0f lost=%ld\n",
+      O.label, unary ? "unary" : "batch", e.batch, e.max_inflight, O.window, e.acked, e.refused,
+      w.events, steady, secs, (double)steady / secs, e.acked - w.events);
   fflush(stdout);
   int ok = steady > 0 && !w.ended;
   stream_close(&w);
@@ -750,14 +782,17 @@ static int mode_watch(void) {
     total += ws[i].events;
     if (min_ev < 0 || ws[i].events < min_ev) min_ev = ws[i].events;
     if (ws[i].events > max_ev) max_ev = ws[i].events;
-    if (ws[i].ended && ws[i].code == GRPC_STATUS_RESOURCE_EXHAUSTED) dropped++;
-    else if (ws[i].ended) other_end++;
+    if (ws[i].ended && ws[i].code == GRPC_STATUS_RESOURCE_EXHAUSTED)
+      dropped++;
+    else if (ws[i].ended)
+      other_end++;
   }
   double secs = (double)(t_last - t0) / 1e9;
-  printf("RESULT %s watchers=%d tasks=%ld window=%d events=%ld expected=%ld seconds=%.3f "
-         "events_rate=%.0f dropped=%d other_end=%d min_events=%ld max_events=%ld\n",
-         O.label, n, e.acked, O.window, total, expect_per * n, secs,
-         secs > 0 ? (double)total / secs : 0, dropped, other_end, min_ev, max_ev);
+  printf(
+      "RESULT %s watchers=%d tasks=%ld window=%d events=%ld expected=%ld seconds=%.3f "
+      "events_rate=%.0f dropped=%d other_end=%d min_events=%ld max_events=%ld\n",
+      O.label, n, e.acked, O.window, total, expect_per * n, secs,
+      secs > 0 ? (double)total / secs : 0, dropped, other_end, min_ev, max_ev);
   fflush(stdout);
   for (int i = 0; i < n; i++) stream_close(&ws[i]);
   grpc_slice_unref(payload);
@@ -793,8 +828,13 @@ static void record_ids(load *l, ucall *c) {
 /* Submits `count` tasks (a multiple of 256) with SubmitTasks, 4 in flight. */
 static double fill(long count) {
   grpc_slice p = batch_payload(256);
-  load l = {.method = M_SUBMIT_BATCH, .payloads = &p, .n_payloads = 1, .inflight = 4,
-            .max_calls = count / 256, .on_reply = record_ids, .cap = 1};
+  load l = {.method = M_SUBMIT_BATCH,
+            .payloads = &p,
+            .n_payloads = 1,
+            .inflight = 4,
+            .max_calls = count / 256,
+            .on_reply = record_ids,
+            .cap = 1};
   int64_t t0 = now_ns();
   load_run(&l);
   double secs = (double)(now_ns() - t0) / 1e9;
@@ -805,9 +845,14 @@ static double fill(long count) {
 }
 
 /* Count-limited latency run at K=1 over the given requests. */
-static void latency(const char *what, long level, int method, grpc_slice *p, size_t np, long calls) {
-  load l = {.method = method, .payloads = p, .n_payloads = np, .inflight = 1,
-            .max_calls = calls + calls / 10, .warm_calls = calls / 10};
+static void latency(const char *what, long level, int method, grpc_slice *p, size_t np,
+                    long calls) {
+  load l = {.method = method,
+            .payloads = p,
+            .n_payloads = np,
+            .inflight = 1,
+            .max_calls = calls + calls / 10,
+            .warm_calls = calls / 10};
   load_run(&l);
   char label[128];
   snprintf(label, sizeof(label), "%s.%s.n%ld", O.label, what, level);
@@ -827,8 +872,8 @@ static grpc_slice list_payload(int status, uint64_t after) {
 
 static long long queue_counts(long *queued, long *running) {
   Oee__V1__GetQueueStatusRequest q = OEE__V1__GET_QUEUE_STATUS_REQUEST__INIT;
-  Oee__V1__QueueStatus *st = (Oee__V1__QueueStatus *)call_sync(
-      M_QUEUE, &q.base, &oee__v1__queue_status__descriptor);
+  Oee__V1__QueueStatus *st =
+      (Oee__V1__QueueStatus *)call_sync(M_QUEUE, &q.base, &oee__v1__queue_status__descriptor);
   if (st == NULL) die("GetQueueStatus failed");
   *queued = st->queue_size;
   *running = 0;
@@ -934,10 +979,10 @@ static int mode_scale(void) {
   double per_task = (double)(rss_last - rss_first) / (double)(levels[nl - 1] - levels[0]);
   /* The strings each task carries: name, task_type, one context entry. */
   int strings = (int)(strlen("bench-task") + 1 + strlen("echo") + 1 + strlen("message") + 1 + 1);
-  printf("RESULT %s.memory rss_idle=%lld rss_connected=%lld rss_first=%lld rss_full=%lld "
-         "bytes_per_task=%.0f string_bytes=%d overhead_per_task=%.0f\n",
-         O.label, rss_idle, rss_conn, rss_first, rss_last, per_task, strings,
-         per_task - strings);
+  printf(
+      "RESULT %s.memory rss_idle=%lld rss_connected=%lld rss_first=%lld rss_full=%lld "
+      "bytes_per_task=%.0f string_bytes=%d overhead_per_task=%.0f\n",
+      O.label, rss_idle, rss_conn, rss_first, rss_last, per_task, strings, per_task - strings);
   fflush(stdout);
   /* Let the backlog run: cancel the parked tasks, wait for an empty queue. */
   for (int i = 0; i < np; i++) {
@@ -955,17 +1000,19 @@ static int mode_scale(void) {
   double drain_secs = (double)(now_ns() - t0) / 1e9;
   long long rss_done = rss_bytes(O.server_pid);
   Oee__V1__ClearCompletedTasksRequest cr = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__INIT;
-  cr.keep_recent_present_case = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
+  cr.keep_recent_present_case =
+      OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
   cr.keep_recent = 0;
   Oee__V1__ClearCompletedTasksResponse *cleared = (Oee__V1__ClearCompletedTasksResponse *)call_sync(
       M_CLEAR, &cr.base, &oee__v1__clear_completed_tasks_response__descriptor);
   usleep(300000);
   long long rss_clear = rss_bytes(O.server_pid);
   long long left = queue_counts(&queued, &running);
-  printf("RESULT %s.clear ran=%lld drain_seconds=%.3f drain_rate=%.0f rss_all_done=%lld "
-         "cleared=%d left=%lld rss_after_clear=%lld\n",
-         O.label, total, drain_secs, (double)total / drain_secs, rss_done,
-         cleared ? cleared->cleared : -1, left, rss_clear);
+  printf(
+      "RESULT %s.clear ran=%lld drain_seconds=%.3f drain_rate=%.0f rss_all_done=%lld "
+      "cleared=%d left=%lld rss_after_clear=%lld\n",
+      O.label, total, drain_secs, (double)total / drain_secs, rss_done,
+      cleared ? cleared->cleared : -1, left, rss_clear);
   fflush(stdout);
   if (cleared) oee__v1__clear_completed_tasks_response__free_unpacked(cleared, NULL);
   free(ids.ids);
@@ -978,14 +1025,22 @@ int main(int argc, char **argv) {
   parse_opts(argc, argv);
   grpc_setup();
   int rc;
-  if (!strcmp(O.mode, "echo")) rc = mode_unary(M_ECHO, echo_payload(), 1);
-  else if (!strcmp(O.mode, "submit")) rc = mode_unary(M_SUBMIT, submit_payload(), 1);
-  else if (!strcmp(O.mode, "batch")) rc = mode_unary(M_SUBMIT_BATCH, batch_payload(O.batch), O.batch);
-  else if (!strcmp(O.mode, "e2e")) rc = mode_e2e();
-  else if (!strcmp(O.mode, "watch")) rc = mode_watch();
-  else if (!strcmp(O.mode, "scale")) rc = mode_scale();
-  else if (!strcmp(O.mode, "park")) rc = mode_park();
-  else die("unknown --mode");
+  if (!strcmp(O.mode, "echo"))
+    rc = mode_unary(M_ECHO, echo_payload(), 1);
+  else if (!strcmp(O.mode, "submit"))
+    rc = mode_unary(M_SUBMIT, submit_payload(), 1);
+  else if (!strcmp(O.mode, "batch"))
+    rc = mode_unary(M_SUBMIT_BATCH, batch_payload(O.batch), O.batch);
+  else if (!strcmp(O.mode, "e2e"))
+    rc = mode_e2e();
+  else if (!strcmp(O.mode, "watch"))
+    rc = mode_watch();
+  else if (!strcmp(O.mode, "scale"))
+    rc = mode_scale();
+  else if (!strcmp(O.mode, "park"))
+    rc = mode_park();
+  else
+    die("unknown --mode");
   grpc_channel_destroy(channel);
   grpc_completion_queue_shutdown(cq);
   while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=

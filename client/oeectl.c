@@ -14,37 +14,49 @@
 #include "client/oeectl.h"
 
 static const oeectl_cmd *const commands[] = {
-    &oeectl_cmd_submit, &oeectl_cmd_submit_batch, &oeectl_cmd_get,
-    &oeectl_cmd_list,   &oeectl_cmd_cancel,       &oeectl_cmd_status,
-    &oeectl_cmd_watch,  &oeectl_cmd_pipeline,     &oeectl_cmd_clear,
-    &oeectl_cmd_health, NULL,
+    &oeectl_cmd_submit,
+    &oeectl_cmd_submit_batch,
+    &oeectl_cmd_get,
+    &oeectl_cmd_list,
+    &oeectl_cmd_cancel,
+    &oeectl_cmd_status,
+    &oeectl_cmd_watch,
+    &oeectl_cmd_pipeline,
+    &oeectl_cmd_clear,
+    &oeectl_cmd_health,
+    NULL,
 };
 
-static const oeectl_cmd root = {
-    "oeectl", "", "usage: oeectl [GLOBAL OPTIONS] COMMAND [ARGS]\n", NULL};
+static const oeectl_cmd root = {"oeectl", "", "usage: oeectl [GLOBAL OPTIONS] COMMAND [ARGS]\n",
+                                NULL};
 
 static void print_main_help(FILE *out) {
-  fputs("usage: oeectl [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
-        "\nClient of the OEE task orchestrator (oee.v1.OrchestratorService).\n"
-        "\nCommands:\n", out);
+  fputs(
+      "usage: oeectl [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
+      "\nClient of the OEE task orchestrator (oee.v1.OrchestratorService).\n"
+      "\nCommands:\n",
+      out);
   for (const oeectl_cmd *const *c = commands; *c != NULL; c++)
     fprintf(out, "  %-13s %s\n", (*c)->name, (*c)->summary);
-  fputs("\nGlobal options (before or after the command):\n"
-        "  --addr HOST:PORT   server address (else $OEE_ADDR, else " OEECTL_DEFAULT_ADDR ")\n"
-        "  --json             machine-readable output: proto3 JSON, one object per line\n"
-        "  --timeout SECONDS  deadline of each call (default 10; 0 = none; watch: none)\n"
-        "  --help             this text; 'oeectl COMMAND --help' for a command\n"
-        "\nErrors go to stderr as \"oeectl: <CODE_NAME>: <message>\".\n"
-        "Exit codes:\n"
-        "  0      success\n"
-        "  1-16   the gRPC status code of the failed call: 1 CANCELLED, 2 UNKNOWN,\n"
-        "         3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 5 NOT_FOUND,\n"
-        "         8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, ...\n"
-        "         (submit-batch: the code of the first failed entry)\n"
-        "  64     usage error: unknown command or option, bad option value\n"
-        "  66     input file cannot be opened (submit-batch)\n"
-        "  70     local failure (out of memory, channel creation)\n"
-        "  watch ends 0 when interrupted by SIGINT/SIGTERM.\n", out);
+  fputs(
+      "\nGlobal options (before or after the command):\n"
+      "  --addr HOST:PORT   server address (else $OEE_ADDR, else " OEECTL_DEFAULT_ADDR
+      ")\n"
+      "  --json             machine-readable output: proto3 JSON, one object per line\n"
+      "  --timeout SECONDS  deadline of each call (default 10; 0 = none; watch: none)\n"
+      "  --help             this text; 'oeectl COMMAND --help' for a command\n"
+      "\nErrors go to stderr as \"oeectl: <CODE_NAME>: <message>\".\n"
+      "Exit codes:\n"
+      "  0      success\n"
+      "  1-16   the gRPC status code of the failed call: 1 CANCELLED, 2 UNKNOWN,\n"
+      "         3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 5 NOT_FOUND,\n"
+      "         8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, ...\n"
+      "         (submit-batch: the code of the first failed entry)\n"
+      "  64     usage error: unknown command or option, bad option value\n"
+      "  66     input file cannot be opened (submit-batch)\n"
+      "  70     local failure (out of memory, channel creation)\n"
+      "  watch ends 0 when interrupted by SIGINT/SIGTERM.\n",
+      out);
 }
 
 /* Length of the synopsis: the usage text up to its first description line
@@ -65,12 +77,12 @@ int oeectl_usage_error(const oeectl_cmd *cmd, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fprintf(stderr, "\n%.*s", synopsis_len(cmd->usage), cmd->usage);
-  fprintf(stderr, "Try 'oeectl %s%s--help'.\n", cmd != &root ? cmd->name : "", cmd != &root ? " " : "");
+  fprintf(stderr, "Try 'oeectl %s%s--help'.\n", cmd != &root ? cmd->name : "",
+          cmd != &root ? " " : "");
   return OEECTL_EXIT_USAGE;
 }
 
-int oeectl_global_opt(oeectl_ctx *ctx, const oeectl_cmd *cmd, int opt,
-                      const char *arg) {
+int oeectl_global_opt(oeectl_ctx *ctx, const oeectl_cmd *cmd, int opt, const char *arg) {
   switch (opt) {
     case OPT_ADDR:
       ctx->addr = arg;
@@ -80,11 +92,14 @@ int oeectl_global_opt(oeectl_ctx *ctx, const oeectl_cmd *cmd, int opt,
       return -1;
     case OPT_TIMEOUT:
       if (oeectl_parse_nonneg(arg, &ctx->timeout_s) != 0)
-        return oeectl_usage_error(cmd, "--timeout must be a number of seconds >= 0, got \"%s\"", arg);
+        return oeectl_usage_error(cmd, "--timeout must be a number of seconds >= 0, got \"%s\"",
+                                  arg);
       return -1;
     case OPT_HELP:
-      if (cmd == &root) print_main_help(stdout);
-      else fputs(cmd->usage, stdout);
+      if (cmd == &root)
+        print_main_help(stdout);
+      else
+        fputs(cmd->usage, stdout);
       return 0;
     default: /* '?' or ':' after getopt printed its own message */
       return oeectl_usage_error(cmd, "invalid option");
@@ -96,8 +111,8 @@ static int name_matches(const char *name, const char *word) {
   return strcmp(last != NULL ? last + 1 : name, word) == 0;
 }
 
-int oeectl_dispatch(oeectl_ctx *ctx, const oeectl_cmd *parent,
-                    const oeectl_cmd *const *table, int argc, char **argv) {
+int oeectl_dispatch(oeectl_ctx *ctx, const oeectl_cmd *parent, const oeectl_cmd *const *table,
+                    int argc, char **argv) {
   if (argc < 1) return oeectl_usage_error(parent, "missing command");
   for (const oeectl_cmd *const *c = table; *c != NULL; c++) {
     if (!name_matches((*c)->name, argv[0])) continue;
@@ -107,17 +122,18 @@ int oeectl_dispatch(oeectl_ctx *ctx, const oeectl_cmd *parent,
   return oeectl_usage_error(parent, "unknown command \"%s\"", argv[0]);
 }
 
-int oeectl_parse_opts(oeectl_ctx *ctx, const oeectl_cmd *cmd,
-                      const struct option *opts, int argc, char **argv,
-                      oeectl_opt_fn fn, void *args) {
+int oeectl_parse_opts(oeectl_ctx *ctx, const oeectl_cmd *cmd, const struct option *opts, int argc,
+                      char **argv, oeectl_opt_fn fn, void *args) {
   int opt;
   /* ':' first: a missing argument reports ':' instead of '?'. */
   while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     int rc;
     if (opt == ':') return oeectl_usage_error(cmd, "option %s needs a value", argv[optind - 1]);
     if (opt == '?') return oeectl_usage_error(cmd, "unknown option %s", argv[optind - 1]);
-    if (opt >= OPT_CMD_BASE && fn != NULL) rc = fn(args, cmd, opt, optarg);
-    else rc = oeectl_global_opt(ctx, cmd, opt, optarg);
+    if (opt >= OPT_CMD_BASE && fn != NULL)
+      rc = fn(args, cmd, opt, optarg);
+    else
+      rc = oeectl_global_opt(ctx, cmd, opt, optarg);
     if (rc >= 0) return rc;
   }
   return -1;

@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
 
 #define OEECTL_EXIT_USAGE 64    /* bad command line (sysexits EX_USAGE) */
 #define OEECTL_EXIT_NOINPUT 66  /* input file cannot be opened (EX_NOINPUT) */
@@ -47,30 +47,27 @@ typedef struct oeectl_cmd {
 /* Global options accepted by every command, spliced into each command's
  * getopt_long table (their vals are >= 0x100 to stay clear of short ones). */
 enum { OPT_ADDR = 0x100, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_CMD_BASE = 0x200 };
-#define OEECTL_GLOBAL_OPTIONS                                 \
-  {"addr", required_argument, NULL, OPT_ADDR},                \
-      {"json", no_argument, NULL, OPT_JSON},                  \
-      {"timeout", required_argument, NULL, OPT_TIMEOUT},      \
-      {"help", no_argument, NULL, OPT_HELP}, { NULL, 0, NULL, 0 }
+#define OEECTL_GLOBAL_OPTIONS                                                                     \
+  {"addr", required_argument, NULL, OPT_ADDR}, {"json", no_argument, NULL, OPT_JSON},             \
+      {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"help", no_argument, NULL, OPT_HELP}, { \
+    NULL, 0, NULL, 0                                                                              \
+  }
 
 /* ---- oeectl.c ---- */
 
 /* Handles a global option or OPT_HELP/'?' inside a command's getopt loop.
  * Returns -1 if parsing continues, else the exit code to return now (0 after
  * --help, OEECTL_EXIT_USAGE after a usage error, printed). */
-int oeectl_global_opt(oeectl_ctx *ctx, const oeectl_cmd *cmd, int opt,
-                      const char *arg);
+int oeectl_global_opt(oeectl_ctx *ctx, const oeectl_cmd *cmd, int opt, const char *arg);
 /* A command's own option: returns -1 to continue parsing, else an exit code
  * (after printing why). args is the command's argument struct. */
-typedef int (*oeectl_opt_fn)(void *args, const oeectl_cmd *cmd, int opt,
-                             const char *arg);
+typedef int (*oeectl_opt_fn)(void *args, const oeectl_cmd *cmd, int opt, const char *arg);
 /* getopt_long loop over argv with opts (which must end with
  * OEECTL_GLOBAL_OPTIONS): global options go to oeectl_global_opt, the others
  * to fn (may be NULL when there are none). Returns -1 when every option was
  * read (positionals are then argv[optind..argc-1]), else the exit code. */
-int oeectl_parse_opts(oeectl_ctx *ctx, const oeectl_cmd *cmd,
-                      const struct option *opts, int argc, char **argv,
-                      oeectl_opt_fn fn, void *args);
+int oeectl_parse_opts(oeectl_ctx *ctx, const oeectl_cmd *cmd, const struct option *opts, int argc,
+                      char **argv, oeectl_opt_fn fn, void *args);
 /* Checks that exactly `n` positional arguments remain; else usage error. */
 int oeectl_want_args(const oeectl_cmd *cmd, int argc, char **argv, int n);
 /* Prints "oeectl: <cmd>: <msg>" and a hint to stderr; returns EXIT_USAGE. */
@@ -78,8 +75,8 @@ int oeectl_usage_error(const oeectl_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Runs the command of the NULL-terminated table whose name (its last word:
  * "pipeline submit" answers to "submit") is argv[0]; usage error if none. */
-int oeectl_dispatch(oeectl_ctx *ctx, const oeectl_cmd *parent,
-                    const oeectl_cmd *const *table, int argc, char **argv);
+int oeectl_dispatch(oeectl_ctx *ctx, const oeectl_cmd *parent, const oeectl_cmd *const *table,
+                    int argc, char **argv);
 
 /* ---- oeectl_util.c ---- */
 
@@ -93,8 +90,7 @@ const char *oeectl_code_name(int code);
  * returns code. */
 int oeectl_call_failed(int code, oee_rpc_status *st);
 /* Prints "oeectl: <CODE_NAME>: <message>"; returns code. */
-int oeectl_fail(int code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int oeectl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Strict decimal int in [lo, hi]; 0 on success, -1 otherwise. */
 int oeectl_parse_int(const char *s, long lo, long hi, int *out);
 /* Strict finite double; 0 on success, -1 otherwise. */
@@ -112,8 +108,7 @@ const char *oeectl_stage_status_name(Oee__V1__StageStatus s);
 /* Short form without the prefix: "DONE". */
 const char *oeectl_status_short(Oee__V1__TaskStatus s);
 /* RFC 3339 UTC ("2026-01-02T03:04:05.123Z") into buf; "" if ts is NULL. */
-const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts,
-                               char *buf, size_t len);
+const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts, char *buf, size_t len);
 /* One-line, at most max display bytes ("..." appended when cut) into buf. */
 const char *oeectl_clip(const char *s, size_t max, char *buf, size_t len);
 /* Prints a JSON value on one line to stdout; returns 0 or EXIT_SOFTWARE.
@@ -128,18 +123,15 @@ json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q);
 json_t *oeectl_json_system(const Oee__V1__SystemStatus *s);
 json_t *oeectl_json_pipeline(const Oee__V1__PipelineResult *p);
 json_t *oeectl_json_event(const Oee__V1__TaskEvent *e);
-json_t *oeectl_json_list(const Oee__V1__ListTasksResponse *r);
 
 /* ---- command groups (oeectl_tasks.c, oeectl_status.c,
  * oeectl_pipeline.c) ---- */
-extern const oeectl_cmd oeectl_cmd_submit, oeectl_cmd_submit_batch,
-    oeectl_cmd_get, oeectl_cmd_list, oeectl_cmd_cancel, oeectl_cmd_clear,
-    oeectl_cmd_status, oeectl_cmd_watch, oeectl_cmd_health,
+extern const oeectl_cmd oeectl_cmd_submit, oeectl_cmd_submit_batch, oeectl_cmd_get, oeectl_cmd_list,
+    oeectl_cmd_cancel, oeectl_cmd_clear, oeectl_cmd_status, oeectl_cmd_watch, oeectl_cmd_health,
     oeectl_cmd_pipeline;
 
 /* Prints a submit reply: the id, or with --json the task. Returns 0 or an
  * exit code. */
-int oeectl_print_submitted(const oeectl_ctx *ctx, const char *task_id,
-                           const Oee__V1__Task *task);
+int oeectl_print_submitted(const oeectl_ctx *ctx, const char *task_id, const Oee__V1__Task *task);
 
 #endif /* OEE_CLIENT_OEECTL_H */

@@ -94,12 +94,16 @@ static char *set_fields(Oee__V1__SubmitTaskRequest *r, json_t *doc) {
   char *err = NULL;
   if (!json_is_object(doc)) return msg_printf("an entry must be a JSON object");
   json_object_foreach(doc, key, v) {
-    if (strcmp(key, "name") == 0) err = set_string(&r->name, key, v);
+    if (strcmp(key, "name") == 0)
+      err = set_string(&r->name, key, v);
     else if (strcmp(key, "task_type") == 0 || strcmp(key, "taskType") == 0)
       err = set_string(&r->task_type, key, v);
-    else if (strcmp(key, "priority") == 0) err = set_priority(r, v);
-    else if (strcmp(key, "context") == 0) err = set_context(r, v);
-    else err = msg_printf("unknown field \"%s\"", key);
+    else if (strcmp(key, "priority") == 0)
+      err = set_priority(r, v);
+    else if (strcmp(key, "context") == 0)
+      err = set_context(r, v);
+    else
+      err = msg_printf("unknown field \"%s\"", key);
     if (err != NULL) return err;
   }
   return NULL;
@@ -135,8 +139,8 @@ static void add_line(chunk *c, long lineno, const char *line) {
   e->req = (int)c->n_reqs++;
 }
 
-static void print_result(const oeectl_ctx *ctx, const entry *e, int code,
-                         const char *msg, const Oee__V1__SubmitTaskResult *res) {
+static void print_result(const oeectl_ctx *ctx, const entry *e, int code, const char *msg,
+                         const Oee__V1__SubmitTaskResult *res) {
   if (ctx->json) {
     json_t *o = json_pack("{s:I,s:s,s:i,s:s}", "line", (json_int_t)e->line, "taskId",
                           res != NULL ? res->task_id : "", "code", code, "message", msg);
@@ -181,7 +185,8 @@ static int chunk_flush(oeectl_ctx *ctx, chunk *c) {
   req.requests = c->ptrs;
   if (c->n_reqs > 0) {
     if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-    int code = oee_v1_orchestrator_service_submit_tasks(ctx->chan, &req, &resp, oeectl_deadline_ms(ctx), &st);
+    int code = oee_v1_orchestrator_service_submit_tasks(ctx->chan, &req, &resp,
+                                                        oeectl_deadline_ms(ctx), &st);
     if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
     if (resp->n_results != c->n_reqs) {
       oee__v1__submit_tasks_response__free_unpacked(resp, NULL);
@@ -195,9 +200,7 @@ static int chunk_flush(oeectl_ctx *ctx, chunk *c) {
   return -1;
 }
 
-static int is_blank(const char *s) {
-  return s[strspn(s, " \t\r\n")] == '\0';
-}
+static int is_blank(const char *s) { return s[strspn(s, " \t\r\n")] == '\0'; }
 
 /* Reads all of `in`, flushing full chunks. Returns the exit code. */
 static int batch_read(oeectl_ctx *ctx, FILE *in, chunk *c) {
@@ -211,7 +214,8 @@ static int batch_read(oeectl_ctx *ctx, FILE *in, chunk *c) {
     add_line(c, lineno, line);
     if (c->n_reqs == CHUNK_MAX || c->n_entries == CHUNK_MAX * 2) rc = chunk_flush(ctx, c);
   }
-  if (rc < 0 && ferror(in)) rc = oeectl_fail(OEECTL_EXIT_NOINPUT, "read error: %s", strerror(errno));
+  if (rc < 0 && ferror(in))
+    rc = oeectl_fail(OEECTL_EXIT_NOINPUT, "read error: %s", strerror(errno));
   if (rc < 0) rc = chunk_flush(ctx, c);
   free(line);
   if (rc < 0) rc = c->first_error;
@@ -228,8 +232,10 @@ static int batch_run(oeectl_ctx *ctx, int argc, char **argv) {
   FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
   if (in == NULL) return oeectl_fail(OEECTL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
   chunk *c = calloc(1, sizeof(*c));
-  if (c == NULL) rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
-  else rc = batch_read(ctx, in, c);
+  if (c == NULL)
+    rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
+  else
+    rc = batch_read(ctx, in, c);
   free(c);
   if (in != stdin) fclose(in);
   return rc;
@@ -239,7 +245,8 @@ const oeectl_cmd oeectl_cmd_submit_batch = {
     "submit-batch", "queue tasks from JSON lines (SubmitTasks)",
     "usage: oeectl submit-batch [FILE|-]\n"
     "  Reads one JSON object per line from FILE (default: standard input):\n"
-    "    {\"name\": \"n\", \"task_type\": \"echo\", \"priority\": 5, \"context\": {\"message\": \"hi\"}}\n"
+    "    {\"name\": \"n\", \"task_type\": \"echo\", \"priority\": 5, \"context\": {\"message\": "
+    "\"hi\"}}\n"
     "  (\"taskType\" is accepted too; priority and context are optional; blank lines are\n"
     "  skipped) and queues them with SubmitTasks, at most 1000 per call.\n"
     "  Prints one line per entry, in input order: the task id, or\n"

@@ -60,8 +60,7 @@ json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q) {
   if (q == NULL) return json_null();
   json_t *o = json_object(), *by = json_object();
   for (size_t i = 0; i < q->n_tasks_by_status; i++)
-    json_object_set_new(by, q->tasks_by_status[i]->key,
-                        json_integer(q->tasks_by_status[i]->value));
+    json_object_set_new(by, q->tasks_by_status[i]->key, json_integer(q->tasks_by_status[i]->value));
   json_object_set_new(o, "queueSize", json_integer(q->queue_size));
   json_object_set_new(o, "tasksByStatus", by);
   json_object_set_new(o, "totalTasks", json_integer(q->total_tasks));
@@ -124,14 +123,5 @@ json_t *oeectl_json_event(const Oee__V1__TaskEvent *e) {
   json_object_set_new(o, "sequence", jstr(seq)); /* uint64: a string in JSON */
   if (e->task != NULL) json_object_set_new(o, "task", oeectl_json_task(e->task));
   set_time(o, "time", e->time);
-  return o;
-}
-
-json_t *oeectl_json_list(const Oee__V1__ListTasksResponse *r) {
-  json_t *o = json_object(), *ts = json_array();
-  for (size_t i = 0; i < r->n_tasks; i++) json_array_append_new(ts, oeectl_json_task(r->tasks[i]));
-  json_object_set_new(o, "tasks", ts);
-  json_object_set_new(o, "nextPageToken", jstr(r->next_page_token));
-  json_object_set_new(o, "totalSize", json_integer(r->total_size));
   return o;
 }

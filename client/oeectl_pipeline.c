@@ -17,7 +17,16 @@ typedef struct psubmit_args {
   Oee__V1__PipelineStage *stages; /* capacity argc; strings malloc'd */
 } psubmit_args;
 
-enum { O_ID = OPT_CMD_BASE, O_STRATEGY, O_STAGE, O_MAX_TIME, O_MAX_COST, O_PRIORITY, O_INPUT, O_NAME };
+enum {
+  O_ID = OPT_CMD_BASE,
+  O_STRATEGY,
+  O_STAGE,
+  O_MAX_TIME,
+  O_MAX_COST,
+  O_PRIORITY,
+  O_INPUT,
+  O_NAME
+};
 
 /* "name:model[:cost]" into the next stage. */
 static int add_stage(psubmit_args *a, const oeectl_cmd *cmd, const char *arg) {
@@ -29,7 +38,8 @@ static int add_stage(psubmit_args *a, const oeectl_cmd *cmd, const char *arg) {
   a->req.stages[a->req.n_stages++] = s;
   s->name = strndup(arg, (size_t)(colon - arg));
   s->model_id = cost != NULL ? strndup(colon + 1, (size_t)(cost - colon - 1)) : strdup(colon + 1);
-  if (s->name == NULL || s->model_id == NULL) return oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
+  if (s->name == NULL || s->model_id == NULL)
+    return oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (cost == NULL) return -1;
   /* Like the budgets, a negative cost is the server's to refuse. */
   if (oeectl_parse_double(cost + 1, &s->cost) != 0)
@@ -40,7 +50,8 @@ static int add_stage(psubmit_args *a, const oeectl_cmd *cmd, const char *arg) {
 
 static int double_opt(const oeectl_cmd *cmd, const char *name, const char *arg, double *out) {
   /* Negative budgets are the server's to refuse; accept any finite number. */
-  if (oeectl_parse_double(arg, out) != 0) return oeectl_usage_error(cmd, "%s must be a number, got \"%s\"", name, arg);
+  if (oeectl_parse_double(arg, out) != 0)
+    return oeectl_usage_error(cmd, "%s must be a number, got \"%s\"", name, arg);
   return -1;
 }
 
@@ -76,7 +87,8 @@ static int psubmit_call(oeectl_ctx *ctx, const psubmit_args *a) {
   Oee__V1__SubmitPipelineResponse *resp = NULL;
   oee_rpc_status st = {0};
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_submit_pipeline(ctx->chan, &a->req, &resp, oeectl_deadline_ms(ctx), &st);
+  int code = oee_v1_orchestrator_service_submit_pipeline(ctx->chan, &a->req, &resp,
+                                                         oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   int rc = oeectl_print_submitted(ctx, resp->task_id, resp->task);
   oee__v1__submit_pipeline_response__free_unpacked(resp, NULL);
@@ -87,26 +99,27 @@ static int psubmit_call(oeectl_ctx *ctx, const psubmit_args *a) {
 static int psubmit_check(const psubmit_args *a) {
   if (a->req.pipeline_id[0] == '\0') return oeectl_usage_error(&cmd_submit, "--id is required");
   if (a->req.strategy == 0) return oeectl_usage_error(&cmd_submit, "--strategy is required");
-  if (a->req.n_stages == 0) return oeectl_usage_error(&cmd_submit, "at least one --stage is required");
+  if (a->req.n_stages == 0)
+    return oeectl_usage_error(&cmd_submit, "at least one --stage is required");
   return -1;
 }
 
 static int psubmit_run(oeectl_ctx *ctx, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"id", required_argument, NULL, O_ID},
-      {"strategy", required_argument, NULL, O_STRATEGY},
-      {"stage", required_argument, NULL, O_STAGE},
-      {"max-time", required_argument, NULL, O_MAX_TIME},
-      {"max-cost", required_argument, NULL, O_MAX_COST},
-      {"priority", required_argument, NULL, O_PRIORITY},
-      {"input", required_argument, NULL, O_INPUT},
-      {"name", required_argument, NULL, O_NAME},
-      OEECTL_GLOBAL_OPTIONS};
+  static const struct option opts[] = {{"id", required_argument, NULL, O_ID},
+                                       {"strategy", required_argument, NULL, O_STRATEGY},
+                                       {"stage", required_argument, NULL, O_STAGE},
+                                       {"max-time", required_argument, NULL, O_MAX_TIME},
+                                       {"max-cost", required_argument, NULL, O_MAX_COST},
+                                       {"priority", required_argument, NULL, O_PRIORITY},
+                                       {"input", required_argument, NULL, O_INPUT},
+                                       {"name", required_argument, NULL, O_NAME},
+                                       OEECTL_GLOBAL_OPTIONS};
   psubmit_args a = {.stages = calloc((size_t)argc, sizeof(*a.stages))};
   oee__v1__submit_pipeline_request__init(&a.req);
   a.req.stages = calloc((size_t)argc, sizeof(*a.req.stages));
   int rc = -1;
-  if (a.stages == NULL || a.req.stages == NULL) rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
+  if (a.stages == NULL || a.req.stages == NULL)
+    rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (rc < 0) rc = oeectl_parse_opts(ctx, &cmd_submit, opts, argc, argv, psubmit_opt, &a);
   if (rc < 0) rc = oeectl_want_args(&cmd_submit, argc, argv, 0);
   if (rc < 0) rc = psubmit_check(&a);
@@ -132,7 +145,8 @@ static const oeectl_cmd cmd_submit = {
 
 static void print_stages(const Oee__V1__PipelineResult *p) {
   char out[64];
-  printf("\n%-16s  %-12s  %-9s  %8s  %8s  %s\n", "STAGE", "MODEL", "STATUS", "COST", "SECONDS", "OUTPUT/ERROR");
+  printf("\n%-16s  %-12s  %-9s  %8s  %8s  %s\n", "STAGE", "MODEL", "STATUS", "COST", "SECONDS",
+         "OUTPUT/ERROR");
   for (size_t i = 0; i < p->n_stages; i++) {
     const Oee__V1__StageResult *s = p->stages[i];
     const char *status = oeectl_stage_status_name(s->status);
@@ -163,11 +177,14 @@ static int presult_run(oeectl_ctx *ctx, int argc, char **argv) {
   oee_rpc_status st = {0};
   req.task_id = argv[optind];
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_get_pipeline_result(ctx->chan, &req, &p, oeectl_deadline_ms(ctx), &st);
+  int code = oee_v1_orchestrator_service_get_pipeline_result(ctx->chan, &req, &p,
+                                                             oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   rc = 0;
-  if (ctx->json) rc = oeectl_print_json(oeectl_json_pipeline(p));
-  else print_pipeline(p);
+  if (ctx->json)
+    rc = oeectl_print_json(oeectl_json_pipeline(p));
+  else
+    print_pipeline(p);
   oee__v1__pipeline_result__free_unpacked(p, NULL);
   return rc;
 }

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "client/oeectl.h"
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
 
 /* ---- status ---- */
 
@@ -31,8 +31,8 @@ static void print_workers(const Oee__V1__SystemStatus *s) {
   printf("\n%-6s  %-4s  %9s  %6s  %s\n", "WORKER", "BUSY", "COMPLETED", "FAILED", "CURRENT TASK");
   for (size_t i = 0; i < s->n_workers; i++) {
     const Oee__V1__WorkerStatus *w = s->workers[i];
-    printf("%-6d  %-4s  %9d  %6d  %s\n", w->worker_id, w->busy ? "yes" : "no",
-           w->tasks_completed, w->tasks_failed, w->current_task_id[0] ? w->current_task_id : "-");
+    printf("%-6d  %-4s  %9d  %6d  %s\n", w->worker_id, w->busy ? "yes" : "no", w->tasks_completed,
+           w->tasks_failed, w->current_task_id[0] ? w->current_task_id : "-");
   }
 }
 
@@ -42,8 +42,8 @@ static void print_system(const Oee__V1__SystemStatus *s) {
   printf("%-9s %s\n", "version:", s->version);
   printf("%-9s %.1f s\n", "uptime:", s->uptime_seconds);
   printf("%-9s %d\n", "workers:", s->num_workers);
-  printf("%-9s %d total, %d queued, %d running, %d done, %d error, %d cancelled\n", "tasks:",
-         q != NULL ? q->total_tasks : 0, by_status(q, "queued"), by_status(q, "running"),
+  printf("%-9s %d total, %d queued, %d running, %d done, %d error, %d cancelled\n",
+         "tasks:", q != NULL ? q->total_tasks : 0, by_status(q, "queued"), by_status(q, "running"),
          by_status(q, "done"), by_status(q, "error"), by_status(q, "cancelled"));
   print_workers(s);
 }
@@ -57,11 +57,14 @@ static int status_run(oeectl_ctx *ctx, int argc, char **argv) {
   Oee__V1__SystemStatus *s = NULL;
   oee_rpc_status st = {0};
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_get_system_status(ctx->chan, &req, &s, oeectl_deadline_ms(ctx), &st);
+  int code = oee_v1_orchestrator_service_get_system_status(ctx->chan, &req, &s,
+                                                           oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   rc = 0;
-  if (ctx->json) rc = oeectl_print_json(oeectl_json_system(s));
-  else print_system(s);
+  if (ctx->json)
+    rc = oeectl_print_json(oeectl_json_system(s));
+  else
+    print_system(s);
   oee__v1__system_status__free_unpacked(s, NULL);
   return rc;
 }
@@ -87,7 +90,8 @@ static int watch_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   if (opt == O_TYPE) r->task_types[r->n_task_types++] = (char *)arg;
   if (opt == O_SNAPSHOT) r->include_snapshot = 1;
   if (opt == O_STATUS && oeectl_parse_status(arg, &r->statuses[r->n_statuses++]) != 0)
-    return oeectl_usage_error(cmd, "unknown status \"%s\" (queued, running, done, error, cancelled)", arg);
+    return oeectl_usage_error(
+        cmd, "unknown status \"%s\" (queued, running, done, error, cancelled)", arg);
   return -1;
 }
 
@@ -105,7 +109,7 @@ static void print_event(const Oee__V1__TaskEvent *e) {
 /* Signal helper: see DESIGN. */
 typedef struct sig_helper {
   pthread_t thread;
-  sigset_t set;          /* SIGINT, SIGTERM, SIGUSR1 */
+  sigset_t set; /* SIGINT, SIGTERM, SIGUSR1 */
   oee_rpc_reader *reader;
   atomic_int interrupted; /* 1 once SIGINT/SIGTERM cancelled the reader */
 } sig_helper;
@@ -135,8 +139,10 @@ static int watch_loop(oeectl_ctx *ctx, sig_helper *h) {
   oee_rpc_status st = {0};
   int n;
   while ((n = oee_v1_orchestrator_service_watch_tasks_next(h->reader, &e, &st)) == 1) {
-    if (ctx->json) oeectl_print_json(oeectl_json_event(e));
-    else print_event(e);
+    if (ctx->json)
+      oeectl_print_json(oeectl_json_event(e));
+    else
+      print_event(e);
     fflush(stdout);
     oee__v1__task_event__free_unpacked(e, NULL);
   }
@@ -164,19 +170,19 @@ static int watch_stream(oeectl_ctx *ctx, const Oee__V1__WatchTasksRequest *req) 
 }
 
 static int watch_run(oeectl_ctx *ctx, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"id", required_argument, NULL, O_ID},
-      {"type", required_argument, NULL, O_TYPE},
-      {"status", required_argument, NULL, O_STATUS},
-      {"snapshot", no_argument, NULL, O_SNAPSHOT},
-      OEECTL_GLOBAL_OPTIONS};
+  static const struct option opts[] = {{"id", required_argument, NULL, O_ID},
+                                       {"type", required_argument, NULL, O_TYPE},
+                                       {"status", required_argument, NULL, O_STATUS},
+                                       {"snapshot", no_argument, NULL, O_SNAPSHOT},
+                                       OEECTL_GLOBAL_OPTIONS};
   watch_args a;
   oee__v1__watch_tasks_request__init(&a.req);
   a.req.task_ids = calloc((size_t)argc, sizeof(char *));
   a.req.task_types = calloc((size_t)argc, sizeof(char *));
   a.req.statuses = calloc((size_t)argc, sizeof(*a.req.statuses));
   int rc = -1;
-  if (!a.req.task_ids || !a.req.task_types || !a.req.statuses) rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
+  if (!a.req.task_ids || !a.req.task_types || !a.req.statuses)
+    rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (rc < 0) rc = oeectl_parse_opts(ctx, &oeectl_cmd_watch, opts, argc, argv, watch_opt, &a);
   if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_watch, argc, argv, 0);
   if (rc < 0) rc = watch_stream(ctx, &a.req);
@@ -202,10 +208,14 @@ const oeectl_cmd oeectl_cmd_watch = {
 
 static const char *serving_name(Grpc__Health__V1__HealthCheckResponse__ServingStatus st) {
   switch (st) {
-    case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING: return "SERVING";
-    case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING: return "NOT_SERVING";
-    case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN: return "SERVICE_UNKNOWN";
-    default: return "UNKNOWN";
+    case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING:
+      return "SERVING";
+    case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING:
+      return "NOT_SERVING";
+    case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN:
+      return "SERVICE_UNKNOWN";
+    default:
+      return "UNKNOWN";
   }
 }
 

@@ -11,8 +11,7 @@
 
 /* ---- printing ---- */
 
-int oeectl_print_submitted(const oeectl_ctx *ctx, const char *task_id,
-                           const Oee__V1__Task *task) {
+int oeectl_print_submitted(const oeectl_ctx *ctx, const char *task_id, const Oee__V1__Task *task) {
   if (ctx->json) return oeectl_print_json(oeectl_json_task(task));
   printf("%s\n", task_id);
   return 0;
@@ -49,8 +48,8 @@ static void print_row(const Oee__V1__Task *t) {
 }
 
 static void print_header(void) {
-  printf("%-36s  %-20s  %-10s  %-9s  %4s  %6s  %s\n", "ID", "NAME", "TYPE", "STATUS",
-         "PRIO", "WORKER", "RESULT/ERROR");
+  printf("%-36s  %-20s  %-10s  %-9s  %4s  %6s  %s\n", "ID", "NAME", "TYPE", "STATUS", "PRIO",
+         "WORKER", "RESULT/ERROR");
 }
 
 /* ---- submit ---- */
@@ -65,7 +64,8 @@ enum { O_NAME = OPT_CMD_BASE, O_TYPE, O_PRIORITY, O_CTX };
 
 static int add_ctx(submit_args *a, const oeectl_cmd *cmd, const char *arg) {
   const char *eq = strchr(arg, '=');
-  if (eq == NULL || eq == arg) return oeectl_usage_error(cmd, "--ctx wants KEY=VALUE, got \"%s\"", arg);
+  if (eq == NULL || eq == arg)
+    return oeectl_usage_error(cmd, "--ctx wants KEY=VALUE, got \"%s\"", arg);
   Oee__V1__SubmitTaskRequest__ContextEntry *e = &a->entries[a->req.n_context];
   oee__v1__submit_task_request__context_entry__init(e);
   e->key = strndup(arg, (size_t)(eq - arg));
@@ -106,7 +106,8 @@ static int submit_call(oeectl_ctx *ctx, const submit_args *a) {
   oee_rpc_status st = {0};
   oee_rpc_channel *ch = oeectl_channel(ctx);
   if (ch == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_submit_task(ch, &a->req, &resp, oeectl_deadline_ms(ctx), &st);
+  int code =
+      oee_v1_orchestrator_service_submit_task(ch, &a->req, &resp, oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   int rc = oeectl_print_submitted(ctx, resp->task_id, resp->task);
   oee__v1__submit_task_response__free_unpacked(resp, NULL);
@@ -114,17 +115,17 @@ static int submit_call(oeectl_ctx *ctx, const submit_args *a) {
 }
 
 static int submit_run(oeectl_ctx *ctx, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"name", required_argument, NULL, O_NAME},
-      {"type", required_argument, NULL, O_TYPE},
-      {"priority", required_argument, NULL, O_PRIORITY},
-      {"ctx", required_argument, NULL, O_CTX},
-      OEECTL_GLOBAL_OPTIONS};
+  static const struct option opts[] = {{"name", required_argument, NULL, O_NAME},
+                                       {"type", required_argument, NULL, O_TYPE},
+                                       {"priority", required_argument, NULL, O_PRIORITY},
+                                       {"ctx", required_argument, NULL, O_CTX},
+                                       OEECTL_GLOBAL_OPTIONS};
   submit_args a = {.entries = calloc((size_t)argc, sizeof(*a.entries))};
   oee__v1__submit_task_request__init(&a.req);
   a.req.context = calloc((size_t)argc, sizeof(*a.req.context));
   int rc = -1;
-  if (a.entries == NULL || a.req.context == NULL) rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
+  if (a.entries == NULL || a.req.context == NULL)
+    rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (rc < 0) rc = oeectl_parse_opts(ctx, &oeectl_cmd_submit, opts, argc, argv, submit_opt, &a);
   if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_submit, argc, argv, 0);
   if (rc < 0 && !a.have_name) rc = oeectl_usage_error(&oeectl_cmd_submit, "--name is required");
@@ -155,20 +156,22 @@ static int get_run(oeectl_ctx *ctx, int argc, char **argv) {
   oee_rpc_status st = {0};
   req.task_id = argv[optind];
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_get_task(ctx->chan, &req, &t, oeectl_deadline_ms(ctx), &st);
+  int code =
+      oee_v1_orchestrator_service_get_task(ctx->chan, &req, &t, oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   rc = 0;
-  if (ctx->json) rc = oeectl_print_json(oeectl_json_task(t));
-  else print_task(t);
+  if (ctx->json)
+    rc = oeectl_print_json(oeectl_json_task(t));
+  else
+    print_task(t);
   oee__v1__task__free_unpacked(t, NULL);
   return rc;
 }
 
-const oeectl_cmd oeectl_cmd_get = {
-    "get", "show one task",
-    "usage: oeectl get TASK_ID\n"
-    "  Shows one task (--json: the Task message).\n",
-    get_run};
+const oeectl_cmd oeectl_cmd_get = {"get", "show one task",
+                                   "usage: oeectl get TASK_ID\n"
+                                   "  Shows one task (--json: the Task message).\n",
+                                   get_run};
 
 /* ---- list ---- */
 
@@ -185,7 +188,8 @@ static int list_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   if (opt == O_PAGE_TOKEN) a->req.page_token = (char *)arg;
   if (opt == O_ALL) a->all = 1;
   if (opt == O_STATUS && oeectl_parse_status(arg, &a->req.status_filter) != 0)
-    return oeectl_usage_error(cmd, "unknown status \"%s\" (queued, running, done, error, cancelled)", arg);
+    return oeectl_usage_error(
+        cmd, "unknown status \"%s\" (queued, running, done, error, cancelled)", arg);
   if (opt == O_PAGE_SIZE && oeectl_parse_int(arg, INT32_MIN, INT32_MAX, &a->req.page_size) != 0)
     return oeectl_usage_error(cmd, "--page-size must be an integer, got \"%s\"", arg);
   return -1;
@@ -195,8 +199,10 @@ static int list_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
 static void list_print_page(const oeectl_ctx *ctx, const Oee__V1__ListTasksResponse *r,
                             json_t *json_tasks) {
   for (size_t i = 0; i < r->n_tasks; i++) {
-    if (ctx->json) json_array_append_new(json_tasks, oeectl_json_task(r->tasks[i]));
-    else print_row(r->tasks[i]);
+    if (ctx->json)
+      json_array_append_new(json_tasks, oeectl_json_task(r->tasks[i]));
+    else
+      print_row(r->tasks[i]);
   }
 }
 
@@ -208,7 +214,8 @@ static void list_footer(const oeectl_ctx *ctx, json_t *out, size_t shown,
     return;
   }
   printf("(%zu of %d tasks", shown, last->total_size);
-  if (last->next_page_token[0] != '\0') printf("; next page: --page-token %s", last->next_page_token);
+  if (last->next_page_token[0] != '\0')
+    printf("; next page: --page-token %s", last->next_page_token);
   printf(")\n");
 }
 
@@ -221,7 +228,8 @@ static int list_pages(oeectl_ctx *ctx, list_args *a, json_t *out) {
   do {
     oee_rpc_status st = {0};
     if (r != NULL) oee__v1__list_tasks_response__free_unpacked(r, NULL);
-    code = oee_v1_orchestrator_service_list_tasks(ctx->chan, &a->req, &r, oeectl_deadline_ms(ctx), &st);
+    code = oee_v1_orchestrator_service_list_tasks(ctx->chan, &a->req, &r, oeectl_deadline_ms(ctx),
+                                                  &st);
     if (code != GRPC_STATUS_OK) {
       free(token);
       return oeectl_call_failed(code, &st);
@@ -240,13 +248,12 @@ static int list_pages(oeectl_ctx *ctx, list_args *a, json_t *out) {
 }
 
 static int list_run(oeectl_ctx *ctx, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"status", required_argument, NULL, O_STATUS},
-      {"type", required_argument, NULL, O_LTYPE},
-      {"page-size", required_argument, NULL, O_PAGE_SIZE},
-      {"page-token", required_argument, NULL, O_PAGE_TOKEN},
-      {"all", no_argument, NULL, O_ALL},
-      OEECTL_GLOBAL_OPTIONS};
+  static const struct option opts[] = {{"status", required_argument, NULL, O_STATUS},
+                                       {"type", required_argument, NULL, O_LTYPE},
+                                       {"page-size", required_argument, NULL, O_PAGE_SIZE},
+                                       {"page-token", required_argument, NULL, O_PAGE_TOKEN},
+                                       {"all", no_argument, NULL, O_ALL},
+                                       OEECTL_GLOBAL_OPTIONS};
   list_args a = {.all = 0};
   oee__v1__list_tasks_request__init(&a.req);
   int rc = oeectl_parse_opts(ctx, &oeectl_cmd_list, opts, argc, argv, list_opt, &a);
@@ -277,8 +284,10 @@ const oeectl_cmd oeectl_cmd_list = {
 
 static void print_cancel(const Oee__V1__CancelTaskResponse *r, const char *id) {
   const char *status = r->task != NULL ? oeectl_status_short(r->task->status) : "?";
-  if (r->cancelled) printf("cancelled %s (status %s)\n", id, status);
-  else printf("not cancelled: %s is already %s\n", id, status);
+  if (r->cancelled)
+    printf("cancelled %s (status %s)\n", id, status);
+  else
+    printf("not cancelled: %s is already %s\n", id, status);
 }
 
 static json_t *json_cancel(const Oee__V1__CancelTaskResponse *r) {
@@ -298,11 +307,14 @@ static int cancel_run(oeectl_ctx *ctx, int argc, char **argv) {
   oee_rpc_status st = {0};
   req.task_id = argv[optind];
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_cancel_task(ctx->chan, &req, &resp, oeectl_deadline_ms(ctx), &st);
+  int code =
+      oee_v1_orchestrator_service_cancel_task(ctx->chan, &req, &resp, oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   rc = 0;
-  if (ctx->json) rc = oeectl_print_json(json_cancel(resp));
-  else print_cancel(resp, req.task_id);
+  if (ctx->json)
+    rc = oeectl_print_json(json_cancel(resp));
+  else
+    print_cancel(resp, req.task_id);
   oee__v1__cancel_task_response__free_unpacked(resp, NULL);
   return rc;
 }
@@ -324,7 +336,8 @@ static int clear_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   /* Negative values are the server's to refuse (INVALID_ARGUMENT). */
   if (oeectl_parse_int(arg, INT32_MIN, INT32_MAX, &req->keep_recent) != 0)
     return oeectl_usage_error(cmd, "--keep must be an integer, got \"%s\"", arg);
-  req->keep_recent_present_case = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
+  req->keep_recent_present_case =
+      OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
   return -1;
 }
 
@@ -338,11 +351,14 @@ static int clear_run(oeectl_ctx *ctx, int argc, char **argv) {
   if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_clear, argc, argv, 0);
   if (rc >= 0) return rc;
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
-  int code = oee_v1_orchestrator_service_clear_completed_tasks(ctx->chan, &req, &resp, oeectl_deadline_ms(ctx), &st);
+  int code = oee_v1_orchestrator_service_clear_completed_tasks(ctx->chan, &req, &resp,
+                                                               oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   rc = 0;
-  if (ctx->json) rc = oeectl_print_json(json_pack("{s:i}", "cleared", (int)resp->cleared));
-  else printf("cleared %d tasks\n", resp->cleared);
+  if (ctx->json)
+    rc = oeectl_print_json(json_pack("{s:i}", "cleared", (int)resp->cleared));
+  else
+    printf("cleared %d tasks\n", resp->cleared);
   oee__v1__clear_completed_tasks_response__free_unpacked(resp, NULL);
   return rc;
 }

@@ -27,10 +27,22 @@ int64_t oeectl_deadline_ms(const oeectl_ctx *ctx) {
 
 /* gRPC status code names, indexed by code (grpc/status.h). */
 static const char *const code_names[] = {
-    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
     "UNAUTHENTICATED",
 };
 
@@ -56,9 +68,8 @@ int oeectl_fail(int code, const char *fmt, ...) {
 }
 
 int oeectl_call_failed(int code, oee_rpc_status *st) {
-  const char *msg = st != NULL && st->message != NULL && st->message[0] != '\0'
-                        ? st->message
-                        : "(no message)";
+  const char *msg =
+      st != NULL && st->message != NULL && st->message[0] != '\0' ? st->message : "(no message)";
   oeectl_fail(code, "%s", msg);
   oee_rpc_status_free(st);
   return code;
@@ -68,8 +79,8 @@ int oeectl_parse_int(const char *s, long lo, long hi, int *out) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
-  if (s[0] == '\0' || isspace((unsigned char)s[0]) || *end != '\0' || errno != 0 ||
-      v < lo || v > hi)
+  if (s[0] == '\0' || isspace((unsigned char)s[0]) || *end != '\0' || errno != 0 || v < lo ||
+      v > hi)
     return -1;
   *out = (int)v;
   return 0;
@@ -94,8 +105,8 @@ int oeectl_parse_nonneg(const char *s, double *out) {
 
 /* Looks s up in an enum's value descriptors, accepting the full name, the
  * name without `prefix`, any case, and '-' for '_'. */
-static int parse_enum(const ProtobufCEnumDescriptor *d, const char *prefix,
-                      const char *s, int *out) {
+static int parse_enum(const ProtobufCEnumDescriptor *d, const char *prefix, const char *s,
+                      int *out) {
   char want[64];
   size_t n = strlen(s), plen = strlen(prefix);
   if (n == 0 || n >= sizeof(want)) return -1;
@@ -156,8 +167,7 @@ static int nanos_digits(int32_t nanos, char *buf, size_t len) {
   return snprintf(buf, len, ".%09d", (int)nanos);
 }
 
-const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts,
-                               char *buf, size_t len) {
+const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts, char *buf, size_t len) {
   struct tm tm;
   char frac[16];
   time_t secs = (time_t)(ts != NULL ? ts->seconds : 0);
@@ -166,8 +176,8 @@ const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts,
     return buf;
   }
   nanos_digits(ts->nanos, frac, sizeof(frac));
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
   return buf;
 }
 

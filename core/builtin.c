@@ -40,8 +40,7 @@ static int parse_seconds(const char *s, double *out) {
   return 0;
 }
 
-static int validate_sleep(const oee_submit *req, const void *payload, void *ud,
-                          oee_error *err) {
+static int validate_sleep(const oee_submit *req, const void *payload, void *ud, oee_error *err) {
   (void)payload;
   (void)ud;
   double secs;

@@ -11,25 +11,25 @@
 #include "core/sync.h"
 
 #define DEFAULT_MAX_BATCH 16384
-#define RETRY_FIRST_NS 10000000LL  /* 10 ms after the first failed write */
-#define RETRY_MAX_NS 1000000000LL  /* doubling up to a second */
-#define STOP_ATTEMPTS 3            /* writes tried for what is left at stop */
+#define RETRY_FIRST_NS 10000000LL /* 10 ms after the first failed write */
+#define RETRY_MAX_NS 1000000000LL /* doubling up to a second */
+#define STOP_ATTEMPTS 3           /* writes tried for what is left at stop */
 
 struct oee_committer {
   pthread_mutex_t lock;
-  pthread_cond_t wake;            /* work appended, or stopping */
-  pthread_cond_t idle_cv;         /* the queue ran empty with nothing in flight */
-  oee_commit_item *head, *tail;   /* pending items; guarded by lock */
-  int in_flight;                  /* a batch is being written; guarded by lock */
-  int stopping;                   /* guarded by lock */
-  oee_committer_stats stats;      /* guarded by lock */
+  pthread_cond_t wake;          /* work appended, or stopping */
+  pthread_cond_t idle_cv;       /* the queue ran empty with nothing in flight */
+  oee_commit_item *head, *tail; /* pending items; guarded by lock */
+  int in_flight;                /* a batch is being written; guarded by lock */
+  int stopping;                 /* guarded by lock */
+  oee_committer_stats stats;    /* guarded by lock */
 
   /* Committer thread only. */
-  oee_db *db;                     /* borrowed; NULL for the memory store */
+  oee_db *db; /* borrowed; NULL for the memory store */
   size_t max_batch;
-  oee_db_meta meta;               /* counters stored with the last batch */
-  const oee_task_info **rows;     /* max_batch slots */
-  const char **ids;               /* max_batch slots */
+  oee_db_meta meta;           /* counters stored with the last batch */
+  const oee_task_info **rows; /* max_batch slots */
+  const char **ids;           /* max_batch slots */
   pthread_t thread;
 };
 
@@ -75,8 +75,8 @@ static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err)
 
 /* After a failed write: refuses the items that may be refused and keeps
  * the ones that must be stored, in order. Returns how many were refused. */
-static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc,
-                             const oee_error *err, int give_up) {
+static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc, const oee_error *err,
+                             int give_up) {
   oee_commit_item *keep = NULL, *keep_tail = NULL;
   size_t refused = 0;
   while (items != NULL) {
@@ -84,7 +84,10 @@ static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc,
     items = it->next;
     it->next = NULL;
     if (it->must_store && !give_up) {
-      if (keep_tail) keep_tail->next = it; else keep = it;
+      if (keep_tail)
+        keep_tail->next = it;
+      else
+        keep = it;
       keep_tail = it;
       continue;
     }
@@ -195,11 +198,12 @@ int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
     committer_free(c);
     return OEE_ENOMEM;
   }
-  oee__cond_init(&c->wake);
-  oee__cond_init(&c->idle_cv);
-  if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
-    pthread_cond_destroy(&c->wake);
-    pthread_cond_destroy(&c->idle_cv);
+  int made = 0; /* 1: wake, 2: both condition variables */
+  if (oee__cond_init(&c->wake) == 0) made = 1;
+  if (made == 1 && oee__cond_init(&c->idle_cv) == 0) made = 2;
+  if (made < 2 || pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+    if (made >= 1) pthread_cond_destroy(&c->wake);
+    if (made == 2) pthread_cond_destroy(&c->idle_cv);
     pthread_mutex_destroy(&c->lock);
     committer_free(c);
     return OEE_ENOMEM;
@@ -211,7 +215,10 @@ int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
 void oee_committer_append(oee_committer *c, oee_commit_item *item) {
   item->next = NULL;
   oee__lock(&c->lock);
-  if (c->tail) c->tail->next = item; else c->head = item;
+  if (c->tail)
+    c->tail->next = item;
+  else
+    c->head = item;
   c->tail = item;
   oee__signal(&c->wake);
   oee__unlock(&c->lock);

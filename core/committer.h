@@ -36,24 +36,23 @@ typedef struct oee_commit_item oee_commit_item;
 /* Called once per item after the batch that carried it was stored (rc 0)
  * or refused (rc < 0 and *err says why). Runs on the committer thread with
  * no committer lock held; it may append new items. */
-typedef void (*oee_commit_done_fn)(oee_commit_item *item, int rc,
-                                   const oee_error *err);
+typedef void (*oee_commit_done_fn)(oee_commit_item *item, int rc, const oee_error *err);
 
 /* An item is owned by its producer: the committer links it in a list and
  * never frees it. It must stay alive until `done` ran. */
 struct oee_commit_item {
-  oee_commit_item *next;          /* the committer's queue; guarded by its lock */
-  const oee_task_info *snap;      /* the row to store (borrowed), or NULL */
-  const char *deleted;            /* an id to delete (borrowed), or NULL */
-  int must_store;                 /* 1: retried until stored, never refused */
-  oee_commit_done_fn done;        /* may be NULL */
+  oee_commit_item *next;     /* the committer's queue; guarded by its lock */
+  const oee_task_info *snap; /* the row to store (borrowed), or NULL */
+  const char *deleted;       /* an id to delete (borrowed), or NULL */
+  int must_store;            /* 1: retried until stored, never refused */
+  oee_commit_done_fn done;   /* may be NULL */
 };
 
 typedef struct oee_committer_stats {
-  uint64_t batches;               /* transactions written (or passed, memory) */
-  uint64_t items;                 /* items they carried */
-  uint64_t failures;              /* writes that failed */
-  int64_t last_commit_ns;         /* duration of the last write, ns */
+  uint64_t batches;       /* transactions written (or passed, memory) */
+  uint64_t items;         /* items they carried */
+  uint64_t failures;      /* writes that failed */
+  int64_t last_commit_ns; /* duration of the last write, ns */
 } oee_committer_stats;
 
 /*

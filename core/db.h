@@ -44,7 +44,7 @@ typedef enum oee_db_sync {
 } oee_db_sync;
 
 typedef struct oee_db_config {
-  const char *dir;        /* data directory; created mode 0700 if missing */
+  const char *dir; /* data directory; created mode 0700 if missing */
   oee_db_sync sync;
 } oee_db_config;
 
@@ -63,8 +63,8 @@ const char *oee_db_path(const oee_db *db);
 
 /* The counters stored with the last batch (0 for a new database). */
 typedef struct oee_db_meta {
-  uint64_t last_index;    /* highest submit_index ever stored */
-  uint64_t last_seq;      /* highest event sequence ever stored */
+  uint64_t last_index; /* highest submit_index ever stored */
+  uint64_t last_seq;   /* highest event sequence ever stored */
 } oee_db_meta;
 
 int oee_db_meta_get(oee_db *db, oee_db_meta *out, oee_error *err);
@@ -73,9 +73,9 @@ int oee_db_meta_get(oee_db *db, oee_db_meta *out, oee_error *err);
 typedef struct oee_db_batch {
   const oee_task_info *const *tasks; /* rows to insert or replace (by id) */
   size_t n_tasks;
-  const char *const *deleted;        /* ids to delete */
+  const char *const *deleted; /* ids to delete */
   size_t n_deleted;
-  oee_db_meta meta;                  /* stored with the batch */
+  oee_db_meta meta; /* stored with the batch */
 } oee_db_batch;
 
 /* Stores the batch in one transaction. On failure (disk full, I/O error)
@@ -92,15 +92,12 @@ typedef int (*oee_db_load_fn)(const oee_task_info *t, void *arg);
  * submission order, and fills by_status/by_type counts through `count_fn`
  * (called once per (task_type, status) pair present, NULL = skip).
  */
-typedef void (*oee_db_count_fn)(const char *task_type, oee_task_status st,
-                                uint64_t n, void *arg);
-int oee_db_load(oee_db *db, oee_db_load_fn fn, oee_db_count_fn count_fn,
-                void *arg, oee_error *err);
+typedef void (*oee_db_count_fn)(const char *task_type, oee_task_status st, uint64_t n, void *arg);
+int oee_db_load(oee_db *db, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg, oee_error *err);
 
 /* The stored task with this id (any case): 0 and a new snapshot the caller
  * unrefs, OEE_ENOENT, or another error. Any thread. */
-int oee_db_get(oee_db *db, const char *id, const oee_task_info **out,
-               oee_error *err);
+int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err);
 
 /*
  * A page of stored tasks in submission order after q->after_index, filtered
@@ -110,8 +107,7 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out,
  * counts. Cost: O(limit) rows read through an index, whatever the number of
  * stored tasks. Any thread.
  */
-int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out,
-                oee_error *err);
+int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_error *err);
 
 /*
  * The ids of the oldest finished tasks (DONE, ERROR, CANCELLED, by
@@ -120,9 +116,8 @@ int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out,
  * number in *n. Reads only: the caller deletes them through a batch, so a
  * deletion is group-committed like every other change. Any thread.
  */
-int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit,
-                           char (*ids)[OEE_ID_LEN + 1], size_t *n,
-                           oee_error *err);
+int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit, char (*ids)[OEE_ID_LEN + 1],
+                           size_t *n, oee_error *err);
 
 /* Failure injection for tests: caps the SQLite file at `pages` pages (0 =
  * SQLite's default), so that writes fail as on a full disk. */

@@ -77,8 +77,8 @@ static const char UPSERT[] =
     " completed_ns = excluded.completed_ns, result = excluded.result,"
     " error = excluded.error";
 
-#define COLUMNS                                                          \
-  "idx, id, seq, name, task_type, status, priority, worker_id,"         \
+#define COLUMNS                                                 \
+  "idx, id, seq, name, task_type, status, priority, worker_id," \
   " created_ns, started_ns, completed_ns, result, error, context"
 
 typedef struct reader {
@@ -87,16 +87,16 @@ typedef struct reader {
 } reader;
 
 struct oee_db {
-  char *path;                /* <dir>/oee.db; immutable */
-  int lock_fd;               /* flock'ed <dir>/oee.lock; immutable */
+  char *path;  /* <dir>/oee.db; immutable */
+  int lock_fd; /* flock'ed <dir>/oee.lock; immutable */
   pthread_mutex_t write_lock;
-  sqlite3 *writer;           /* guarded by write_lock */
-  sqlite3_stmt *upsert;      /* guarded by write_lock */
-  sqlite3_stmt *remove;      /* guarded by write_lock */
-  sqlite3_stmt *meta_set;    /* guarded by write_lock */
+  sqlite3 *writer;        /* guarded by write_lock */
+  sqlite3_stmt *upsert;   /* guarded by write_lock */
+  sqlite3_stmt *remove;   /* guarded by write_lock */
+  sqlite3_stmt *meta_set; /* guarded by write_lock */
   pthread_mutex_t pool_lock;
-  reader *idle;              /* guarded by pool_lock */
-  size_t n_idle;             /* guarded by pool_lock */
+  reader *idle;  /* guarded by pool_lock */
+  size_t n_idle; /* guarded by pool_lock */
 };
 
 /* ------------------------------------------------------------ errors */
@@ -121,8 +121,8 @@ static int lock_dir(const char *dir, int *fd_out, oee_error *err) {
     close(fd);
     if (e == EWOULDBLOCK) {
       return oee_error_set(err, OEE_EEXISTS,
-                           "%s/oee.db is in use by another running server (%s is locked)",
-                           dir, path);
+                           "%s/oee.db is in use by another running server (%s is locked)", dir,
+                           path);
     }
     return oee_error_set(err, OEE_EIO, "cannot lock %s: %s", path, strerror(e));
   }
@@ -154,8 +154,7 @@ static int query_int(sqlite3 *conn, const char *sql, long long *out) {
 static int refuse_file(oee_error *err, const char *path, int rc, sqlite3 *conn) {
   int base = rc & 0xff;
   if (base == SQLITE_NOTADB) {
-    return oee_error_set(err, OEE_EINVAL, "%s is not a database (%s)", path,
-                         sqlite3_errmsg(conn));
+    return oee_error_set(err, OEE_EINVAL, "%s is not a database (%s)", path, sqlite3_errmsg(conn));
   }
   if (base == SQLITE_CORRUPT) {
     return oee_error_set(err, OEE_EIO, "%s is corrupt (%s)", path, sqlite3_errmsg(conn));
@@ -185,8 +184,7 @@ static int check_pages(sqlite3 *conn, const char *path, oee_error *err) {
 
 /* Reads the identity of the file without writing anything: *version is 0
  * for a file with nothing in it yet. */
-static int check_identity(sqlite3 *conn, const char *path, long long *version,
-                          oee_error *err) {
+static int check_identity(sqlite3 *conn, const char *path, long long *version, oee_error *err) {
   long long app = 0, tables = 0;
   int rc = query_int(conn, "PRAGMA application_id", &app);
   if (rc == SQLITE_OK) rc = query_int(conn, "PRAGMA user_version", version);
@@ -198,8 +196,8 @@ static int check_identity(sqlite3 *conn, const char *path, long long *version,
   }
   if (app != APPLICATION_ID) {
     return oee_error_set(err, OEE_EINVAL,
-                         "%s is not an OEE database (application_id 0x%llx, %lld tables)",
-                         path, app, tables);
+                         "%s is not an OEE database (application_id 0x%llx, %lld tables)", path,
+                         app, tables);
   }
   if (*version > SCHEMA_VERSION) {
     return oee_error_set(err, OEE_ESTATE,
@@ -233,8 +231,8 @@ static int migrate(sqlite3 *conn, long long version, oee_error *err) {
 
 static int configure(sqlite3 *conn, oee_db_sync sync, oee_error *err) {
   sqlite3_busy_timeout(conn, BUSY_TIMEOUT_MS);
-  const char *mode = sync == OEE_DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
-                                                : "PRAGMA synchronous = FULL";
+  const char *mode =
+      sync == OEE_DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL";
   int rc = exec_sql(conn, "PRAGMA journal_mode = WAL", "enable WAL", err);
   if (rc == 0) rc = exec_sql(conn, mode, "set synchronous", err);
   return rc;
@@ -245,12 +243,12 @@ static int prepare_writer(oee_db *db, oee_error *err) {
   static const char META_SET[] =
       "INSERT INTO meta(key, value) VALUES (?1, ?2)"
       " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
-  if (sqlite3_prepare_v3(db->writer, UPSERT, -1, SQLITE_PREPARE_PERSISTENT, &db->upsert,
-                         NULL) != SQLITE_OK ||
-      sqlite3_prepare_v3(db->writer, REMOVE, -1, SQLITE_PREPARE_PERSISTENT, &db->remove,
-                         NULL) != SQLITE_OK ||
-      sqlite3_prepare_v3(db->writer, META_SET, -1, SQLITE_PREPARE_PERSISTENT,
-                         &db->meta_set, NULL) != SQLITE_OK) {
+  if (sqlite3_prepare_v3(db->writer, UPSERT, -1, SQLITE_PREPARE_PERSISTENT, &db->upsert, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(db->writer, REMOVE, -1, SQLITE_PREPARE_PERSISTENT, &db->remove, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(db->writer, META_SET, -1, SQLITE_PREPARE_PERSISTENT, &db->meta_set,
+                         NULL) != SQLITE_OK) {
     return db_fail(err, db->writer, "prepare statements");
   }
   return 0;
@@ -402,8 +400,7 @@ static oee_task_info *row_task(sqlite3_stmt *st) {
 
 /* ------------------------------------------------------------ writes */
 
-static void bind_task(sqlite3_stmt *st, const oee_task_info *t, const void *ctx,
-                      size_t ctx_len) {
+static void bind_task(sqlite3_stmt *st, const oee_task_info *t, const void *ctx, size_t ctx_len) {
   sqlite3_bind_int64(st, 1, (sqlite3_int64)t->submit_index);
   sqlite3_bind_text(st, 2, t->id, OEE_ID_LEN, SQLITE_STATIC);
   sqlite3_bind_int64(st, 3, (sqlite3_int64)t->seq);
@@ -546,8 +543,8 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
   reader *r = reader_take(db, err);
   if (r == NULL) return err ? err->code : OEE_ENOMEM;
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(r->conn, "SELECT " COLUMNS " FROM tasks WHERE id = ?1", -1,
-                              &st, NULL);
+  int rc =
+      sqlite3_prepare_v2(r->conn, "SELECT " COLUMNS " FROM tasks WHERE id = ?1", -1, &st, NULL);
   if (rc != SQLITE_OK) {
     rc = db_fail(err, r->conn, "read a task");
     reader_give(db, r);
@@ -580,15 +577,18 @@ static const char *list_sql(const oee_list_query *q) {
   int by_status = q->status != OEE_TASK_UNSPECIFIED;
   int by_type = q->task_type != NULL && q->task_type[0] != '\0';
   if (by_status && by_type) {
-    return "SELECT " COLUMNS " FROM tasks WHERE task_type = ?3 AND status = ?4"
+    return "SELECT " COLUMNS
+           " FROM tasks WHERE task_type = ?3 AND status = ?4"
            " AND idx > ?1 ORDER BY idx LIMIT ?2";
   }
   if (by_type) {
-    return "SELECT " COLUMNS " FROM tasks WHERE task_type = ?3 AND idx > ?1"
+    return "SELECT " COLUMNS
+           " FROM tasks WHERE task_type = ?3 AND idx > ?1"
            " ORDER BY idx LIMIT ?2";
   }
   if (by_status) {
-    return "SELECT " COLUMNS " FROM tasks WHERE status = ?4 AND idx > ?1"
+    return "SELECT " COLUMNS
+           " FROM tasks WHERE status = ?4 AND idx > ?1"
            " ORDER BY idx LIMIT ?2";
   }
   return "SELECT " COLUMNS " FROM tasks WHERE idx > ?1 ORDER BY idx LIMIT ?2";
@@ -637,8 +637,8 @@ int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_err
   return rc;
 }
 
-int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit,
-                           char (*ids)[OEE_ID_LEN + 1], size_t *n, oee_error *err) {
+int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit, char (*ids)[OEE_ID_LEN + 1],
+                           size_t *n, oee_error *err) {
   static const char SQL[] =
       "SELECT id FROM tasks WHERE status >= 3 AND (?1 = 0 OR completed_ns < ?1)"
       " ORDER BY completed_ns, idx LIMIT ?2";

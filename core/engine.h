@@ -1,5 +1,7 @@
 /*
- * engine.h - the engine's private state (engine.c only).
+ * engine.h - the engine's private state, shared by engine.c (lifecycle and
+ * workers), job.c (snapshot changes and job completion), registry.c
+ * (executors), submit.c and query.c (cancel, reads, subscribe).
  *
  * DESIGN
  * Threads: any number of caller threads (submit, cancel, get, list, status,
@@ -8,12 +10,19 @@
  * Locks, in the only order they may be taken:
  *   exec_lock (executor table, rwlock; never held with any other lock)
  *   lock (the engine lock: queue, store, counters, workers, running jobs)
- *     -> bus lock (events.c) -> token lock (token.c)
+ *     -> bus fan_lock -> bus log_lock (events.c)
+     -> token lock (token.c)
  *     -> a payload's own lock (pipeline.c, via oee__engine_with_payload)
- * Under `lock` the engine only moves pointers, packs snapshots and appends
- * to event rings; executors always run with no lock held.
- * Completion: oee_job_succeed/fail/cancelled take `lock`, swap in the final
- * snapshot, publish it and wake stop() when the last running job ends.
+ * Under `lock` the engine only moves pointers, sets sequence numbers and
+ * appends each change to the bus log (O(1), see events.c); the fan-out to
+ * subscribers runs after `lock` is released (oee__engine_unlock()).
+ * Snapshots are packed before `lock` is taken where the current one is
+ * known without it (submit, job completion) or can be checked unchanged
+ * after it (cancel of a queued task); only a job start packs under it,
+ * because the task is chosen there. Executors always run with no lock held.
+ * Completion: oee_job_succeed/fail/cancelled pack the final snapshot, take
+ * `lock`, swap it in, publish it and wake stop() when the last running job
+ * ends.
  * Wakeups: an idle worker waits on its own condition variable on the idle
  * stack; a submit pops one idle worker and wakes exactly that one, so no
  * worker is woken for a task another already took, and a busy pool costs
@@ -31,61 +40,106 @@
 #include "core/store.h"
 #include "core/task.h"
 
+/* One registry entry; every field is guarded by eng->exec_lock (readers
+ * copy the entry out, see oee__executor_get()). */
 typedef struct executor {
   struct executor *next;
   oee_executor_fn fn;
   oee_validate_fn validate;
-  int flags;                      /* OEE__EXEC_* */
+  int flags; /* OEE__EXEC_* */
   void *user_data;
-  char type[];
+  char type[]; /* immutable after the entry is made */
 } executor;
 
 typedef struct worker {
-  oee_engine *eng;
-  pthread_t thread;
-  int id;
-  int busy;                       /* guarded by eng->lock */
-  int idle;                       /* on eng->idle, guarded by eng->lock */
-  struct worker *next_idle;       /* guarded by eng->lock */
-  pthread_cond_t wake;            /* signalled when taken off the idle stack */
-  char current[OEE_ID_LEN + 1];   /* guarded by eng->lock */
-  uint64_t completed, failed;     /* guarded by eng->lock */
+  oee_engine *eng;              /* immutable after start */
+  pthread_t thread;             /* immutable after start */
+  int id;                       /* immutable after start */
+  int busy;                     /* guarded by eng->lock */
+  int idle;                     /* on eng->idle, guarded by eng->lock */
+  struct worker *next_idle;     /* guarded by eng->lock */
+  pthread_cond_t wake;          /* waited on with eng->lock; signalled when
+                                 * taken off the idle stack */
+  char current[OEE_ID_LEN + 1]; /* guarded by eng->lock */
+  uint64_t completed, failed;   /* guarded by eng->lock */
 } worker;
 
+/* A running task. Fields are immutable from job start to finish (they
+ * belong to the thread holding the job) except the list links. */
 struct oee_job {
   oee_engine *eng;
-  oee_task *task;                 /* stays alive: running tasks are never cleared */
-  const oee_task_info *snap;      /* the RUNNING snapshot (a reference) */
+  oee_task *task;            /* stays alive: running tasks are never cleared */
+  const oee_task_info *snap; /* the RUNNING snapshot (a reference); it is
+                              * also task->snap until the job finishes */
   oee_token *token;
   int worker;
-  struct oee_job *prev, *next;    /* eng->running, guarded by eng->lock */
+  struct oee_job *prev, *next; /* eng->running, guarded by eng->lock */
 };
 
 struct oee_engine {
   pthread_rwlock_t exec_lock;
-  executor *executors;            /* guarded by exec_lock */
+  executor *executors; /* guarded by exec_lock */
 
-  pthread_mutex_t lock;
-  pthread_cond_t drain_cv;        /* stop() waits here for running jobs */
-  oee_store *store;
-  oee_heap queue;                 /* QUEUED tasks, highest priority first */
+  pthread_mutex_t lock;    /* the engine lock */
+  pthread_cond_t drain_cv; /* waited on with lock: stop() waits here
+                            * for running jobs */
+  oee_store *store;        /* guarded by lock (the store has none) */
+  oee_heap queue;          /* guarded by lock: QUEUED tasks, highest
+                            * priority first */
+  uint64_t last_index;     /* guarded by lock: submission counter */
+  uint64_t last_seq;       /* guarded by lock: event counter */
+  int accepting;           /* guarded by lock: submissions allowed */
+  int started, stopping;   /* guarded by lock */
+  worker *idle;            /* guarded by lock: workers waiting for a task */
+  size_t running_jobs;     /* guarded by lock */
+  oee_job *running;        /* guarded by lock: list of running jobs */
+  int64_t started_mono_ns; /* guarded by lock; CLOCK_MONOTONIC */
+
+  /* Immutable after create (the bus has its own lock, see events.c; the
+   * workers' own fields are annotated in struct worker). */
   oee_bus *bus;
-  uint64_t last_index;            /* submission counter */
-  uint64_t last_seq;              /* event counter */
-  int accepting;                  /* submissions allowed */
-  int started, stopping;
-  worker *idle;                   /* stack of workers waiting for a task */
-  size_t running_jobs;
-  oee_job *running;               /* list of running jobs */
-  int64_t started_mono_ns;
-
-  /* Immutable after create. */
   worker *workers;
   int num_workers;
-  size_t max_queue;
-  size_t result_max;
+  size_t max_queue;  /* tasks; 0 = unlimited */
+  size_t result_max; /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
 };
+
+/* How long a thread that could not allocate waits before it retries: long
+ * enough not to spin, short enough to catch up soon (10 ms). */
+#define OEE__OOM_BACKOFF_NS (10 * 1000 * 1000)
+
+/*
+ * Shared by the engine's files (engine.c, job.c, registry.c, submit.c,
+ * query.c); nothing outside them may call these.
+ */
+
+/* Frees a task record and drops its snapshot and payload. */
+void oee__task_free(oee_task *t);
+/* oee__task_free() with the store's destructor signature. */
+void oee__task_drop(oee_task *t, void *arg);
+
+/*
+ * Moves `t` to the status in `draft` (eng->lock held): packs the next
+ * snapshot from `draft` (which the caller filled from the current one),
+ * records and publishes it. The caller checked the transition; only packing
+ * can fail (OEE_ENOMEM, nothing changed).
+ */
+int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft);
+/* The same with `next` already packed (and not yet shared): sets its seq,
+ * swaps it in and publishes it; cannot fail. eng->lock held. */
+void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next);
+
+/* Copies the executor entry for `type` into *out (takes exec_lock, so no
+ * other lock may be held). 0 or OEE_ENOEXEC. */
+int oee__executor_get(oee_engine *eng, const char *type, executor *out);
+
+/* Wakes one idle worker, if any (eng->lock held). */
+void oee__engine_wake_one(oee_engine *eng);
+
+/* Releases eng->lock, then delivers the events published under it to the
+ * subscribers (oee__bus_flush()). Used wherever the section published. */
+void oee__engine_unlock(oee_engine *eng);
 
 #endif /* OEE_ENGINE_H */

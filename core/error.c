@@ -14,7 +14,7 @@ const char *oee_strerror(int err) {
 #define OEE__ERR_CASE(name, msg) \
   case OEE_E##name:              \
     return msg;
-    OEE_ERRNO_MAP(OEE__ERR_CASE)
+      OEE_ERRNO_MAP(OEE__ERR_CASE)
 #undef OEE__ERR_CASE
     default:
       return "unknown error";
@@ -28,7 +28,7 @@ const char *oee_err_name(int err) {
 #define OEE__ERR_NAME(name, msg) \
   case OEE_E##name:              \
     return #name;
-    OEE_ERRNO_MAP(OEE__ERR_NAME)
+      OEE_ERRNO_MAP(OEE__ERR_NAME)
 #undef OEE__ERR_NAME
     default:
       return "UNKNOWN";

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 static const char *kv_find(const oee_kv *kv, size_t n, const char *key) {
@@ -25,8 +26,8 @@ static const char *kv_find(const oee_kv *kv, size_t n, const char *key) {
 }
 
 /* Refuses, before anything is created, a task naming no table entry. */
-static int exec_validate(const oee_submit *req, const void *payload,
-                         void *user_data, oee_error *err) {
+static int exec_validate(const oee_submit *req, const void *payload, void *user_data,
+                         oee_error *err) {
   (void)payload;
   const oee_exec_table *table = user_data;
   const char *name = kv_find(req->context, req->context_len, "command");
@@ -42,8 +43,7 @@ static int exec_validate(const oee_submit *req, const void *payload,
 }
 
 /* Turns a finished run into exactly one job completion. */
-static void exec_finish(oee_job *job, const oee_command *cmd,
-                        const oee_proc_result *res) {
+static void exec_finish(oee_job *job, const oee_command *cmd, const oee_proc_result *res) {
   char msg[OEE_PROC_MSG_MAX];
   if (res->cancelled) {
     oee_job_cancelled(job, "cancelled");
@@ -56,7 +56,7 @@ static void exec_finish(oee_job *job, const oee_command *cmd,
     } else {
       oee_job_succeed(job, out);
     }
-    free(out);
+    oee_free(out);
   }
 }
 
@@ -72,8 +72,8 @@ static void exec_run(oee_job *job, void *user_data) {
   const char *input = oee_job_context(job, "input");
   if (input == NULL) input = "";
   oee_proc_result res;
-  int rc = oee_proc_run(cmd->argv, input, strlen(input), cmd->timeout_seconds,
-                        oee_job_token(job), 0, &res);
+  int rc = oee_proc_run(cmd->argv, input, strlen(input), cmd->timeout_seconds, oee_job_token(job),
+                        0, &res);
   if (rc != 0) {
     oee_job_fail(job, res.err_tail != NULL ? res.err_tail : oee_strerror(rc));
   } else {
@@ -85,6 +85,5 @@ static void exec_run(oee_job *job, void *user_data) {
 int oee__exec_register(oee_engine *eng, const oee_exec_table *commands) {
   /* With no table the type still exists, so callers get OEE_ENOCMD (a
    * clear "not in the table") rather than OEE_ENOEXEC. */
-  return oee__engine_register_full(eng, "exec", exec_run, exec_validate, 0,
-                                   (void *)commands);
+  return oee__engine_register_full(eng, "exec", exec_run, exec_validate, 0, (void *)commands);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "core/oee.h"
+#include "core/oee_alloc.h"
 
 void oee_heap_init(oee_heap *h, oee_heap_less_fn less, oee_heap_setpos_fn setpos) {
   h->items = NULL;
@@ -14,7 +15,7 @@ void oee_heap_init(oee_heap *h, oee_heap_less_fn less, oee_heap_setpos_fn setpos
 }
 
 void oee_heap_fini(oee_heap *h) {
-  free(h->items);
+  oee_free(h->items);
   h->items = NULL;
   h->len = h->cap = 0;
 }
@@ -23,7 +24,7 @@ int oee_heap_reserve(oee_heap *h, size_t n) {
   if (h->len + n <= h->cap) return 0;
   size_t cap = h->cap ? h->cap : 64;
   while (cap < h->len + n) cap *= 2;
-  void **items = realloc(h->items, cap * sizeof(*items));
+  void **items = oee_realloc(h->items, cap * sizeof(*items));
   if (items == NULL) return OEE_ENOMEM;
   h->items = items;
   h->cap = cap;

@@ -19,7 +19,7 @@ typedef int (*oee_heap_less_fn)(const void *a, const void *b);
 typedef void (*oee_heap_setpos_fn)(void *elem, size_t pos);
 
 typedef struct oee_heap {
-  void **items;  /* items[0] is the root */
+  void **items; /* items[0] is the root */
   size_t len;
   size_t cap;
   oee_heap_less_fn less;

@@ -13,8 +13,8 @@
  * for plain submissions). Returns 0, or an OEE_E* code with the reason in
  * *err (through oee_error_set(); err may be NULL).
  */
-typedef int (*oee_validate_fn)(const oee_submit *req, const void *payload,
-                               void *user_data, oee_error *err);
+typedef int (*oee_validate_fn)(const oee_submit *req, const void *payload, void *user_data,
+                               oee_error *err);
 
 /* Executor flags. */
 enum {
@@ -24,18 +24,17 @@ enum {
 };
 
 /* oee_engine_register() with a validation hook (may be NULL). */
-int oee__engine_register_full(oee_engine *eng, const char *task_type,
-                              oee_executor_fn fn, oee_validate_fn validate,
-                              int flags, void *user_data);
+int oee__engine_register_full(oee_engine *eng, const char *task_type, oee_executor_fn fn,
+                              oee_validate_fn validate, int flags, void *user_data);
 
 /*
  * oee_engine_submit() that attaches `payload` to the task. The engine owns
  * the payload from the call on (even on error) and frees it with
  * `payload_free` when the task is removed or the engine destroyed.
  */
-int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req,
-                               void *payload, void (*payload_free)(void *),
-                               const oee_task_info **out, oee_error *err);
+int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
+                               void (*payload_free)(void *), const oee_task_info **out,
+                               oee_error *err);
 
 /* The payload of the job's task (borrowed; lives as long as the task). */
 void *oee__job_payload(oee_job *job);
@@ -45,10 +44,8 @@ void *oee__job_payload(oee_job *job);
  * `id` if its type is `task_type`. fn must not call back into the engine.
  * OEE_ENOENT when there is no such task or it has another type.
  */
-int oee__engine_with_payload(oee_engine *eng, const char *id,
-                             const char *task_type,
-                             void (*fn)(void *payload,
-                                        const oee_task_info *snap, void *arg),
+int oee__engine_with_payload(oee_engine *eng, const char *id, const char *task_type,
+                             void (*fn)(void *payload, const oee_task_info *snap, void *arg),
                              void *arg);
 
 /* Registration of the built-in executors (exec.c, pipeline.c, builtin.c). */
@@ -56,8 +53,7 @@ int oee__builtin_register(oee_engine *eng);
 int oee__exec_register(oee_engine *eng, const oee_exec_table *commands);
 int oee__pipeline_register(oee_engine *eng, const oee_model_table *models);
 
-/* The tables given at creation (borrowed; may be NULL). */
-const oee_exec_table *oee__engine_commands(oee_engine *eng);
+/* The model table given at creation (borrowed; may be NULL). */
 const oee_model_table *oee__engine_models(oee_engine *eng);
 
 /* Monotonic clock in ns (CLOCK_MONOTONIC). */

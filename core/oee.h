@@ -29,21 +29,21 @@ extern "C" {
 /* ------------------------------------------------------------------ errors */
 
 /* X(name, message). Codes are negative: OEE_EINVAL == -1, ... */
-#define OEE_ERRNO_MAP(X)                                              \
-  X(INVAL, "invalid argument")                                        \
-  X(NOENT, "no such task")                                            \
-  X(NOMEM, "out of memory")                                           \
-  X(STATE, "transition not allowed from the task's current status")  \
-  X(FULL, "queue is at its configured limit")                        \
-  X(STOPPED, "engine is not running")                                \
-  X(NOEXEC, "no executor registered for the task type")              \
-  X(AGAIN, "no event available yet")                                 \
-  X(OVERFLOW, "subscriber fell too far behind and was dropped")      \
-  X(CLOSED, "subscription closed")                                   \
-  X(TIMEDOUT, "timed out")                                           \
-  X(EXISTS, "already exists")                                        \
-  X(NOCMD, "command is not in the configured table")                 \
-  X(NOMODEL, "unknown model")                                        \
+#define OEE_ERRNO_MAP(X)                                            \
+  X(INVAL, "invalid argument")                                      \
+  X(NOENT, "no such task")                                          \
+  X(NOMEM, "out of memory")                                         \
+  X(STATE, "transition not allowed from the task's current status") \
+  X(FULL, "queue is at its configured limit")                       \
+  X(STOPPED, "engine is not running")                               \
+  X(NOEXEC, "no executor registered for the task type")             \
+  X(AGAIN, "no event available yet")                                \
+  X(OVERFLOW, "subscriber fell too far behind and was dropped")     \
+  X(CLOSED, "subscription closed")                                  \
+  X(TIMEDOUT, "timed out")                                          \
+  X(EXISTS, "already exists")                                       \
+  X(NOCMD, "command is not in the configured table")                \
+  X(NOMODEL, "unknown model")                                       \
   X(IO, "input/output or process error")
 
 enum {
@@ -51,7 +51,7 @@ enum {
 #define OEE__ERRNO_ENUM(name, msg) OEE__E_##name##_INDEX,
   OEE_ERRNO_MAP(OEE__ERRNO_ENUM)
 #undef OEE__ERRNO_ENUM
-  OEE__E_COUNT
+      OEE__E_COUNT
 };
 
 #define OEE__ERRNO_VALUE(name, msg) OEE_E##name = -OEE__E_##name##_INDEX,
@@ -71,8 +71,8 @@ const char *oee_err_name(int err);
  */
 #define OEE_ERROR_MESSAGE_MAX 256
 typedef struct oee_error {
-  int code;                               /* 0 or an OEE_E* code */
-  char message[OEE_ERROR_MESSAGE_MAX];    /* "" when code is 0; never NULL */
+  int code;                            /* 0 or an OEE_E* code */
+  char message[OEE_ERROR_MESSAGE_MAX]; /* "" when code is 0; never NULL */
 } oee_error;
 
 /* Fills *err (when not NULL) with `code` and the formatted reason and
@@ -117,21 +117,21 @@ typedef struct oee_kv {
  * same allocation and are never NULL (empty when absent).
  */
 typedef struct oee_task_info {
-  char id[OEE_ID_LEN + 1];     /* lower-case UUID v4 */
+  char id[OEE_ID_LEN + 1]; /* lower-case UUID v7 (v4 if stored by old versions) */
   const char *name;
   const char *task_type;
-  const char *result;          /* "" until the task ends DONE */
-  const char *error_message;   /* "" unless ERROR (or a reason for CANCELLED) */
-  const oee_kv *context;       /* context_len entries, sorted by key */
+  const char *result;        /* "" until the task ends DONE */
+  const char *error_message; /* "" unless ERROR (or a reason for CANCELLED) */
+  const oee_kv *context;     /* context_len entries, sorted by key */
   size_t context_len;
   oee_task_status status;
-  int priority;                /* 0..10 */
-  int worker_id;               /* -1 until a worker starts the task */
-  int64_t created_at_ns;       /* CLOCK_REALTIME, ns since the epoch */
-  int64_t started_at_ns;       /* 0 = not reached */
-  int64_t completed_at_ns;     /* 0 = not reached */
-  uint64_t seq;                /* event sequence number of this change */
-  uint64_t submit_index;       /* submission order, 1-based, per engine */
+  int priority;            /* 0..10 */
+  int worker_id;           /* -1 until a worker starts the task */
+  int64_t created_at_ns;   /* CLOCK_REALTIME, ns since the epoch */
+  int64_t started_at_ns;   /* 0 = not reached */
+  int64_t completed_at_ns; /* 0 = not reached */
+  uint64_t seq;            /* event sequence number of this change */
+  uint64_t submit_index;   /* submission order, 1-based, per engine */
 } oee_task_info;
 
 /* Adds a reference; returns `t`. */
@@ -194,20 +194,20 @@ void oee_token_destroy(oee_token *tok);
 /* -------------------------------------------------------------- engine */
 
 typedef struct oee_engine oee_engine;
-typedef struct oee_exec_table oee_exec_table;     /* see oee_exec.h */
-typedef struct oee_model_table oee_model_table;   /* see oee_pipeline.h */
+typedef struct oee_exec_table oee_exec_table;   /* see oee_exec.h */
+typedef struct oee_model_table oee_model_table; /* see oee_pipeline.h */
 
 /* Defaults, defined here once for the engine and every program that embeds
  * or configures it. */
-#define OEE_DEFAULT_WORKERS 3                         /* worker threads */
+#define OEE_DEFAULT_WORKERS 3                          /* worker threads */
 #define OEE_DEFAULT_RESULT_MAX_BYTES ((size_t)1 << 20) /* result kept per task */
 #define OEE_DEFAULT_SUB_CAPACITY ((size_t)4096)        /* events buffered per subscriber */
 
 typedef struct oee_engine_config {
-  int num_workers;          /* 0 = OEE_DEFAULT_WORKERS */
-  size_t max_queue;         /* max QUEUED tasks; 0 = unlimited */
-  size_t result_max_bytes;  /* longer results are truncated with a marker;
-                             * 0 = OEE_DEFAULT_RESULT_MAX_BYTES */
+  int num_workers;         /* 0 = OEE_DEFAULT_WORKERS */
+  size_t max_queue;        /* max QUEUED tasks; 0 = unlimited */
+  size_t result_max_bytes; /* longer results are truncated with a marker;
+                            * 0 = OEE_DEFAULT_RESULT_MAX_BYTES */
   /* Borrowed tables for the built-in `exec` and `pipeline` executors; NULL
    * means none. They must outlive the engine. */
   const oee_exec_table *commands;
@@ -222,8 +222,8 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out);
 void oee_engine_destroy(oee_engine *eng);
 
 /* Registers or replaces the executor for `task_type`. */
-int oee_engine_register(oee_engine *eng, const char *task_type,
-                        oee_executor_fn fn, void *user_data);
+int oee_engine_register(oee_engine *eng, const char *task_type, oee_executor_fn fn,
+                        void *user_data);
 /* 1 when an executor exists for `task_type`. */
 int oee_engine_has_executor(oee_engine *eng, const char *task_type);
 /*
@@ -251,10 +251,10 @@ void oee_engine_refuse_submissions(oee_engine *eng);
 int oee_engine_running(oee_engine *eng);
 
 typedef struct oee_submit {
-  const char *name;          /* required, non-empty */
-  const char *task_type;     /* required; an executor must exist */
-  int priority;              /* 0..10 */
-  const oee_kv *context;     /* may be NULL when context_len == 0 */
+  const char *name;      /* required, non-empty */
+  const char *task_type; /* required; an executor must exist */
+  int priority;          /* 0..10 */
+  const oee_kv *context; /* may be NULL when context_len == 0 */
   size_t context_len;
 } oee_submit;
 
@@ -269,33 +269,33 @@ typedef struct oee_submit {
  * OEE_EFULL (max_queue reached), OEE_ESTOPPED (submissions refused),
  * OEE_ENOMEM.
  */
-int oee_engine_submit(oee_engine *eng, const oee_submit *req,
-                      const oee_task_info **out, oee_error *err);
+int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
+                      oee_error *err);
 
 /*
  * Cancels a task. A QUEUED task ends CANCELLED at once; a RUNNING task gets
  * its token cancelled (it ends when its executor honours it). *cancelled is
  * 1 in those two cases and 0 for a finished task, which is left as it is.
- * *out (optional) gets a snapshot after the call. OEE_ENOENT for unknown ids.
+ * *out (optional) gets a snapshot after the call. OEE_ENOENT for unknown ids,
+ * OEE_ENOMEM when the cancelled snapshot could not be made (nothing changed).
  */
-int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled,
-                      const oee_task_info **out);
+int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled, const oee_task_info **out);
 
 /* Snapshot of one task, or OEE_ENOENT. */
 int oee_engine_get(oee_engine *eng, const char *id, const oee_task_info **out);
 
 typedef struct oee_list_query {
-  oee_task_status status;    /* OEE_TASK_UNSPECIFIED = any */
-  const char *task_type;     /* NULL or "" = any */
-  uint64_t after_index;      /* resume after this submit_index (0 = start) */
-  size_t limit;              /* max tasks returned (0 = none, count only) */
+  oee_task_status status; /* OEE_TASK_UNSPECIFIED = any */
+  const char *task_type;  /* NULL or "" = any */
+  uint64_t after_index;   /* resume after this submit_index (0 = start) */
+  size_t limit;           /* max tasks returned (0 = none, count only) */
 } oee_list_query;
 
 typedef struct oee_list_page {
   const oee_task_info **tasks; /* `len` snapshots, oldest first */
   size_t len;
-  size_t total;                /* matches over the whole store */
-  uint64_t next_index;         /* 0 when there is no further page */
+  size_t total;        /* matches over the whole store */
+  uint64_t next_index; /* 0 when there is no further page */
 } oee_list_page;
 
 /* Lists tasks in submission order. Free with oee_list_page_free(). */
@@ -317,11 +317,11 @@ typedef struct oee_worker_status {
 typedef struct oee_status {
   int running;
   int num_workers;
-  uint64_t queue_size;                         /* QUEUED tasks */
-  uint64_t by_status[OEE_TASK_STATUS_COUNT];   /* indexed by oee_task_status */
-  uint64_t total_tasks;                        /* tasks in the store */
-  double uptime_seconds;                       /* since oee_engine_start */
-  oee_worker_status *workers;                  /* num_workers entries */
+  uint64_t queue_size;                       /* QUEUED tasks */
+  uint64_t by_status[OEE_TASK_STATUS_COUNT]; /* indexed by oee_task_status */
+  uint64_t total_tasks;                      /* tasks in the store */
+  double uptime_seconds;                     /* since oee_engine_start */
+  oee_worker_status *workers;                /* num_workers entries */
 } oee_status;
 
 /* Fills *out; free with oee_status_free(). Never scans the tasks. */
@@ -333,9 +333,12 @@ void oee_status_free(oee_status *st);
 typedef struct oee_sub oee_sub;
 
 typedef struct oee_sub_filter {
-  const char *const *task_ids;   size_t n_task_ids;   /* empty = all */
-  const char *const *task_types; size_t n_task_types; /* empty = all */
-  const oee_task_status *statuses; size_t n_statuses; /* empty = all */
+  const char *const *task_ids;
+  size_t n_task_ids; /* empty = all */
+  const char *const *task_types;
+  size_t n_task_types; /* empty = all */
+  const oee_task_status *statuses;
+  size_t n_statuses; /* empty = all */
 } oee_sub_filter;
 
 /* 1 when the filter lets `t` through. */
@@ -352,8 +355,8 @@ int oee_sub_filter_match(const oee_sub_filter *f, const oee_task_info *t);
  * submission order, taken atomically with the subscription; if they do not
  * fit in `capacity`, OEE_EOVERFLOW is returned and nothing is created.
  */
-int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter,
-                         size_t capacity, int snapshot, oee_sub **out);
+int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter, size_t capacity,
+                         int snapshot, oee_sub **out);
 /* Takes the next event without waiting: 0 and *ev (caller unrefs), or
  * OEE_EAGAIN (empty), OEE_EOVERFLOW (dropped), OEE_ECLOSED (closed). */
 int oee_sub_next(oee_sub *sub, const oee_task_info **ev);

@@ -20,17 +20,16 @@ extern "C" {
 
 typedef struct oee_command {
   const char *name;
-  const char *const *argv;   /* NULL-terminated, argv[0] looked up in PATH */
+  const char *const *argv; /* NULL-terminated, argv[0] looked up in PATH */
   size_t argc;
-  double timeout_seconds;    /* 0 = no limit */
+  double timeout_seconds; /* 0 = no limit */
 } oee_command;
 
 /* An empty table. */
 int oee_exec_table_create(oee_exec_table **out);
 /* Adds a command (everything is copied). OEE_EEXISTS for a duplicate name,
  * OEE_EINVAL for an empty name/argv or a negative timeout. */
-int oee_exec_table_add(oee_exec_table *t, const char *name,
-                       const char *const *argv, size_t argc,
+int oee_exec_table_add(oee_exec_table *t, const char *name, const char *const *argv, size_t argc,
                        double timeout_seconds);
 /* The entry, or NULL. Borrowed: lives as long as the table. */
 const oee_command *oee_exec_table_find(const oee_exec_table *t, const char *name);
@@ -38,15 +37,15 @@ size_t oee_exec_table_size(const oee_exec_table *t);
 void oee_exec_table_destroy(oee_exec_table *t);
 
 typedef struct oee_proc_result {
-  int exit_code;      /* valid when !signaled */
-  int signaled;       /* 1 when killed by a signal (term_signal says which) */
+  int exit_code; /* valid when !signaled */
+  int signaled;  /* 1 when killed by a signal (term_signal says which) */
   int term_signal;
-  int timed_out;      /* killed because the timeout expired */
-  int cancelled;      /* killed because the token was cancelled */
-  char *out;          /* stdout (NUL-terminated, owned), at most max_out bytes kept */
+  int timed_out; /* killed because the timeout expired */
+  int cancelled; /* killed because the token was cancelled */
+  char *out;     /* stdout (NUL-terminated, owned), at most max_out bytes kept */
   size_t out_len;
   int out_truncated;
-  char *err_tail;     /* the last bytes of stderr (NUL-terminated, owned) */
+  char *err_tail; /* the last bytes of stderr (NUL-terminated, owned) */
 } oee_proc_result;
 
 /* Stdout bytes kept when oee_proc_run() is given max_out == 0. */
@@ -58,13 +57,12 @@ typedef struct oee_proc_result {
  * Runs argv with `input` on stdin, collecting stdout and the tail of
  * stderr, until it exits, `timeout_s` passes (0 = none) or `tok` (may be
  * NULL) is cancelled. When the command exits, whatever is left of its
- * process group (e.g. a background grandchild) is killed too. Returns 0 once the child was reaped (whatever its
- * outcome: see *res) or OEE_EIO when it could not be started (res->err_tail
- * says why). Free res with oee_proc_result_free().
+ * process group (e.g. a background grandchild) is killed too. Returns 0 once the child was reaped
+ * (whatever its outcome: see *res) or OEE_EIO when it could not be started (res->err_tail says
+ * why). Free res with oee_proc_result_free().
  */
-int oee_proc_run(const char *const *argv, const char *input, size_t input_len,
-                 double timeout_s, oee_token *tok, size_t max_out,
-                 oee_proc_result *res);
+int oee_proc_run(const char *const *argv, const char *input, size_t input_len, double timeout_s,
+                 oee_token *tok, size_t max_out, oee_proc_result *res);
 void oee_proc_result_free(oee_proc_result *res);
 
 /* Room a oee_proc_describe() message may need (the stderr tail included). */
@@ -77,8 +75,7 @@ void oee_proc_result_free(oee_proc_result *res);
  * "cancelled". The tail has its trailing whitespace removed. Returns 1 when
  * the run failed, 0 when it exited with status 0 (buf is then "").
  */
-int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf,
-                      size_t cap);
+int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf, size_t cap);
 
 /* Copies `s` without trailing whitespace (malloc'd). */
 char *oee_trim_right(const char *s);

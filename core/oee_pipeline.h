@@ -34,17 +34,16 @@ typedef enum oee_stage_status {
   OEE_STAGE_CANCELLED = 6,
 } oee_stage_status;
 
-const char *oee_strategy_name(oee_strategy s);     /* "LOCAL_FAST_PRECISE", ... */
+const char *oee_strategy_name(oee_strategy s);               /* "LOCAL_FAST_PRECISE", ... */
 int oee_strategy_parse(const char *name, oee_strategy *out); /* 0 or OEE_EINVAL */
-const char *oee_stage_status_name(oee_stage_status s); /* "pending", ... */
+const char *oee_stage_status_name(oee_stage_status s);       /* "pending", ... */
 
 /* ---- model table: the built-in `echo` plus configured command models. */
 
 int oee_model_table_create(oee_model_table **out);
 /* Adds a command model (copied). OEE_EEXISTS for duplicates or "echo". */
-int oee_model_table_add(oee_model_table *t, const char *name,
-                        const char *const *argv, size_t argc, double cost,
-                        double quality, double timeout_seconds);
+int oee_model_table_add(oee_model_table *t, const char *name, const char *const *argv, size_t argc,
+                        double cost, double quality, double timeout_seconds);
 /* 1 when `name` is "echo" or in the table (t may be NULL: echo only). */
 int oee_model_table_has(const oee_model_table *t, const char *name);
 void oee_model_table_destroy(oee_model_table *t);
@@ -54,7 +53,7 @@ void oee_model_table_destroy(oee_model_table *t);
 typedef struct oee_stage_spec {
   const char *name;
   const char *model_id;
-  int has_cost;          /* 1: `cost` overrides the model's declared cost */
+  int has_cost; /* 1: `cost` overrides the model's declared cost */
   double cost;
 } oee_stage_spec;
 
@@ -66,11 +65,11 @@ typedef struct oee_pipeline_spec {
   const oee_stage_spec *stages;
   size_t n_stages;
   oee_strategy strategy;
-  double max_time;       /* seconds from the start of the run; 0 = none */
-  double max_cost;       /* 0 = none */
-  int priority;          /* 0..10 */
-  const char *input;     /* NULL = "" */
-  const char *name;      /* NULL or "" = "pipeline:<pipeline_id>" */
+  double max_time;   /* seconds from the start of the run; 0 = none */
+  double max_cost;   /* 0 = none */
+  int priority;      /* 0..10 */
+  const char *input; /* NULL = "" */
+  const char *name;  /* NULL or "" = "pipeline:<pipeline_id>" */
 } oee_pipeline_spec;
 
 /*
@@ -89,7 +88,7 @@ typedef struct oee_stage_result {
   char *model_id;
   oee_stage_status status;
   char *output;
-  double cost;              /* charged (the override when given); 0 if never started */
+  double cost; /* charged (the override when given); 0 if never started */
   double elapsed_seconds;
   char *error_message;
 } oee_stage_result;
@@ -97,20 +96,19 @@ typedef struct oee_stage_result {
 typedef struct oee_pipeline_result {
   char task_id[OEE_ID_LEN + 1];
   char *pipeline_id;
-  oee_task_status status;   /* the pipeline task's status */
+  oee_task_status status; /* the pipeline task's status */
   oee_strategy strategy;
   oee_stage_result *stages; /* in submission order */
   size_t n_stages;
   char *output;
-  double total_cost;        /* every stage that started */
+  double total_cost; /* every stage that started */
   double elapsed_seconds;
   char *error_message;
 } oee_pipeline_result;
 
 /* A copy of the pipeline's current result. OEE_ENOENT for an unknown id or a
  * task that is not a pipeline. Free with oee_pipeline_result_free(). */
-int oee_engine_pipeline_result(oee_engine *eng, const char *task_id,
-                               oee_pipeline_result **out);
+int oee_engine_pipeline_result(oee_engine *eng, const char *task_id, oee_pipeline_result **out);
 void oee_pipeline_result_free(oee_pipeline_result *r);
 
 #ifdef __cplusplus

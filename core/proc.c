@@ -1,5 +1,5 @@
 /*
- * proc.c - the command table and the child-process runner.
+ * proc.c - the child-process runner (the command table is in exec_table.c).
  *
  * DESIGN: oee_proc_run() runs on the calling thread (a worker, or a pipeline
  * stage thread) and owns everything it creates; it shares no state with
@@ -37,132 +37,42 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 extern char **environ;
 
-/* ------------------------------------------------------------- table */
-
-struct oee_exec_table {
-  oee_command *cmds; /* `len` entries, each owning its strings */
-  size_t len;
-  size_t cap;
-};
-
-int oee_exec_table_create(oee_exec_table **out) {
-  if (out == NULL) return OEE_EINVAL;
-  *out = calloc(1, sizeof(**out));
-  return *out == NULL ? OEE_ENOMEM : 0;
-}
-
-static void command_free(oee_command *c) {
-  char **argv = (char **)c->argv;
-  for (size_t i = 0; argv != NULL && i < c->argc; i++) free(argv[i]);
-  free(argv);
-  free((char *)c->name);
-}
-
-/* Fills `c` with copies; on failure `c` holds what must be freed. */
-static int command_copy(oee_command *c, const char *name,
-                        const char *const *argv, size_t argc, double timeout) {
-  memset(c, 0, sizeof(*c));
-  c->timeout_seconds = timeout;
-  c->name = strdup(name);
-  char **copy = calloc(argc + 1, sizeof(*copy));
-  c->argv = (const char *const *)copy;
-  if (c->name == NULL || copy == NULL) return OEE_ENOMEM;
-  for (; c->argc < argc; c->argc++) {
-    copy[c->argc] = strdup(argv[c->argc]);
-    if (copy[c->argc] == NULL) return OEE_ENOMEM;
-  }
-  return 0;
-}
-
-static int args_valid(const char *name, const char *const *argv, size_t argc,
-                      double timeout) {
-  if (name == NULL || name[0] == '\0' || argv == NULL || argc == 0) return 0;
-  if (!(timeout >= 0)) return 0; /* also refuses NaN */
-  for (size_t i = 0; i < argc; i++) {
-    if (argv[i] == NULL) return 0;
-  }
-  return argv[0][0] != '\0';
-}
-
-int oee_exec_table_add(oee_exec_table *t, const char *name,
-                       const char *const *argv, size_t argc,
-                       double timeout_seconds) {
-  if (t == NULL || !args_valid(name, argv, argc, timeout_seconds)) {
-    return OEE_EINVAL;
-  }
-  if (oee_exec_table_find(t, name) != NULL) return OEE_EEXISTS;
-  if (t->len == t->cap) {
-    size_t cap = t->cap == 0 ? 8 : t->cap * 2;
-    oee_command *grown = realloc(t->cmds, cap * sizeof(*grown));
-    if (grown == NULL) return OEE_ENOMEM;
-    t->cmds = grown;
-    t->cap = cap;
-  }
-  oee_command *c = &t->cmds[t->len];
-  int rc = command_copy(c, name, argv, argc, timeout_seconds);
-  if (rc != 0) {
-    command_free(c);
-    return rc;
-  }
-  t->len++;
-  return 0;
-}
-
-const oee_command *oee_exec_table_find(const oee_exec_table *t,
-                                       const char *name) {
-  if (t == NULL || name == NULL) return NULL;
-  for (size_t i = 0; i < t->len; i++) {
-    if (strcmp(t->cmds[i].name, name) == 0) return &t->cmds[i];
-  }
-  return NULL;
-}
-
-size_t oee_exec_table_size(const oee_exec_table *t) {
-  return t == NULL ? 0 : t->len;
-}
-
-void oee_exec_table_destroy(oee_exec_table *t) {
-  if (t == NULL) return;
-  for (size_t i = 0; i < t->len; i++) command_free(&t->cmds[i]);
-  free(t->cmds);
-  free(t);
-}
-
 /* ------------------------------------------------------------ runner */
 
 #define TAIL_CAP OEE_PROC_ERR_TAIL /* bytes of stderr kept */
-#define READ_CHUNK 16384         /* bytes per read() */
-#define TICK_MS 20               /* poll period without pidfd/eventfd */
-#define EXIT_GRACE_NS 1000000000 /* drain time after the child exited */
+#define READ_CHUNK 16384           /* bytes per read() */
+#define TICK_MS 20                 /* poll period without pidfd/eventfd */
+#define EXIT_GRACE_NS 1000000000   /* drain time after the child exited */
 
 typedef struct run {
   pid_t pid;
-  int pidfd;         /* -1 when the kernel has no pidfd_open */
-  int in_fd;         /* parent ends; -1 once closed */
+  int pidfd; /* -1 when the kernel has no pidfd_open */
+  int in_fd; /* parent ends; -1 once closed */
   int out_fd;
   int err_fd;
   const char *input;
   size_t input_len;
-  size_t input_off;  /* bytes of input already written */
+  size_t input_off; /* bytes of input already written */
   size_t max_out;
-  char *out;         /* stdout kept so far, out_len <= max_out */
+  char *out; /* stdout kept so far, out_len <= max_out */
   size_t out_len;
   size_t out_cap;
   int out_truncated;
   char tail[TAIL_CAP];
   size_t tail_len;
   oee_token *tok;
-  int tok_fd;        /* -1 when none */
-  int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0 = none */
-  int64_t exited_ns;    /* when the child's exit was seen; 0 = still running */
+  int tok_fd;          /* -1 when none */
+  int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+  int64_t exited_ns;   /* when the child's exit was seen; 0 = still running */
   int killed;
   int timed_out;
   int cancelled;
-  int oom;           /* an allocation for stdout failed; output is cut */
+  int oom; /* an allocation for stdout failed; output is cut */
 } run;
 
 static void close_fd(int *fd) {
@@ -182,8 +92,7 @@ static int make_pipes(int in[2], int out[2], int err[2]) {
   if (pipe2(in, O_CLOEXEC) != 0) return -1;
   if (pipe2(out, O_CLOEXEC) != 0) return -1;
   if (pipe2(err, O_CLOEXEC) != 0) return -1;
-  if (set_nonblock(in[1]) != 0 || set_nonblock(out[0]) != 0 ||
-      set_nonblock(err[0]) != 0) {
+  if (set_nonblock(in[1]) != 0 || set_nonblock(out[0]) != 0 || set_nonblock(err[0]) != 0) {
     return -1;
   }
   return 0;
@@ -195,8 +104,7 @@ static int spawn_attrs(posix_spawnattr_t *attr) {
   sigfillset(&all);
   int rc = posix_spawnattr_init(attr);
   if (rc != 0) return rc;
-  short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                POSIX_SPAWN_SETSIGDEF;
+  short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   if ((rc = posix_spawnattr_setflags(attr, flags)) != 0) return rc;
   if ((rc = posix_spawnattr_setpgroup(attr, 0)) != 0) return rc;
   if ((rc = posix_spawnattr_setsigmask(attr, &none)) != 0) return rc;
@@ -205,8 +113,7 @@ static int spawn_attrs(posix_spawnattr_t *attr) {
   return posix_spawnattr_setsigdefault(attr, &all);
 }
 
-static int spawn_actions(posix_spawn_file_actions_t *fa, int in[2],
-                         int out[2], int err[2]) {
+static int spawn_actions(posix_spawn_file_actions_t *fa, int in[2], int out[2], int err[2]) {
   int rc = posix_spawn_file_actions_init(fa);
   if (rc != 0) return rc;
   if ((rc = posix_spawn_file_actions_adddup2(fa, in[0], 0)) != 0) return rc;
@@ -240,8 +147,7 @@ static int spawn_child(const char *const *argv, run *r) {
     rc = spawn_actions(&fa, in, out, err);
   }
   if (rc == 0) {
-    rc = posix_spawnp(&r->pid, argv[0], &fa, &attr, (char *const *)argv,
-                      environ);
+    rc = posix_spawnp(&r->pid, argv[0], &fa, &attr, (char *const *)argv, environ);
   }
   if (have_fa) posix_spawn_file_actions_destroy(&fa);
   if (have_attr) posix_spawnattr_destroy(&attr);
@@ -282,7 +188,7 @@ static void out_append(run *r, const char *buf, size_t n) {
   if (r->out_len + n + 1 > r->out_cap) {
     size_t cap = r->out_cap == 0 ? 4096 : r->out_cap;
     while (cap < r->out_len + n + 1) cap *= 2;
-    char *grown = realloc(r->out, cap);
+    char *grown = oee_realloc(r->out, cap);
     if (grown == NULL) {
       r->oom = r->out_truncated = 1;
       return;
@@ -300,8 +206,10 @@ static void drain(run *r, int *fd, int is_err) {
   for (;;) {
     ssize_t n = read(*fd, buf, sizeof(buf));
     if (n > 0) {
-      if (is_err) tail_append(r, buf, (size_t)n);
-      else out_append(r, buf, (size_t)n);
+      if (is_err)
+        tail_append(r, buf, (size_t)n);
+      else
+        out_append(r, buf, (size_t)n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -315,8 +223,7 @@ static void drain(run *r, int *fd, int is_err) {
  * the child stopped reading (EPIPE: SIGPIPE is blocked, see the DESIGN). */
 static void pump_input(run *r) {
   while (r->in_fd >= 0 && r->input_off < r->input_len) {
-    ssize_t n = write(r->in_fd, r->input + r->input_off,
-                      r->input_len - r->input_off);
+    ssize_t n = write(r->in_fd, r->input + r->input_off, r->input_len - r->input_off);
     if (n > 0) {
       r->input_off += (size_t)n;
     } else if (n < 0 && errno == EINTR) {
@@ -380,8 +287,7 @@ static int poll_timeout_ms(const run *r, int64_t now) {
   int64_t left = until - now;
   if (left > 60 * (int64_t)1000000000) left = 60 * (int64_t)1000000000;
   int ms = until < 0 ? -1 : left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-  int need_tick = r->exited_ns == 0 &&
-                  (r->pidfd < 0 || (r->tok != NULL && r->tok_fd < 0));
+  int need_tick = r->exited_ns == 0 && (r->pidfd < 0 || (r->tok != NULL && r->tok_fd < 0));
   if (need_tick && (ms < 0 || ms > TICK_MS)) ms = TICK_MS;
   return ms;
 }
@@ -405,9 +311,12 @@ static void poll_once(run *r) {
   if (rc <= 0) return; /* timeout or EINTR: the caller re-checks */
   for (nfds_t i = 0; i < n; i++) {
     if (p[i].revents == 0) continue;
-    if (fds[i] == &r->in_fd) pump_input(r);
-    else if (fds[i] == &r->out_fd) drain(r, &r->out_fd, 0);
-    else if (fds[i] == &r->err_fd) drain(r, &r->err_fd, 1);
+    if (fds[i] == &r->in_fd)
+      pump_input(r);
+    else if (fds[i] == &r->out_fd)
+      drain(r, &r->out_fd, 0);
+    else if (fds[i] == &r->err_fd)
+      drain(r, &r->err_fd, 1);
   }
 }
 
@@ -459,35 +368,40 @@ static int sigpipe_block(sigset_t *old) {
 }
 
 static void result_fill(run *r, oee_proc_result *res) {
-  if (r->out == NULL) r->out = malloc(1);
+  if (r->out == NULL) r->out = oee_malloc(1);
   if (r->out != NULL) r->out[r->out_len] = '\0';
   res->out = r->out;
   res->out_len = r->out == NULL ? 0 : r->out_len;
   res->out_truncated = r->out_truncated;
   res->timed_out = r->timed_out;
   res->cancelled = r->cancelled;
-  res->err_tail = strndup(r->tail, r->tail_len);
+  res->err_tail = oee_strndup(r->tail, r->tail_len);
   r->out = NULL;
 }
 
 static void start_failed(const char *cmd, int err, oee_proc_result *res) {
   char msg[512];
   snprintf(msg, sizeof(msg), "cannot start %s: %s", cmd, strerror(err));
-  res->err_tail = strdup(msg);
+  res->err_tail = oee_strdup(msg);
   res->exit_code = -1;
 }
 
-int oee_proc_run(const char *const *argv, const char *input, size_t input_len,
-                 double timeout_s, oee_token *tok, size_t max_out,
-                 oee_proc_result *res) {
+int oee_proc_run(const char *const *argv, const char *input, size_t input_len, double timeout_s,
+                 oee_token *tok, size_t max_out, oee_proc_result *res) {
   if (res == NULL) return OEE_EINVAL;
   memset(res, 0, sizeof(*res)); /* so that freeing is safe on every path */
-  if (argv == NULL || argv[0] == NULL || !(timeout_s >= 0) ||
-      (input == NULL && input_len != 0)) {
+  if (argv == NULL || argv[0] == NULL || !(timeout_s >= 0) || (input == NULL && input_len != 0)) {
     return OEE_EINVAL;
   }
-  run r = {.pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1,
-           .input = input, .input_len = input_len, .tok = tok, .tok_fd = -1,
+  run r = {.pid = -1,
+           .pidfd = -1,
+           .in_fd = -1,
+           .out_fd = -1,
+           .err_fd = -1,
+           .input = input,
+           .input_len = input_len,
+           .tok = tok,
+           .tok_fd = -1,
            .max_out = max_out == 0 ? OEE_PROC_MAX_OUT_DEFAULT : max_out};
   sigset_t old;
   int was_pending = sigpipe_block(&old);
@@ -511,22 +425,22 @@ cleanup:
   close_fd(&r.out_fd);
   close_fd(&r.err_fd);
   close_fd(&r.pidfd);
-  free(r.out);
+  oee_free(r.out);
   sigpipe_restore(&old, was_pending);
   return rc;
 }
 
 void oee_proc_result_free(oee_proc_result *res) {
   if (res == NULL) return;
-  free(res->out);
-  free(res->err_tail);
+  oee_free(res->out);
+  oee_free(res->err_tail);
   memset(res, 0, sizeof(*res));
 }
 
 static size_t trimmed_len(const char *s) {
   size_t n = strlen(s);
-  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
-                   s[n - 1] == '\r' || s[n - 1] == '\v' || s[n - 1] == '\f')) {
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
+                   s[n - 1] == '\v' || s[n - 1] == '\f')) {
     n--;
   }
   return n;
@@ -534,13 +448,11 @@ static size_t trimmed_len(const char *s) {
 
 char *oee_trim_right(const char *s) {
   if (s == NULL) s = "";
-  return strndup(s, trimmed_len(s));
+  return oee_strndup(s, trimmed_len(s));
 }
 
-int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf,
-                      size_t cap) {
-  if (cap == 0) return res->cancelled || res->timed_out || res->signaled ||
-                       res->exit_code != 0;
+int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf, size_t cap) {
+  if (cap == 0) return res->cancelled || res->timed_out || res->signaled || res->exit_code != 0;
   const char *tail = res->err_tail == NULL ? "" : res->err_tail;
   int tn = (int)trimmed_len(tail);
   const char *sep = tn > 0 ? ": " : "";

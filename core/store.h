@@ -36,11 +36,9 @@ typedef struct oee_store_ops {
   /* A page of snapshots (references taken) in submission order. */
   int (*list)(oee_store *s, const oee_list_query *q, oee_list_page *out);
   /* Removes finished tasks but the `keep` most recently finished. */
-  long (*clear_completed)(oee_store *s, long keep, oee_store_drop_fn drop,
-                          void *arg);
+  long (*clear_completed)(oee_store *s, long keep, oee_store_drop_fn drop, void *arg);
   /* Counts by status (indexed by oee_task_status) and the total. */
-  void (*counts)(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT],
-                 uint64_t *total);
+  void (*counts)(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total);
   void (*foreach)(oee_store *s, oee_store_visit_fn visit, void *arg);
   /* Drops every task and frees the store. */
   void (*destroy)(oee_store *s, oee_store_drop_fn drop, void *arg);

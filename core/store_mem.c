@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "core/store.h"
 
 /* A bit per order slot, and a summary bit per word that has any bit set. */
@@ -47,7 +48,7 @@ typedef struct mem_store {
   slot *order;
   size_t order_len, order_cap, holes;
   bitmap bits[OEE_TASK_STATUS_COUNT]; /* order slots per status; order_cap bits */
-  oee_task *done_head, *done_tail; /* oldest, newest finished */
+  oee_task *done_head, *done_tail;    /* oldest, newest finished */
   size_t ndone;
   uint64_t by_status[OEE_TASK_STATUS_COUNT];
   type_count *types; /* few distinct types: a list is enough */
@@ -79,7 +80,7 @@ static size_t summary_words(size_t cap) { return (cap / 64 + 63) / 64; }
 
 /* Grows one array of words from `old` to `n` words, zeroing the new ones. */
 static int words_grow(uint64_t **a, size_t old, size_t n) {
-  uint64_t *p = realloc(*a, n * sizeof(*p));
+  uint64_t *p = oee_realloc(*a, n * sizeof(*p));
   if (p == NULL) return OEE_ENOMEM;
   memset(p + old, 0, (n - old) * sizeof(*p));
   *a = p;
@@ -93,8 +94,8 @@ static int bits_grow(bitmap *b, size_t old, size_t cap) {
 }
 
 static void bits_free(bitmap *b) {
-  free(b->words);
-  free(b->summary);
+  oee_free(b->words);
+  oee_free(b->summary);
 }
 
 /* The first word at or after `w` (and before `n`) with a bit set, or n. */
@@ -113,7 +114,7 @@ static size_t next_word(const bitmap *b, size_t w, size_t n) {
 
 static int grow_buckets(mem_store *m) {
   size_t n = m->nbuckets ? m->nbuckets * 2 : 1024;
-  oee_task **b = calloc(n, sizeof(*b));
+  oee_task **b = oee_calloc(n, sizeof(*b));
   if (b == NULL) return OEE_ENOMEM;
   for (size_t i = 0; i < m->nbuckets; i++) {
     oee_task *t = m->buckets[i];
@@ -125,7 +126,7 @@ static int grow_buckets(mem_store *m) {
       t = next;
     }
   }
-  free(m->buckets);
+  oee_free(m->buckets);
   m->buckets = b;
   m->nbuckets = n;
   return 0;
@@ -137,11 +138,11 @@ static type_count *type_find(mem_store *m, const char *name, int create) {
   }
   if (!create) return NULL;
   size_t len = strlen(name) + 1;
-  type_count *c = calloc(1, sizeof(*c) + len);
+  type_count *c = oee_calloc(1, sizeof(*c) + len);
   if (c == NULL) return NULL;
   if (m->order_cap && bits_grow(&c->bits, 0, m->order_cap) != 0) {
     bits_free(&c->bits);
-    free(c);
+    oee_free(c);
     return NULL;
   }
   memcpy(c->name, name, len);
@@ -161,7 +162,7 @@ static int reserve_order(mem_store *m) {
   for (type_count *c = m->types; c; c = c->next) {
     if (bits_grow(&c->bits, m->order_cap, cap) != 0) return OEE_ENOMEM;
   }
-  slot *o = realloc(m->order, cap * sizeof(*o));
+  slot *o = oee_realloc(m->order, cap * sizeof(*o));
   if (o == NULL) return OEE_ENOMEM;
   m->order = o;
   m->order_cap = cap;
@@ -277,7 +278,7 @@ static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
   out->total = list_total(m, q);
   if (q->limit == 0 || out->total == 0) return 0;
   size_t cap = q->limit < out->total ? q->limit : out->total;
-  out->tasks = malloc(cap * sizeof(*out->tasks));
+  out->tasks = oee_malloc(cap * sizeof(*out->tasks));
   if (out->tasks == NULL) return OEE_ENOMEM;
   const bitmap *sb = q->status != OEE_TASK_UNSPECIFIED ? &m->bits[q->status] : NULL;
   const bitmap *tb = NULL;
@@ -363,8 +364,7 @@ static long mem_clear(oee_store *s, long keep, oee_store_drop_fn drop, void *arg
   return removed;
 }
 
-static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT],
-                       uint64_t *total) {
+static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total) {
   mem_store *m = (mem_store *)s;
   memcpy(by_status, m->by_status, sizeof(m->by_status));
   *total = m->ntasks;
@@ -385,19 +385,19 @@ static void mem_destroy(oee_store *s, oee_store_drop_fn drop, void *arg) {
   while (m->types) {
     type_count *next = m->types->next;
     bits_free(&m->types->bits);
-    free(m->types);
+    oee_free(m->types);
     m->types = next;
   }
   for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) bits_free(&m->bits[st]);
-  free(m->order);
-  free(m->buckets);
-  free(m);
+  oee_free(m->order);
+  oee_free(m->buckets);
+  oee_free(m);
 }
 
 void oee_list_page_free(oee_list_page *page) {
   if (page == NULL) return;
   for (size_t i = 0; i < page->len; i++) oee_task_info_unref(page->tasks[i]);
-  free(page->tasks);
+  oee_free(page->tasks);
   memset(page, 0, sizeof(*page));
 }
 
@@ -413,7 +413,7 @@ static const oee_store_ops mem_ops = {
 };
 
 oee_store *oee__store_mem_create(void) {
-  mem_store *m = calloc(1, sizeof(*m));
+  mem_store *m = oee_calloc(1, sizeof(*m));
   if (m == NULL) return NULL;
   m->base.ops = &mem_ops;
   return &m->base;

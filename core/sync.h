@@ -1,7 +1,8 @@
 /*
- * sync.h - pthread wrappers that abort on failure. A failed mutex or
- * condition call means memory corruption or a broken invariant, never bad
- * input, so there is nothing sensible to return to the caller.
+ * sync.h - pthread wrappers. Creation may fail for lack of resources, so
+ * the init helpers return 0 or OEE_ENOMEM and their callers clean up. Once
+ * made, a failed lock, unlock, wait or signal means memory corruption or a
+ * broken invariant, never bad input, so those wrappers abort.
  */
 #ifndef OEE_SYNC_H
 #define OEE_SYNC_H
@@ -11,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "core/oee.h"
 
 static inline void oee__lock(pthread_mutex_t *m) {
   if (pthread_mutex_lock(m) != 0) abort();
@@ -28,13 +31,20 @@ static inline void oee__broadcast(pthread_cond_t *c) {
   if (pthread_cond_broadcast(c) != 0) abort();
 }
 
-/* A condition variable on CLOCK_MONOTONIC, so waits survive clock jumps. */
-static inline void oee__cond_init(pthread_cond_t *c) {
+/* A default mutex. 0 or OEE_ENOMEM (the only failures are resources). */
+static inline int oee__mutex_init(pthread_mutex_t *m) {
+  return pthread_mutex_init(m, NULL) == 0 ? 0 : OEE_ENOMEM;
+}
+
+/* A condition variable on CLOCK_MONOTONIC, so waits survive clock jumps.
+ * 0 or OEE_ENOMEM; nothing is left to destroy on failure. */
+static inline int oee__cond_init(pthread_cond_t *c) {
   pthread_condattr_t a;
-  if (pthread_condattr_init(&a) != 0) abort();
-  if (pthread_condattr_setclock(&a, CLOCK_MONOTONIC) != 0) abort();
-  if (pthread_cond_init(c, &a) != 0) abort();
+  if (pthread_condattr_init(&a) != 0) return OEE_ENOMEM;
+  int rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  if (rc == 0) rc = pthread_cond_init(c, &a);
   pthread_condattr_destroy(&a);
+  return rc == 0 ? 0 : OEE_ENOMEM;
 }
 
 static inline void oee__wait(pthread_cond_t *c, pthread_mutex_t *m) {
@@ -42,8 +52,7 @@ static inline void oee__wait(pthread_cond_t *c, pthread_mutex_t *m) {
 }
 
 /* Waits until the absolute CLOCK_MONOTONIC deadline (ns); 1 on timeout. */
-static inline int oee__wait_until(pthread_cond_t *c, pthread_mutex_t *m,
-                                  int64_t deadline_ns) {
+static inline int oee__wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ns) {
   struct timespec ts;
   ts.tv_sec = (time_t)(deadline_ns / 1000000000);
   ts.tv_nsec = (long)(deadline_ns % 1000000000);

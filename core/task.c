@@ -3,7 +3,7 @@
  *
  * A snapshot is a single allocation laid out as
  *   [refs][oee_task_info][oee_kv x context_len][string bytes ...]
- * so that freeing it is one free() and reading it touches one block.
+ * so that freeing it is one oee_free() and reading it touches one block.
  */
 #include "core/task.h"
 
@@ -11,15 +11,17 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uuid/uuid.h>
+
+#include "core/id.h"
+
+#include "core/oee_alloc.h"
 
 typedef struct snap_block {
   atomic_uint refs;
   oee_task_info info;
 } snap_block;
 
-#define SNAP_OF(t) \
-  ((snap_block *)((char *)(t) - offsetof(snap_block, info)))
+#define SNAP_OF(t) ((snap_block *)((char *)(t)-offsetof(snap_block, info)))
 
 static const char *const status_names[OEE_TASK_STATUS_COUNT] = {
     "unspecified", "queued", "running", "done", "error", "cancelled",
@@ -45,11 +47,7 @@ int oee_task_transition_check(oee_task_status from, oee_task_status to) {
   }
 }
 
-void oee__new_id(char out[OEE_ID_LEN + 1]) {
-  uuid_t u;
-  uuid_generate_random(u);
-  uuid_unparse_lower(u, out);
-}
+void oee__new_id(char out[OEE_ID_LEN + 1]) { oee__id_new(out); }
 
 static size_t slen(const char *s) { return s ? strlen(s) + 1 : 1; }
 
@@ -68,12 +66,11 @@ static const char *put_str(char **cursor, const char *s) {
 
 oee_task_info *oee__snap_pack(const oee_task_info *d) {
   size_t bytes = sizeof(snap_block) + d->context_len * sizeof(oee_kv);
-  bytes += slen(d->name) + slen(d->task_type) + slen(d->result) +
-           slen(d->error_message);
+  bytes += slen(d->name) + slen(d->task_type) + slen(d->result) + slen(d->error_message);
   for (size_t i = 0; i < d->context_len; i++) {
     bytes += slen(d->context[i].key) + slen(d->context[i].value);
   }
-  snap_block *b = malloc(bytes);
+  snap_block *b = oee_malloc(bytes);
   if (b == NULL) return NULL;
   atomic_init(&b->refs, 1);
   oee_task_info *t = &b->info;
@@ -101,7 +98,7 @@ void oee_task_info_unref(const oee_task_info *t) {
   if (t == NULL) return;
   snap_block *b = SNAP_OF(t);
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
-    free(b);
+    oee_free(b);
   }
 }
 
@@ -124,8 +121,8 @@ static int kv_cmp(const void *a, const void *b) {
   return strcmp(((const oee_kv *)a)->key, ((const oee_kv *)b)->key);
 }
 
-int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
-                        oee_kv **out, oee_error *err) {
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n, oee_kv **out,
+                        oee_error *err) {
   *out = NULL;
   if (n == 0) return 0;
   if (kv == NULL) return oee_error_set(err, OEE_EINVAL, "context entries are missing");
@@ -134,15 +131,14 @@ int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
       return oee_error_set(err, OEE_EINVAL, "context entry %zu has no key or no value", i);
     }
   }
-  oee_kv *copy = n <= buf_n ? buf : malloc(n * sizeof(*copy));
+  oee_kv *copy = n <= buf_n ? buf : oee_malloc(n * sizeof(*copy));
   if (copy == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory copying the context");
   memcpy(copy, kv, n * sizeof(*copy));
   if (n > 1) qsort(copy, n, sizeof(*copy), kv_cmp);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(copy[i - 1].key, copy[i].key) == 0) {
-      oee_error_set(err, OEE_EINVAL, "context key \"%.64s\" appears more than once",
-                    copy[i].key);
-      if (copy != buf) free(copy);
+      oee_error_set(err, OEE_EINVAL, "context key \"%.64s\" appears more than once", copy[i].key);
+      if (copy != buf) oee_free(copy);
       return OEE_EINVAL;
     }
   }

@@ -53,10 +53,13 @@ oee_task_info *oee__snap_pack(const oee_task_info *draft);
  * duplicate key or NULL value (the reason in *err, which may be NULL),
  * OEE_ENOMEM. *out is NULL when n == 0.
  */
-int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n,
-                        oee_kv **out, oee_error *err);
+int oee__context_sorted(const oee_kv *kv, size_t n, oee_kv *buf, size_t buf_n, oee_kv **out,
+                        oee_error *err);
 
-/* Writes a fresh random (v4) UUID, lower case, NUL-terminated. */
+/*
+ * Writes a new task id, a UUID v7 in lower case, NUL-terminated; the same as
+ * oee__id_new() in core/id.h, kept under this name for the task's callers.
+ */
 void oee__new_id(char out[OEE_ID_LEN + 1]);
 
 #endif /* OEE_TASK_H */

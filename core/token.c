@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/sync.h"
 
 struct oee_token {
@@ -23,14 +24,20 @@ struct oee_token {
 };
 
 int oee_token_create(oee_token **out) {
-  oee_token *t = calloc(1, sizeof(*t));
+  oee_token *t = oee_calloc(1, sizeof(*t));
   if (t == NULL) return OEE_ENOMEM;
   atomic_init(&t->cancelled, 0);
-  pthread_mutex_init(&t->lock, NULL);
-  oee__cond_init(&t->cond);
+  if (oee__mutex_init(&t->lock) != 0) goto fail;
+  if (oee__cond_init(&t->cond) != 0) {
+    pthread_mutex_destroy(&t->lock);
+    goto fail;
+  }
   t->efd = -1;
   *out = t;
   return 0;
+fail:
+  oee_free(t);
+  return OEE_ENOMEM;
 }
 
 void oee_token_destroy(oee_token *t) {
@@ -38,7 +45,7 @@ void oee_token_destroy(oee_token *t) {
   if (t->efd >= 0) close(t->efd);
   pthread_cond_destroy(&t->cond);
   pthread_mutex_destroy(&t->lock);
-  free(t);
+  oee_free(t);
 }
 
 int oee_token_cancelled(const oee_token *t) {

@@ -24,8 +24,8 @@ static const oee_task_info *wait_done(oee_engine *eng, const char *id) {
   }
 }
 
-static void submit(oee_engine *eng, const char *name, const char *type, int prio,
-                   const char *msg, char id[OEE_ID_LEN + 1]) {
+static void submit(oee_engine *eng, const char *name, const char *type, int prio, const char *msg,
+                   char id[OEE_ID_LEN + 1]) {
   oee_kv kv = {"message", msg};
   oee_submit req = {name, type, prio, &kv, 1};
   const oee_task_info *t;
@@ -43,17 +43,20 @@ static void demo_basic(oee_engine *eng) {
   char id[OEE_ID_LEN + 1];
   submit(eng, "My Task", "echo", 5, "hello from OEE", id);
   const oee_task_info *t = wait_done(eng, id);
-  printf("task %s: status=%s result=\"%s\" worker=%d\n", t->id,
-         oee_task_status_name(t->status), t->result, t->worker_id);
+  printf("task %s: status=%s result=\"%s\" worker=%d\n", t->id, oee_task_status_name(t->status),
+         t->result, t->worker_id);
   oee_task_info_unref(t);
 }
 
 static void demo_priority(oee_engine *eng) {
   printf("== 1. priority ordering (higher first, FIFO among equals)\n");
-  static const struct { const char *name; int prio; } tasks[] = {
-      {"background", 2}, {"normal-a", 5}, {"critical", 9}, {"normal-b", 5}};
+  static const struct {
+    const char *name;
+    int prio;
+  } tasks[] = {{"background", 2}, {"normal-a", 5}, {"critical", 9}, {"normal-b", 5}};
   char ids[4][OEE_ID_LEN + 1];
-  for (int i = 0; i < 4; i++) submit(eng, tasks[i].name, "echo", tasks[i].prio, tasks[i].name, ids[i]);
+  for (int i = 0; i < 4; i++)
+    submit(eng, tasks[i].name, "echo", tasks[i].prio, tasks[i].name, ids[i]);
   oee_engine_start(eng);
   const oee_task_info *done[4];
   for (int i = 0; i < 4; i++) done[i] = wait_done(eng, ids[i]);
@@ -72,9 +75,13 @@ static void demo_priority(oee_engine *eng) {
 static void demo_pipeline(oee_engine *eng) {
   printf("== 3. pipeline (LOCAL_FAST_PRECISE: echo -> upper)\n");
   oee_stage_spec stages[] = {{"Stage 1", "echo", 0, 0}, {"Stage 2", "upper", 0, 0}};
-  oee_pipeline_spec spec = {.pipeline_id = "my_pipeline", .stages = stages,
-                            .n_stages = 2, .strategy = OEE_STRATEGY_LOCAL_FAST_PRECISE,
-                            .max_time = 30, .max_cost = 10, .priority = 8,
+  oee_pipeline_spec spec = {.pipeline_id = "my_pipeline",
+                            .stages = stages,
+                            .n_stages = 2,
+                            .strategy = OEE_STRATEGY_LOCAL_FAST_PRECISE,
+                            .max_time = 30,
+                            .max_cost = 10,
+                            .priority = 8,
                             .input = "orchestrate me"};
   const oee_task_info *t;
   int rc = oee_engine_submit_pipeline(eng, &spec, &t, NULL);
@@ -101,8 +108,8 @@ static void demo_status(oee_engine *eng) {
   oee_status st;
   oee_engine_status(eng, &st);
   printf("running=%d workers=%d queue_size=%llu total=%llu uptime=%.3fs\n", st.running,
-         st.num_workers, (unsigned long long)st.queue_size,
-         (unsigned long long)st.total_tasks, st.uptime_seconds);
+         st.num_workers, (unsigned long long)st.queue_size, (unsigned long long)st.total_tasks,
+         st.uptime_seconds);
   for (int s = OEE_TASK_QUEUED; s <= OEE_TASK_CANCELLED; s++) {
     printf("  %-9s %llu\n", oee_task_status_name((oee_task_status)s),
            (unsigned long long)st.by_status[s]);

@@ -28,31 +28,40 @@ struct oee_rpc_server {
 struct oee_rpc_call {
   oee_rpc_server *srv;
   const registered *reg;
-  ProtobufCMessage *req;       /* owned; freed after on_done */
+  ProtobufCMessage *req; /* owned; freed after on_done */
   oee_rpc_call_callbacks cbs;
   void *user;
-  int refs;                    /* extra references (oee_rpc_call_ref) */
-  int finished;                /* a status was sent */
-  int cancelled;               /* the client went away first */
+  int refs;      /* extra references (oee_rpc_call_ref) */
+  int finished;  /* a status was sent */
+  int cancelled; /* the client went away first */
   int write_in_flight;
-  int in_callback;             /* guards against re-entrant on_writable */
+  int in_callback; /* guards against re-entrant on_writable */
   oee_fake_outcome *out;
 };
 
 /* ---------------------------------------------------------------- server */
 
-oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
-                                      const oee_rpc_server_options *opts,
-                                      int *port) {
-  (void)listen_addr;
+/* Nothing listens: every address "binds", and the port is always 0. */
+int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out) {
   (void)opts;
-  oee_rpc_server *s = calloc(1, sizeof(*s));
-  if (s && port) *port = 0;
+  if (out != NULL) *out = NULL;
+  if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
+  *out = calloc(1, sizeof(**out));
+  if (*out == NULL) return OEE_RPC_ENOMEM;
+  if (port) *port = 0;
+  return 0;
+}
+
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr, const oee_rpc_server_options *opts,
+                                      int *port) {
+  oee_rpc_server *s = NULL;
+  (void)oee_rpc_server_open(listen_addr, opts, port, &s);
   return s;
 }
 
-int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods,
-                               size_t n, void *ctx) {
+int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods, size_t n,
+                               void *ctx) {
   if (srv == NULL || methods == NULL) return OEE_RPC_EINVAL;
   if (srv->started) return OEE_RPC_ESTATE;
   if (srv->n_methods + n > MAX_METHODS) return OEE_RPC_ENOMEM;
@@ -71,8 +80,8 @@ int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *method
   return 0;
 }
 
-void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud),
-                             void *ud, int interval_ms) {
+void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud), void *ud,
+                             int interval_ms) {
   srv->tick = tick;
   srv->tick_ud = ud;
   srv->tick_interval_ms = interval_ms;
@@ -121,8 +130,7 @@ void oee_fake_tick(oee_rpc_server *srv) {
 
 /* ----------------------------------------------------------------- calls */
 
-void oee_rpc_call_set_callbacks(oee_rpc_call *call, const oee_rpc_call_callbacks *cbs,
-                                void *user) {
+void oee_rpc_call_set_callbacks(oee_rpc_call *call, const oee_rpc_call_callbacks *cbs, void *user) {
   if (cbs) {
     call->cbs = *cbs;
   } else {
@@ -232,8 +240,8 @@ int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed) {
   }
   /* The bytes must be one response message: decode them as a client would. */
   size_t len = GRPC_SLICE_LENGTH(packed);
-  ProtobufCMessage *m = protobuf_c_message_unpack(call->reg->m.response, NULL, len,
-                                                  GRPC_SLICE_START_PTR(packed));
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(call->reg->m.response, NULL, len, GRPC_SLICE_START_PTR(packed));
   if (m == NULL) {
     call->out->bad_messages++;
     return OEE_RPC_EINVAL;
@@ -262,8 +270,7 @@ int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code, const char *me
 
 /* ------------------------------------------------------ harness controls */
 
-static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg,
-                              oee_fake_outcome *out) {
+static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg, oee_fake_outcome *out) {
   oee_rpc_call *c = calloc(1, sizeof(*c));
   if (c == NULL) abort();
   c->srv = srv;
@@ -274,8 +281,8 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg,
 }
 
 oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_t *data,
-                             size_t size, void (*patch)(ProtobufCMessage *, void *),
-                             void *ud, oee_fake_outcome *out) {
+                             size_t size, void (*patch)(ProtobufCMessage *, void *), void *ud,
+                             oee_fake_outcome *out) {
   memset(out, 0, sizeof(*out));
   void *ctx = NULL;
   const oee_rpc_method *m = oee_fake_find(srv, path, &ctx);

@@ -26,21 +26,20 @@
 
 /* What one call did, filled as it happens. */
 typedef struct oee_fake_outcome {
-  int decoded;            /* 1: the request decoded and the handler ran */
-  int replies;            /* oee_rpc_call_reply accepted */
-  int statuses;           /* fail/finish accepted (the status sent) */
-  int writes;             /* stream messages accepted */
-  int refused;            /* calls the runtime refused (EBUSY, ECLOSED, EINVAL) */
-  int bad_messages;       /* a message of the wrong type or that did not encode */
-  grpc_status_code code;  /* the status sent (OK for a reply) */
-  char message[512];      /* its message */
-  uint8_t *reply;         /* packed bytes of the last reply/write (malloc'd) */
+  int decoded;           /* 1: the request decoded and the handler ran */
+  int replies;           /* oee_rpc_call_reply accepted */
+  int statuses;          /* fail/finish accepted (the status sent) */
+  int writes;            /* stream messages accepted */
+  int refused;           /* calls the runtime refused (EBUSY, ECLOSED, EINVAL) */
+  int bad_messages;      /* a message of the wrong type or that did not encode */
+  grpc_status_code code; /* the status sent (OK for a reply) */
+  char message[512];     /* its message */
+  uint8_t *reply;        /* packed bytes of the last reply/write (malloc'd) */
   size_t reply_len;
 } oee_fake_outcome;
 
 /* The method registered under path and its ctx, or NULL. */
-const oee_rpc_method *oee_fake_find(oee_rpc_server *srv, const char *path,
-                                    void **ctx);
+const oee_rpc_method *oee_fake_find(oee_rpc_server *srv, const char *path, void **ctx);
 
 /* Starts a call of path with raw request bytes. For unary and
  * server-streaming methods the bytes are decoded first (not decoded: the
@@ -48,10 +47,9 @@ const oee_rpc_method *oee_fake_find(oee_rpc_server *srv, const char *path,
  * `patch` (may be NULL) may edit the decoded request before the handler
  * runs. Returns the live call (end it with oee_fake_end) or NULL when the
  * call already ended. *out must stay valid until the call has ended. */
-oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path,
-                             const uint8_t *data, size_t size,
-                             void (*patch)(ProtobufCMessage *req, void *ud),
-                             void *ud, oee_fake_outcome *out);
+oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_t *data,
+                             size_t size, void (*patch)(ProtobufCMessage *req, void *ud), void *ud,
+                             oee_fake_outcome *out);
 /* 1 when the call was answered (status sent) or cancelled. */
 int oee_fake_ended(const oee_rpc_call *call);
 /* Completes the write in flight, if any, and runs on_writable. Returns 1 if
@@ -60,8 +58,7 @@ int oee_fake_complete_write(oee_rpc_call *call);
 /* Client/bidi streaming: delivers raw bytes as the next client message
  * (decoded with the request descriptor; bytes that do not decode cancel the
  * call, as the runtime does) or NULL for the client's half-close. */
-void oee_fake_deliver(oee_rpc_call *call, const uint8_t *data, size_t size,
-                      int half_close);
+void oee_fake_deliver(oee_rpc_call *call, const uint8_t *data, size_t size, int half_close);
 /* Ends the call: a call not answered yet is cancelled by the "client"
  * (on_cancelled), pending writes complete, on_done runs, the call is freed.
  * Returns the number of references (oee_rpc_call_ref) left unbalanced. */

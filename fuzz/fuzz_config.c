@@ -39,15 +39,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == -1 && err[0] == '\0') broken("an error without a message", text);
   if (rc == 0) {
     if (cfg.workers < 1 || cfg.workers > 1024) broken("workers out of 1..1024", text);
-    if (cfg.max_stages < 1 || cfg.max_stages > OEE_PIPELINE_MAX_STAGES) broken("max_stages out of range", text);
-    if (cfg.max_request_bytes < 1 || cfg.max_request_bytes > INT_MAX) broken("max_request_bytes out of range", text);
+    if (cfg.max_stages < 1 || cfg.max_stages > OEE_PIPELINE_MAX_STAGES)
+      broken("max_stages out of range", text);
+    if (cfg.max_request_bytes < 1 || cfg.max_request_bytes > INT_MAX)
+      broken("max_request_bytes out of range", text);
     if (cfg.max_queue < 1 || cfg.max_batch < 1 || cfg.watch_buffer < 1 || cfg.max_watchers < 1 ||
         cfg.max_name_bytes < 1 || cfg.max_type_bytes < 1 || cfg.max_context_entries < 1 ||
         cfg.max_context_bytes < 1 || cfg.max_result_bytes < 1) {
       broken("a limit is 0", text);
     }
     if (!(cfg.drain_timeout >= 0)) broken("drain_timeout negative or NaN", text);
-    if (cfg.listen == NULL || strchr(cfg.listen, ':') == NULL) broken("listen is not host:port", text);
+    if (cfg.listen == NULL || strchr(cfg.listen, ':') == NULL)
+      broken("listen is not host:port", text);
     if (cfg.commands == NULL || cfg.models == NULL) broken("tables missing", text);
     if (!oee_model_table_has(cfg.models, "echo")) broken("the echo model is gone", text);
   }

@@ -1,7 +1,7 @@
 /* fuzz_decode.c - libFuzzer entry for the generated-stub decode path: the
  * input is unpacked as every oee.v1 message type (and Timestamp) through the
  * same codec the client and server runtimes use (grpc_byte_buffer ->
- * protobuf-c, client/rt/rpc_codec.h). What decodes must pack again to
+ * protobuf-c, rpc/codec.h). What decodes must pack again to
  * exactly get_packed_size bytes, decode again, and pack to the same bytes
  * (a fixed point after one round trip). */
 #include <grpc/byte_buffer.h>
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/rt/rpc_codec.h"
+#include "rpc/codec.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "oee/v1/orchestrator.pb-c.h"
 
@@ -74,8 +74,7 @@ static uint8_t *pack_flat(const ProtobufCMessage *m, size_t *len) {
   return out;
 }
 
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, const uint8_t *p,
-                                size_t n) {
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n) {
   grpc_slice s = grpc_slice_from_copied_buffer((const char *)p, n);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);

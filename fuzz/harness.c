@@ -11,7 +11,9 @@
 #include "fuzz/fake_rpc.h"
 #include "oee/v1/orchestrator.pb-c.h"
 #include "server/config.h"
+#include "server/drain.h"
 #include "server/service.h"
+#include "server/watch.h"
 
 /* Small limits: every refusal is a few bytes of input away. */
 static const char fuzz_config[] =
@@ -39,8 +41,8 @@ static const char *no_env(const char *name) {
 }
 
 static void die(const char *what, const char *path, const oee_fake_outcome *o) {
-  fprintf(stderr, "fuzz invariant broken: %s (method %s, code %d, message \"%s\")\n",
-          what, path, o ? (int)o->code : -1, o ? o->message : "");
+  fprintf(stderr, "fuzz invariant broken: %s (method %s, code %d, message \"%s\")\n", what, path,
+          o ? (int)o->code : -1, o ? o->message : "");
   abort();
 }
 
@@ -51,8 +53,7 @@ static void sleep_ms(int ms) {
 
 /* ------------------------------------------------------------ known tasks */
 
-static int submit(env *e, const char *type, const char *key, const char *value,
-                  char *id_out) {
+static int submit(env *e, const char *type, const char *key, const char *value, char *id_out) {
   oee_kv kv = {key, value};
   oee_submit req = {"fuzz-known", type, 5, key ? &kv : NULL, key ? 1 : 0};
   const oee_task_info *t;
@@ -64,9 +65,12 @@ static int submit(env *e, const char *type, const char *key, const char *value,
 
 static int submit_pipeline(env *e, char *id_out) {
   oee_stage_spec st = {"one", "echo", 0, 0};
-  oee_pipeline_spec spec = {.pipeline_id = "fuzz", .stages = &st, .n_stages = 1,
+  oee_pipeline_spec spec = {.pipeline_id = "fuzz",
+                            .stages = &st,
+                            .n_stages = 1,
                             .strategy = OEE_STRATEGY_LOCAL_FAST_PRECISE,
-                            .input = "in", .name = "fuzz-pipeline",
+                            .input = "in",
+                            .name = "fuzz-pipeline",
                             .priority = OEE_PRIORITY_DEFAULT};
   const oee_task_info *t;
   if (oee_engine_submit_pipeline(e->eng, &spec, &t, NULL) != 0) return -1;
@@ -87,8 +91,8 @@ static oee_task_status status_of(env *e, const char *id) {
  * task that is gone or ended otherwise (an input cancelled or cleared it) is
  * submitted again; then waits until each has reached its state. */
 static void reseed(env *e) {
-  static const oee_task_status want[N_KNOWN] = {OEE_TASK_DONE, OEE_TASK_ERROR,
-                                                OEE_TASK_DONE, OEE_TASK_RUNNING};
+  static const oee_task_status want[N_KNOWN] = {OEE_TASK_DONE, OEE_TASK_ERROR, OEE_TASK_DONE,
+                                                OEE_TASK_RUNNING};
   for (int waited = 0; waited < 5000; waited++) {
     int ready = 1;
     for (int i = 0; i < N_KNOWN; i++) {
@@ -118,12 +122,16 @@ static env *env_get(void) {
     fprintf(stderr, "fuzz config: %s\n", err);
     abort();
   }
-  oee_engine_config ec = {.num_workers = e->cfg.workers, .max_queue = e->cfg.max_queue,
+  oee_engine_config ec = {.num_workers = e->cfg.workers,
+                          .max_queue = e->cfg.max_queue,
                           .result_max_bytes = e->cfg.max_result_bytes,
-                          .commands = e->cfg.commands, .models = e->cfg.models};
+                          .commands = e->cfg.commands,
+                          .models = e->cfg.models};
   if (oee_engine_create(&ec, &e->eng) != 0 || oee_engine_start(e->eng) != 0) abort();
   e->srv = oee_rpc_server_create("fuzz:0", NULL, NULL);
-  if (e->srv == NULL || oee_service_init(&e->svc, e->eng, &e->cfg, e->srv) != 0 ||
+  char why[512];
+  if (e->srv == NULL ||
+      oee_service_init(&e->svc, e->eng, &e->cfg, e->srv, NULL, why, sizeof(why)) != 0 ||
       oee_rpc_server_start(e->srv) != 0) {
     abort();
   }
@@ -217,8 +225,7 @@ static void check_batch(const oee_fake_outcome *o, const char *path) {
     unsigned bit = 1u << (unsigned)x->code;
     int ok = (unsigned)x->code < 32 &&
              (bit & (B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED))) &&
-             (x->code == 0 ? oee_id_valid(x->task_id) && x->task != NULL
-                           : x->message[0] != '\0');
+             (x->code == 0 ? oee_id_valid(x->task_id) && x->task != NULL : x->message[0] != '\0');
     if (!ok) {
       oee__v1__submit_tasks_response__free_unpacked(r, NULL);
       die("SubmitTasks result with a bad code, id or message", path, o);
@@ -232,7 +239,8 @@ static void check_outcome(env *e, const char *path, const oee_fake_outcome *o) {
   if (o->replies + o->statuses > 1) die("call answered more than once", path, o);
   if (o->refused) die("a handler wrote to a call that could not take it", path, o);
   if (o->bad_messages) die("a reply or message does not encode as the response type", path, o);
-  if ((unsigned)o->code >= 32 || !((1u << o->code) & codes)) die("status code not allowed", path, o);
+  if ((unsigned)o->code >= 32 || !((1u << o->code) & codes))
+    die("status code not allowed", path, o);
   if (o->code != GRPC_STATUS_OK && o->message[0] == '\0') die("error without a message", path, o);
   if (o->replies && strcmp(strrchr(path, '/') + 1, "SubmitTasks") == 0) check_batch(o, path);
   if (o->replies && strcmp(strrchr(path, '/') + 1, "SubmitTask") == 0) {

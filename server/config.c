@@ -13,8 +13,7 @@
 
 #define MAX_ARGV 64
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len,
-                                                      const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(err, len, fmt, ap);
@@ -24,19 +23,19 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len,
 
 static int set_defaults(oee_server_config *c) {
   memset(c, 0, sizeof(*c));
-  c->listen = strdup("127.0.0.1:50051");
+  c->listen = strdup(OEE_SERVER_DEFAULT_LISTEN);
   c->workers = OEE_DEFAULT_WORKERS;
-  c->max_queue = 1000000;
-  c->max_batch = 10000;
+  c->max_queue = OEE_SERVER_DEFAULT_MAX_QUEUE;
+  c->max_batch = OEE_SERVER_DEFAULT_MAX_BATCH;
   c->watch_buffer = OEE_DEFAULT_SUB_CAPACITY;
-  c->max_watchers = 1024;
-  c->drain_timeout = 30;
-  c->max_request_bytes = 4u << 20;
-  c->max_name_bytes = 256;
-  c->max_type_bytes = 64;
-  c->max_context_entries = 64;
-  c->max_context_bytes = 64u << 10;
-  c->max_stages = 32;
+  c->max_watchers = OEE_SERVER_DEFAULT_MAX_WATCHERS;
+  c->drain_timeout = OEE_SERVER_DEFAULT_DRAIN_TIMEOUT_S;
+  c->max_request_bytes = OEE_SERVER_DEFAULT_MAX_REQUEST_BYTES;
+  c->max_name_bytes = OEE_SERVER_DEFAULT_MAX_NAME_BYTES;
+  c->max_type_bytes = OEE_SERVER_DEFAULT_MAX_TYPE_BYTES;
+  c->max_context_entries = OEE_SERVER_DEFAULT_MAX_CONTEXT_ENTRIES;
+  c->max_context_bytes = OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES;
+  c->max_stages = OEE_SERVER_DEFAULT_MAX_STAGES;
   c->max_result_bytes = OEE_DEFAULT_RESULT_MAX_BYTES;
   if (c->listen == NULL || oee_exec_table_create(&c->commands) != 0 ||
       oee_model_table_create(&c->models) != 0) {
@@ -84,8 +83,7 @@ static int set_listen(oee_server_config *c, const char *v) {
 
 /* ----------------------------------------------------------- JSON file */
 
-static int json_count(json_t *v, const char *key, size_t lo, size_t *out,
-                      char *err, size_t len) {
+static int json_count(json_t *v, const char *key, size_t lo, size_t *out, char *err, size_t len) {
   if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)lo) {
     return fail(err, len, "config key \"%s\" must be an integer >= %zu", key, lo);
   }
@@ -93,8 +91,7 @@ static int json_count(json_t *v, const char *key, size_t lo, size_t *out,
   return 0;
 }
 
-static int json_number(json_t *v, const char *key, double *out, char *err,
-                       size_t len) {
+static int json_number(json_t *v, const char *key, double *out, char *err, size_t len) {
   if (!json_is_number(v) || json_number_value(v) < 0) {
     return fail(err, len, "config key \"%s\" must be a non-negative number", key);
   }
@@ -103,10 +100,9 @@ static int json_number(json_t *v, const char *key, double *out, char *err,
 }
 
 /* Reads "argv": a non-empty array of strings, into a NULL-terminated array. */
-static int json_argv(json_t *v, const char *where, const char **argv,
-                     size_t *argc, char *err, size_t len) {
-  if (!json_is_array(v) || json_array_size(v) == 0 ||
-      json_array_size(v) >= MAX_ARGV) {
+static int json_argv(json_t *v, const char *where, const char **argv, size_t *argc, char *err,
+                     size_t len) {
+  if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) >= MAX_ARGV) {
     return fail(err, len, "config key \"%s.argv\" must be a non-empty array of strings", where);
   }
   for (size_t i = 0; i < json_array_size(v); i++) {
@@ -128,8 +124,8 @@ typedef struct entry_fields {
 } entry_fields;
 
 /* Reads one commands/models entry; `allowed` lists its permitted keys. */
-static int json_entry(json_t *obj, const char *where, const char *const *allowed,
-                      entry_fields *f, char *err, size_t len) {
+static int json_entry(json_t *obj, const char *where, const char *const *allowed, entry_fields *f,
+                      char *err, size_t len) {
   if (!json_is_object(obj)) return fail(err, len, "config key \"%s\" must be an object", where);
   const char *key;
   json_t *v;
@@ -176,8 +172,7 @@ static int json_models(oee_server_config *c, json_t *obj, char *err, size_t len)
     snprintf(where, sizeof(where), "models.%s", name);
     entry_fields f = {.timeout = 0};
     if (json_entry(v, where, allowed, &f, err, len) != 0) return -1;
-    int rc = oee_model_table_add(c->models, name, f.argv, f.argc, f.cost,
-                                 f.quality, f.timeout);
+    int rc = oee_model_table_add(c->models, name, f.argv, f.argc, f.cost, f.quality, f.timeout);
     if (rc != 0) return fail(err, len, "config key \"%s\": %s", where, oee_strerror(rc));
   }
   return 0;
@@ -185,7 +180,10 @@ static int json_models(oee_server_config *c, json_t *obj, char *err, size_t len)
 
 /* The size_t limit a key names, or NULL. */
 static size_t *limit_key(oee_server_config *c, const char *key) {
-  const struct { const char *key; size_t *field; } limits[] = {
+  const struct {
+    const char *key;
+    size_t *field;
+  } limits[] = {
       {"max_queue", &c->max_queue},
       {"max_batch", &c->max_batch},
       {"watch_buffer", &c->watch_buffer},
@@ -204,8 +202,7 @@ static size_t *limit_key(oee_server_config *c, const char *key) {
   return NULL;
 }
 
-static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
-                    size_t len) {
+static int json_key(oee_server_config *c, const char *key, json_t *v, char *err, size_t len) {
   size_t n = 0;
   if (strcmp(key, "listen") == 0) {
     if (!json_is_string(v) || set_listen(c, json_string_value(v)) != 0) {
@@ -214,15 +211,17 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
     return 0;
   }
   if (strcmp(key, "workers") == 0) {
-    if (json_count(v, key, 1, &n, err, len) != 0 || n > 1024) {
-      return fail(err, len, "config key \"workers\" must be an integer from 1 to 1024");
+    if (json_count(v, key, 1, &n, err, len) != 0 || n > OEE_SERVER_MAX_WORKERS) {
+      return fail(err, len, "config key \"workers\" must be an integer from 1 to %d",
+                  OEE_SERVER_MAX_WORKERS);
     }
     c->workers = (int)n;
     return 0;
   }
   size_t *limit = limit_key(c, key);
   if (limit) return json_count(v, key, 1, limit, err, len);
-  if (strcmp(key, "drain_timeout_seconds") == 0) return json_number(v, key, &c->drain_timeout, err, len);
+  if (strcmp(key, "drain_timeout_seconds") == 0)
+    return json_number(v, key, &c->drain_timeout, err, len);
   if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
   return fail(err, len, "unknown config key \"%s\"", key);
@@ -239,8 +238,8 @@ static int check_limits(const oee_server_config *c, char *err, size_t len) {
   return 0;
 }
 
-int oee_server_config_apply_json(oee_server_config *c, const char *text,
-                                 const char *origin, char *err, size_t len) {
+int oee_server_config_apply_json(oee_server_config *c, const char *text, const char *origin,
+                                 char *err, size_t len) {
   json_error_t jerr;
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) {
@@ -272,7 +271,7 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
   int rc = bad ? fail(err, len, "cannot read config file %s", path)
                : oee_server_config_apply_json(c, text, path, err, len);
   free(text);
-  if (rc == 0) c->config_path = strdup(path);
+  if (rc == 0 && (c->config_path = strdup(path)) == NULL) rc = fail(err, len, "out of memory");
   return rc;
 }
 
@@ -288,26 +287,32 @@ static const char usage[] =
 
 static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t len) {
   static const struct option opts[] = {
-      {"listen", required_argument, NULL, 'l'},
-      {"workers", required_argument, NULL, 'w'},
-      {"config", required_argument, NULL, 'c'},
-      {"drain-timeout", required_argument, NULL, 'd'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"listen", required_argument, NULL, 'l'}, {"workers", required_argument, NULL, 'w'},
+      {"config", required_argument, NULL, 'c'}, {"drain-timeout", required_argument, NULL, 'd'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
   };
   optind = 0; /* reset: tests call this more than once */
   opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (ch) {
-      case 'l': o->listen = optarg; break;
-      case 'w': o->workers = optarg; break;
-      case 'c': o->config = optarg; break;
-      case 'd': o->drain = optarg; break;
-      case 'h': fail(err, len, "%s", usage); return 1;
+      case 'l':
+        o->listen = optarg;
+        break;
+      case 'w':
+        o->workers = optarg;
+        break;
+      case 'c':
+        o->config = optarg;
+        break;
+      case 'd':
+        o->drain = optarg;
+        break;
+      case 'h':
+        fail(err, len, "%s", usage);
+        return 1;
       default:
-        return fail(err, len, "unknown or incomplete option \"%s\"; %s",
-                    argv[optind - 1], usage);
+        return fail(err, len, "unknown or incomplete option \"%s\"; %s", argv[optind - 1], usage);
     }
   }
   if (optind < argc) return fail(err, len, "unexpected argument \"%s\"; %s", argv[optind], usage);
@@ -315,25 +320,29 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
 }
 
 /* Applies one setting given as text by a flag or variable named `what`. */
-static int apply_text(oee_server_config *c, char key, const char *v,
-                      const char *what, char *err, size_t len) {
+static int apply_text(oee_server_config *c, char key, const char *v, const char *what, char *err,
+                      size_t len) {
   long n;
   switch (key) {
     case 'l':
       if (set_listen(c, v) != 0) return fail(err, len, "%s must be HOST:PORT, got \"%s\"", what, v);
       return 0;
     case 'w':
-      if (parse_int(v, 1, 1024, &n) != 0) return fail(err, len, "%s must be an integer from 1 to 1024, got \"%s\"", what, v);
+      if (parse_int(v, 1, OEE_SERVER_MAX_WORKERS, &n) != 0) {
+        return fail(err, len, "%s must be an integer from 1 to %d, got \"%s\"", what,
+                    OEE_SERVER_MAX_WORKERS, v);
+      }
       c->workers = (int)n;
       return 0;
     default:
-      if (parse_seconds(v, &c->drain_timeout) != 0) return fail(err, len, "%s must be a non-negative number of seconds, got \"%s\"", what, v);
+      if (parse_seconds(v, &c->drain_timeout) != 0)
+        return fail(err, len, "%s must be a non-negative number of seconds, got \"%s\"", what, v);
       return 0;
   }
 }
 
-int oee_server_config_load(oee_server_config *c, int argc, char **argv,
-                           oee_getenv_fn env, char *err, size_t len) {
+int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_getenv_fn env,
+                           char *err, size_t len) {
   if (set_defaults(c) != 0) return fail(err, len, "out of memory");
   overrides flags = {0};
   int rc = parse_flags(argc, argv, &flags, err, len);

@@ -13,25 +13,42 @@
 #include "core/oee_exec.h"
 #include "core/oee_pipeline.h"
 
+/* The defaults, named once; core's own defaults come from core/oee.h. */
+#define OEE_SERVER_DEFAULT_LISTEN "127.0.0.1:50051"
+#define OEE_SERVER_DEFAULT_MAX_QUEUE ((size_t)1000000)
+#define OEE_SERVER_DEFAULT_MAX_BATCH ((size_t)10000)
+#define OEE_SERVER_DEFAULT_MAX_WATCHERS ((size_t)1024)
+#define OEE_SERVER_DEFAULT_DRAIN_TIMEOUT_S 30.0
+#define OEE_SERVER_DEFAULT_MAX_REQUEST_BYTES ((size_t)4 << 20)
+#define OEE_SERVER_DEFAULT_MAX_NAME_BYTES ((size_t)256)
+#define OEE_SERVER_DEFAULT_MAX_TYPE_BYTES ((size_t)64)
+#define OEE_SERVER_DEFAULT_MAX_CONTEXT_ENTRIES ((size_t)64)
+#define OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES ((size_t)64 << 10)
+#define OEE_SERVER_DEFAULT_MAX_STAGES ((size_t)32) /* at most OEE_PIPELINE_MAX_STAGES */
+/* The most worker threads a flag, variable or file may ask for. */
+#define OEE_SERVER_MAX_WORKERS 1024
+
+/* Each field's default is the OEE_SERVER_DEFAULT_* (or core OEE_DEFAULT_*)
+ * macro of the same name. */
 typedef struct oee_server_config {
-  char *listen;               /* host:port; default 127.0.0.1:50051 */
-  int workers;                /* default 3 */
-  size_t max_queue;           /* QUEUED tasks; default 1,000,000 */
-  size_t max_batch;           /* SubmitTasks entries; default 10,000 */
-  size_t watch_buffer;        /* events per watcher; default 4,096 */
-  size_t max_watchers;        /* concurrent WatchTasks streams; default 1,024 */
-  double drain_timeout;       /* seconds; default 30 */
+  char *listen;         /* host:port */
+  int workers;          /* OEE_DEFAULT_WORKERS */
+  size_t max_queue;     /* QUEUED tasks */
+  size_t max_batch;     /* SubmitTasks entries */
+  size_t watch_buffer;  /* events per watcher; OEE_DEFAULT_SUB_CAPACITY */
+  size_t max_watchers;  /* concurrent WatchTasks streams */
+  double drain_timeout; /* seconds */
   /* Input limits; each refusal names its key. */
-  size_t max_request_bytes;   /* one gRPC message received; default 4 MiB */
-  size_t max_name_bytes;      /* task or pipeline name; default 256 */
-  size_t max_type_bytes;      /* task_type; default 64 */
-  size_t max_context_entries; /* default 64 */
-  size_t max_context_bytes;   /* keys + values, also a pipeline's input; default 64 KiB */
-  size_t max_stages;          /* per pipeline; default 32 (at most 64) */
-  size_t max_result_bytes;    /* kept per task, longer is truncated; default 1 MiB */
-  char *config_path;          /* NULL when no file was read */
-  oee_exec_table *commands;   /* owned; never NULL after a successful load */
-  oee_model_table *models;    /* owned; never NULL after a successful load */
+  size_t max_request_bytes; /* one gRPC message received */
+  size_t max_name_bytes;    /* task or pipeline name */
+  size_t max_type_bytes;    /* task_type */
+  size_t max_context_entries;
+  size_t max_context_bytes; /* keys + values, also a pipeline's input */
+  size_t max_stages;        /* per pipeline */
+  size_t max_result_bytes;  /* kept per task, longer is truncated; OEE_DEFAULT_RESULT_MAX_BYTES */
+  char *config_path;        /* NULL when no file was read */
+  oee_exec_table *commands; /* owned; never NULL after a successful load */
+  oee_model_table *models;  /* owned; never NULL after a successful load */
 } oee_server_config;
 
 /* Looks up an environment variable (getenv, or a fake in tests). */
@@ -44,12 +61,12 @@ typedef const char *(*oee_getenv_fn)(const char *name);
  * asked (usage written to err). cfg must be freed with oee_server_config_free
  * in every case.
  */
-int oee_server_config_load(oee_server_config *cfg, int argc, char **argv,
-                           oee_getenv_fn env, char *err, size_t errlen);
+int oee_server_config_load(oee_server_config *cfg, int argc, char **argv, oee_getenv_fn env,
+                           char *err, size_t errlen);
 
 /* Applies a JSON document (the file's text) over cfg. -1 and err on error. */
-int oee_server_config_apply_json(oee_server_config *cfg, const char *text,
-                                 const char *origin, char *err, size_t errlen);
+int oee_server_config_apply_json(oee_server_config *cfg, const char *text, const char *origin,
+                                 char *err, size_t errlen);
 
 void oee_server_config_free(oee_server_config *cfg);
 

@@ -105,8 +105,7 @@ static Oee__V1__StageResult *stage_result(oee_arena *a, const oee_stage_result *
   return m;
 }
 
-Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a,
-                                                const oee_pipeline_result *r) {
+Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a, const oee_pipeline_result *r) {
   Oee__V1__PipelineResult *m = oee_arena_alloc(a, sizeof(*m));
   oee__v1__pipeline_result__init(m);
   m->task_id = str(r->task_id);

@@ -13,7 +13,7 @@
 #include "core/oee.h"
 #include "core/oee_pipeline.h"
 #include "proto/oee/v1/orchestrator.pb-c.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
 
 /* NULL for 0 ("not reached"). */
 Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns);
@@ -21,8 +21,7 @@ Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t);
 Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st);
 Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
                                             const char *version);
-Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a,
-                                                const oee_pipeline_result *r);
+Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a, const oee_pipeline_result *r);
 
 /* "v1.<hex index>" <-> index; -1 for a token that does not parse. */
 char *oee_page_token(oee_arena *a, uint64_t next_index);

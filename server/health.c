@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-server.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus serving_status;
@@ -12,14 +12,14 @@ typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus serving_status;
 typedef struct health_watch {
   oee_health *h;
   oee_rpc_call *call;
-  serving_status sent;    /* last status written, or -1 */
-  int known;              /* the watched name is one of ours */
+  serving_status sent; /* last status written, or -1 */
+  int known;           /* the watched name is one of ours */
   int ended;
   struct health_watch *prev, *next;
 } health_watch;
 
 struct oee_health {
-  int serving;            /* 1 until draining starts */
+  int serving; /* 1 until draining starts */
   health_watch *watches;
 };
 
@@ -92,8 +92,11 @@ static void watch(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
     oee_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
-  *w = (health_watch){.h = h, .call = call, .sent = (serving_status)-1,
-                      .known = is_known(m->service), .next = h->watches};
+  *w = (health_watch){.h = h,
+                      .call = call,
+                      .sent = (serving_status)-1,
+                      .known = is_known(m->service),
+                      .next = h->watches};
   if (h->watches) h->watches->prev = w;
   h->watches = w;
   oee_rpc_call_set_callbacks(call, &watch_callbacks, w);
@@ -107,10 +110,8 @@ int oee_health_create(oee_rpc_server *srv, oee_health **out) {
   enum { N = GRPC_HEALTH_V1_HEALTH_N_METHODS };
   oee_rpc_method table[N];
   memcpy(table, grpc_health_v1_health_methods, sizeof(table));
-  for (size_t i = 0; i < N; i++) {
-    const char *name = strrchr(table[i].path, '/') + 1;
-    table[i].handler = strcmp(name, "Check") == 0 ? check : strcmp(name, "Watch") == 0 ? watch : NULL;
-  }
+  table[GRPC_HEALTH_V1_HEALTH_METHOD_CHECK].handler = check;
+  table[GRPC_HEALTH_V1_HEALTH_METHOD_WATCH].handler = watch;
   if (oee_rpc_server_add_service(srv, table, N, h) != 0) {
     free(h);
     return -1;

@@ -28,11 +28,9 @@ void oee_log(oee_log_level level, const char *msg, const char *fmt, ...) {
   gettimeofday(&tv, NULL);
   struct tm tm;
   gmtime_r(&tv.tv_sec, &tm);
-  int n = snprintf(line, sizeof(line),
-                   "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=%s",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                   tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000),
-                   names[level & 3], msg);
+  int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=%s",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   (long)(tv.tv_usec / 1000), names[level & 3], msg);
   if (fmt && fmt[0] && n > 0 && (size_t)n < sizeof(line) - 2) {
     line[n++] = ' ';
     va_list ap;

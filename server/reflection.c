@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "google/protobuf/descriptor.pb-c.h"
-#include "grpc/reflection/v1/reflection.grpc-c.h"
+#include "grpc/reflection/v1/reflection.grpc-server.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
 extern const size_t oee_descriptor_blob_count;
@@ -86,8 +86,10 @@ static int index_message(oee_reflection *r, const char *prefix,
   const char *full = r->symbols[r->n_symbols - 1].name;
   char *scope = strdup(full);
   int rc = scope ? 0 : -1;
-  for (size_t i = 0; rc == 0 && i < m->n_field; i++) rc = add_symbol(r, scope, m->field[i]->name, f);
-  for (size_t i = 0; rc == 0 && i < m->n_nested_type; i++) rc = index_message(r, scope, m->nested_type[i], f);
+  for (size_t i = 0; rc == 0 && i < m->n_field; i++)
+    rc = add_symbol(r, scope, m->field[i]->name, f);
+  for (size_t i = 0; rc == 0 && i < m->n_nested_type; i++)
+    rc = index_message(r, scope, m->nested_type[i], f);
   if (rc == 0) rc = index_enums(r, scope, m->enum_type, m->n_enum_type, f);
   free(scope);
   return rc;
@@ -197,7 +199,7 @@ typedef struct stream {
   oee_reflection *r;
   oee_rpc_call *call;
   pending *head, *tail;
-  unsigned char *sent;     /* per file: already sent on this stream */
+  unsigned char *sent; /* per file: already sent on this stream */
   int half_closed, ended;
 } stream;
 
@@ -236,8 +238,8 @@ static void collect(stream *st, size_t f, ProtobufCBinaryData *out, size_t *n, i
 }
 
 static void answer_error(refl_response *resp, Grpc__Reflection__V1__ErrorResponse *err,
-                         const char *what) {
-  err->error_code = GRPC_STATUS_NOT_FOUND;
+                         grpc_status_code code, const char *what) {
+  err->error_code = code;
   err->error_message = (char *)(uintptr_t)what;
   resp->message_response_case =
       GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
@@ -259,11 +261,15 @@ typedef struct answer {
 
 static void answer_files(stream *st, answer *a, long f, const char *what) {
   if (f < 0) {
-    answer_error(&a->resp, &a->err, what);
+    answer_error(&a->resp, &a->err, GRPC_STATUS_NOT_FOUND, what);
     return;
   }
   a->blobs = calloc(st->r->n_files, sizeof(*a->blobs));
-  if (a->blobs) collect(st, (size_t)f, a->blobs, &a->files.n_file_descriptor_proto, 1);
+  if (a->blobs == NULL) {
+    answer_error(&a->resp, &a->err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  collect(st, (size_t)f, a->blobs, &a->files.n_file_descriptor_proto, 1);
   a->files.file_descriptor_proto = a->blobs;
   a->resp.message_response_case =
       GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
@@ -274,7 +280,12 @@ static void answer_list(stream *st, answer *a) {
   size_t n = st->r->n_services;
   a->svc = calloc(n + 1, sizeof(*a->svc));
   a->svc_ptrs = calloc(n + 1, sizeof(*a->svc_ptrs));
-  for (size_t i = 0; a->svc && a->svc_ptrs && i < n; i++) {
+  if (a->svc == NULL || a->svc_ptrs == NULL) {
+    /* An empty list would claim the server offers nothing. */
+    answer_error(&a->resp, &a->err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
     grpc__reflection__v1__service_response__init(&a->svc[i]);
     a->svc[i].name = st->r->services[i];
     a->svc_ptrs[i] = &a->svc[i];
@@ -288,7 +299,7 @@ static void answer_list(stream *st, answer *a) {
 
 static void answer_extensions(stream *st, answer *a, const char *type) {
   if (symbol_file(st->r, type) < 0) {
-    answer_error(&a->resp, &a->err, "type not found");
+    answer_error(&a->resp, &a->err, GRPC_STATUS_NOT_FOUND, "type not found");
     return;
   }
   a->ext.base_type_name = (char *)(uintptr_t)type; /* our types declare no extensions */
@@ -331,7 +342,7 @@ static void answer_build(stream *st, answer *a, const pending *p) {
     default:
       a->orig.message_request_case =
           GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST__NOT_SET;
-      answer_error(&a->resp, &a->err, "extension not found");
+      answer_error(&a->resp, &a->err, GRPC_STATUS_NOT_FOUND, "extension not found");
   }
 }
 
@@ -371,10 +382,16 @@ static void on_message(oee_rpc_call *call, const ProtobufCMessage *msg, void *us
   } else {
     const refl_request *m = (const refl_request *)msg;
     pending *p = calloc(1, sizeof(*p));
-    if (p == NULL) return;
+    if (p) p->host = strdup(m->host ? m->host : "");
+    if (p) p->arg = strdup(request_arg(m) ? request_arg(m) : "");
+    if (p == NULL || p->host == NULL || p->arg == NULL) {
+      /* A dropped request would leave the client waiting for its answer. */
+      if (p) pending_free(p);
+      st->ended = 1;
+      oee_rpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+      return;
+    }
     p->kind = m->message_request_case;
-    p->host = strdup(m->host ? m->host : "");
-    p->arg = strdup(request_arg(m) ? request_arg(m) : "");
     if (st->tail) {
       st->tail->next = p;
     } else {
@@ -407,9 +424,10 @@ static void on_done(oee_rpc_call *call, void *user) {
   free(st);
 }
 
-static const oee_rpc_call_callbacks stream_callbacks = {
-    .on_writable = on_writable, .on_cancelled = on_cancelled,
-    .on_message = on_message, .on_done = on_done};
+static const oee_rpc_call_callbacks stream_callbacks = {.on_writable = on_writable,
+                                                        .on_cancelled = on_cancelled,
+                                                        .on_message = on_message,
+                                                        .on_done = on_done};
 
 static void handle_info(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   (void)req;
@@ -428,8 +446,21 @@ static void handle_info(oee_rpc_call *call, const ProtobufCMessage *req, void *c
 
 /* --------------------------------------------------------------- public */
 
-int oee_reflection_create(oee_rpc_server *srv, const char *const *services,
-                          size_t n_services, oee_reflection **out) {
+/* Copies the names ListServices reports; -1 when memory runs out, so that
+ * start-up fails instead of serving an empty or partial list. */
+static int copy_services(oee_reflection *r, const char *const *services, size_t n) {
+  r->services = calloc(n + 1, sizeof(*r->services));
+  if (r->services == NULL) return -1;
+  for (size_t i = 0; i < n; i++) {
+    r->services[i] = strdup(services[i]);
+    if (r->services[i] == NULL) return -1;
+    r->n_services = i + 1;
+  }
+  return 0;
+}
+
+int oee_reflection_create(oee_rpc_server *srv, const char *const *services, size_t n_services,
+                          oee_reflection **out) {
   oee_reflection *r = calloc(1, sizeof(*r));
   if (r == NULL) return -1;
   int rc = 0;
@@ -437,11 +468,7 @@ int oee_reflection_create(oee_rpc_server *srv, const char *const *services,
     rc = load_set(r, oee_descriptor_blobs[i], oee_descriptor_blob_sizes[i]);
   }
   if (rc == 0) rc = link_deps(r);
-  r->services = calloc(n_services + 1, sizeof(*r->services));
-  for (size_t i = 0; rc == 0 && r->services && i < n_services; i++) {
-    r->services[i] = strdup(services[i]);
-    r->n_services = i + 1;
-  }
+  if (rc == 0) rc = copy_services(r, services, n_services);
   oee_rpc_method table[2];
   table[0] = grpc_reflection_v1_server_reflection_methods[0];
   table[0].handler = handle_info;

@@ -13,8 +13,8 @@ typedef struct oee_reflection oee_reflection;
 
 /* Indexes the embedded descriptors and registers both reflection services
  * on srv; `services` (copied) is what list_services answers. */
-int oee_reflection_create(oee_rpc_server *srv, const char *const *services,
-                          size_t n_services, oee_reflection **out);
+int oee_reflection_create(oee_rpc_server *srv, const char *const *services, size_t n_services,
+                          oee_reflection **out);
 void oee_reflection_destroy(oee_reflection *r);
 
 #endif /* OEE_SERVER_REFLECTION_H */

@@ -5,7 +5,7 @@
  * engine fills from any thread without waiting). Everything here runs on the
  * CQ thread: a stream writes one event at a time; the next write starts when
  * the previous one completes (on_writable) or, if the ring was empty then,
- * on the next tick (every 1 ms while any stream is open). A ring that
+ * on the next tick (every OEE_TICK_WATCHING_MS while any stream is open). A ring that
  * overflows ends its stream with RESOURCE_EXHAUSTED; nobody else slows down.
  */
 #include <stdio.h>
@@ -13,13 +13,15 @@
 #include <string.h>
 
 #include "oee/v1/orchestrator.pb-c.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
 #include "server/convert.h"
 #include "server/log.h"
+#include "server/errmap.h"
 #include "server/service.h"
+#include "server/watch.h"
 
-#define TICK_WATCHING_MS 1
-#define TICK_IDLE_MS 50
+/* Bytes of a status message this file writes. */
+#define STATUS_MESSAGE_BYTES 256
 
 typedef struct watcher {
   oee_watch_hub *hub;
@@ -72,7 +74,9 @@ void oee_watch_hub_destroy(oee_watch_hub *h) {
 size_t oee_watch_hub_count(oee_watch_hub *h) { return h->count; }
 
 static void set_tick(oee_watch_hub *h) {
-  int ms = h->count ? TICK_WATCHING_MS : h->svc->state == OEE_SERVING ? TICK_IDLE_MS : 5;
+  int ms = h->count                       ? OEE_TICK_WATCHING_MS
+           : h->svc->state == OEE_SERVING ? OEE_TICK_IDLE_MS
+                                          : OEE_TICK_DRAINING_MS;
   oee_rpc_server_set_tick_interval(h->svc->srv, ms);
 }
 
@@ -113,9 +117,10 @@ static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
 /* Ends a stream whose buffer overflowed: at once, even with a write stuck
  * behind a client that stopped reading, so its slot and buffer go now. */
 static void drop_stream(watcher *w) {
-  char msg[160];
+  char msg[STATUS_MESSAGE_BYTES];
   size_t cap = w->hub->svc->cfg->watch_buffer;
-  snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting", cap);
+  snprintf(msg, sizeof(msg), "watcher fell behind: more than watch_buffer=%zu events were waiting",
+           cap);
   oee_log(OEE_LOG_WARN, "watcher_dropped", "watch_buffer=%zu", cap);
   w->ended = 1;
   oee_sub_close(w->sub);
@@ -182,7 +187,8 @@ static grpc_status_code check_request(oee_service *s, const Oee__V1__WatchTasksR
     return GRPC_STATUS_UNAVAILABLE;
   }
   if (s->hub->count >= s->cfg->max_watchers) {
-    snprintf(msg, len, "too many watchers: max_watchers=%zu streams are open", s->cfg->max_watchers);
+    snprintf(msg, len, "too many watchers: max_watchers=%zu streams are open",
+             s->cfg->max_watchers);
     return GRPC_STATUS_RESOURCE_EXHAUSTED;
   }
   for (size_t i = 0; i < m->n_statuses; i++) {
@@ -210,23 +216,27 @@ static int subscribe(oee_service *s, const Oee__V1__WatchTasksRequest *m, oee_su
     if (!(seen & bit)) sts[n++] = (oee_task_status)m->statuses[i];
     seen |= bit;
   }
-  oee_sub_filter f = {
-      .task_ids = (const char *const *)m->task_ids, .n_task_ids = m->n_task_ids,
-      .task_types = (const char *const *)m->task_types, .n_task_types = m->n_task_types,
-      .statuses = sts, .n_statuses = n};
+  oee_sub_filter f = {.task_ids = (const char *const *)m->task_ids,
+                      .n_task_ids = m->n_task_ids,
+                      .task_types = (const char *const *)m->task_types,
+                      .n_task_types = m->n_task_types,
+                      .statuses = sts,
+                      .n_statuses = n};
   return oee_engine_subscribe(s->eng, &f, s->cfg->watch_buffer, m->include_snapshot, sub);
 }
 
 void oee_watch_handler(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   oee_service *s = ctx;
   const Oee__V1__WatchTasksRequest *m = (const Oee__V1__WatchTasksRequest *)req;
-  char msg[256];
+  char msg[STATUS_MESSAGE_BYTES];
   grpc_status_code code = check_request(s, m, msg, sizeof(msg));
   oee_sub *sub = NULL;
   int rc = code == GRPC_STATUS_OK ? subscribe(s, m, &sub) : 0;
   if (rc == OEE_EOVERFLOW) {
-    snprintf(msg, sizeof(msg), "include_snapshot matches more tasks than watch_buffer=%zu; "
-             "narrow the filters", s->cfg->watch_buffer);
+    snprintf(msg, sizeof(msg),
+             "include_snapshot matches more tasks than watch_buffer=%zu; "
+             "narrow the filters",
+             s->cfg->watch_buffer);
   } else if (rc != 0) {
     snprintf(msg, sizeof(msg), "cannot watch: %s", oee_strerror(rc));
   }

@@ -15,10 +15,19 @@ Imports are resolved against, in order: the calling package, `import_roots`
 (workspace-relative directories; their files must be listed in
 `proto_deps`), /usr/include and /usr/share/grpc-proto.
 
+grpc_c_library makes three cc_libraries, so that a program links only the
+runtime of its own side:
+  name           the protobuf-c messages only (<file>.pb-c.h)
+  name_client    + typed client stubs (<file>.grpc-client.h), on //client/rt
+  name_server    + method tables (<file>.grpc-server.h), on //server/rt
+A client (oeectl) depends on name_client, a server on name_server, code that
+only converts messages on name.
+
 Generated C is compiled with relaxed warnings and exported with
 `includes = ["."]`, so dependants write
     #include "oee/v1/orchestrator.pb-c.h"
-    #include "oee/v1/orchestrator.grpc-c.h"
+    #include "oee/v1/orchestrator.grpc-client.h"
+    #include "oee/v1/orchestrator.grpc-server.h"
 
 Example (BUILD):
     load("//tools:grpc_c.bzl", "grpc_c_library", "proto_c_library")
@@ -27,6 +36,7 @@ Example (BUILD):
     grpc_c_library(name = "orchestrator_c",
                    srcs = ["oee/v1/orchestrator.proto"],
                    deps = [":timestamp_c"])
+    # -> :orchestrator_c, :orchestrator_c_client, :orchestrator_c_server
 """
 
 load("@rules_cc//cc:defs.bzl", "cc_library")
@@ -37,10 +47,8 @@ GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin"
 SYSTEM_PROTO_PATHS = ["/usr/include", "/usr/share/grpc-proto"]
 
 _PLUGIN = "//tools/protoc-gen-grpcc"
-_RUNTIME_DEPS = [
-    "//client/rt:rpc_client",
-    "//server/rt:rpc_server",
-]
+_CLIENT_RUNTIME = "//client/rt:rpc_client"
+_SERVER_RUNTIME = "//server/rt:rpc_server"
 
 def _base(path):
     if not path.endswith(".proto"):
@@ -57,10 +65,15 @@ def _proto_args(srcs, system_srcs, import_roots):
 def _outs(srcs, suffixes):
     return [_base(s) + x for s in srcs for x in suffixes]
 
+_CLIENT_SUFFIXES = [".grpc-client.c", ".grpc-client.h"]
+_SERVER_SUFFIXES = [".grpc-server.c", ".grpc-server.h"]
+
 def _c_genrule(name, srcs, system_srcs, import_roots, proto_deps, grpc):
+    """Runs protoc-c (and, with grpc, the stub plugin) over every file;
+    returns the generated file names of all of them."""
     names = srcs + system_srcs
     c_suffixes = [".pb-c.c", ".pb-c.h"]
-    g_suffixes = [".grpc-c.c", ".grpc-c.h"] if grpc else []
+    g_suffixes = _CLIENT_SUFFIXES + _SERVER_SUFFIXES if grpc else []
     cmd = PROTOC_C + " --c_out=$(RULEDIR) " + _proto_args(srcs, system_srcs, import_roots)
     tools = []
     if grpc:
@@ -76,8 +89,7 @@ def _c_genrule(name, srcs, system_srcs, import_roots, proto_deps, grpc):
         tools = tools,
         message = "Generating C from protos for " + name,
     )
-    return (_outs(names, [".pb-c.c"] + ([".grpc-c.c"] if grpc else [])),
-            _outs(names, [".pb-c.h"] + ([".grpc-c.h"] if grpc else [])))
+    return names
 
 def grpc_c_library(
         name,
@@ -88,29 +100,49 @@ def grpc_c_library(
         proto_deps = [],
         grpc = True,
         **kwargs):
-    """A cc_library with protobuf-c messages and (grpc = True) C gRPC stubs.
+    """cc_libraries of protobuf-c messages and (grpc = True) C gRPC stubs.
+
+    Targets: name (messages), and with grpc also name + "_client" (client
+    stubs, linking //client/rt only) and name + "_server" (method tables,
+    linking //server/rt only). The genrule is name + "_gen".
 
     Args:
-      name: the cc_library's name; the genrule is name + "_gen".
+      name: the messages cc_library's name (see above for the others).
       srcs: .proto files of this package (see the file comment).
       system_srcs: import paths of installed .proto files.
       deps: cc deps, e.g. the libraries generated for imported protos.
       import_roots: extra workspace-relative import directories.
       proto_deps: .proto labels under import_roots that srcs import.
-      grpc: also run protoc-gen-grpcc (adds the client and server runtimes).
-      **kwargs: visibility, testonly, ... for the cc_library.
+      grpc: also run protoc-gen-grpcc and make the _client and _server
+        targets.
+      **kwargs: visibility, testonly, ... for every cc_library.
     """
-    c_srcs, c_hdrs = _c_genrule(name + "_gen", srcs, system_srcs,
-                                import_roots, proto_deps, grpc)
+    names = _c_genrule(name + "_gen", srcs, system_srcs, import_roots,
+                       proto_deps, grpc)
     cc_library(
         name = name,
-        srcs = c_srcs,
-        hdrs = c_hdrs,
+        srcs = _outs(names, [".pb-c.c"]),
+        hdrs = _outs(names, [".pb-c.h"]),
         includes = ["."],
         copts = ["-Wno-unused-parameter"],
-        deps = deps + ["@system//:protobuf_c"] + (_RUNTIME_DEPS if grpc else []),
+        deps = deps + ["@system//:protobuf_c"],
         **kwargs
     )
+    if not grpc:
+        return
+    for side, suffixes, runtime in [
+        ("_client", _CLIENT_SUFFIXES, _CLIENT_RUNTIME),
+        ("_server", _SERVER_SUFFIXES, _SERVER_RUNTIME),
+    ]:
+        cc_library(
+            name = name + side,
+            srcs = _outs(names, [suffixes[0]]),
+            hdrs = _outs(names, [suffixes[1]]),
+            includes = ["."],
+            copts = ["-Wno-unused-parameter"],
+            deps = [":" + name, runtime, "@system//:protobuf_c"],
+            **kwargs
+        )
 
 def proto_c_library(name, srcs = [], system_srcs = [], deps = [], **kwargs):
     """protobuf-c messages only, e.g. for well-known types:

@@ -18,7 +18,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-#include "client/rt/rpc_codec.h"
+#include "rpc/codec.h"
 
 struct oee_rpc_channel {
   grpc_channel *ch;
@@ -42,8 +42,8 @@ struct oee_rpc_reader {
   const ProtobufCMessageDescriptor *desc;
   recv_io io;
   grpc_byte_buffer *req; /* the request, kept until its batch is done */
-  int pending[N_TAGS]; /* 1 while the batch of that tag is outstanding */
-  int ended;           /* final status received and copied to `final` */
+  int pending[N_TAGS];   /* 1 while the batch of that tag is outstanding */
+  int ended;             /* final status received and copied to `final` */
   oee_rpc_status final;
 };
 
@@ -53,8 +53,7 @@ void oee_rpc_status_free(oee_rpc_status *st) {
   st->message = NULL;
 }
 
-static int set_status(oee_rpc_status *st, grpc_status_code code,
-                      const char *msg) {
+static int set_status(oee_rpc_status *st, grpc_status_code code, const char *msg) {
   if (st != NULL) {
     st->code = code;
     st->message = msg ? strdup(msg) : NULL;
@@ -66,8 +65,8 @@ oee_rpc_channel *oee_rpc_channel_create(const char *target) {
   return oee_rpc_channel_create_with_options(target, NULL);
 }
 
-oee_rpc_channel *oee_rpc_channel_create_with_options(
-    const char *target, const oee_rpc_channel_options *opts) {
+oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
+                                                     const oee_rpc_channel_options *opts) {
   if (target == NULL) return NULL;
   oee_rpc_channel *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
@@ -98,24 +97,22 @@ void oee_rpc_channel_destroy(oee_rpc_channel *ch) {
 
 static gpr_timespec deadline_of(int64_t ms) {
   if (ms <= 0) return gpr_inf_future(GPR_CLOCK_MONOTONIC);
-  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                      gpr_time_from_millis(ms, GPR_TIMESPAN));
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-static grpc_call *call_create(oee_rpc_channel *ch, const char *method,
-                              grpc_completion_queue *cq, int64_t ms) {
+static grpc_call *call_create(oee_rpc_channel *ch, const char *method, grpc_completion_queue *cq,
+                              int64_t ms) {
   grpc_slice m = grpc_slice_from_copied_string(method);
-  grpc_call *c = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                          cq, m, NULL, deadline_of(ms), NULL);
+  grpc_call *c = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
+                                          deadline_of(ms), NULL);
   grpc_slice_unref(m);
   return c;
 }
 
 static void cq_destroy(grpc_completion_queue *cq) {
   grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                    NULL)
-             .type != GRPC_QUEUE_SHUTDOWN) {
+  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
   }
   grpc_completion_queue_destroy(cq);
 }
@@ -138,9 +135,7 @@ static void io_destroy(recv_io *io) {
 static int take_status(const recv_io *io, oee_rpc_status *st) {
   if (st != NULL) {
     st->code = io->code;
-    st->message = GRPC_SLICE_LENGTH(io->details)
-                      ? oee__rpc_slice_strdup(io->details)
-                      : NULL;
+    st->message = GRPC_SLICE_LENGTH(io->details) ? oee__rpc_slice_strdup(io->details) : NULL;
   }
   return (int)io->code;
 }
@@ -168,34 +163,28 @@ static void recv_ops(grpc_op *ops, recv_io *io) {
 }
 
 /* Runs the single batch of a unary call and waits for it. */
-static int unary_batch(grpc_call *call, grpc_completion_queue *cq,
-                       grpc_byte_buffer *req, recv_io *io) {
+static int unary_batch(grpc_call *call, grpc_completion_queue *cq, grpc_byte_buffer *req,
+                       recv_io *io) {
   grpc_op ops[6];
   size_t n = send_ops(ops, req);
   recv_ops(ops + n, io);
-  if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK)
-    return -1;
-  grpc_event ev =
-      grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) return -1;
+  grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   return ev.type == GRPC_OP_COMPLETE && ev.tag == call ? 0 : -1;
 }
 
 static int unary_result(recv_io *io, const ProtobufCMessageDescriptor *desc,
                         ProtobufCMessage **resp, oee_rpc_status *st) {
   if (io->code != GRPC_STATUS_OK) return take_status(io, st);
-  if (io->msg == NULL)
-    return set_status(st, GRPC_STATUS_INTERNAL, "no response message");
+  if (io->msg == NULL) return set_status(st, GRPC_STATUS_INTERNAL, "no response message");
   *resp = oee__rpc_unpack(desc, io->msg);
-  if (*resp == NULL)
-    return set_status(st, GRPC_STATUS_INTERNAL, "response does not decode");
+  if (*resp == NULL) return set_status(st, GRPC_STATUS_INTERNAL, "response does not decode");
   return take_status(io, st);
 }
 
-int oee_rpc_unary(oee_rpc_channel *ch, const char *method,
-                  const ProtobufCMessage *req,
-                  const ProtobufCMessageDescriptor *resp_desc,
-                  ProtobufCMessage **resp, int64_t deadline_ms,
-                  oee_rpc_status *st) {
+int oee_rpc_unary(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                  int64_t deadline_ms, oee_rpc_status *st) {
   if (resp != NULL) *resp = NULL;
   if (!ch || !method || !req || !resp_desc || !resp)
     return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "NULL argument");
@@ -221,15 +210,13 @@ int oee_rpc_unary(oee_rpc_channel *ch, const char *method,
 /* Waits until the batch `tag` has completed, recording any other. */
 static void wait_for(oee_rpc_reader *r, intptr_t tag) {
   while (r->pending[tag]) {
-    grpc_event ev = grpc_completion_queue_next(
-        r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_event ev = grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type != GRPC_OP_COMPLETE) abort(); /* cq shut down under us */
     r->pending[(intptr_t)ev.tag] = 0;
   }
 }
 
-static grpc_call_error start_ops(oee_rpc_reader *r, grpc_op *ops, size_t n,
-                                 intptr_t tag) {
+static grpc_call_error start_ops(oee_rpc_reader *r, grpc_op *ops, size_t n, intptr_t tag) {
   grpc_call_error e = grpc_call_start_batch(r->call, ops, n, (void *)tag, NULL);
   if (e == GRPC_CALL_OK) r->pending[tag] = 1;
   return e;
@@ -258,14 +245,13 @@ static void reader_free(oee_rpc_reader *r) {
   free(r);
 }
 
-int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
-                         const ProtobufCMessage *req,
-                         const ProtobufCMessageDescriptor *resp_desc,
-                         int64_t deadline_ms, oee_rpc_reader **out) {
-  if (!ch || !method || !req || !resp_desc || !out) return OEE_RPC_CLIENT_EINVAL;
+int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *resp_desc, int64_t deadline_ms,
+                         oee_rpc_reader **out) {
+  if (!ch || !method || !req || !resp_desc || !out) return OEE_RPC_EINVAL;
   *out = NULL;
   oee_rpc_reader *r = calloc(1, sizeof *r);
-  if (r == NULL) return OEE_RPC_CLIENT_ENOMEM;
+  if (r == NULL) return OEE_RPC_ENOMEM;
   r->desc = resp_desc;
   io_init(&r->io);
   r->cq = grpc_completion_queue_create_for_next(NULL);
@@ -273,7 +259,7 @@ int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
   r->req = oee__rpc_pack(req);
   if (reader_begin(r, r->req) != 0) {
     reader_free(r);
-    return OEE_RPC_CLIENT_ECALL;
+    return OEE_RPC_ECALL;
   }
   *out = r;
   return 0;
@@ -292,9 +278,8 @@ static int reader_end(oee_rpc_reader *r, oee_rpc_status *st) {
   return 0;
 }
 
-int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg,
-                        oee_rpc_status *st) {
-  if (r == NULL || msg == NULL) return OEE_RPC_CLIENT_EINVAL;
+int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg, oee_rpc_status *st) {
+  if (r == NULL || msg == NULL) return OEE_RPC_EINVAL;
   *msg = NULL;
   if (r->ended) return reader_end(r, st);
   grpc_op op;
@@ -308,8 +293,7 @@ int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg,
   grpc_byte_buffer_destroy(r->io.msg);
   r->io.msg = NULL;
   if (*msg != NULL) return 1;
-  grpc_call_cancel_with_status(r->call, GRPC_STATUS_INTERNAL,
-                               "response does not decode", NULL);
+  grpc_call_cancel_with_status(r->call, GRPC_STATUS_INTERNAL, "response does not decode", NULL);
   return reader_end(r, st);
 }
 

@@ -28,14 +28,11 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/error.h" /* the OEE_RPC_E* codes of the reader functions */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Local errors (not gRPC statuses) of the reader functions. */
-#define OEE_RPC_CLIENT_EINVAL (-1) /* NULL or inconsistent argument */
-#define OEE_RPC_CLIENT_ENOMEM (-2) /* allocation failed */
-#define OEE_RPC_CLIENT_ECALL (-3)  /* gRPC refused to start the call */
 
 /* Final status of a call. */
 typedef struct oee_rpc_status {
@@ -59,38 +56,34 @@ typedef struct oee_rpc_channel_options {
  * channel connects lazily, on the first call. */
 oee_rpc_channel *oee_rpc_channel_create(const char *target);
 /* The same with settings; opts is read during the call only (NULL: defaults). */
-oee_rpc_channel *oee_rpc_channel_create_with_options(
-    const char *target, const oee_rpc_channel_options *opts);
+oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
+                                                     const oee_rpc_channel_options *opts);
 /* Closes the channel; ch may be NULL. */
 void oee_rpc_channel_destroy(oee_rpc_channel *ch);
 
 /* Blocking unary call of method ("/pkg.Service/Method"). Returns the status
  * code. On GRPC_STATUS_OK *resp receives a new message of resp_desc that the
  * caller owns; otherwise *resp is NULL. st may be NULL. */
-int oee_rpc_unary(oee_rpc_channel *ch, const char *method,
-                  const ProtobufCMessage *req,
-                  const ProtobufCMessageDescriptor *resp_desc,
-                  ProtobufCMessage **resp, int64_t deadline_ms,
-                  oee_rpc_status *st);
+int oee_rpc_unary(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                  int64_t deadline_ms, oee_rpc_status *st);
 
 /* A server-streaming call in progress; used by one thread at a time, except
  * oee_rpc_reader_cancel(), which any thread may call while the reader lives. */
 typedef struct oee_rpc_reader oee_rpc_reader;
 
 /* Sends req on a new server-streaming call. Returns 0 and *out (owned by the
- * caller until oee_rpc_reader_close), or a negative OEE_RPC_CLIENT_E* code.
+ * caller until oee_rpc_reader_close), or a negative OEE_RPC_E* code.
  * method is copied. A failure to connect shows later as the final status. */
-int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method,
-                         const ProtobufCMessage *req,
-                         const ProtobufCMessageDescriptor *resp_desc,
-                         int64_t deadline_ms, oee_rpc_reader **out);
+int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *resp_desc, int64_t deadline_ms,
+                         oee_rpc_reader **out);
 /* Blocks for the next message. Returns 1 with *msg (caller owns), 0 at the
  * end of the stream with the final status in *st (st may be NULL; OK for a
  * clean end; repeated calls return 0 and the same status), or a negative
- * OEE_RPC_CLIENT_E* code. A message that does not decode cancels the call
+ * OEE_RPC_E* code. A message that does not decode cancels the call
  * and ends it with GRPC_STATUS_INTERNAL. */
-int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg,
-                        oee_rpc_status *st);
+int oee_rpc_reader_next(oee_rpc_reader *r, ProtobufCMessage **msg, oee_rpc_status *st);
 /* Cancels the call (final status CANCELLED unless it already ended). Thread
  * safe; a blocked oee_rpc_reader_next() returns promptly. */
 void oee_rpc_reader_cancel(oee_rpc_reader *r);

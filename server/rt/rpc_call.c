@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/rt/rpc_codec.h"
-#include "server/arena.h"
+#include "rpc/arena.h"
+#include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
 
 struct oee_rpc_call {
@@ -24,20 +24,20 @@ struct oee_rpc_call {
   ProtobufCMessage *req;     /* decoded request or NULL */
   int refs;
   rt_op open_op, send_op, write_op, read_op;
-  int client_cancelled;      /* RECV_CLOSE_ON_SERVER output */
-  int closed;                /* RECV_CLOSE completed */
-  int finished;              /* no more writes: status sent/pending/cancelled */
-  int status_sent;           /* SEND_STATUS batch started */
-  int cancelled;             /* ended by the client before a status */
-  int writing;               /* a write batch is in flight */
-  int pending;               /* status waits for the write in flight */
-  grpc_status_code pcode;    /* pending status */
-  char *ptext;               /* pending status message (owned) or NULL */
-  grpc_slice details;        /* status message of the send batch */
+  int client_cancelled;   /* RECV_CLOSE_ON_SERVER output */
+  int closed;             /* RECV_CLOSE completed */
+  int finished;           /* no more writes: status sent/pending/cancelled */
+  int status_sent;        /* SEND_STATUS batch started */
+  int cancelled;          /* ended by the client before a status */
+  int writing;            /* a write batch is in flight */
+  int pending;            /* status waits for the write in flight */
+  grpc_status_code pcode; /* pending status */
+  char *ptext;            /* pending status message (owned) or NULL */
+  grpc_slice details;     /* status message of the send batch */
   grpc_byte_buffer *send_bb, *write_bb, *read_bb;
   oee_rpc_call_callbacks cb;
   void *user;
-  oee_arena req_arena;         /* the decoded request lives here: one free */
+  oee_arena req_arena;          /* the decoded request lives here: one free */
   ProtobufCAllocator req_alloc; /* protobuf-c's view of req_arena */
 };
 
@@ -61,8 +61,7 @@ void oee_rpc_call_unref(oee_rpc_call *c) {
 /* Starts a batch whose completion runs op; takes a reference. */
 static int start(oee_rpc_call *c, grpc_op *ops, size_t n, rt_op *op) {
   if (c->srv->phase >= PHASE_CQ_DOWN) return OEE_RPC_ECLOSED;
-  if (grpc_call_start_batch(c->gc, ops, n, op, NULL) != GRPC_CALL_OK)
-    return OEE_RPC_ECALL;
+  if (grpc_call_start_batch(c->gc, ops, n, op, NULL) != GRPC_CALL_OK) return OEE_RPC_ECALL;
   c->refs++;
   return 0;
 }
@@ -75,8 +74,8 @@ static void send_done(void *owner, int ok) {
 }
 
 /* Sends [msg +] status. msg (owned) is destroyed on failure. */
-static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg,
-                       grpc_status_code code, const char *text) {
+static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg, grpc_status_code code,
+                       const char *text) {
   grpc_op ops[2];
   size_t n = 0;
   memset(ops, 0, sizeof ops);
@@ -145,8 +144,7 @@ static void read_done(void *owner, int ok) {
   } else {
     ProtobufCMessage *m = oee__rpc_unpack(c->reg->m.request, bb);
     if (m == NULL) {
-      oee_rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "request message does not decode");
+      oee_rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request message does not decode");
     } else if (c->cb.on_message) {
       c->cb.on_message(c, m, c->user);
     }
@@ -174,8 +172,8 @@ static void arena_free(void *arena, void *p) {
   (void)p;
 }
 
-static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg,
-                              grpc_call *gc, grpc_byte_buffer *payload) {
+static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
+                              grpc_byte_buffer *payload) {
   oee_rpc_call *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->srv = srv;
@@ -205,21 +203,18 @@ static void run_handler(oee_rpc_call *c) {
   c->req = oee__rpc_unpack_with(m->request, c->payload, &c->req_alloc);
   if (c->req == NULL) {
     char text[256];
-    snprintf(text, sizeof text, "request does not decode as %s",
-             m->request->name);
+    snprintf(text, sizeof text, "request does not decode as %s", m->request->name);
     send_status(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, text);
     return;
   }
   m->handler(c, c->req, c->reg->ctx);
 }
 
-void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg,
-                            grpc_call *gc, grpc_byte_buffer *payload,
-                            const char *path) {
+void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
+                            grpc_byte_buffer *payload, const char *path) {
   oee_rpc_call *c = call_new(srv, reg, gc, payload);
   if (c == NULL) {
-    grpc_call_cancel_with_status(gc, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                                 "out of memory", NULL);
+    grpc_call_cancel_with_status(gc, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     grpc_call_unref(gc);
     if (payload) grpc_byte_buffer_destroy(payload);
     return;
@@ -228,8 +223,7 @@ void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg,
     c->finished = c->closed = 1;
   } else if (reg == NULL || reg->m.handler == NULL) {
     char text[512];
-    snprintf(text, sizeof text, "unknown method %s",
-             reg ? reg->m.path : (path ? path : "?"));
+    snprintf(text, sizeof text, "unknown method %s", reg ? reg->m.path : (path ? path : "?"));
     send_status(c, NULL, GRPC_STATUS_UNIMPLEMENTED, text);
   } else {
     run_handler(c);
@@ -239,8 +233,7 @@ void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg,
 
 /* ------------------------------------------------------------ public */
 
-void oee_rpc_call_set_callbacks(oee_rpc_call *c,
-                                const oee_rpc_call_callbacks *cbs, void *user) {
+void oee_rpc_call_set_callbacks(oee_rpc_call *c, const oee_rpc_call_callbacks *cbs, void *user) {
   memset(&c->cb, 0, sizeof c->cb);
   if (cbs) c->cb = *cbs;
   c->user = user;
@@ -252,9 +245,7 @@ const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *c) {
   return c->reg ? &c->reg->m : NULL;
 }
 
-const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *c) {
-  return c->req;
-}
+const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *c) { return c->req; }
 
 int oee_rpc_call_cancelled(const oee_rpc_call *c) { return c->cancelled; }
 
@@ -317,8 +308,7 @@ int oee_rpc_call_write_slice(oee_rpc_call *c, grpc_slice packed) {
   return write_bb(c, grpc_raw_byte_buffer_create(&packed, 1)); /* refs the slice */
 }
 
-int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code,
-                        const char *message) {
+int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code, const char *message) {
   if (c == NULL) return OEE_RPC_EINVAL;
   if (c->finished) return OEE_RPC_ECLOSED;
   if (!c->writing) return send_status(c, NULL, code, message);
@@ -328,7 +318,6 @@ int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code,
   return 0;
 }
 
-int oee_rpc_call_fail(oee_rpc_call *c, grpc_status_code code,
-                      const char *message) {
+int oee_rpc_call_fail(oee_rpc_call *c, grpc_status_code code, const char *message) {
   return oee_rpc_call_finish(c, code, message);
 }

@@ -43,29 +43,34 @@ struct oee_rpc_server {
   grpc_server *server;
   grpc_completion_queue *cq;
   int port;
-  int grace_ms;          /* ms given to open calls before cancelling them */
-  method_reg **regs;     /* owned array of owned registrations */
+  int grace_ms;      /* ms given to open calls before cancelling them */
+  method_reg **regs; /* owned array of owned registrations */
   size_t n_regs;
-  slot *generic;         /* armed grpc_server_request_call (unknown methods) */
+  slot *generic; /* armed grpc_server_request_call (unknown methods) */
   void (*tick)(void *ud);
   void *tick_ud;
-  int tick_ms;           /* -1: only after events */
+  int tick_ms; /* -1: only after events */
   gpr_timespec last_tick;
-  atomic_int stop;       /* set by oee_rpc_server_shutdown() */
+  atomic_int stop; /* set by oee_rpc_server_shutdown() */
   phase phase;
-  int running;           /* run() has been entered */
-  int cancelled_all;     /* grpc_server_cancel_all_calls issued */
+  int running;       /* run() has been entered */
+  int cancelled_all; /* grpc_server_cancel_all_calls issued */
   gpr_timespec grace_end;
   rt_op shutdown_op;
   size_t live_calls;
 };
 
+/* The reason listen_addr could not be bound, after gRPC failed to:
+ * OEE_RPC_EADDRINUSE when a socket already listens there, otherwise
+ * OEE_RPC_EADDRNOTAVAIL (bad address, unknown host, no permission...).
+ * rpc_listen.c. */
+int oee__rpc_listen_error(const char *listen_addr);
+
 /* Creates a call for a new grpc_call (ownership of gc and payload passes to
  * the call) and runs it: sends initial metadata, arms RECV_CLOSE, decodes
  * and calls the handler, or answers UNIMPLEMENTED if reg is NULL. `path`
  * (borrowed) names an unknown method in that answer. */
-void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg,
-                            grpc_call *gc, grpc_byte_buffer *payload,
-                            const char *path);
+void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
+                            grpc_byte_buffer *payload, const char *path);
 
 #endif

@@ -14,7 +14,7 @@
 
 #include <grpc/grpc_security.h>
 
-#include "client/rt/rpc_codec.h"
+#include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
 
 struct slot {
@@ -56,14 +56,13 @@ static void slot_arm(slot *s) {
   grpc_metadata_array_init(&s->md);
   grpc_call_error e;
   if (s->reg != NULL) {
-    e = grpc_server_request_registered_call(
-        srv->server, s->reg->handle, &s->call, &s->deadline, &s->md,
-        s->reg->m.client_streaming ? NULL : &s->payload, srv->cq, srv->cq,
-        &s->op);
+    e = grpc_server_request_registered_call(srv->server, s->reg->handle, &s->call, &s->deadline,
+                                            &s->md, s->reg->m.client_streaming ? NULL : &s->payload,
+                                            srv->cq, srv->cq, &s->op);
   } else {
     grpc_call_details_init(&s->details);
-    e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md,
-                                 srv->cq, srv->cq, &s->op);
+    e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md, srv->cq, srv->cq,
+                                 &s->op);
   }
   if (e != GRPC_CALL_OK) abort(); /* only misuse of the API fails here */
 }
@@ -85,9 +84,16 @@ static void slot_done(void *owner, int ok) {
 
 /* ------------------------------------------------------------- server */
 
-static void server_args(const oee_rpc_server_options *o, grpc_arg *args,
-                        grpc_channel_args *ca) {
+/* Fills args (room for SERVER_ARGS) and ca from the options. */
+enum { SERVER_ARGS = 3 };
+
+static void server_args(const oee_rpc_server_options *o, grpc_arg *args, grpc_channel_args *ca) {
   size_t n = 0;
+  /* gRPC sets SO_REUSEPORT on its listeners by default, so a second server
+   * on the same address would bind too and silently take half of the
+   * connections. Without it the second bind fails: one server per address. */
+  args[n++] =
+      (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
   if (o && o->max_receive_message_bytes)
     args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                            .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -103,7 +109,7 @@ static int listen_on(oee_rpc_server *srv, const char *addr) {
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
   srv->port = grpc_server_add_http2_port(srv->server, addr, creds);
   grpc_server_credentials_release(creds);
-  return srv->port > 0 ? 0 : -1;
+  return srv->port > 0 ? 0 : oee__rpc_listen_error(addr);
 }
 
 static void shutdown_done(void *owner, int ok) {
@@ -112,14 +118,14 @@ static void shutdown_done(void *owner, int ok) {
   grpc_completion_queue_shutdown(srv->cq);
 }
 
-oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
-                                      const oee_rpc_server_options *opts,
-                                      int *port) {
-  if (listen_addr == NULL) return NULL;
+int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out) {
+  if (out != NULL) *out = NULL;
+  if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
   oee_rpc_server *srv = calloc(1, sizeof *srv);
-  if (srv == NULL) return NULL;
+  if (srv == NULL) return OEE_RPC_ENOMEM;
   grpc_init();
-  grpc_arg args[2];
+  grpc_arg args[SERVER_ARGS];
   grpc_channel_args ca;
   server_args(opts, args, &ca);
   srv->server = grpc_server_create(&ca, NULL);
@@ -130,11 +136,20 @@ oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
   srv->tick_ms = -1;
   srv->shutdown_op = (rt_op){shutdown_done, srv};
   atomic_init(&srv->stop, 0);
-  if (listen_on(srv, listen_addr) != 0) {
+  int rc = listen_on(srv, listen_addr);
+  if (rc != 0) {
     oee_rpc_server_destroy(srv);
-    return NULL;
+    return rc;
   }
   if (port) *port = srv->port;
+  *out = srv;
+  return 0;
+}
+
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr, const oee_rpc_server_options *opts,
+                                      int *port) {
+  oee_rpc_server *srv = NULL;
+  (void)oee_rpc_server_open(listen_addr, opts, port, &srv);
   return srv;
 }
 
@@ -145,8 +160,7 @@ static void reg_free(method_reg *r) {
   free(r);
 }
 
-static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m,
-                           void *ctx) {
+static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   method_reg *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
   r->m = *m;
@@ -161,8 +175,7 @@ static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m,
 }
 
 static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
-  if (m->path == NULL || m->request == NULL || m->response == NULL)
-    return OEE_RPC_EINVAL;
+  if (m->path == NULL || m->request == NULL || m->response == NULL) return OEE_RPC_EINVAL;
   method_reg **regs = realloc(srv->regs, (srv->n_regs + 1) * sizeof *regs);
   if (regs == NULL) return OEE_RPC_ENOMEM;
   srv->regs = regs;
@@ -170,9 +183,7 @@ static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   if (r == NULL) return OEE_RPC_ENOMEM;
   r->handle = grpc_server_register_method(
       srv->server, r->m.path, NULL,
-      m->client_streaming ? GRPC_SRM_PAYLOAD_NONE
-                          : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-      0);
+      m->client_streaming ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   if (r->handle == NULL) {
     reg_free(r);
     return OEE_RPC_EINVAL; /* e.g. the path is already registered */
@@ -181,8 +192,7 @@ static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   return 0;
 }
 
-int oee_rpc_server_add_service(oee_rpc_server *srv,
-                               const oee_rpc_method *methods, size_t n,
+int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods, size_t n,
                                void *ctx) {
   if (srv == NULL || (methods == NULL && n > 0)) return OEE_RPC_EINVAL;
   if (srv->phase != PHASE_CREATED) return OEE_RPC_ESTATE;
@@ -193,8 +203,8 @@ int oee_rpc_server_add_service(oee_rpc_server *srv,
   return 0;
 }
 
-void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud),
-                             void *ud, int interval_ms) {
+void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud), void *ud,
+                             int interval_ms) {
   srv->tick = tick;
   srv->tick_ud = ud;
   srv->tick_ms = interval_ms;
@@ -223,9 +233,7 @@ int oee_rpc_server_stopping(const oee_rpc_server *srv) {
   return atomic_load(&((oee_rpc_server *)srv)->stop) != 0;
 }
 
-size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) {
-  return srv->live_calls;
-}
+size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) { return srv->live_calls; }
 
 /* ------------------------------------------------------------ the loop */
 
@@ -246,8 +254,7 @@ static void shutdown_step(oee_rpc_server *srv) {
 static void maybe_tick(oee_rpc_server *srv, int had_events) {
   if (srv->tick == NULL) return;
   gpr_timespec t = now();
-  int due = srv->tick_ms >= 0 &&
-            gpr_time_cmp(t, after_ms(srv->last_tick, srv->tick_ms)) >= 0;
+  int due = srv->tick_ms >= 0 && gpr_time_cmp(t, after_ms(srv->last_tick, srv->tick_ms)) >= 0;
   if (!had_events && !due) return;
   srv->last_tick = t;
   srv->tick(srv->tick_ud);
@@ -295,8 +302,7 @@ static void loop(oee_rpc_server *srv) {
 }
 
 int oee_rpc_server_run(oee_rpc_server *srv) {
-  if (srv == NULL || srv->phase != PHASE_STARTED || srv->running)
-    return OEE_RPC_ESTATE;
+  if (srv == NULL || srv->phase != PHASE_STARTED || srv->running) return OEE_RPC_ESTATE;
   srv->running = 1;
   loop(srv);
   return 0;

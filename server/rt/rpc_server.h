@@ -51,17 +51,11 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/error.h" /* the OEE_RPC_E* codes returned below */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Negative error codes of this module (0 is success). */
-#define OEE_RPC_EINVAL (-1)  /* bad argument (NULL, wrong message type) */
-#define OEE_RPC_EBUSY (-2)   /* a write is already in flight on the call */
-#define OEE_RPC_ECLOSED (-3) /* the call is finished or cancelled */
-#define OEE_RPC_ESTATE (-4)  /* wrong server state for the operation */
-#define OEE_RPC_ENOMEM (-5)  /* allocation failed */
-#define OEE_RPC_ECALL (-6)   /* gRPC refused the operation */
 
 /* Maximum wait of one completion-queue poll, in milliseconds. */
 #define OEE_RPC_SERVER_POLL_MS 50
@@ -75,11 +69,10 @@ typedef struct oee_rpc_call oee_rpc_call;
  * on_message. ctx is the pointer given to oee_rpc_server_add_service(). A
  * unary handler must eventually reply or fail (now or later); a streaming
  * handler must eventually finish, unless the call is cancelled first. */
-typedef void (*oee_rpc_handler)(oee_rpc_call *call, const ProtobufCMessage *req,
-                                void *ctx);
+typedef void (*oee_rpc_handler)(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx);
 
-/* One method of a service; the generated <file>.grpc-c.c holds a template
- * table per service with handler NULL. */
+/* One method of a service; the generated <file>.grpc-server.c holds a
+ * template table per service with handler NULL. */
 typedef struct oee_rpc_method {
   const char *path; /* "/pkg.Service/Method"; copied on registration */
   int client_streaming;
@@ -97,23 +90,28 @@ typedef struct oee_rpc_server_options {
 
 /* Creates a server listening (insecurely) on listen_addr, e.g.
  * "127.0.0.1:0" for a free port. opts may be NULL (defaults). On success
- * *port (may be NULL) receives the bound port. Returns NULL if the address
- * cannot be bound or memory runs out. The caller owns the server. */
-oee_rpc_server *oee_rpc_server_create(const char *listen_addr,
-                                      const oee_rpc_server_options *opts,
+ * returns 0, *out receives the server (the caller owns it) and *port (may
+ * be NULL) the bound port. Otherwise *out is NULL and the result is
+ * OEE_RPC_EADDRINUSE (another socket listens on the address: SO_REUSEPORT
+ * is off, so two servers never share one), OEE_RPC_EADDRNOTAVAIL (the
+ * address cannot be bound for another reason), OEE_RPC_EINVAL (NULL
+ * listen_addr or out) or OEE_RPC_ENOMEM. */
+int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
+                        oee_rpc_server **out);
+/* The same without the reason: the server, or NULL on any failure. */
+oee_rpc_server *oee_rpc_server_create(const char *listen_addr, const oee_rpc_server_options *opts,
                                       int *port);
 /* Registers n methods, all called with ctx (borrowed; must outlive the
  * server). The table is copied, so it may live on the stack. Only before
  * oee_rpc_server_start(). Returns 0, OEE_RPC_ESTATE, OEE_RPC_EINVAL (NULL,
  * or a path already registered), OEE_RPC_ENOMEM. */
-int oee_rpc_server_add_service(oee_rpc_server *srv,
-                               const oee_rpc_method *methods, size_t n,
+int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods, size_t n,
                                void *ctx);
 /* Installs the tick hook: tick(ud) runs on the CQ thread after every
  * processed batch of events and at least every interval_ms (-1: only after
  * events). Call before run() or from the CQ thread. tick may be NULL. */
-void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud),
-                             void *ud, int interval_ms);
+void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud), void *ud,
+                             int interval_ms);
 /* Changes the tick interval (before run() or on the CQ thread). */
 void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms);
 /* Starts serving (arms the call requests). Returns 0 or OEE_RPC_ESTATE. */
@@ -144,15 +142,13 @@ typedef struct oee_rpc_call_callbacks {
   void (*on_cancelled)(oee_rpc_call *call, void *user);
   /* Client/bidi streaming: the next request message (borrowed for the
    * callback), or NULL once the client has half-closed. */
-  void (*on_message)(oee_rpc_call *call, const ProtobufCMessage *msg,
-                     void *user);
+  void (*on_message)(oee_rpc_call *call, const ProtobufCMessage *msg, void *user);
   /* Last callback: the call is about to be freed; release user here. */
   void (*on_done)(oee_rpc_call *call, void *user);
 } oee_rpc_call_callbacks;
 
 /* Installs callbacks (copied; cbs may be NULL to clear) and user pointer. */
-void oee_rpc_call_set_callbacks(oee_rpc_call *call,
-                                const oee_rpc_call_callbacks *cbs, void *user);
+void oee_rpc_call_set_callbacks(oee_rpc_call *call, const oee_rpc_call_callbacks *cbs, void *user);
 void *oee_rpc_call_user(const oee_rpc_call *call);
 /* The method (the server's copy) and the decoded request (or NULL). */
 const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *call);
@@ -165,8 +161,7 @@ void oee_rpc_call_unref(oee_rpc_call *call);
  * Returns 0, OEE_RPC_EINVAL, OEE_RPC_EBUSY, OEE_RPC_ECLOSED. */
 int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg);
 /* Ends the call with code and message (may be NULL); same as finish. */
-int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code,
-                      const char *message);
+int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code, const char *message);
 /* Streaming: starts sending msg. At most one write in flight: returns
  * OEE_RPC_EBUSY while one is; on_writable tells when it completed. Also
  * OEE_RPC_EINVAL, OEE_RPC_ECLOSED. */
@@ -179,14 +174,12 @@ int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed);
 int oee_rpc_call_writable(const oee_rpc_call *call);
 /* Ends the call with a status; sent after a write still in flight. Returns
  * 0 or OEE_RPC_ECLOSED (already finished or cancelled). */
-int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code,
-                        const char *message);
+int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code, const char *message);
 /* Ends the call now with code and message, even while a write is stuck
  * behind flow control (a client that does not read): the stream is
  * cancelled with that status instead of waiting to send it in order.
  * Returns 0 or OEE_RPC_ECLOSED. on_done still follows. */
-int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code,
-                       const char *message);
+int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code, const char *message);
 /* 1 once the client went away before the call was finished. */
 int oee_rpc_call_cancelled(const oee_rpc_call *call);
 

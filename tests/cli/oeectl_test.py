@@ -21,7 +21,8 @@ SERVER = os.path.join(RUNFILES, "server", "oee-server")
 OEECTL = os.path.join(RUNFILES, "client", "oeectl")
 CONFIG = os.path.join(RUNFILES, "tests", "cli", "config.json")
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+# Task ids are UUID version 7 (API.md, "Ids").
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z$")
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 

@@ -18,7 +18,7 @@
 #define PER_PRODUCER 5000
 
 typedef struct probe {
-  oee_commit_item item;   /* first: the done callback casts back */
+  oee_commit_item item; /* first: the done callback casts back */
   int producer, n;
   int rc;
   int calls;

@@ -54,8 +54,7 @@ static oee_task_info *task(uint64_t index, oee_task_status st, const char *type,
                            int64_t completed_ns) {
   static const oee_kv ctx[] = {{"a", "1"}, {"message", "hello"}};
   oee_task_info d = {0};
-  snprintf(d.id, sizeof(d.id), "0190a1b2-c3d4-7e5f-8a9b-%012llx",
-           (unsigned long long)index);
+  snprintf(d.id, sizeof(d.id), "0190a1b2-c3d4-7e5f-8a9b-%012llx", (unsigned long long)index);
   d.name = "n";
   d.task_type = type;
   d.status = st;
@@ -75,7 +74,8 @@ static oee_task_info *task(uint64_t index, oee_task_status st, const char *type,
 }
 
 static void write_all(oee_db *db, oee_task_info **t, size_t n, uint64_t seq) {
-  oee_db_batch b = {.tasks = (const oee_task_info *const *)t, .n_tasks = n,
+  oee_db_batch b = {.tasks = (const oee_task_info *const *)t,
+                    .n_tasks = n,
                     .meta = {.last_index = t[n - 1]->submit_index, .last_seq = seq}};
   oee_error err = {0};
   if (oee_db_write(db, &b, &err) != 0) fail_msg("write: %s", err.message);
@@ -141,8 +141,7 @@ static void test_rows_survive_reopen(void **state) {
   assert_int_equal(got->created_at_ns, 1001);
   oee_task_info_unref(got);
   oee_error err;
-  assert_int_equal(oee_db_get(db, "0190a1b2-c3d4-7e5f-8a9b-0000000000ff", &got, &err),
-                   OEE_ENOENT);
+  assert_int_equal(oee_db_get(db, "0190a1b2-c3d4-7e5f-8a9b-0000000000ff", &got, &err), OEE_ENOENT);
   assert_int_equal(oee_db_get(db, "nope", &got, &err), OEE_EINVAL);
   for (int i = 0; i < 6; i++) oee_task_info_unref(t[i]);
   oee_task_info_unref(running);
@@ -160,8 +159,8 @@ static void test_pages_and_filters(void **state) {
   oee_task_info *t[40];
   for (int i = 0; i < 40; i++) {
     oee_task_status st = i % 4 == 0 ? OEE_TASK_DONE : OEE_TASK_QUEUED;
-    t[i] = task((uint64_t)i + 1, st, i % 5 == 0 ? "rare" : "echo",
-                st == OEE_TASK_DONE ? 100 + i : 0);
+    t[i] =
+        task((uint64_t)i + 1, st, i % 5 == 0 ? "rare" : "echo", st == OEE_TASK_DONE ? 100 + i : 0);
   }
   write_all(db, t, 40, 400);
   /* Everything, 7 at a time: 6 pages, the tokens chain, order kept. */
@@ -277,8 +276,7 @@ static void test_refuses_corrupt_file(void **state) {
   oee_db_close(db);
   sqlite3 *c; /* fold the WAL into the file so the damage below is seen */
   assert_int_equal(sqlite3_open(f->path, &c), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(c, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
-                   SQLITE_OK);
+  assert_int_equal(sqlite3_exec(c, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(c);
   FILE *fp = fopen(f->path, "r+b");
   assert_non_null(fp);

@@ -16,18 +16,21 @@
 #include "core/oee_pipeline.h"
 
 static oee_engine *new_engine(int workers, size_t max_queue, size_t result_max) {
-  oee_engine_config cfg = {.num_workers = workers, .max_queue = max_queue,
-                           .result_max_bytes = result_max};
+  oee_engine_config cfg = {
+      .num_workers = workers, .max_queue = max_queue, .result_max_bytes = result_max};
   oee_engine *eng;
   assert_int_equal(oee_engine_create(&cfg, &eng), 0);
   return eng;
 }
 
-static int submit(oee_engine *eng, const char *type, int prio, const char *k,
-                  const char *v, char id[OEE_ID_LEN + 1]) {
+static int submit(oee_engine *eng, const char *type, int prio, const char *k, const char *v,
+                  char id[OEE_ID_LEN + 1]) {
   oee_kv kv = {k, v};
-  oee_submit req = {.name = "t", .task_type = type, .priority = prio,
-                    .context = k ? &kv : NULL, .context_len = k ? 1 : 0};
+  oee_submit req = {.name = "t",
+                    .task_type = type,
+                    .priority = prio,
+                    .context = k ? &kv : NULL,
+                    .context_len = k ? 1 : 0};
   const oee_task_info *t = NULL;
   int rc = oee_engine_submit(eng, &req, &t, NULL);
   if (rc == 0) {
@@ -38,18 +41,19 @@ static int submit(oee_engine *eng, const char *type, int prio, const char *k,
   return rc;
 }
 
-/* Waits (up to 10 s) for the task to reach `st`; returns its snapshot. */
-static const oee_task_info *wait_status(oee_engine *eng, const char *id,
-                                        oee_task_status st) {
-  for (int i = 0; i < 10000; i++) {
-    const oee_task_info *t;
-    assert_int_equal(oee_engine_get(eng, id, &t), 0);
-    if (t->status == st) return t;
-    oee_task_info_unref(t);
-    nanosleep(&(struct timespec){0, 1000000}, NULL);
-  }
-  fail_msg("task %s never reached %s", id, oee_task_status_name(st));
-  return NULL;
+/* Waits (up to 10 s) for the task to reach `st`; returns its snapshot. A
+ * snapshot subscription filtered on the task and the status sees the
+ * change whether it happened before the call or after. */
+static const oee_task_info *wait_status(oee_engine *eng, const char *id, oee_task_status st) {
+  const char *ids[] = {id};
+  oee_sub_filter f = {.task_ids = ids, .n_task_ids = 1, .statuses = &st, .n_statuses = 1};
+  oee_sub *sub;
+  assert_int_equal(oee_engine_subscribe(eng, &f, 4, 1, &sub), 0);
+  const oee_task_info *t = NULL;
+  int rc = oee_sub_wait(sub, &t, 10000);
+  oee_sub_free(sub);
+  if (rc != 0) fail_msg("task %s never reached %s", id, oee_task_status_name(st));
+  return t;
 }
 
 static void expect_status(oee_engine *eng, const char *id, oee_task_status st) {
@@ -71,20 +75,50 @@ static const refusal refusals[] = {
     {"x", "echo", 11, {{0}}, 0, OEE_EINVAL, "priority must be 0..10, got 11"},
     {"x", "echo", -1, {{0}}, 0, OEE_EINVAL, "priority must be 0..10, got -1"},
     {"x", "", 5, {{0}}, 0, OEE_EINVAL, "task_type must not be empty"},
-    {"x", "nope", 5, {{0}}, 0, OEE_ENOEXEC,
+    {"x",
+     "nope",
+     5,
+     {{0}},
+     0,
+     OEE_ENOEXEC,
      "unknown task_type \"nope\"; known types: echo, exec, fail, sleep"},
-    {"x", "pipeline", 5, {{0}}, 0, OEE_EINVAL,
+    {"x",
+     "pipeline",
+     5,
+     {{0}},
+     0,
+     OEE_EINVAL,
      "tasks of type \"pipeline\" cannot be submitted directly"},
-    {"x", "echo", 5, {{"a", "1"}, {"a", "2"}}, 2, OEE_EINVAL,
+    {"x",
+     "echo",
+     5,
+     {{"a", "1"}, {"a", "2"}},
+     2,
+     OEE_EINVAL,
      "context key \"a\" appears more than once"},
-    {"x", "sleep", 5, {{"seconds", "soon"}}, 1, OEE_EINVAL,
+    {"x",
+     "sleep",
+     5,
+     {{"seconds", "soon"}},
+     1,
+     OEE_EINVAL,
      "context[\"seconds\"] must be a finite number >= 0, got \"soon\""},
     {"x", "sleep", 5, {{"seconds", "-1"}}, 1, OEE_EINVAL, "got \"-1\""},
     {"x", "sleep", 5, {{"seconds", "inf"}}, 1, OEE_EINVAL, "got \"inf\""},
     {"x", "sleep", 5, {{"seconds", "nan"}}, 1, OEE_EINVAL, "got \"nan\""},
-    {"x", "exec", 5, {{0}}, 0, OEE_ENOCMD,
+    {"x",
+     "exec",
+     5,
+     {{0}},
+     0,
+     OEE_ENOCMD,
      "exec tasks need context[\"command\"] naming a configured command"},
-    {"x", "exec", 5, {{"command", "rm"}}, 1, OEE_ENOCMD,
+    {"x",
+     "exec",
+     5,
+     {{"command", "rm"}},
+     1,
+     OEE_ENOCMD,
      "exec command \"rm\" is not in the configured commands table"},
 };
 
@@ -93,8 +127,11 @@ static void test_submit_validation_changes_nothing(void **state) {
   oee_engine *eng = new_engine(1, 0, 0);
   for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
     const refusal *r = &refusals[i];
-    oee_submit req = {.name = r->name, .task_type = r->type, .priority = r->priority,
-                      .context = r->n_ctx ? r->ctx : NULL, .context_len = r->n_ctx};
+    oee_submit req = {.name = r->name,
+                      .task_type = r->type,
+                      .priority = r->priority,
+                      .context = r->n_ctx ? r->ctx : NULL,
+                      .context_len = r->n_ctx};
     oee_error err;
     const oee_task_info *t = NULL;
     assert_int_equal(oee_engine_submit(eng, &req, &t, &err), r->code);
@@ -125,6 +162,7 @@ static void test_submit_validation_changes_nothing(void **state) {
 /* An executor that records the order tasks start in. */
 typedef struct order_log {
   pthread_mutex_t lock;
+  pthread_cond_t grew; /* signalled with lock held when n grows */
   int n;
   int prio[4000];
   uint64_t index[4000];
@@ -136,20 +174,27 @@ static void run_record(oee_job *job, void *ud) {
   log->prio[log->n] = oee_job_task(job)->priority;
   log->index[log->n] = oee_job_task(job)->submit_index;
   log->n++;
+  pthread_cond_signal(&log->grew);
   pthread_mutex_unlock(&log->lock);
   oee_job_succeed(job, "ok");
 }
 
-static int log_count(order_log *log) {
+/* Waits up to 10 s for `n` entries; returns the count reached. */
+static int log_wait(order_log *log, int n) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 10;
   pthread_mutex_lock(&log->lock);
-  int n = log->n;
+  while (log->n < n && pthread_cond_timedwait(&log->grew, &log->lock, &deadline) == 0) {
+  }
+  int got = log->n;
   pthread_mutex_unlock(&log->lock);
-  return n;
+  return got;
 }
 
 static void test_priority_then_fifo_end_to_end(void **state) {
   (void)state;
-  static order_log log = {PTHREAD_MUTEX_INITIALIZER, 0, {0}, {0}};
+  static order_log log = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}, {0}};
   oee_engine *eng = new_engine(1, 0, 0);
   assert_int_equal(oee_engine_register(eng, "rec", run_record, &log), 0);
   srand(5);
@@ -158,9 +203,7 @@ static void test_priority_then_fifo_end_to_end(void **state) {
     assert_int_equal(submit(eng, "rec", rand() % 11, NULL, NULL, last), 0);
   }
   oee_engine_start(eng);
-  for (int i = 0; i < 10000 && log_count(&log) < 4000; i++) {
-    nanosleep(&(struct timespec){0, 1000000}, NULL);
-  }
+  log_wait(&log, 4000);
   assert_int_equal(oee_engine_stop(eng, 5000), 0);
   assert_int_equal(log.n, 4000);
   for (int i = 1; i < 4000; i++) {
@@ -186,8 +229,8 @@ static void test_cancel_queued(void **state) {
   oee_task_info_unref(t);
   assert_int_equal(oee_engine_cancel(eng, id, &cancelled, NULL), 0);
   assert_int_equal(cancelled, 0);
-  assert_int_equal(oee_engine_cancel(eng, "00000000-0000-4000-8000-000000000000",
-                                     &cancelled, NULL), OEE_ENOENT);
+  assert_int_equal(oee_engine_cancel(eng, "00000000-0000-4000-8000-000000000000", &cancelled, NULL),
+                   OEE_ENOENT);
   assert_int_equal(oee_engine_cancel(eng, "", &cancelled, NULL), OEE_EINVAL);
   /* The cancelled task never runs. */
   oee_engine_start(eng);
@@ -349,34 +392,64 @@ static void test_clear_completed_and_limits(void **state) {
   oee_engine_destroy(eng);
 }
 
-/* An executor that finishes its job later, on a thread of its own. */
+/* An executor that finishes its job later, on a thread of its own: once
+ * oee_engine_stop() has begun (there is no event for that, so the thread
+ * polls oee_engine_running() with a 10 s deadline). */
+typedef struct async_job {
+  oee_engine *eng;
+  pthread_t th;
+  oee_job *job;
+} async_job;
+
 static void *finish_later(void *arg) {
-  nanosleep(&(struct timespec){0, 50000000}, NULL);
-  oee_job_succeed(arg, "late");
+  async_job *a = arg;
+  for (int i = 0; i < 10000 && oee_engine_running(a->eng); i++) {
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  oee_job_succeed(a->job, "late");
   return NULL;
 }
 
 static void run_async(oee_job *job, void *ud) {
-  pthread_t *th = ud;
-  pthread_create(th, NULL, finish_later, job);
+  async_job *a = ud;
+  a->job = job;
+  pthread_create(&a->th, NULL, finish_later, a);
 }
 
 static void test_async_completion(void **state) {
   (void)state;
-  pthread_t th;
   oee_engine *eng = new_engine(1, 0, 0);
-  oee_engine_register(eng, "async", run_async, &th);
+  async_job a = {.eng = eng};
+  oee_engine_register(eng, "async", run_async, &a);
   oee_engine_start(eng);
   char id[OEE_ID_LEN + 1];
   submit(eng, "async", 5, NULL, NULL, id);
   expect_status(eng, id, OEE_TASK_RUNNING);
   /* stop() must wait for the job that the executor has already returned from. */
   oee_engine_stop(eng, -1);
-  pthread_join(th, NULL);
+  pthread_join(a.th, NULL);
   const oee_task_info *t;
   oee_engine_get(eng, id, &t);
   assert_int_equal(t->status, OEE_TASK_DONE);
   assert_string_equal(t->result, "late");
+  oee_task_info_unref(t);
+  oee_engine_destroy(eng);
+}
+
+/* A result exactly result_max_bytes long is kept whole; one byte more is
+ * cut to result_max_bytes and followed by the marker. */
+static void test_result_max_boundary(void **state) {
+  (void)state;
+  oee_engine *eng = new_engine(1, 0, 16);
+  char exact[OEE_ID_LEN + 1], over[OEE_ID_LEN + 1];
+  assert_int_equal(submit(eng, "echo", 5, "message", "0123456789abcdef", exact), 0);
+  assert_int_equal(submit(eng, "echo", 5, "message", "0123456789abcdefX", over), 0);
+  oee_engine_start(eng);
+  const oee_task_info *t = wait_status(eng, exact, OEE_TASK_DONE);
+  assert_string_equal(t->result, "0123456789abcdef");
+  oee_task_info_unref(t);
+  t = wait_status(eng, over, OEE_TASK_DONE);
+  assert_string_equal(t->result, "0123456789abcdef\n[truncated: 16 of 17 bytes kept]");
   oee_task_info_unref(t);
   oee_engine_destroy(eng);
 }
@@ -393,6 +466,7 @@ int main(void) {
       cmocka_unit_test(test_subscribe_snapshot),
       cmocka_unit_test(test_clear_completed_and_limits),
       cmocka_unit_test(test_async_completion),
+      cmocka_unit_test(test_result_max_boundary),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

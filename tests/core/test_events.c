@@ -13,8 +13,7 @@
 #include "core/internal.h"
 #include "core/task.h"
 
-static oee_task_info *snap(const char *id, const char *type, oee_task_status st,
-                           uint64_t seq) {
+static oee_task_info *snap(const char *id, const char *type, oee_task_status st, uint64_t seq) {
   oee_task_info d = {0};
   strcpy(d.id, id);
   d.task_type = type;
@@ -26,8 +25,8 @@ static oee_task_info *snap(const char *id, const char *type, oee_task_status st,
 #define ID_A "aaaaaaaa-0000-4000-8000-000000000001"
 #define ID_B "bbbbbbbb-0000-4000-8000-000000000002"
 
-static void publish(oee_bus *b, const char *id, const char *type,
-                    oee_task_status st, uint64_t seq) {
+static void publish(oee_bus *b, const char *id, const char *type, oee_task_status st,
+                    uint64_t seq) {
   oee_task_info *s = snap(id, type, st, seq);
   oee__bus_publish(b, s);
   oee_task_info_unref(s);
@@ -80,6 +79,7 @@ static void test_slow_subscriber_dropped_not_blocking(void **state) {
   oee__bus_subscribe(b, NULL, 1000, NULL, 0, &fast);
   /* 100 events into a ring of 4 that nobody reads: publish must return. */
   for (uint64_t i = 1; i <= 100; i++) publish(b, ID_A, "echo", OEE_TASK_QUEUED, i);
+  oee__bus_flush(b); /* what the engine does once it released its lock */
   assert_int_equal(oee__bus_has_subscribers(b), 1); /* only `fast` is left */
   const oee_task_info *ev;
   for (uint64_t i = 1; i <= 4; i++) {
@@ -150,12 +150,63 @@ static void test_wait_wakes_on_event_close_and_timeout(void **state) {
   oee__bus_destroy(b);
 }
 
+/* More events than the bus log holds, with nobody flushing: the publisher
+ * that finds the log full delivers it itself, in order, and the bounds per
+ * subscriber still hold. */
+static void test_full_log_delivered_by_publisher(void **state) {
+  (void)state;
+  oee_bus *b;
+  assert_int_equal(oee__bus_create(&b), 0);
+  oee_sub *slow, *fast;
+  assert_int_equal(oee__bus_subscribe(b, NULL, 4, NULL, 0, &slow), 0);
+  assert_int_equal(oee__bus_subscribe(b, NULL, 5000, NULL, 0, &fast), 0);
+  for (uint64_t i = 1; i <= 5000; i++) publish(b, ID_A, "echo", OEE_TASK_QUEUED, i);
+  const oee_task_info *ev;
+  for (uint64_t i = 1; i <= 5000; i++) {
+    assert_int_equal(oee_sub_next(fast, &ev), 0);
+    assert_int_equal(ev->seq, i);
+    oee_task_info_unref(ev);
+  }
+  assert_int_equal(oee_sub_next(fast, &ev), OEE_EAGAIN);
+  assert_int_equal(oee_sub_pending(slow), 4);
+  assert_int_equal(oee_sub_dropped(slow), 1);
+  oee_sub_free(slow);
+  oee_sub_free(fast);
+  oee__bus_destroy(b);
+}
+
+/* A subscriber attached after some events were logged but not yet
+ * delivered skips those at or below its starting seq. */
+static void test_attach_skips_older_logged_events(void **state) {
+  (void)state;
+  oee_bus *b;
+  assert_int_equal(oee__bus_create(&b), 0);
+  oee_sub *first, *late;
+  assert_int_equal(oee__bus_subscribe(b, NULL, 16, NULL, 0, &first), 0);
+  publish(b, ID_A, "echo", OEE_TASK_QUEUED, 1);
+  publish(b, ID_A, "echo", OEE_TASK_RUNNING, 2);
+  assert_int_equal(oee__sub_create(b, NULL, 16, &late), 0);
+  assert_int_equal(oee__bus_attach(b, late, NULL, 0, 2), 0);
+  publish(b, ID_A, "echo", OEE_TASK_DONE, 3);
+  assert_int_equal(oee_sub_pending(first), 3);
+  const oee_task_info *ev;
+  assert_int_equal(oee_sub_next(late, &ev), 0);
+  assert_int_equal(ev->seq, 3);
+  oee_task_info_unref(ev);
+  assert_int_equal(oee_sub_next(late, &ev), OEE_EAGAIN);
+  oee_sub_free(first);
+  oee_sub_free(late);
+  oee__bus_destroy(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_filters_and_order),
       cmocka_unit_test(test_slow_subscriber_dropped_not_blocking),
       cmocka_unit_test(test_initial_events_and_capacity),
       cmocka_unit_test(test_wait_wakes_on_event_close_and_timeout),
+      cmocka_unit_test(test_full_log_delivered_by_publisher),
+      cmocka_unit_test(test_attach_skips_older_logged_events),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,8 +31,7 @@ static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
   if (f == NULL || oee_exec_table_create(&f->table) != 0) return -1;
   int rc = add(f->table, "upper", 10, "tr", "a-z", "A-Z", NULL);
-  rc |= add(f->table, "fail3", 10, "sh", "-c", "echo partial; echo bad >&2; exit 3",
-            NULL);
+  rc |= add(f->table, "fail3", 10, "sh", "-c", "echo partial; echo bad >&2; exit 3", NULL);
   rc |= add(f->table, "slow", 0.3, "sleep", "30", NULL);
   rc |= add(f->table, "long", 0, "sleep", "30", NULL);
   rc |= add(f->table, "ghost", 0, "oee-no-such-command-xyz", NULL);
@@ -52,12 +51,10 @@ static int teardown(void **state) {
 }
 
 /* Runs one exec task to its end; returns its final snapshot. */
-static const oee_task_info *run_cmd(fixture *f, const char *cmd,
-                                    const char *input) {
+static const oee_task_info *run_cmd(fixture *f, const char *cmd, const char *input) {
   char id[OEE_ID_LEN + 1];
-  int rc = input != NULL
-               ? tu_submit(f->eng, "exec", id, 2, "command", cmd, "input", input)
-               : tu_submit(f->eng, "exec", id, 1, "command", cmd);
+  int rc = input != NULL ? tu_submit(f->eng, "exec", id, 2, "command", cmd, "input", input)
+                         : tu_submit(f->eng, "exec", id, 1, "command", cmd);
   assert_int_equal(rc, 0);
   const oee_task_info *t = tu_wait_terminal(f->eng, id, 10);
   assert_non_null(t);
@@ -68,10 +65,8 @@ static void test_allowlist_enforced_at_submit(void **state) {
   fixture *f = *state;
   assert_int_equal(tu_submit(f->eng, "exec", NULL, 0), OEE_ENOCMD);
   assert_int_equal(tu_submit(f->eng, "exec", NULL, 1, "input", "x"), OEE_ENOCMD);
-  assert_int_equal(tu_submit(f->eng, "exec", NULL, 1, "command", "rm"),
-                   OEE_ENOCMD);
-  assert_int_equal(tu_submit(f->eng, "exec", NULL, 1, "command", "sh -c id"),
-                   OEE_ENOCMD);
+  assert_int_equal(tu_submit(f->eng, "exec", NULL, 1, "command", "rm"), OEE_ENOCMD);
+  assert_int_equal(tu_submit(f->eng, "exec", NULL, 1, "command", "sh -c id"), OEE_ENOCMD);
   /* Nothing was created. */
   oee_list_query q = {0};
   oee_list_page page;
@@ -85,8 +80,7 @@ static void test_no_table_refuses_everything(void **state) {
   oee_engine *eng = tu_engine(1, NULL, NULL);
   assert_non_null(eng);
   assert_true(oee_engine_has_executor(eng, "exec"));
-  assert_int_equal(tu_submit(eng, "exec", NULL, 1, "command", "upper"),
-                   OEE_ENOCMD);
+  assert_int_equal(tu_submit(eng, "exec", NULL, 1, "command", "upper"), OEE_ENOCMD);
   tu_engine_free(eng);
 }
 
@@ -134,7 +128,7 @@ static void test_cancel_running(void **state) {
   char id[OEE_ID_LEN + 1];
   assert_int_equal(tu_submit(f->eng, "exec", id, 1, "command", "long"), 0);
   assert_true(tu_wait_status(f->eng, id, OEE_TASK_RUNNING, 5));
-  usleep(100000); /* let the child start */
+  assert_true(tu_wait_children(1, 5)); /* the command really runs */
   int cancelled = 0;
   double t0 = tu_now();
   assert_int_equal(oee_engine_cancel(f->eng, id, &cancelled, NULL), 0);
@@ -152,9 +146,7 @@ static void test_parallel_tasks(void **state) {
   fixture *f = *state;
   char ids[6][OEE_ID_LEN + 1];
   for (int i = 0; i < 6; i++) {
-    assert_int_equal(
-        tu_submit(f->eng, "exec", ids[i], 2, "command", "upper", "input", "abc"),
-        0);
+    assert_int_equal(tu_submit(f->eng, "exec", ids[i], 2, "command", "upper", "input", "abc"), 0);
   }
   for (int i = 0; i < 6; i++) {
     const oee_task_info *t = tu_wait_terminal(f->eng, ids[i], 10);

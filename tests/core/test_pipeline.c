@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,12 +19,11 @@
 typedef struct fixture {
   oee_model_table *models;
   oee_engine *eng;
-  const oee_task_info *task;  /* the last pipeline run to its end */
-  oee_pipeline_result *res;   /* and its result */
+  const oee_task_info *task; /* the last pipeline run to its end */
+  oee_pipeline_result *res;  /* and its result */
 } fixture;
 
-static int model(oee_model_table *t, const char *name, double cost,
-                 double quality, ...) {
+static int model(oee_model_table *t, const char *name, double cost, double quality, ...) {
   const char *argv[8];
   size_t n = 0;
   va_list ap;
@@ -63,14 +63,19 @@ static int teardown(void **state) {
   return tu_no_children() ? 0 : -1;
 }
 
-#define S(n, m) {n, m, 0, 0}
-#define SC(n, m, c) {n, m, 1, c}
+#define S(n, m) \
+  { n, m, 0, 0 }
+#define SC(n, m, c) \
+  { n, m, 1, c }
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-static oee_pipeline_spec spec_of(oee_strategy st, const oee_stage_spec *stages,
-                                 size_t n, const char *input) {
-  return (oee_pipeline_spec){.pipeline_id = "p1", .stages = stages,
-                             .n_stages = n, .strategy = st, .priority = 5,
+static oee_pipeline_spec spec_of(oee_strategy st, const oee_stage_spec *stages, size_t n,
+                                 const char *input) {
+  return (oee_pipeline_spec){.pipeline_id = "p1",
+                             .stages = stages,
+                             .n_stages = n,
+                             .strategy = st,
+                             .priority = 5,
                              .input = input};
 }
 
@@ -104,8 +109,7 @@ static void expect_stages(const oee_pipeline_result *r, size_t n, ...) {
   for (size_t i = 0; i < n; i++) {
     int want = va_arg(ap, int);
     if ((int)r->stages[i].status != want) {
-      fail_msg("stage %zu is %s, want %s", i,
-               oee_stage_status_name(r->stages[i].status),
+      fail_msg("stage %zu is %s, want %s", i, oee_stage_status_name(r->stages[i].status),
                oee_stage_status_name((oee_stage_status)want));
     }
   }
@@ -124,8 +128,7 @@ static void expect_stages(const oee_pipeline_result *r, size_t n, ...) {
 static void test_names(void **state) {
   (void)state;
   oee_strategy s;
-  assert_string_equal(oee_strategy_name(OEE_STRATEGY_COST_OPTIMIZED),
-                      "COST_OPTIMIZED");
+  assert_string_equal(oee_strategy_name(OEE_STRATEGY_COST_OPTIMIZED), "COST_OPTIMIZED");
   assert_string_equal(oee_strategy_name(99), "UNSPECIFIED");
   assert_int_equal(oee_strategy_parse("quality_first", &s), 0);
   assert_int_equal(s, OEE_STRATEGY_QUALITY_FIRST);
@@ -143,12 +146,9 @@ static void test_model_table(void **state) {
   assert_true(oee_model_table_has(NULL, "echo"));
   assert_false(oee_model_table_has(NULL, "upper"));
   assert_true(oee_model_table_has(f->models, "upper"));
-  assert_int_equal(oee_model_table_add(f->models, "echo", argv, 1, 0, 0, 0),
-                   OEE_EEXISTS);
-  assert_int_equal(oee_model_table_add(f->models, "upper", argv, 1, 0, 0, 0),
-                   OEE_EEXISTS);
-  assert_int_equal(oee_model_table_add(f->models, "neg", argv, 1, -1, 0, 0),
-                   OEE_EINVAL);
+  assert_int_equal(oee_model_table_add(f->models, "echo", argv, 1, 0, 0, 0), OEE_EEXISTS);
+  assert_int_equal(oee_model_table_add(f->models, "upper", argv, 1, 0, 0, 0), OEE_EEXISTS);
+  assert_int_equal(oee_model_table_add(f->models, "neg", argv, 1, -1, 0, 0), OEE_EINVAL);
   assert_false(oee_model_table_has(f->models, "neg"));
 }
 
@@ -211,8 +211,7 @@ static void test_plain_submit_refused(void **state) {
   fixture *f = *state;
   assert_true(oee_engine_has_executor(f->eng, "pipeline"));
   assert_int_equal(tu_submit(f->eng, "pipeline", NULL, 0), OEE_EINVAL);
-  assert_int_equal(tu_submit(f->eng, "pipeline", NULL, 1, "pipeline_id", "x"),
-                   OEE_EINVAL);
+  assert_int_equal(tu_submit(f->eng, "pipeline", NULL, 1, "pipeline_id", "x"), OEE_EINVAL);
 }
 
 static void test_result_lookup(void **state) {
@@ -221,8 +220,7 @@ static void test_result_lookup(void **state) {
   oee_pipeline_result *r = NULL;
   assert_int_equal(tu_submit(f->eng, "echo", id, 1, "message", "hi"), 0);
   assert_int_equal(oee_engine_pipeline_result(f->eng, id, &r), OEE_ENOENT);
-  assert_int_equal(oee_engine_pipeline_result(
-                       f->eng, "00000000-0000-4000-8000-000000000000", &r),
+  assert_int_equal(oee_engine_pipeline_result(f->eng, "00000000-0000-4000-8000-000000000000", &r),
                    OEE_ENOENT);
   assert_null(r);
 }
@@ -232,16 +230,14 @@ static void test_result_lookup(void **state) {
 static void test_local_fast_precise(void **state) {
   fixture *f = *state;
   oee_stage_spec st[] = {S("up", "upper"), S("ex", "bang"), S("id", "echo")};
-  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, st, 3,
-                                 "hello\n");
+  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, st, 3, "hello\n");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_DONE);
   assert_string_equal(f->task->result, "HELLO!");
   assert_string_equal(f->task->name, "pipeline:p1");
   assert_string_equal(f->task->task_type, "pipeline");
   assert_string_equal(oee_task_info_context(f->task, "pipeline_id"), "p1");
-  assert_string_equal(oee_task_info_context(f->task, "strategy"),
-                      "LOCAL_FAST_PRECISE");
+  assert_string_equal(oee_task_info_context(f->task, "strategy"), "LOCAL_FAST_PRECISE");
   assert_string_equal(f->res->output, "HELLO!");
   assert_string_equal(f->res->pipeline_id, "p1");
   assert_string_equal(f->res->task_id, f->task->id);
@@ -261,20 +257,17 @@ static void test_local_fast_precise_stage_error(void **state) {
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, st, 3, "x");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_ERROR);
-  assert_string_equal(f->task->error_message,
-                      "stage 'bad' failed: exit status 2: model broke");
+  assert_string_equal(f->task->error_message, "stage 'bad' failed: exit status 2: model broke");
   assert_string_equal(f->res->error_message, f->task->error_message);
   expect_stages(f->res, 3, DONE, ERROR, SKIPPED);
-  assert_string_equal(f->res->stages[1].error_message,
-                      "exit status 2: model broke");
+  assert_string_equal(f->res->stages[1].error_message, "exit status 2: model broke");
   assert_float_equal(f->res->total_cost, 0.9, 1e-9); /* the failed one too */
   assert_float_equal(f->res->stages[2].cost, 0, 0);
 }
 
 static void test_ensemble_majority(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("a", "say_a"), S("b1", "say_b"), S("x", "fail"),
-                         S("b2", "say_b")};
+  oee_stage_spec st[] = {S("a", "say_a"), S("b1", "say_b"), S("x", "fail"), S("b2", "say_b")};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_PARALLEL_ENSEMBLE, st, 4, "q");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_DONE);
@@ -285,8 +278,7 @@ static void test_ensemble_majority(void **state) {
 
 static void test_ensemble_tie_earliest(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("x", "fail"), S("b", "say_b"), S("a", "say_a"),
-                         S("c", "say_c")};
+  oee_stage_spec st[] = {S("x", "fail"), S("b", "say_b"), S("a", "say_a"), S("c", "say_c")};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_PARALLEL_ENSEMBLE, st, 4, "q");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_DONE);
@@ -296,8 +288,7 @@ static void test_ensemble_tie_earliest(void **state) {
 /* Three 1-second stages finish in about one second, not three. */
 static void test_ensemble_runs_at_once(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("s1", "sleep1"), S("s2", "sleep1"),
-                         S("s3", "sleep1")};
+  oee_stage_spec st[] = {S("s1", "sleep1"), S("s2", "sleep1"), S("s3", "sleep1")};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_PARALLEL_ENSEMBLE, st, 3, "same");
   double t0 = tu_now();
   run(f, &sp);
@@ -321,10 +312,8 @@ static void test_ensemble_all_fail(void **state) {
 
 static void test_sequential_validation(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("gen", "upper"), S("v1", "has_hello"),
-                         S("v2", "echo")};
-  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_SEQUENTIAL_VALIDATION, st, 3,
-                                 "hello");
+  oee_stage_spec st[] = {S("gen", "upper"), S("v1", "has_hello"), S("v2", "echo")};
+  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_SEQUENTIAL_VALIDATION, st, 3, "hello");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_DONE);
   assert_string_equal(f->task->result, "HELLO"); /* the producer's output */
@@ -334,14 +323,12 @@ static void test_sequential_validation(void **state) {
 
 static void test_sequential_validation_fails(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("gen", "upper"), S("v1", "has_hello"),
-                         S("v2", "has_bye"), S("v3", "echo")};
-  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_SEQUENTIAL_VALIDATION, st, 4,
-                                 "hello");
+  oee_stage_spec st[] = {S("gen", "upper"), S("v1", "has_hello"), S("v2", "has_bye"),
+                         S("v3", "echo")};
+  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_SEQUENTIAL_VALIDATION, st, 4, "hello");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_ERROR);
-  assert_string_equal(f->task->error_message,
-                      "validation failed at stage 'v2': exit status 1");
+  assert_string_equal(f->task->error_message, "validation failed at stage 'v2': exit status 1");
   expect_stages(f->res, 4, DONE, DONE, ERROR, SKIPPED);
   assert_string_equal(f->res->output, "");
 }
@@ -361,8 +348,7 @@ static void test_cost_optimized_order(void **state) {
 /* Overrides decide the order: "c" becomes the cheapest. */
 static void test_cost_optimized_overrides(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("a", "say_a"), SC("c", "say_c", 0.25),
-                         SC("b", "say_b", 0)};
+  oee_stage_spec st[] = {S("a", "say_a"), SC("c", "say_c", 0.25), SC("b", "say_b", 0)};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_COST_OPTIMIZED, st, 3, "q");
   run(f, &sp);
   assert_string_equal(f->task->result, "B");
@@ -374,8 +360,7 @@ static void test_cost_optimized_overrides(void **state) {
 static void test_quality_first_order(void **state) {
   fixture *f = *state;
   /* Qualities 0.5, 0.9 (fails), 0.7, 0.4: tried x, c; a and b never run. */
-  oee_stage_spec st[] = {S("a", "say_a"), S("x", "fail"), S("c", "say_c"),
-                         S("b", "say_b")};
+  oee_stage_spec st[] = {S("a", "say_a"), S("x", "fail"), S("c", "say_c"), S("b", "say_b")};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_QUALITY_FIRST, st, 4, "q");
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_DONE);
@@ -400,8 +385,8 @@ static void test_ordered_all_fail(void **state) {
 
 static void test_costs_with_overrides(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {SC("e", "echo", 2.5), SC("up", "upper", 0),
-                         S("e2", "echo"), S("ex", "bang")};
+  oee_stage_spec st[] = {SC("e", "echo", 2.5), SC("up", "upper", 0), S("e2", "echo"),
+                         S("ex", "bang")};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, st, 4, "ab");
   run(f, &sp);
   assert_string_equal(f->task->result, "AB!");
@@ -414,8 +399,7 @@ static void test_costs_with_overrides(void **state) {
 
 static void test_budget_chained(void **state) {
   fixture *f = *state;
-  oee_stage_spec st[] = {S("u1", "upper"), S("u2", "upper"), S("u3", "upper"),
-                         S("e", "echo")};
+  oee_stage_spec st[] = {S("u1", "upper"), S("u2", "upper"), S("u3", "upper"), S("e", "echo")};
   oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, st, 4, "a");
   sp.max_cost = 1.0;
   run(f, &sp);
@@ -428,8 +412,7 @@ static void test_budget_chained(void **state) {
 static void test_budget_validation_chain(void **state) {
   fixture *f = *state;
   oee_stage_spec st[] = {S("gen", "upper"), SC("v", "has_hello", 5)};
-  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_SEQUENTIAL_VALIDATION, st, 2,
-                                 "hello");
+  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_SEQUENTIAL_VALIDATION, st, 2, "hello");
   sp.max_cost = 2;
   run(f, &sp);
   assert_int_equal(f->task->status, OEE_TASK_ERROR);
@@ -515,16 +498,18 @@ static void test_deadline_not_reached(void **state) {
 
 /* ------------------------------------------------------------ cancel */
 
-/* Waits until stage `i` of pipeline `id` is RUNNING. */
+/* Waits up to 5 s until stage `i` of pipeline `id` is RUNNING. Stage
+ * changes publish no event, so this polls with a deadline. */
 static int stage_running(fixture *f, const char *id, size_t i) {
-  for (int k = 0; k < 500; k++) {
+  double end = tu_now() + 5;
+  for (;;) {
     oee_pipeline_result *r = result(f, id);
     int ok = r->stages[i].status == OEE_STAGE_RUNNING;
     oee_pipeline_result_free(r);
     if (ok) return 1;
-    usleep(10000);
+    if (tu_now() >= end) return 0;
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
   }
-  return 0;
 }
 
 static void cancel_and_check(fixture *f, const char *id) {
@@ -547,7 +532,7 @@ static void test_cancel_chained(void **state) {
   char id[OEE_ID_LEN + 1];
   submit(f, &sp, id);
   assert_true(stage_running(f, id, 1));
-  usleep(100000); /* let the child start */
+  assert_true(tu_wait_children(1, 5)); /* the stage's command really runs */
   cancel_and_check(f, id);
   expect_stages(f->res, 3, DONE, CANCELLED, SKIPPED);
   assert_true(tu_no_children());
@@ -560,7 +545,7 @@ static void test_cancel_ensemble(void **state) {
   char id[OEE_ID_LEN + 1];
   submit(f, &sp, id);
   assert_true(stage_running(f, id, 2));
-  usleep(100000);
+  assert_true(tu_wait_children(3, 5));
   cancel_and_check(f, id);
   expect_stages(f->res, 3, CANCELLED, CANCELLED, CANCELLED);
   assert_true(tu_no_children());

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/internal.h"
+#include "core/oee_alloc.h"
 #include "core/oee_exec.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -22,9 +23,7 @@
 static double now_s(void) { return (double)oee__mono_ns() / 1e9; }
 
 /* 1 when this process has no child at all (none running, no zombie). */
-static int no_children(void) {
-  return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
-}
+static int no_children(void) { return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD; }
 
 /* 1 once `pid` is gone or a zombie (of someone else), within ~3 s. */
 static int process_dies(pid_t pid) {
@@ -45,10 +44,9 @@ static int process_dies(pid_t pid) {
   return 0;
 }
 
-static int run(const char *const *argv, const char *input, double timeout,
-               oee_token *tok, size_t max_out, oee_proc_result *res) {
-  return oee_proc_run(argv, input, input == NULL ? 0 : strlen(input), timeout,
-                      tok, max_out, res);
+static int run(const char *const *argv, const char *input, double timeout, oee_token *tok,
+               size_t max_out, oee_proc_result *res) {
+  return oee_proc_run(argv, input, input == NULL ? 0 : strlen(input), timeout, tok, max_out, res);
 }
 
 /* Every test starts and ends with no child process left over. */
@@ -84,10 +82,10 @@ static void test_trim_right(void **state) {
   (void)state;
   char *s = oee_trim_right("  hi there \n\t\r\n");
   assert_string_equal(s, "  hi there");
-  free(s);
+  oee_free(s);
   s = oee_trim_right(" \n");
   assert_string_equal(s, "");
-  free(s);
+  oee_free(s);
 }
 
 static void test_describe(void **state) {
@@ -172,8 +170,7 @@ static void test_child_ignores_stdin(void **state) {
 
 static void test_nonzero_exit_and_stderr(void **state) {
   (void)state;
-  const char *argv[] = {"sh", "-c", "echo partial; echo oops >&2; exit 3",
-                        NULL};
+  const char *argv[] = {"sh", "-c", "echo partial; echo oops >&2; exit 3", NULL};
   oee_proc_result res;
   assert_int_equal(run(argv, "", 10, NULL, 0, &res), 0);
   assert_false(res.signaled);
@@ -185,9 +182,10 @@ static void test_nonzero_exit_and_stderr(void **state) {
 
 static void test_stderr_keeps_tail(void **state) {
   (void)state;
-  const char *argv[] = {
-      "sh", "-c", "i=0; while [ $i -lt 500 ]; do echo line$i >&2; "
-                  "i=$((i+1)); done; echo END >&2", NULL};
+  const char *argv[] = {"sh", "-c",
+                        "i=0; while [ $i -lt 500 ]; do echo line$i >&2; "
+                        "i=$((i+1)); done; echo END >&2",
+                        NULL};
   oee_proc_result res;
   assert_int_equal(run(argv, "", 10, NULL, 0, &res), 0);
   size_t len = strlen(res.err_tail);
@@ -214,8 +212,18 @@ static void test_timeout_kills(void **state) {
   assert_true(no_children());
 }
 
+/* 1 while this process has a child (running or not yet reaped). */
+static int has_child(void) {
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+/* Cancels once the command has started (polled with a 5 s deadline: no
+ * event announces a spawn), so that the kill reaches a running child. */
 static void *cancel_later(void *arg) {
-  usleep(200000);
+  double end = now_s() + 5;
+  while (!has_child() && now_s() < end) nanosleep(&(struct timespec){0, 1000000}, NULL);
   oee_token_cancel(arg);
   return NULL;
 }

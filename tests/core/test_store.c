@@ -211,7 +211,7 @@ static void check_filters_against_brute_force(oee_store *s) {
     for (int ty = 0; ty < 5; ty++) {
       oee_list_query q = {.status = (oee_task_status)st, .task_type = filter_types[ty], .limit = 7};
       brute b = {&q, {0}, 0};
-      s->ops->foreach(s, brute_visit, &b);
+      s->ops->foreach (s, brute_visit, &b);
       size_t got = 0;
       for (;;) {
         oee_list_page p;
@@ -241,8 +241,10 @@ static void test_filtered_pages_match_brute_force(void **state) {
       int i = rand() % N;
       if (t[i] == NULL) continue;
       oee_task_status st = t[i]->snap->status;
-      if (st == OEE_TASK_QUEUED) move(s, t[i], rand() % 3 ? OEE_TASK_RUNNING : OEE_TASK_CANCELLED);
-      else if (st == OEE_TASK_RUNNING) move(s, t[i], (oee_task_status)(OEE_TASK_DONE + rand() % 2));
+      if (st == OEE_TASK_QUEUED)
+        move(s, t[i], rand() % 3 ? OEE_TASK_RUNNING : OEE_TASK_CANCELLED);
+      else if (st == OEE_TASK_RUNNING)
+        move(s, t[i], (oee_task_status)(OEE_TASK_DONE + rand() % 2));
     }
     check_filters_against_brute_force(s);
     /* Clearing leaves holes, and past a threshold compacts the order. */
@@ -286,8 +288,10 @@ static void test_counts_match_recount_after_random_ops(void **state) {
       oee_task *x = t[rand() % made];
       if (x == NULL) continue;
       oee_task_status st = x->snap->status;
-      if (st == OEE_TASK_QUEUED) move(s, x, rand() % 4 ? OEE_TASK_RUNNING : OEE_TASK_CANCELLED);
-      else if (st == OEE_TASK_RUNNING) move(s, x, (oee_task_status)(OEE_TASK_DONE + rand() % 3));
+      if (st == OEE_TASK_QUEUED)
+        move(s, x, rand() % 4 ? OEE_TASK_RUNNING : OEE_TASK_CANCELLED);
+      else if (st == OEE_TASK_RUNNING)
+        move(s, x, (oee_task_status)(OEE_TASK_DONE + rand() % 3));
     } else if (made > 0) {
       /* Forget the records of dropped tasks, found by their saved ids. */
       s->ops->clear_completed(s, rand() % 50, drop, NULL);
@@ -297,7 +301,7 @@ static void test_counts_match_recount_after_random_ops(void **state) {
     }
   }
   recount r = {{0}, 0};
-  s->ops->foreach(s, count_visit, &r);
+  s->ops->foreach (s, count_visit, &r);
   uint64_t by[OEE_TASK_STATUS_COUNT], total;
   s->ops->counts(s, by, &total);
   assert_int_equal(total, r.total);

@@ -14,8 +14,7 @@ static void test_every_transition(void **state) {
   /* allowed[from][to] for the five real statuses and UNSPECIFIED. */
   static const int allowed[OEE_TASK_STATUS_COUNT][OEE_TASK_STATUS_COUNT] = {
       [OEE_TASK_QUEUED] = {[OEE_TASK_RUNNING] = 1, [OEE_TASK_CANCELLED] = 1},
-      [OEE_TASK_RUNNING] = {[OEE_TASK_DONE] = 1, [OEE_TASK_ERROR] = 1,
-                            [OEE_TASK_CANCELLED] = 1},
+      [OEE_TASK_RUNNING] = {[OEE_TASK_DONE] = 1, [OEE_TASK_ERROR] = 1, [OEE_TASK_CANCELLED] = 1},
   };
   int n_allowed = 0;
   for (int f = 0; f < OEE_TASK_STATUS_COUNT; f++) {
@@ -38,14 +37,14 @@ static void test_status_names_and_terminal(void **state) {
   assert_true(oee_task_status_is_terminal(OEE_TASK_ERROR));
 }
 
-static void test_ids_are_lowercase_v4(void **state) {
+static void test_ids_are_lowercase_v7(void **state) {
   (void)state;
   char a[OEE_ID_LEN + 1], b[OEE_ID_LEN + 1];
   oee__new_id(a);
   oee__new_id(b);
   assert_true(oee_id_valid(a));
   assert_string_not_equal(a, b);
-  assert_int_equal(a[14], '4');
+  assert_int_equal(a[14], '7');
   for (int i = 0; a[i]; i++) assert_false(a[i] >= 'A' && a[i] <= 'Z');
   assert_false(oee_id_valid(""));
   assert_false(oee_id_valid("not-a-uuid"));
@@ -110,7 +109,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_transition),
       cmocka_unit_test(test_status_names_and_terminal),
-      cmocka_unit_test(test_ids_are_lowercase_v4),
+      cmocka_unit_test(test_ids_are_lowercase_v7),
       cmocka_unit_test(test_snapshot_packs_and_sorts_context),
       cmocka_unit_test(test_context_duplicates_refused),
       cmocka_unit_test(test_strerror_table),

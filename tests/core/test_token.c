@@ -5,14 +5,42 @@
 #include <stdint.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <time.h>
 #include <cmocka.h>
 
 #include "core/oee.h"
 
+typedef struct canceller {
+  oee_token *tok;
+  pid_t waiter; /* thread id of the thread that waits on tok */
+} canceller;
+
+/* 1 when thread `tid` of this process is blocked (state S in its stat). */
+static int thread_sleeping(pid_t tid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *rp = strrchr(buf, ')');
+  return rp != NULL && rp[1] == ' ' && rp[2] == 'S';
+}
+
+/* Cancels once the waiter is blocked, so that the wake-up path is the one
+ * tested. Nothing announces that, so it polls with a 5 s deadline. */
 static void *cancel_later(void *arg) {
-  nanosleep(&(struct timespec){0, 20000000}, NULL);
-  oee_token_cancel(arg);
+  canceller *c = arg;
+  for (int i = 0; i < 5000 && !thread_sleeping(c->waiter); i++) {
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  oee_token_cancel(c->tok);
   return NULL;
 }
 
@@ -23,7 +51,8 @@ static void test_wait_times_out_then_wakes_on_cancel(void **state) {
   assert_false(oee_token_cancelled(t));
   assert_int_equal(oee_token_wait(t, 10), 0);
   pthread_t th;
-  pthread_create(&th, NULL, cancel_later, t);
+  canceller c = {t, (pid_t)syscall(SYS_gettid)};
+  pthread_create(&th, NULL, cancel_later, &c);
   assert_int_equal(oee_token_wait(t, 10000), 1);
   pthread_join(th, NULL);
   assert_true(oee_token_cancelled(t));

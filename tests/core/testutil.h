@@ -1,6 +1,7 @@
 /*
  * testutil.h - helpers shared by the core's cmocka tests that drive a whole
- * engine. They wait by polling with short sleeps (no engine internals).
+ * engine. They wait on subscriptions (oee_sub_wait); only the wait for child
+ * processes polls, with a deadline, as no event announces a spawn.
  */
 #ifndef OEE_TESTS_CORE_TESTUTIL_H
 #define OEE_TESTS_CORE_TESTUTIL_H
@@ -15,18 +16,19 @@ int tu_no_children(void);
 
 /* A started engine with `workers` workers and the given (borrowed) tables,
  * or NULL. Free with tu_engine_free(). */
-oee_engine *tu_engine(int workers, const oee_exec_table *commands,
-                      const oee_model_table *models);
+oee_engine *tu_engine(int workers, const oee_exec_table *commands, const oee_model_table *models);
 /* Stops (zero drain) and destroys; NULL is ignored. */
 void tu_engine_free(oee_engine *eng);
 
 /* Waits up to timeout_s for task `id` to reach a terminal status; returns
  * its snapshot (caller unrefs) or NULL on timeout/unknown id. */
-const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id,
-                                      double timeout_s);
+const oee_task_info *tu_wait_terminal(oee_engine *eng, const char *id, double timeout_s);
 /* Waits up to timeout_s for task `id` to have status `st`; 1 when it did. */
-int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st,
-                   double timeout_s);
+int tu_wait_status(oee_engine *eng, const char *id, oee_task_status st, double timeout_s);
+
+/* Waits up to timeout_s until this process has at least `n` children (e.g.
+ * the commands a task started); 1 when it did. */
+int tu_wait_children(int n, double timeout_s);
 
 /* Submits a task with `n` context pairs given as key, value, key, value...
  * Returns 0 or the error; *id_out (37 bytes, optional) gets the id. */

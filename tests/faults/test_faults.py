@@ -170,6 +170,29 @@ class Watcher(object):
         return not self.thread.is_alive()
 
 
+def watcher_live(stub, w, timeout=WAIT):
+    """True once the server has registered w (it sees a probe task's event),
+    False if the server ended it instead (refused). Probes are echo tasks
+    named "probe", submitted again each second until one is seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tid = submit(stub, name="probe").task_id
+        second = time.monotonic() + 1.0
+        while time.monotonic() < second:
+            if w.statuses(tid):
+                return True
+            if w.ended(0.01):  # waits on the reader thread: the stream's end
+                return False
+    raise AssertionError("watcher neither registered nor refused in %.0fs" % timeout)
+
+
+def sync_watchers(stub, watchers):
+    """Waits until the server has registered every one of watchers."""
+    for w in watchers:
+        if not watcher_live(stub, w):
+            raise AssertionError("watcher refused: %s %s" % (w.code, w.details))
+
+
 # --------------------------------------------------------------------- limits
 
 LIMITS = {
@@ -284,7 +307,7 @@ class LimitsTest(unittest.TestCase):
             self.stub.CancelTask(pb.CancelTaskRequest(task_id=tid), timeout=RPC_TIMEOUT)
         # max_watchers: the fourth concurrent stream is refused.
         ws = [Watcher(self.stub) for _ in range(LIMITS["max_watchers"])]
-        time.sleep(0.2)
+        sync_watchers(self.stub, ws)
         w = Watcher(self.stub)
         self.assertTrue(w.ended())
         self.assertEqual(w.code, grpc.StatusCode.RESOURCE_EXHAUSTED, w.details)
@@ -297,8 +320,7 @@ class LimitsTest(unittest.TestCase):
 
     def _watch_ok(self):
         w = Watcher(self.stub)
-        time.sleep(0.1)
-        ok = not w.ended(0)
+        ok = watcher_live(self.stub, w)
         w.call.cancel()
         w.ended()
         return ok
@@ -351,8 +373,7 @@ class ClientFaultsTest(unittest.TestCase):
 
     def _watchers_free(self):
         ws = [Watcher(self.stub) for _ in range(CLIENT_FAULTS["max_watchers"])]
-        time.sleep(0.1)
-        ok = all(not w.ended(0) for w in ws)
+        ok = all([watcher_live(self.stub, w) for w in ws])
         for w in ws:
             w.call.cancel()
             w.ended()
@@ -403,6 +424,14 @@ class ClientFaultsTest(unittest.TestCase):
         self.assertEqual(self.srv.health(), SERVING)
         self.assert_consistent()
 
+    def _slots_full(self):
+        """True if a new watcher is refused: every watcher slot is taken."""
+        probe = Watcher(self.stub)
+        live = watcher_live(self.stub, probe)
+        probe.call.cancel()
+        probe.ended()
+        return not live
+
     def test_watcher_that_never_reads(self):
         big = {"message": "m" * 2000}  # events carry the context: ~2 KB each
 
@@ -423,12 +452,14 @@ class ClientFaultsTest(unittest.TestCase):
         # The reader watches DONE events only (one per task), so that it
         # keeps up with bursts of 50 within watch_buffer = 256.
         reader = Watcher(self.stub, pb.WatchTasksRequest(statuses=[DONE]))
-        time.sleep(0.2)
+        sync_watchers(self.stub, [reader])
         base, _ = workload(20)
         # The stalled client: a stream it never reads from.
         stalled_ch = self.srv.new_channel()
         stalled = pb_grpc.OrchestratorServiceStub(stalled_ch).WatchTasks(pb.WatchTasksRequest())
-        time.sleep(0.2)
+        # It never reads, so no probe shows it registered; a refused third
+        # watcher does (max_watchers = 2, the reader holds the other slot).
+        wait_until(lambda: self._slots_full(), what="the stalled stream to take its slot")
         loaded, ids = workload(20)
         # 1000 tasks = 3000 events of ~2 KB: far more than watch_buffer (256)
         # plus gRPC's flow-control windows.
@@ -442,8 +473,7 @@ class ClientFaultsTest(unittest.TestCase):
         # (max_watchers = 2, the reader holds the other) is free again.
         def stalled_slot_free():
             probe = Watcher(self.stub)
-            time.sleep(0.1)
-            free = not probe.ended(0)
+            free = watcher_live(self.stub, probe)
             probe.call.cancel()
             probe.ended()
             return free
@@ -481,7 +511,7 @@ class ShutdownTest(unittest.TestCase):
             queued = [submit(stub, name="q%d" % i, task_type="sleep",
                              ctx={"seconds": "1"}).task_id for i in range(5)]
             watchers = [Watcher(stub) for _ in range(3)]
-            time.sleep(0.3)
+            sync_watchers(stub, watchers)
             self.assertEqual(srv.health(), SERVING)
             srv.proc.send_signal(signal.SIGTERM)
             wait_until(lambda: srv.health() == NOT_SERVING, timeout=10,
@@ -513,7 +543,7 @@ class ShutdownTest(unittest.TestCase):
             wait_until(lambda: status_counts(stub).tasks_by_status["running"] == 2,
                        what="two running tasks")
             w = Watcher(stub)
-            time.sleep(0.3)
+            sync_watchers(stub, [w])
             srv.proc.send_signal(signal.SIGTERM)
             wait_until(lambda: srv.health() == NOT_SERVING, timeout=10,
                        what="health NOT_SERVING")

@@ -126,8 +126,8 @@ static void build_env(char **envp, const char *const *extra) {
   envp[n] = NULL;
 }
 
-static pid_t spawn(const char *const *args, const char *config,
-                   const char *const *env, int out_fd) {
+static pid_t spawn(const char *const *args, const char *config, const char *const *env,
+                   int out_fd) {
   char bin[4096], cfg[4096];
   snprintf(bin, sizeof(bin), "%s", it_runfile("server/oee-server"));
   if (config) {
@@ -252,6 +252,16 @@ void it_server_kill(it_server *s) {
   s->ch = NULL;
 }
 
+int it_server_teardown(it_server *s) {
+  it_watch_close_all();
+  oee_rpc_channel_destroy(s->ch);
+  s->ch = NULL;
+  int rc = s->pid > 0 ? it_server_stop(s, IT_STOP_MS) : 0;
+  it_server_kill(s);
+  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
+  return rc == 0 ? 0 : -1;
+}
+
 int it_server_run_to_exit(const char *const *args, int timeout_ms) {
   it_server s = {0};
   int fds[2];
@@ -270,8 +280,8 @@ int it_server_run_to_exit(const char *const *args, int timeout_ms) {
 
 /* -------------------------------------------------------- task helpers */
 
-int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio,
-              char **id, const char *const *kv) {
+int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio, char **id,
+              const char *const *kv) {
   Oee__V1__SubmitTaskRequest req = OEE__V1__SUBMIT_TASK_REQUEST__INIT;
   Oee__V1__SubmitTaskRequest__ContextEntry ents[16], *ptrs[16];
   req.name = (char *)name;
@@ -296,8 +306,8 @@ int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio,
   return code;
 }
 
-char *it_submit_ok(oee_rpc_channel *ch, const char *name, const char *type,
-                   int prio, const char *const *kv) {
+char *it_submit_ok(oee_rpc_channel *ch, const char *name, const char *type, int prio,
+                   const char *const *kv) {
   char *id = NULL;
   int code = it_submit(ch, name, type, prio, &id, kv);
   if (code != GRPC_STATUS_OK) {
@@ -332,8 +342,8 @@ static int is_final(Oee__V1__TaskStatus s) {
 }
 
 /* Polls GetTask; want == UNSPECIFIED means any final status. */
-static Oee__V1__Task *poll_task(oee_rpc_channel *ch, const char *id,
-                                Oee__V1__TaskStatus want, int timeout_ms) {
+static Oee__V1__Task *poll_task(oee_rpc_channel *ch, const char *id, Oee__V1__TaskStatus want,
+                                int timeout_ms) {
   int64_t end = it_now_ms() + timeout_ms;
   int pause = 2;
   for (;;) {
@@ -342,8 +352,8 @@ static Oee__V1__Task *poll_task(oee_rpc_channel *ch, const char *id,
     int last = t ? (int)t->status : -1;
     if (t) oee__v1__task__free_unpacked(t, NULL);
     if (it_now_ms() >= end) {
-      fprintf(stderr, "it: task %s still in status %d after %d ms (want %d)\n",
-              id, last, timeout_ms, (int)want);
+      fprintf(stderr, "it: task %s still in status %d after %d ms (want %d)\n", id, last,
+              timeout_ms, (int)want);
       return NULL;
     }
     it_sleep_ms(pause);
@@ -351,8 +361,8 @@ static Oee__V1__Task *poll_task(oee_rpc_channel *ch, const char *id,
   }
 }
 
-Oee__V1__Task *it_wait_status(oee_rpc_channel *ch, const char *id,
-                              Oee__V1__TaskStatus status, int timeout_ms) {
+Oee__V1__Task *it_wait_status(oee_rpc_channel *ch, const char *id, Oee__V1__TaskStatus status,
+                              int timeout_ms) {
   return poll_task(ch, id, status, timeout_ms);
 }
 
@@ -437,7 +447,10 @@ static void *reader(void *arg) {
       if (n == NULL) abort();
       n->ev = ev;
       n->next = NULL;
-      if (w->tail) w->tail->next = n; else w->head = n;
+      if (w->tail)
+        w->tail->next = n;
+      else
+        w->head = n;
       w->tail = n;
     } else {
       w->ended = 1;
@@ -500,6 +513,14 @@ int it_watch_sync(it_watch *w, oee_rpc_channel *ch, const char *probe_type, int 
   return -1;
 }
 
+int it_watch_registered(oee_rpc_channel *ch, int timeout_ms) {
+  Oee__V1__WatchTasksRequest req = OEE__V1__WATCH_TASKS_REQUEST__INIT;
+  it_watch *sentinel = it_watch_open(ch, &req);
+  int rc = sentinel ? it_watch_sync(sentinel, ch, "echo", timeout_ms) : -1;
+  it_watch_close(sentinel);
+  return rc;
+}
+
 int it_watch_next(it_watch *w, Oee__V1__TaskEvent **ev, oee_rpc_status *st, int timeout_ms) {
   *ev = NULL;
   if (w == NULL) return -1;
@@ -557,18 +578,18 @@ void it_watch_close_all(void) {
 
 /* ------------------------------------------------------------ raw call */
 
-int it_raw_unary(const char *target, const char *method, const void *body,
-                 size_t len, int timeout_ms, char **msg) {
+int it_raw_unary(const char *target, const char *method, const void *body, size_t len,
+                 int timeout_ms, char **msg) {
   grpc_init();
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   grpc_channel *chan = grpc_channel_create(target, creds, NULL);
   grpc_channel_credentials_release(creds);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                       gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+  gpr_timespec deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
   grpc_slice path = grpc_slice_from_copied_string(method);
-  grpc_call *call = grpc_channel_create_call(chan, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                             path, NULL, deadline, NULL);
+  grpc_call *call =
+      grpc_channel_create_call(chan, NULL, GRPC_PROPAGATE_DEFAULTS, cq, path, NULL, deadline, NULL);
   grpc_slice_unref(path);
   grpc_slice data = grpc_slice_from_copied_buffer(body, len);
   grpc_byte_buffer *req = grpc_raw_byte_buffer_create(&data, 1);

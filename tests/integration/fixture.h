@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
 
 /* Default deadline of one unary call made by a helper, in milliseconds. */
 #define IT_CALL_MS 10000
@@ -65,6 +65,13 @@ int it_server_wait(it_server *s, int timeout_ms);
 /* Kills the server if it is alive, reaps it and closes the channel. Safe to
  * call on a zeroed or already stopped it_server. */
 void it_server_kill(it_server *s);
+/* Bound of a graceful stop in a teardown, in milliseconds. */
+#define IT_STOP_MS 30000
+/* The teardown every test shares: closes open watches and the channel, stops
+ * the server with SIGTERM (so a sanitizer build reports leaks in its exit
+ * status), kills whatever is left. 0 if the server exited 0 (or was not
+ * running), -1 otherwise (reported on stderr). */
+int it_server_teardown(it_server *s);
 /* Whether the process is still running (reaps it if it has exited). */
 int it_server_alive(it_server *s);
 
@@ -76,19 +83,19 @@ void it_sleep_ms(int ms);
 /* Submits one task. prio < 0 leaves priority unset. kv is a NULL-terminated
  * list of context keys and values ("message", "hi", NULL). Returns the gRPC
  * status; on OK *id (if id) receives a malloc'd task id. */
-int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio,
-              char **id, const char *const *kv);
+int it_submit(oee_rpc_channel *ch, const char *name, const char *type, int prio, char **id,
+              const char *const *kv);
 /* Convenience: submit and assert OK; returns the malloc'd id. */
-char *it_submit_ok(oee_rpc_channel *ch, const char *name, const char *type,
-                   int prio, const char *const *kv);
+char *it_submit_ok(oee_rpc_channel *ch, const char *name, const char *type, int prio,
+                   const char *const *kv);
 /* GetTask; NULL on any error (the code goes to *code if code). */
 Oee__V1__Task *it_get(oee_rpc_channel *ch, const char *id, int *code);
 /* Cancels a task; returns the gRPC status, *cancelled gets the flag. */
 int it_cancel(oee_rpc_channel *ch, const char *id, int *cancelled);
 /* Polls GetTask until the task has `status` or timeout_ms passes. Returns
  * the task (caller frees) or NULL on timeout. */
-Oee__V1__Task *it_wait_status(oee_rpc_channel *ch, const char *id,
-                              Oee__V1__TaskStatus status, int timeout_ms);
+Oee__V1__Task *it_wait_status(oee_rpc_channel *ch, const char *id, Oee__V1__TaskStatus status,
+                              int timeout_ms);
 /* Polls until the task is DONE, ERROR or CANCELLED. */
 Oee__V1__Task *it_wait_final(oee_rpc_channel *ch, const char *id, int timeout_ms);
 /* Polls GetSystemStatus until `busy` workers are busy; 0 or -1 on timeout. */
@@ -130,6 +137,12 @@ it_watch *it_watch_open(oee_rpc_channel *ch, const Oee__V1__WatchTasksRequest *r
  * IT_PROBE of probe_type ("echo", "fail": whatever the filter lets through)
  * and waits for one of its events, repeating up to timeout_ms. 0 or -1. */
 int it_watch_sync(it_watch *w, oee_rpc_channel *ch, const char *probe_type, int timeout_ms);
+/* Waits until every watch opened earlier on ch is registered by the server,
+ * for watches whose filters no probe can pass: opens an unfiltered watch
+ * after them and syncs it (it_watch_sync). Calls of one method on one
+ * channel reach the server's handler in the order they were started, so
+ * when the later watch sees a probe the earlier ones are in place. 0 or -1. */
+int it_watch_registered(oee_rpc_channel *ch, int timeout_ms);
 /* Next event within timeout_ms: 1 with *ev (caller frees); 0 at the end of
  * the stream with the final status copied to *st (st may be NULL; free it
  * with oee_rpc_status_free); -2 on timeout (the stream is left alone). */
@@ -144,7 +157,7 @@ void it_watch_close_all(void);
 /* Opens a plain raw gRPC call with arbitrary request bytes (for the
  * malformed-body test). Returns the status code; *msg gets a malloc'd status
  * message (or NULL) if msg is not NULL. */
-int it_raw_unary(const char *target, const char *method, const void *body,
-                 size_t len, int timeout_ms, char **msg);
+int it_raw_unary(const char *target, const char *method, const void *body, size_t len,
+                 int timeout_ms, char **msg);
 
 #endif /* OEE_TESTS_INTEGRATION_FIXTURE_H */

@@ -10,13 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
 #include "tests/integration/fixture.h"
 
 #define ST(x) OEE__V1__TASK_STATUS__TASK_STATUS_##x
@@ -34,15 +35,7 @@ static void start_with(const char *config) {
 
 static void start(void) { start_with("errors.json"); }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* SubmitTask with every field given; returns the code, *msg the message. */
 static int submit_full(const char *name, const char *type, int has_prio, int prio,
@@ -114,10 +107,236 @@ static void test_submit_task_errors(void **state) {
   assert_int_equal(submit_full("n", "exec", 0, 0, KV("command", "hello"), NULL), 0);
 }
 
+/* ------------------------------------------------- the refusal tables */
+
+#define NOCTX \
+  { NULL }
+#define KNOWN "known types: echo, exec, fail, sleep"
+
+/* One refused task submission: the fields, then the code and the exact
+ * status message (the core's words, passed through). */
+typedef struct task_row {
+  const char *name, *type;
+  int has_prio, prio;
+  const char *kv[5]; /* key, value, ..., NULL */
+  int code;
+  const char *message;
+} task_row;
+
+static const task_row task_rows[] = {
+    {"", "echo", 0, 0, NOCTX, IA, "name must not be empty"},
+    {"n", "", 0, 0, NOCTX, IA, "task_type must not be empty"},
+    {"n", "echo", 1, 11, NOCTX, IA, "priority must be 0..10, got 11"},
+    {"n", "echo", 1, -1, NOCTX, IA, "priority must be 0..10, got -1"},
+    {"n", "frobnicate", 0, 0, NOCTX, IA, "unknown task_type \"frobnicate\"; " KNOWN},
+    {"n", "pipeline", 0, 0, NOCTX, IA,
+     "tasks of type \"pipeline\" cannot be submitted directly "
+     "(pipelines come only from a pipeline submission)"},
+    {"n", "exec", 0, 0, NOCTX, IA,
+     "exec tasks need context[\"command\"] naming a configured command"},
+    {"n",
+     "exec",
+     0,
+     0,
+     {"command", "rm", NULL},
+     IA,
+     "exec command \"rm\" is not in the configured commands table"},
+    {"n",
+     "exec",
+     0,
+     0,
+     {"command", "hello", "command", "hello", NULL},
+     IA,
+     "context key \"command\" appears more than once"},
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "abc", NULL},
+     IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"abc\""},
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "-1", NULL},
+     IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"-1\""},
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "nan", NULL},
+     IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"nan\""},
+    {"n",
+     "sleep",
+     0,
+     0,
+     {"seconds", "inf", NULL},
+     IA,
+     "context[\"seconds\"] must be a finite number >= 0, got \"inf\""},
+};
+
+#define N_ROWS(t) (sizeof(t) / sizeof((t)[0]))
+
+static void fill_task(const task_row *row, Oee__V1__SubmitTaskRequest *req,
+                      Oee__V1__SubmitTaskRequest__ContextEntry *ents,
+                      Oee__V1__SubmitTaskRequest__ContextEntry **ptrs) {
+  oee__v1__submit_task_request__init(req);
+  req->name = (char *)row->name;
+  req->task_type = (char *)row->type;
+  if (row->has_prio) {
+    req->priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
+    req->priority = row->prio;
+  }
+  size_t n = 0;
+  for (const char *const *kv = row->kv; kv[0]; kv += 2, n++) {
+    oee__v1__submit_task_request__context_entry__init(&ents[n]);
+    ents[n].key = (char *)kv[0];
+    ents[n].value = (char *)kv[1];
+    ptrs[n] = &ents[n];
+  }
+  req->n_context = n;
+  req->context = ptrs;
+}
+
+/* Compares one refusal with its row; says which row on a mismatch. */
+static void expect_refusal(const char *rpc, size_t i, int want_code, const char *want, int code,
+                           const char *message) {
+  if (code != want_code || strcmp(message ? message : "", want) != 0) {
+    fprintf(stderr, "%s row %zu: got %d \"%s\", want %d \"%s\"\n", rpc, i, code,
+            message ? message : "", want_code, want);
+  }
+  assert_int_equal(code, want_code);
+  assert_string_equal(message ? message : "", want);
+}
+
+/* Every task row through SubmitTask: refused, with the code and words. */
+static void test_task_rows_submit_task(void **state) {
+  start();
+  for (size_t i = 0; i < N_ROWS(task_rows); i++) {
+    Oee__V1__SubmitTaskRequest req;
+    Oee__V1__SubmitTaskRequest__ContextEntry ents[2], *ptrs[2];
+    fill_task(&task_rows[i], &req, ents, ptrs);
+    Oee__V1__SubmitTaskResponse *resp = NULL;
+    oee_rpc_status st = {0};
+    int code = oee_v1_orchestrator_service_submit_task(srv.ch, &req, &resp, IT_CALL_MS, &st);
+    assert_null(resp);
+    expect_refusal("SubmitTask", i, task_rows[i].code, task_rows[i].message, code, st.message);
+    oee_rpc_status_free(&st);
+  }
+  assert_int_equal(total_tasks(), 0); /* nothing was created */
+}
+
+/* Every task row as the entry of a SubmitTasks batch: the call succeeds,
+ * the entry carries the code and words, and no task is created. */
+static void test_task_rows_submit_tasks(void **state) {
+  start();
+  for (size_t i = 0; i < N_ROWS(task_rows); i++) {
+    Oee__V1__SubmitTaskRequest req, *reqs[1] = {&req};
+    Oee__V1__SubmitTaskRequest__ContextEntry ents[2], *ptrs[2];
+    fill_task(&task_rows[i], &req, ents, ptrs);
+    Oee__V1__SubmitTasksRequest batch = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
+    batch.n_requests = 1;
+    batch.requests = reqs;
+    Oee__V1__SubmitTasksResponse *resp = NULL;
+    assert_int_equal(
+        oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &resp, IT_CALL_MS, NULL), 0);
+    assert_int_equal(resp->n_results, 1);
+    assert_string_equal(resp->results[0]->task_id, "");
+    assert_null(resp->results[0]->task);
+    expect_refusal("SubmitTasks", i, task_rows[i].code, task_rows[i].message,
+                   resp->results[0]->code, resp->results[0]->message);
+    oee__v1__submit_tasks_response__free_unpacked(resp, NULL);
+  }
+  assert_int_equal(total_tasks(), 0);
+}
+
+/* One refused pipeline: one stage (model, optional cost), budgets,
+ * priority (PRIO_UNSET: not sent), strategy, and the expected refusal. */
+#define PRIO_UNSET (-1000)
+#define LFP OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE
+
+typedef struct pipe_row {
+  int n_stages;
+  const char *model;
+  int has_cost;
+  double cost, max_time, max_cost;
+  int prio;
+  int strategy;
+  int code;
+  const char *message;
+} pipe_row;
+
+static const pipe_row pipe_rows[] = {
+    {1, "upper", 1, NAN, 0, 0, PRIO_UNSET, LFP, IA,
+     "stages[0].cost must be a finite number >= 0, got nan"},
+    {1, "upper", 1, INFINITY, 0, 0, PRIO_UNSET, LFP, IA,
+     "stages[0].cost must be a finite number >= 0, got inf"},
+    {1, "upper", 1, -1, 0, 0, PRIO_UNSET, LFP, IA,
+     "stages[0].cost must be a finite number >= 0, got -1"},
+    {1, "upper", 0, 0, NAN, 0, PRIO_UNSET, LFP, IA,
+     "max_time must be a finite number of seconds >= 0 (0 = none), got nan"},
+    {1, "upper", 0, 0, INFINITY, 0, PRIO_UNSET, LFP, IA,
+     "max_time must be a finite number of seconds >= 0 (0 = none), got inf"},
+    {1, "upper", 0, 0, -1, 0, PRIO_UNSET, LFP, IA,
+     "max_time must be a finite number of seconds >= 0 (0 = none), got -1"},
+    {1, "upper", 0, 0, 0, NAN, PRIO_UNSET, LFP, IA,
+     "max_cost must be a finite number >= 0 (0 = none), got nan"},
+    {1, "upper", 0, 0, 0, INFINITY, PRIO_UNSET, LFP, IA,
+     "max_cost must be a finite number >= 0 (0 = none), got inf"},
+    {1, "upper", 0, 0, 0, -0.5, PRIO_UNSET, LFP, IA,
+     "max_cost must be a finite number >= 0 (0 = none), got -0.5"},
+    {1, "upper", 0, 0, 0, 0, 11, LFP, IA, "priority must be 0..10, got 11"},
+    {1, "upper", 0, 0, 0, 0, -1, LFP, IA, "priority must be 0..10, got -1"},
+    {0, "upper", 0, 0, 0, 0, PRIO_UNSET, LFP, IA, "stages must not be empty"},
+    {1, "", 0, 0, 0, 0, PRIO_UNSET, LFP, IA, "stages[0].model_id must not be empty"},
+    {1, "no-such-model", 0, 0, 0, 0, PRIO_UNSET, LFP, IA,
+     "unknown model_id \"no-such-model\" in stages[0]"},
+    {1, "upper", 0, 0, 0, 0, PRIO_UNSET, 0, IA, "strategy must be set (got 0, UNSPECIFIED)"},
+    {1, "upper", 0, 0, 0, 0, PRIO_UNSET, 99, IA, "strategy 99 is not a known strategy"},
+};
+
+static void test_pipeline_rows(void **state) {
+  start();
+  for (size_t i = 0; i < N_ROWS(pipe_rows); i++) {
+    const pipe_row *row = &pipe_rows[i];
+    Oee__V1__PipelineStage stage = OEE__V1__PIPELINE_STAGE__INIT, *sp[1] = {&stage};
+    stage.name = (char *)"s";
+    stage.model_id = (char *)row->model;
+    if (row->has_cost) {
+      stage.cost_present_case = OEE__V1__PIPELINE_STAGE__COST_PRESENT_COST;
+      stage.cost = row->cost;
+    }
+    Oee__V1__SubmitPipelineRequest req = OEE__V1__SUBMIT_PIPELINE_REQUEST__INIT;
+    req.pipeline_id = (char *)"p";
+    req.strategy = (Oee__V1__PipelineStrategy)row->strategy;
+    req.n_stages = (size_t)row->n_stages;
+    req.stages = row->n_stages ? sp : NULL;
+    req.max_time = row->max_time;
+    req.max_cost = row->max_cost;
+    if (row->prio != PRIO_UNSET) {
+      req.priority_present_case = OEE__V1__SUBMIT_PIPELINE_REQUEST__PRIORITY_PRESENT_PRIORITY;
+      req.priority = row->prio;
+    }
+    Oee__V1__SubmitPipelineResponse *resp = NULL;
+    oee_rpc_status st = {0};
+    int code = oee_v1_orchestrator_service_submit_pipeline(srv.ch, &req, &resp, IT_CALL_MS, &st);
+    assert_null(resp);
+    expect_refusal("SubmitPipeline", i, row->code, row->message, code, st.message);
+    oee_rpc_status_free(&st);
+  }
+  assert_int_equal(total_tasks(), 0);
+}
+
 static void test_cancel_get_errors(void **state) {
   start();
-  const char *bad[] = {"", "not-a-uuid", "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
-                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8cz",
+  const char *bad[] = {"",
+                       "not-a-uuid",
+                       "0b6a7c1e3f7b4f5e9a3c2f0d5e6a7b8c",
+                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8",
+                       "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8cz",
                        "zzzzzzzz-3f7b-4f5e-9a3c-2f0d5e6a7b8c"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int code;
@@ -150,17 +369,20 @@ static void test_list_clear_errors(void **state) {
   req.page_size = -1;
   assert_int_equal(oee_v1_orchestrator_service_list_tasks(srv.ch, &req, &r, IT_CALL_MS, NULL), IA);
   Oee__V1__ClearCompletedTasksRequest creq = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__INIT;
-  creq.keep_recent_present_case = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
+  creq.keep_recent_present_case =
+      OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
   creq.keep_recent = -1;
   Oee__V1__ClearCompletedTasksResponse *cresp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_clear_completed_tasks(srv.ch, &creq, &cresp, IT_CALL_MS, NULL), IA);
+  assert_int_equal(
+      oee_v1_orchestrator_service_clear_completed_tasks(srv.ch, &creq, &cresp, IT_CALL_MS, NULL),
+      IA);
   assert_null(cresp);
   assert_int_equal(total_tasks(), 1); /* the bad clear removed nothing */
   free(id);
 }
 
-static int submit_pipeline(Oee__V1__PipelineStrategy strategy, const char *model,
-                           int n_stages, double max_time, double max_cost, int prio) {
+static int submit_pipeline(Oee__V1__PipelineStrategy strategy, const char *model, int n_stages,
+                           double max_time, double max_cost, int prio) {
   Oee__V1__PipelineStage stage = OEE__V1__PIPELINE_STAGE__INIT, *sp[1] = {&stage};
   stage.name = (char *)"s";
   stage.model_id = (char *)model;
@@ -189,7 +411,8 @@ static void test_pipeline_errors(void **state) {
   assert_int_equal(submit_pipeline(L, "no-such-model", 1, 0, 0, unset), IA);
   assert_int_equal(submit_pipeline(L, "", 1, 0, 0, unset), IA);
   assert_int_equal(submit_pipeline(OEE__V1__PIPELINE_STRATEGY__PIPELINE_STRATEGY_UNSPECIFIED,
-                                   "upper", 1, 0, 0, unset), IA);
+                                   "upper", 1, 0, 0, unset),
+                   IA);
   assert_int_equal(submit_pipeline((Oee__V1__PipelineStrategy)99, "upper", 1, 0, 0, unset), IA);
   assert_int_equal(submit_pipeline(L, "upper", 1, -1, 0, unset), IA);
   assert_int_equal(submit_pipeline(L, "upper", 1, 0, -0.5, unset), IA);
@@ -204,13 +427,16 @@ static void test_pipeline_errors(void **state) {
   Oee__V1__GetPipelineResultRequest greq = OEE__V1__GET_PIPELINE_RESULT_REQUEST__INIT;
   Oee__V1__PipelineResult *pr = NULL;
   greq.task_id = id;
-  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
-                   GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
+      GRPC_STATUS_NOT_FOUND);
   greq.task_id = (char *)UNKNOWN_ID;
-  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
-                   GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL),
+      GRPC_STATUS_NOT_FOUND);
   greq.task_id = (char *)"nope";
-  assert_int_equal(oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL), IA);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_pipeline_result(srv.ch, &greq, &pr, IT_CALL_MS, NULL), IA);
   free(id);
 }
 
@@ -227,8 +453,9 @@ static void test_queue_full(void **state) {
   assert_non_null(q2);
   assert_int_equal(it_submit(srv.ch, "q3", "echo", -1, NULL, NULL), GRPC_STATUS_RESOURCE_EXHAUSTED);
   /* A pipeline is a queued task too. */
-  assert_int_equal(submit_pipeline(OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE, "echo", 1, 0, 0, -1000),
-                   GRPC_STATUS_RESOURCE_EXHAUSTED);
+  assert_int_equal(
+      submit_pipeline(OEE__V1__PIPELINE_STRATEGY__LOCAL_FAST_PRECISE, "echo", 1, 0, 0, -1000),
+      GRPC_STATUS_RESOURCE_EXHAUSTED);
   assert_int_equal(total_tasks(), 3);
   /* Room again once a queued task is cancelled. */
   int cancelled = 0;
@@ -267,8 +494,9 @@ static void test_malformed_body(void **state) {
   static const unsigned char garbage[] = {0xff, 0xff, 0xff, 0xff};
   /* Field 1 (task_id) claims 16 bytes but only 1 follows. */
   static const unsigned char truncated[] = {0x0a, 0x10, 'a'};
-  const char *methods[] = {"GetTask", "SubmitTask", "CancelTask", "ListTasks", "SubmitPipeline",
-                           "ClearCompletedTasks", "GetPipelineResult", "SubmitTasks"};
+  const char *methods[] = {"GetTask",           "SubmitTask",     "CancelTask",
+                           "ListTasks",         "SubmitPipeline", "ClearCompletedTasks",
+                           "GetPipelineResult", "SubmitTasks"};
   for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
     char path[128];
     snprintf(path, sizeof(path), SVC "%s", methods[i]);
@@ -287,7 +515,8 @@ static void test_malformed_body(void **state) {
   wrong.status_filter = ST(DONE);
   ProtobufCMessage *resp = NULL;
   assert_int_equal(oee_rpc_unary(srv.ch, SVC "GetTask", &wrong.base, &oee__v1__task__descriptor,
-                                 &resp, IT_CALL_MS, NULL), IA);
+                                 &resp, IT_CALL_MS, NULL),
+                   IA);
   /* WatchTasks with an undecodable request. */
   int code = it_raw_unary(srv.target, SVC "WatchTasks", garbage, sizeof(garbage), IT_CALL_MS, NULL);
   assert_int_equal(code, IA);
@@ -328,7 +557,8 @@ static void *bad_calls(void *arg) {
   static const unsigned char garbage[] = {0xff, 0xff, 0xff};
   for (int i = 0; i < 40; i++) {
     if (unknown_method(SVC "Nope") != GRPC_STATUS_UNIMPLEMENTED) atomic_fetch_add(&h->bad_wrong, 1);
-    if (it_raw_unary(srv.target, SVC "SubmitTask", garbage, sizeof(garbage), IT_CALL_MS, NULL) != IA) {
+    if (it_raw_unary(srv.target, SVC "SubmitTask", garbage, sizeof(garbage), IT_CALL_MS, NULL) !=
+        IA) {
       atomic_fetch_add(&h->bad_wrong, 1);
     }
   }
@@ -386,6 +616,9 @@ static void test_startup_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_submit_task_errors, teardown),
+      cmocka_unit_test_teardown(test_task_rows_submit_task, teardown),
+      cmocka_unit_test_teardown(test_task_rows_submit_tasks, teardown),
+      cmocka_unit_test_teardown(test_pipeline_rows, teardown),
       cmocka_unit_test_teardown(test_cancel_get_errors, teardown),
       cmocka_unit_test_teardown(test_list_clear_errors, teardown),
       cmocka_unit_test_teardown(test_pipeline_errors, teardown),

@@ -34,15 +34,7 @@ static void start(const char *const *args) {
   assert_int_equal(it_server_start(&srv, "pipelines.json", args, NULL, 30000), 0);
 }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* One requested stage: model id and an optional cost override (NAN: none). */
 typedef struct stage {
@@ -57,8 +49,8 @@ typedef struct pipe_opts {
 } pipe_opts;
 
 /* Submits a pipeline; returns the gRPC status and *id (malloc'd) on OK. */
-static int submit(Oee__V1__PipelineStrategy strategy, const char *input,
-                  const stage *stages, size_t n, const pipe_opts *o, char **id) {
+static int submit(Oee__V1__PipelineStrategy strategy, const char *input, const stage *stages,
+                  size_t n, const pipe_opts *o, char **id) {
   Oee__V1__PipelineStage ps[16], *pp[16];
   char names[16][24];
   for (size_t i = 0; i < n; i++) {
@@ -98,8 +90,8 @@ static int submit(Oee__V1__PipelineStrategy strategy, const char *input,
   return code;
 }
 
-static char *submit_ok(Oee__V1__PipelineStrategy strategy, const char *input,
-                       const stage *stages, size_t n, const pipe_opts *o) {
+static char *submit_ok(Oee__V1__PipelineStrategy strategy, const char *input, const stage *stages,
+                       size_t n, const pipe_opts *o) {
   char *id = NULL;
   assert_int_equal(submit(strategy, input, stages, n, o, &id), 0);
   return id;
@@ -119,7 +111,8 @@ static Oee__V1__PipelineResult *result(const char *id, int *code) {
 static Oee__V1__PipelineResult *finish(const char *id, Oee__V1__TaskStatus want) {
   Oee__V1__Task *t = it_wait_final(srv.ch, id, 30000);
   assert_non_null(t);
-  if (t->status != want) fprintf(stderr, "pipeline ended %d (%s), want %d\n", t->status, t->error_message, want);
+  if (t->status != want)
+    fprintf(stderr, "pipeline ended %d (%s), want %d\n", t->status, t->error_message, want);
   assert_int_equal(t->status, want);
   int code;
   Oee__V1__PipelineResult *r = result(id, &code);
@@ -150,14 +143,19 @@ static void expect_stage(const Oee__V1__PipelineResult *r, size_t i, const char 
 }
 
 static void expect_total(const Oee__V1__PipelineResult *r, double total) {
-  if (fabs(r->total_cost - total) > EPS) fprintf(stderr, "total_cost %g want %g\n", r->total_cost, total);
+  if (fabs(r->total_cost - total) > EPS)
+    fprintf(stderr, "total_cost %g want %g\n", r->total_cost, total);
   assert_true(fabs(r->total_cost - total) < EPS);
 }
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define RUN(strategy, input, st, opts, want) \
   finish(id = submit_ok(strategy, input, st, N(st), opts), want)
-#define DONE_WITH(r) do { oee__v1__pipeline_result__free_unpacked(r, NULL); free(id); } while (0)
+#define DONE_WITH(r)                                  \
+  do {                                                \
+    oee__v1__pipeline_result__free_unpacked(r, NULL); \
+    free(id);                                         \
+  } while (0)
 
 /* ----------------------------------------------------------------- tests */
 
@@ -356,7 +354,7 @@ static void test_deadline_counts_from_start(void **state) {
   assert_int_equal(r->stages[0]->status, SS(PENDING));
   assert_int_equal(r->strategy, LOCAL);
   oee__v1__pipeline_result__free_unpacked(r, NULL);
-  it_sleep_ms(1500); /* longer than max_time, spent in the queue */
+  it_sleep_ms(1500); /* the subject: longer than max_time, spent in the queue */
   int cancelled;
   assert_int_equal(it_cancel(srv.ch, blocker, &cancelled), 0);
   r = finish(id, ST(DONE));
@@ -462,21 +460,28 @@ static void test_name_and_priority(void **state) {
   DONE_WITH(r);
 }
 
+/* Polls GetPipelineResult (nothing else reports a stage starting) until
+ * some stage of pipeline id runs. */
+static void wait_stage_running(const char *id) {
+  int64_t end = it_now_ms() + IT_WAIT_MS;
+  for (;;) {
+    Oee__V1__PipelineResult *r = result(id, NULL);
+    assert_non_null(r);
+    int running = 0;
+    for (size_t i = 0; i < r->n_stages; i++) running |= r->stages[i]->status == SS(RUNNING);
+    oee__v1__pipeline_result__free_unpacked(r, NULL);
+    if (running) return;
+    assert_true(it_now_ms() < end);
+    it_sleep_ms(10);
+  }
+}
+
 static void test_cancel_running_pipeline(void **state) {
   start(NULL);
   stage s[] = {{"slow", NOCOST}, {"upper", NOCOST}};
   char *id = submit_ok(LOCAL, "abc", s, 2, NULL);
   /* Wait until the slow stage runs. */
-  int64_t end = it_now_ms() + IT_WAIT_MS;
-  for (;;) {
-    Oee__V1__PipelineResult *r = result(id, NULL);
-    assert_non_null(r);
-    int running = r->stages[0]->status == SS(RUNNING);
-    oee__v1__pipeline_result__free_unpacked(r, NULL);
-    if (running) break;
-    assert_true(it_now_ms() < end);
-    it_sleep_ms(10);
-  }
+  wait_stage_running(id);
   int64_t t0 = it_now_ms();
   int cancelled = 0;
   assert_int_equal(it_cancel(srv.ch, id, &cancelled), 0);
@@ -493,7 +498,7 @@ static void test_cancel_running_pipeline(void **state) {
   Oee__V1__Task *t = it_wait_status(srv.ch, id, ST(RUNNING), IT_WAIT_MS);
   assert_non_null(t);
   oee__v1__task__free_unpacked(t, NULL);
-  it_sleep_ms(200); /* let the stages start */
+  wait_stage_running(id);
   t0 = it_now_ms();
   assert_int_equal(it_cancel(srv.ch, id, &cancelled), 0);
   r = finish(id, ST(CANCELLED));

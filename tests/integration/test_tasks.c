@@ -24,19 +24,9 @@ static void start(const char *config, const char *const *args) {
   assert_int_equal(it_server_start(&srv, config, args, NULL, 30000), 0);
 }
 
-/* Stops gracefully (so a sanitizer build of the server reports leaks in its
- * exit status), then makes sure nothing is left behind. */
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 20000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
-static int is_uuid_v4(const char *s) {
+static int is_uuid_v7(const char *s) {
   if (strlen(s) != 36) return 0;
   for (int i = 0; i < 36; i++) {
     if (i == 8 || i == 13 || i == 18 || i == 23) {
@@ -45,13 +35,14 @@ static int is_uuid_v4(const char *s) {
       return 0;
     }
   }
-  return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+  return s[14] == '7' && strchr("89ab", s[19]) != NULL;
 }
 
 static Oee__V1__SystemStatus *system_status(void) {
   Oee__V1__GetSystemStatusRequest req = OEE__V1__GET_SYSTEM_STATUS_REQUEST__INIT;
   Oee__V1__SystemStatus *st = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_get_system_status(srv.ch, &req, &st, IT_CALL_MS, NULL), 0);
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_system_status(srv.ch, &req, &st, IT_CALL_MS, NULL), 0);
   return st;
 }
 
@@ -81,8 +72,8 @@ static Oee__V1__SubmitTasksResponse *submit_many(int n, const char *type, int *c
   return resp;
 }
 
-static Oee__V1__ListTasksResponse *list(Oee__V1__TaskStatus status, const char *type,
-                                        int size, const char *token, int *code) {
+static Oee__V1__ListTasksResponse *list(Oee__V1__TaskStatus status, const char *type, int size,
+                                        const char *token, int *code) {
   Oee__V1__ListTasksRequest req = OEE__V1__LIST_TASKS_REQUEST__INIT;
   req.status_filter = status;
   req.task_type_filter = (char *)(type ? type : "");
@@ -128,8 +119,9 @@ static void test_submit_get_echo(void **state) {
   req.n_context = 1;
   req.context = ep;
   Oee__V1__SubmitTaskResponse *resp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_submit_task(srv.ch, &req, &resp, IT_CALL_MS, NULL), 0);
-  assert_true(is_uuid_v4(resp->task_id));
+  assert_int_equal(oee_v1_orchestrator_service_submit_task(srv.ch, &req, &resp, IT_CALL_MS, NULL),
+                   0);
+  assert_true(is_uuid_v7(resp->task_id));
   assert_non_null(resp->task);
   assert_string_equal(resp->task->id, resp->task_id);
   assert_string_equal(resp->task->name, "greet");
@@ -169,7 +161,9 @@ static void test_submit_get_echo(void **state) {
 /* priority: unset means 5, an explicit 0 is honoured, 10 is accepted. */
 static void test_priority_presence(void **state) {
   start("tasks.json", NULL);
-  struct { int sent, want; } cases[] = {{-1, 5}, {0, 0}, {10, 10}, {5, 5}, {1, 1}};
+  struct {
+    int sent, want;
+  } cases[] = {{-1, 5}, {0, 0}, {10, 10}, {5, 5}, {1, 1}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char *id = it_submit_ok(srv.ch, "p", "echo", cases[i].sent, NULL);
     assert_non_null(id);
@@ -229,7 +223,8 @@ static void test_cancel_running_and_finished(void **state) {
   Oee__V1__CancelTaskRequest creq = OEE__V1__CANCEL_TASK_REQUEST__INIT;
   creq.task_id = done;
   Oee__V1__CancelTaskResponse *cresp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_cancel_task(srv.ch, &creq, &cresp, IT_CALL_MS, NULL), 0);
+  assert_int_equal(oee_v1_orchestrator_service_cancel_task(srv.ch, &creq, &cresp, IT_CALL_MS, NULL),
+                   0);
   assert_false(cresp->cancelled);
   assert_non_null(cresp->task);
   assert_int_equal(cresp->task->status, ST(DONE));
@@ -255,7 +250,8 @@ static void test_cancel_queued_timestamps(void **state) {
   Oee__V1__CancelTaskRequest creq = OEE__V1__CANCEL_TASK_REQUEST__INIT;
   creq.task_id = id;
   Oee__V1__CancelTaskResponse *cresp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_cancel_task(srv.ch, &creq, &cresp, IT_CALL_MS, NULL), 0);
+  assert_int_equal(oee_v1_orchestrator_service_cancel_task(srv.ch, &creq, &cresp, IT_CALL_MS, NULL),
+                   0);
   assert_true(cresp->cancelled);
   assert_int_equal(cresp->task->status, ST(CANCELLED));
   oee__v1__cancel_task_response__free_unpacked(cresp, NULL);
@@ -293,8 +289,12 @@ static void test_priority_order(void **state) {
   assert_non_null(t);
   oee__v1__task__free_unpacked(t, NULL);
   /* name, priority (-1 unset), expected start rank */
-  struct { const char *name; int prio; int rank; } mix[] = {
-      {"p3", 3, 5}, {"p7a", 7, 1}, {"unset", -1, 3}, {"p7b", 7, 2},
+  struct {
+    const char *name;
+    int prio;
+    int rank;
+  } mix[] = {
+      {"p3", 3, 5}, {"p7a", 7, 1},  {"unset", -1, 3}, {"p7b", 7, 2},
       {"p0", 0, 6}, {"p10", 10, 0}, {"p5", 5, 4},
   };
   enum { N = sizeof(mix) / sizeof(mix[0]) };
@@ -324,7 +324,8 @@ static void test_priority_order(void **state) {
   it_watch_close(w);
   for (int k = 0; k < N; k++) {
     if (mix[order[k]].rank != k) {
-      fprintf(stderr, "start #%d was %s (want rank %d)\n", k, mix[order[k]].name, mix[order[k]].rank);
+      fprintf(stderr, "start #%d was %s (want rank %d)\n", k, mix[order[k]].name,
+              mix[order[k]].rank);
     }
     assert_int_equal(mix[order[k]].rank, k);
   }
@@ -498,7 +499,8 @@ static void test_list_clamp(void **state) {
 static int clear(int keep, int *code) {
   Oee__V1__ClearCompletedTasksRequest req = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__INIT;
   if (keep >= -100) {
-    req.keep_recent_present_case = OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
+    req.keep_recent_present_case =
+        OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT;
     req.keep_recent = keep;
   }
   Oee__V1__ClearCompletedTasksResponse *resp = NULL;
@@ -588,25 +590,26 @@ static void test_submit_tasks_batch(void **state) {
   start("tasks.json", NULL);
   Oee__V1__SubmitTaskRequest r[7], *p[7];
   add_entry(&r[0], "a", "echo", -1);
-  add_entry(&r[1], "", "echo", -1);       /* empty name */
+  add_entry(&r[1], "", "echo", -1); /* empty name */
   add_entry(&r[2], "c", "fail", 2);
-  add_entry(&r[3], "d", "nope", -1);      /* unknown type */
-  add_entry(&r[4], "e", "echo", 11);      /* priority out of range */
-  add_entry(&r[5], "f", "echo", 0);       /* explicit 0 */
-  add_entry(&r[6], "g", "pipeline", -1);  /* pipelines only via SubmitPipeline */
+  add_entry(&r[3], "d", "nope", -1);     /* unknown type */
+  add_entry(&r[4], "e", "echo", 11);     /* priority out of range */
+  add_entry(&r[5], "f", "echo", 0);      /* explicit 0 */
+  add_entry(&r[6], "g", "pipeline", -1); /* pipelines only via SubmitPipeline */
   int want[7] = {0, 3, 0, 3, 3, 0, 3};
   for (int i = 0; i < 7; i++) p[i] = &r[i];
   Oee__V1__SubmitTasksRequest req = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
   req.n_requests = 7;
   req.requests = p;
   Oee__V1__SubmitTasksResponse *resp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &req, &resp, IT_CALL_MS, NULL), 0);
+  assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &req, &resp, IT_CALL_MS, NULL),
+                   0);
   assert_int_equal(resp->n_results, 7);
   for (int i = 0; i < 7; i++) {
     Oee__V1__SubmitTaskResult *x = resp->results[i];
     assert_int_equal(x->code, want[i]);
     if (want[i] == 0) {
-      assert_true(is_uuid_v4(x->task_id));
+      assert_true(is_uuid_v7(x->task_id));
       assert_non_null(x->task);
       assert_string_equal(x->task->name, r[i].name);
       assert_string_equal(x->message, "");
@@ -661,7 +664,8 @@ static void test_batch_limits(void **state) {
 
 static void test_exec(void **state) {
   start("tasks.json", NULL);
-  char *up = it_submit_ok(srv.ch, "up", "exec", -1, KV("command", "upper", "input", "hello world\n\n"));
+  char *up =
+      it_submit_ok(srv.ch, "up", "exec", -1, KV("command", "upper", "input", "hello world\n\n"));
   char *hi = it_submit_ok(srv.ch, "hi", "exec", -1, KV("command", "hello"));
   char *bad = it_submit_ok(srv.ch, "bad", "exec", -1, KV("command", "fails"));
   char *hang = it_submit_ok(srv.ch, "hang", "exec", -1, KV("command", "hang"));

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
 #include "tests/integration/fixture.h"
 
 #define ST(x) OEE__V1__TASK_STATUS__TASK_STATUS_##x
@@ -27,15 +27,7 @@ static void start(const char *const *args) {
   assert_int_equal(it_server_start(&srv, "watch.json", args, NULL, 30000), 0);
 }
 
-static int teardown(void **state) {
-  it_watch_close_all();
-  oee_rpc_channel_destroy(srv.ch);
-  srv.ch = NULL;
-  int rc = srv.pid > 0 ? it_server_stop(&srv, 30000) : 0;
-  it_server_kill(&srv);
-  if (rc != 0) fprintf(stderr, "server exit status %d (want 0)\n", rc);
-  return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* Events a watcher has seen, in arrival order. */
 typedef struct evlog {
@@ -72,8 +64,8 @@ static void read_until(it_watch *w, evlog *log, const char *id, int status) {
       fprintf(stderr, "read %d (status %d: %s) waiting for %s/%d\n", rc, st.code,
               st.message ? st.message : "", id, status);
       for (int i = 0; i < log->n; i++) {
-        fprintf(stderr, "  seen #%llu %s %d\n", (unsigned long long)log->e[i].seq,
-                log->e[i].id, log->e[i].status);
+        fprintf(stderr, "  seen #%llu %s %d\n", (unsigned long long)log->e[i].seq, log->e[i].id,
+                log->e[i].status);
       }
       oee_rpc_status_free(&st);
     }
@@ -218,9 +210,8 @@ static void test_filters(void **state) {
   r1.task_ids = ids;
   by_id = it_watch_open(srv.ch, &r1);
   assert_non_null(by_id);
-  /* ta cannot change before the blockers end, so a short pause is enough
-   * for this watcher (which no probe can match) to be registered. */
-  it_sleep_ms(1000);
+  /* No probe can pass this watcher's filter: a later one tells instead. */
+  assert_int_equal(it_watch_registered(srv.ch, IT_WAIT_MS), 0);
 
   char *f1 = it_submit_ok(srv.ch, "f1", "fail", -1, KV("message", "x"));
   cancel_ok(b1);
@@ -278,15 +269,18 @@ static void test_snapshot(void **state) {
   read_until(all, log, q, ST(QUEUED));
 
   it_watch *snap = open_all(1);
-  struct { const char *id; int status; } want[4] = {
-      {d, ST(DONE)}, {s1, ST(RUNNING)}, {s2, ST(RUNNING)}, {q, ST(QUEUED)}};
+  struct {
+    const char *id;
+    int status;
+  } want[4] = {{d, ST(DONE)}, {s1, ST(RUNNING)}, {s2, ST(RUNNING)}, {q, ST(QUEUED)}};
   int found[4] = {0};
   uint64_t max_seq = 0;
   for (int i = 0; i < 4; i++) {
     Oee__V1__TaskEvent *ev = NULL;
     assert_int_equal(it_watch_next(snap, &ev, NULL, IT_WAIT_MS), 1);
     int k = -1;
-    for (int j = 0; j < 4; j++) if (strcmp(ev->task->id, want[j].id) == 0) k = j;
+    for (int j = 0; j < 4; j++)
+      if (strcmp(ev->task->id, want[j].id) == 0) k = j;
     assert_true(k >= 0);
     assert_false(found[k]);
     found[k] = 1;
@@ -406,7 +400,10 @@ static void test_slow_watcher_overflow(void **state) {
   Oee__V1__WatchTasksRequest wreq = OEE__V1__WATCH_TASKS_REQUEST__INIT;
   oee_rpc_reader *slow = NULL;
   assert_int_equal(oee_v1_orchestrator_service_watch_tasks_start(srv.ch, &wreq, 120000, &slow), 0);
-  it_sleep_ms(300);
+  assert_int_equal(it_watch_registered(srv.ch, IT_WAIT_MS), 0);
+  /* The registration probes: echo tasks that end DONE, maybe not yet. */
+  const int probes_done =
+      it_count(srv.ch, "queued") + it_count(srv.ch, "running") + it_count(srv.ch, "done");
   enum { BATCH = 5000, BATCHES = 6 };
   Oee__V1__SubmitTaskRequest *reqs = calloc(BATCH, sizeof(*reqs));
   Oee__V1__SubmitTaskRequest **ptrs = calloc(BATCH, sizeof(*ptrs));
@@ -434,8 +431,9 @@ static void test_slow_watcher_overflow(void **state) {
   free(ptrs);
   /* Wait for the flood to be processed (bounded), without reading `slow`. */
   int64_t end = it_now_ms() + 60000;
-  while (it_count(srv.ch, "done") < BATCH * BATCHES && it_now_ms() < end) it_sleep_ms(50);
-  assert_int_equal(it_count(srv.ch, "done"), BATCH * BATCHES);
+  const int want = probes_done + BATCH * BATCHES;
+  while (it_count(srv.ch, "done") < want && it_now_ms() < end) it_sleep_ms(50);
+  assert_int_equal(it_count(srv.ch, "done"), want);
 
   /* Drain what the transport holds; the stream must end RESOURCE_EXHAUSTED. */
   long got = 0;
@@ -507,7 +505,8 @@ static void test_sigterm_drain(void **state) {
   assert_int_equal(t->status, ST(RUNNING));
   oee__v1__task__free_unpacked(t, NULL);
   assert_int_equal(it_submit(srv.ch, "late", "echo", -1, NULL, NULL), GRPC_STATUS_UNAVAILABLE);
-  assert_int_equal(health(""), GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+  assert_int_equal(health(""),
+                   GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
 
   read_until(w, log, s, ST(DONE));
   oee_rpc_status st = {0};

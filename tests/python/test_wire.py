@@ -31,8 +31,8 @@ WAIT_TIMEOUT = 45.0
 POLL = 0.02
 
 SERVICE = "/oee.v1.OrchestratorService/"
-UUID4_RE = re.compile(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID7_RE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 S = pb.TaskStatus
 QUEUED, RUNNING, DONE, ERROR, CANCELLED = (
@@ -335,7 +335,7 @@ class WireTest(ServerTestCase):
         self.assertFalse(req.HasField("priority"))
         self.assertIsNone(req.WhichOneof("priority_present"))
         r = self.stub.SubmitTask(req, timeout=RPC_TIMEOUT)
-        self.assertRegex(r.task_id, UUID4_RE)
+        self.assertRegex(r.task_id, UUID7_RE)
         self.assertEqual(r.task.id, r.task_id)
         self.assertEqual(r.task.priority, 5)
         self.assertEqual(self.get(r.task_id).priority, 5)
@@ -669,7 +669,7 @@ class WireTest(ServerTestCase):
         for req, res in zip(reqs, resp.results):
             with self.subTest(name=req.name):
                 if res.code == ok:
-                    self.assertRegex(res.task_id, UUID4_RE)
+                    self.assertRegex(res.task_id, UUID7_RE)
                     self.assertTrue(res.HasField("task"))
                     self.assertEqual(res.task.id, res.task_id)
                     self.assertEqual(res.task.name, req.name)
@@ -739,7 +739,7 @@ class WireTest(ServerTestCase):
                     pb.PipelineStage(name="s%d-%s" % (i, s), model_id=s)
                     for i, s in enumerate(stages)], **kw)
         r = self.stub.SubmitPipeline(req, timeout=RPC_TIMEOUT)
-        self.assertRegex(r.task_id, UUID4_RE)
+        self.assertRegex(r.task_id, UUID7_RE)
         self.assertEqual(r.task.task_type, "pipeline")
         task = self.wait_status(r.task_id)
         res = self.stub.GetPipelineResult(pb.GetPipelineResultRequest(

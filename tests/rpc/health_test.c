@@ -11,19 +11,18 @@
 
 #include <cmocka.h>
 
-#include "grpc/health/v1/health.grpc-c.h"
-#include "grpc/reflection/v1/reflection.grpc-c.h"
-#include "grpc/reflection/v1alpha/reflection.grpc-c.h"
+#include "grpc/health/v1/health.grpc-client.h"
+#include "grpc/health/v1/health.grpc-server.h"
+#include "grpc/reflection/v1/reflection.grpc-server.h"
+#include "grpc/reflection/v1alpha/reflection.grpc-server.h"
 
 static void on_check(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
-  const Grpc__Health__V1__HealthCheckRequest *req =
-      (const Grpc__Health__V1__HealthCheckRequest *)m;
+  const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)m;
   if (req->service[0] != '\0') {
     oee_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "unknown service");
     return;
   }
-  Grpc__Health__V1__HealthCheckResponse r =
-      GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
   r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
   oee_rpc_call_reply(call, &r.base);
 }
@@ -34,8 +33,7 @@ static void *run(void *srv) {
 }
 
 static int check(oee_rpc_channel *ch, const char *service) {
-  Grpc__Health__V1__HealthCheckRequest req =
-      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   req.service = (char *)service;
   Grpc__Health__V1__HealthCheckResponse *resp = NULL;
   int rc = grpc_health_v1_health_check(ch, &req, &resp, 5000, NULL);
@@ -75,10 +73,10 @@ static void test_tables(void **state) {
   assert_int_equal(w->server_streaming, 1);
   assert_int_equal(w->client_streaming, 0);
   assert_non_null((void *)grpc_health_v1_health_watch_start);
-  const oee_rpc_method *r = &grpc_reflection_v1_server_reflection_methods
-      [GRPC_REFLECTION_V1_SERVER_REFLECTION_METHOD_SERVER_REFLECTION_INFO];
-  assert_string_equal(r->path,
-                      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+  const oee_rpc_method *r =
+      &grpc_reflection_v1_server_reflection_methods
+          [GRPC_REFLECTION_V1_SERVER_REFLECTION_METHOD_SERVER_REFLECTION_INFO];
+  assert_string_equal(r->path, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
   assert_int_equal(r->client_streaming, 1);
   assert_int_equal(r->server_streaming, 1);
   assert_ptr_equal(r->request, &grpc__reflection__v1__server_reflection_request__descriptor);

@@ -10,7 +10,8 @@
 
 #include <cmocka.h>
 
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
+#include "oee/v1/orchestrator.grpc-server.h"
 
 static void test_method_table(void **state) {
   const oee_rpc_method *m = oee_v1_orchestrator_service_methods;

@@ -17,7 +17,8 @@
 
 #include <cmocka.h>
 
-#include "echo.grpc-c.h"
+#include "echo.grpc-client.h"
+#include "echo.grpc-server.h"
 
 enum { MAX_PENDING = 64 };
 
@@ -114,8 +115,7 @@ static void on_echo(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 static void count_next(oee_rpc_call *call, void *user) {
   counter *c = user;
   if (c->count >= 0 && c->next >= c->count) {
-    oee_rpc_call_finish(call, (grpc_status_code)c->code,
-                        c->code ? "count ended" : NULL);
+    oee_rpc_call_finish(call, (grpc_status_code)c->code, c->code ? "count ended" : NULL);
     return;
   }
   Oee__Rpctest__CountReply r = OEE__RPCTEST__COUNT_REPLY__INIT;
@@ -188,7 +188,8 @@ static int setup(void **state) {
   memcpy(m, oee_rpctest_echo_methods, sizeof m);
   m[OEE_RPCTEST_ECHO_METHOD_ECHO].handler = on_echo;
   m[OEE_RPCTEST_ECHO_METHOD_COUNT].handler = on_count;
-  assert_int_equal(oee_rpc_server_add_service(f->svc.srv, m, OEE_RPCTEST_ECHO_N_METHODS, &f->svc), 0);
+  assert_int_equal(oee_rpc_server_add_service(f->svc.srv, m, OEE_RPCTEST_ECHO_N_METHODS, &f->svc),
+                   0);
   oee_rpc_server_set_tick(f->svc.srv, tick, &f->svc, 20);
   assert_int_equal(oee_rpc_server_start(f->svc.srv), 0);
   assert_int_equal(pthread_create(&f->thread, NULL, run_server, f), 0);
@@ -213,8 +214,8 @@ static int teardown(void **state) {
 
 /* ----------------------------------------------------------------- tests */
 
-static int echo(fixture *f, const char *text, int code, int delay_ms,
-                int64_t deadline_ms, oee_rpc_status *st, char **out) {
+static int echo(fixture *f, const char *text, int code, int delay_ms, int64_t deadline_ms,
+                oee_rpc_status *st, char **out) {
   Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
   req.text = (char *)text;
   req.code = code;
@@ -283,8 +284,7 @@ static void test_unknown_method(void **state) {
   oee_rpc_status_free(&st);
   /* A registered method without a handler is UNIMPLEMENTED as well. */
   rc = oee_rpc_unary(f->ch, "/oee.rpctest.Echo/Sum", &req.base,
-                     &oee__rpctest__count_reply__descriptor,
-                     (ProtobufCMessage **)&resp, 5000, &st);
+                     &oee__rpctest__count_reply__descriptor, (ProtobufCMessage **)&resp, 5000, &st);
   assert_int_equal(rc, GRPC_STATUS_UNIMPLEMENTED);
   oee_rpc_status_free(&st);
 }
@@ -460,13 +460,34 @@ static void test_server_lifecycle_errors(void **state) {
   oee_rpc_server_destroy(s); /* started, never run */
 }
 
+/* One server per address: SO_REUSEPORT is off, so a second server on a
+ * bound port fails with EADDRINUSE and the first is left alone; an address
+ * that cannot be bound for another reason is told apart. */
+static void test_address_in_use(void **state) {
+  int port = 0;
+  oee_rpc_server *first = NULL, *second = NULL;
+  assert_int_equal(oee_rpc_server_open("127.0.0.1:0", NULL, &port, &first), 0);
+  assert_non_null(first);
+  assert_true(port > 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  assert_int_equal(oee_rpc_server_open(addr, NULL, NULL, &second), OEE_RPC_EADDRINUSE);
+  assert_null(second);
+  /* 192.0.2.0/24 is TEST-NET-1: never a local address. */
+  assert_int_equal(oee_rpc_server_open("192.0.2.1:0", NULL, NULL, &second), OEE_RPC_EADDRNOTAVAIL);
+  assert_int_equal(oee_rpc_server_open(NULL, NULL, NULL, &second), OEE_RPC_EINVAL);
+  oee_rpc_server_destroy(first);
+  /* Once the first is gone the address is free again at once. */
+  assert_int_equal(oee_rpc_server_open(addr, NULL, NULL, &second), 0);
+  oee_rpc_server_destroy(second);
+}
+
 static void test_unreachable_server(void **state) {
   oee_rpc_channel *ch = oee_rpc_channel_create("127.0.0.1:1");
   Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
   Oee__Rpctest__EchoReply *resp = NULL;
   oee_rpc_status st = {0};
-  assert_int_equal(oee_rpctest_echo_echo(ch, &req, &resp, 2000, &st),
-                   GRPC_STATUS_UNAVAILABLE);
+  assert_int_equal(oee_rpctest_echo_echo(ch, &req, &resp, 2000, &st), GRPC_STATUS_UNAVAILABLE);
   oee_rpc_status_free(&st);
   oee_rpc_channel_destroy(ch);
 }
@@ -487,6 +508,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_streams_in_parallel_with_unary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_without_events, setup, teardown),
       cmocka_unit_test(test_server_lifecycle_errors),
+      cmocka_unit_test(test_address_in_use),
       cmocka_unit_test(test_unreachable_server),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,7 +77,7 @@ static void test_file_env_flag_precedence(void **state) {
   char *argv1[] = {"oee-server", NULL};
   assert_int_equal(load(&c, err, 1, argv1), 0);
   assert_string_equal(c.listen, "127.0.0.1:1111"); /* file */
-  assert_int_equal(c.workers, 4);                   /* env over file */
+  assert_int_equal(c.workers, 4);                  /* env over file */
   assert_int_equal(c.max_queue, 5);
   assert_non_null(oee_exec_table_find(c.commands, "hello"));
   assert_true(oee_model_table_has(c.models, "upper"));

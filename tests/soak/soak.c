@@ -35,14 +35,14 @@
 #include <grpc/grpc.h>
 
 #include "client/rt/rpc_client.h"
-#include "oee/v1/orchestrator.grpc-c.h"
+#include "oee/v1/orchestrator.grpc-client.h"
 
 #define DEADLINE_MS 30000
 #define ID_LEN 36
 
 enum op { OP_SUBMIT, OP_BATCH, OP_CANCEL, OP_GET, OP_LIST, OP_STATUS, OP_WATCH, OP_COUNT };
 static const char *const op_names[OP_COUNT] = {"submit", "submit_batch", "cancel", "get",
-                                               "list", "status", "watch"};
+                                               "list",   "status",       "watch"};
 /* Relative weights of the operations, in percent. */
 static const int op_weights[OP_COUNT] = {30, 10, 10, 17, 8, 15, 10};
 
@@ -259,7 +259,7 @@ static void *marker_main(void *arg) {
 
 typedef struct watched {
   char id[ID_LEN + 1];
-  int seen[8];     /* statuses in arrival order */
+  int seen[8]; /* statuses in arrival order */
   int n_seen;
 } watched;
 
@@ -334,8 +334,9 @@ static void do_watch(oee_rpc_channel *ch, unsigned *seed) {
       open = 0;
       break;
     }
-    if (ev->sequence <= last_seq) fail("WatchTasks: sequence %lu after %lu",
-                                       (unsigned long)ev->sequence, (unsigned long)last_seq);
+    if (ev->sequence <= last_seq)
+      fail("WatchTasks: sequence %lu after %lu", (unsigned long)ev->sequence,
+           (unsigned long)last_seq);
     last_seq = ev->sequence;
     if (!seen_marker && strcmp(ev->task->name, mk.name) == 0) {
       seen_marker = 1;
@@ -384,13 +385,27 @@ static void *client_main(void *arg) {
     int r = rand_r(&seed) % total, op = 0;
     while (r >= op_weights[op]) r -= op_weights[op++];
     switch (op) {
-      case OP_SUBMIT: do_submit(ch, &seed, NULL); break;
-      case OP_BATCH: do_batch(ch, &seed); break;
-      case OP_CANCEL: do_cancel(ch, &seed); break;
-      case OP_GET: do_get(ch, &seed); break;
-      case OP_LIST: do_list(ch, &seed); break;
-      case OP_STATUS: do_status(ch, &seed); break;
-      default: do_watch(ch, &seed); break;
+      case OP_SUBMIT:
+        do_submit(ch, &seed, NULL);
+        break;
+      case OP_BATCH:
+        do_batch(ch, &seed);
+        break;
+      case OP_CANCEL:
+        do_cancel(ch, &seed);
+        break;
+      case OP_GET:
+        do_get(ch, &seed);
+        break;
+      case OP_LIST:
+        do_list(ch, &seed);
+        break;
+      case OP_STATUS:
+        do_status(ch, &seed);
+        break;
+      default:
+        do_watch(ch, &seed);
+        break;
     }
     atomic_fetch_add(&op_count[op], 1);
   }
@@ -528,8 +543,10 @@ static long check_tasks(oee_rpc_channel *ch, long counts[6]) {
   static const char *const keys[6] = {"", "queued", "running", "done", "error", "cancelled"};
   memset(counts, 0, 6 * sizeof(long));
   for (size_t i = 0; i < l.len; i++) {
-    if (l.status[i] < 1 || l.status[i] > 5) fail("task %s has status %d", l.ids[i], l.status[i]);
-    else counts[l.status[i]]++;
+    if (l.status[i] < 1 || l.status[i] > 5)
+      fail("task %s has status %d", l.ids[i], l.status[i]);
+    else
+      counts[l.status[i]]++;
     if (l.status[i] >= 1 && l.status[i] <= 2) fail("task %s still not ended after drain", l.ids[i]);
   }
   Oee__V1__QueueStatus *q = queue_status(ch);
@@ -551,7 +568,8 @@ static long check_tasks(oee_rpc_channel *ch, long counts[6]) {
   qsort(acked.v, acked.len, sizeof(*acked.v), cmp_id);
   long lost = 0;
   for (size_t i = 0; i < acked.len; i++) {
-    if (i > 0 && strcmp(acked.v[i - 1], acked.v[i]) == 0) fail("id %s acknowledged twice", acked.v[i]);
+    if (i > 0 && strcmp(acked.v[i - 1], acked.v[i]) == 0)
+      fail("id %s acknowledged twice", acked.v[i]);
     if (!bsearch(acked.v[i], l.ids, l.len, sizeof(*l.ids), cmp_id)) {
       fail("acknowledged task %s is lost", acked.v[i]);
       lost++;
@@ -652,7 +670,8 @@ int main(int argc, char **argv) {
     lost += check_tasks(ch, counts);
     for (int k = 0; k < 6; k++) total_counts[k] += counts[k];
     long cleared = clear_all(ch);
-    if (cleared != (long)acked.len) fail("ClearCompletedTasks cleared %ld of %zu", cleared, acked.len);
+    if (cleared != (long)acked.len)
+      fail("ClearCompletedTasks cleared %ld of %zu", cleared, acked.len);
     total_acked += acked.len;
     acked.len = 0;
     usleep(1000000);
@@ -683,8 +702,8 @@ int main(int argc, char **argv) {
   char mix[256] = "";
   for (int i = 0; i < OP_COUNT; i++) {
     ops += op_count[i];
-    snprintf(mix + strlen(mix), sizeof(mix) - strlen(mix), "%s%s=%ld", i ? " " : "",
-             op_names[i], (long)op_count[i]);
+    snprintf(mix + strlen(mix), sizeof(mix) - strlen(mix), "%s%s=%ld", i ? " " : "", op_names[i],
+             (long)op_count[i]);
   }
   char report[1024];
   snprintf(report, sizeof(report),

@@ -16,8 +16,7 @@ typedef struct buf {
 } buf;
 
 /* Appends printf-formatted text. */
-void buf_printf(buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Returns the bytes (caller frees) and resets the buffer to empty. */
 char *buf_take(buf *b);
 /* Frees the bytes. */

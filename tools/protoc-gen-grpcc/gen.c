@@ -27,23 +27,21 @@ typedef struct mnames {
 
 /* Names of one service; strings malloc'd. */
 typedef struct snames {
-  char *full;  /* oee.v1.XService */
-  char *pfx;   /* oee_v1_x_service */
-  char *upfx;  /* OEE_V1_X_SERVICE */
+  char *full; /* oee.v1.XService */
+  char *pfx;  /* oee_v1_x_service */
+  char *upfx; /* OEE_V1_X_SERVICE */
   const char *doc;
   size_t n;
   mnames *m;
 } snames;
 
-static const char *leading_doc(const Google__Protobuf__FileDescriptorProto *f,
-                               int32_t si, int32_t mi) {
+static const char *leading_doc(const Google__Protobuf__FileDescriptorProto *f, int32_t si,
+                               int32_t mi) {
   if (f->source_code_info == NULL) return NULL;
   size_t want = mi < 0 ? 2 : 4;
   for (size_t i = 0; i < f->source_code_info->n_location; i++) {
-    const Google__Protobuf__SourceCodeInfo__Location *l =
-        f->source_code_info->location[i];
-    if (l->n_path != want || l->path[0] != PATH_SERVICE || l->path[1] != si)
-      continue;
+    const Google__Protobuf__SourceCodeInfo__Location *l = f->source_code_info->location[i];
+    if (l->n_path != want || l->path[0] != PATH_SERVICE || l->path[1] != si) continue;
     if (mi >= 0 && (l->path[2] != PATH_METHOD || l->path[3] != mi)) continue;
     return l->leading_comments;
   }
@@ -67,9 +65,7 @@ static void method_names(mnames *mn, const snames *sn,
   mn->ss = m->has_server_streaming && m->server_streaming;
 }
 
-static void service_names(snames *sn,
-                          const Google__Protobuf__FileDescriptorProto *f,
-                          size_t si) {
+static void service_names(snames *sn, const Google__Protobuf__FileDescriptorProto *f, size_t si) {
   const Google__Protobuf__ServiceDescriptorProto *s = f->service[si];
   const char *pkg = f->package ? f->package : "";
   char *snake = names_snake(s->name);
@@ -122,6 +118,8 @@ static const char *kind(const mnames *m) {
   return m->ss ? "server-streaming" : "unary";
 }
 
+/* ------------------------------------------------------------- client */
+
 static void decl_unary(buf *h, const mnames *m) {
   buf_printf(h,
              " * Blocking call. Returns the final status code (GRPC_STATUS_OK "
@@ -138,7 +136,7 @@ static void decl_unary(buf *h, const mnames *m) {
 
 static void decl_stream(buf *h, const mnames *m) {
   buf_printf(h,
-             " * _start() opens the stream (0, or a negative OEE_RPC_CLIENT_E*\n"
+             " * _start() opens the stream (0, or a negative OEE_RPC_E*\n"
              " * code; *out then owns a reader to pass to _close()). _next()\n"
              " * blocks: "
              "1 and\n * *msg (free with %s__free_unpacked) for a message,\n"
@@ -149,32 +147,28 @@ static void decl_stream(buf *h, const mnames *m) {
              "int %s_next(oee_rpc_reader *r, %s **msg, oee_rpc_status *st);\n"
              "void %s_cancel(oee_rpc_reader *r);\n"
              "void %s_close(oee_rpc_reader *r);\n\n",
-             m->resp_low, m->fn, m->req_type, m->fn, m->resp_type, m->fn,
-             m->fn);
+             m->resp_low, m->fn, m->req_type, m->fn, m->resp_type, m->fn, m->fn);
 }
 
-static void header_service(buf *h, const snames *sn) {
+/* The service name macro opens the service in both headers. The two
+ * definitions are identical token for token, which C allows, so a file may
+ * include the client and the server header together. */
+static void service_banner(buf *h, const snames *sn) {
   buf_printf(h, "/* ---- service %s ----\n", sn->full);
   emit_doc(h, sn->doc);
   buf_printf(h, " */\n#define %s_NAME \"%s\"\n\n", sn->upfx, sn->full);
-  if (sn->n == 0) return;
-  buf_printf(h, "/* Index of each method in %s_methods. */\nenum {\n", sn->pfx);
-  for (size_t i = 0; i < sn->n; i++)
-    buf_printf(h, "  %s = %zu,\n", sn->m[i].index, i);
-  buf_printf(h, "  %s_N_METHODS = %zu\n};\n\n", sn->upfx, sn->n);
-  buf_printf(h,
-             "/* Method table template (static storage, handlers NULL). Copy "
-             "it,\n * fill the handlers and pass the copy to "
-             "oee_rpc_server_add_service(). */\n"
-             "extern const oee_rpc_method %s_methods[%s_N_METHODS];\n\n",
-             sn->pfx, sn->upfx);
+}
+
+static void client_header_service(buf *h, const snames *sn) {
+  service_banner(h, sn);
   for (size_t i = 0; i < sn->n; i++) {
     const mnames *m = &sn->m[i];
     buf_printf(h, "/* %s (%s)\n", m->path, kind(m));
     emit_doc(h, m->doc);
     if (m->cs) {
-      buf_printf(h, " * No client stub: the C runtime has no "
-                    "client-streaming calls.\n */\n\n");
+      buf_printf(h,
+                 " * No client stub: the C runtime has no "
+                 "client-streaming calls.\n */\n\n");
     } else if (m->ss) {
       decl_stream(h, m);
     } else {
@@ -183,32 +177,24 @@ static void header_service(buf *h, const snames *sn) {
   }
 }
 
-static char *guard_of(const char *base) {
-  buf b = {0};
-  for (const char *p = base; *p; p++)
-    buf_printf(&b, "%c", isalnum((unsigned char)*p) ? toupper((unsigned char)*p) : '_');
-  buf_printf(&b, "_GRPC_C_H");
-  return buf_take(&b);
-}
-
-static void def_unary(buf *c, const snames *sn, const mnames *m) {
+static void def_unary(buf *c, const mnames *m) {
   buf_printf(c,
              "int %s(oee_rpc_channel *ch, const %s *req, %s **resp,\n"
              "    int64_t deadline_ms, oee_rpc_status *st) {\n"
-             "  return oee_rpc_unary(ch, %s_methods[%s].path,\n"
+             "  return oee_rpc_unary(ch, \"%s\",\n"
              "      req ? &req->base : NULL, &%s__descriptor,\n"
              "      (ProtobufCMessage **)resp, deadline_ms, st);\n}\n\n",
-             m->fn, m->req_type, m->resp_type, sn->pfx, m->index, m->resp_low);
+             m->fn, m->req_type, m->resp_type, m->path, m->resp_low);
 }
 
-static void def_stream(buf *c, const snames *sn, const mnames *m) {
+static void def_stream(buf *c, const mnames *m) {
   buf_printf(c,
              "int %s_start(oee_rpc_channel *ch, const %s *req,\n"
              "    int64_t deadline_ms, oee_rpc_reader **out) {\n"
-             "  return oee_rpc_reader_start(ch, %s_methods[%s].path,\n"
+             "  return oee_rpc_reader_start(ch, \"%s\",\n"
              "      req ? &req->base : NULL, &%s__descriptor, deadline_ms, "
              "out);\n}\n\n",
-             m->fn, m->req_type, sn->pfx, m->index, m->resp_low);
+             m->fn, m->req_type, m->path, m->resp_low);
   buf_printf(c,
              "int %s_next(oee_rpc_reader *r, %s **msg, oee_rpc_status *st) {\n"
              "  return oee_rpc_reader_next(r, (ProtobufCMessage **)msg, st);\n"
@@ -218,10 +204,36 @@ static void def_stream(buf *c, const snames *sn, const mnames *m) {
              m->fn, m->resp_type, m->fn, m->fn);
 }
 
-static void source_service(buf *c, const snames *sn) {
+static void client_source_service(buf *c, const snames *sn) {
+  for (size_t i = 0; i < sn->n; i++) {
+    if (sn->m[i].cs) continue;
+    if (sn->m[i].ss)
+      def_stream(c, &sn->m[i]);
+    else
+      def_unary(c, &sn->m[i]);
+  }
+}
+
+/* ------------------------------------------------------------- server */
+
+static void server_header_service(buf *h, const snames *sn) {
+  service_banner(h, sn);
   if (sn->n == 0) return;
-  buf_printf(c, "const oee_rpc_method %s_methods[%s_N_METHODS] = {\n", sn->pfx,
-             sn->upfx);
+  buf_printf(h, "/* Index of each method in %s_methods. */\nenum {\n", sn->pfx);
+  for (size_t i = 0; i < sn->n; i++)
+    buf_printf(h, "  %s = %zu, /* %s (%s) */\n", sn->m[i].index, i, sn->m[i].path, kind(&sn->m[i]));
+  buf_printf(h, "  %s_N_METHODS = %zu\n};\n\n", sn->upfx, sn->n);
+  buf_printf(h,
+             "/* Method table template (static storage, handlers NULL). Copy "
+             "it,\n * fill the handlers and pass the copy to "
+             "oee_rpc_server_add_service(). */\n"
+             "extern const oee_rpc_method %s_methods[%s_N_METHODS];\n\n",
+             sn->pfx, sn->upfx);
+}
+
+static void server_source_service(buf *c, const snames *sn) {
+  if (sn->n == 0) return;
+  buf_printf(c, "const oee_rpc_method %s_methods[%s_N_METHODS] = {\n", sn->pfx, sn->upfx);
   for (size_t i = 0; i < sn->n; i++) {
     const mnames *m = &sn->m[i];
     buf_printf(c,
@@ -232,56 +244,86 @@ static void source_service(buf *c, const snames *sn) {
                m->index, m->path, m->cs, m->ss, m->req_low, m->resp_low);
   }
   buf_printf(c, "};\n\n");
-  for (size_t i = 0; i < sn->n; i++) {
-    if (sn->m[i].cs) continue;
-    if (sn->m[i].ss)
-      def_stream(c, sn, &sn->m[i]);
-    else
-      def_unary(c, sn, &sn->m[i]);
-  }
 }
 
-char *gen_header_name(const char *proto_name) {
+/* -------------------------------------------------------------- files */
+
+/* What each output is called and what its header pulls in. */
+static const struct {
+  const char *suffix;
+  const char *runtime; /* the runtime header (headers only) */
+  const char *what;    /* one line for the file comment */
+} outputs[GEN_N_OUTPUTS] = {
+    [GEN_CLIENT_H] = {".grpc-client.h", "client/rt/rpc_client.h",
+                      "Client stubs on the call runtime"},
+    [GEN_CLIENT_C] = {".grpc-client.c", NULL, "Client stubs"},
+    [GEN_SERVER_H] = {".grpc-server.h", "server/rt/rpc_server.h",
+                      "Method tables for the server runtime"},
+    [GEN_SERVER_C] = {".grpc-server.c", NULL, "Method tables"},
+};
+
+char *gen_output_name(const char *proto_name, gen_output kind) {
   char *base = names_strip_proto(proto_name);
-  char *s = str_printf("%s.grpc-c.h", base);
+  char *s = str_printf("%s%s", base, outputs[kind].suffix);
   free(base);
   return s;
 }
 
-char *gen_source_name(const char *proto_name) {
-  char *base = names_strip_proto(proto_name);
-  char *s = str_printf("%s.grpc-c.c", base);
-  free(base);
-  return s;
+static char *guard_of(const char *base, const char *suffix) {
+  buf b = {0};
+  for (const char *p = base; *p; p++)
+    buf_printf(&b, "%c", isalnum((unsigned char)*p) ? toupper((unsigned char)*p) : '_');
+  for (const char *p = suffix; *p; p++)
+    buf_printf(&b, "%c", isalnum((unsigned char)*p) ? toupper((unsigned char)*p) : '_');
+  return buf_take(&b);
 }
 
-void gen_file(const Google__Protobuf__FileDescriptorProto *f, char **h_out,
-              char **c_out) {
-  buf h = {0}, c = {0};
-  char *base = names_strip_proto(f->name);
-  char *guard = guard_of(base);
-  buf_printf(&h,
+static void header_open(buf *h, const Google__Protobuf__FileDescriptorProto *f, const char *base,
+                        gen_output kind) {
+  char *guard = guard_of(base, outputs[kind].suffix);
+  buf_printf(h,
              "/* Generated by protoc-gen-grpcc from %s. DO NOT EDIT.\n"
-             " * Client functions: client/rt/rpc_client.h. Method tables:\n"
-             " * server/rt/rpc_server.h. */\n"
+             " * %s (%s). */\n"
              "#ifndef %s\n#define %s\n\n#include <stdint.h>\n\n"
-             "#include \"%s.pb-c.h\"\n#include \"client/rt/rpc_client.h\"\n"
-             "#include \"server/rt/rpc_server.h\"\n\n"
+             "#include \"%s.pb-c.h\"\n#include \"%s\"\n\n"
              "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n",
-             f->name, guard, guard, base);
-  buf_printf(&c, "/* Generated by protoc-gen-grpcc from %s. DO NOT EDIT. */\n"
-                 "#include \"%s.grpc-c.h\"\n\n#include <stddef.h>\n\n",
-             f->name, base);
+             f->name, outputs[kind].what, outputs[kind].runtime, guard, guard, base,
+             outputs[kind].runtime);
+  free(guard);
+}
+
+static void header_close(buf *h, const char *base, gen_output kind) {
+  char *guard = guard_of(base, outputs[kind].suffix);
+  buf_printf(h, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n", guard);
+  free(guard);
+}
+
+static void source_open(buf *c, const Google__Protobuf__FileDescriptorProto *f, const char *base,
+                        gen_output header) {
+  buf_printf(c,
+             "/* Generated by protoc-gen-grpcc from %s. DO NOT EDIT. */\n"
+             "#include \"%s%s\"\n\n#include <stddef.h>\n\n",
+             f->name, base, outputs[header].suffix);
+}
+
+void gen_file(const Google__Protobuf__FileDescriptorProto *f, char *out[GEN_N_OUTPUTS]) {
+  buf b[GEN_N_OUTPUTS] = {{0}};
+  char *base = names_strip_proto(f->name);
+  header_open(&b[GEN_CLIENT_H], f, base, GEN_CLIENT_H);
+  header_open(&b[GEN_SERVER_H], f, base, GEN_SERVER_H);
+  source_open(&b[GEN_CLIENT_C], f, base, GEN_CLIENT_H);
+  source_open(&b[GEN_SERVER_C], f, base, GEN_SERVER_H);
   for (size_t i = 0; i < f->n_service; i++) {
     snames sn = {0};
     service_names(&sn, f, i);
-    header_service(&h, &sn);
-    source_service(&c, &sn);
+    client_header_service(&b[GEN_CLIENT_H], &sn);
+    client_source_service(&b[GEN_CLIENT_C], &sn);
+    server_header_service(&b[GEN_SERVER_H], &sn);
+    server_source_service(&b[GEN_SERVER_C], &sn);
     snames_free(&sn);
   }
-  buf_printf(&h, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n", guard);
+  header_close(&b[GEN_CLIENT_H], base, GEN_CLIENT_H);
+  header_close(&b[GEN_SERVER_H], base, GEN_SERVER_H);
   free(base);
-  free(guard);
-  *h_out = buf_take(&h);
-  *c_out = buf_take(&c);
+  for (int k = 0; k < GEN_N_OUTPUTS; k++) out[k] = buf_take(&b[k]);
 }

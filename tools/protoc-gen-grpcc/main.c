@@ -4,8 +4,8 @@
  *
  * protoc runs it with a serialized CodeGeneratorRequest on stdin and expects
  * a CodeGeneratorResponse on stdout. Every file to generate yields
- * <name>.grpc-c.h and <name>.grpc-c.c, also when it declares no service, so
- * that build rules can predict the outputs.
+ * <name>.grpc-client.h/.c and <name>.grpc-server.h/.c, also when it declares
+ * no service, so that build rules can predict the outputs.
  * Usage: protoc --plugin=protoc-gen-grpcc=PATH --grpcc_out=DIR file.proto
  */
 #include <stdio.h>
@@ -39,8 +39,8 @@ static unsigned char *read_all(FILE *in, size_t *len) {
   return data;
 }
 
-static const Google__Protobuf__FileDescriptorProto *find_file(
-    const Request *req, const char *name) {
+static const Google__Protobuf__FileDescriptorProto *find_file(const Request *req,
+                                                              const char *name) {
   for (size_t i = 0; i < req->n_proto_file; i++)
     if (strcmp(req->proto_file[i]->name, name) == 0) return req->proto_file[i];
   return NULL;
@@ -57,7 +57,7 @@ static OutFile *out_file(char *name, char *content) {
 
 /* Fills resp; on a problem sets resp->error (malloc'd). */
 static void generate(const Request *req, Response *resp) {
-  resp->file = calloc(2 * req->n_file_to_generate + 1, sizeof *resp->file);
+  resp->file = calloc(GEN_N_OUTPUTS * req->n_file_to_generate + 1, sizeof *resp->file);
   if (resp->file == NULL) abort();
   for (size_t i = 0; i < req->n_file_to_generate; i++) {
     const char *name = req->file_to_generate[i];
@@ -66,10 +66,10 @@ static void generate(const Request *req, Response *resp) {
       resp->error = str_printf("protoc-gen-grpcc: no descriptor for %s", name);
       return;
     }
-    char *h, *c;
-    gen_file(f, &h, &c);
-    resp->file[resp->n_file++] = out_file(gen_header_name(name), h);
-    resp->file[resp->n_file++] = out_file(gen_source_name(name), c);
+    char *content[GEN_N_OUTPUTS];
+    gen_file(f, content);
+    for (int k = 0; k < GEN_N_OUTPUTS; k++)
+      resp->file[resp->n_file++] = out_file(gen_output_name(name, (gen_output)k), content[k]);
   }
 }
 
@@ -100,8 +100,7 @@ int main(void) {
     fprintf(stderr, "protoc-gen-grpcc: cannot read the request\n");
     return 1;
   }
-  Request *req =
-      google__protobuf__compiler__code_generator_request__unpack(NULL, len, in);
+  Request *req = google__protobuf__compiler__code_generator_request__unpack(NULL, len, in);
   free(in);
   if (req == NULL) {
     fprintf(stderr, "protoc-gen-grpcc: the request does not decode\n");

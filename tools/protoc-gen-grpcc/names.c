@@ -28,8 +28,7 @@ static void lower_piece(buf *b, const char *s, size_t n) {
   }
 }
 
-static char *join_pieces(const char *full,
-                         void (*piece)(buf *, const char *, size_t)) {
+static char *join_pieces(const char *full, void (*piece)(buf *, const char *, size_t)) {
   buf b = {0};
   const char *p = full;
   int first = 1;
@@ -46,13 +45,9 @@ static char *join_pieces(const char *full,
   return buf_take(&b);
 }
 
-char *names_c_type(const char *full_name) {
-  return join_pieces(full_name, camel_piece);
-}
+char *names_c_type(const char *full_name) { return join_pieces(full_name, camel_piece); }
 
-char *names_c_lower(const char *full_name) {
-  return join_pieces(full_name, lower_piece);
-}
+char *names_c_lower(const char *full_name) { return join_pieces(full_name, lower_piece); }
 
 char *names_snake(const char *s) {
   buf b = {0};
@@ -62,8 +57,7 @@ char *names_snake(const char *s) {
     if (isupper(c) && i > 0) {
       unsigned char prev = (unsigned char)s[i - 1];
       int next_lower = i + 1 < n && islower((unsigned char)s[i + 1]);
-      if (islower(prev) || isdigit(prev) || (isupper(prev) && next_lower))
-        buf_printf(&b, "_");
+      if (islower(prev) || isdigit(prev) || (isupper(prev) && next_lower)) buf_printf(&b, "_");
     }
     buf_printf(&b, "%c", tolower(c));
   }

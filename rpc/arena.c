@@ -1,5 +1,5 @@
 /* arena.c - bump allocator (see arena.h). */
-#include "server/arena.h"
+#include "rpc/arena.h"
 
 #include <stdarg.h>
 #include <stdint.h>

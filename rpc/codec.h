@@ -1,9 +1,10 @@
 /*
- * rpc_codec.h - protobuf-c messages <-> gRPC byte buffers. Internal to the
- * client and server call runtimes (names oee__rpc_*).
+ * codec.h - protobuf-c messages <-> gRPC byte buffers. Internal to the
+ * client and server call runtimes (names oee__rpc_*), which both link it
+ * from this package so that neither has to reach into the other.
  */
-#ifndef OEE_CLIENT_RT_RPC_CODEC_H
-#define OEE_CLIENT_RT_RPC_CODEC_H
+#ifndef OEE_RPC_CODEC_H
+#define OEE_RPC_CODEC_H
 
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
@@ -15,15 +16,13 @@ grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg);
 /* Unpacks bb (borrowed) as a desc message; returns a new message the caller
  * frees with protobuf_c_message_free_unpacked(), or NULL if it does not
  * decode. */
-ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc,
-                                  grpc_byte_buffer *bb);
+ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
 /* The same with a protobuf-c allocator (NULL: malloc); free the message
  * with the same allocator, or drop the allocator's memory at once. */
-ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc,
-                                       grpc_byte_buffer *bb,
+ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
                                        ProtobufCAllocator *alloc);
 /* Copies a slice into a malloc'd NUL-terminated string (NULL if out of
  * memory). */
 char *oee__rpc_slice_strdup(grpc_slice s);
 
-#endif
+#endif /* OEE_RPC_CODEC_H */

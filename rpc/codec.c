@@ -1,5 +1,5 @@
-/* rpc_codec.c - protobuf-c <-> byte buffer conversion (see rpc_codec.h). */
-#include "client/rt/rpc_codec.h"
+/* codec.c - protobuf-c <-> byte buffer conversion (see codec.h). */
+#include "rpc/codec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,29 +16,26 @@ grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg) {
   return bb;
 }
 
-ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc,
-                                       grpc_byte_buffer *bb,
+ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
                                        ProtobufCAllocator *alloc) {
   if (bb == NULL) return NULL;
   /* Fast path: an uncompressed message in one slice is read in place. */
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
       bb->data.raw.slice_buffer.count == 1) {
     grpc_slice s = bb->data.raw.slice_buffer.slices[0];
-    return protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s),
-                                     GRPC_SLICE_START_PTR(s));
+    return protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
   }
   grpc_byte_buffer_reader rd;
   if (!grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
   grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
   grpc_byte_buffer_reader_destroy(&rd);
-  ProtobufCMessage *m = protobuf_c_message_unpack(
-      desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
   grpc_slice_unref(s);
   return m;
 }
 
-ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc,
-                                  grpc_byte_buffer *bb) {
+ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
   return oee__rpc_unpack_with(desc, bb, NULL);
 }
 

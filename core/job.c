@@ -1,0 +1,141 @@
+/*
+ * job.c - task snapshots changing under the engine lock, and the job handle
+ * executors finish: oee_job_succeed/fail/cancelled (see engine.h).
+ * Lock order: eng->lock -> bus locks (see events.c).
+ * Snapshots are packed before the engine lock is taken wherever the task's
+ * current snapshot is known without it (job completion); only the seq is
+ * set under the lock, so sequence order is change order.
+ */
+#include "core/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/oee_alloc.h"
+#include "core/sync.h"
+
+#define OOM_RESULT_MESSAGE "out of memory while recording the result"
+
+void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
+  oee_task_status from = t->snap->status;
+  next->seq = ++eng->last_seq; /* not shared yet: still writable */
+  const oee_task_info *old = t->snap;
+  t->snap = next;
+  eng->store->ops->changed(eng->store, t, from);
+  oee__bus_publish(eng->bus, next);
+  oee_task_info_unref(old);
+}
+
+int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) {
+  oee_task_info *next = oee__snap_pack(draft);
+  if (next == NULL) return OEE_ENOMEM;
+  oee__task_swap_packed(eng, t, next);
+  return 0;
+}
+
+/* The terminal version of `cur`; without the result text when memory is
+ * short. NULL when even that cannot be packed. */
+static oee_task_info *pack_final(const oee_task_info *cur, oee_task_status to, const char *result,
+                                 const char *message) {
+  oee_task_info d = *cur;
+  d.status = to;
+  d.completed_at_ns = oee_now_ns();
+  d.result = result;
+  d.error_message = message;
+  oee_task_info *next = oee__snap_pack(&d);
+  if (next != NULL) return next;
+  d.result = "";
+  d.error_message = OOM_RESULT_MESSAGE;
+  return oee__snap_pack(&d);
+}
+
+/* The final snapshot, however long memory takes to come back: a task may
+ * not stay RUNNING forever and there is nobody to report the failure to.
+ * No lock is held while it waits. */
+static oee_task_info *pack_final_retrying(const oee_task_info *cur, oee_task_status to,
+                                          const char *result, const char *message) {
+  oee_task_info *next;
+  while ((next = pack_final(cur, to, result, message)) == NULL) {
+    struct timespec pause = {0, OEE__OOM_BACKOFF_NS};
+    nanosleep(&pause, NULL);
+  }
+  return next;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+/* Takes a finished job off the running list (lock held); the last one out
+ * wakes oee_engine_stop(). */
+static void running_unlink(oee_engine *eng, oee_job *j) {
+  if (j->prev) {
+    j->prev->next = j->next;
+  } else {
+    eng->running = j->next;
+  }
+  if (j->next) j->next->prev = j->prev;
+  if (--eng->running_jobs == 0) oee__broadcast(&eng->drain_cv);
+}
+
+const oee_task_info *oee_job_task(const oee_job *j) { return j->snap; }
+
+const char *oee_job_context(const oee_job *j, const char *key) {
+  return oee_task_info_context(j->snap, key);
+}
+
+oee_token *oee_job_token(oee_job *j) { return j->token; }
+
+int oee_job_worker(const oee_job *j) { return j->worker; }
+
+void *oee__job_payload(oee_job *j) { return j->task->payload ? j->task->payload->data : NULL; }
+
+/* Cuts an over-long result and says so at its end (malloc'd or NULL). */
+static char *truncate_result(const char *result, size_t max) {
+  static const char marker[] = "\n[truncated: %zu of %zu bytes kept]";
+  /* Room for the marker with both %zu expanded to 20 digits at most. */
+  const size_t room = sizeof(marker) + 2 * 20;
+  size_t len = strlen(result);
+  char *out = oee_malloc(max + room);
+  if (out == NULL) return NULL;
+  memcpy(out, result, max);
+  snprintf(out + max, room, marker, max, len);
+  return out;
+}
+
+static void job_finish(oee_job *j, oee_task_status to, const char *result, const char *message) {
+  oee_engine *eng = j->eng;
+  char *cut = NULL;
+  if (result && strlen(result) > eng->result_max) {
+    cut = truncate_result(result, eng->result_max);
+    result = cut ? cut : "";
+  }
+  /* While its job runs, only the job changes a task's snapshot, so j->snap
+   * is current and the final one can be packed before taking the lock. */
+  oee_task_info *next = pack_final_retrying(j->snap, to, result, message);
+  oee__lock(&eng->lock);
+  if (j->task->snap != j->snap) abort();
+  oee__task_swap_packed(eng, j->task, next);
+  j->task->token = NULL;
+  worker *w = &eng->workers[j->worker];
+  if (to == OEE_TASK_DONE) w->completed++;
+  if (to == OEE_TASK_ERROR) w->failed++;
+  running_unlink(eng, j);
+  oee__engine_unlock(eng);
+  oee_free(cut);
+  oee_token_destroy(j->token);
+  oee_task_info_unref(j->snap);
+  oee_free(j);
+}
+
+void oee_job_succeed(oee_job *j, const char *result) {
+  job_finish(j, OEE_TASK_DONE, result ? result : "", "");
+}
+
+void oee_job_fail(oee_job *j, const char *message) {
+  job_finish(j, OEE_TASK_ERROR, "", message && message[0] ? message : "failed");
+}
+
+void oee_job_cancelled(oee_job *j, const char *reason) {
+  job_finish(j, OEE_TASK_CANCELLED, "", reason ? reason : "cancelled");
+}

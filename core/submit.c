@@ -1,0 +1,136 @@
+/*
+ * submit.c - the one path by which tasks enter the engine: validation,
+ * the QUEUED snapshot, and enqueueing under the engine lock.
+ * Lock order: eng->exec_lock (alone, while validating), then
+ * eng->lock -> bus locks (events.c).
+ */
+#include "core/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/oee_alloc.h"
+#include "core/sync.h"
+
+/* ---------------------------------------------------------------- submit */
+
+/* The one place a submission's fields are judged; *err says why not. */
+static int submit_check(oee_engine *eng, const oee_submit *req, const void *payload,
+                        oee_error *err) {
+  if (req == NULL) return oee_error_set(err, OEE_EINVAL, "no submission given");
+  if (req->name == NULL || !req->name[0]) {
+    return oee_error_set(err, OEE_EINVAL, "name must not be empty");
+  }
+  if (req->task_type == NULL || !req->task_type[0]) {
+    return oee_error_set(err, OEE_EINVAL, "task_type must not be empty");
+  }
+  if (req->priority < OEE_PRIORITY_MIN || req->priority > OEE_PRIORITY_MAX) {
+    return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d", OEE_PRIORITY_MIN,
+                         OEE_PRIORITY_MAX, req->priority);
+  }
+  executor e;
+  if (oee__executor_get(eng, req->task_type, &e) != 0) {
+    char known[OEE_ERROR_MESSAGE_MAX];
+    oee_engine_executor_names(eng, known, sizeof(known));
+    return oee_error_set(err, OEE_ENOEXEC, "unknown task_type \"%.64s\"; known types: %s",
+                         req->task_type, known);
+  }
+  if (payload == NULL && (e.flags & OEE__EXEC_INTERNAL)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "tasks of type \"%.64s\" cannot be submitted directly "
+                         "(pipelines come only from a pipeline submission)",
+                         req->task_type);
+  }
+  return e.validate ? e.validate(req, payload, e.user_data, err) : 0;
+}
+
+/* Builds the QUEUED snapshot (index and seq are filled in under the lock). */
+static oee_task_info *build_queued(const oee_submit *req, int *rc, oee_error *err) {
+  oee_kv buf[8], *ctx = NULL;
+  *rc = oee__context_sorted(req->context, req->context_len, buf, 8, &ctx, err);
+  if (*rc != 0) return NULL;
+  oee_task_info d = {0};
+  oee__new_id(d.id);
+  d.name = req->name;
+  d.task_type = req->task_type;
+  d.context = ctx;
+  d.context_len = req->context_len;
+  d.status = OEE_TASK_QUEUED;
+  d.priority = req->priority;
+  d.worker_id = -1;
+  d.created_at_ns = oee_now_ns();
+  oee_task_info *snap = oee__snap_pack(&d);
+  if (ctx != buf) oee_free(ctx);
+  if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
+  return snap;
+}
+
+static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee_error *err) {
+  if (!eng->accepting) {
+    return oee_error_set(err, OEE_ESTOPPED, "shutting down: no new tasks are accepted");
+  }
+  if (eng->max_queue && eng->queue.len >= eng->max_queue) {
+    return oee_error_set(err, OEE_EFULL, "queue is full: max_queue=%zu tasks are already queued",
+                         eng->max_queue);
+  }
+  if (oee_heap_reserve(&eng->queue, 1) != 0) {
+    return oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
+  }
+  snap->submit_index = t->index = eng->last_index + 1;
+  snap->seq = eng->last_seq + 1;
+  t->snap = snap;
+  int rc = eng->store->ops->insert(eng->store, t);
+  if (rc != 0) return oee_error_set(err, rc, "store refused the task: %s", oee_strerror(rc));
+  eng->last_index++;
+  eng->last_seq++;
+  oee_heap_push(&eng->queue, t); /* reserved above: cannot fail */
+  oee__bus_publish(eng->bus, snap);
+  oee__engine_wake_one(eng);
+  return 0;
+}
+
+/* The task record for a new submission; payload ownership moves into it. */
+static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_free)(void *)) {
+  oee_task *t = oee_calloc(1, sizeof(*t));
+  if (t == NULL) return NULL;
+  if (payload) {
+    t->payload = oee_malloc(sizeof(*t->payload));
+    if (t->payload == NULL) {
+      oee_free(t);
+      return NULL;
+    }
+    *t->payload = (oee_payload){payload, payload_free};
+  }
+  t->priority = req->priority;
+  t->heap_pos = OEE_TASK_NOT_QUEUED;
+  return t;
+}
+
+int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
+                               void (*payload_free)(void *), const oee_task_info **out,
+                               oee_error *err) {
+  if (err != NULL) *err = (oee_error){0};
+  int rc = submit_check(eng, req, payload, err);
+  oee_task *t = NULL;
+  oee_task_info *snap = rc == 0 ? build_queued(req, &rc, err) : NULL;
+  if (rc == 0 && (t = task_new(req, payload, payload_free)) == NULL) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
+  }
+  if (rc != 0) goto fail;
+  oee__lock(&eng->lock);
+  rc = enqueue_locked(eng, t, snap, err);
+  if (rc == 0 && out) *out = oee_task_info_ref(snap);
+  oee__engine_unlock(eng);
+  if (rc == 0) return 0;
+  oee_free(t->payload); /* the wrapper only: the data is freed below, once */
+  oee_free(t);
+fail:
+  oee_task_info_unref(snap);
+  if (payload && payload_free) payload_free(payload);
+  return rc;
+}
+
+int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
+                      oee_error *err) {
+  return oee__engine_submit_payload(eng, req, NULL, NULL, out, err);
+}

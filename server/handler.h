@@ -1,0 +1,54 @@
+/*
+ * handler.h - the shape every unary OrchestratorService handler has.
+ *
+ * A handler is one small function: it reads the decoded request, calls the
+ * engine and either fills out->msg (built in out->arena) and returns
+ * GRPC_STATUS_OK, or writes the reason with oee_reply_say() and returns the
+ * code. oee_unary() (service.c) owns everything around it: the arena, the
+ * reply or the error on the wire, and releasing what the reply borrowed.
+ *
+ * Messages BORROW strings from core snapshots (server/convert.h), so a
+ * handler that keeps a snapshot alive for its reply hands it over with
+ * oee_reply_release(): it runs after the reply was packed.
+ */
+#ifndef OEE_SERVER_HANDLER_H
+#define OEE_SERVER_HANDLER_H
+
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "core/oee.h"
+#include "rpc/arena.h"
+
+typedef struct oee_service oee_service;
+
+/* Bytes of a status message; longer reasons are cut. */
+#define OEE_REPLY_MESSAGE_BYTES 512
+
+typedef struct reply_ctx {
+  oee_arena arena;                   /* owns the reply's message tree */
+  const ProtobufCMessage *msg;       /* the reply, when the handler says OK */
+  char err[OEE_REPLY_MESSAGE_BYTES]; /* the status message otherwise */
+  void (*release)(void *arg);        /* run once the reply is packed, or NULL */
+  void *release_arg;
+} reply_ctx;
+
+typedef grpc_status_code (*oee_unary_fn)(oee_service *s, const ProtobufCMessage *req,
+                                         reply_ctx *out);
+
+void oee_reply_init(reply_ctx *out);
+/* Runs the release hook and frees the arena. */
+void oee_reply_fini(reply_ctx *out);
+/* Sets the status message; returns 0 so a check can `return say(...)`. */
+int oee_reply_say(reply_ctx *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands a resource the reply borrows from to the wrapper: fn(arg) runs after
+ * the reply is packed. One per reply; a second call is a broken invariant. */
+void oee_reply_release(reply_ctx *out, void (*fn)(void *), void *arg);
+/* Keeps one task snapshot alive until the reply is packed. */
+void oee_reply_keep_task(reply_ctx *out, const oee_task_info *t);
+/* A core refusal: its own reason (core names the field), mapped to a code. */
+grpc_status_code oee_reply_refused(reply_ctx *out, const oee_error *err);
+/* 1 if id is a UUID; otherwise fills the message and returns 0. */
+int oee_reply_check_id(reply_ctx *out, const char *field, const char *id);
+
+#endif /* OEE_SERVER_HANDLER_H */

@@ -1,0 +1,85 @@
+/* pipelines.c - the pipeline RPCs (see pipelines.h). */
+#include "server/pipelines.h"
+
+#include <string.h>
+
+#include "core/oee_pipeline.h"
+#include "oee/v1/orchestrator.pb-c.h"
+#include "server/convert.h"
+#include "server/service.h"
+
+/* Checks the transport limits of a pipeline; fills the message when hit. */
+static int within_limits(const oee_server_config *cfg, reply_ctx *out,
+                         const Oee__V1__SubmitPipelineRequest *m) {
+  if (m->n_stages > cfg->max_stages) {
+    return oee_reply_say(out, "pipeline has %zu stages; the limit max_stages is %zu", m->n_stages,
+                         cfg->max_stages);
+  }
+  size_t input = strlen(m->input ? m->input : ""), name = strlen(m->name ? m->name : "");
+  if (input > cfg->max_context_bytes) {
+    return oee_reply_say(out, "input is %zu bytes; the limit max_context_bytes is %zu", input,
+                         cfg->max_context_bytes);
+  }
+  if (name > cfg->max_name_bytes || strlen(m->pipeline_id) > cfg->max_name_bytes) {
+    return oee_reply_say(out, "name and pipeline_id are limited to max_name_bytes=%zu bytes",
+                         cfg->max_name_bytes);
+  }
+  return 1;
+}
+
+/* The request as a core spec; stages live in the reply's arena. */
+static oee_pipeline_spec pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipelineRequest *m) {
+  oee_stage_spec *stages = oee_arena_alloc(&out->arena, (m->n_stages + 1) * sizeof(*stages));
+  for (size_t i = 0; i < m->n_stages; i++) {
+    const Oee__V1__PipelineStage *st = m->stages[i];
+    stages[i] = (oee_stage_spec){
+        st->name, st->model_id, st->cost_present_case == OEE__V1__PIPELINE_STAGE__COST_PRESENT_COST,
+        st->cost};
+  }
+  int has_prio =
+      m->priority_present_case == OEE__V1__SUBMIT_PIPELINE_REQUEST__PRIORITY_PRESENT_PRIORITY;
+  return (oee_pipeline_spec){.pipeline_id = m->pipeline_id,
+                             .stages = stages,
+                             .n_stages = m->n_stages,
+                             .strategy = (oee_strategy)m->strategy,
+                             .max_time = m->max_time,
+                             .max_cost = m->max_cost,
+                             .input = m->input,
+                             .name = m->name,
+                             .priority = has_prio ? m->priority : OEE_PRIORITY_DEFAULT};
+}
+
+grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *req,
+                                       reply_ctx *out) {
+  const Oee__V1__SubmitPipelineRequest *m = (const Oee__V1__SubmitPipelineRequest *)req;
+  if (!within_limits(s->cfg, out, m)) return GRPC_STATUS_INVALID_ARGUMENT;
+  oee_pipeline_spec spec = pipeline_spec(out, m);
+  const oee_task_info *t;
+  oee_error err;
+  if (oee_engine_submit_pipeline(s->eng, &spec, &t, &err) != 0) {
+    return oee_reply_refused(out, &err);
+  }
+  oee_reply_keep_task(out, t);
+  Oee__V1__SubmitPipelineResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
+  oee__v1__submit_pipeline_response__init(resp);
+  resp->task_id = (char *)t->id;
+  resp->task = oee_pb_task(&out->arena, t);
+  out->msg = &resp->base;
+  return GRPC_STATUS_OK;
+}
+
+static void release_result(void *res) { oee_pipeline_result_free(res); }
+
+grpc_status_code oee_h_pipeline_result(oee_service *s, const ProtobufCMessage *req,
+                                       reply_ctx *out) {
+  const Oee__V1__GetPipelineResultRequest *m = (const Oee__V1__GetPipelineResultRequest *)req;
+  if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
+  oee_pipeline_result *res;
+  if (oee_engine_pipeline_result(s->eng, m->task_id, &res) != 0) {
+    oee_reply_say(out, "task %s not found or not a pipeline", m->task_id);
+    return GRPC_STATUS_NOT_FOUND;
+  }
+  oee_reply_release(out, release_result, res);
+  out->msg = &oee_pb_pipeline_result(&out->arena, res)->base;
+  return GRPC_STATUS_OK;
+}

@@ -1,0 +1,39 @@
+/* status.c - the status RPCs (see status.h). */
+#include "server/status.h"
+
+#include "server/convert.h"
+#include "server/errmap.h"
+#include "server/service.h"
+
+static void release_status(void *st) { oee_status_free(st); }
+
+/* The engine's counters, kept alive in the reply until it is packed. */
+static oee_status *engine_status(oee_service *s, reply_ctx *out, int *rc) {
+  oee_status *st = oee_arena_alloc(&out->arena, sizeof(*st));
+  *rc = oee_engine_status(s->eng, st);
+  if (*rc != 0) {
+    oee_reply_say(out, "status unavailable: %s", oee_strerror(*rc));
+    return NULL;
+  }
+  oee_reply_release(out, release_status, st);
+  if (s->state != OEE_SERVING) st->running = 0;
+  return st;
+}
+
+grpc_status_code oee_h_queue_status(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
+  (void)req;
+  int rc;
+  oee_status *st = engine_status(s, out, &rc);
+  if (st == NULL) return oee_status_from_error(rc);
+  out->msg = &oee_pb_queue_status(&out->arena, st)->base;
+  return GRPC_STATUS_OK;
+}
+
+grpc_status_code oee_h_system_status(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
+  (void)req;
+  int rc;
+  oee_status *st = engine_status(s, out, &rc);
+  if (st == NULL) return oee_status_from_error(rc);
+  out->msg = &oee_pb_system_status(&out->arena, st, OEE_VERSION)->base;
+  return GRPC_STATUS_OK;
+}
