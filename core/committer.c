@@ -9,6 +9,7 @@
 
 #include "core/internal.h"
 #include "core/sync.h"
+#include "core/oee_alloc.h"
 
 #define DEFAULT_MAX_BATCH 16384
 #define RETRY_FIRST_NS 10000000LL /* 10 ms after the first failed write */
@@ -175,21 +176,21 @@ static void *committer_main(void *arg) {
 }
 
 static void committer_free(oee_committer *c) {
-  free(c->rows);
-  free(c->ids);
-  free(c);
+  oee_free(c->rows);
+  oee_free(c->ids);
+  oee_free(c);
 }
 
 int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
                          oee_committer **out) {
   *out = NULL;
-  oee_committer *c = calloc(1, sizeof(*c));
+  oee_committer *c = oee_calloc(1, sizeof(*c));
   if (c == NULL) return OEE_ENOMEM;
   c->db = db;
   c->max_batch = max_batch ? max_batch : DEFAULT_MAX_BATCH;
   if (meta != NULL) c->meta = *meta;
-  c->rows = calloc(c->max_batch, sizeof(*c->rows));
-  c->ids = calloc(c->max_batch, sizeof(*c->ids));
+  c->rows = oee_calloc(c->max_batch, sizeof(*c->rows));
+  c->ids = oee_calloc(c->max_batch, sizeof(*c->ids));
   if (c->rows == NULL || c->ids == NULL) {
     committer_free(c);
     return OEE_ENOMEM;

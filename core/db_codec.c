@@ -1,5 +1,6 @@
 /* db_codec.c - the byte form of a context in a database row (db_codec.h). */
 #include "core/db_codec.h"
+#include "core/oee_alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ int oee__ctx_encode(const oee_kv *kv, size_t n, void **out, size_t *len) {
   if (n == 0) return 0;
   size_t total = 4;
   for (size_t i = 0; i < n; i++) total += 8 + strlen(kv[i].key) + strlen(kv[i].value);
-  unsigned char *buf = malloc(total), *p = buf;
+  unsigned char *buf = oee_malloc(total), *p = buf;
   if (buf == NULL) return OEE_ENOMEM;
   put_u32(&p, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
@@ -63,7 +64,7 @@ int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n) {
   size_t bytes;
   if (measure(p, end, &count, &bytes) != 0) return OEE_EINVAL;
   if (count == 0) return 0;
-  oee_kv *kv = malloc(count * sizeof(*kv) + bytes);
+  oee_kv *kv = oee_malloc(count * sizeof(*kv) + bytes);
   if (kv == NULL) return OEE_ENOMEM;
   char *str = (char *)(kv + count);
   p += 4;

@@ -35,6 +35,7 @@
 
 #include "core/db_codec.h"
 #include "core/task.h"
+#include "core/oee_alloc.h"
 
 #define APPLICATION_ID 0x4F454531 /* "OEE1" */
 #define SCHEMA_VERSION 1
@@ -276,20 +277,20 @@ int oee_db_open(const oee_db_config *cfg, oee_db **out, oee_error *err) {
   if (cfg == NULL || cfg->dir == NULL || !cfg->dir[0]) {
     return oee_error_set(err, OEE_EINVAL, "data_dir must not be empty");
   }
-  oee_db *db = calloc(1, sizeof(*db));
+  oee_db *db = oee_calloc(1, sizeof(*db));
   if (db == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory opening the store");
   db->lock_fd = -1;
   if (pthread_mutex_init(&db->write_lock, NULL) != 0) {
-    free(db);
+    oee_free(db);
     return oee_error_set(err, OEE_ENOMEM, "cannot create the store's lock");
   }
   if (pthread_mutex_init(&db->pool_lock, NULL) != 0) {
     pthread_mutex_destroy(&db->write_lock);
-    free(db);
+    oee_free(db);
     return oee_error_set(err, OEE_ENOMEM, "cannot create the store's lock");
   }
   int rc = make_dir(cfg->dir, err);
-  if (rc == 0 && asprintf(&db->path, "%s/oee.db", cfg->dir) < 0) {
+  if (rc == 0 && oee_asprintf(&db->path, "%s/oee.db", cfg->dir) < 0) {
     db->path = NULL;
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory opening the store");
   }
@@ -309,7 +310,7 @@ void oee_db_close(oee_db *db) {
     reader *r = db->idle;
     db->idle = r->next;
     sqlite3_close(r->conn);
-    free(r);
+    oee_free(r);
   }
   sqlite3_finalize(db->upsert);
   sqlite3_finalize(db->remove);
@@ -318,8 +319,8 @@ void oee_db_close(oee_db *db) {
   if (db->lock_fd >= 0) close(db->lock_fd); /* releases the flock */
   pthread_mutex_destroy(&db->write_lock);
   pthread_mutex_destroy(&db->pool_lock);
-  free(db->path);
-  free(db);
+  oee_free(db->path);
+  oee_free(db);
 }
 
 const char *oee_db_path(const oee_db *db) { return db->path; }
@@ -336,7 +337,7 @@ static reader *reader_take(oee_db *db, oee_error *err) {
   }
   pthread_mutex_unlock(&db->pool_lock);
   if (r != NULL) return r;
-  r = calloc(1, sizeof(*r));
+  r = oee_calloc(1, sizeof(*r));
   if (r == NULL) {
     oee_error_set(err, OEE_ENOMEM, "out of memory opening a read connection");
     return NULL;
@@ -345,7 +346,7 @@ static reader *reader_take(oee_db *db, oee_error *err) {
   if (sqlite3_open_v2(db->path, &r->conn, flags, NULL) != SQLITE_OK) {
     db_fail(err, r->conn, "open a read connection");
     sqlite3_close(r->conn);
-    free(r);
+    oee_free(r);
     return NULL;
   }
   sqlite3_busy_timeout(r->conn, BUSY_TIMEOUT_MS);
@@ -364,7 +365,7 @@ static void reader_give(oee_db *db, reader *r) {
   pthread_mutex_unlock(&db->pool_lock);
   if (!keep) {
     sqlite3_close(r->conn);
-    free(r);
+    oee_free(r);
   }
 }
 
@@ -394,7 +395,7 @@ static oee_task_info *row_task(sqlite3_stmt *st) {
   d.context = ctx;
   d.context_len = n_ctx;
   oee_task_info *t = oee__snap_pack(&d);
-  free(ctx);
+  oee_free(ctx);
   return t;
 }
 
@@ -437,7 +438,7 @@ static int write_task(oee_db *db, const oee_task_info *t, oee_error *err) {
   }
   bind_task(db->upsert, t, ctx, ctx_len);
   int rc = step_write(db->writer, db->upsert, "write a task", err);
-  free(ctx);
+  oee_free(ctx);
   return rc;
 }
 
@@ -568,7 +569,7 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
 /* oee_list_page_free() without the engine: drops the page's references. */
 static void page_release(oee_list_page *p) {
   for (size_t i = 0; i < p->len; i++) oee_task_info_unref(p->tasks[i]);
-  free(p->tasks);
+  oee_free(p->tasks);
   memset(p, 0, sizeof(*p));
 }
 
@@ -613,7 +614,7 @@ static int list_rows(sqlite3 *conn, sqlite3_stmt *st, size_t limit, oee_list_pag
 int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_error *err) {
   memset(out, 0, sizeof(*out));
   if (q->limit == 0) return 0;
-  out->tasks = calloc(q->limit, sizeof(*out->tasks));
+  out->tasks = oee_calloc(q->limit, sizeof(*out->tasks));
   if (out->tasks == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory listing");
   reader *r = reader_take(db, err);
   if (r == NULL) {
