@@ -1,0 +1,251 @@
+/* committer.c - group commit (see committer.h for the design).
+ * Lock order: `lock` is a leaf; no callback runs and no database call is
+ * made while it is held. */
+#include "core/committer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "core/sync.h"
+#include "core/oee_alloc.h"
+
+#define DEFAULT_MAX_BATCH 16384
+#define RETRY_FIRST_NS 10000000LL /* 10 ms after the first failed write */
+#define RETRY_MAX_NS 1000000000LL /* doubling up to a second */
+#define STOP_ATTEMPTS 3           /* writes tried for what is left at stop */
+
+struct oee_committer {
+  pthread_mutex_t lock;
+  pthread_cond_t wake;          /* work appended, or stopping */
+  pthread_cond_t idle_cv;       /* the queue ran empty with nothing in flight */
+  oee_commit_item *head, *tail; /* pending items; guarded by lock */
+  int in_flight;                /* a batch is being written; guarded by lock */
+  int stopping;                 /* guarded by lock */
+  oee_committer_stats stats;    /* guarded by lock */
+
+  /* Committer thread only. */
+  oee_db *db; /* borrowed; NULL for the memory store */
+  size_t max_batch;
+  oee_db_meta meta;           /* counters stored with the last batch */
+  const oee_task_info **rows; /* max_batch slots */
+  const char **ids;           /* max_batch slots */
+  pthread_t thread;
+};
+
+/* Detaches up to max_batch items from the head of the queue. Lock held. */
+static oee_commit_item *take_batch(oee_committer *c, size_t *n) {
+  oee_commit_item *first = c->head, *last = NULL, *it = first;
+  *n = 0;
+  while (it != NULL && *n < c->max_batch) {
+    last = it;
+    it = it->next;
+    (*n)++;
+  }
+  c->head = it;
+  if (it == NULL) c->tail = NULL;
+  if (last != NULL) last->next = NULL;
+  return first;
+}
+
+/* Puts a failed batch's remaining items back at the head, in order. Lock held. */
+static void requeue(oee_committer *c, oee_commit_item *first, oee_commit_item *last) {
+  if (first == NULL) return;
+  last->next = c->head;
+  c->head = first;
+  if (c->tail == NULL) c->tail = last;
+}
+
+/* Writes one batch; 0 or the error of the failed write. */
+static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err) {
+  if (c->db == NULL) return 0;
+  oee_db_batch b = {.tasks = c->rows, .deleted = c->ids, .meta = c->meta};
+  for (oee_commit_item *it = items; it != NULL; it = it->next) {
+    if (it->snap != NULL) {
+      c->rows[b.n_tasks++] = it->snap;
+      if (it->snap->submit_index > b.meta.last_index) b.meta.last_index = it->snap->submit_index;
+      if (it->snap->seq > b.meta.last_seq) b.meta.last_seq = it->snap->seq;
+    }
+    if (it->deleted != NULL) c->ids[b.n_deleted++] = it->deleted;
+  }
+  int rc = oee_db_write(c->db, &b, err);
+  if (rc == 0) c->meta = b.meta;
+  return rc;
+}
+
+/* After a failed write: refuses the items that may be refused and keeps
+ * the ones that must be stored, in order. Returns how many were refused. */
+static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc, const oee_error *err,
+                             int give_up) {
+  oee_commit_item *keep = NULL, *keep_tail = NULL;
+  size_t refused = 0;
+  while (items != NULL) {
+    oee_commit_item *it = items;
+    items = it->next;
+    it->next = NULL;
+    if (it->must_store && !give_up) {
+      if (keep_tail)
+        keep_tail->next = it;
+      else
+        keep = it;
+      keep_tail = it;
+      continue;
+    }
+    refused++;
+    if (it->done) it->done(it, give_up ? OEE_ESTOPPED : rc, err);
+  }
+  oee__lock(&c->lock);
+  requeue(c, keep, keep_tail);
+  oee__unlock(&c->lock);
+  return refused;
+}
+
+static void finish_ok(oee_commit_item *items) {
+  while (items != NULL) {
+    oee_commit_item *it = items;
+    items = it->next; /* read first: done may free or reuse the item */
+    it->next = NULL;
+    if (it->done) it->done(it, 0, NULL);
+  }
+}
+
+/* Sleeps `ns` unless stopping; lock held. */
+static void pause_locked(oee_committer *c, int64_t ns) {
+  int64_t until = oee__mono_ns() + ns;
+  while (!c->stopping && oee__mono_ns() < until) {
+    if (oee__wait_until(&c->wake, &c->lock, until)) break;
+  }
+}
+
+/* One round: take, write, call back. 0 when there was nothing to do and
+ * the committer is stopping. */
+static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
+  oee__lock(&c->lock);
+  while (c->head == NULL && !c->stopping) oee__wait(&c->wake, &c->lock);
+  if (c->head == NULL) {
+    oee__unlock(&c->lock);
+    return 0;
+  }
+  size_t n;
+  oee_commit_item *items = take_batch(c, &n);
+  c->in_flight = 1;
+  int stopping = c->stopping;
+  oee__unlock(&c->lock);
+
+  oee_error err = {0};
+  int64_t t0 = oee__mono_ns();
+  int rc = write_batch(c, items, &err);
+  int64_t took = oee__mono_ns() - t0;
+  if (rc == 0) {
+    finish_ok(items);
+    *retry_ns = 0;
+  } else {
+    int give_up = stopping && ++*stop_attempts >= STOP_ATTEMPTS;
+    size_t refused = settle_failure(c, items, rc, &err, give_up);
+    /* Only kept status changes wait before the next attempt; a batch of
+     * submissions was refused whole and the next one may succeed at once. */
+    if (refused == n) {
+      *retry_ns = 0;
+    } else {
+      *retry_ns = *retry_ns == 0 ? RETRY_FIRST_NS : *retry_ns * 2;
+      if (*retry_ns > RETRY_MAX_NS) *retry_ns = RETRY_MAX_NS;
+    }
+  }
+  oee__lock(&c->lock);
+  c->in_flight = 0;
+  c->stats.batches++;
+  c->stats.items += n;
+  c->stats.last_commit_ns = took;
+  if (rc != 0) {
+    c->stats.failures++;
+    if (*retry_ns > 0) pause_locked(c, *retry_ns);
+  }
+  if (c->head == NULL) oee__broadcast(&c->idle_cv);
+  oee__unlock(&c->lock);
+  return 1;
+}
+
+static void *committer_main(void *arg) {
+  oee_committer *c = arg;
+  int64_t retry_ns = 0;
+  int stop_attempts = 0;
+  while (round_once(c, &retry_ns, &stop_attempts)) {
+  }
+  return NULL;
+}
+
+static void committer_free(oee_committer *c) {
+  oee_free(c->rows);
+  oee_free(c->ids);
+  oee_free(c);
+}
+
+int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
+                         oee_committer **out) {
+  *out = NULL;
+  oee_committer *c = oee_calloc(1, sizeof(*c));
+  if (c == NULL) return OEE_ENOMEM;
+  c->db = db;
+  c->max_batch = max_batch ? max_batch : DEFAULT_MAX_BATCH;
+  if (meta != NULL) c->meta = *meta;
+  c->rows = oee_calloc(c->max_batch, sizeof(*c->rows));
+  c->ids = oee_calloc(c->max_batch, sizeof(*c->ids));
+  if (c->rows == NULL || c->ids == NULL) {
+    committer_free(c);
+    return OEE_ENOMEM;
+  }
+  if (pthread_mutex_init(&c->lock, NULL) != 0) {
+    committer_free(c);
+    return OEE_ENOMEM;
+  }
+  int made = 0; /* 1: wake, 2: both condition variables */
+  if (oee__cond_init(&c->wake) == 0) made = 1;
+  if (made == 1 && oee__cond_init(&c->idle_cv) == 0) made = 2;
+  if (made < 2 || pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+    if (made >= 1) pthread_cond_destroy(&c->wake);
+    if (made == 2) pthread_cond_destroy(&c->idle_cv);
+    pthread_mutex_destroy(&c->lock);
+    committer_free(c);
+    return OEE_ENOMEM;
+  }
+  *out = c;
+  return 0;
+}
+
+void oee_committer_append(oee_committer *c, oee_commit_item *item) {
+  item->next = NULL;
+  oee__lock(&c->lock);
+  if (c->tail)
+    c->tail->next = item;
+  else
+    c->head = item;
+  c->tail = item;
+  oee__signal(&c->wake);
+  oee__unlock(&c->lock);
+}
+
+void oee_committer_flush(oee_committer *c) {
+  oee__lock(&c->lock);
+  while (c->head != NULL || c->in_flight) oee__wait(&c->idle_cv, &c->lock);
+  oee__unlock(&c->lock);
+}
+
+void oee_committer_stats_get(oee_committer *c, oee_committer_stats *out) {
+  oee__lock(&c->lock);
+  *out = c->stats;
+  oee__unlock(&c->lock);
+}
+
+void oee_committer_destroy(oee_committer *c) {
+  if (c == NULL) return;
+  oee__lock(&c->lock);
+  c->stopping = 1;
+  oee__broadcast(&c->wake);
+  oee__unlock(&c->lock);
+  if (pthread_join(c->thread, NULL) != 0) abort();
+  pthread_cond_destroy(&c->wake);
+  pthread_cond_destroy(&c->idle_cv);
+  pthread_mutex_destroy(&c->lock);
+  committer_free(c);
+}

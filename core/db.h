@@ -1,0 +1,126 @@
+/*
+ * db.h - the durable database behind the task store.
+ *
+ * The engine keeps what it schedules from (the queue, the unfinished tasks
+ * and a bounded cache of recently finished ones) in memory; the database
+ * keeps every task, so that a restart finds them again and finished tasks
+ * need no memory at all. This interface is what a database must offer for
+ * that: SQLite (embedded, db_sqlite.c) today, PostgreSQL shared by several
+ * replicas next.
+ *
+ * DESIGN
+ * Writes: one thread at a time calls oee_db_write() (the committer, which
+ * batches many changes into one call: group commit). A write either stores
+ * the whole batch durably (under the configured sync mode) or nothing.
+ * Reads: oee_db_get() and oee_db_list() may be called from any thread, at
+ * the same time as a write; each sees a committed state (never half of a
+ * batch). Recovery: oee_db_load() runs once, before any write.
+ *
+ * A task row is the task's latest snapshot: the engine writes the whole
+ * snapshot at each change (an upsert by id), so a row never mixes two
+ * changes. Rows are ordered by `submit_index`; `seq` is the event counter
+ * of the change a row holds. Counters that must survive restarts (the last
+ * submit index and the last event sequence) are kept with the batch that
+ * advanced them.
+ *
+ * For PostgreSQL and several replicas the same operations hold with two
+ * additions left for that work: the queue order must be claimed from the
+ * database (`SELECT ... FOR UPDATE SKIP LOCKED` on unfinished rows) rather
+ * than from one process's heap, and the counters become sequences.
+ */
+#ifndef OEE_DB_H
+#define OEE_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/oee.h"
+
+typedef struct oee_db oee_db;
+
+typedef enum oee_db_sync {
+  OEE_DB_SYNC_FULL = 0,   /* every commit is on stable storage (fsync) */
+  OEE_DB_SYNC_NORMAL = 1, /* commits survive a killed process, not a power loss */
+} oee_db_sync;
+
+typedef struct oee_db_config {
+  const char *dir; /* data directory; created mode 0700 if missing */
+  oee_db_sync sync;
+} oee_db_config;
+
+/*
+ * Opens (creating if needed) the database in cfg->dir and locks it for this
+ * process. Refused with a reason naming the file and the cause, the file
+ * untouched: not a database or not ours (OEE_EINVAL), corrupt (OEE_EIO), in
+ * use by another running server (OEE_EEXISTS), a newer schema (OEE_ESTATE),
+ * unreadable or uncreatable (OEE_EIO). Older schemas are migrated.
+ */
+int oee_db_open(const oee_db_config *cfg, oee_db **out, oee_error *err);
+/* Closes the database and releases its lock. NULL is ignored. */
+void oee_db_close(oee_db *db);
+/* The path of the database file (borrowed; lives as long as db). */
+const char *oee_db_path(const oee_db *db);
+
+/* The counters stored with the last batch (0 for a new database). */
+typedef struct oee_db_meta {
+  uint64_t last_index; /* highest submit_index ever stored */
+  uint64_t last_seq;   /* highest event sequence ever stored */
+} oee_db_meta;
+
+int oee_db_meta_get(oee_db *db, oee_db_meta *out, oee_error *err);
+
+/* One atomic, durable write. */
+typedef struct oee_db_batch {
+  const oee_task_info *const *tasks; /* rows to insert or replace (by id) */
+  size_t n_tasks;
+  const char *const *deleted; /* ids to delete */
+  size_t n_deleted;
+  oee_db_meta meta; /* stored with the batch */
+} oee_db_batch;
+
+/* Stores the batch in one transaction. On failure (disk full, I/O error)
+ * nothing of it is stored, the reason says why ("storage: ..."), and later
+ * writes may succeed again once the cause is gone. One writer at a time. */
+int oee_db_write(oee_db *db, const oee_db_batch *batch, oee_error *err);
+
+/* Called for each task oee_db_load() finds; the callee takes the reference.
+ * A non-zero return stops the load with that code. */
+typedef int (*oee_db_load_fn)(const oee_task_info *t, void *arg);
+
+/*
+ * Recovery: calls fn for every unfinished task (QUEUED, RUNNING) in
+ * submission order, and fills by_status/by_type counts through `count_fn`
+ * (called once per (task_type, status) pair present, NULL = skip).
+ */
+typedef void (*oee_db_count_fn)(const char *task_type, oee_task_status st, uint64_t n, void *arg);
+int oee_db_load(oee_db *db, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg, oee_error *err);
+
+/* The stored task with this id (any case): 0 and a new snapshot the caller
+ * unrefs, OEE_ENOENT, or another error. Any thread. */
+int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err);
+
+/*
+ * A page of stored tasks in submission order after q->after_index, filtered
+ * by status and type: at most q->limit snapshots in out->tasks (free with
+ * oee_list_page_free()); out->next_index is the index of the last one when
+ * more matches follow, else 0. out->total is left 0: the engine keeps the
+ * counts. Cost: O(limit) rows read through an index, whatever the number of
+ * stored tasks. Any thread.
+ */
+int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_error *err);
+
+/*
+ * The ids of the oldest finished tasks (DONE, ERROR, CANCELLED, by
+ * completion time), at most `limit`, and only those completed before
+ * `before_ns` when it is not 0. Written to `ids` (room for `limit`), their
+ * number in *n. Reads only: the caller deletes them through a batch, so a
+ * deletion is group-committed like every other change. Any thread.
+ */
+int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit, char (*ids)[OEE_ID_LEN + 1],
+                           size_t *n, oee_error *err);
+
+/* Failure injection for tests: caps the SQLite file at `pages` pages (0 =
+ * SQLite's default), so that writes fail as on a full disk. */
+int oee__db_sqlite_max_pages(oee_db *db, long pages);
+
+#endif /* OEE_DB_H */

@@ -1,0 +1,86 @@
+/* db_codec.c - the byte form of a context in a database row (db_codec.h). */
+#include "core/db_codec.h"
+#include "core/oee_alloc.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void put_u32(unsigned char **p, uint32_t v) {
+  for (int i = 0; i < 4; i++) *(*p)++ = (unsigned char)(v >> (8 * i));
+}
+
+static int get_u32(const unsigned char **p, const unsigned char *end, uint32_t *v) {
+  if (end - *p < 4) return OEE_EINVAL;
+  *v = 0;
+  for (int i = 0; i < 4; i++) *v |= (uint32_t)(*(*p)++) << (8 * i);
+  return 0;
+}
+
+int oee__ctx_encode(const oee_kv *kv, size_t n, void **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  if (n == 0) return 0;
+  size_t total = 4;
+  for (size_t i = 0; i < n; i++) total += 8 + strlen(kv[i].key) + strlen(kv[i].value);
+  unsigned char *buf = oee_malloc(total), *p = buf;
+  if (buf == NULL) return OEE_ENOMEM;
+  put_u32(&p, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) {
+    const char *s[2] = {kv[i].key, kv[i].value};
+    for (int j = 0; j < 2; j++) {
+      size_t l = strlen(s[j]);
+      put_u32(&p, (uint32_t)l);
+      memcpy(p, s[j], l);
+      p += l;
+    }
+  }
+  *out = buf;
+  *len = total;
+  return 0;
+}
+
+/* Checks the layout and returns the count and the bytes the strings need. */
+static int measure(const unsigned char *p, const unsigned char *end, uint32_t *count,
+                   size_t *bytes) {
+  if (get_u32(&p, end, count) != 0) return OEE_EINVAL;
+  *bytes = 0;
+  for (uint32_t i = 0; i < 2 * *count; i++) {
+    uint32_t l;
+    if (get_u32(&p, end, &l) != 0 || (size_t)(end - p) < l) return OEE_EINVAL;
+    if (memchr(p, '\0', l) != NULL) return OEE_EINVAL;
+    p += l;
+    *bytes += l + 1;
+  }
+  return p == end ? 0 : OEE_EINVAL;
+}
+
+int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (data == NULL || len == 0) return 0;
+  const unsigned char *p = data, *end = p + len;
+  uint32_t count;
+  size_t bytes;
+  if (measure(p, end, &count, &bytes) != 0) return OEE_EINVAL;
+  if (count == 0) return 0;
+  oee_kv *kv = oee_malloc(count * sizeof(*kv) + bytes);
+  if (kv == NULL) return OEE_ENOMEM;
+  char *str = (char *)(kv + count);
+  p += 4;
+  for (uint32_t i = 0; i < count; i++) {
+    const char **dst[2] = {&kv[i].key, &kv[i].value};
+    for (int j = 0; j < 2; j++) {
+      uint32_t l = 0;
+      get_u32(&p, end, &l); /* measured above: cannot fail */
+      memcpy(str, p, l);
+      str[l] = '\0';
+      *dst[j] = str;
+      str += l + 1;
+      p += l;
+    }
+  }
+  *out = kv;
+  *n = count;
+  return 0;
+}
