@@ -361,9 +361,15 @@ class ClientFaultsTest(unittest.TestCase):
         # while events flow; the slots must come back.
         for _ in range(3):
             ws = [Watcher(self.stub, timeout=0.5) for _ in range(CLIENT_FAULTS["max_watchers"])]
+            # Paced, so the events stay well inside watch_buffer even when a
+            # slow (sanitized) server writes them late: at most 40 tasks,
+            # 3 events each, while the deadline runs out.
             stop = time.monotonic() + 0.8
-            while time.monotonic() < stop:
+            for _ in range(40):
+                if time.monotonic() >= stop:
+                    break
                 submit(self.stub)
+                time.sleep(0.02)
             for w in ws:
                 self.assertTrue(w.ended())
                 self.assertEqual(w.code, grpc.StatusCode.DEADLINE_EXCEEDED, w.details)
