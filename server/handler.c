@@ -41,6 +41,11 @@ void oee_reply_keep_task(reply_ctx *out, const oee_task_info *t) {
   oee_reply_release(out, unref_task, (void *)t);
 }
 
+grpc_status_code oee_reply_oom(reply_ctx *out) {
+  oee_reply_say(out, "out of memory building the reply");
+  return GRPC_STATUS_RESOURCE_EXHAUSTED;
+}
+
 grpc_status_code oee_reply_refused(reply_ctx *out, const oee_error *err) {
   oee_reply_say(out, "%s", err->message[0] ? err->message : oee_strerror(err->code));
   return oee_status_from_error(err->code);
