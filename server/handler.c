@@ -51,6 +51,15 @@ grpc_status_code oee_reply_refused(reply_ctx *out, const oee_error *err) {
   return oee_status_from_error(err->code);
 }
 
+grpc_status_code oee_reply_lookup_failed(reply_ctx *out, int rc, const char *id, const char *what) {
+  if (rc == OEE_ENOENT) {
+    oee_reply_say(out, "task %s not found%s", id, what);
+    return GRPC_STATUS_NOT_FOUND;
+  }
+  oee_reply_say(out, "task %s: %s", id, oee_strerror(rc));
+  return oee_status_from_error(rc);
+}
+
 int oee_reply_check_id(reply_ctx *out, const char *field, const char *id) {
   if (oee_id_valid(id)) return 1;
   return oee_reply_say(out, "%s \"%.64s\" is not a UUID", field, id ? id : "");

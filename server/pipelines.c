@@ -89,10 +89,8 @@ grpc_status_code oee_h_pipeline_result(oee_service *s, const ProtobufCMessage *r
   const Oee__V1__GetPipelineResultRequest *m = (const Oee__V1__GetPipelineResultRequest *)req;
   if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
   oee_pipeline_result *res;
-  if (oee_engine_pipeline_result(s->eng, m->task_id, &res) != 0) {
-    oee_reply_say(out, "task %s not found or not a pipeline", m->task_id);
-    return GRPC_STATUS_NOT_FOUND;
-  }
+  int rc = oee_engine_pipeline_result(s->eng, m->task_id, &res);
+  if (rc != 0) return oee_reply_lookup_failed(out, rc, m->task_id, " or not a pipeline");
   oee_reply_release(out, release_result, res);
   Oee__V1__PipelineResult *pb = oee_pb_pipeline_result(&out->arena, res);
   if (pb == NULL) return oee_reply_oom(out);

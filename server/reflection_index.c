@@ -172,7 +172,6 @@ long oee__reflection_symbol_file(const oee_reflection *r, const char *name) {
   return s ? (long)s->file : -1;
 }
 
-
 int oee__reflection_index(oee_reflection *r) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < oee_descriptor_blob_count; i++) {

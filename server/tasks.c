@@ -172,10 +172,8 @@ grpc_status_code oee_h_cancel_task(oee_service *s, const ProtobufCMessage *req, 
     oee_task_info_unref(t);
     if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
   }
-  if (oee_engine_cancel(s->eng, m->task_id, &cancelled, &t) != 0) {
-    oee_reply_say(out, "task %s not found", m->task_id);
-    return GRPC_STATUS_NOT_FOUND;
-  }
+  int rc = oee_engine_cancel(s->eng, m->task_id, &cancelled, &t);
+  if (rc != 0) return oee_reply_lookup_failed(out, rc, m->task_id, "");
   oee_reply_keep_task(out, t);
   Oee__V1__CancelTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
   if (resp == NULL) return oee_reply_oom(out); /* not reached: reserved */
@@ -190,10 +188,8 @@ grpc_status_code oee_h_get_task(oee_service *s, const ProtobufCMessage *req, rep
   const Oee__V1__GetTaskRequest *m = (const Oee__V1__GetTaskRequest *)req;
   if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
   const oee_task_info *t;
-  if (oee_engine_get(s->eng, m->task_id, &t) != 0) {
-    oee_reply_say(out, "task %s not found", m->task_id);
-    return GRPC_STATUS_NOT_FOUND;
-  }
+  int rc = oee_engine_get(s->eng, m->task_id, &t);
+  if (rc != 0) return oee_reply_lookup_failed(out, rc, m->task_id, "");
   oee_reply_keep_task(out, t);
   Oee__V1__Task *task = oee_pb_task(&out->arena, t);
   if (task == NULL) return oee_reply_oom(out);
