@@ -89,10 +89,10 @@ typedef struct world {
   char pipeline[OEE_ID_LEN + 1]; /* a pipeline that ran (DONE) */
   char sleeper[OEE_ID_LEN + 1];  /* keeps the one worker busy */
   char ids[MAX_IDS][OEE_ID_LEN + 1];
-  int n_ids;                    /* acknowledged submissions */
+  int n_ids;                      /* acknowledged submissions */
   char cancelled[OEE_ID_LEN + 1]; /* what CancelTask was asked */
-  int cancel_ok;                /* its answer was OK */
-  char bad[256];                /* the first broken rule, "" if none */
+  int cancel_ok;                  /* its answer was OK */
+  char bad[256];                  /* the first broken rule, "" if none */
 } world;
 
 static void bad(world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -433,7 +433,9 @@ static void check_engine(world *w) {
   }
   if (w->cancelled[0]) {
     int is = status_of(w, w->cancelled) == OEE_TASK_CANCELLED;
-    if (is != w->cancel_ok) bad(w, "CancelTask answered %s but did %s", w->cancel_ok ? "OK" : "an error", is ? "cancel" : "not cancel");
+    if (is != w->cancel_ok)
+      bad(w, "CancelTask answered %s but did %s", w->cancel_ok ? "OK" : "an error",
+          is ? "cancel" : "not cancel");
   }
   if (oee_watch_hub_count(w->svc.hub) != 0) bad(w, "a watcher outlived its call");
   if (oee_rpc_server_live_calls(w->srv) != 0) bad(w, "a call outlived the test");
