@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/arena.h"
+#include "rpc/codec.h"
+
 #define MAX_METHODS 64
 
 typedef struct registered {
@@ -28,7 +31,8 @@ struct oee_rpc_server {
 struct oee_rpc_call {
   oee_rpc_server *srv;
   const registered *reg;
-  ProtobufCMessage *req; /* owned; freed after on_done */
+  ProtobufCMessage *req; /* lives in req_arena; freed after on_done */
+  oee_arena req_arena;
   oee_rpc_call_callbacks cbs;
   void *user;
   int refs;      /* extra references (oee_rpc_call_ref) */
@@ -276,8 +280,20 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg, oee_fa
   c->srv = srv;
   c->reg = reg;
   c->out = out;
+  oee_arena_init(&c->req_arena);
   srv->live_calls++;
   return c;
+}
+
+/* Answers a call that never reached its handler. */
+static oee_rpc_call *refuse(oee_rpc_call *c, grpc_status_code code, const char *message) {
+  c->out->statuses = 1;
+  c->out->code = code;
+  snprintf(c->out->message, sizeof(c->out->message), "%s", message);
+  oee_arena_free(&c->req_arena);
+  c->srv->live_calls--;
+  free(c);
+  return NULL;
 }
 
 oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_t *data,
@@ -287,28 +303,19 @@ oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_
   void *ctx = NULL;
   const oee_rpc_method *m = oee_fake_find(srv, path, &ctx);
   if (m == NULL) abort(); /* a harness bug: the method is not registered */
-  const registered *reg = (const registered *)m;
-  ProtobufCMessage *req = NULL;
+  oee_rpc_call *c = call_new(srv, (const registered *)m, out);
   if (!m->client_streaming) {
-    req = protobuf_c_message_unpack(m->request, NULL, size, data);
-    if (req == NULL) {
-      out->statuses = 1;
-      out->code = GRPC_STATUS_INVALID_ARGUMENT;
-      snprintf(out->message, sizeof(out->message), "request does not decode");
-      return NULL;
+    ProtobufCAllocator alloc = oee__rpc_arena_allocator(&c->req_arena);
+    c->req = protobuf_c_message_unpack(m->request, &alloc, size, data);
+    if (c->req == NULL && oee_arena_failed(&c->req_arena)) {
+      return refuse(c, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);
     }
-    if (patch) patch(req, ud);
+    if (c->req == NULL) return refuse(c, GRPC_STATUS_INVALID_ARGUMENT, "request does not decode");
+    if (patch) patch(c->req, ud);
   }
-  if (m->handler == NULL) {
-    if (req) protobuf_c_message_free_unpacked(req, NULL);
-    out->statuses = 1;
-    out->code = GRPC_STATUS_UNIMPLEMENTED;
-    return NULL;
-  }
-  oee_rpc_call *c = call_new(srv, reg, out);
-  c->req = req;
+  if (m->handler == NULL) return refuse(c, GRPC_STATUS_UNIMPLEMENTED, "unimplemented");
   out->decoded = 1;
-  m->handler(c, req, ctx);
+  m->handler(c, c->req, ctx);
   return c;
 }
 
@@ -337,13 +344,19 @@ void oee_fake_deliver(oee_rpc_call *call, const uint8_t *data, size_t size, int 
     call->cbs.on_message(call, NULL, call->user);
     return;
   }
-  ProtobufCMessage *m = protobuf_c_message_unpack(call->reg->m.request, NULL, size, data);
-  if (m == NULL) {
+  /* As the runtime: an arena per message, alive for the callback. */
+  oee_arena a;
+  oee_arena_init(&a);
+  ProtobufCAllocator alloc = oee__rpc_arena_allocator(&a);
+  ProtobufCMessage *m = protobuf_c_message_unpack(call->reg->m.request, &alloc, size, data);
+  if (m == NULL && oee_arena_failed(&a)) {
+    oee_rpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);
+  } else if (m == NULL) {
     cancel(call);
-    return;
+  } else {
+    call->cbs.on_message(call, m, call->user);
   }
-  call->cbs.on_message(call, m, call->user);
-  protobuf_c_message_free_unpacked(m, NULL);
+  oee_arena_free(&a);
 }
 
 int oee_fake_end(oee_rpc_call *call) {
@@ -351,7 +364,7 @@ int oee_fake_end(oee_rpc_call *call) {
   call->write_in_flight = 0;
   if (call->cbs.on_done) call->cbs.on_done(call, call->user);
   int refs = call->refs;
-  if (call->req) protobuf_c_message_free_unpacked(call->req, NULL);
+  oee_arena_free(&call->req_arena); /* the request, all of it */
   call->srv->live_calls--;
   /* Poison what a handler might still hold: ASan reports any later use. */
   free(call);

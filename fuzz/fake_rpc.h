@@ -8,9 +8,11 @@
  * does not decode is answered INVALID_ARGUMENT without calling the handler),
  * runs the handler, then drives the call to its end: completes writes
  * (on_writable), delivers client messages (on_message), cancels it
- * (on_cancelled) and frees it (on_done). Every reply and write is packed and
- * decoded again with the method's response descriptor, so a handler that
- * builds a message that does not encode fails at once.
+ * (on_cancelled) and frees it (on_done). Requests are decoded into an arena
+ * (rpc/arena.h) as the runtime does, so memory running out while decoding
+ * is answered RESOURCE_EXHAUSTED OEE_RPC_DECODE_OOM, as it is there. Every reply and write is
+ * packed and decoded again with the method's response descriptor, so a handler that builds a
+ * message that does not encode fails at once.
  *
  * Everything a call did is counted in an oee_fake_outcome that the harness
  * checks against the invariants (one reply or one status per call, codes

@@ -39,6 +39,17 @@ ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_b
   return oee__rpc_unpack_with(desc, bb, NULL);
 }
 
+static void *arena_alloc(void *arena, size_t n) { return oee_arena_alloc(arena, n); }
+
+static void arena_free(void *arena, void *p) {
+  (void)arena;
+  (void)p;
+}
+
+ProtobufCAllocator oee__rpc_arena_allocator(oee_arena *a) {
+  return (ProtobufCAllocator){arena_alloc, arena_free, a};
+}
+
 char *oee__rpc_slice_strdup(grpc_slice s) {
   size_t n = GRPC_SLICE_LENGTH(s);
   char *p = malloc(n + 1);

@@ -10,6 +10,8 @@
 #include <grpc/slice.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/arena.h"
+
 /* Packs msg into a new byte buffer the caller destroys with
  * grpc_byte_buffer_destroy(). Never NULL (gRPC aborts on allocation failure). */
 grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg);
@@ -21,8 +23,14 @@ ProtobufCMessage *oee__rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_b
  * with the same allocator, or drop the allocator's memory at once. */
 ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
                                        ProtobufCAllocator *alloc);
+/* protobuf-c's allocator interface over arena a (borrowed; must outlive the
+ * allocator): unpacking into it costs a few bump allocations, nothing is
+ * freed field by field (drop the message with oee_arena_free), and memory
+ * running out is recorded in the arena, so a caller can tell a request that
+ * did not fit in memory (oee_arena_failed) from one that does not decode. */
+ProtobufCAllocator oee__rpc_arena_allocator(oee_arena *a);
 /* Copies a slice into a malloc'd NUL-terminated string (NULL if out of
- * memory). */
+ * memory). libc's malloc: the client runtime frees it with free(). */
 char *oee__rpc_slice_strdup(grpc_slice s);
 
 /* Message-size limits as channel args, shared by both runtimes: appends to

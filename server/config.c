@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
+
 #define MAX_ARGV 64
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, const char *fmt, ...) {
@@ -23,7 +25,8 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, con
 
 static int set_defaults(oee_server_config *c) {
   memset(c, 0, sizeof(*c));
-  c->listen = strdup(OEE_SERVER_DEFAULT_LISTEN);
+  c->listen = oee_strdup(OEE_SERVER_DEFAULT_LISTEN);
+  if (c->listen == NULL) return -1;
   c->workers = OEE_DEFAULT_WORKERS;
   c->max_queue = OEE_SERVER_DEFAULT_MAX_QUEUE;
   c->max_batch = OEE_SERVER_DEFAULT_MAX_BATCH;
@@ -45,8 +48,8 @@ static int set_defaults(oee_server_config *c) {
 }
 
 void oee_server_config_free(oee_server_config *c) {
-  free(c->listen);
-  free(c->config_path);
+  oee_free(c->listen);
+  oee_free(c->config_path);
   oee_exec_table_destroy(c->commands);
   oee_model_table_destroy(c->models);
   memset(c, 0, sizeof(*c));
@@ -74,9 +77,9 @@ static int parse_seconds(const char *s, double *out) {
 
 static int set_listen(oee_server_config *c, const char *v) {
   if (v[0] == '\0' || strchr(v, ':') == NULL) return -1;
-  char *dup = strdup(v);
+  char *dup = oee_strdup(v);
   if (dup == NULL) return -1;
-  free(c->listen);
+  oee_free(c->listen);
   c->listen = dup;
   return 0;
 }
@@ -270,8 +273,8 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
   if (mem) fclose(mem);
   int rc = bad ? fail(err, len, "cannot read config file %s", path)
                : oee_server_config_apply_json(c, text, path, err, len);
-  free(text);
-  if (rc == 0 && (c->config_path = strdup(path)) == NULL) rc = fail(err, len, "out of memory");
+  free(text); /* open_memstream: libc memory */
+  if (rc == 0 && (c->config_path = oee_strdup(path)) == NULL) rc = fail(err, len, "out of memory");
   return rc;
 }
 

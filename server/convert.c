@@ -11,6 +11,7 @@ static char *str(const char *s) { return (char *)(uintptr_t)s; }
 Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns) {
   if (ns == 0) return NULL;
   Google__Protobuf__Timestamp *ts = oee_arena_alloc(a, sizeof(*ts));
+  if (ts == NULL) return NULL;
   google__protobuf__timestamp__init(ts);
   ts->seconds = ns / 1000000000;
   ts->nanos = (int32_t)(ns % 1000000000);
@@ -19,9 +20,10 @@ Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns) {
 
 static void task_context(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t) {
   if (t->context_len == 0) return;
-  m->n_context = t->context_len;
   m->context = oee_arena_alloc(a, t->context_len * sizeof(*m->context));
   Oee__V1__Task__ContextEntry *e = oee_arena_alloc(a, t->context_len * sizeof(*e));
+  if (m->context == NULL || e == NULL) return; /* the arena says it failed */
+  m->n_context = t->context_len;
   for (size_t i = 0; i < t->context_len; i++) {
     oee__v1__task__context_entry__init(&e[i]);
     e[i].key = str(t->context[i].key);
@@ -32,6 +34,7 @@ static void task_context(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t)
 
 Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
   Oee__V1__Task *m = oee_arena_alloc(a, sizeof(*m));
+  if (m == NULL) return NULL;
   oee__v1__task__init(m);
   m->id = str(t->id);
   m->name = str(t->name);
@@ -50,13 +53,15 @@ Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
 
 Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st) {
   Oee__V1__QueueStatus *q = oee_arena_alloc(a, sizeof(*q));
+  if (q == NULL) return NULL;
   oee__v1__queue_status__init(q);
   q->queue_size = (int32_t)st->queue_size;
   q->total_tasks = (int32_t)st->total_tasks;
   enum { N = OEE_TASK_STATUS_COUNT - 1 };
-  q->n_tasks_by_status = N;
   q->tasks_by_status = oee_arena_alloc(a, N * sizeof(*q->tasks_by_status));
   Oee__V1__QueueStatus__TasksByStatusEntry *e = oee_arena_alloc(a, N * sizeof(*e));
+  if (q->tasks_by_status == NULL || e == NULL) return q; /* the arena says it failed */
+  q->n_tasks_by_status = N;
   for (int i = 0; i < N; i++) {
     oee_task_status s = (oee_task_status)(OEE_TASK_QUEUED + i);
     oee__v1__queue_status__tasks_by_status_entry__init(&e[i]);
@@ -70,17 +75,20 @@ Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st) {
 Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
                                             const char *version) {
   Oee__V1__SystemStatus *m = oee_arena_alloc(a, sizeof(*m));
+  if (m == NULL) return NULL;
   oee__v1__system_status__init(m);
   m->running = st->running;
   m->num_workers = st->num_workers;
   m->queue = oee_pb_queue_status(a, st);
   m->uptime_seconds = st->uptime_seconds;
   m->version = str(version);
-  m->n_workers = (size_t)st->num_workers;
-  m->workers = oee_arena_alloc(a, m->n_workers * sizeof(*m->workers));
-  for (size_t i = 0; i < m->n_workers; i++) {
+  size_t n = (size_t)st->num_workers;
+  m->workers = oee_arena_alloc(a, n * sizeof(*m->workers));
+  for (size_t i = 0; m->workers && i < n; i++) {
     const oee_worker_status *w = &st->workers[i];
     Oee__V1__WorkerStatus *ws = oee_arena_alloc(a, sizeof(*ws));
+    if (ws == NULL) break; /* the arena says it failed */
+    m->n_workers = i + 1;
     oee__v1__worker_status__init(ws);
     ws->worker_id = w->worker_id;
     ws->busy = w->busy;
@@ -94,6 +102,7 @@ Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
 
 static Oee__V1__StageResult *stage_result(oee_arena *a, const oee_stage_result *s) {
   Oee__V1__StageResult *m = oee_arena_alloc(a, sizeof(*m));
+  if (m == NULL) return NULL;
   oee__v1__stage_result__init(m);
   m->name = str(s->name);
   m->model_id = str(s->model_id);
@@ -107,6 +116,7 @@ static Oee__V1__StageResult *stage_result(oee_arena *a, const oee_stage_result *
 
 Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a, const oee_pipeline_result *r) {
   Oee__V1__PipelineResult *m = oee_arena_alloc(a, sizeof(*m));
+  if (m == NULL) return NULL;
   oee__v1__pipeline_result__init(m);
   m->task_id = str(r->task_id);
   m->pipeline_id = str(r->pipeline_id ? r->pipeline_id : "");
@@ -116,10 +126,19 @@ Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a, const oee_pipeline
   m->total_cost = r->total_cost;
   m->elapsed_seconds = r->elapsed_seconds;
   m->error_message = str(r->error_message ? r->error_message : "");
-  m->n_stages = r->n_stages;
   m->stages = oee_arena_alloc(a, r->n_stages * sizeof(*m->stages) + 1);
+  if (m->stages == NULL) return m; /* the arena says it failed */
+  m->n_stages = r->n_stages;
   for (size_t i = 0; i < r->n_stages; i++) m->stages[i] = stage_result(a, &r->stages[i]);
   return m;
+}
+
+size_t oee_pb_task_bytes(size_t context_len) {
+  size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__Task)) +
+                 3 * OEE_ARENA_SIZE(sizeof(Google__Protobuf__Timestamp));
+  if (context_len == 0) return bytes;
+  return bytes + OEE_ARENA_SIZE(context_len * sizeof(Oee__V1__Task__ContextEntry *)) +
+         OEE_ARENA_SIZE(context_len * sizeof(Oee__V1__Task__ContextEntry));
 }
 
 char *oee_page_token(oee_arena *a, uint64_t next_index) {

@@ -4,6 +4,9 @@
  *
  * Messages are built in an arena and BORROW strings from the snapshots and
  * results they come from: those must stay alive until the message is packed.
+ * When the arena runs out of memory a builder returns NULL or a message
+ * with parts missing, never a dangling pointer: check oee_arena_failed()
+ * before packing what was built.
  */
 #ifndef OEE_SERVER_CONVERT_H
 #define OEE_SERVER_CONVERT_H
@@ -18,6 +21,9 @@
 /* NULL for 0 ("not reached"). */
 Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns);
 Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t);
+/* Arena bytes oee_pb_task() takes at most for a task with context_len
+ * context entries (for oee_arena_reserve). */
+size_t oee_pb_task_bytes(size_t context_len);
 Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st);
 Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
                                             const char *version);

@@ -41,9 +41,23 @@ void oee_reply_keep_task(reply_ctx *out, const oee_task_info *t) {
   oee_reply_release(out, unref_task, (void *)t);
 }
 
+grpc_status_code oee_reply_oom(reply_ctx *out) {
+  oee_reply_say(out, "out of memory building the reply");
+  return GRPC_STATUS_RESOURCE_EXHAUSTED;
+}
+
 grpc_status_code oee_reply_refused(reply_ctx *out, const oee_error *err) {
   oee_reply_say(out, "%s", err->message[0] ? err->message : oee_strerror(err->code));
   return oee_status_from_error(err->code);
+}
+
+grpc_status_code oee_reply_lookup_failed(reply_ctx *out, int rc, const char *id, const char *what) {
+  if (rc == OEE_ENOENT) {
+    oee_reply_say(out, "task %s not found%s", id, what);
+    return GRPC_STATUS_NOT_FOUND;
+  }
+  oee_reply_say(out, "task %s: %s", id, oee_strerror(rc));
+  return oee_status_from_error(rc);
 }
 
 int oee_reply_check_id(reply_ctx *out, const char *field, const char *id) {

@@ -46,8 +46,16 @@ int oee_reply_say(reply_ctx *out, const char *fmt, ...) __attribute__((format(pr
 void oee_reply_release(reply_ctx *out, void (*fn)(void *), void *arg);
 /* Keeps one task snapshot alive until the reply is packed. */
 void oee_reply_keep_task(reply_ctx *out, const oee_task_info *t);
+/* Out of memory: says so and returns GRPC_STATUS_RESOURCE_EXHAUSTED. A
+ * handler that returns OK with an arena that failed (oee_arena_failed) is
+ * answered the same by the wrapper: what it built has parts missing. */
+grpc_status_code oee_reply_oom(reply_ctx *out);
 /* A core refusal: its own reason (core names the field), mapped to a code. */
 grpc_status_code oee_reply_refused(reply_ctx *out, const oee_error *err);
+/* A lookup of task `id` that failed with core code rc: NOT_FOUND "task <id>
+ * not found<what>" for OEE_ENOENT, otherwise rc's own code and reason
+ * (e.g. RESOURCE_EXHAUSTED for OEE_ENOMEM: the task may well exist). */
+grpc_status_code oee_reply_lookup_failed(reply_ctx *out, int rc, const char *id, const char *what);
 /* 1 if id is a UUID; otherwise fills the message and returns 0. */
 int oee_reply_check_id(reply_ctx *out, const char *field, const char *id);
 

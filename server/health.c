@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "grpc/health/v1/health.grpc-server.h"
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -78,7 +79,7 @@ static void on_done(oee_rpc_call *call, void *user) {
     w->h->watches = w->next;
   }
   if (w->next) w->next->prev = w->prev;
-  free(w);
+  oee_free(w);
 }
 
 static const oee_rpc_call_callbacks watch_callbacks = {
@@ -87,7 +88,7 @@ static const oee_rpc_call_callbacks watch_callbacks = {
 static void watch(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   oee_health *h = ctx;
   const Grpc__Health__V1__HealthCheckRequest *m = (const void *)req;
-  health_watch *w = calloc(1, sizeof(*w));
+  health_watch *w = oee_calloc(1, sizeof(*w));
   if (w == NULL) {
     oee_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
@@ -104,7 +105,7 @@ static void watch(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
 }
 
 int oee_health_create(oee_rpc_server *srv, oee_health **out) {
-  oee_health *h = calloc(1, sizeof(*h));
+  oee_health *h = oee_calloc(1, sizeof(*h));
   if (h == NULL) return -1;
   h->serving = 1;
   enum { N = GRPC_HEALTH_V1_HEALTH_N_METHODS };
@@ -113,7 +114,7 @@ int oee_health_create(oee_rpc_server *srv, oee_health **out) {
   table[GRPC_HEALTH_V1_HEALTH_METHOD_CHECK].handler = check;
   table[GRPC_HEALTH_V1_HEALTH_METHOD_WATCH].handler = watch;
   if (oee_rpc_server_add_service(srv, table, N, h) != 0) {
-    free(h);
+    oee_free(h);
     return -1;
   }
   *out = h;
@@ -137,8 +138,8 @@ void oee_health_destroy(oee_health *h) {
   if (h == NULL) return;
   while (h->watches) {
     health_watch *next = h->watches->next;
-    free(h->watches);
+    oee_free(h->watches);
     h->watches = next;
   }
-  free(h);
+  oee_free(h);
 }

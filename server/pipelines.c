@@ -27,9 +27,16 @@ static int within_limits(const oee_server_config *cfg, reply_ctx *out,
   return 1;
 }
 
-/* The request as a core spec; stages live in the reply's arena. */
-static oee_pipeline_spec pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipelineRequest *m) {
+/* Context entries of a pipeline task: pipeline_id and strategy (see
+ * core/pipeline.c), with room to spare for the reply reservation. */
+#define PIPELINE_CONTEXT_BOUND 8
+
+/* The request as a core spec; stages live in the reply's arena (NULL when
+ * out of memory). */
+static oee_stage_spec *pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipelineRequest *m,
+                                     oee_pipeline_spec *spec) {
   oee_stage_spec *stages = oee_arena_alloc(&out->arena, (m->n_stages + 1) * sizeof(*stages));
+  if (stages == NULL) return NULL;
   for (size_t i = 0; i < m->n_stages; i++) {
     const Oee__V1__PipelineStage *st = m->stages[i];
     stages[i] = (oee_stage_spec){
@@ -38,22 +45,28 @@ static oee_pipeline_spec pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipe
   }
   int has_prio =
       m->priority_present_case == OEE__V1__SUBMIT_PIPELINE_REQUEST__PRIORITY_PRESENT_PRIORITY;
-  return (oee_pipeline_spec){.pipeline_id = m->pipeline_id,
-                             .stages = stages,
-                             .n_stages = m->n_stages,
-                             .strategy = (oee_strategy)m->strategy,
-                             .max_time = m->max_time,
-                             .max_cost = m->max_cost,
-                             .input = m->input,
-                             .name = m->name,
-                             .priority = has_prio ? m->priority : OEE_PRIORITY_DEFAULT};
+  *spec = (oee_pipeline_spec){.pipeline_id = m->pipeline_id,
+                              .stages = stages,
+                              .n_stages = m->n_stages,
+                              .strategy = (oee_strategy)m->strategy,
+                              .max_time = m->max_time,
+                              .max_cost = m->max_cost,
+                              .input = m->input,
+                              .name = m->name,
+                              .priority = has_prio ? m->priority : OEE_PRIORITY_DEFAULT};
+  return stages;
 }
 
 grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *req,
                                        reply_ctx *out) {
   const Oee__V1__SubmitPipelineRequest *m = (const Oee__V1__SubmitPipelineRequest *)req;
   if (!within_limits(s->cfg, out, m)) return GRPC_STATUS_INVALID_ARGUMENT;
-  oee_pipeline_spec spec = pipeline_spec(out, m);
+  oee_pipeline_spec spec;
+  if (pipeline_spec(out, m, &spec) == NULL) return oee_reply_oom(out);
+  /* The reply's memory before the engine accepts the pipeline. */
+  size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitPipelineResponse)) +
+                 oee_pb_task_bytes(PIPELINE_CONTEXT_BOUND);
+  if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
   const oee_task_info *t;
   oee_error err;
   if (oee_engine_submit_pipeline(s->eng, &spec, &t, &err) != 0) {
@@ -61,6 +74,7 @@ grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *r
   }
   oee_reply_keep_task(out, t);
   Oee__V1__SubmitPipelineResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
+  if (resp == NULL) return oee_reply_oom(out); /* not reached: reserved */
   oee__v1__submit_pipeline_response__init(resp);
   resp->task_id = (char *)t->id;
   resp->task = oee_pb_task(&out->arena, t);
@@ -75,11 +89,11 @@ grpc_status_code oee_h_pipeline_result(oee_service *s, const ProtobufCMessage *r
   const Oee__V1__GetPipelineResultRequest *m = (const Oee__V1__GetPipelineResultRequest *)req;
   if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
   oee_pipeline_result *res;
-  if (oee_engine_pipeline_result(s->eng, m->task_id, &res) != 0) {
-    oee_reply_say(out, "task %s not found or not a pipeline", m->task_id);
-    return GRPC_STATUS_NOT_FOUND;
-  }
+  int rc = oee_engine_pipeline_result(s->eng, m->task_id, &res);
+  if (rc != 0) return oee_reply_lookup_failed(out, rc, m->task_id, " or not a pipeline");
   oee_reply_release(out, release_result, res);
-  out->msg = &oee_pb_pipeline_result(&out->arena, res)->base;
+  Oee__V1__PipelineResult *pb = oee_pb_pipeline_result(&out->arena, res);
+  if (pb == NULL) return oee_reply_oom(out);
+  out->msg = &pb->base;
   return GRPC_STATUS_OK;
 }

@@ -45,6 +45,9 @@ static void unary(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   reply_ctx out;
   oee_reply_init(&out);
   grpc_status_code code = b->fn(b->svc, req, &out);
+  if (code == GRPC_STATUS_OK && (out.msg == NULL || oee_arena_failed(&out.arena))) {
+    code = oee_reply_oom(&out); /* a reply with parts missing is not sent */
+  }
   if (code == GRPC_STATUS_OK) {
     oee_rpc_call_reply(call, out.msg);
   } else {

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "core/oee_alloc.h"
 #include "server/log.h"
 
 struct oee_signals {
@@ -51,13 +52,13 @@ static void *wait_main(void *arg) {
 }
 
 int oee_signals_start(oee_signals **out) {
-  oee_signals *sg = calloc(1, sizeof(*sg));
+  oee_signals *sg = oee_calloc(1, sizeof(*sg));
   if (sg == NULL) return -1;
   atomic_init(&sg->stop_requests, 0);
   atomic_init(&sg->quit, 0);
   int rc = pthread_create(&sg->thread, NULL, wait_main, sg);
   if (rc != 0) {
-    free(sg);
+    oee_free(sg);
     errno = rc;
     return -1;
   }
@@ -73,5 +74,5 @@ void oee_signals_stop(oee_signals *sg) {
   atomic_store(&sg->quit, 1);
   if (pthread_kill(sg->thread, SIGHUP) != 0) abort();
   pthread_join(sg->thread, NULL);
-  free(sg);
+  oee_free(sg);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "oee/v1/orchestrator.pb-c.h"
 #include "rpc/arena.h"
 #include "server/convert.h"
@@ -48,7 +49,7 @@ struct oee_watch_hub {
 };
 
 int oee_watch_hub_create(oee_service *s, oee_watch_hub **out) {
-  oee_watch_hub *h = calloc(1, sizeof(*h));
+  oee_watch_hub *h = oee_calloc(1, sizeof(*h));
   if (h == NULL) return -1;
   h->svc = s;
   *out = h;
@@ -63,12 +64,12 @@ void oee_watch_hub_destroy(oee_watch_hub *h) {
     watcher *w = h->head;
     h->head = w->next;
     oee_sub_free(w->sub);
-    free(w);
+    oee_free(w);
   }
   for (size_t i = 0; i < PACK_CACHE; i++) {
     if (h->cache[i].seq) grpc_slice_unref(h->cache[i].bytes);
   }
-  free(h);
+  oee_free(h);
 }
 
 size_t oee_watch_hub_count(oee_watch_hub *h) { return h->count; }
@@ -87,24 +88,33 @@ static int64_t change_time(const oee_task_info *t) {
   return t->created_at_ns;
 }
 
-/* The packed TaskEvent for `ev`, from the cache or packed now. The slice
- * stays owned by the cache; writers take their own reference. */
-static grpc_slice event_bytes(oee_watch_hub *h, const oee_task_info *ev) {
+/* The packed TaskEvent for `ev` in *out, from the cache or packed now: 0,
+ * or -1 when out of memory building it. The slice stays owned by the cache;
+ * writers take their own reference. */
+static int event_bytes(oee_watch_hub *h, const oee_task_info *ev, grpc_slice *out) {
   packed_event *e = &h->cache[ev->seq % PACK_CACHE];
-  if (e->seq == ev->seq) return e->bytes;
+  if (e->seq == ev->seq) {
+    *out = e->bytes;
+    return 0;
+  }
   oee_arena a;
   oee_arena_init(&a);
   Oee__V1__TaskEvent m = OEE__V1__TASK_EVENT__INIT;
   m.sequence = ev->seq;
   m.task = oee_pb_task(&a, ev);
   m.time = oee_pb_time(&a, change_time(ev));
+  if (oee_arena_failed(&a)) {
+    oee_arena_free(&a);
+    return -1;
+  }
   grpc_slice bytes = grpc_slice_malloc(protobuf_c_message_get_packed_size(&m.base));
   protobuf_c_message_pack(&m.base, GRPC_SLICE_START_PTR(bytes));
   oee_arena_free(&a);
   if (e->seq) grpc_slice_unref(e->bytes);
   e->seq = ev->seq;
   e->bytes = bytes;
-  return bytes;
+  *out = bytes;
+  return 0;
 }
 
 static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
@@ -141,8 +151,18 @@ static void pump_one(watcher *w) {
     return;
   }
   if (rc != 0) return;
-  oee_rpc_call_write_slice(w->call, event_bytes(w->hub, ev));
+  grpc_slice bytes;
+  int packed = event_bytes(w->hub, ev, &bytes);
   oee_task_info_unref(ev);
+  if (packed != 0) {
+    /* The event is taken from the buffer: the stream cannot go on without
+     * a gap, so it ends and the client may watch again. */
+    w->ended = 1;
+    oee_sub_close(w->sub);
+    oee_rpc_call_abort(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory packing an event");
+    return;
+  }
+  oee_rpc_call_write_slice(w->call, bytes);
 }
 
 static void on_writable(oee_rpc_call *call, void *user) {
@@ -170,7 +190,7 @@ static void on_done(oee_rpc_call *call, void *user) {
   h->count--;
   set_tick(h);
   oee_sub_free(w->sub);
-  free(w);
+  oee_free(w);
 }
 
 static const oee_rpc_call_callbacks watcher_callbacks = {
@@ -241,7 +261,7 @@ void oee_watch_handler(oee_rpc_call *call, const ProtobufCMessage *req, void *ct
     snprintf(msg, sizeof(msg), "cannot watch: %s", oee_strerror(rc));
   }
   if (rc != 0) code = oee_status_from_error(rc);
-  watcher *w = code == GRPC_STATUS_OK ? calloc(1, sizeof(*w)) : NULL;
+  watcher *w = code == GRPC_STATUS_OK ? oee_calloc(1, sizeof(*w)) : NULL;
   if (w == NULL) {
     oee_sub_free(sub);
     oee_rpc_call_fail(call, code != GRPC_STATUS_OK ? code : GRPC_STATUS_RESOURCE_EXHAUSTED,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/oee_alloc.h"
 #include "rpc/arena.h"
 #include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
@@ -33,6 +34,7 @@ struct oee_rpc_call {
   int pending;            /* status waits for the write in flight */
   grpc_status_code pcode; /* pending status */
   char *ptext;            /* pending status message (owned) or NULL */
+  int ptext_lost;         /* the pending message could not be copied */
   grpc_slice details;     /* status message of the send batch */
   grpc_byte_buffer *send_bb, *write_bb, *read_bb;
   oee_rpc_call_callbacks cb;
@@ -47,9 +49,9 @@ static void call_free(oee_rpc_call *c) {
   oee_arena_free(&c->req_arena); /* the request, all of it */
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   grpc_slice_unref(c->details);
-  free(c->ptext);
+  oee_free(c->ptext);
   c->srv->live_calls--;
-  free(c);
+  oee_free(c);
 }
 
 void oee_rpc_call_ref(oee_rpc_call *c) { c->refs++; }
@@ -124,8 +126,8 @@ static void write_done(void *owner, int ok) {
   c->writing = 0;
   if (c->pending) {
     c->pending = 0;
-    send_status(c, NULL, c->pcode, c->ptext);
-    free(c->ptext);
+    send_status(c, NULL, c->pcode, c->ptext_lost ? OEE_RPC_OOM_STATUS : c->ptext);
+    oee_free(c->ptext);
     c->ptext = NULL;
   } else if (ok && !c->finished && c->cb.on_writable) {
     c->cb.on_writable(c, c->user);
@@ -135,6 +137,23 @@ static void write_done(void *owner, int ok) {
 
 static void start_read(oee_rpc_call *c);
 
+/* A streamed request message, decoded into an arena of its own that lives
+ * for the on_message callback. */
+static void deliver(oee_rpc_call *c, grpc_byte_buffer *bb) {
+  oee_arena a;
+  oee_arena_init(&a);
+  ProtobufCAllocator alloc = oee__rpc_arena_allocator(&a);
+  ProtobufCMessage *m = oee__rpc_unpack_with(c->reg->m.request, bb, &alloc);
+  if (m == NULL && oee_arena_failed(&a)) {
+    oee_rpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);
+  } else if (m == NULL) {
+    oee_rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request message does not decode");
+  } else if (c->cb.on_message) {
+    c->cb.on_message(c, m, c->user);
+  }
+  oee_arena_free(&a);
+}
+
 static void read_done(void *owner, int ok) {
   oee_rpc_call *c = owner;
   grpc_byte_buffer *bb = c->read_bb;
@@ -142,13 +161,7 @@ static void read_done(void *owner, int ok) {
   if (!ok || bb == NULL) {
     if (!c->finished && c->cb.on_message) c->cb.on_message(c, NULL, c->user);
   } else {
-    ProtobufCMessage *m = oee__rpc_unpack(c->reg->m.request, bb);
-    if (m == NULL) {
-      oee_rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "request message does not decode");
-    } else if (c->cb.on_message) {
-      c->cb.on_message(c, m, c->user);
-    }
-    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    deliver(c, bb);
     if (!c->finished) start_read(c);
   }
   if (bb) grpc_byte_buffer_destroy(bb);
@@ -163,18 +176,9 @@ static void start_read(oee_rpc_call *c) {
   start(c, &op, 1, &c->read_op);
 }
 
-/* protobuf-c allocator over the call's arena: unpacking a request costs a
- * few bump allocations, and nothing is freed field by field. */
-static void *arena_alloc(void *arena, size_t n) { return oee_arena_alloc(arena, n); }
-
-static void arena_free(void *arena, void *p) {
-  (void)arena;
-  (void)p;
-}
-
 static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
                               grpc_byte_buffer *payload) {
-  oee_rpc_call *c = calloc(1, sizeof *c);
+  oee_rpc_call *c = oee_calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->srv = srv;
   c->reg = reg;
@@ -187,12 +191,13 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *g
   c->write_op = (rt_op){write_done, c};
   c->read_op = (rt_op){read_done, c};
   oee_arena_init(&c->req_arena);
-  c->req_alloc = (ProtobufCAllocator){arena_alloc, arena_free, &c->req_arena};
+  c->req_alloc = oee__rpc_arena_allocator(&c->req_arena);
   srv->live_calls++;
   return c;
 }
 
-/* Decodes the request and runs the handler, or answers INVALID_ARGUMENT. */
+/* Decodes the request and runs the handler, or answers INVALID_ARGUMENT
+ * (RESOURCE_EXHAUSTED when the arena ran out of memory decoding it). */
 static void run_handler(oee_rpc_call *c) {
   const oee_rpc_method *m = &c->reg->m;
   if (m->client_streaming) {
@@ -201,6 +206,10 @@ static void run_handler(oee_rpc_call *c) {
     return;
   }
   c->req = oee__rpc_unpack_with(m->request, c->payload, &c->req_alloc);
+  if (c->req == NULL && oee_arena_failed(&c->req_arena)) {
+    send_status(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);
+    return;
+  }
   if (c->req == NULL) {
     char text[256];
     snprintf(text, sizeof text, "request does not decode as %s", m->request->name);
@@ -256,7 +265,7 @@ int oee_rpc_call_abort(oee_rpc_call *c, grpc_status_code code, const char *messa
    * the status cannot queue behind it: gRPC cancels the stream with it. */
   c->finished = c->status_sent = 1;
   c->pending = 0;
-  free(c->ptext);
+  oee_free(c->ptext);
   c->ptext = NULL;
   grpc_call_cancel_with_status(c->gc, code, message ? message : "", NULL);
   return 0;
@@ -314,7 +323,8 @@ int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code, const char *mess
   if (!c->writing) return send_status(c, NULL, code, message);
   c->finished = c->pending = 1;
   c->pcode = code;
-  c->ptext = message ? strdup(message) : NULL;
+  c->ptext = message ? oee_strdup(message) : NULL;
+  c->ptext_lost = message != NULL && c->ptext == NULL;
   return 0;
 }
 

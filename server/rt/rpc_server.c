@@ -14,6 +14,7 @@
 
 #include <grpc/grpc_security.h>
 
+#include "core/oee_alloc.h"
 #include "rpc/codec.h"
 #include "server/rt/rpc_internal.h"
 
@@ -41,7 +42,7 @@ static gpr_timespec after_ms(gpr_timespec t, int64_t ms) {
 static void slot_done(void *owner, int ok);
 
 static slot *slot_new(oee_rpc_server *srv, method_reg *reg) {
-  slot *s = calloc(1, sizeof *s);
+  slot *s = oee_calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->op = (rt_op){slot_done, s};
   s->srv = srv;
@@ -115,7 +116,7 @@ int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *o
                         oee_rpc_server **out) {
   if (out != NULL) *out = NULL;
   if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
-  oee_rpc_server *srv = calloc(1, sizeof *srv);
+  oee_rpc_server *srv = oee_calloc(1, sizeof *srv);
   if (srv == NULL) return OEE_RPC_ENOMEM;
   grpc_init();
   grpc_arg args[SERVER_ARGS];
@@ -148,17 +149,17 @@ oee_rpc_server *oee_rpc_server_create(const char *listen_addr, const oee_rpc_ser
 
 static void reg_free(method_reg *r) {
   if (r == NULL) return;
-  free(r->slot);
-  free((char *)r->m.path);
-  free(r);
+  oee_free(r->slot);
+  oee_free((char *)r->m.path);
+  oee_free(r);
 }
 
 static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
-  method_reg *r = calloc(1, sizeof *r);
+  method_reg *r = oee_calloc(1, sizeof *r);
   if (r == NULL) return NULL;
   r->m = *m;
   r->ctx = ctx;
-  r->m.path = strdup(m->path);
+  r->m.path = oee_strdup(m->path);
   r->slot = slot_new(srv, r);
   if (r->m.path == NULL || r->slot == NULL) {
     reg_free(r);
@@ -169,7 +170,7 @@ static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m, void *c
 
 static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
   if (m->path == NULL || m->request == NULL || m->response == NULL) return OEE_RPC_EINVAL;
-  method_reg **regs = realloc(srv->regs, (srv->n_regs + 1) * sizeof *regs);
+  method_reg **regs = oee_realloc(srv->regs, (srv->n_regs + 1) * sizeof *regs);
   if (regs == NULL) return OEE_RPC_ENOMEM;
   srv->regs = regs;
   method_reg *r = reg_new(srv, m, ctx);
@@ -321,8 +322,8 @@ void oee_rpc_server_destroy(oee_rpc_server *srv) {
   grpc_server_destroy(srv->server);
   grpc_completion_queue_destroy(srv->cq);
   for (size_t i = 0; i < srv->n_regs; i++) reg_free(srv->regs[i]);
-  free(srv->regs);
-  free(srv->generic);
-  free(srv);
+  oee_free(srv->regs);
+  oee_free(srv->generic);
+  oee_free(srv);
   grpc_shutdown();
 }

@@ -57,6 +57,12 @@
 extern "C" {
 #endif
 
+/* The status message of a request that could not be decoded for lack of
+ * memory (answered RESOURCE_EXHAUSTED; a body that does not decode is
+ * INVALID_ARGUMENT), and of a status message that could not be copied. */
+#define OEE_RPC_DECODE_OOM "out of memory decoding the request"
+#define OEE_RPC_OOM_STATUS "out of memory"
+
 /* Maximum wait of one completion-queue poll, in milliseconds. */
 #define OEE_RPC_SERVER_POLL_MS 50
 
