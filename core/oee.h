@@ -212,11 +212,29 @@ typedef struct oee_engine_config {
    * means none. They must outlive the engine. */
   const oee_exec_table *commands;
   const oee_model_table *models;
+  /* Durability. NULL or "": the memory store, nothing survives the process.
+   * Otherwise every task is stored in <data_dir>/oee.db (SQLite in WAL mode;
+   * the directory is created mode 0700) and the engine recovers them when it
+   * is created: QUEUED tasks go back to the queue in their priority and FIFO
+   * order, a task that was RUNNING ends ERROR "interrupted: server
+   * restarted", finished tasks keep everything; event sequence numbers go
+   * on from the last one stored. A submission is acknowledged only once it
+   * is stored, and every status change is stored, in group commits. */
+  const char *data_dir;
+  int sync_normal; /* with data_dir: 0 = fsync every commit (survives power
+                    * loss), 1 = SQLite's NORMAL (survives a killed process) */
 } oee_engine_config;
 
 /* Creates an engine with the built-in executors registered. `cfg` may be NULL
  * for defaults. The engine starts stopped: see oee_engine_start(). */
 int oee_engine_create(const oee_engine_config *cfg, oee_engine **out);
+/* oee_engine_create() that says why it failed: with a data_dir, a database
+ * that cannot be opened, is not an OEE database, is corrupt, is in use by
+ * another engine or has a newer schema is refused with a message naming the
+ * file and the cause (the file untouched). */
+int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err);
+/* 1 when the engine stores its tasks (created with a data_dir). */
+int oee_engine_durable(const oee_engine *eng);
 /* Stops (with a zero drain timeout if still running) and frees everything.
  * All subscriptions must be closed first. */
 void oee_engine_destroy(oee_engine *eng);
@@ -271,6 +289,27 @@ typedef struct oee_submit {
  */
 int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
                       oee_error *err);
+
+/*
+ * Called once per accepted asynchronous submission: rc 0 and the QUEUED
+ * snapshot (borrowed for the call: take a reference to keep it) once the
+ * task is stored and queued, or rc < 0 with the reason (OEE_EIO with
+ * "storage: <cause>" when the store could not write it; nothing was
+ * created). It runs on the engine's commit thread, or, for the memory
+ * store, on the submitting thread before oee_engine_submit_async() returns.
+ * It must not block; it may call the engine.
+ */
+typedef void (*oee_submit_cb)(void *arg, int rc, const oee_task_info *task, const oee_error *err);
+
+/*
+ * oee_engine_submit() that never waits for the disk: validates now (a
+ * refusal returns its code with *err filled, and `cb` is never called) and
+ * returns 0 once the submission is on its way, then calls cb(arg, ...)
+ * exactly once. Concurrent submissions share one commit (group commit).
+ * oee_engine_submit() is this plus a wait for the callback.
+ */
+int oee_engine_submit_async(oee_engine *eng, const oee_submit *req, oee_submit_cb cb, void *arg,
+                            oee_error *err);
 
 /*
  * Cancels a task. A QUEUED task ends CANCELLED at once; a RUNNING task gets
