@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/committer.h"
 #include "core/oee_alloc.h"
 #include "core/sync.h"
 
@@ -312,9 +313,11 @@ int oee_engine_stop(oee_engine *eng, int64_t drain_ms) {
   for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__signal(&eng->workers[i].wake);
   drain_locked(eng, drain_ms);
   oee__unlock(&eng->lock);
-  if (!was_started) return 0;
-  for (int i = 0; i < eng->num_workers; i++) {
-    pthread_join(eng->workers[i].thread, NULL);
+  if (was_started) {
+    for (int i = 0; i < eng->num_workers; i++) pthread_join(eng->workers[i].thread, NULL);
   }
+  /* A durable engine publishes a change once it is stored: wait for the
+   * last ones, so every final event is out when stop returns. */
+  if (eng->committer) oee_committer_flush(eng->committer);
   return 0;
 }

@@ -265,7 +265,8 @@ int oee_engine_start(oee_engine *eng);
  * Graceful stop: submissions are refused with OEE_ESTOPPED from now on,
  * queued tasks stay QUEUED, running ones may finish for up to `drain_ms`
  * (< 0: no bound), then their tokens are cancelled and the call waits for
- * them to end; the worker threads are joined. Safe to call twice.
+ * them to end; the worker threads are joined. A durable engine then waits
+ * until every change is stored and its event published. Safe to call twice.
  */
 int oee_engine_stop(oee_engine *eng, int64_t drain_ms);
 /* Cancels the token of every running task now (e.g. a second SIGTERM
