@@ -114,6 +114,7 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   oee__lock(&eng->lock);
   eng->pending_submits--;
   if (rc == 0) rc = eng->store->ops->insert(eng->store, t);
+  if (rc != 0) eng->queue_bytes -= oee__task_bytes(queued);
   if (rc == 0) {
     oee_heap_push(&eng->queue, t); /* room reserved at submission */
     oee__bus_publish(eng->bus, queued);
@@ -206,6 +207,7 @@ static int recover_one(const oee_task_info *snap, void *arg) {
   if (snap->submit_index > r->max_index) r->max_index = snap->submit_index;
   if (snap->seq > r->max_seq) r->max_seq = snap->seq;
   int pipeline = strcmp(snap->task_type, "pipeline") == 0;
+  if (!oee_task_status_is_terminal(snap->status)) eng->queue_bytes += oee__task_bytes(snap);
   if (snap->status == OEE_TASK_QUEUED && !pipeline) {
     rc = oee_heap_reserve(&eng->queue, 1);
     if (rc == 0) oee_heap_push(&eng->queue, t);

@@ -48,7 +48,10 @@ static int engine_init_locks(oee_engine *eng) {
   if (pthread_rwlock_init(&eng->exec_lock, NULL) != 0) return OEE_ENOMEM;
   if (oee__mutex_init(&eng->lock) != 0) goto no_mutex;
   if (oee__cond_init(&eng->drain_cv) != 0) goto no_cond;
+  if (oee__cond_init(&eng->retention_cv) != 0) goto no_retention_cond;
   return 0;
+no_retention_cond:
+  pthread_cond_destroy(&eng->drain_cv);
 no_cond:
   pthread_mutex_destroy(&eng->lock);
 no_mutex:
@@ -96,6 +99,9 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->result_max = cfg->result_max_bytes ? cfg->result_max_bytes : OEE_DEFAULT_RESULT_MAX_BYTES;
   eng->commands = cfg->commands;
   eng->models = cfg->models;
+  eng->retention_seconds = cfg->retention_seconds;
+  eng->max_finished = cfg->max_finished;
+  eng->max_queue_bytes = cfg->max_queue_bytes;
   eng->accepting = 1;
   oee_heap_init(&eng->queue, task_less, task_setpos);
   int rc = engine_init_locks(eng);
@@ -137,6 +143,7 @@ void oee_engine_destroy(oee_engine *eng) {
   }
   oee_free(eng->workers);
   pthread_cond_destroy(&eng->drain_cv);
+  pthread_cond_destroy(&eng->retention_cv);
   pthread_mutex_destroy(&eng->lock);
   pthread_rwlock_destroy(&eng->exec_lock);
   oee_free(eng);
@@ -269,6 +276,7 @@ int oee_engine_start(oee_engine *eng) {
     w->id = i;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) abort();
   }
+  if (oee__retention_start(eng) != 0) abort(); /* a thread could not start */
   return 0;
 }
 
@@ -313,6 +321,7 @@ int oee_engine_stop(oee_engine *eng, int64_t drain_ms) {
   for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__signal(&eng->workers[i].wake);
   drain_locked(eng, drain_ms);
   oee__unlock(&eng->lock);
+  oee__retention_stop(eng);
   if (was_started) {
     for (int i = 0; i < eng->num_workers; i++) pthread_join(eng->workers[i].thread, NULL);
   }

@@ -24,6 +24,9 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   const oee_task_info *old = t->snap;
   t->snap = next;
   eng->store->ops->changed(eng->store, t, from);
+  if (!oee_task_status_is_terminal(from) && oee_task_status_is_terminal(next->status)) {
+    eng->queue_bytes -= oee__task_bytes(next);
+  }
   if (eng->committer) {
     oee__durable_change(eng, next); /* published once stored */
   } else {

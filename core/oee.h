@@ -223,6 +223,15 @@ typedef struct oee_engine_config {
   const char *data_dir;
   int sync_normal; /* with data_dir: 0 = fsync every commit (survives power
                     * loss), 1 = SQLite's NORMAL (survives a killed process) */
+  /* Retention, for both stores (0 = no rule): a finished task is deleted
+   * this long after it completed, and at most max_finished finished tasks
+   * are kept, the oldest completed deleted first. Deletions run in small
+   * batches on their own thread and never stall the queue. */
+  uint64_t retention_seconds;
+  uint64_t max_finished;
+  /* Bytes of name + task_type + context over every unfinished task; a
+   * submission that would pass it is refused with OEE_EFULL. 0 = none. */
+  uint64_t max_queue_bytes;
 } oee_engine_config;
 
 /* Creates an engine with the built-in executors registered. `cfg` may be NULL
@@ -293,7 +302,7 @@ typedef struct oee_submit {
  * duplicate context key, a context the type's executor refuses, `pipeline`
  * without a pipeline spec), OEE_ENOEXEC (no executor; the reason lists the
  * submittable types), OEE_ENOCMD (exec command missing or not in the table),
- * OEE_EFULL (max_queue reached), OEE_ESTOPPED (submissions refused),
+ * OEE_EFULL (max_queue or max_queue_bytes reached), OEE_ESTOPPED (submissions refused),
  * OEE_ENOMEM.
  */
 int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,

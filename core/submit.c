@@ -66,6 +66,14 @@ static oee_task_info *build_queued(oee_engine *eng, const oee_submit *req, int *
   return snap;
 }
 
+uint64_t oee__task_bytes(const oee_task_info *t) {
+  uint64_t n = strlen(t->name) + strlen(t->task_type);
+  for (size_t i = 0; i < t->context_len; i++) {
+    n += strlen(t->context[i].key) + strlen(t->context[i].value);
+  }
+  return n;
+}
+
 /* Numbers the task (lock held) and queues it, or, in a durable engine,
  * hands it to the committer, which queues it once stored and calls cb. */
 static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee_submit_cb cb,
@@ -76,6 +84,14 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
   if (eng->max_queue && eng->queue.len + eng->pending_submits >= eng->max_queue) {
     return oee_error_set(err, OEE_EFULL, "queue is full: max_queue=%zu tasks are already queued",
                          eng->max_queue);
+  }
+  uint64_t bytes = oee__task_bytes(snap);
+  if (eng->max_queue_bytes && eng->queue_bytes + bytes > eng->max_queue_bytes) {
+    return oee_error_set(err, OEE_EFULL,
+                         "queue is full: unfinished tasks hold %llu bytes and this one %llu; "
+                         "the limit max_queue_bytes is %llu",
+                         (unsigned long long)eng->queue_bytes, (unsigned long long)bytes,
+                         (unsigned long long)eng->max_queue_bytes);
   }
   snap->submit_index = t->index = eng->last_index + 1;
   snap->seq = eng->last_seq + 1;
@@ -97,6 +113,7 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
   if (rc != 0) return rc;
   eng->last_index++;
   eng->last_seq++;
+  eng->queue_bytes += bytes;
   return 0;
 }
 
