@@ -34,16 +34,17 @@ static uint64_t count(oee_engine *eng, oee_task_status st) {
 static void wait_count(oee_engine *eng, oee_task_status st, uint64_t want) {
   double until = now_s() + WAIT_S;
   while (count(eng, st) != want) {
-    if (now_s() > until) fail_msg("count stayed %llu, wanted %llu",
-                                  (unsigned long long)count(eng, st), (unsigned long long)want);
+    if (now_s() > until)
+      fail_msg("count stayed %llu, wanted %llu", (unsigned long long)count(eng, st),
+               (unsigned long long)want);
     usleep(20000);
   }
 }
 
 static void submit_echo(oee_engine *eng, int n) {
   oee_kv kv = {"message", "0123456789012345678901234567890123456789"};
-  oee_submit req = {.name = "t", .task_type = "echo", .priority = 5, .context = &kv,
-                    .context_len = 1};
+  oee_submit req = {
+      .name = "t", .task_type = "echo", .priority = 5, .context = &kv, .context_len = 1};
   for (int i = 0; i < n; i++) assert_int_equal(oee_engine_submit(eng, &req, NULL, NULL), 0);
 }
 
@@ -71,8 +72,8 @@ static void test_age_and_database(void **state) {
   (void)state;
   char dir[] = "/tmp/oee-test-retention-XXXXXX";
   assert_non_null(mkdtemp(dir));
-  oee_engine_config cfg = {.num_workers = 2, .data_dir = dir, .sync_normal = 1,
-                           .retention_seconds = 1};
+  oee_engine_config cfg = {
+      .num_workers = 2, .data_dir = dir, .sync_normal = 1, .retention_seconds = 1};
   oee_engine *eng;
   assert_int_equal(oee_engine_open(&cfg, &eng, NULL), 0);
   assert_int_equal(oee_engine_start(eng), 0);
@@ -100,8 +101,8 @@ static void test_max_queue_bytes(void **state) {
   assert_int_equal(oee_engine_create(&cfg, &eng), 0);
   submit_echo(eng, 2); /* 104 bytes, not started: both wait */
   oee_kv kv = {"message", "0123456789012345678901234567890123456789"};
-  oee_submit req = {.name = "t", .task_type = "echo", .priority = 5, .context = &kv,
-                    .context_len = 1};
+  oee_submit req = {
+      .name = "t", .task_type = "echo", .priority = 5, .context = &kv, .context_len = 1};
   oee_error err;
   assert_int_equal(oee_engine_submit(eng, &req, NULL, &err), OEE_EFULL);
   assert_non_null(strstr(err.message, "max_queue_bytes is 120"));
