@@ -79,11 +79,17 @@ static int register_builtins(oee_engine *eng) {
 }
 
 int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
+  return oee_engine_open(cfg, out, NULL);
+}
+
+int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err) {
   oee_engine_config defaults = {0};
   if (cfg == NULL) cfg = &defaults;
-  if (out == NULL || cfg->num_workers < 0) return OEE_EINVAL;
+  if (out == NULL || cfg->num_workers < 0) {
+    return oee_error_set(err, OEE_EINVAL, "num_workers must not be negative");
+  }
   oee_engine *eng = oee_calloc(1, sizeof(*eng));
-  if (eng == NULL) return OEE_ENOMEM;
+  if (eng == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory creating the engine");
   eng->num_workers = cfg->num_workers ? cfg->num_workers : OEE_DEFAULT_WORKERS;
   eng->max_queue = cfg->max_queue;
   eng->result_max = cfg->result_max_bytes ? cfg->result_max_bytes : OEE_DEFAULT_RESULT_MAX_BYTES;
@@ -94,12 +100,16 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   int rc = engine_init_locks(eng);
   if (rc != 0) {
     oee_free(eng);
-    return rc;
+    return oee_error_set(err, rc, "cannot create the engine's locks");
   }
   eng->store = oee__store_mem_create();
   rc = eng->store ? workers_create(eng) : OEE_ENOMEM;
   if (rc == 0) rc = oee__bus_create(&eng->bus);
   if (rc == 0) rc = register_builtins(eng);
+  if (rc != 0) oee_error_set(err, rc, "cannot create the engine: %s", oee_strerror(rc));
+  if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
+    rc = oee__durable_open(eng, cfg, err);
+  }
   if (rc != 0) {
     oee_engine_destroy(eng);
     return rc;
@@ -111,6 +121,8 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
 void oee_engine_destroy(oee_engine *eng) {
   if (eng == NULL) return;
   oee_engine_stop(eng, 0);
+  /* Stores the changes still pending; their callbacks touch the store. */
+  if (eng->committer || eng->db) oee__durable_close(eng);
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
   oee_heap_fini(&eng->queue);
   oee__bus_destroy(eng->bus);

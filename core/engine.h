@@ -94,6 +94,13 @@ struct oee_engine {
   size_t running_jobs;     /* guarded by lock */
   oee_job *running;        /* guarded by lock: list of running jobs */
   int64_t started_mono_ns; /* guarded by lock; CLOCK_MONOTONIC */
+  size_t pending_submits;  /* guarded by lock: accepted, row not stored yet */
+  oee_recovery recovered;  /* written once at create (durable.c) */
+
+  /* Durability (durable.c); both NULL for the memory store. Immutable
+   * after create (each has its own locks). */
+  struct oee_db *db;
+  struct oee_committer *committer;
 
   /* Immutable after create (the bus has its own lock, see events.c; the
    * workers' own fields are annotated in struct worker). */
@@ -141,5 +148,27 @@ void oee__engine_wake_one(oee_engine *eng);
 /* Releases eng->lock, then delivers the events published under it to the
  * subscribers (oee__bus_flush()). Used wherever the section published. */
 void oee__engine_unlock(oee_engine *eng);
+
+/* ------------------------------------------------ durability (durable.c) */
+
+/* Bytes every snapshot of this engine reserves for its commit link (0 for
+ * the memory store), and a pack with that prefix: every snapshot the engine
+ * makes must come from here. */
+size_t oee__engine_prefix(const oee_engine *eng);
+oee_task_info *oee__engine_pack(const oee_engine *eng, const oee_task_info *draft);
+/* Opens the database, starts the committer and recovers the stored tasks
+ * (at create, before any worker runs). */
+int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *err);
+/* Stores what is pending, stops the committer, closes the database. */
+void oee__durable_close(oee_engine *eng);
+/* Queues `snap` (the task's new current snapshot, lock held) for storing;
+ * its event is published once it is stored. */
+void oee__durable_change(oee_engine *eng, const oee_task_info *snap);
+/* Queues the deletion of a cleared task's row (lock held). */
+void oee__durable_delete(oee_engine *eng, const char *id);
+/* Hands a numbered new task (t->snap QUEUED, not in the store) to the
+ * committer; cb acknowledges it once stored (lock held). */
+int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, void *arg,
+                               oee_error *err);
 
 #endif /* OEE_ENGINE_H */

@@ -235,6 +235,14 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out);
 int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err);
 /* 1 when the engine stores its tasks (created with a data_dir). */
 int oee_engine_durable(const oee_engine *eng);
+
+/* What a durable engine found in its database when it was created. */
+typedef struct oee_recovery {
+  uint64_t queued;      /* back in the queue */
+  uint64_t interrupted; /* were RUNNING: ended ERROR "interrupted: server restarted" */
+  uint64_t finished;    /* kept as they were */
+} oee_recovery;
+void oee_engine_recovery(const oee_engine *eng, oee_recovery *out);
 /* Stops (with a zero drain timeout if still running) and frees everything.
  * All subscriptions must be closed first. */
 void oee_engine_destroy(oee_engine *eng);
