@@ -82,10 +82,8 @@ static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
 void oee__durable_change(oee_engine *eng, const oee_task_info *snap) {
   oee_commit_item *item = oee__snap_prefix(snap);
   if (item == NULL) abort(); /* every engine snapshot is packed with its link */
-  *item = (oee_commit_item){.snap = oee_task_info_ref(snap),
-                            .must_store = 1,
-                            .done = change_stored,
-                            .arg = eng};
+  *item = (oee_commit_item){
+      .snap = oee_task_info_ref(snap), .must_store = 1, .done = change_stored, .arg = eng};
   oee_committer_append(eng->committer, item);
 }
 
