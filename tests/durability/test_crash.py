@@ -129,7 +129,7 @@ class Client(threading.Thread):
             name = self.name()
             resp = stub.SubmitPipeline(pb.SubmitPipelineRequest(
                 pipeline_id=name, name=name, input=name,
-                strategy=pb.PipelineStrategy.Value("PIPELINE_STRATEGY_LOCAL_FAST_PRECISE"),
+                strategy=pb.PipelineStrategy.Value("LOCAL_FAST_PRECISE"),
                 stages=[pb.PipelineStage(name="a", model_id="echo")]), timeout=RPC_TIMEOUT)
             self.keep(resp.task, "pipeline")
 
@@ -172,7 +172,9 @@ class CrashTest(unittest.TestCase):
             srv = Server(data, config)
             if restarts:
                 restarts[-1] = (restarts[-1][0], srv.started_ns)
-            clients = [Client(i, srv.target, acked, lock, runlog) for i in range(CLIENTS)]
+            # Client numbers are unique over all rounds, so are the names.
+            clients = [Client(k * CLIENTS + i, srv.target, acked, lock, runlog)
+                       for i in range(CLIENTS)]
             for c in clients:
                 c.start()
             time.sleep(rng.uniform(0.05, 0.6))
