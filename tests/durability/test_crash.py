@@ -199,6 +199,10 @@ class CrashTest(unittest.TestCase):
         tasks = list_all(stub)
         channel.close()
         self.assertEqual(srv.stop(), 0)
+        # Under --config=asan/tsan the server reports there, killed or not.
+        with open(os.path.join(root, "server.log")) as f:
+            reports = [line for line in f if "Sanitizer" in line]
+        self.assertEqual(reports, [], "the server's log has sanitizer reports")
         self.check(tasks, acked, runlog, restarts)
 
     def check(self, tasks, acked, runlog, restarts):
