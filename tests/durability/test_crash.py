@@ -222,7 +222,8 @@ class CrashTest(unittest.TestCase):
             self.assertIn(t.status, (DONE, ERROR, CANCELLED), t)
             interrupted = t.status == ERROR and t.error_message == INTERRUPTED
             if t.task_type == "exec":
-                self.assertLessEqual(runs[t.name], 1, "exec task ran twice: %s" % t.name)
+                self.assertLessEqual(runs[t.name], 1, "exec task ran twice: %s (status %d %r)" % (
+                    t.name, t.status, t.error_message))
                 if t.status == DONE:
                     self.assertEqual(runs[t.name], 1, t)
             elif t.task_type == "echo" and not interrupted:
