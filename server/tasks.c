@@ -39,66 +39,159 @@ static int within_limits(const oee_server_config *cfg, reply_ctx *out,
   return 1;
 }
 
-/* Submits one request; on a refusal fills the message. */
-static grpc_status_code submit_one(oee_service *s, reply_ctx *out,
-                                   const Oee__V1__SubmitTaskRequest *m,
-                                   const oee_task_info **task) {
+/* Turns a request into a core submission (context in the reply's arena);
+ * on a transport limit fills the message and returns 0. */
+static int submission(oee_service *s, reply_ctx *out, const Oee__V1__SubmitTaskRequest *m,
+                      oee_submit *req) {
   int prio = m->priority_present_case == OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY
                  ? m->priority
                  : OEE_PRIORITY_DEFAULT;
-  if (!within_limits(s->cfg, out, m)) return GRPC_STATUS_INVALID_ARGUMENT;
+  if (!within_limits(s->cfg, out, m)) return 0;
   oee_kv *kv = oee_arena_alloc(&out->arena, (m->n_context + 1) * sizeof(*kv));
   for (size_t i = 0; i < m->n_context; i++) {
     kv[i].key = m->context[i]->key ? m->context[i]->key : "";
     kv[i].value = m->context[i]->value ? m->context[i]->value : "";
   }
-  oee_submit req = {m->name, m->task_type, prio, kv, m->n_context};
-  oee_error err;
-  if (oee_engine_submit(s->eng, &req, task, &err) != 0) return oee_reply_refused(out, &err);
-  return GRPC_STATUS_OK;
+  *req = (oee_submit){m->name, m->task_type, prio, kv, m->n_context};
+  return 1;
 }
 
-grpc_status_code oee_h_submit_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
-  const oee_task_info *t;
-  grpc_status_code code = submit_one(s, out, (const Oee__V1__SubmitTaskRequest *)req, &t);
-  if (code != GRPC_STATUS_OK) return code;
-  oee_reply_keep_task(out, t);
+/* A core result as a status code; the reason, when one is given, in the
+ * reply's message (OEE_EIO: UNAVAILABLE "storage: <cause>"). */
+static grpc_status_code refused(reply_ctx *out, int rc, const oee_error *err) {
+  oee_error e = {.code = rc};
+  return oee_reply_refused(out, err != NULL ? err : &e);
+}
+
+/* SubmitTask's answer, once the task is stored (commit thread, or the CQ
+ * thread inside the engine call with the memory store). */
+static void task_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  reply_ctx *out = arg;
+  if (rc != 0) {
+    oee_reply_send(out, refused(out, rc, err));
+    return;
+  }
+  oee_reply_keep_task(out, oee_task_info_ref(t));
   Oee__V1__SubmitTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
   oee__v1__submit_task_response__init(resp);
   resp->task_id = (char *)t->id;
   resp->task = oee_pb_task(&out->arena, t);
   out->msg = &resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
+grpc_status_code oee_h_submit_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
+  oee_submit sub;
+  if (!submission(s, out, (const Oee__V1__SubmitTaskRequest *)req, &sub)) {
+    return GRPC_STATUS_INVALID_ARGUMENT;
+  }
+  oee_reply_defer(out); /* from here the callback may answer at any time */
+  oee_error err;
+  int rc = oee_engine_submit_async(s->eng, &sub, task_submitted, out, &err);
+  if (rc != 0) oee_reply_send(out, refused(out, rc, &err));
   return GRPC_STATUS_OK;
 }
 
-/* The snapshots a batch reply borrows from, released after packing. */
+/*
+ * SubmitTasks: every entry is submitted asynchronously and the one reply is
+ * sent when the last entry is settled. `left` counts the entries not settled
+ * plus one for the handler, so the reply cannot be built while the handler
+ * still fills entries. Callbacks (commit thread) touch only their own entry
+ * (snaps[i] or failed[i]) and never the arena; the handler writes the
+ * refused entries' results; whoever settles last builds the reply.
+ */
 typedef struct batch {
+  reply_ctx *out;
+  Oee__V1__SubmitTasksResponse *resp; /* results preallocated, n entries */
   size_t n;
-  const oee_task_info **snaps; /* n entries, NULL where refused */
+  const oee_task_info **snaps; /* the stored snapshot (a reference), or NULL */
+  char **failed;               /* a failed commit's reason (malloc'd), or NULL */
+  grpc_status_code *codes;     /* the failed commit's code */
+  atomic_size_t left;
 } batch;
+
+typedef struct batch_entry {
+  batch *b;
+  size_t i;
+} batch_entry;
 
 static void release_batch(void *arg) {
   batch *b = arg;
   for (size_t i = 0; i < b->n; i++) {
     if (b->snaps[i]) oee_task_info_unref(b->snaps[i]);
+    free(b->failed[i]);
   }
 }
 
-static Oee__V1__SubmitTaskResult *batch_entry(oee_service *s, reply_ctx *out,
-                                              const Oee__V1__SubmitTaskRequest *m,
-                                              const oee_task_info **snap) {
-  Oee__V1__SubmitTaskResult *res = oee_arena_alloc(&out->arena, sizeof(*res));
-  oee__v1__submit_task_result__init(res);
-  grpc_status_code code = submit_one(s, out, m, snap);
-  res->code = (int32_t)code;
-  if (code == GRPC_STATUS_OK) {
-    res->task_id = (char *)(*snap)->id;
-    res->task = oee_pb_task(&out->arena, *snap);
-  } else {
-    *snap = NULL;
-    res->message = oee_arena_printf(&out->arena, "%s", out->err);
+static void batch_reply(batch *b) {
+  reply_ctx *out = b->out;
+  for (size_t i = 0; i < b->n; i++) {
+    Oee__V1__SubmitTaskResult *res = b->resp->results[i];
+    if (b->snaps[i]) {
+      res->task_id = (char *)b->snaps[i]->id;
+      res->task = oee_pb_task(&out->arena, b->snaps[i]);
+    } else if (b->failed[i]) {
+      res->code = (int32_t)b->codes[i];
+      res->message = oee_arena_printf(&out->arena, "%s", b->failed[i]);
+    }
   }
-  return res;
+  out->msg = &b->resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
+static void batch_settle(batch *b) {
+  if (atomic_fetch_sub(&b->left, 1) == 1) batch_reply(b);
+}
+
+static void entry_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  batch_entry *e = arg;
+  batch *b = e->b;
+  if (rc == 0) {
+    b->snaps[e->i] = oee_task_info_ref(t);
+  } else {
+    b->codes[e->i] = oee_status_from_error(rc);
+    b->failed[e->i] = strdup(err && err->message[0] ? err->message : oee_strerror(rc));
+    if (b->failed[e->i] == NULL) abort(); /* a result cannot be left unsaid */
+  }
+  batch_settle(b);
+}
+
+/* Submits entry i; a refusal is written into its result at once. */
+static void batch_submit(oee_service *s, batch *b, size_t i, const Oee__V1__SubmitTaskRequest *m) {
+  reply_ctx *out = b->out;
+  Oee__V1__SubmitTaskResult *res = b->resp->results[i];
+  batch_entry *e = oee_arena_alloc(&out->arena, sizeof(*e));
+  *e = (batch_entry){b, i};
+  oee_submit sub;
+  oee_error err;
+  grpc_status_code code = GRPC_STATUS_INVALID_ARGUMENT;
+  if (submission(s, out, m, &sub)) {
+    int rc = oee_engine_submit_async(s->eng, &sub, entry_submitted, e, &err);
+    if (rc == 0) return; /* settled by its callback */
+    code = refused(out, rc, &err);
+  }
+  res->code = (int32_t)code;
+  res->message = oee_arena_printf(&out->arena, "%s", out->err);
+  batch_settle(b);
+}
+
+static batch *batch_new(reply_ctx *out, size_t n) {
+  batch *b = oee_arena_alloc(&out->arena, sizeof(*b));
+  b->out = out;
+  b->n = n;
+  b->snaps = oee_arena_alloc(&out->arena, n * sizeof(*b->snaps));
+  b->failed = oee_arena_alloc(&out->arena, n * sizeof(*b->failed));
+  b->codes = oee_arena_alloc(&out->arena, n * sizeof(*b->codes));
+  atomic_init(&b->left, n + 1);
+  b->resp = oee_arena_alloc(&out->arena, sizeof(*b->resp));
+  oee__v1__submit_tasks_response__init(b->resp);
+  b->resp->results = oee_arena_alloc(&out->arena, n * sizeof(*b->resp->results));
+  b->resp->n_results = n;
+  for (size_t i = 0; i < n; i++) {
+    b->resp->results[i] = oee_arena_alloc(&out->arena, sizeof(**b->resp->results));
+    oee__v1__submit_task_result__init(b->resp->results[i]);
+  }
+  return b;
 }
 
 grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
@@ -109,18 +202,11 @@ grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req,
                   n);
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
-  batch *b = oee_arena_alloc(&out->arena, sizeof(*b));
-  b->snaps = oee_arena_alloc(&out->arena, n * sizeof(*b->snaps));
-  Oee__V1__SubmitTasksResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  oee__v1__submit_tasks_response__init(resp);
-  resp->results = oee_arena_alloc(&out->arena, n * sizeof(*resp->results));
+  batch *b = batch_new(out, n);
   oee_reply_release(out, release_batch, b);
-  for (size_t i = 0; i < n; i++) {
-    resp->results[i] = batch_entry(s, out, m->requests[i], &b->snaps[i]);
-    b->n = i + 1;
-  }
-  resp->n_results = n;
-  out->msg = &resp->base;
+  oee_reply_defer(out);
+  for (size_t i = 0; i < n; i++) batch_submit(s, b, i, m->requests[i]);
+  batch_settle(b); /* the handler's own count: the reply may go now */
   return GRPC_STATUS_OK;
 }
 
