@@ -28,7 +28,10 @@ static void on_ack(void *arg, int rc, const oee_task_info *t, const oee_error *e
   (void)arg;
   (void)t;
   (void)err;
-  if (rc == 0) atomic_fetch_add(&acked, 1); else atomic_fetch_add(&failed, 1);
+  if (rc == 0)
+    atomic_fetch_add(&acked, 1);
+  else
+    atomic_fetch_add(&failed, 1);
 }
 
 static void die(const char *what, const oee_error *err) {
@@ -39,8 +42,8 @@ static void die(const char *what, const oee_error *err) {
 /* Submits n no-op tasks without waiting and times until all are acknowledged. */
 static double submit_all(oee_engine *eng, long n) {
   oee_kv kv = {"message", "a payload of some forty bytes, like a job"};
-  oee_submit req = {.name = "bench", .task_type = "echo", .priority = 5, .context = &kv,
-                    .context_len = 1};
+  oee_submit req = {
+      .name = "bench", .task_type = "echo", .priority = 5, .context = &kv, .context_len = 1};
   atomic_store(&acked, 0);
   atomic_store(&failed, 0);
   double t0 = now_s();

@@ -12,7 +12,10 @@
  *    write that fails refuses it and nothing is left of it.
  *  - Changes: every later snapshot (RUNNING, DONE, ...) is swapped in at once
  *    as before, so the engine's decisions see it, and appended to the
- *    committer, which stores it and only then publishes its event. Events
+ *    committer, which stores it and only then publishes its event. A worker
+ *    runs its job only once the RUNNING change is stored, so after a crash
+ *    a task that may have run is found RUNNING (and ends interrupted), never
+ *    QUEUED to run a second time. Events
  *    thus reach watchers in seq order, each after its change is stored, and
  *    the stored counters are never behind a sequence number a watcher saw.
  *    A change that cannot be stored is retried until it is (committer.c).
@@ -72,8 +75,15 @@ static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
   (void)err;
   oee_engine *eng = item->arg;
   if (rc == 0) {
+    const oee_task_info *snap = item->snap;
     oee__lock(&eng->lock);
-    oee__bus_publish(eng->bus, item->snap);
+    oee__bus_publish(eng->bus, snap);
+    if (snap->status == OEE_TASK_RUNNING && snap->worker_id >= 0 &&
+        snap->worker_id < eng->num_workers) { /* its worker may run it now */
+      worker *w = &eng->workers[snap->worker_id];
+      w->start_stored_seq = snap->seq;
+      oee__signal(&w->wake);
+    }
     oee__engine_unlock(eng);
   }
   oee_task_info_unref(item->snap);

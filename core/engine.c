@@ -251,6 +251,10 @@ static void *worker_main(void *arg) {
     }
     /* More work queued and someone idle: pass the baton before running. */
     if (eng->queue.len > 0) oee__engine_wake_one(eng);
+    /* A durable engine runs a task only once its start is stored: a crash
+     * then finds it RUNNING and ends it interrupted, and never runs it a
+     * second time as if it had never started. */
+    while (eng->committer && w->start_stored_seq != j->snap->seq) oee__wait(&w->wake, &eng->lock);
     oee__engine_unlock(eng);
     job_run(eng, j);
     oee__lock(&eng->lock);

@@ -61,6 +61,9 @@ typedef struct worker {
   pthread_cond_t wake;          /* waited on with eng->lock; signalled when
                                  * taken off the idle stack */
   char current[OEE_ID_LEN + 1]; /* guarded by eng->lock */
+  uint64_t start_stored_seq;    /* guarded by eng->lock: seq of the last RUNNING
+                                 * change of this worker's jobs that is stored
+                                 * (durable engines run a job only after it) */
   uint64_t completed, failed;   /* guarded by eng->lock */
 } worker;
 
