@@ -37,6 +37,9 @@ static int set_defaults(oee_server_config *c) {
   c->max_context_bytes = OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES;
   c->max_stages = OEE_SERVER_DEFAULT_MAX_STAGES;
   c->max_result_bytes = OEE_DEFAULT_RESULT_MAX_BYTES;
+  c->retention_seconds = OEE_SERVER_DEFAULT_RETENTION_SECONDS;
+  c->max_finished = OEE_SERVER_DEFAULT_MAX_FINISHED;
+  c->max_queue_bytes = OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES;
   c->store = OEE_SERVER_DEFAULT_STORE;
   c->data_dir = strdup(OEE_SERVER_DEFAULT_DATA_DIR);
   if (c->listen == NULL || c->data_dir == NULL || oee_exec_table_create(&c->commands) != 0 ||
@@ -265,6 +268,8 @@ static size_t *limit_key(oee_server_config *c, const char *key) {
       {"max_context_bytes", &c->max_context_bytes},
       {"max_stages", &c->max_stages},
       {"max_result_bytes", &c->max_result_bytes},
+      {"max_finished", &c->max_finished},
+      {"max_queue_bytes", &c->max_queue_bytes},
   };
   for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
     if (strcmp(limits[i].key, key) == 0) return limits[i].field;
@@ -290,6 +295,9 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   }
   size_t *limit = limit_key(c, key);
   if (limit) return json_count(v, key, 1, limit, err, len);
+  if (strcmp(key, "retention_seconds") == 0) { /* 0: never by age */
+    return json_count(v, key, 0, &c->retention_seconds, err, len);
+  }
   if (strcmp(key, "drain_timeout_seconds") == 0)
     return json_number(v, key, &c->drain_timeout, err, len);
   if (strcmp(key, "store") == 0 || strcmp(key, "data_dir") == 0 || strcmp(key, "sync") == 0) {

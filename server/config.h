@@ -30,6 +30,9 @@
  * OEE_SERVER_DEFAULT_STORE to OEE_STORE_SQLITE then). */
 #define OEE_SERVER_DEFAULT_STORE OEE_STORE_MEMORY
 #define OEE_SERVER_DEFAULT_DATA_DIR "./oee-data"
+#define OEE_SERVER_DEFAULT_RETENTION_SECONDS ((size_t)604800) /* a week */
+#define OEE_SERVER_DEFAULT_MAX_FINISHED ((size_t)1000000)
+#define OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES ((size_t)1 << 30)
 /* The most worker threads a flag, variable or file may ask for. */
 #define OEE_SERVER_MAX_WORKERS 1024
 
@@ -59,6 +62,9 @@ typedef struct oee_server_config {
   oee_store_kind store;     /* OEE_SERVER_DEFAULT_STORE */
   char *data_dir;           /* OEE_SERVER_DEFAULT_DATA_DIR; used by sqlite only */
   int sync_normal;          /* 0: sync "full" (the default), 1: "normal" */
+  size_t retention_seconds; /* finished tasks deleted this long after completion; 0 = never */
+  size_t max_finished;      /* finished tasks kept at most, oldest completed deleted first */
+  size_t max_queue_bytes;   /* name + task_type + context of all unfinished tasks */
   char *config_path;        /* NULL when no file was read */
   oee_exec_table *commands; /* owned; never NULL after a successful load */
   oee_model_table *models;  /* owned; never NULL after a successful load */

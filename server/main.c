@@ -36,6 +36,9 @@ static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
   int sqlite = cfg->store == OEE_STORE_SQLITE;
   oee_engine_config ec = {.num_workers = cfg->workers,
                           .max_queue = cfg->max_queue,
+                          .retention_seconds = cfg->retention_seconds,
+                          .max_finished = cfg->max_finished,
+                          .max_queue_bytes = cfg->max_queue_bytes,
                           .result_max_bytes = cfg->max_result_bytes,
                           .commands = cfg->commands,
                           .models = cfg->models,

@@ -62,6 +62,9 @@ static void test_defaults(void **state) {
   assert_int_equal(c.store, OEE_STORE_MEMORY); /* sqlite once every suite runs on it */
   assert_string_equal(c.data_dir, "./oee-data");
   assert_int_equal(c.sync_normal, 0);
+  assert_int_equal(c.retention_seconds, 604800);
+  assert_int_equal(c.max_finished, 1000000);
+  assert_int_equal(c.max_queue_bytes, (size_t)1 << 30);
   assert_string_equal(oee_store_name(c.store), "memory");
   assert_string_equal(oee_sync_name(c.sync_normal), "full");
   assert_int_equal(oee_exec_table_size(c.commands), 0);
@@ -194,6 +197,9 @@ static void test_file_errors_name_the_key(void **state) {
   expect_error("{\"sync\": true}", "\"sync\"");
   expect_error("{\"data_dir\": \"\"}", "\"data_dir\"");
   expect_error("{\"data_dir\": 7}", "\"data_dir\"");
+  expect_error("{\"retention_seconds\": -1}", "\"retention_seconds\"");
+  expect_error("{\"max_finished\": 0}", "\"max_finished\"");
+  expect_error("{\"max_queue_bytes\": \"1G\"}", "\"max_queue_bytes\"");
 }
 
 static void test_flag_and_env_errors(void **state) {
