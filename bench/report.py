@@ -297,6 +297,11 @@ w("| measurement | figure |")
 w("| --- | --- |")
 w(f"| submissions/s, 1 thread (1,000,000 tasks, workers not started) | {fnum(core_t1)} |")
 w(f"| submissions/s, 2 threads | {fnum(core_t2)} ({fnum(ratio(core_t2, core_t1), 2)}x one thread) |")
+w(f"| durable acknowledged submissions/s, one thread, async (memory / sqlite sync full / normal) | "
+  f"{fnum(get('core.durable.memory', 'rate'))} / {fnum(get('core.durable.full', 'rate'))} / "
+  f"{fnum(get('core.durable.normal', 'rate'))} |")
+w(f"| durable start-up: open and recover {fnum(get('core.durable.open', 'tasks'))} stored tasks | "
+  f"{fnum(get('core.durable.open', 'seconds'), 2)} s |")
 w(f"| task ids/s, UUIDv7 from a getrandom buffer vs libuuid `uuid_generate_random` | "
   f"{fnum(get('core.ids', 'v7_per_s'))} vs {fnum(get('core.ids', 'libuuid_random_per_s'))} "
   f"({fnum(get('core.ids', 'speedup'), 1)}x) |")

@@ -46,6 +46,7 @@ struct oee_commit_item {
   const char *deleted;       /* an id to delete (borrowed), or NULL */
   int must_store;            /* 1: retried until stored, never refused */
   oee_commit_done_fn done;   /* may be NULL */
+  void *arg;                 /* the producer's, for `done` */
 };
 
 typedef struct oee_committer_stats {

@@ -88,12 +88,14 @@ int oee_db_write(oee_db *db, const oee_db_batch *batch, oee_error *err);
 typedef int (*oee_db_load_fn)(const oee_task_info *t, void *arg);
 
 /*
- * Recovery: calls fn for every unfinished task (QUEUED, RUNNING) in
- * submission order, and fills by_status/by_type counts through `count_fn`
- * (called once per (task_type, status) pair present, NULL = skip).
+ * Recovery: calls fn for every stored task in submission order (`all`), or
+ * only for the unfinished ones (QUEUED, RUNNING), then reports the counts
+ * through `count_fn` (once per (task_type, status) pair present; NULL =
+ * skip).
  */
 typedef void (*oee_db_count_fn)(const char *task_type, oee_task_status st, uint64_t n, void *arg);
-int oee_db_load(oee_db *db, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg, oee_error *err);
+int oee_db_load(oee_db *db, int all, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg,
+                oee_error *err);
 
 /* The stored task with this id (any case): 0 and a new snapshot the caller
  * unrefs, OEE_ENOENT, or another error. Any thread. */

@@ -504,10 +504,11 @@ static int load_counts(sqlite3 *conn, oee_db_count_fn fn, void *arg, oee_error *
   return rc == SQLITE_DONE ? 0 : db_fail(err, conn, "count tasks");
 }
 
-static int load_unfinished(sqlite3 *conn, oee_db_load_fn fn, void *arg, oee_error *err) {
-  static const char SQL[] = "SELECT " COLUMNS " FROM tasks WHERE status < 3 ORDER BY idx";
+static int load_tasks(sqlite3 *conn, int all, oee_db_load_fn fn, void *arg, oee_error *err) {
+  static const char ALL[] = "SELECT " COLUMNS " FROM tasks ORDER BY idx";
+  static const char UNFINISHED[] = "SELECT " COLUMNS " FROM tasks WHERE status < 3 ORDER BY idx";
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(conn, SQL, -1, &st, NULL) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(conn, all ? ALL : UNFINISHED, -1, &st, NULL) != SQLITE_OK) {
     return db_fail(err, conn, "load tasks");
   }
   int rc, ret = 0;
@@ -525,10 +526,10 @@ static int load_unfinished(sqlite3 *conn, oee_db_load_fn fn, void *arg, oee_erro
   return ret;
 }
 
-int oee_db_load(oee_db *db, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg,
+int oee_db_load(oee_db *db, int all, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg,
                 oee_error *err) {
   if (pthread_mutex_lock(&db->write_lock) != 0) abort();
-  int rc = load_unfinished(db->writer, fn, arg, err);
+  int rc = load_tasks(db->writer, all, fn, arg, err);
   if (rc == 0 && count_fn) rc = load_counts(db->writer, count_fn, arg, err);
   pthread_mutex_unlock(&db->write_lock);
   return rc;

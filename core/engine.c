@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/committer.h"
 #include "core/oee_alloc.h"
 #include "core/sync.h"
 
@@ -47,7 +48,10 @@ static int engine_init_locks(oee_engine *eng) {
   if (pthread_rwlock_init(&eng->exec_lock, NULL) != 0) return OEE_ENOMEM;
   if (oee__mutex_init(&eng->lock) != 0) goto no_mutex;
   if (oee__cond_init(&eng->drain_cv) != 0) goto no_cond;
+  if (oee__cond_init(&eng->retention_cv) != 0) goto no_retention_cond;
   return 0;
+no_retention_cond:
+  pthread_cond_destroy(&eng->drain_cv);
 no_cond:
   pthread_mutex_destroy(&eng->lock);
 no_mutex:
@@ -79,27 +83,40 @@ static int register_builtins(oee_engine *eng) {
 }
 
 int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
+  return oee_engine_open(cfg, out, NULL);
+}
+
+int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err) {
   oee_engine_config defaults = {0};
   if (cfg == NULL) cfg = &defaults;
-  if (out == NULL || cfg->num_workers < 0) return OEE_EINVAL;
+  if (out == NULL || cfg->num_workers < 0) {
+    return oee_error_set(err, OEE_EINVAL, "num_workers must not be negative");
+  }
   oee_engine *eng = oee_calloc(1, sizeof(*eng));
-  if (eng == NULL) return OEE_ENOMEM;
+  if (eng == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory creating the engine");
   eng->num_workers = cfg->num_workers ? cfg->num_workers : OEE_DEFAULT_WORKERS;
   eng->max_queue = cfg->max_queue;
   eng->result_max = cfg->result_max_bytes ? cfg->result_max_bytes : OEE_DEFAULT_RESULT_MAX_BYTES;
   eng->commands = cfg->commands;
   eng->models = cfg->models;
+  eng->retention_seconds = cfg->retention_seconds;
+  eng->max_finished = cfg->max_finished;
+  eng->max_queue_bytes = cfg->max_queue_bytes;
   eng->accepting = 1;
   oee_heap_init(&eng->queue, task_less, task_setpos);
   int rc = engine_init_locks(eng);
   if (rc != 0) {
     oee_free(eng);
-    return rc;
+    return oee_error_set(err, rc, "cannot create the engine's locks");
   }
   eng->store = oee__store_mem_create();
   rc = eng->store ? workers_create(eng) : OEE_ENOMEM;
   if (rc == 0) rc = oee__bus_create(&eng->bus);
   if (rc == 0) rc = register_builtins(eng);
+  if (rc != 0) oee_error_set(err, rc, "cannot create the engine: %s", oee_strerror(rc));
+  if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
+    rc = oee__durable_open(eng, cfg, err);
+  }
   if (rc != 0) {
     oee_engine_destroy(eng);
     return rc;
@@ -111,6 +128,8 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
 void oee_engine_destroy(oee_engine *eng) {
   if (eng == NULL) return;
   oee_engine_stop(eng, 0);
+  /* Stores the changes still pending; their callbacks touch the store. */
+  if (eng->committer || eng->db) oee__durable_close(eng);
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
   oee_heap_fini(&eng->queue);
   oee__bus_destroy(eng->bus);
@@ -124,6 +143,7 @@ void oee_engine_destroy(oee_engine *eng) {
   }
   oee_free(eng->workers);
   pthread_cond_destroy(&eng->drain_cv);
+  pthread_cond_destroy(&eng->retention_cv);
   pthread_mutex_destroy(&eng->lock);
   pthread_rwlock_destroy(&eng->exec_lock);
   oee_free(eng);
@@ -231,6 +251,10 @@ static void *worker_main(void *arg) {
     }
     /* More work queued and someone idle: pass the baton before running. */
     if (eng->queue.len > 0) oee__engine_wake_one(eng);
+    /* A durable engine runs a task only once its start is stored: a crash
+     * then finds it RUNNING and ends it interrupted, and never runs it a
+     * second time as if it had never started. */
+    while (eng->committer && w->start_stored_seq != j->snap->seq) oee__wait(&w->wake, &eng->lock);
     oee__engine_unlock(eng);
     job_run(eng, j);
     oee__lock(&eng->lock);
@@ -256,6 +280,7 @@ int oee_engine_start(oee_engine *eng) {
     w->id = i;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) abort();
   }
+  if (oee__retention_start(eng) != 0) abort(); /* a thread could not start */
   return 0;
 }
 
@@ -300,9 +325,12 @@ int oee_engine_stop(oee_engine *eng, int64_t drain_ms) {
   for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__signal(&eng->workers[i].wake);
   drain_locked(eng, drain_ms);
   oee__unlock(&eng->lock);
-  if (!was_started) return 0;
-  for (int i = 0; i < eng->num_workers; i++) {
-    pthread_join(eng->workers[i].thread, NULL);
+  oee__retention_stop(eng);
+  if (was_started) {
+    for (int i = 0; i < eng->num_workers; i++) pthread_join(eng->workers[i].thread, NULL);
   }
+  /* A durable engine publishes a change once it is stored: wait for the
+   * last ones, so every final event is out when stop returns. */
+  if (eng->committer) oee_committer_flush(eng->committer);
   return 0;
 }

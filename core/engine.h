@@ -61,6 +61,9 @@ typedef struct worker {
   pthread_cond_t wake;          /* waited on with eng->lock; signalled when
                                  * taken off the idle stack */
   char current[OEE_ID_LEN + 1]; /* guarded by eng->lock */
+  uint64_t start_stored_seq;    /* guarded by eng->lock: seq of the last RUNNING
+                                 * change of this worker's jobs that is stored
+                                 * (durable engines run a job only after it) */
   uint64_t completed, failed;   /* guarded by eng->lock */
 } worker;
 
@@ -80,28 +83,44 @@ struct oee_engine {
   pthread_rwlock_t exec_lock;
   executor *executors; /* guarded by exec_lock */
 
-  pthread_mutex_t lock;    /* the engine lock */
-  pthread_cond_t drain_cv; /* waited on with lock: stop() waits here
-                            * for running jobs */
-  oee_store *store;        /* guarded by lock (the store has none) */
-  oee_heap queue;          /* guarded by lock: QUEUED tasks, highest
-                            * priority first */
-  uint64_t last_index;     /* guarded by lock: submission counter */
-  uint64_t last_seq;       /* guarded by lock: event counter */
-  int accepting;           /* guarded by lock: submissions allowed */
-  int started, stopping;   /* guarded by lock */
-  worker *idle;            /* guarded by lock: workers waiting for a task */
-  size_t running_jobs;     /* guarded by lock */
-  oee_job *running;        /* guarded by lock: list of running jobs */
-  int64_t started_mono_ns; /* guarded by lock; CLOCK_MONOTONIC */
+  pthread_mutex_t lock;        /* the engine lock */
+  pthread_cond_t drain_cv;     /* waited on with lock: stop() waits here
+                                * for running jobs */
+  oee_store *store;            /* guarded by lock (the store has none) */
+  oee_heap queue;              /* guarded by lock: QUEUED tasks, highest
+                                * priority first */
+  uint64_t last_index;         /* guarded by lock: submission counter */
+  uint64_t last_seq;           /* guarded by lock: event counter */
+  int accepting;               /* guarded by lock: submissions allowed */
+  int started, stopping;       /* guarded by lock */
+  worker *idle;                /* guarded by lock: workers waiting for a task */
+  size_t running_jobs;         /* guarded by lock */
+  oee_job *running;            /* guarded by lock: list of running jobs */
+  int64_t started_mono_ns;     /* guarded by lock; CLOCK_MONOTONIC */
+  size_t pending_submits;      /* guarded by lock: accepted, row not stored yet */
+  uint64_t queue_bytes;        /* guarded by lock: name + task_type + context
+                                * bytes of unfinished (and pending) tasks */
+  int retention_stop;          /* guarded by lock: the retention thread ends */
+  int retention_running;       /* the thread exists; start/stop callers only */
+  pthread_cond_t retention_cv; /* waited on with lock by the retention thread */
+  pthread_t retention_thread;
+  oee_recovery recovered; /* written once at create (durable.c) */
+
+  /* Durability (durable.c); both NULL for the memory store. Immutable
+   * after create (each has its own locks). */
+  struct oee_db *db;
+  struct oee_committer *committer;
 
   /* Immutable after create (the bus has its own lock, see events.c; the
    * workers' own fields are annotated in struct worker). */
   oee_bus *bus;
   worker *workers;
   int num_workers;
-  size_t max_queue;  /* tasks; 0 = unlimited */
-  size_t result_max; /* bytes kept of a result */
+  size_t max_queue;           /* tasks; 0 = unlimited */
+  uint64_t max_queue_bytes;   /* 0 = unlimited */
+  uint64_t retention_seconds; /* 0 = finished tasks never expire by age */
+  uint64_t max_finished;      /* 0 = no bound on finished tasks kept */
+  size_t result_max;          /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
 };
@@ -141,5 +160,35 @@ void oee__engine_wake_one(oee_engine *eng);
 /* Releases eng->lock, then delivers the events published under it to the
  * subscribers (oee__bus_flush()). Used wherever the section published. */
 void oee__engine_unlock(oee_engine *eng);
+
+/* Bytes a task counts against max_queue_bytes: name, type and context. */
+uint64_t oee__task_bytes(const oee_task_info *t);
+
+/* The retention thread (retention.c): started with the workers when a rule
+ * is set, stopped with them. */
+int oee__retention_start(oee_engine *eng);
+void oee__retention_stop(oee_engine *eng);
+
+/* ------------------------------------------------ durability (durable.c) */
+
+/* Bytes every snapshot of this engine reserves for its commit link (0 for
+ * the memory store), and a pack with that prefix: every snapshot the engine
+ * makes must come from here. */
+size_t oee__engine_prefix(const oee_engine *eng);
+oee_task_info *oee__engine_pack(const oee_engine *eng, const oee_task_info *draft);
+/* Opens the database, starts the committer and recovers the stored tasks
+ * (at create, before any worker runs). */
+int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *err);
+/* Stores what is pending, stops the committer, closes the database. */
+void oee__durable_close(oee_engine *eng);
+/* Queues `snap` (the task's new current snapshot, lock held) for storing;
+ * its event is published once it is stored. */
+void oee__durable_change(oee_engine *eng, const oee_task_info *snap);
+/* Queues the deletion of a cleared task's row (lock held). */
+void oee__durable_delete(oee_engine *eng, const char *id);
+/* Hands a numbered new task (t->snap QUEUED, not in the store) to the
+ * committer; cb acknowledges it once stored (lock held). */
+int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, void *arg,
+                               oee_error *err);
 
 #endif /* OEE_ENGINE_H */

@@ -35,6 +35,10 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type, oee_execut
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
                                void (*payload_free)(void *), const oee_task_info **out,
                                oee_error *err);
+/* The same without waiting: see oee_engine_submit_async() for `cb`. */
+int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
+                             void (*payload_free)(void *), oee_submit_cb cb, void *arg,
+                             oee_error *err);
 
 /* The payload of the job's task (borrowed; lives as long as the task). */
 void *oee__job_payload(oee_job *job);

@@ -24,12 +24,19 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   const oee_task_info *old = t->snap;
   t->snap = next;
   eng->store->ops->changed(eng->store, t, from);
-  oee__bus_publish(eng->bus, next);
+  if (!oee_task_status_is_terminal(from) && oee_task_status_is_terminal(next->status)) {
+    eng->queue_bytes -= oee__task_bytes(next);
+  }
+  if (eng->committer) {
+    oee__durable_change(eng, next); /* published once stored */
+  } else {
+    oee__bus_publish(eng->bus, next);
+  }
   oee_task_info_unref(old);
 }
 
 int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) {
-  oee_task_info *next = oee__snap_pack(draft);
+  oee_task_info *next = oee__engine_pack(eng, draft);
   if (next == NULL) return OEE_ENOMEM;
   oee__task_swap_packed(eng, t, next);
   return 0;
@@ -37,27 +44,28 @@ int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) 
 
 /* The terminal version of `cur`; without the result text when memory is
  * short. NULL when even that cannot be packed. */
-static oee_task_info *pack_final(const oee_task_info *cur, oee_task_status to, const char *result,
-                                 const char *message) {
+static oee_task_info *pack_final(const oee_engine *eng, const oee_task_info *cur,
+                                 oee_task_status to, const char *result, const char *message) {
   oee_task_info d = *cur;
   d.status = to;
   d.completed_at_ns = oee_now_ns();
   d.result = result;
   d.error_message = message;
-  oee_task_info *next = oee__snap_pack(&d);
+  oee_task_info *next = oee__engine_pack(eng, &d);
   if (next != NULL) return next;
   d.result = "";
   d.error_message = OOM_RESULT_MESSAGE;
-  return oee__snap_pack(&d);
+  return oee__engine_pack(eng, &d);
 }
 
 /* The final snapshot, however long memory takes to come back: a task may
  * not stay RUNNING forever and there is nobody to report the failure to.
  * No lock is held while it waits. */
-static oee_task_info *pack_final_retrying(const oee_task_info *cur, oee_task_status to,
-                                          const char *result, const char *message) {
+static oee_task_info *pack_final_retrying(const oee_engine *eng, const oee_task_info *cur,
+                                          oee_task_status to, const char *result,
+                                          const char *message) {
   oee_task_info *next;
-  while ((next = pack_final(cur, to, result, message)) == NULL) {
+  while ((next = pack_final(eng, cur, to, result, message)) == NULL) {
     struct timespec pause = {0, OEE__OOM_BACKOFF_NS};
     nanosleep(&pause, NULL);
   }
@@ -112,7 +120,7 @@ static void job_finish(oee_job *j, oee_task_status to, const char *result, const
   }
   /* While its job runs, only the job changes a task's snapshot, so j->snap
    * is current and the final one can be packed before taking the lock. */
-  oee_task_info *next = pack_final_retrying(j->snap, to, result, message);
+  oee_task_info *next = pack_final_retrying(eng, j->snap, to, result, message);
   oee__lock(&eng->lock);
   if (j->task->snap != j->snap) abort();
   oee__task_swap_packed(eng, j->task, next);

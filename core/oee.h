@@ -212,11 +212,46 @@ typedef struct oee_engine_config {
    * means none. They must outlive the engine. */
   const oee_exec_table *commands;
   const oee_model_table *models;
+  /* Durability. NULL or "": the memory store, nothing survives the process.
+   * Otherwise every task is stored in <data_dir>/oee.db (SQLite in WAL mode;
+   * the directory is created mode 0700) and the engine recovers them when it
+   * is created: QUEUED tasks go back to the queue in their priority and FIFO
+   * order, a task that was RUNNING ends ERROR "interrupted: server
+   * restarted", finished tasks keep everything; event sequence numbers go
+   * on from the last one stored. A submission is acknowledged only once it
+   * is stored, and every status change is stored, in group commits. */
+  const char *data_dir;
+  int sync_normal; /* with data_dir: 0 = fsync every commit (survives power
+                    * loss), 1 = SQLite's NORMAL (survives a killed process) */
+  /* Retention, for both stores (0 = no rule): a finished task is deleted
+   * this long after it completed, and at most max_finished finished tasks
+   * are kept, the oldest completed deleted first. Deletions run in small
+   * batches on their own thread and never stall the queue. */
+  uint64_t retention_seconds;
+  uint64_t max_finished;
+  /* Bytes of name + task_type + context over every unfinished task; a
+   * submission that would pass it is refused with OEE_EFULL. 0 = none. */
+  uint64_t max_queue_bytes;
 } oee_engine_config;
 
 /* Creates an engine with the built-in executors registered. `cfg` may be NULL
  * for defaults. The engine starts stopped: see oee_engine_start(). */
 int oee_engine_create(const oee_engine_config *cfg, oee_engine **out);
+/* oee_engine_create() that says why it failed: with a data_dir, a database
+ * that cannot be opened, is not an OEE database, is corrupt, is in use by
+ * another engine or has a newer schema is refused with a message naming the
+ * file and the cause (the file untouched). */
+int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err);
+/* 1 when the engine stores its tasks (created with a data_dir). */
+int oee_engine_durable(const oee_engine *eng);
+
+/* What a durable engine found in its database when it was created. */
+typedef struct oee_recovery {
+  uint64_t queued;      /* back in the queue */
+  uint64_t interrupted; /* were RUNNING: ended ERROR "interrupted: server restarted" */
+  uint64_t finished;    /* kept as they were */
+} oee_recovery;
+void oee_engine_recovery(const oee_engine *eng, oee_recovery *out);
 /* Stops (with a zero drain timeout if still running) and frees everything.
  * All subscriptions must be closed first. */
 void oee_engine_destroy(oee_engine *eng);
@@ -239,7 +274,8 @@ int oee_engine_start(oee_engine *eng);
  * Graceful stop: submissions are refused with OEE_ESTOPPED from now on,
  * queued tasks stay QUEUED, running ones may finish for up to `drain_ms`
  * (< 0: no bound), then their tokens are cancelled and the call waits for
- * them to end; the worker threads are joined. Safe to call twice.
+ * them to end; the worker threads are joined. A durable engine then waits
+ * until every change is stored and its event published. Safe to call twice.
  */
 int oee_engine_stop(oee_engine *eng, int64_t drain_ms);
 /* Cancels the token of every running task now (e.g. a second SIGTERM
@@ -266,11 +302,32 @@ typedef struct oee_submit {
  * duplicate context key, a context the type's executor refuses, `pipeline`
  * without a pipeline spec), OEE_ENOEXEC (no executor; the reason lists the
  * submittable types), OEE_ENOCMD (exec command missing or not in the table),
- * OEE_EFULL (max_queue reached), OEE_ESTOPPED (submissions refused),
+ * OEE_EFULL (max_queue or max_queue_bytes reached), OEE_ESTOPPED (submissions refused),
  * OEE_ENOMEM.
  */
 int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
                       oee_error *err);
+
+/*
+ * Called once per accepted asynchronous submission: rc 0 and the QUEUED
+ * snapshot (borrowed for the call: take a reference to keep it) once the
+ * task is stored and queued, or rc < 0 with the reason (OEE_EIO with
+ * "storage: <cause>" when the store could not write it; nothing was
+ * created). It runs on the engine's commit thread, or, for the memory
+ * store, on the submitting thread before oee_engine_submit_async() returns.
+ * It must not block; it may call the engine.
+ */
+typedef void (*oee_submit_cb)(void *arg, int rc, const oee_task_info *task, const oee_error *err);
+
+/*
+ * oee_engine_submit() that never waits for the disk: validates now (a
+ * refusal returns its code with *err filled, and `cb` is never called) and
+ * returns 0 once the submission is on its way, then calls cb(arg, ...)
+ * exactly once. Concurrent submissions share one commit (group commit).
+ * oee_engine_submit() is this plus a wait for the callback.
+ */
+int oee_engine_submit_async(oee_engine *eng, const oee_submit *req, oee_submit_cb cb, void *arg,
+                            oee_error *err);
 
 /*
  * Cancels a task. A QUEUED task ends CANCELLED at once; a RUNNING task gets

@@ -83,6 +83,11 @@ typedef struct oee_pipeline_spec {
 int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
                                const oee_task_info **out, oee_error *err);
 
+/* oee_engine_submit_pipeline() without waiting for the disk: see
+ * oee_engine_submit_async() for the callback's rules. */
+int oee_engine_submit_pipeline_async(oee_engine *eng, const oee_pipeline_spec *spec,
+                                     oee_submit_cb cb, void *arg, oee_error *err);
+
 typedef struct oee_stage_result {
   char *name;
   char *model_id;

@@ -231,8 +231,10 @@ static int spec_check(const oee_pipeline_spec *spec, const oee_model_table *mode
   return stages_check(spec, models, err);
 }
 
-int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
-                               const oee_task_info **out, oee_error *err) {
+/* Checks the spec and submits the pipeline task, waiting (cb NULL: the
+ * snapshot in *out) or not (cb called as for oee_engine_submit_async()). */
+static int submit_spec(oee_engine *eng, const oee_pipeline_spec *spec, const oee_task_info **out,
+                       oee_submit_cb cb, void *arg, oee_error *err) {
   if (out != NULL) *out = NULL;
   if (err != NULL) *err = (oee_error){0};
   if (eng == NULL) return oee_error_set(err, OEE_EINVAL, "no engine given");
@@ -253,7 +255,8 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
     pipeline_free(pl);
     return oee_error_set(err, OEE_ENOMEM, "out of memory naming the pipeline");
   }
-  /* Informational keys, sorted; the payload is what the executor reads. */
+  /* Informational keys, sorted; the payload is what the executor reads.
+   * The submission copies them (and the name) before it returns. */
   const oee_kv ctx[] = {{"pipeline_id", pl->pipeline_id},
                         {"strategy", oee_strategy_name(pl->strategy)}};
   oee_submit req = {.name = name,
@@ -261,9 +264,24 @@ int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
                     .priority = spec->priority,
                     .context = ctx,
                     .context_len = 2};
-  rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out, err);
+  if (cb != NULL) {
+    rc = oee__engine_submit_async(eng, &req, pl, pipeline_free, cb, arg, err);
+  } else {
+    rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out, err);
+  }
   oee_free(name);
   return rc;
+}
+
+int oee_engine_submit_pipeline(oee_engine *eng, const oee_pipeline_spec *spec,
+                               const oee_task_info **out, oee_error *err) {
+  return submit_spec(eng, spec, out, NULL, NULL, err);
+}
+
+int oee_engine_submit_pipeline_async(oee_engine *eng, const oee_pipeline_spec *spec,
+                                     oee_submit_cb cb, void *arg, oee_error *err) {
+  if (cb == NULL) return oee_error_set(err, OEE_EINVAL, "a callback is required");
+  return submit_spec(eng, spec, NULL, cb, arg, err);
 }
 
 /* ------------------------------------------------------------ results */

@@ -66,7 +66,7 @@ int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled, const oee
     d.completed_at_ns = oee_now_ns();
     d.result = "";
     d.error_message = "cancelled while queued";
-    if ((c.next = oee__snap_pack(&d)) == NULL) {
+    if ((c.next = oee__engine_pack(eng, &d)) == NULL) {
       c.rc = OEE_ENOMEM;
       break;
     }
@@ -107,10 +107,17 @@ int oee_engine_list(oee_engine *eng, const oee_list_query *q, oee_list_page *out
   return rc;
 }
 
+/* A cleared task leaves the database too (lock held). */
+static void cleared(oee_task *t, void *arg) {
+  oee_engine *eng = arg;
+  if (eng->committer) oee__durable_delete(eng, t->snap->id);
+  oee__task_free(t);
+}
+
 long oee_engine_clear_completed(oee_engine *eng, long keep_recent) {
   if (keep_recent < 0) return OEE_EINVAL;
   oee__lock(&eng->lock);
-  long n = eng->store->ops->clear_completed(eng->store, keep_recent, oee__task_drop, NULL);
+  long n = eng->store->ops->clear_completed(eng->store, keep_recent, cleared, eng);
   oee__unlock(&eng->lock);
   /* Freed snapshots are scattered small blocks: hand the pages back to the
    * system after a large clear, or RSS stays at its peak. */

@@ -37,6 +37,11 @@ typedef struct oee_store_ops {
   int (*list)(oee_store *s, const oee_list_query *q, oee_list_page *out);
   /* Removes finished tasks but the `keep` most recently finished. */
   long (*clear_completed)(oee_store *s, long keep, oee_store_drop_fn drop, void *arg);
+  /* Removes finished tasks, oldest completed first, at most `limit` of
+   * them: those completed before `before_ns` (0 = no age rule) and any
+   * beyond the newest `keep`. Returns how many went. */
+  long (*expire)(oee_store *s, int64_t before_ns, size_t keep, size_t limit, oee_store_drop_fn drop,
+                 void *arg);
   /* Counts by status (indexed by oee_task_status) and the total. */
   void (*counts)(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total);
   void (*foreach)(oee_store *s, oee_store_visit_fn visit, void *arg);

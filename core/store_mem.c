@@ -364,6 +364,25 @@ static long mem_clear(oee_store *s, long keep, oee_store_drop_fn drop, void *arg
   return removed;
 }
 
+static long mem_expire(oee_store *s, int64_t before_ns, size_t keep, size_t limit,
+                       oee_store_drop_fn drop, void *arg) {
+  mem_store *m = (mem_store *)s;
+  long removed = 0;
+  while ((size_t)removed < limit && m->done_head != NULL) {
+    oee_task *t = m->done_head;
+    int old = before_ns != 0 && t->snap->completed_at_ns < before_ns;
+    if (!old && m->ndone <= keep) break;
+    m->done_head = t->done_next;
+    if (m->done_head == NULL) m->done_tail = NULL;
+    m->ndone--;
+    unlink_task(m, t);
+    drop(t, arg);
+    removed++;
+  }
+  if (m->holes > 1024 && m->holes * 2 > m->order_len) compact_order(m);
+  return removed;
+}
+
 static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total) {
   mem_store *m = (mem_store *)s;
   memcpy(by_status, m->by_status, sizeof(m->by_status));
@@ -407,6 +426,7 @@ static const oee_store_ops mem_ops = {
     .lookup = mem_lookup,
     .list = mem_list,
     .clear_completed = mem_clear,
+    .expire = mem_expire,
     .counts = mem_counts,
     .foreach = mem_foreach,
     .destroy = mem_destroy,

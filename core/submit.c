@@ -44,8 +44,10 @@ static int submit_check(oee_engine *eng, const oee_submit *req, const void *payl
   return e.validate ? e.validate(req, payload, e.user_data, err) : 0;
 }
 
-/* Builds the QUEUED snapshot (index and seq are filled in under the lock). */
-static oee_task_info *build_queued(const oee_submit *req, int *rc, oee_error *err) {
+/* Builds the QUEUED snapshot (index, seq and created_at are filled in under
+ * the lock). */
+static oee_task_info *build_queued(oee_engine *eng, const oee_submit *req, int *rc,
+                                   oee_error *err) {
   oee_kv buf[8], *ctx = NULL;
   *rc = oee__context_sorted(req->context, req->context_len, buf, 8, &ctx, err);
   if (*rc != 0) return NULL;
@@ -58,34 +60,60 @@ static oee_task_info *build_queued(const oee_submit *req, int *rc, oee_error *er
   d.status = OEE_TASK_QUEUED;
   d.priority = req->priority;
   d.worker_id = -1;
-  d.created_at_ns = oee_now_ns();
-  oee_task_info *snap = oee__snap_pack(&d);
+  oee_task_info *snap = oee__engine_pack(eng, &d);
   if (ctx != buf) oee_free(ctx);
   if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
   return snap;
 }
 
-static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee_error *err) {
+uint64_t oee__task_bytes(const oee_task_info *t) {
+  uint64_t n = strlen(t->name) + strlen(t->task_type);
+  for (size_t i = 0; i < t->context_len; i++) {
+    n += strlen(t->context[i].key) + strlen(t->context[i].value);
+  }
+  return n;
+}
+
+/* Numbers the task (lock held) and queues it, or, in a durable engine,
+ * hands it to the committer, which queues it once stored and calls cb. */
+static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee_submit_cb cb,
+                          void *arg, oee_error *err) {
   if (!eng->accepting) {
     return oee_error_set(err, OEE_ESTOPPED, "shutting down: no new tasks are accepted");
   }
-  if (eng->max_queue && eng->queue.len >= eng->max_queue) {
+  if (eng->max_queue && eng->queue.len + eng->pending_submits >= eng->max_queue) {
     return oee_error_set(err, OEE_EFULL, "queue is full: max_queue=%zu tasks are already queued",
                          eng->max_queue);
   }
-  if (oee_heap_reserve(&eng->queue, 1) != 0) {
-    return oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
+  uint64_t bytes = oee__task_bytes(snap);
+  if (eng->max_queue_bytes && eng->queue_bytes + bytes > eng->max_queue_bytes) {
+    return oee_error_set(err, OEE_EFULL,
+                         "queue is full: unfinished tasks hold %llu bytes and this one %llu; "
+                         "the limit max_queue_bytes is %llu",
+                         (unsigned long long)eng->queue_bytes, (unsigned long long)bytes,
+                         (unsigned long long)eng->max_queue_bytes);
   }
   snap->submit_index = t->index = eng->last_index + 1;
   snap->seq = eng->last_seq + 1;
+  /* Taken with the index, so creation time order is FIFO order. */
+  snap->created_at_ns = oee_now_ns();
   t->snap = snap;
-  int rc = eng->store->ops->insert(eng->store, t);
-  if (rc != 0) return oee_error_set(err, rc, "store refused the task: %s", oee_strerror(rc));
+  int rc;
+  if (eng->committer) {
+    rc = oee__durable_submit_locked(eng, t, cb, arg, err);
+  } else if (oee_heap_reserve(&eng->queue, 1) != 0) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
+  } else if ((rc = eng->store->ops->insert(eng->store, t)) != 0) {
+    oee_error_set(err, rc, "store refused the task: %s", oee_strerror(rc));
+  } else {
+    oee_heap_push(&eng->queue, t); /* reserved above: cannot fail */
+    oee__bus_publish(eng->bus, snap);
+    oee__engine_wake_one(eng);
+  }
+  if (rc != 0) return rc;
   eng->last_index++;
   eng->last_seq++;
-  oee_heap_push(&eng->queue, t); /* reserved above: cannot fail */
-  oee__bus_publish(eng->bus, snap);
-  oee__engine_wake_one(eng);
+  eng->queue_bytes += bytes;
   return 0;
 }
 
@@ -106,31 +134,132 @@ static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_f
   return t;
 }
 
+/* Everything of a submission that can fail without the lock: the checks,
+ * the snapshot and the record. On failure the payload is freed. */
+static int prepare(oee_engine *eng, const oee_submit *req, void *payload,
+                   void (*payload_free)(void *), oee_task **t, oee_task_info **snap,
+                   oee_error *err) {
+  if (err != NULL) *err = (oee_error){0};
+  *t = NULL;
+  *snap = NULL;
+  int rc = submit_check(eng, req, payload, err);
+  if (rc == 0) *snap = build_queued(eng, req, &rc, err);
+  if (rc == 0 && (*t = task_new(req, payload, payload_free)) == NULL) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
+  }
+  if (rc != 0) {
+    oee_task_info_unref(*snap);
+    if (payload && payload_free) payload_free(payload);
+  }
+  return rc;
+}
+
+/* Undoes prepare() after the engine refused the task. */
+static void discard(oee_task *t, oee_task_info *snap, void *payload, void (*payload_free)(void *)) {
+  oee_free(t->payload); /* the wrapper only: the data is freed below, once */
+  oee_free(t);
+  oee_task_info_unref(snap);
+  if (payload && payload_free) payload_free(payload);
+}
+
+int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
+                             void (*payload_free)(void *), oee_submit_cb cb, void *arg,
+                             oee_error *err) {
+  oee_task *t;
+  oee_task_info *snap;
+  int rc = prepare(eng, req, payload, payload_free, &t, &snap, err);
+  if (rc != 0) return rc;
+  oee__lock(&eng->lock);
+  rc = enqueue_locked(eng, t, snap, cb, arg, err);
+  /* The memory store acknowledges at once, with a reference held because a
+   * worker may replace the snapshot as soon as the lock is released. */
+  const oee_task_info *now = rc == 0 && !eng->committer ? oee_task_info_ref(snap) : NULL;
+  oee__engine_unlock(eng);
+  if (rc != 0) {
+    discard(t, snap, payload, payload_free);
+    return rc;
+  }
+  if (now != NULL) {
+    cb(arg, 0, now, NULL);
+    oee_task_info_unref(now);
+  }
+  return 0;
+}
+
+/* A synchronous submission waiting for a durable engine's acknowledgement. */
+typedef struct waiter {
+  pthread_mutex_t lock;
+  pthread_cond_t cv;
+  int done, rc;
+  const oee_task_info *task;
+  oee_error err;
+} waiter;
+
+static void waiter_wake(void *arg, int rc, const oee_task_info *task, const oee_error *err) {
+  waiter *w = arg;
+  oee__lock(&w->lock);
+  w->rc = rc;
+  w->task = task ? oee_task_info_ref(task) : NULL;
+  if (err != NULL) w->err = *err;
+  w->done = 1;
+  oee__signal(&w->cv);
+  oee__unlock(&w->lock);
+}
+
+static int submit_and_wait(oee_engine *eng, const oee_submit *req, void *payload,
+                           void (*payload_free)(void *), const oee_task_info **out,
+                           oee_error *err) {
+  waiter w = {.done = 0};
+  if (pthread_mutex_init(&w.lock, NULL) != 0) {
+    if (payload && payload_free) payload_free(payload);
+    return oee_error_set(err, OEE_ENOMEM, "cannot create a lock to wait on");
+  }
+  if (pthread_cond_init(&w.cv, NULL) != 0) {
+    pthread_mutex_destroy(&w.lock);
+    if (payload && payload_free) payload_free(payload);
+    return oee_error_set(err, OEE_ENOMEM, "cannot create a condition to wait on");
+  }
+  int rc = oee__engine_submit_async(eng, req, payload, payload_free, waiter_wake, &w, err);
+  if (rc == 0) {
+    oee__lock(&w.lock);
+    while (!w.done) oee__wait(&w.cv, &w.lock);
+    oee__unlock(&w.lock);
+    rc = w.rc;
+    if (rc != 0 && err != NULL) *err = w.err;
+    if (rc == 0 && out != NULL) {
+      *out = w.task;
+    } else {
+      oee_task_info_unref(w.task);
+    }
+  }
+  pthread_cond_destroy(&w.cv);
+  pthread_mutex_destroy(&w.lock);
+  return rc;
+}
+
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
                                void (*payload_free)(void *), const oee_task_info **out,
                                oee_error *err) {
-  if (err != NULL) *err = (oee_error){0};
-  int rc = submit_check(eng, req, payload, err);
-  oee_task *t = NULL;
-  oee_task_info *snap = rc == 0 ? build_queued(req, &rc, err) : NULL;
-  if (rc == 0 && (t = task_new(req, payload, payload_free)) == NULL) {
-    rc = oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
-  }
-  if (rc != 0) goto fail;
+  if (eng->committer) return submit_and_wait(eng, req, payload, payload_free, out, err);
+  oee_task *t;
+  oee_task_info *snap;
+  int rc = prepare(eng, req, payload, payload_free, &t, &snap, err);
+  if (rc != 0) return rc;
   oee__lock(&eng->lock);
-  rc = enqueue_locked(eng, t, snap, err);
+  rc = enqueue_locked(eng, t, snap, NULL, NULL, err);
   if (rc == 0 && out) *out = oee_task_info_ref(snap);
   oee__engine_unlock(eng);
-  if (rc == 0) return 0;
-  oee_free(t->payload); /* the wrapper only: the data is freed below, once */
-  oee_free(t);
-fail:
-  oee_task_info_unref(snap);
-  if (payload && payload_free) payload_free(payload);
+  if (rc != 0) discard(t, snap, payload, payload_free);
   return rc;
 }
 
 int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
                       oee_error *err) {
   return oee__engine_submit_payload(eng, req, NULL, NULL, out, err);
+}
+
+int oee_engine_submit_async(oee_engine *eng, const oee_submit *req, oee_submit_cb cb, void *arg,
+                            oee_error *err) {
+  if (cb == NULL) return oee_error_set(err, OEE_EINVAL, "a callback is required");
+  return oee__engine_submit_async(eng, req, NULL, NULL, cb, arg, err);
 }

@@ -8,6 +8,7 @@
 #include "core/task.h"
 
 #include <stdalign.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,12 @@
 
 #include "core/oee_alloc.h"
 
+/* `prefix` bytes reserved for the caller sit before the block in the same
+ * allocation (oee__snap_pack_prefixed); it fills padding that the 8-byte
+ * alignment of `info` leaves anyway. */
 typedef struct snap_block {
   atomic_uint refs;
+  uint32_t prefix;
   oee_task_info info;
 } snap_block;
 
@@ -64,15 +69,20 @@ static const char *put_str(char **cursor, const char *s) {
   return dst;
 }
 
-oee_task_info *oee__snap_pack(const oee_task_info *d) {
-  size_t bytes = sizeof(snap_block) + d->context_len * sizeof(oee_kv);
+oee_task_info *oee__snap_pack(const oee_task_info *d) { return oee__snap_pack_prefixed(d, 0); }
+
+oee_task_info *oee__snap_pack_prefixed(const oee_task_info *d, size_t prefix) {
+  prefix = (prefix + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t);
+  size_t bytes = prefix + sizeof(snap_block) + d->context_len * sizeof(oee_kv);
   bytes += slen(d->name) + slen(d->task_type) + slen(d->result) + slen(d->error_message);
   for (size_t i = 0; i < d->context_len; i++) {
     bytes += slen(d->context[i].key) + slen(d->context[i].value);
   }
-  snap_block *b = oee_malloc(bytes);
-  if (b == NULL) return NULL;
+  char *base = oee_malloc(bytes);
+  if (base == NULL) return NULL;
+  snap_block *b = (snap_block *)(base + prefix);
   atomic_init(&b->refs, 1);
+  b->prefix = (uint32_t)prefix;
   oee_task_info *t = &b->info;
   *t = *d;
   oee_kv *kv = (oee_kv *)(b + 1);
@@ -98,8 +108,13 @@ void oee_task_info_unref(const oee_task_info *t) {
   if (t == NULL) return;
   snap_block *b = SNAP_OF(t);
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
-    oee_free(b);
+    oee_free((char *)b - b->prefix);
   }
+}
+
+void *oee__snap_prefix(const oee_task_info *t) {
+  snap_block *b = SNAP_OF(t);
+  return b->prefix ? (char *)b - b->prefix : NULL;
 }
 
 const char *oee_task_info_context(const oee_task_info *t, const char *key) {

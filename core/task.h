@@ -45,6 +45,12 @@ typedef struct oee_task {
  * sorted by key already. Returns NULL when out of memory.
  */
 oee_task_info *oee__snap_pack(const oee_task_info *draft);
+/* The same with at least `prefix` bytes reserved for the caller in the same
+ * allocation (the durable engine keeps each snapshot's commit link there, so
+ * storing a change never allocates). They live as long as the snapshot. */
+oee_task_info *oee__snap_pack_prefixed(const oee_task_info *draft, size_t prefix);
+/* The reserved bytes of a snapshot packed with a prefix, else NULL. */
+void *oee__snap_prefix(const oee_task_info *t);
 
 /*
  * Copies `n` context entries into an array sorted by key (the strings are

@@ -4,6 +4,7 @@
 #include "fuzz/fake_rpc.h"
 
 #include <grpc/slice.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +36,11 @@ struct oee_rpc_call {
   oee_arena req_arena;
   oee_rpc_call_callbacks cbs;
   void *user;
-  int refs;      /* extra references (oee_rpc_call_ref) */
-  int finished;  /* a status was sent */
-  int cancelled; /* the client went away first */
+  atomic_int refs; /* extra references (oee_rpc_call_ref); atomic as in the
+                    * real runtime, where ref/unref/reply/fail/cancelled may
+                    * be called from any thread holding a reference */
+  int finished;    /* a status was sent */
+  int cancelled;   /* the client went away first */
   int write_in_flight;
   int in_callback; /* guards against re-entrant on_writable */
   oee_fake_outcome *out;
@@ -149,9 +152,10 @@ const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *call) { return &ca
 
 const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *call) { return call->req; }
 
-void oee_rpc_call_ref(oee_rpc_call *call) { call->refs++; }
+void oee_rpc_call_ref(oee_rpc_call *call) { atomic_fetch_add(&call->refs, 1); }
 
-void oee_rpc_call_unref(oee_rpc_call *call) { call->refs--; }
+/* The harness frees the call (oee_fake_end) and checks the count is 0. */
+void oee_rpc_call_unref(oee_rpc_call *call) { atomic_fetch_sub(&call->refs, 1); }
 
 /* Packs msg and decodes it again with the method's response type, as a
  * client would; keeps the bytes in the outcome. Returns 0 or -1. */
@@ -363,7 +367,7 @@ int oee_fake_end(oee_rpc_call *call) {
   cancel(call);
   call->write_in_flight = 0;
   if (call->cbs.on_done) call->cbs.on_done(call, call->user);
-  int refs = call->refs;
+  int refs = atomic_load(&call->refs);
   oee_arena_free(&call->req_arena); /* the request, all of it */
   call->srv->live_calls--;
   /* Poison what a handler might still hold: ASan reports any later use. */

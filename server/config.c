@@ -40,7 +40,12 @@ static int set_defaults(oee_server_config *c) {
   c->max_context_bytes = OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES;
   c->max_stages = OEE_SERVER_DEFAULT_MAX_STAGES;
   c->max_result_bytes = OEE_DEFAULT_RESULT_MAX_BYTES;
-  if (c->listen == NULL || oee_exec_table_create(&c->commands) != 0 ||
+  c->retention_seconds = OEE_SERVER_DEFAULT_RETENTION_SECONDS;
+  c->max_finished = OEE_SERVER_DEFAULT_MAX_FINISHED;
+  c->max_queue_bytes = OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES;
+  c->store = OEE_SERVER_DEFAULT_STORE;
+  c->data_dir = oee_strdup(OEE_SERVER_DEFAULT_DATA_DIR);
+  if (c->listen == NULL || c->data_dir == NULL || oee_exec_table_create(&c->commands) != 0 ||
       oee_model_table_create(&c->models) != 0) {
     return -1;
   }
@@ -49,6 +54,7 @@ static int set_defaults(oee_server_config *c) {
 
 void oee_server_config_free(oee_server_config *c) {
   oee_free(c->listen);
+  oee_free(c->data_dir);
   oee_free(c->config_path);
   oee_exec_table_destroy(c->commands);
   oee_model_table_destroy(c->models);
@@ -82,6 +88,73 @@ static int set_listen(oee_server_config *c, const char *v) {
   oee_free(c->listen);
   c->listen = dup;
   return 0;
+}
+
+/* The storage settings: each returns -1 for a value it does not know. */
+static int set_store(oee_server_config *c, const char *v) {
+  if (strcmp(v, "memory") == 0)
+    c->store = OEE_STORE_MEMORY;
+  else if (strcmp(v, "sqlite") == 0)
+    c->store = OEE_STORE_SQLITE;
+  else
+    return -1;
+  return 0;
+}
+
+static int set_sync(oee_server_config *c, const char *v) {
+  if (strcmp(v, "full") == 0)
+    c->sync_normal = 0;
+  else if (strcmp(v, "normal") == 0)
+    c->sync_normal = 1;
+  else
+    return -1;
+  return 0;
+}
+
+static int set_data_dir(oee_server_config *c, const char *v) {
+  char *dup = v[0] ? oee_strdup(v) : NULL;
+  if (dup == NULL) return -1;
+  oee_free(c->data_dir);
+  c->data_dir = dup;
+  return 0;
+}
+
+const char *oee_store_name(oee_store_kind store) {
+  return store == OEE_STORE_SQLITE ? "sqlite" : "memory";
+}
+
+const char *oee_sync_name(int sync_normal) { return sync_normal ? "normal" : "full"; }
+
+/* What each storage setting accepts, for its error message. */
+#define STORE_VALUES "\"sqlite\" or \"memory\""
+#define SYNC_VALUES "\"full\" or \"normal\""
+#define DATA_DIR_VALUES "a non-empty directory path"
+
+/* Applies a storage key given as a string; `what` names its origin. */
+static int storage_text(oee_server_config *c, const char *key, const char *v, const char *what,
+                        char *err, size_t len) {
+  if (strcmp(key, "store") == 0 && set_store(c, v) != 0) {
+    return fail(err, len, "%s must be " STORE_VALUES ", got \"%s\"", what, v);
+  }
+  if (strcmp(key, "sync") == 0 && set_sync(c, v) != 0) {
+    return fail(err, len, "%s must be " SYNC_VALUES ", got \"%s\"", what, v);
+  }
+  if (strcmp(key, "data_dir") == 0 && set_data_dir(c, v) != 0) {
+    return fail(err, len, "%s must be " DATA_DIR_VALUES, what);
+  }
+  return 0;
+}
+
+static int json_storage(oee_server_config *c, const char *key, json_t *v, char *err, size_t len) {
+  char what[64];
+  snprintf(what, sizeof(what), "config key \"%s\"", key);
+  if (!json_is_string(v)) {
+    const char *values = strcmp(key, "store") == 0  ? STORE_VALUES
+                         : strcmp(key, "sync") == 0 ? SYNC_VALUES
+                                                    : DATA_DIR_VALUES;
+    return fail(err, len, "%s must be %s", what, values);
+  }
+  return storage_text(c, key, json_string_value(v), what, err, len);
 }
 
 /* ----------------------------------------------------------- JSON file */
@@ -198,6 +271,8 @@ static size_t *limit_key(oee_server_config *c, const char *key) {
       {"max_context_bytes", &c->max_context_bytes},
       {"max_stages", &c->max_stages},
       {"max_result_bytes", &c->max_result_bytes},
+      {"max_finished", &c->max_finished},
+      {"max_queue_bytes", &c->max_queue_bytes},
   };
   for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
     if (strcmp(limits[i].key, key) == 0) return limits[i].field;
@@ -223,8 +298,14 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   }
   size_t *limit = limit_key(c, key);
   if (limit) return json_count(v, key, 1, limit, err, len);
+  if (strcmp(key, "retention_seconds") == 0) { /* 0: never by age */
+    return json_count(v, key, 0, &c->retention_seconds, err, len);
+  }
   if (strcmp(key, "drain_timeout_seconds") == 0)
     return json_number(v, key, &c->drain_timeout, err, len);
+  if (strcmp(key, "store") == 0 || strcmp(key, "data_dir") == 0 || strcmp(key, "sync") == 0) {
+    return json_storage(c, key, v, err, len);
+  }
   if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
   return fail(err, len, "unknown config key \"%s\"", key);
@@ -281,18 +362,24 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
 /* ------------------------------------------------- flags and environment */
 
 typedef struct overrides {
-  const char *listen, *workers, *config, *drain;
+  const char *listen, *workers, *config, *drain, *store, *data_dir, *sync;
 } overrides;
 
 static const char usage[] =
     "usage: oee-server [--listen HOST:PORT] [--workers N] [--config FILE] "
-    "[--drain-timeout SECONDS]";
+    "[--drain-timeout SECONDS] [--store sqlite|memory] [--data-dir DIR] [--sync full|normal]";
 
 static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t len) {
   static const struct option opts[] = {
-      {"listen", required_argument, NULL, 'l'}, {"workers", required_argument, NULL, 'w'},
-      {"config", required_argument, NULL, 'c'}, {"drain-timeout", required_argument, NULL, 'd'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+      {"listen", required_argument, NULL, 'l'},
+      {"workers", required_argument, NULL, 'w'},
+      {"config", required_argument, NULL, 'c'},
+      {"drain-timeout", required_argument, NULL, 'd'},
+      {"store", required_argument, NULL, 's'},
+      {"data-dir", required_argument, NULL, 'D'},
+      {"sync", required_argument, NULL, 'y'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
   optind = 0; /* reset: tests call this more than once */
   opterr = 0;
@@ -310,6 +397,15 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
         break;
       case 'd':
         o->drain = optarg;
+        break;
+      case 's':
+        o->store = optarg;
+        break;
+      case 'D':
+        o->data_dir = optarg;
+        break;
+      case 'y':
+        o->sync = optarg;
         break;
       case 'h':
         fail(err, len, "%s", usage);
@@ -344,21 +440,40 @@ static int apply_text(oee_server_config *c, char key, const char *v, const char 
   }
 }
 
+/* Applies the storage settings of one origin (the variables or the flags). */
+static int apply_storage(oee_server_config *c, const overrides *o, int flags, char *err,
+                         size_t len) {
+  if (o->store && storage_text(c, "store", o->store, flags ? "--store" : "OEE_STORE", err, len)) {
+    return -1;
+  }
+  if (o->data_dir &&
+      storage_text(c, "data_dir", o->data_dir, flags ? "--data-dir" : "OEE_DATA_DIR", err, len)) {
+    return -1;
+  }
+  if (o->sync && storage_text(c, "sync", o->sync, flags ? "--sync" : "OEE_SYNC", err, len)) {
+    return -1;
+  }
+  return 0;
+}
+
 int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_getenv_fn env,
                            char *err, size_t len) {
   if (set_defaults(c) != 0) return fail(err, len, "out of memory");
   overrides flags = {0};
   int rc = parse_flags(argc, argv, &flags, err, len);
   if (rc != 0) return rc;
-  overrides vars = {env("OEE_LISTEN"), env("OEE_WORKERS"), env("OEE_CONFIG"),
-                    env("OEE_DRAIN_TIMEOUT")};
+  overrides vars = {env("OEE_LISTEN"),        env("OEE_WORKERS"), env("OEE_CONFIG"),
+                    env("OEE_DRAIN_TIMEOUT"), env("OEE_STORE"),   env("OEE_DATA_DIR"),
+                    env("OEE_SYNC")};
   const char *path = flags.config ? flags.config : vars.config;
   if (path && path[0] && load_file(c, path, err, len) != 0) return -1;
   if (vars.listen && apply_text(c, 'l', vars.listen, "OEE_LISTEN", err, len)) return -1;
   if (vars.workers && apply_text(c, 'w', vars.workers, "OEE_WORKERS", err, len)) return -1;
   if (vars.drain && apply_text(c, 'd', vars.drain, "OEE_DRAIN_TIMEOUT", err, len)) return -1;
+  if (apply_storage(c, &vars, 0, err, len) != 0) return -1;
   if (flags.listen && apply_text(c, 'l', flags.listen, "--listen", err, len)) return -1;
   if (flags.workers && apply_text(c, 'w', flags.workers, "--workers", err, len)) return -1;
   if (flags.drain && apply_text(c, 'd', flags.drain, "--drain-timeout", err, len)) return -1;
+  if (apply_storage(c, &flags, 1, err, len) != 0) return -1;
   return 0;
 }

@@ -25,8 +25,21 @@
 #define OEE_SERVER_DEFAULT_MAX_CONTEXT_ENTRIES ((size_t)64)
 #define OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES ((size_t)64 << 10)
 #define OEE_SERVER_DEFAULT_MAX_STAGES ((size_t)32) /* at most OEE_PIPELINE_MAX_STAGES */
+/* Storage. The contract's default store is sqlite; the server still starts
+ * with memory until every suite runs against sqlite (the integrator flips
+ * OEE_SERVER_DEFAULT_STORE to OEE_STORE_SQLITE then). */
+#define OEE_SERVER_DEFAULT_STORE OEE_STORE_MEMORY
+#define OEE_SERVER_DEFAULT_DATA_DIR "./oee-data"
+#define OEE_SERVER_DEFAULT_RETENTION_SECONDS ((size_t)604800) /* a week */
+#define OEE_SERVER_DEFAULT_MAX_FINISHED ((size_t)1000000)
+#define OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES ((size_t)1 << 30)
 /* The most worker threads a flag, variable or file may ask for. */
 #define OEE_SERVER_MAX_WORKERS 1024
+
+typedef enum oee_store_kind {
+  OEE_STORE_MEMORY = 0, /* nothing survives the process */
+  OEE_STORE_SQLITE = 1, /* <data_dir>/oee.db */
+} oee_store_kind;
 
 /* Each field's default is the OEE_SERVER_DEFAULT_* (or core OEE_DEFAULT_*)
  * macro of the same name. */
@@ -46,6 +59,12 @@ typedef struct oee_server_config {
   size_t max_context_bytes; /* keys + values, also a pipeline's input */
   size_t max_stages;        /* per pipeline */
   size_t max_result_bytes;  /* kept per task, longer is truncated; OEE_DEFAULT_RESULT_MAX_BYTES */
+  oee_store_kind store;     /* OEE_SERVER_DEFAULT_STORE */
+  char *data_dir;           /* OEE_SERVER_DEFAULT_DATA_DIR; used by sqlite only */
+  int sync_normal;          /* 0: sync "full" (the default), 1: "normal" */
+  size_t retention_seconds; /* finished tasks deleted this long after completion; 0 = never */
+  size_t max_finished;      /* finished tasks kept at most, oldest completed deleted first */
+  size_t max_queue_bytes;   /* name + task_type + context of all unfinished tasks */
   char *config_path;        /* NULL when no file was read */
   oee_exec_table *commands; /* owned; never NULL after a successful load */
   oee_model_table *models;  /* owned; never NULL after a successful load */
@@ -56,7 +75,9 @@ typedef const char *(*oee_getenv_fn)(const char *name);
 
 /*
  * Fills *cfg from argv (getopt_long: --listen, --workers, --config,
- * --drain-timeout, --help), the environment and the config file. On error
+ * --drain-timeout, --store, --data-dir, --sync, --help), the environment
+ * (OEE_LISTEN, OEE_WORKERS, OEE_CONFIG, OEE_DRAIN_TIMEOUT, OEE_STORE,
+ * OEE_DATA_DIR, OEE_SYNC) and the config file. On error
  * returns -1 and writes a one-line message to err; returns 1 when --help was
  * asked (usage written to err). cfg must be freed with oee_server_config_free
  * in every case.
@@ -69,5 +90,9 @@ int oee_server_config_apply_json(oee_server_config *cfg, const char *text, const
                                  char *err, size_t errlen);
 
 void oee_server_config_free(oee_server_config *cfg);
+
+/* "memory" or "sqlite"; "full" or "normal". */
+const char *oee_store_name(oee_store_kind store);
+const char *oee_sync_name(int sync_normal);
 
 #endif /* OEE_SERVER_CONFIG_H */

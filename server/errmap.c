@@ -27,7 +27,7 @@ static const errmap_row rows[] = {
     {OEE_EEXISTS, GRPC_STATUS_ALREADY_EXISTS},
     {OEE_ENOCMD, GRPC_STATUS_INVALID_ARGUMENT},
     {OEE_ENOMODEL, GRPC_STATUS_INVALID_ARGUMENT},
-    {OEE_EIO, GRPC_STATUS_INTERNAL},
+    {OEE_EIO, GRPC_STATUS_UNAVAILABLE}, /* "storage: <cause>": not stored, retry */
 };
 
 _Static_assert(sizeof(rows) / sizeof(rows[0]) == OEE__E_COUNT,

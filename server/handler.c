@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/oee_alloc.h"
 #include "server/errmap.h"
 
 void oee_reply_init(reply_ctx *out) {
@@ -13,12 +14,60 @@ void oee_reply_init(reply_ctx *out) {
   out->err[0] = '\0';
   out->release = NULL;
   out->release_arg = NULL;
+  out->call = NULL;
+  out->deferred = 0;
+  atomic_init(&out->holds, 1);
 }
 
 void oee_reply_fini(reply_ctx *out) {
   if (out->release) out->release(out->release_arg);
   out->release = NULL;
   oee_arena_free(&out->arena);
+}
+
+reply_ctx *oee_reply_new(oee_rpc_call *call) {
+  reply_ctx *out = oee_malloc(sizeof(*out));
+  if (out == NULL) return NULL;
+  oee_reply_init(out);
+  out->call = call;
+  return out;
+}
+
+void oee_reply_drop(reply_ctx *out) {
+  if (atomic_fetch_sub(&out->holds, 1) != 1) return;
+  /* Released only now: the reply was packed by the send (reply copies). */
+  oee_reply_fini(out);
+  if (out->deferred) oee_rpc_call_unref(out->call);
+  oee_free(out);
+}
+
+void oee_reply_defer(reply_ctx *out) {
+  if (out->call == NULL || out->deferred) abort(); /* a handler bug */
+  out->deferred = 1;
+  atomic_fetch_add(&out->holds, 1);
+  oee_rpc_call_ref(out->call);
+}
+
+/* Sends what the handler built, or the error; one way for both the direct
+ * answer and a deferred one. */
+static void answer(reply_ctx *out, grpc_status_code code) {
+  if (code == GRPC_STATUS_OK && (out->msg == NULL || oee_arena_failed(&out->arena))) {
+    code = oee_reply_oom(out); /* a reply with parts missing is not sent */
+  }
+  /* ECLOSED (the client went away, or the server stopped) needs nothing:
+   * the call is freed when its last reference goes. */
+  if (code == GRPC_STATUS_OK) {
+    (void)oee_rpc_call_reply(out->call, out->msg);
+  } else {
+    (void)oee_rpc_call_fail(out->call, code, out->err);
+  }
+}
+
+void oee_reply_answer(reply_ctx *out, grpc_status_code code) { answer(out, code); }
+
+void oee_reply_send(reply_ctx *out, grpc_status_code code) {
+  answer(out, code);
+  oee_reply_drop(out);
 }
 
 int oee_reply_say(reply_ctx *out, const char *fmt, ...) {

@@ -2,7 +2,8 @@
  * main.c - oee-server: configuration, engine, gRPC server, signals.
  *
  * Threads: this thread runs the completion queue (all RPC handlers and
- * stream writes); the engine's workers run tasks; one thread takes
+ * stream writes); the engine's workers run tasks; with the sqlite store the
+ * engine's commit thread answers the submissions once stored; one thread takes
  * SIGTERM/SIGINT/SIGHUP with sigwait (signals.h), blocked everywhere else
  * from the first line of main(); on the first stop request one helper
  * thread waits for running tasks to finish (drain.h).
@@ -29,16 +30,41 @@ static oee_rpc_server *server;
 
 static const char *env(const char *name) { return getenv(name); }
 
+/* Creates the engine on the configured store (sqlite: opens and recovers
+ * <data_dir>/oee.db) and starts it. */
 static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
+  int sqlite = cfg->store == OEE_STORE_SQLITE;
   oee_engine_config ec = {.num_workers = cfg->workers,
                           .max_queue = cfg->max_queue,
+                          .retention_seconds = cfg->retention_seconds,
+                          .max_finished = cfg->max_finished,
+                          .max_queue_bytes = cfg->max_queue_bytes,
                           .result_max_bytes = cfg->max_result_bytes,
                           .commands = cfg->commands,
-                          .models = cfg->models};
-  int rc = oee_engine_create(&ec, eng);
+                          .models = cfg->models,
+                          .data_dir = sqlite ? cfg->data_dir : NULL,
+                          .sync_normal = cfg->sync_normal};
+  oee_error err = {0};
+  int rc = oee_engine_open(&ec, eng, &err);
+  if (rc != 0 && sqlite) {
+    const char *why = err.message[0] ? err.message : oee_strerror(rc);
+    oee_log(OEE_LOG_ERROR, "store_failed", "data_dir=%s error=\"%s\"", cfg->data_dir, why);
+    fprintf(stderr, "oee-server: cannot open the store: %s\n", why);
+    return rc;
+  }
   if (rc == 0) rc = oee_engine_start(*eng);
   if (rc != 0) oee_log(OEE_LOG_ERROR, "engine_failed", "error=\"%s\"", oee_strerror(rc));
   return rc;
+}
+
+/* "store=sqlite data_dir=... sync=..." or "store=memory", for the logs. */
+static void store_words(const oee_server_config *cfg, char *buf, size_t len) {
+  if (cfg->store == OEE_STORE_SQLITE) {
+    snprintf(buf, len, "store=sqlite data_dir=%s sync=%s", cfg->data_dir,
+             oee_sync_name(cfg->sync_normal));
+  } else {
+    snprintf(buf, len, "store=memory");
+  }
 }
 
 static int start_failed(const char *addr, const char *why) {
@@ -50,8 +76,9 @@ static int start_failed(const char *addr, const char *why) {
 static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stops) {
   int port = 0;
   /* Streams are already ended when the server shuts down (drain.c) and
-   * unary handlers answer at once, so the grace only covers calls caught in
-   * flight; idle client connections would otherwise hold it to the end. */
+   * unary handlers have answered (submissions once the engine's stop
+   * flushed its commits), so the grace only covers calls caught in flight;
+   * idle client connections would otherwise hold it to the end. */
   oee_rpc_server_options opts = {.shutdown_grace_ms = SHUTDOWN_GRACE_MS,
                                  .max_receive_message_bytes = (int)cfg->max_request_bytes};
   int rc = oee_rpc_server_open(cfg->listen, &opts, &port, &server);
@@ -68,8 +95,11 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
   if (oee_rpc_server_start(server) != 0) return start_failed(cfg->listen, "gRPC server refused");
   /* A stop requested during start-up is seen by the first tick. */
   oee_rpc_server_set_tick(server, oee_service_tick, &service, OEE_TICK_IDLE_MS);
-  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d workers=%d config=%s version=%s", cfg->listen,
-          port, cfg->workers, cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
+  char store[REASON_BYTES];
+  store_words(cfg, store, sizeof(store));
+  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d workers=%d %s config=%s version=%s",
+          cfg->listen, port, cfg->workers, store, cfg->config_path ? cfg->config_path : "none",
+          OEE_VERSION);
   /* Tests and scripts read the bound port from this line on stdout. */
   printf("oee-server listening on port %d\n", port);
   fflush(stdout);

@@ -57,6 +57,29 @@ static oee_stage_spec *pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipeli
   return stages;
 }
 
+/* SubmitPipeline's answer, once the pipeline task is stored (commit
+ * thread, or inside the engine call with the memory store), in memory
+ * reserved before the engine accepted it. */
+static void pipeline_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  reply_ctx *out = arg;
+  if (rc != 0) {
+    oee_error e = {.code = rc};
+    oee_reply_send(out, oee_reply_refused(out, err != NULL ? err : &e));
+    return;
+  }
+  oee_reply_keep_task(out, oee_task_info_ref(t));
+  Oee__V1__SubmitPipelineResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
+  if (resp == NULL) { /* not reached: reserved */
+    oee_reply_send(out, oee_reply_oom(out));
+    return;
+  }
+  oee__v1__submit_pipeline_response__init(resp);
+  resp->task_id = (char *)t->id;
+  resp->task = oee_pb_task(&out->arena, t);
+  out->msg = &resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
 grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *req,
                                        reply_ctx *out) {
   const Oee__V1__SubmitPipelineRequest *m = (const Oee__V1__SubmitPipelineRequest *)req;
@@ -67,18 +90,11 @@ grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *r
   size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitPipelineResponse)) +
                  oee_pb_task_bytes(PIPELINE_CONTEXT_BOUND);
   if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
-  const oee_task_info *t;
+  oee_reply_defer(out); /* from here the callback may answer at any time */
   oee_error err;
-  if (oee_engine_submit_pipeline(s->eng, &spec, &t, &err) != 0) {
-    return oee_reply_refused(out, &err);
+  if (oee_engine_submit_pipeline_async(s->eng, &spec, pipeline_submitted, out, &err) != 0) {
+    oee_reply_send(out, oee_reply_refused(out, &err));
   }
-  oee_reply_keep_task(out, t);
-  Oee__V1__SubmitPipelineResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) return oee_reply_oom(out); /* not reached: reserved */
-  oee__v1__submit_pipeline_response__init(resp);
-  resp->task_id = (char *)t->id;
-  resp->task = oee_pb_task(&out->arena, t);
-  out->msg = &resp->base;
   return GRPC_STATUS_OK;
 }
 

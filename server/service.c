@@ -39,21 +39,19 @@ static const char *const served[] = {OEE_V1_ORCHESTRATOR_SERVICE_NAME, "grpc.hea
                                      "grpc.reflection.v1alpha.ServerReflection"};
 
 /* Every unary call: the handler fills a reply or an error; this sends it
- * and releases what the reply borrowed. ctx is the method's oee_binding. */
+ * and releases what the reply borrowed. A handler that deferred its answer
+ * (oee_reply_defer) sends it itself, maybe from another thread; the context
+ * lives until both are done with it. ctx is the method's oee_binding. */
 static void unary(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   const oee_binding *b = ctx;
-  reply_ctx out;
-  oee_reply_init(&out);
-  grpc_status_code code = b->fn(b->svc, req, &out);
-  if (code == GRPC_STATUS_OK && (out.msg == NULL || oee_arena_failed(&out.arena))) {
-    code = oee_reply_oom(&out); /* a reply with parts missing is not sent */
+  reply_ctx *out = oee_reply_new(call);
+  if (out == NULL) {
+    oee_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
   }
-  if (code == GRPC_STATUS_OK) {
-    oee_rpc_call_reply(call, out.msg);
-  } else {
-    oee_rpc_call_fail(call, code, out.err);
-  }
-  oee_reply_fini(&out);
+  grpc_status_code code = b->fn(b->svc, req, out);
+  if (!out->deferred) oee_reply_answer(out, code);
+  oee_reply_drop(out);
 }
 
 static int refuse(char *why, size_t len, const char *path, const char *problem) {

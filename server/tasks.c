@@ -1,6 +1,8 @@
 /* tasks.c - the task RPCs (see tasks.h). */
 #include "server/tasks.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,50 +48,93 @@ static size_t submit_bytes(const Oee__V1__SubmitTaskRequest *m, size_t reply) {
          oee_pb_task_bytes(m->n_context);
 }
 
-/* Submits one request; on a refusal fills the message. The memory of the
- * reply (`reply` bytes besides the task, see submit_bytes) is reserved
- * before the engine accepts the task, so an accepted task is never
- * answered with an out-of-memory error. */
-static grpc_status_code submit_one(oee_service *s, reply_ctx *out,
-                                   const Oee__V1__SubmitTaskRequest *m, size_t reply,
-                                   const oee_task_info **task) {
+/* Turns a request into a core submission (context in the reply's arena).
+ * On a transport limit or out of memory fills the message and returns its
+ * code. The caller reserved the arena bytes first (submit_bytes). */
+static grpc_status_code submission(oee_service *s, reply_ctx *out,
+                                   const Oee__V1__SubmitTaskRequest *m, oee_submit *req) {
   int prio = m->priority_present_case == OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY
                  ? m->priority
                  : OEE_PRIORITY_DEFAULT;
   if (!within_limits(s->cfg, out, m)) return GRPC_STATUS_INVALID_ARGUMENT;
-  if (oee_arena_reserve(&out->arena, submit_bytes(m, reply)) != 0) return oee_reply_oom(out);
   oee_kv *kv = oee_arena_alloc(&out->arena, (m->n_context + 1) * sizeof(*kv));
   if (kv == NULL) return oee_reply_oom(out);
   for (size_t i = 0; i < m->n_context; i++) {
     kv[i].key = m->context[i]->key ? m->context[i]->key : "";
     kv[i].value = m->context[i]->value ? m->context[i]->value : "";
   }
-  oee_submit req = {m->name, m->task_type, prio, kv, m->n_context};
-  oee_error err;
-  if (oee_engine_submit(s->eng, &req, task, &err) != 0) return oee_reply_refused(out, &err);
+  *req = (oee_submit){m->name, m->task_type, prio, kv, m->n_context};
   return GRPC_STATUS_OK;
 }
 
-grpc_status_code oee_h_submit_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
-  const oee_task_info *t;
-  size_t reply = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitTaskResponse));
-  grpc_status_code code = submit_one(s, out, (const Oee__V1__SubmitTaskRequest *)req, reply, &t);
-  if (code != GRPC_STATUS_OK) return code;
-  oee_reply_keep_task(out, t);
+/* A core result as a status code; the reason, when one is given, in the
+ * reply's message (OEE_EIO: UNAVAILABLE "storage: <cause>"). */
+static grpc_status_code refused(reply_ctx *out, int rc, const oee_error *err) {
+  oee_error e = {.code = rc};
+  return oee_reply_refused(out, err != NULL ? err : &e);
+}
+
+/* SubmitTask's answer, once the task is stored (commit thread, or the CQ
+ * thread inside the engine call with the memory store). Its memory was
+ * reserved before the engine accepted the task, so an accepted task is
+ * never answered with an out-of-memory error. */
+static void task_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  reply_ctx *out = arg;
+  if (rc != 0) {
+    oee_reply_send(out, refused(out, rc, err));
+    return;
+  }
+  oee_reply_keep_task(out, oee_task_info_ref(t));
   Oee__V1__SubmitTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) return oee_reply_oom(out); /* not reached: reserved */
+  if (resp == NULL) { /* not reached: reserved */
+    oee_reply_send(out, oee_reply_oom(out));
+    return;
+  }
   oee__v1__submit_task_response__init(resp);
   resp->task_id = (char *)t->id;
   resp->task = oee_pb_task(&out->arena, t);
   out->msg = &resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
+grpc_status_code oee_h_submit_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
+  const Oee__V1__SubmitTaskRequest *m = (const Oee__V1__SubmitTaskRequest *)req;
+  size_t reply = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitTaskResponse));
+  if (oee_arena_reserve(&out->arena, submit_bytes(m, reply)) != 0) return oee_reply_oom(out);
+  oee_submit sub;
+  grpc_status_code code = submission(s, out, m, &sub);
+  if (code != GRPC_STATUS_OK) return code;
+  oee_reply_defer(out); /* from here the callback may answer at any time */
+  oee_error err;
+  int rc = oee_engine_submit_async(s->eng, &sub, task_submitted, out, &err);
+  if (rc != 0) oee_reply_send(out, refused(out, rc, &err));
   return GRPC_STATUS_OK;
 }
 
-/* The snapshots a batch reply borrows from, released after packing. */
+/*
+ * SubmitTasks: every entry is submitted asynchronously and the one reply is
+ * sent when the last entry is settled. `left` counts the entries not settled
+ * plus one for the handler, so the reply cannot be built while the handler
+ * still fills entries. Callbacks (commit thread) touch only their own entry
+ * (snaps[i], codes[i]) and the batch's storage message, never the arena; the
+ * handler writes the refused entries' results; whoever settles last builds
+ * the reply, in memory reserved before the first submission.
+ */
 typedef struct batch {
+  reply_ctx *out;
+  Oee__V1__SubmitTasksResponse *resp; /* results preallocated, n entries */
   size_t n;
-  const oee_task_info **snaps; /* n entries, NULL where refused */
+  const oee_task_info **snaps; /* the stored snapshot (a reference), or NULL */
+  grpc_status_code *codes;     /* a failed commit's code, else OK */
+  atomic_flag said;            /* the first failed commit wrote `why` */
+  char why[OEE_ERROR_MESSAGE_MAX];
+  atomic_size_t left;
 } batch;
+
+typedef struct batch_entry {
+  batch *b;
+  size_t i;
+} batch_entry;
 
 static void release_batch(void *arg) {
   batch *b = arg;
@@ -98,32 +143,97 @@ static void release_batch(void *arg) {
   }
 }
 
+static void batch_reply(batch *b) {
+  reply_ctx *out = b->out;
+  for (size_t i = 0; i < b->n; i++) {
+    Oee__V1__SubmitTaskResult *res = b->resp->results[i];
+    if (b->snaps[i]) {
+      res->task_id = (char *)b->snaps[i]->id;
+      res->task = oee_pb_task(&out->arena, b->snaps[i]);
+    } else if (b->codes[i] != GRPC_STATUS_OK) {
+      res->code = (int32_t)b->codes[i];
+      res->message = oee_arena_printf(&out->arena, "%s", b->why);
+    }
+  }
+  out->msg = &b->resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
+static void batch_settle(batch *b) {
+  if (atomic_fetch_sub(&b->left, 1) == 1) batch_reply(b);
+}
+
+static void entry_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  batch_entry *e = arg;
+  batch *b = e->b;
+  if (rc == 0) {
+    b->snaps[e->i] = oee_task_info_ref(t);
+  } else {
+    b->codes[e->i] = oee_status_from_error(rc);
+    /* Commits fail a whole group at once, for one cause: one message. */
+    if (!atomic_flag_test_and_set(&b->said)) {
+      snprintf(b->why, sizeof(b->why), "%s",
+               err && err->message[0] ? err->message : oee_strerror(rc));
+    }
+  }
+  batch_settle(b);
+}
+
+/* Submits entry i; a refusal is written into its result at once. */
+static void batch_submit(oee_service *s, batch *b, size_t i, const Oee__V1__SubmitTaskRequest *m) {
+  reply_ctx *out = b->out;
+  Oee__V1__SubmitTaskResult *res = b->resp->results[i];
+  batch_entry *e = oee_arena_alloc(&out->arena, sizeof(*e));
+  oee_submit sub;
+  oee_error err;
+  grpc_status_code code = e == NULL ? oee_reply_oom(out) : submission(s, out, m, &sub);
+  if (code == GRPC_STATUS_OK) {
+    *e = (batch_entry){b, i};
+    int rc = oee_engine_submit_async(s->eng, &sub, entry_submitted, e, &err);
+    if (rc == 0) return; /* settled by its callback */
+    code = refused(out, rc, &err);
+  }
+  res->code = (int32_t)code;
+  res->message = oee_arena_printf(&out->arena, "%s", out->err);
+  batch_settle(b);
+}
+
 /* What one entry of a batch may take from the arena: its result, with a
- * task or a refusal's message. Reserved for the whole batch before the
- * first submission, so a batch is answered in full once a task of it was
- * accepted. */
+ * task or a refusal's message, and its submission. */
 static size_t entry_bytes(const Oee__V1__SubmitTaskRequest *m) {
-  return OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitTaskResult)) +
+  return OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitTaskResult)) + OEE_ARENA_SIZE(sizeof(batch_entry)) +
          OEE_ARENA_SIZE(OEE_REPLY_MESSAGE_BYTES) + submit_bytes(m, 0);
 }
 
-static Oee__V1__SubmitTaskResult *batch_entry(oee_service *s, reply_ctx *out,
-                                              const Oee__V1__SubmitTaskRequest *m,
-                                              const oee_task_info **snap) {
-  Oee__V1__SubmitTaskResult *res = oee_arena_alloc(&out->arena, sizeof(*res));
-  *snap = NULL;
-  if (res == NULL) return NULL; /* not reached: reserved (see entry_bytes) */
-  oee__v1__submit_task_result__init(res);
-  grpc_status_code code = submit_one(s, out, m, 0, snap);
-  res->code = (int32_t)code;
-  if (code == GRPC_STATUS_OK) {
-    res->task_id = (char *)(*snap)->id;
-    res->task = oee_pb_task(&out->arena, *snap);
-  } else {
-    *snap = NULL;
-    res->message = oee_arena_printf(&out->arena, "%s", out->err);
+/* The batch and its reply's skeleton, with the memory of every entry
+ * reserved, or NULL when out of memory (nothing submitted yet). */
+static batch *batch_new(reply_ctx *out, const Oee__V1__SubmitTasksRequest *m) {
+  size_t n = m->n_requests, bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += entry_bytes(m->requests[i]);
+  batch *b = oee_arena_alloc(&out->arena, sizeof(*b));
+  if (b == NULL) return NULL;
+  b->out = out;
+  b->n = n;
+  b->snaps = oee_arena_alloc(&out->arena, n * sizeof(*b->snaps));
+  b->codes = oee_arena_alloc(&out->arena, n * sizeof(*b->codes));
+  b->resp = oee_arena_alloc(&out->arena, sizeof(*b->resp));
+  Oee__V1__SubmitTaskResult **results = oee_arena_alloc(&out->arena, n * sizeof(*results));
+  if (b->snaps == NULL || b->codes == NULL || b->resp == NULL || results == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    results[i] = oee_arena_alloc(&out->arena, sizeof(**results));
+    if (results[i] == NULL) return NULL;
+    oee__v1__submit_task_result__init(results[i]);
+    b->snaps[i] = NULL;
+    b->codes[i] = GRPC_STATUS_OK;
   }
-  return res;
+  if (oee_arena_reserve(&out->arena, bytes) != 0) return NULL;
+  oee__v1__submit_tasks_response__init(b->resp);
+  b->resp->results = results;
+  b->resp->n_results = n;
+  atomic_flag_clear(&b->said);
+  b->why[0] = '\0';
+  atomic_init(&b->left, n + 1);
+  return b;
 }
 
 grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
@@ -134,26 +244,12 @@ grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req,
                   n);
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
-  size_t bytes = 0;
-  for (size_t i = 0; i < n; i++) bytes += entry_bytes(m->requests[i]);
-  batch *b = oee_arena_alloc(&out->arena, sizeof(*b));
-  const oee_task_info **snaps = oee_arena_alloc(&out->arena, n * sizeof(*snaps));
-  Oee__V1__SubmitTasksResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  Oee__V1__SubmitTaskResult **results = oee_arena_alloc(&out->arena, n * sizeof(*results));
-  if (b == NULL || snaps == NULL || resp == NULL || results == NULL ||
-      oee_arena_reserve(&out->arena, bytes) != 0) {
-    return oee_reply_oom(out); /* nothing submitted yet */
-  }
-  b->snaps = snaps;
-  oee__v1__submit_tasks_response__init(resp);
-  resp->results = results;
+  batch *b = batch_new(out, m);
+  if (b == NULL) return oee_reply_oom(out);
   oee_reply_release(out, release_batch, b);
-  for (size_t i = 0; i < n; i++) {
-    resp->results[i] = batch_entry(s, out, m->requests[i], &b->snaps[i]);
-    b->n = i + 1;
-  }
-  resp->n_results = n;
-  out->msg = &resp->base;
+  oee_reply_defer(out);
+  for (size_t i = 0; i < n; i++) batch_submit(s, b, i, m->requests[i]);
+  batch_settle(b); /* the handler's own count: the reply may go now */
   return GRPC_STATUS_OK;
 }
 

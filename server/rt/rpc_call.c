@@ -1,13 +1,36 @@
 /*
  * rpc_call.c - server call objects (see rpc_server.h for the contract).
  *
- * DESIGN: everything runs on the CQ thread, so no locks. A call holds one
- * reference per gRPC batch in flight (open = initial metadata + RECV_CLOSE,
- * send = final message/status, write, read), one for the dispatch and one per
- * oee_rpc_call_ref(). The status is sent at most once (status_sent); a status
- * requested while a write is in flight waits for that write (pending). The
- * RECV_CLOSE completion without a status sent means the client went away.
+ * DESIGN: completions, handlers and callbacks run on the CQ thread, but a
+ * unary call may be answered from any thread (e.g. an engine thread that
+ * committed a submission). A call holds one reference per gRPC batch in
+ * flight (open = initial metadata + RECV_CLOSE, send = final
+ * message/status, write, read), one for the dispatch and one per
+ * oee_rpc_call_ref(). The status is sent at most once (status_sent); a
+ * status requested while a write is in flight waits for that write
+ * (pending). The RECV_CLOSE completion without a status sent means the
+ * client went away.
+ *
+ * Threads and locks:
+ *  - Any thread: oee_rpc_call_reply, _fail, _finish, _ref, _unref,
+ *    _cancelled, provided that thread holds a reference (taken with
+ *    oee_rpc_call_ref on the CQ thread while the handler runs). Everything
+ *    else (set_callbacks, write, writable, abort, the completions) stays on
+ *    the CQ thread.
+ *  - refs is atomic. The reference of a batch is taken before
+ *    grpc_call_start_batch (its completion may run on the CQ thread before
+ *    start_batch returns to another thread) and given back if it fails.
+ *  - mu guards the state flags (finished, status_sent, cancelled, closed,
+ *    writing, pending), the pending status (pcode, ptext) and the buffers
+ *    of the send batch (details, send_bb). It is never held while a user
+ *    callback runs, so callbacks may call back in; it is held across
+ *    grpc_call_start_batch, which only queues work (completions go through
+ *    the CQ). Lock order: call mu, then the server's cq_lock.
+ *  - The last unref frees the call on the thread that drops it: on_done
+ *    then runs there (for unary calls answered from elsewhere that is the
+ *    answering thread).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +46,8 @@ struct oee_rpc_call {
   grpc_call *gc;             /* owned reference */
   grpc_byte_buffer *payload; /* request bytes (unary, server streaming) */
   ProtobufCMessage *req;     /* decoded request or NULL */
-  int refs;
+  atomic_int refs;
+  pthread_mutex_t mu; /* guards the fields from client_cancelled to details */
   rt_op open_op, send_op, write_op, read_op;
   int client_cancelled;   /* RECV_CLOSE_ON_SERVER output */
   int closed;             /* RECV_CLOSE completed */
@@ -50,32 +74,57 @@ static void call_free(oee_rpc_call *c) {
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   grpc_slice_unref(c->details);
   oee_free(c->ptext);
-  c->srv->live_calls--;
+  pthread_mutex_destroy(&c->mu);
+  atomic_fetch_sub(&c->srv->live_calls, 1);
   oee_free(c);
 }
 
-void oee_rpc_call_ref(oee_rpc_call *c) { c->refs++; }
-
-void oee_rpc_call_unref(oee_rpc_call *c) {
-  if (--c->refs == 0) call_free(c);
+static void lock(oee_rpc_call *c) {
+  if (pthread_mutex_lock(&c->mu) != 0) abort();
 }
 
-/* Starts a batch whose completion runs op; takes a reference. */
+static void unlock(oee_rpc_call *c) {
+  if (pthread_mutex_unlock(&c->mu) != 0) abort();
+}
+
+void oee_rpc_call_ref(oee_rpc_call *c) { atomic_fetch_add(&c->refs, 1); }
+
+void oee_rpc_call_unref(oee_rpc_call *c) {
+  if (atomic_fetch_sub(&c->refs, 1) == 1) call_free(c);
+}
+
+/* Starts a batch whose completion runs op; takes a reference first. The
+ * caller holds another one, so giving it back on failure never frees. Under
+ * cq_lock so that the CQ cannot shut down between the check and the start
+ * (gRPC asserts on a batch for a shut-down queue). */
 static int start(oee_rpc_call *c, grpc_op *ops, size_t n, rt_op *op) {
-  if (c->srv->phase >= PHASE_CQ_DOWN) return OEE_RPC_ECLOSED;
-  if (grpc_call_start_batch(c->gc, ops, n, op, NULL) != GRPC_CALL_OK) return OEE_RPC_ECALL;
-  c->refs++;
-  return 0;
+  oee_rpc_server *srv = c->srv;
+  int rc = 0;
+  if (pthread_rwlock_rdlock(&srv->cq_lock) != 0) abort();
+  if (srv->cq_down) {
+    rc = OEE_RPC_ECLOSED;
+  } else {
+    atomic_fetch_add(&c->refs, 1);
+    if (grpc_call_start_batch(c->gc, ops, n, op, NULL) != GRPC_CALL_OK) {
+      atomic_fetch_sub(&c->refs, 1);
+      rc = OEE_RPC_ECALL;
+    }
+  }
+  if (pthread_rwlock_unlock(&srv->cq_lock) != 0) abort();
+  return rc;
 }
 
 static void send_done(void *owner, int ok) {
   oee_rpc_call *c = owner;
-  if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
+  lock(c);
+  grpc_byte_buffer *bb = c->send_bb;
   c->send_bb = NULL;
+  unlock(c);
+  if (bb) grpc_byte_buffer_destroy(bb);
   oee_rpc_call_unref(c);
 }
 
-/* Sends [msg +] status. msg (owned) is destroyed on failure. */
+/* Sends [msg +] status. msg (owned) is destroyed on failure. Lock held. */
 static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg, grpc_status_code code,
                        const char *text) {
   grpc_op ops[2];
@@ -100,12 +149,15 @@ static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg, grpc_status_code 
 
 static void open_done(void *owner, int ok) {
   oee_rpc_call *c = owner;
+  lock(c);
   c->closed = 1;
-  if (!c->status_sent) {
+  int gone = !c->status_sent;
+  if (gone) {
     c->cancelled = c->finished = 1;
     c->pending = 0;
-    if (c->cb.on_cancelled) c->cb.on_cancelled(c, c->user);
   }
+  unlock(c);
+  if (gone && c->cb.on_cancelled) c->cb.on_cancelled(c, c->user);
   oee_rpc_call_unref(c);
 }
 
@@ -123,15 +175,19 @@ static void write_done(void *owner, int ok) {
   oee_rpc_call *c = owner;
   grpc_byte_buffer_destroy(c->write_bb);
   c->write_bb = NULL;
+  lock(c);
   c->writing = 0;
+  int writable = 0;
   if (c->pending) {
     c->pending = 0;
     send_status(c, NULL, c->pcode, c->ptext_lost ? OEE_RPC_OOM_STATUS : c->ptext);
     oee_free(c->ptext);
     c->ptext = NULL;
-  } else if (ok && !c->finished && c->cb.on_writable) {
-    c->cb.on_writable(c, c->user);
+  } else {
+    writable = ok && !c->finished;
   }
+  unlock(c);
+  if (writable && c->cb.on_writable) c->cb.on_writable(c, c->user);
   oee_rpc_call_unref(c);
 }
 
@@ -159,10 +215,16 @@ static void read_done(void *owner, int ok) {
   grpc_byte_buffer *bb = c->read_bb;
   c->read_bb = NULL;
   if (!ok || bb == NULL) {
-    if (!c->finished && c->cb.on_message) c->cb.on_message(c, NULL, c->user);
+    lock(c);
+    int finished = c->finished;
+    unlock(c);
+    if (!finished && c->cb.on_message) c->cb.on_message(c, NULL, c->user);
   } else {
     deliver(c, bb);
-    if (!c->finished) start_read(c);
+    lock(c);
+    int finished = c->finished;
+    unlock(c);
+    if (!finished) start_read(c);
   }
   if (bb) grpc_byte_buffer_destroy(bb);
   oee_rpc_call_unref(c);
@@ -184,7 +246,8 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *g
   c->reg = reg;
   c->gc = gc;
   c->payload = payload;
-  c->refs = 1; /* the dispatch reference */
+  atomic_init(&c->refs, 1); /* the dispatch reference */
+  if (pthread_mutex_init(&c->mu, NULL) != 0) abort();
   c->details = grpc_empty_slice();
   c->open_op = (rt_op){open_done, c};
   c->send_op = (rt_op){send_done, c};
@@ -192,7 +255,7 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *g
   c->read_op = (rt_op){read_done, c};
   oee_arena_init(&c->req_arena);
   c->req_alloc = oee__rpc_arena_allocator(&c->req_arena);
-  srv->live_calls++;
+  atomic_fetch_add(&srv->live_calls, 1);
   return c;
 }
 
@@ -202,7 +265,10 @@ static void run_handler(oee_rpc_call *c) {
   const oee_rpc_method *m = &c->reg->m;
   if (m->client_streaming) {
     m->handler(c, NULL, c->reg->ctx);
-    if (!c->finished) start_read(c);
+    lock(c);
+    int finished = c->finished;
+    unlock(c);
+    if (!finished) start_read(c);
     return;
   }
   c->req = oee__rpc_unpack_with(m->request, c->payload, &c->req_alloc);
@@ -213,7 +279,9 @@ static void run_handler(oee_rpc_call *c) {
   if (c->req == NULL) {
     char text[256];
     snprintf(text, sizeof text, "request does not decode as %s", m->request->name);
+    lock(c);
     send_status(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, text);
+    unlock(c);
     return;
   }
   m->handler(c, c->req, c->reg->ctx);
@@ -233,7 +301,9 @@ void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
   } else if (reg == NULL || reg->m.handler == NULL) {
     char text[512];
     snprintf(text, sizeof text, "unknown method %s", reg ? reg->m.path : (path ? path : "?"));
+    lock(c);
     send_status(c, NULL, GRPC_STATUS_UNIMPLEMENTED, text);
+    unlock(c);
   } else {
     run_handler(c);
   }
@@ -256,39 +326,68 @@ const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *c) {
 
 const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *c) { return c->req; }
 
-int oee_rpc_call_cancelled(const oee_rpc_call *c) { return c->cancelled; }
+int oee_rpc_call_cancelled(const oee_rpc_call *call) {
+  oee_rpc_call *c = (oee_rpc_call *)call; /* the lock, not the state, changes */
+  lock(c);
+  int cancelled = c->cancelled;
+  unlock(c);
+  return cancelled;
+}
 
 int oee_rpc_call_abort(oee_rpc_call *c, grpc_status_code code, const char *message) {
   if (c == NULL) return OEE_RPC_EINVAL;
-  if (c->status_sent || c->cancelled) return OEE_RPC_ECLOSED;
+  lock(c);
+  if (c->status_sent || c->cancelled) {
+    unlock(c);
+    return OEE_RPC_ECLOSED;
+  }
   /* The write in flight may never complete (the client does not read), so
    * the status cannot queue behind it: gRPC cancels the stream with it. */
   c->finished = c->status_sent = 1;
   c->pending = 0;
   oee_free(c->ptext);
   c->ptext = NULL;
+  unlock(c);
   grpc_call_cancel_with_status(c->gc, code, message ? message : "", NULL);
   return 0;
 }
 
-int oee_rpc_call_writable(const oee_rpc_call *c) {
-  return !c->finished && !c->writing && c->srv->phase < PHASE_CQ_DOWN;
+int oee_rpc_call_writable(const oee_rpc_call *call) {
+  oee_rpc_call *c = (oee_rpc_call *)call;
+  lock(c);
+  int ok = !c->finished && !c->writing && c->srv->phase < PHASE_CQ_DOWN;
+  unlock(c);
+  return ok;
 }
 
-static int check_msg(const oee_rpc_call *c, const ProtobufCMessage *msg) {
+static int check_type(const oee_rpc_call *c, const ProtobufCMessage *msg) {
   if (c == NULL || msg == NULL || c->reg == NULL) return OEE_RPC_EINVAL;
-  if (msg->descriptor != c->reg->m.response) return OEE_RPC_EINVAL;
+  return msg->descriptor != c->reg->m.response ? OEE_RPC_EINVAL : 0;
+}
+
+/* Lock held. */
+static int check_open(const oee_rpc_call *c) {
   if (c->finished) return OEE_RPC_ECLOSED;
   return c->writing ? OEE_RPC_EBUSY : 0;
 }
 
 int oee_rpc_call_reply(oee_rpc_call *c, const ProtobufCMessage *msg) {
-  int rc = check_msg(c, msg);
+  int rc = check_type(c, msg);
   if (rc != 0) return rc;
-  return send_status(c, oee__rpc_pack(msg), GRPC_STATUS_OK, NULL);
+  /* Packed outside the lock: the message is the caller's, not the call's. */
+  grpc_byte_buffer *bb = oee__rpc_pack(msg);
+  lock(c);
+  rc = check_open(c);
+  if (rc == 0) {
+    rc = send_status(c, bb, GRPC_STATUS_OK, NULL); /* owns bb from here */
+    bb = NULL;
+  }
+  unlock(c);
+  if (bb) grpc_byte_buffer_destroy(bb);
+  return rc;
 }
 
-/* Starts a SEND_MESSAGE batch that owns bb. */
+/* Starts a SEND_MESSAGE batch that owns bb. Lock held. */
 static int write_bb(oee_rpc_call *c, grpc_byte_buffer *bb) {
   grpc_op op;
   memset(&op, 0, sizeof op);
@@ -305,27 +404,40 @@ static int write_bb(oee_rpc_call *c, grpc_byte_buffer *bb) {
 }
 
 int oee_rpc_call_write(oee_rpc_call *c, const ProtobufCMessage *msg) {
-  int rc = check_msg(c, msg);
+  int rc = check_type(c, msg);
   if (rc != 0) return rc;
-  return write_bb(c, oee__rpc_pack(msg));
+  lock(c);
+  rc = check_open(c);
+  if (rc == 0) rc = write_bb(c, oee__rpc_pack(msg));
+  unlock(c);
+  return rc;
 }
 
 int oee_rpc_call_write_slice(oee_rpc_call *c, grpc_slice packed) {
   if (c == NULL) return OEE_RPC_EINVAL;
-  if (c->finished) return OEE_RPC_ECLOSED;
-  if (c->writing) return OEE_RPC_EBUSY;
-  return write_bb(c, grpc_raw_byte_buffer_create(&packed, 1)); /* refs the slice */
+  lock(c);
+  int rc = check_open(c);
+  if (rc == 0) rc = write_bb(c, grpc_raw_byte_buffer_create(&packed, 1)); /* refs the slice */
+  unlock(c);
+  return rc;
 }
 
 int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code, const char *message) {
   if (c == NULL) return OEE_RPC_EINVAL;
-  if (c->finished) return OEE_RPC_ECLOSED;
-  if (!c->writing) return send_status(c, NULL, code, message);
-  c->finished = c->pending = 1;
-  c->pcode = code;
-  c->ptext = message ? oee_strdup(message) : NULL;
-  c->ptext_lost = message != NULL && c->ptext == NULL;
-  return 0;
+  int rc = 0;
+  lock(c);
+  if (c->finished) {
+    rc = OEE_RPC_ECLOSED;
+  } else if (!c->writing) {
+    rc = send_status(c, NULL, code, message);
+  } else {
+    c->finished = c->pending = 1;
+    c->pcode = code;
+    c->ptext = message ? oee_strdup(message) : NULL;
+    c->ptext_lost = message != NULL && c->ptext == NULL;
+  }
+  unlock(c);
+  return rc;
 }
 
 int oee_rpc_call_fail(oee_rpc_call *c, grpc_status_code code, const char *message) {

@@ -1,11 +1,13 @@
 /*
  * rpc_internal.h - private to the server call runtime (rpc_server.c,
  * rpc_call.c). Everything here is touched on the CQ thread only, except
- * oee_rpc_server.stop (atomic).
+ * oee_rpc_server.stop and .live_calls (atomic) and .cq_down (cq_lock):
+ * calls may be answered from other threads (rpc_call.c).
  */
 #ifndef OEE_SERVER_RT_RPC_INTERNAL_H
 #define OEE_SERVER_RT_RPC_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <grpc/grpc.h>
@@ -57,7 +59,12 @@ struct oee_rpc_server {
   int cancelled_all; /* grpc_server_cancel_all_calls issued */
   gpr_timespec grace_end;
   rt_op shutdown_op;
-  size_t live_calls;
+  atomic_size_t live_calls;
+  /* Batches may start on any thread (a late unary reply): they hold
+   * cq_lock for reading while they check cq_down and start; the CQ thread
+   * holds it for writing to set cq_down before it shuts the queue down. */
+  pthread_rwlock_t cq_lock;
+  int cq_down; /* guarded by cq_lock */
 };
 
 /* The reason listen_addr could not be bound, after gRPC failed to:

@@ -109,6 +109,9 @@ static int listen_on(oee_rpc_server *srv, const char *addr) {
 static void shutdown_done(void *owner, int ok) {
   oee_rpc_server *srv = owner;
   srv->phase = PHASE_CQ_DOWN;
+  if (pthread_rwlock_wrlock(&srv->cq_lock) != 0) abort();
+  srv->cq_down = 1; /* no batch starts from now on, on any thread */
+  if (pthread_rwlock_unlock(&srv->cq_lock) != 0) abort();
   grpc_completion_queue_shutdown(srv->cq);
 }
 
@@ -130,6 +133,8 @@ int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *o
   srv->tick_ms = -1;
   srv->shutdown_op = (rt_op){shutdown_done, srv};
   atomic_init(&srv->stop, 0);
+  atomic_init(&srv->live_calls, 0);
+  if (pthread_rwlock_init(&srv->cq_lock, NULL) != 0) abort();
   int rc = listen_on(srv, listen_addr);
   if (rc != 0) {
     oee_rpc_server_destroy(srv);
@@ -227,7 +232,9 @@ int oee_rpc_server_stopping(const oee_rpc_server *srv) {
   return atomic_load(&((oee_rpc_server *)srv)->stop) != 0;
 }
 
-size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) { return srv->live_calls; }
+size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) {
+  return atomic_load(&((oee_rpc_server *)srv)->live_calls);
+}
 
 /* ------------------------------------------------------------ the loop */
 
@@ -324,6 +331,7 @@ void oee_rpc_server_destroy(oee_rpc_server *srv) {
   for (size_t i = 0; i < srv->n_regs; i++) reg_free(srv->regs[i]);
   oee_free(srv->regs);
   oee_free(srv->generic);
+  pthread_rwlock_destroy(&srv->cq_lock);
   oee_free(srv);
   grpc_shutdown();
 }

@@ -6,10 +6,19 @@
  * DESIGN
  *  - One completion queue, drained by the one thread that calls
  *    oee_rpc_server_run() (the "CQ thread"). Every handler and callback runs
- *    on it, and every oee_rpc_call_* function must be called on it. Other
- *    threads hand work to it through the tick hook (a callback invoked on the
- *    CQ thread after each processed batch of events and at least every
- *    tick_interval_ms), e.g. by filling a queue the tick drains.
+ *    on it (on_done excepted, see below), and the oee_rpc_call_* functions
+ *    are called on it, except these, which any thread may call on a call it
+ *    holds a reference to: oee_rpc_call_reply, _fail, _finish, _ref, _unref
+ *    and _cancelled. So a unary handler may take a reference
+ *    (oee_rpc_call_ref), return, and answer later from another thread (an
+ *    engine thread that finished the work), then drop the reference. gRPC
+ *    core allows grpc_call_start_batch on any thread; the call's state is
+ *    guarded by a per-call mutex and its reference count is atomic
+ *    (rpc_call.c). A call the client cancelled meanwhile answers the late
+ *    reply with OEE_RPC_ECLOSED. Other work reaches the CQ thread through
+ *    the tick hook (a callback invoked on the CQ thread after each processed
+ *    batch of events and at least every tick_interval_ms), e.g. by filling a
+ *    queue the tick drains.
  *  - The CQ wait is bounded (OEE_RPC_SERVER_POLL_MS) so a shutdown request,
  *    a plain atomic store that is safe from a signal handler, is noticed
  *    within that time.
@@ -28,7 +37,10 @@
  *    one reference per gRPC batch in flight, one while the handler runs, and
  *    one per oee_rpc_call_ref(). When the last one goes (the call has ended
  *    on the wire: finished or cancelled, and all its batches completed),
- *    on_done runs and the call is freed. A handler that keeps a call pointer
+ *    on_done runs and the call is freed, on the thread that dropped it
+ *    (the CQ thread unless another thread held the last reference). Every
+ *    reference must be dropped before oee_rpc_server_destroy(). A handler
+ *    that keeps a call pointer
  *    after returning must forget it in on_done (or in on_cancelled), or hold a
  *    reference; after on_done the pointer is invalid.
  *  - The request message is owned by the call and stays valid until on_done.
@@ -137,7 +149,8 @@ void oee_rpc_server_destroy(oee_rpc_server *srv);
 size_t oee_rpc_server_live_calls(const oee_rpc_server *srv);
 
 /* ----------------------------------------------------------------- calls
- * Everything below runs on the CQ thread only. */
+ * Everything below runs on the CQ thread only, except the functions marked
+ * "Any thread", which another thread may call while it holds a reference. */
 
 /* Per-call callbacks; user is the pointer given with them. */
 typedef struct oee_rpc_call_callbacks {
@@ -159,14 +172,19 @@ void *oee_rpc_call_user(const oee_rpc_call *call);
 /* The method (the server's copy) and the decoded request (or NULL). */
 const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *call);
 const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *call);
-/* Extra references keep the call (not the RPC) alive until unref. */
+/* Extra references keep the call (not the RPC) alive until unref. Any
+ * thread that already holds a reference (a handler holds one while it
+ * runs); the last unref frees the call and runs on_done on its thread. */
 void oee_rpc_call_ref(oee_rpc_call *call);
 void oee_rpc_call_unref(oee_rpc_call *call);
 
 /* Unary: sends msg (of the method's response type) and status OK.
- * Returns 0, OEE_RPC_EINVAL, OEE_RPC_EBUSY, OEE_RPC_ECLOSED. */
+ * Returns 0, OEE_RPC_EINVAL, OEE_RPC_EBUSY, OEE_RPC_ECLOSED (already
+ * answered, or the client went away or the server stopped first). Any
+ * thread. */
 int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg);
-/* Ends the call with code and message (may be NULL); same as finish. */
+/* Ends the call with code and message (may be NULL); same as finish. Any
+ * thread. */
 int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code, const char *message);
 /* Streaming: starts sending msg. At most one write in flight: returns
  * OEE_RPC_EBUSY while one is; on_writable tells when it completed. Also
@@ -179,14 +197,14 @@ int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed);
 /* 1 if a write may start now (open call, no write in flight). */
 int oee_rpc_call_writable(const oee_rpc_call *call);
 /* Ends the call with a status; sent after a write still in flight. Returns
- * 0 or OEE_RPC_ECLOSED (already finished or cancelled). */
+ * 0 or OEE_RPC_ECLOSED (already finished or cancelled). Any thread. */
 int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code, const char *message);
 /* Ends the call now with code and message, even while a write is stuck
  * behind flow control (a client that does not read): the stream is
  * cancelled with that status instead of waiting to send it in order.
  * Returns 0 or OEE_RPC_ECLOSED. on_done still follows. */
 int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code, const char *message);
-/* 1 once the client went away before the call was finished. */
+/* 1 once the client went away before the call was finished. Any thread. */
 int oee_rpc_call_cancelled(const oee_rpc_call *call);
 
 #ifdef __cplusplus

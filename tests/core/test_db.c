@@ -120,12 +120,16 @@ static void test_rows_survive_reopen(void **state) {
   assert_int_equal(meta.last_seq, 78);
   assert_int_equal(meta.last_index, 6); /* counters never go back */
   loaded l = {0};
-  assert_int_equal(oee_db_load(db, on_load, on_count, &l, NULL), 0);
+  assert_int_equal(oee_db_load(db, 0, on_load, on_count, &l, NULL), 0);
   assert_int_equal(l.n, 3); /* unfinished only, in submission order */
   assert_int_equal(l.index[0], 1);
   assert_int_equal(l.index[1], 2);
   assert_int_equal(l.index[2], 3);
   assert_int_equal(l.counted, 6);
+  loaded every = {0};
+  assert_int_equal(oee_db_load(db, 1, on_load, NULL, &every, NULL), 0);
+  assert_int_equal(every.n, 6); /* every task, in submission order */
+  for (size_t i = 0; i < every.n; i++) assert_int_equal(every.index[i], i + 1);
   const oee_task_info *got;
   char upper[OEE_ID_LEN + 1];
   snprintf(upper, sizeof(upper), "0190A1B2-C3D4-7E5F-8A9B-000000000002");

@@ -3,7 +3,9 @@
  * stubs, end to end over loopback.
  *
  * The test service (echo.proto) runs on the server's CQ thread; it reports
- * what happened to the test thread through atomic counters only.
+ * what happened to the test thread through atomic counters only. Calls with
+ * thread_delay_ms are answered from a thread of their own, as the engine's
+ * commit thread answers submissions.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,7 +22,7 @@
 #include "echo.grpc-client.h"
 #include "echo.grpc-server.h"
 
-enum { MAX_PENDING = 64 };
+enum { MAX_PENDING = 64, MAX_LATE_THREADS = 512 };
 
 /* A unary call answered later by the tick. */
 typedef struct pending {
@@ -37,7 +39,21 @@ typedef struct service {
   atomic_int done;      /* on_done calls of streaming calls */
   atomic_long live;     /* oee_rpc_server_live_calls(), sampled by the tick */
   atomic_int ticks;
+  atomic_int late_started; /* calls handed to a thread of their own */
+  atomic_int late_sent;    /* replies sent from other threads */
+  atomic_int late_closed;  /* ... refused with OEE_RPC_ECLOSED (client gone) */
+  pthread_mutex_t mu;      /* guards threads and n_threads */
+  pthread_t threads[MAX_LATE_THREADS];
+  int n_threads;
 } service;
+
+/* A unary call answered from its own thread. */
+typedef struct late {
+  service *svc;
+  oee_rpc_call *call; /* a reference is held */
+  int delay_ms;
+  char text[96];
+} late;
 
 /* State of one Count stream, freed in on_done. */
 typedef struct counter {
@@ -96,9 +112,56 @@ static void reply_text(oee_rpc_call *call, const char *text) {
   assert_int_equal(oee_rpc_call_reply(call, &r.base), 0);
 }
 
+/* Replies after the delay from its own thread, then drops the reference. */
+static void *late_main(void *arg) {
+  late *l = arg;
+  sleep_ms(l->delay_ms);
+  Oee__Rpctest__EchoReply r = OEE__RPCTEST__ECHO_REPLY__INIT;
+  r.text = l->text;
+  int rc = oee_rpc_call_reply(l->call, &r.base);
+  if (rc == 0) atomic_fetch_add(&l->svc->late_sent, 1);
+  if (rc == OEE_RPC_ECLOSED) {
+    assert_true(oee_rpc_call_cancelled(l->call));
+    atomic_fetch_add(&l->svc->late_closed, 1);
+  }
+  /* A second answer is always refused, from any thread. */
+  assert_int_equal(oee_rpc_call_fail(l->call, GRPC_STATUS_INTERNAL, "twice"), OEE_RPC_ECLOSED);
+  oee_rpc_call_unref(l->call);
+  free(l);
+  return NULL;
+}
+
+/* Keeps a reference and hands the call to a new thread; 0 if none is left. */
+static int reply_from_thread(service *s, oee_rpc_call *call, const Oee__Rpctest__EchoRequest *req) {
+  late *l = calloc(1, sizeof *l);
+  assert_non_null(l);
+  *l = (late){.svc = s, .call = call, .delay_ms = req->thread_delay_ms};
+  snprintf(l->text, sizeof l->text, "thread:%s", req->text);
+  oee_rpc_call_ref(call);
+  pthread_mutex_lock(&s->mu);
+  int ok = s->n_threads < MAX_LATE_THREADS &&
+           pthread_create(&s->threads[s->n_threads], NULL, late_main, l) == 0;
+  if (ok) s->n_threads++;
+  pthread_mutex_unlock(&s->mu);
+  if (ok) atomic_fetch_add(&s->late_started, 1);
+  if (!ok) {
+    oee_rpc_call_unref(call);
+    free(l);
+  }
+  return ok;
+}
+
+static void join_late_threads(service *s) {
+  pthread_mutex_lock(&s->mu);
+  for (int i = 0; i < s->n_threads; i++) assert_int_equal(pthread_join(s->threads[i], NULL), 0);
+  s->n_threads = 0;
+  pthread_mutex_unlock(&s->mu);
+}
+
 static void on_echo(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   service *s = ctx;
   const Oee__Rpctest__EchoRequest *req = (const Oee__Rpctest__EchoRequest *)m;
+  if (req->thread_delay_ms > 0 && reply_from_thread(s, call, req)) return;
   if (req->code != 0) {
     oee_rpc_call_fail(call, (grpc_status_code)req->code, req->text);
   } else if (req->delay_ms > 0 && s->n_delayed < MAX_PENDING) {
@@ -180,6 +243,7 @@ static void *run_server(void *arg) {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
+  pthread_mutex_init(&f->svc.mu, NULL);
   oee_rpc_server_options o = {.shutdown_grace_ms = 200};
   f->svc.srv = oee_rpc_server_create("127.0.0.1:0", &o, &f->port);
   assert_non_null(f->svc.srv);
@@ -206,13 +270,24 @@ static int teardown(void **state) {
   oee_rpc_channel_destroy(f->ch);
   oee_rpc_server_shutdown(f->svc.srv);
   assert_int_equal(pthread_join(f->thread, NULL), 0);
+  join_late_threads(&f->svc); /* late replies after a shutdown are refused */
   assert_int_equal(oee_rpc_server_live_calls(f->svc.srv), 0);
   oee_rpc_server_destroy(f->svc.srv);
+  pthread_mutex_destroy(&f->svc.mu);
   free(f);
   return 0;
 }
 
 /* ----------------------------------------------------------------- tests */
+
+static int echo_req(fixture *f, Oee__Rpctest__EchoRequest *req, int64_t deadline_ms,
+                    oee_rpc_status *st, char **out) {
+  Oee__Rpctest__EchoReply *resp = NULL;
+  int rc = oee_rpctest_echo_echo(f->ch, req, &resp, deadline_ms, st);
+  if (out) *out = resp ? strdup(resp->text) : NULL;
+  if (resp) oee__rpctest__echo_reply__free_unpacked(resp, NULL);
+  return rc;
+}
 
 static int echo(fixture *f, const char *text, int code, int delay_ms, int64_t deadline_ms,
                 oee_rpc_status *st, char **out) {
@@ -421,6 +496,93 @@ static void test_many_concurrent_calls(void **state) {
   assert_int_equal(bad, 0);
 }
 
+/* Makes N_CALLS echo calls answered from threads after 1-5 ms. */
+static void *thread_caller(void *arg) {
+  fixture *f = arg;
+  long bad = 0;
+  for (int i = 0; i < N_CALLS; i++) {
+    char text[32], want[48], *got = NULL;
+    snprintf(text, sizeof text, "%p-%d", (void *)&text, i);
+    snprintf(want, sizeof want, "thread:%s", text);
+    Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+    req.text = text;
+    req.thread_delay_ms = 1 + i % 5;
+    int rc = echo_req(f, &req, 10000, NULL, &got);
+    if (rc != 0 || got == NULL || strcmp(got, want) != 0) bad++;
+    free(got);
+  }
+  return (void *)bad;
+}
+
+/* Replies from other threads while the CQ thread serves other calls. */
+static void test_replies_from_threads(void **state) {
+  fixture *f = *state;
+  pthread_t t[N_THREADS];
+  for (int i = 0; i < N_THREADS; i++) {
+    assert_int_equal(pthread_create(&t[i], NULL, i % 2 ? caller : thread_caller, f), 0);
+  }
+  long bad = 0;
+  for (int i = 0; i < N_THREADS; i++) {
+    void *r;
+    assert_int_equal(pthread_join(t[i], &r), 0);
+    bad += (long)r;
+  }
+  assert_int_equal(bad, 0);
+  /* A client may see its reply before the thread that sent it counts it. */
+  assert_int_equal(wait_atomic(&f->svc.late_sent, N_THREADS / 2 * N_CALLS),
+                   N_THREADS / 2 * N_CALLS);
+  assert_int_equal(atomic_load(&f->svc.late_closed), 0);
+}
+
+/* The client gives up before the late reply: the reply is refused with
+ * ECLOSED, the reference dropped by the thread frees the call, once. */
+static void test_late_reply_after_cancel(void **state) {
+  fixture *f = *state;
+  Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+  req.text = (char *)"too late";
+  req.thread_delay_ms = 300;
+  oee_rpc_status st = {0};
+  assert_int_equal(echo_req(f, &req, 50, &st, NULL), GRPC_STATUS_DEADLINE_EXCEEDED);
+  oee_rpc_status_free(&st);
+  assert_int_equal(wait_atomic(&f->svc.late_closed, 1), 1);
+  assert_int_equal(atomic_load(&f->svc.late_sent), 0);
+  for (int i = 0; i < 100 && atomic_load(&f->svc.live) != 0; i++) sleep_ms(10);
+  assert_int_equal(atomic_load(&f->svc.live), 0);
+}
+
+/* Replies racing the client's deadline: each call that reached the
+ * handler ends exactly once, by the reply or by the cancellation. */
+static void *racing_caller(void *arg) {
+  fixture *f = arg;
+  for (int i = 0; i < N_CALLS; i++) {
+    Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+    req.text = (char *)"race";
+    req.thread_delay_ms = 5 + i % 10;
+    (void)echo_req(f, &req, 10, NULL, NULL);
+  }
+  return NULL;
+}
+
+static void test_late_replies_race_cancels(void **state) {
+  fixture *f = *state;
+  pthread_t t[N_THREADS];
+  for (int i = 0; i < N_THREADS; i++) {
+    assert_int_equal(pthread_create(&t[i], NULL, racing_caller, f), 0);
+  }
+  for (int i = 0; i < N_THREADS; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+  /* Calls the clients gave up on may still reach the handler for a while. */
+  service *s = &f->svc;
+  for (int i = 0; i < 500; i++) {
+    int answered = atomic_load(&s->late_sent) + atomic_load(&s->late_closed);
+    if (atomic_load(&s->live) == 0 && answered == atomic_load(&s->late_started)) break;
+    sleep_ms(10);
+  }
+  int started = atomic_load(&s->late_started);
+  assert_true(started > 0 && started <= N_THREADS * N_CALLS);
+  assert_int_equal(atomic_load(&s->late_sent) + atomic_load(&s->late_closed), started);
+  assert_int_equal(atomic_load(&s->live), 0);
+}
+
 static void test_streams_in_parallel_with_unary(void **state) {
   fixture *f = *state;
   oee_rpc_reader *r[4];
@@ -505,6 +667,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stream_close_without_reading, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shutdown_ends_open_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_concurrent_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_replies_from_threads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_late_reply_after_cancel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_late_replies_race_cancels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_streams_in_parallel_with_unary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_without_events, setup, teardown),
       cmocka_unit_test(test_server_lifecycle_errors),

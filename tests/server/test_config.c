@@ -14,7 +14,7 @@
 #include "server/convert.h"
 
 /* A fake environment: pairs of name, value. */
-static const char *fake_env[8];
+static const char *fake_env[12]; /* NULL-terminated pairs */
 
 static const char *getenv_fake(const char *name) {
   for (int i = 0; fake_env[i]; i += 2) {
@@ -59,6 +59,14 @@ static void test_defaults(void **state) {
   assert_int_equal(c.watch_buffer, 4096);
   assert_true(c.drain_timeout == 30);
   assert_null(c.config_path);
+  assert_int_equal(c.store, OEE_STORE_MEMORY); /* sqlite once every suite runs on it */
+  assert_string_equal(c.data_dir, "./oee-data");
+  assert_int_equal(c.sync_normal, 0);
+  assert_int_equal(c.retention_seconds, 604800);
+  assert_int_equal(c.max_finished, 1000000);
+  assert_int_equal(c.max_queue_bytes, (size_t)1 << 30);
+  assert_string_equal(oee_store_name(c.store), "memory");
+  assert_string_equal(oee_sync_name(c.sync_normal), "full");
   assert_int_equal(oee_exec_table_size(c.commands), 0);
   assert_true(oee_model_table_has(c.models, "echo"));
   oee_server_config_free(&c);
@@ -90,6 +98,75 @@ static void test_file_env_flag_precedence(void **state) {
   unlink(path);
 }
 
+/* store, data_dir and sync: flag over environment over file. */
+static void test_storage_precedence(void **state) {
+  (void)state;
+  char *path =
+      write_file("{\"store\": \"sqlite\", \"data_dir\": \"/tmp/f\", \"sync\": \"normal\"}");
+  oee_server_config c;
+  char err[512];
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  char *argv1[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv1), 0);
+  assert_int_equal(c.store, OEE_STORE_SQLITE);
+  assert_string_equal(c.data_dir, "/tmp/f");
+  assert_int_equal(c.sync_normal, 1);
+  oee_server_config_free(&c);
+  memset(fake_env, 0, sizeof(fake_env));
+  const char *env[] = {"OEE_CONFIG", path,       "OEE_STORE", "memory", "OEE_DATA_DIR",
+                       "/tmp/e",     "OEE_SYNC", "full",      NULL};
+  memcpy(fake_env, env, sizeof(env));
+  assert_int_equal(load(&c, err, 1, argv1), 0);
+  assert_int_equal(c.store, OEE_STORE_MEMORY);
+  assert_string_equal(c.data_dir, "/tmp/e");
+  assert_int_equal(c.sync_normal, 0);
+  oee_server_config_free(&c);
+  char *argv2[] = {"oee-server", "--store", "sqlite", "--data-dir",
+                   "/tmp/g",     "--sync",  "normal", NULL};
+  assert_int_equal(load(&c, err, 7, argv2), 0);
+  assert_int_equal(c.store, OEE_STORE_SQLITE);
+  assert_string_equal(c.data_dir, "/tmp/g");
+  assert_int_equal(c.sync_normal, 1);
+  oee_server_config_free(&c);
+  memset(fake_env, 0, sizeof(fake_env));
+  unlink(path);
+}
+
+/* A bad storage value stops the start with its key, flag or variable. */
+static void test_storage_errors(void **state) {
+  (void)state;
+  oee_server_config c;
+  char err[512];
+  set_env(NULL, NULL, NULL, NULL);
+  char *argv1[] = {"oee-server", "--store", "postgres", NULL};
+  assert_int_equal(load(&c, err, 3, argv1), -1);
+  assert_non_null(strstr(err, "--store"));
+  assert_non_null(strstr(err, "postgres"));
+  oee_server_config_free(&c);
+  char *argv2[] = {"oee-server", "--sync", "off", NULL};
+  assert_int_equal(load(&c, err, 3, argv2), -1);
+  assert_non_null(strstr(err, "--sync"));
+  oee_server_config_free(&c);
+  char *argv3[] = {"oee-server", "--data-dir", "", NULL};
+  assert_int_equal(load(&c, err, 3, argv3), -1);
+  assert_non_null(strstr(err, "--data-dir"));
+  oee_server_config_free(&c);
+  char *argv4[] = {"oee-server", NULL};
+  set_env("OEE_STORE", "disk", NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv4), -1);
+  assert_non_null(strstr(err, "OEE_STORE"));
+  oee_server_config_free(&c);
+  set_env("OEE_SYNC", "FULL", NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv4), -1);
+  assert_non_null(strstr(err, "OEE_SYNC"));
+  oee_server_config_free(&c);
+  set_env("OEE_DATA_DIR", "", NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv4), -1);
+  assert_non_null(strstr(err, "OEE_DATA_DIR"));
+  oee_server_config_free(&c);
+  set_env(NULL, NULL, NULL, NULL);
+}
+
 static void expect_error(const char *json, const char *needle) {
   char *path = write_file(json);
   set_env("OEE_CONFIG", path, NULL, NULL);
@@ -114,6 +191,15 @@ static void test_file_errors_name_the_key(void **state) {
   expect_error("{\"models\": {\"echo\": {\"argv\": [\"x\"]}}}", "models.echo");
   expect_error("{\"workers\": 2,", "invalid JSON");
   expect_error("[1, 2]", "top level");
+  expect_error("{\"store\": \"disk\"}", "\"store\"");
+  expect_error("{\"store\": 1}", "\"store\"");
+  expect_error("{\"sync\": \"always\"}", "\"sync\"");
+  expect_error("{\"sync\": true}", "\"sync\"");
+  expect_error("{\"data_dir\": \"\"}", "\"data_dir\"");
+  expect_error("{\"data_dir\": 7}", "\"data_dir\"");
+  expect_error("{\"retention_seconds\": -1}", "\"retention_seconds\"");
+  expect_error("{\"max_finished\": 0}", "\"max_finished\"");
+  expect_error("{\"max_queue_bytes\": \"1G\"}", "\"max_queue_bytes\"");
 }
 
 static void test_flag_and_env_errors(void **state) {
@@ -167,6 +253,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_file_env_flag_precedence),
+      cmocka_unit_test(test_storage_precedence),
+      cmocka_unit_test(test_storage_errors),
       cmocka_unit_test(test_file_errors_name_the_key),
       cmocka_unit_test(test_flag_and_env_errors),
       cmocka_unit_test(test_page_tokens),

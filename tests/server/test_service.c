@@ -77,7 +77,7 @@ static void test_error_table(void **state) {
   assert_int_equal(oee_status_from_error(OEE_ENOMEM), GRPC_STATUS_RESOURCE_EXHAUSTED);
   assert_int_equal(oee_status_from_error(OEE_EOVERFLOW), GRPC_STATUS_RESOURCE_EXHAUSTED);
   assert_int_equal(oee_status_from_error(OEE_ESTOPPED), GRPC_STATUS_UNAVAILABLE);
-  assert_int_equal(oee_status_from_error(OEE_EIO), GRPC_STATUS_INTERNAL);
+  assert_int_equal(oee_status_from_error(OEE_EIO), GRPC_STATUS_UNAVAILABLE);
   /* Every core code has a row of its own: none but OK maps to OK. */
   for (int err = -1; err > -OEE__E_COUNT; err--) {
     assert_int_not_equal(oee_status_from_error(err), GRPC_STATUS_OK);
