@@ -21,6 +21,13 @@
 void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   oee_task_status from = t->snap->status;
   next->seq = ++eng->last_seq; /* not shared yet: still writable */
+  /* Stamped here, with the lock held, like seq: the store keeps finished
+   * tasks in the order they are swapped in, and clearing and retention
+   * take "least recently completed" from that order, so the stamps must
+   * follow it (a snapshot packed earlier may be swapped in later). */
+  if (!oee_task_status_is_terminal(from) && oee_task_status_is_terminal(next->status)) {
+    next->completed_at_ns = oee_now_ns();
+  }
   const oee_task_info *old = t->snap;
   t->snap = next;
   eng->store->ops->changed(eng->store, t, from);
