@@ -68,6 +68,22 @@ static void run_case(const char *label, const char *dir, int sync_normal, long n
   oee_engine_destroy(eng);
 }
 
+/* A new empty directory under `base` (mkdtemp; its template's six letters
+ * are written by memset); exits on failure. */
+static void temp_dir(char *out, size_t cap, const char *base) {
+  int n = snprintf(out, cap, "%s/oee-durable-bench-", base);
+  if (n < 0 || (size_t)n + 7 > cap) die("data directory path too long", NULL);
+  memset(out + n, 'X', 6);
+  out[n + 6] = '\0';
+  if (mkdtemp(out) == NULL) die("mkdtemp", NULL);
+}
+
+static int remove_dir(const char *dir) {
+  char cmd[300];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
   long n = 200000;
   const char *base = "/tmp";
@@ -76,8 +92,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--dir") == 0) base = argv[i + 1];
   }
   char dir[256];
-  snprintf(dir, sizeof(dir), "%s/oee-durable-bench-XXXXXX", base);
-  if (mkdtemp(dir) == NULL) die("mkdtemp", NULL);
+  temp_dir(dir, sizeof(dir), base);
   run_case("memory", NULL, 0, n);
   run_case("full", dir, 0, n);
   /* Recovery at start with what the full case stored. */
@@ -92,13 +107,8 @@ int main(int argc, char **argv) {
   printf("RESULT core.durable.open tasks=%llu seconds=%.3f\n", (unsigned long long)rec.queued,
          open_s);
   oee_engine_destroy(eng);
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  if (system(cmd) != 0) return 1;
-  char dir2[256];
-  snprintf(dir2, sizeof(dir2), "%s/oee-durable-bench-XXXXXX", base);
-  if (mkdtemp(dir2) == NULL) die("mkdtemp", NULL);
-  run_case("normal", dir2, 1, n);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir2);
-  return system(cmd) == 0 ? 0 : 1;
+  if (remove_dir(dir) != 0) return 1;
+  temp_dir(dir, sizeof(dir), base);
+  run_case("normal", dir, 1, n);
+  return remove_dir(dir) == 0 ? 0 : 1;
 }

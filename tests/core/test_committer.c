@@ -11,6 +11,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "tests/core/testutil.h"
+
 #include "core/committer.h"
 #include "core/task.h"
 
@@ -97,8 +99,8 @@ static oee_task_info *row(uint64_t index, oee_task_status st) {
 
 static void test_full_disk_refuses_and_retries(void **state) {
   (void)state;
-  char dir[] = "/tmp/oee-test-commit-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[256];
+  assert_int_equal(tu_temp_dir(dir, sizeof(dir), "test-commit"), 0);
   oee_db_config cfg = {.dir = dir, .sync = OEE_DB_SYNC_NORMAL};
   oee_db *db;
   assert_int_equal(oee_db_open(&cfg, &db, NULL), 0);
@@ -155,9 +157,7 @@ static void test_full_disk_refuses_and_retries(void **state) {
   oee_db_close(db);
   for (int i = 0; i < 400; i++) oee_task_info_unref(filler[i]);
   oee_task_info_unref(change);
-  char cmd[64];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(tu_remove_dir(dir), 0);
 }
 
 int main(void) {

@@ -13,19 +13,20 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/core/testutil.h"
+
 #include "core/db.h"
 #include "core/db_codec.h"
 #include "core/task.h"
 
 typedef struct fixture {
-  char dir[64];
-  char path[96];
+  char dir[256];
+  char path[300];
 } fixture;
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
-  snprintf(f->dir, sizeof(f->dir), "/tmp/oee-test-db-XXXXXX");
-  if (f == NULL || mkdtemp(f->dir) == NULL) return -1;
+  if (f == NULL || tu_temp_dir(f->dir, sizeof(f->dir), "test-db") != 0) return -1;
   snprintf(f->path, sizeof(f->path), "%s/oee.db", f->dir);
   *state = f;
   return 0;
@@ -33,11 +34,9 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fixture *f = *state;
-  char cmd[128];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-  int rc = system(cmd);
+  int rc = tu_remove_dir(f->dir);
   free(f);
-  return rc == 0 ? 0 : -1;
+  return rc;
 }
 
 static oee_db *open_ok(fixture *f) {

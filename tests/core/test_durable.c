@@ -15,29 +15,27 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/core/testutil.h"
+
 #include "core/oee.h"
 #include "core/oee_pipeline.h"
 
 typedef struct fixture {
-  char dir[64];
+  char dir[256];
 } fixture;
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
-  if (f == NULL) return -1;
-  snprintf(f->dir, sizeof(f->dir), "/tmp/oee-test-durable-XXXXXX");
-  if (mkdtemp(f->dir) == NULL) return -1;
+  if (f == NULL || tu_temp_dir(f->dir, sizeof(f->dir), "test-durable") != 0) return -1;
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   fixture *f = *state;
-  char cmd[128];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-  int rc = system(cmd);
+  int rc = tu_remove_dir(f->dir);
   free(f);
-  return rc == 0 ? 0 : -1;
+  return rc;
 }
 
 static oee_engine *open_engine(fixture *f, int workers) {
@@ -225,7 +223,7 @@ static void test_unusable_data_dir_refused(void **state) {
   assert_null(eng);
   assert_non_null(strstr(err.message, "in use by another running server"));
   oee_engine_destroy(first);
-  char file[96];
+  char file[300];
   snprintf(file, sizeof(file), "%s/plain-file", f->dir);
   FILE *fp = fopen(file, "w");
   fclose(fp);

@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/core/testutil.h"
+
 #include "core/oee.h"
 
 #define WAIT_S 20.0
@@ -70,8 +72,8 @@ static void test_max_finished_keeps_the_newest(void **state) {
 
 static void test_age_and_database(void **state) {
   (void)state;
-  char dir[] = "/tmp/oee-test-retention-XXXXXX";
-  assert_non_null(mkdtemp(dir));
+  char dir[256];
+  assert_int_equal(tu_temp_dir(dir, sizeof(dir), "test-retention"), 0);
   oee_engine_config cfg = {
       .num_workers = 2, .data_dir = dir, .sync_normal = 1, .retention_seconds = 1};
   oee_engine *eng;
@@ -88,9 +90,7 @@ static void test_age_and_database(void **state) {
   assert_int_equal(rec.finished, 0);
   assert_int_equal(count(eng, OEE_TASK_UNSPECIFIED), 0);
   oee_engine_destroy(eng);
-  char cmd[64];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(tu_remove_dir(dir), 0);
 }
 
 static void test_max_queue_bytes(void **state) {

@@ -112,3 +112,18 @@ int tu_submit(oee_engine *eng, const char *type, char *id_out, size_t n, ...) {
   oee_task_info_unref(t);
   return rc;
 }
+
+int tu_temp_dir(char *out, size_t cap, const char *name) {
+  const char *base = getenv("TEST_TMPDIR");
+  int n = snprintf(out, cap, "%s/oee-%s-", base && base[0] ? base : "/tmp", name);
+  if (n < 0 || (size_t)n + 7 > cap) return -1;
+  memset(out + n, 'X', 6); /* mkdtemp's template: six letters it replaces */
+  out[n + 6] = '\0';
+  return mkdtemp(out) != NULL ? 0 : -1;
+}
+
+int tu_remove_dir(const char *dir) {
+  char cmd[512];
+  if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= (int)sizeof(cmd)) return -1;
+  return system(cmd) == 0 ? 0 : -1;
+}

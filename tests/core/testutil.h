@@ -6,10 +6,18 @@
 #ifndef OEE_TESTS_CORE_TESTUTIL_H
 #define OEE_TESTS_CORE_TESTUTIL_H
 
+#include <stddef.h>
+
 #include "core/oee.h"
 
 /* Monotonic time in seconds. */
 double tu_now(void);
+
+/* Makes a new empty directory <$TEST_TMPDIR or /tmp>/oee-<name>-<random>
+ * (mkdtemp) and writes its path to out; 0, or -1 on failure. */
+int tu_temp_dir(char *out, size_t cap, const char *name);
+/* Removes a directory made by tu_temp_dir() with everything in it; 0 or -1. */
+int tu_remove_dir(const char *dir);
 
 /* 1 when this process has no child at all (none running, no zombie). */
 int tu_no_children(void);
