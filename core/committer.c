@@ -28,9 +28,9 @@ struct oee_committer {
   /* Committer thread only. */
   oee_db *db; /* borrowed; NULL for the memory store */
   size_t max_batch;
-  oee_db_meta meta;           /* counters stored with the last batch */
-  const oee_task_info **rows; /* max_batch slots */
-  const char **ids;           /* max_batch slots */
+  oee_db_meta meta;      /* counters stored with the last batch */
+  oee_db_row *rows;      /* max_batch slots */
+  oee_db_purge **purges; /* max_batch slots */
   pthread_t thread;
 };
 
@@ -60,14 +60,14 @@ static void requeue(oee_committer *c, oee_commit_item *first, oee_commit_item *l
 /* Writes one batch; 0 or the error of the failed write. */
 static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err) {
   if (c->db == NULL) return 0;
-  oee_db_batch b = {.tasks = c->rows, .deleted = c->ids, .meta = c->meta};
+  oee_db_batch b = {.rows = c->rows, .purges = c->purges, .meta = c->meta};
   for (oee_commit_item *it = items; it != NULL; it = it->next) {
     if (it->snap != NULL) {
-      c->rows[b.n_tasks++] = it->snap;
+      c->rows[b.n_rows++] = (oee_db_row){it->snap, it->from};
       if (it->snap->submit_index > b.meta.last_index) b.meta.last_index = it->snap->submit_index;
       if (it->snap->seq > b.meta.last_seq) b.meta.last_seq = it->snap->seq;
     }
-    if (it->deleted != NULL) c->ids[b.n_deleted++] = it->deleted;
+    if (it->purge != NULL) c->purges[b.n_purges++] = it->purge;
   }
   int rc = oee_db_write(c->db, &b, err);
   if (rc == 0) c->meta = b.meta;
@@ -177,7 +177,7 @@ static void *committer_main(void *arg) {
 
 static void committer_free(oee_committer *c) {
   oee_free(c->rows);
-  oee_free(c->ids);
+  oee_free(c->purges);
   oee_free(c);
 }
 
@@ -190,8 +190,8 @@ int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
   c->max_batch = max_batch ? max_batch : DEFAULT_MAX_BATCH;
   if (meta != NULL) c->meta = *meta;
   c->rows = oee_calloc(c->max_batch, sizeof(*c->rows));
-  c->ids = oee_calloc(c->max_batch, sizeof(*c->ids));
-  if (c->rows == NULL || c->ids == NULL) {
+  c->purges = oee_calloc(c->max_batch, sizeof(*c->purges));
+  if (c->rows == NULL || c->purges == NULL) {
     committer_free(c);
     return OEE_ENOMEM;
   }

@@ -43,7 +43,9 @@ typedef void (*oee_commit_done_fn)(oee_commit_item *item, int rc, const oee_erro
 struct oee_commit_item {
   oee_commit_item *next;     /* the committer's queue; guarded by its lock */
   const oee_task_info *snap; /* the row to store (borrowed), or NULL */
-  const char *deleted;       /* an id to delete (borrowed), or NULL */
+  int from;                  /* the status the row held before, -1: new */
+  oee_db_purge *purge;       /* finished rows to delete (borrowed), or NULL;
+                              * its results are set when `done` runs */
   int must_store;            /* 1: retried until stored, never refused */
   oee_commit_done_fn done;   /* may be NULL */
   void *arg;                 /* the producer's, for `done` */

@@ -69,12 +69,37 @@ typedef struct oee_db_meta {
 
 int oee_db_meta_get(oee_db *db, oee_db_meta *out, oee_error *err);
 
+/* One row to insert or replace (by submit index), and the status the row
+ * held before (-1 for a new row), which keeps the stored counts exact
+ * without reading the old row back. */
+typedef struct oee_db_row {
+  const oee_task_info *task;
+  int from;
+} oee_db_row;
+
+/*
+ * A deletion of finished rows (DONE, ERROR, CANCELLED), oldest completed
+ * first, as retention and ClearCompletedTasks need it: rows completed before
+ * `before_ns` (0 = no age rule) and rows beyond the newest `keep` finished
+ * ones (UINT64_MAX = no count rule), at most `limit` of them. The write
+ * reports what it deleted: their ids in `ids` (room for `limit`, may be NULL)
+ * and their number in `deleted`. Cost: O(limit) through the index of
+ * finished rows, whatever the number of stored tasks.
+ */
+typedef struct oee_db_purge {
+  int64_t before_ns;
+  uint64_t keep;
+  size_t limit;
+  char (*ids)[OEE_ID_LEN + 1]; /* out */
+  size_t deleted;              /* out */
+} oee_db_purge;
+
 /* One atomic, durable write. */
 typedef struct oee_db_batch {
-  const oee_task_info *const *tasks; /* rows to insert or replace (by id) */
-  size_t n_tasks;
-  const char *const *deleted; /* ids to delete */
-  size_t n_deleted;
+  const oee_db_row *rows;
+  size_t n_rows;
+  oee_db_purge *const *purges; /* applied before the rows */
+  size_t n_purges;
   oee_db_meta meta; /* stored with the batch */
 } oee_db_batch;
 
@@ -87,15 +112,14 @@ int oee_db_write(oee_db *db, const oee_db_batch *batch, oee_error *err);
  * A non-zero return stops the load with that code. */
 typedef int (*oee_db_load_fn)(const oee_task_info *t, void *arg);
 
-/*
- * Recovery: calls fn for every stored task in submission order (`all`), or
- * only for the unfinished ones (QUEUED, RUNNING), then reports the counts
- * through `count_fn` (once per (task_type, status) pair present; NULL =
- * skip).
- */
-typedef void (*oee_db_count_fn)(const char *task_type, oee_task_status st, uint64_t n, void *arg);
-int oee_db_load(oee_db *db, int all, oee_db_load_fn fn, oee_db_count_fn count_fn, void *arg,
-                oee_error *err);
+/* Recovery: calls fn for every unfinished stored task (QUEUED, RUNNING) in
+ * submission order. Finished tasks stay on disk. */
+int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err);
+
+/* The stored tasks by status, of one type (NULL or "" = all types), as of
+ * the last write; kept in memory from the rows each write carried, so this
+ * costs O(types). Any thread. */
+void oee_db_counts(oee_db *db, const char *task_type, uint64_t by_status[OEE_TASK_STATUS_COUNT]);
 
 /* The stored task with this id (any case): 0 and a new snapshot the caller
  * unrefs, OEE_ENOENT, or another error. Any thread. */
@@ -105,21 +129,11 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
  * A page of stored tasks in submission order after q->after_index, filtered
  * by status and type: at most q->limit snapshots in out->tasks (free with
  * oee_list_page_free()); out->next_index is the index of the last one when
- * more matches follow, else 0. out->total is left 0: the engine keeps the
- * counts. Cost: O(limit) rows read through an index, whatever the number of
- * stored tasks. Any thread.
+ * more matches follow, else 0; out->total is the number of matches (from
+ * the counts). Cost: O(limit) rows read through an index, whatever the
+ * number of stored tasks. Any thread.
  */
 int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_error *err);
-
-/*
- * The ids of the oldest finished tasks (DONE, ERROR, CANCELLED, by
- * completion time), at most `limit`, and only those completed before
- * `before_ns` when it is not 0. Written to `ids` (room for `limit`), their
- * number in *n. Reads only: the caller deletes them through a batch, so a
- * deletion is group-committed like every other change. Any thread.
- */
-int oee_db_finished_oldest(oee_db *db, int64_t before_ns, size_t limit, char (*ids)[OEE_ID_LEN + 1],
-                           size_t *n, oee_error *err);
 
 /* Failure injection for tests: caps the SQLite file at `pages` pages (0 =
  * SQLite's default), so that writes fail as on a full disk. */

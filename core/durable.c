@@ -15,17 +15,25 @@
  *    committer, which stores it and only then publishes its event. A worker
  *    runs its job only once the RUNNING change is stored, so after a crash
  *    a task that may have run is found RUNNING (and ends interrupted), never
- *    QUEUED to run a second time. Events
- *    thus reach watchers in seq order, each after its change is stored, and
- *    the stored counters are never behind a sequence number a watcher saw.
- *    A change that cannot be stored is retried until it is (committer.c).
+ *    QUEUED to run a second time. Events thus reach watchers in seq order,
+ *    each after its change is stored, and the stored counters are never
+ *    behind a sequence number a watcher saw. A change that cannot be stored
+ *    is retried until it is (committer.c).
+ *  - What readers see: until a change is stored, GetTask and the watch
+ *    snapshot see the task's previous snapshot (task->shown), except that
+ *    RUNNING is shown at once (the contract allows it: a task shown RUNNING
+ *    that a crash loses ends interrupted). Callers that must answer with the
+ *    stored state (CancelTask) wait for it with oee__durable_after().
+ *  - Finished tasks live on disk: once its final snapshot is stored, a task
+ *    beyond the newest `finished_cache` finished ones leaves memory; reads
+ *    that miss memory go to the database, listings and counts come from it
+ *    (db.h keeps the counts), and ClearCompletedTasks and retention delete
+ *    rows through purges in the group commit, dropping the cached copies of
+ *    what they deleted. Memory thus holds the unfinished tasks and a bounded
+ *    cache, whatever the number of finished tasks.
  *  - No allocation per change: every snapshot the engine packs carries its
  *    commit link in a prefix of its own allocation (oee__snap_pack_prefixed).
- *  - Recovery (at create): every stored task goes back into the store;
- *    QUEUED ones into the queue in submission order, so priority and FIFO
- *    order hold; a RUNNING one ends ERROR "interrupted: server restarted".
- *    Pipelines' specs are not stored yet, so a recovered unfinished pipeline
- *    ends ERROR saying so.
+ *  - Recovery: recovery.c.
  * Threads and locks: the committer thread runs the callbacks below with no
  * committer lock held; they take the engine lock. The engine appends to the
  * committer with the engine lock held (committer lock is a leaf).
@@ -40,10 +48,6 @@
 #include "core/oee_alloc.h"
 #include "core/sync.h"
 
-#define INTERRUPTED "interrupted: server restarted"
-#define PIPELINE_NOT_STORED \
-  "interrupted: server restarted (pipeline specs are not stored yet: submit it again)"
-
 /* A submission waiting for its row to be stored. */
 typedef struct submit_ticket {
   oee_engine *eng;
@@ -52,11 +56,15 @@ typedef struct submit_ticket {
   void *arg;
 } submit_ticket;
 
-/* A deletion waiting to be stored (ClearCompletedTasks). */
-typedef struct delete_record {
+/* A purge on its way through the committer. */
+typedef struct purge_record {
   oee_commit_item item; /* first: the callback casts back */
-  char id[OEE_ID_LEN + 1];
-} delete_record;
+  oee_engine *eng;
+  oee_db_purge purge;
+  oee__purge_cb cb;
+  void *arg;
+  char ids[][OEE_ID_LEN + 1]; /* purge.limit of them */
+} purge_record;
 
 size_t oee__engine_prefix(const oee_engine *eng) {
   return eng->committer ? sizeof(oee_commit_item) : 0;
@@ -68,47 +76,134 @@ oee_task_info *oee__engine_pack(const oee_engine *eng, const oee_task_info *draf
 
 int oee_engine_durable(const oee_engine *eng) { return eng->committer != NULL; }
 
+/* ------------------------------------------------------------- waiters */
+
+void oee__durable_after(oee_engine *eng, oee__stored_waiter *w, uint64_t seq) {
+  w->next = NULL;
+  w->seq = seq;
+  if (eng->waiters_tail) {
+    eng->waiters_tail->next = w;
+  } else {
+    eng->waiters = w;
+  }
+  eng->waiters_tail = w;
+}
+
+/* Takes the waiters whose change (numbered up to `seq`) is settled (lock
+ * held); they are called once the lock is released. Waiters are appended
+ * in seq order, so they are at the head. */
+static oee__stored_waiter *waiters_due(oee_engine *eng, uint64_t seq) {
+  oee__stored_waiter *first = eng->waiters, *last = NULL;
+  for (oee__stored_waiter *w = first; w && w->seq <= seq; w = w->next) last = w;
+  if (last == NULL) return NULL;
+  eng->waiters = last->next;
+  if (eng->waiters == NULL) eng->waiters_tail = NULL;
+  last->next = NULL;
+  return first;
+}
+
+static void waiters_call(oee__stored_waiter *w, int rc) {
+  while (w) {
+    oee__stored_waiter *next = w->next; /* read first: cb frees w */
+    w->cb(w, rc);
+    w = next;
+  }
+}
+
 /* ------------------------------------------------------------- changes */
+
+/* Drops the least recently finished tasks from memory while more than
+ * finished_cache are held, once their final snapshot is stored (their rows
+ * answer for them from then on). Lock held. */
+static void cache_trim(oee_engine *eng) {
+  size_t n;
+  oee_task *t;
+  while ((t = eng->store->ops->oldest_finished(eng->store, &n)) != NULL &&
+         n > eng->finished_cache && t->shown == NULL) {
+    eng->store->ops->remove(eng->store, t);
+    oee__task_free(t);
+  }
+}
+
+/* `snap` is stored: readers may see it now (lock held). */
+static void show_stored(oee_engine *eng, const oee_task_info *snap) {
+  oee_task *t = eng->store->ops->lookup(eng->store, snap->id);
+  if (t == NULL || t->shown == NULL || t->shown->seq > snap->seq) return;
+  oee_task_info_unref(t->shown);
+  t->shown = t->snap == snap ? NULL : oee_task_info_ref(snap);
+}
 
 /* A change is stored: its event may now be seen. Commit thread. */
 static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
   (void)err;
   oee_engine *eng = item->arg;
+  const oee_task_info *snap = item->snap;
+  oee__lock(&eng->lock);
   if (rc == 0) {
-    const oee_task_info *snap = item->snap;
-    oee__lock(&eng->lock);
     oee__bus_publish(eng->bus, snap);
+    show_stored(eng, snap);
     if (snap->status == OEE_TASK_RUNNING && snap->worker_id >= 0 &&
         snap->worker_id < eng->num_workers) { /* its worker may run it now */
       worker *w = &eng->workers[snap->worker_id];
       w->start_stored_seq = snap->seq;
       oee__signal(&w->wake);
     }
-    oee__engine_unlock(eng);
+    if (oee_task_status_is_terminal(snap->status)) cache_trim(eng);
   }
-  oee_task_info_unref(item->snap);
+  oee__stored_waiter *due = waiters_due(eng, snap->seq);
+  oee__engine_unlock(eng);
+  waiters_call(due, rc);
+  oee_task_info_unref(snap);
 }
 
-void oee__durable_change(oee_engine *eng, const oee_task_info *snap) {
+void oee__durable_change(oee_engine *eng, const oee_task_info *snap, oee_task_status from) {
   oee_commit_item *item = oee__snap_prefix(snap);
   if (item == NULL) abort(); /* every engine snapshot is packed with its link */
-  *item = (oee_commit_item){
-      .snap = oee_task_info_ref(snap), .must_store = 1, .done = change_stored, .arg = eng};
+  *item = (oee_commit_item){.snap = oee_task_info_ref(snap),
+                            .from = (int)from,
+                            .must_store = 1,
+                            .done = change_stored,
+                            .arg = eng};
   oee_committer_append(eng->committer, item);
 }
 
-static void delete_stored(oee_commit_item *item, int rc, const oee_error *err) {
-  (void)rc;
-  (void)err;
-  oee_free(item);
+/* -------------------------------------------------------------- purges */
+
+/* The purged rows are gone: so are their tasks in the cache. Commit
+ * thread. */
+static void purge_stored(oee_commit_item *item, int rc, const oee_error *err) {
+  purge_record *p = (purge_record *)item;
+  oee_engine *eng = p->eng;
+  if (rc == 0 && p->purge.deleted > 0) {
+    oee__lock(&eng->lock);
+    for (size_t i = 0; i < p->purge.deleted; i++) {
+      oee_task *t = eng->store->ops->lookup(eng->store, p->ids[i]);
+      if (t == NULL) continue;
+      eng->store->ops->remove(eng->store, t);
+      oee__task_free(t);
+    }
+    oee__unlock(&eng->lock);
+  }
+  p->cb(p->arg, rc, rc == 0 ? p->purge.deleted : 0, err);
+  oee_free(p);
 }
 
-void oee__durable_delete(oee_engine *eng, const char *id) {
-  delete_record *d = oee_malloc(sizeof(*d));
-  if (d == NULL) return; /* the row stays; it is cleared again after a restart */
-  memcpy(d->id, id, sizeof(d->id));
-  d->item = (oee_commit_item){.deleted = d->id, .must_store = 1, .done = delete_stored};
-  oee_committer_append(eng->committer, &d->item);
+int oee__durable_purge(oee_engine *eng, int64_t before_ns, uint64_t keep, size_t limit,
+                       oee__purge_cb cb, void *arg) {
+  purge_record *p = oee_malloc(sizeof(*p) + limit * sizeof(p->ids[0]));
+  if (p == NULL) return OEE_ENOMEM;
+  p->eng = eng;
+  p->purge = (oee_db_purge){.before_ns = before_ns, .keep = keep, .limit = limit, .ids = p->ids};
+  p->cb = cb;
+  p->arg = arg;
+  p->item = (oee_commit_item){.purge = &p->purge, .done = purge_stored, .from = -1};
+  oee_committer_append(eng->committer, &p->item);
+  return 0;
+}
+
+void oee__durable_counts(oee_engine *eng, const char *type,
+                         uint64_t by_status[OEE_TASK_STATUS_COUNT]) {
+  oee_db_counts(eng->db, type, by_status);
 }
 
 /* ---------------------------------------------------------- submissions */
@@ -156,110 +251,11 @@ int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, v
   *tk = (submit_ticket){eng, t, cb, arg};
   oee_commit_item *item = oee__snap_prefix(t->snap);
   if (item == NULL) abort();
-  *item = (oee_commit_item){.snap = t->snap, .done = submit_stored, .arg = tk};
+  *item = (oee_commit_item){.snap = t->snap, .from = -1, .done = submit_stored, .arg = tk};
   eng->pending_submits++;
   oee_committer_append(eng->committer, item);
   return 0;
 }
-
-/* ------------------------------------------------------------ recovery */
-
-typedef struct recovery {
-  oee_engine *eng;
-  uint64_t max_index, max_seq;
-  oee_task **unfinished; /* RUNNING tasks and unfinished pipelines, to end */
-  size_t n_unfinished, cap;
-  oee_recovery counts;
-} recovery;
-
-/* The ERROR version of a task that was running (or a pipeline that cannot
- * run again) when the process ended. */
-static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, const char *why) {
-  oee_task_info d = *was;
-  d.status = OEE_TASK_ERROR;
-  d.completed_at_ns = oee_now_ns();
-  d.result = "";
-  d.error_message = why;
-  return oee__engine_pack(eng, &d);
-}
-
-static int remember(recovery *r, oee_task *t) {
-  if (r->n_unfinished == r->cap) {
-    size_t cap = r->cap ? 2 * r->cap : 64;
-    oee_task **grown = oee_realloc(r->unfinished, cap * sizeof(*grown));
-    if (grown == NULL) return OEE_ENOMEM;
-    r->unfinished = grown;
-    r->cap = cap;
-  }
-  r->unfinished[r->n_unfinished++] = t;
-  return 0;
-}
-
-/* One stored task back in memory (engine lock held). */
-static int recover_one(const oee_task_info *snap, void *arg) {
-  recovery *r = arg;
-  oee_engine *eng = r->eng;
-  oee_task *t = oee_calloc(1, sizeof(*t));
-  if (t == NULL) {
-    oee_task_info_unref(snap);
-    return OEE_ENOMEM;
-  }
-  t->snap = snap;
-  t->index = snap->submit_index;
-  t->priority = snap->priority;
-  t->heap_pos = OEE_TASK_NOT_QUEUED;
-  int rc = eng->store->ops->insert(eng->store, t);
-  if (rc != 0) {
-    oee__task_free(t);
-    return rc;
-  }
-  /* From here the store owns t. */
-  if (snap->submit_index > r->max_index) r->max_index = snap->submit_index;
-  if (snap->seq > r->max_seq) r->max_seq = snap->seq;
-  int pipeline = strcmp(snap->task_type, "pipeline") == 0;
-  if (!oee_task_status_is_terminal(snap->status)) eng->queue_bytes += oee__task_bytes(snap);
-  if (snap->status == OEE_TASK_QUEUED && !pipeline) {
-    rc = oee_heap_reserve(&eng->queue, 1);
-    if (rc == 0) oee_heap_push(&eng->queue, t);
-    r->counts.queued++;
-  } else if (!oee_task_status_is_terminal(snap->status)) {
-    rc = remember(r, t);
-  } else {
-    r->counts.finished++;
-  }
-  return rc;
-}
-
-/* Ends what cannot go on, numbered after every stored change. */
-static int end_unfinished(recovery *r) {
-  oee_engine *eng = r->eng;
-  for (size_t i = 0; i < r->n_unfinished; i++) {
-    oee_task *t = r->unfinished[i];
-    int running = t->snap->status == OEE_TASK_RUNNING;
-    oee_task_info *next = interrupted(eng, t->snap, running ? INTERRUPTED : PIPELINE_NOT_STORED);
-    if (next == NULL) return OEE_ENOMEM;
-    oee__task_swap_packed(eng, t, next); /* seq = ++last_seq; stored like any change */
-    r->counts.interrupted++;
-  }
-  return 0;
-}
-
-static int recover(oee_engine *eng, const oee_db_meta *meta, oee_error *err) {
-  recovery r = {.eng = eng, .max_index = meta->last_index, .max_seq = meta->last_seq};
-  oee__lock(&eng->lock);
-  int rc = oee_db_load(eng->db, 1, recover_one, NULL, &r, err);
-  eng->last_index = r.max_index;
-  eng->last_seq = r.max_seq;
-  if (rc == 0 && (rc = end_unfinished(&r)) != 0) {
-    oee_error_set(err, rc, "out of memory recovering the stored tasks");
-  }
-  eng->recovered = r.counts;
-  oee__engine_unlock(eng);
-  oee_free(r.unfinished);
-  return rc;
-}
-
-void oee_engine_recovery(const oee_engine *eng, oee_recovery *out) { *out = eng->recovered; }
 
 int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *err) {
   oee_db_config dc = {.dir = cfg->data_dir,
@@ -271,13 +267,19 @@ int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *
     rc = oee_committer_create(eng->db, 0, &meta, &eng->committer);
     if (rc != 0) oee_error_set(err, rc, "cannot start the store's writer: %s", oee_strerror(rc));
   }
-  if (rc == 0) rc = recover(eng, &meta, err);
+  if (rc == 0) rc = oee__recover(eng, &meta, err);
+  /* The interruptions recovery decided are stored before anyone reads. */
+  if (rc == 0) oee_committer_flush(eng->committer);
   return rc;
 }
 
 void oee__durable_close(oee_engine *eng) {
   oee_committer_destroy(eng->committer); /* stores what is pending first */
   eng->committer = NULL;
+  oee__lock(&eng->lock);
+  oee__stored_waiter *left = waiters_due(eng, UINT64_MAX); /* none, unless a change failed */
+  oee__unlock(&eng->lock);
+  waiters_call(left, OEE_ESTOPPED);
   oee_db_close(eng->db);
   eng->db = NULL;
 }

@@ -29,6 +29,7 @@ static void task_setpos(void *e, size_t pos) {
 
 void oee__task_free(oee_task *t) {
   oee_task_info_unref(t->snap);
+  oee_task_info_unref(t->shown);
   if (t->payload) {
     if (t->payload->free) t->payload->free(t->payload->data);
     oee_free(t->payload);
@@ -102,6 +103,7 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->retention_seconds = cfg->retention_seconds;
   eng->max_finished = cfg->max_finished;
   eng->max_queue_bytes = cfg->max_queue_bytes;
+  eng->finished_cache = cfg->finished_cache ? cfg->finished_cache : OEE_DEFAULT_FINISHED_CACHE;
   eng->accepting = 1;
   oee_heap_init(&eng->queue, task_less, task_setpos);
   int rc = engine_init_locks(eng);

@@ -104,7 +104,10 @@ struct oee_engine {
   int retention_running;       /* the thread exists; start/stop callers only */
   pthread_cond_t retention_cv; /* waited on with lock by the retention thread */
   pthread_t retention_thread;
-  oee_recovery recovered; /* written once at create (durable.c) */
+  oee_recovery recovered;                            /* written once at create (durable.c) */
+  struct oee__stored_waiter *waiters, *waiters_tail; /* guarded by lock:
+                                                      * callers waiting for a change to be stored,
+                                                      * in seq order (durable.c) */
 
   /* Durability (durable.c); both NULL for the memory store. Immutable
    * after create (each has its own locks). */
@@ -120,6 +123,7 @@ struct oee_engine {
   uint64_t max_queue_bytes;   /* 0 = unlimited */
   uint64_t retention_seconds; /* 0 = finished tasks never expire by age */
   uint64_t max_finished;      /* 0 = no bound on finished tasks kept */
+  size_t finished_cache;      /* durable: finished tasks kept in memory */
   size_t result_max;          /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
@@ -149,6 +153,10 @@ int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft);
 /* The same with `next` already packed (and not yet shared): sets its seq,
  * swaps it in and publishes it; cannot fail. eng->lock held. */
 void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next);
+/* What a reader may see of a task (eng->lock held): a state only once it is
+ * stored, except RUNNING (the contract's rule; the same as t->snap for the
+ * memory store). Borrowed. */
+const oee_task_info *oee__task_shown(const oee_task *t);
 
 /* Copies the executor entry for `type` into *out (takes exec_lock, so no
  * other lock may be held). 0 or OEE_ENOEXEC. */
@@ -179,13 +187,36 @@ oee_task_info *oee__engine_pack(const oee_engine *eng, const oee_task_info *draf
 /* Opens the database, starts the committer and recovers the stored tasks
  * (at create, before any worker runs). */
 int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *err);
+/* Loads the unfinished stored tasks (recovery.c; at create, before any
+ * worker runs). */
+struct oee_db_meta;
+int oee__recover(oee_engine *eng, const struct oee_db_meta *meta, oee_error *err);
 /* Stores what is pending, stops the committer, closes the database. */
 void oee__durable_close(oee_engine *eng);
-/* Queues `snap` (the task's new current snapshot, lock held) for storing;
- * its event is published once it is stored. */
-void oee__durable_change(oee_engine *eng, const oee_task_info *snap);
-/* Queues the deletion of a cleared task's row (lock held). */
-void oee__durable_delete(oee_engine *eng, const char *id);
+/* Queues `snap` (the task's new current snapshot, lock held; `from` the
+ * status it left) for storing; its event is published once it is stored,
+ * and then readers see it. */
+void oee__durable_change(oee_engine *eng, const oee_task_info *snap, oee_task_status from);
+/* A caller waiting for a change to be stored; embedded in the caller's
+ * own record, so registering cannot fail. */
+typedef struct oee__stored_waiter {
+  struct oee__stored_waiter *next;
+  uint64_t seq;
+  void (*cb)(struct oee__stored_waiter *w, int rc);
+} oee__stored_waiter;
+/* Calls w->cb(w, rc) once every change numbered up to `seq` is stored (rc
+ * 0) or could not be (OEE_ESTOPPED: the engine stopped first). Lock held;
+ * the callback runs later on the commit thread, with no lock held. */
+void oee__durable_after(oee_engine *eng, oee__stored_waiter *w, uint64_t seq);
+/* Deletes finished rows as oee_db_purge describes (before_ns, keep, at most
+ * `limit`) in the next group commit and drops them from the cache; then
+ * cb(arg, rc, deleted, err) on the commit thread. No lock held. */
+typedef void (*oee__purge_cb)(void *arg, int rc, size_t deleted, const oee_error *err);
+int oee__durable_purge(oee_engine *eng, int64_t before_ns, uint64_t keep, size_t limit,
+                       oee__purge_cb cb, void *arg);
+/* Stored tasks by status (of one type, NULL = all) for a durable engine. */
+void oee__durable_counts(oee_engine *eng, const char *type,
+                         uint64_t by_status[OEE_TASK_STATUS_COUNT]);
 /* Hands a numbered new task (t->snap QUEUED, not in the store) to the
  * committer; cb acknowledges it once stored (lock held). */
 int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, void *arg,

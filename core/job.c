@@ -35,12 +35,23 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
     eng->queue_bytes -= oee__task_bytes(next);
   }
   if (eng->committer) {
-    oee__durable_change(eng, next); /* published once stored */
+    /* Readers go on seeing what they may (see oee__task_shown) until the
+     * new snapshot is stored; RUNNING may be shown at once. */
+    if (next->status == OEE_TASK_RUNNING) {
+      oee_task_info_unref(t->shown);
+      t->shown = NULL;
+    } else if (t->shown == NULL) {
+      t->shown = old; /* the reference moves */
+      old = NULL;
+    }
+    oee__durable_change(eng, next, from); /* published once stored */
   } else {
     oee__bus_publish(eng->bus, next);
   }
   oee_task_info_unref(old);
 }
+
+const oee_task_info *oee__task_shown(const oee_task *t) { return t->shown ? t->shown : t->snap; }
 
 int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft) {
   oee_task_info *next = oee__engine_pack(eng, draft);

@@ -202,6 +202,7 @@ typedef struct oee_model_table oee_model_table; /* see oee_pipeline.h */
 #define OEE_DEFAULT_WORKERS 3                          /* worker threads */
 #define OEE_DEFAULT_RESULT_MAX_BYTES ((size_t)1 << 20) /* result kept per task */
 #define OEE_DEFAULT_SUB_CAPACITY ((size_t)4096)        /* events buffered per subscriber */
+#define OEE_DEFAULT_FINISHED_CACHE ((size_t)4096)      /* finished tasks in memory (durable) */
 
 typedef struct oee_engine_config {
   int num_workers;         /* 0 = OEE_DEFAULT_WORKERS */
@@ -229,6 +230,11 @@ typedef struct oee_engine_config {
    * batches on their own thread and never stall the queue. */
   uint64_t retention_seconds;
   uint64_t max_finished;
+  /* With data_dir: how many recently finished tasks stay in memory for
+   * fast reads (0 = OEE_DEFAULT_FINISHED_CACHE); the others are read from
+   * the database, so memory does not grow with the number of finished
+   * tasks. */
+  size_t finished_cache;
   /* Bytes of name + task_type + context over every unfinished task; a
    * submission that would pass it is refused with OEE_EFULL. 0 = none. */
   uint64_t max_queue_bytes;
@@ -338,6 +344,19 @@ int oee_engine_submit_async(oee_engine *eng, const oee_submit *req, oee_submit_c
  */
 int oee_engine_cancel(oee_engine *eng, const char *id, int *cancelled, const oee_task_info **out);
 
+/* The answer of a cancel: rc 0 with *task borrowed for the call, or the
+ * reason it could not be given (OEE_ESTOPPED: the engine stopped before the
+ * change was stored). */
+typedef void (*oee_cancel_cb)(void *arg, int rc, int cancelled, const oee_task_info *task);
+/*
+ * oee_engine_cancel() that never waits for the disk: OEE_EINVAL, OEE_ENOENT
+ * or OEE_ENOMEM at once (cb never called), else 0 and cb is called exactly
+ * once: before this returns, or, when a durable engine cancelled a queued
+ * task, on the commit thread once the CANCELLED change is stored (a caller
+ * is never told of a state a crash could undo).
+ */
+int oee_engine_cancel_async(oee_engine *eng, const char *id, oee_cancel_cb cb, void *arg);
+
 /* Snapshot of one task, or OEE_ENOENT. */
 int oee_engine_get(oee_engine *eng, const char *id, const oee_task_info **out);
 
@@ -362,6 +381,18 @@ void oee_list_page_free(oee_list_page *page);
 /* Drops finished tasks except the `keep_recent` most recently completed.
  * Returns the number removed (>= 0) or OEE_EINVAL for a negative count. */
 long oee_engine_clear_completed(oee_engine *eng, long keep_recent);
+
+/* The answer of a count-returning call: rc 0 and n, or rc < 0 and *err. */
+typedef void (*oee_count_cb)(void *arg, int rc, long n, const oee_error *err);
+/*
+ * oee_engine_clear_completed() that never waits for the disk: OEE_EINVAL
+ * for a negative count or OEE_ENOMEM at once (cb never called), else 0 and
+ * cb is called exactly once: before this returns for the memory store, or
+ * on the commit thread once the deletions are stored (in chunks, so a large
+ * clear never holds the queue up). A durable engine deletes what is stored:
+ * a task whose final state is not stored yet is not finished for it.
+ */
+int oee_engine_clear_completed_async(oee_engine *eng, long keep_recent, oee_count_cb cb, void *arg);
 
 typedef struct oee_worker_status {
   int worker_id;

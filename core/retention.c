@@ -22,21 +22,43 @@
 #define NS_PER_SECOND (1000LL * 1000 * 1000)
 #define TRIM_AFTER 65536 /* deletions between two malloc_trim calls */
 
-/* A task the rules removed (lock held). */
-static void expired(oee_task *t, void *arg) {
-  oee_engine *eng = arg;
-  if (eng->committer) oee__durable_delete(eng, t->snap->id);
-  oee__task_free(t);
+/* Completion times before this are past the age rule (0: no rule). */
+static int64_t due_before(const oee_engine *eng) {
+  if (eng->retention_seconds == 0) return 0;
+  return oee_now_ns() - (int64_t)eng->retention_seconds * NS_PER_SECOND;
 }
 
-/* One batch under the lock; how many went. */
+/* One batch under the lock (memory store); how many went. */
 static long expire_batch(oee_engine *eng) {
-  int64_t before = 0;
-  if (eng->retention_seconds > 0) {
-    before = oee_now_ns() - (int64_t)eng->retention_seconds * NS_PER_SECOND;
-  }
   size_t keep = eng->max_finished ? eng->max_finished : SIZE_MAX;
-  return eng->store->ops->expire(eng->store, before, keep, RETENTION_BATCH, expired, eng);
+  return eng->store->ops->expire(eng->store, due_before(eng), keep, RETENTION_BATCH, oee__task_drop,
+                                 NULL);
+}
+
+/* A durable batch: one purge, waited for. */
+typedef struct purge_wait {
+  oee__latch done;
+  size_t deleted;
+} purge_wait;
+
+static void purge_waited(void *arg, int rc, size_t deleted, const oee_error *err) {
+  (void)rc; /* a failed purge deleted nothing; the next tick tries again */
+  (void)err;
+  purge_wait *w = arg;
+  w->deleted = deleted;
+  oee__latch_set(&w->done);
+}
+
+/* One durable batch, no lock held; how many rows went. */
+static long purge_batch(oee_engine *eng) {
+  purge_wait w = {.deleted = 0};
+  if (oee__latch_init(&w.done) != 0) return 0;
+  uint64_t keep = eng->max_finished ? eng->max_finished : UINT64_MAX;
+  if (oee__durable_purge(eng, due_before(eng), keep, RETENTION_BATCH, purge_waited, &w) == 0) {
+    oee__latch_wait(&w.done);
+  }
+  oee__latch_destroy(&w.done);
+  return (long)w.deleted;
 }
 
 static void *retention_main(void *arg) {
@@ -44,7 +66,14 @@ static void *retention_main(void *arg) {
   size_t since_trim = 0;
   oee__lock(&eng->lock);
   while (!eng->retention_stop) {
-    long n = expire_batch(eng);
+    long n;
+    if (eng->committer) {
+      oee__unlock(&eng->lock);
+      n = purge_batch(eng);
+      oee__lock(&eng->lock);
+    } else {
+      n = expire_batch(eng);
+    }
     since_trim += (size_t)n;
     if (n == RETENTION_BATCH) { /* more is due: let others in, go on */
       oee__unlock(&eng->lock);

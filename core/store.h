@@ -42,6 +42,12 @@ typedef struct oee_store_ops {
    * beyond the newest `keep`. Returns how many went. */
   long (*expire)(oee_store *s, int64_t before_ns, size_t keep, size_t limit, oee_store_drop_fn drop,
                  void *arg);
+  /* Removes one task without freeing it (the caller does). O(1) for the
+   * least recently finished task, O(finished tasks held) for another. */
+  void (*remove)(oee_store *s, oee_task *t);
+  /* The least recently finished task held, or NULL; *n_finished = how many
+   * finished tasks are held. */
+  oee_task *(*oldest_finished)(oee_store *s, size_t *n_finished);
   /* Counts by status (indexed by oee_task_status) and the total. */
   void (*counts)(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total);
   void (*foreach)(oee_store *s, oee_store_visit_fn visit, void *arg);

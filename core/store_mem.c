@@ -383,6 +383,30 @@ static long mem_expire(oee_store *s, int64_t before_ns, size_t keep, size_t limi
   return removed;
 }
 
+static void mem_remove(oee_store *s, oee_task *t) {
+  mem_store *m = (mem_store *)s;
+  if (oee_task_status_is_terminal(t->snap->status)) {
+    oee_task **pp = &m->done_head, *prev = NULL;
+    while (*pp != NULL && *pp != t) {
+      prev = *pp;
+      pp = &(*pp)->done_next;
+    }
+    if (*pp == t) {
+      *pp = t->done_next;
+      if (m->done_tail == t) m->done_tail = prev;
+      m->ndone--;
+    }
+  }
+  unlink_task(m, t);
+  if (m->holes > 1024 && m->holes * 2 > m->order_len) compact_order(m);
+}
+
+static oee_task *mem_oldest_finished(oee_store *s, size_t *n_finished) {
+  mem_store *m = (mem_store *)s;
+  *n_finished = m->ndone;
+  return m->done_head;
+}
+
 static void mem_counts(oee_store *s, uint64_t by_status[OEE_TASK_STATUS_COUNT], uint64_t *total) {
   mem_store *m = (mem_store *)s;
   memcpy(by_status, m->by_status, sizeof(m->by_status));
@@ -427,6 +451,8 @@ static const oee_store_ops mem_ops = {
     .list = mem_list,
     .clear_completed = mem_clear,
     .expire = mem_expire,
+    .remove = mem_remove,
+    .oldest_finished = mem_oldest_finished,
     .counts = mem_counts,
     .foreach = mem_foreach,
     .destroy = mem_destroy,

@@ -62,4 +62,40 @@ static inline int oee__wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t
   return 0;
 }
 
+/* A one-shot event: a thread waits until another sets it (the synchronous
+ * wrappers of asynchronous calls). */
+typedef struct oee__latch {
+  pthread_mutex_t lock;
+  pthread_cond_t cv;
+  int set; /* guarded by lock */
+} oee__latch;
+
+static inline int oee__latch_init(oee__latch *l) {
+  l->set = 0;
+  if (pthread_mutex_init(&l->lock, NULL) != 0) return OEE_ENOMEM;
+  if (oee__cond_init(&l->cv) != 0) {
+    pthread_mutex_destroy(&l->lock);
+    return OEE_ENOMEM;
+  }
+  return 0;
+}
+
+static inline void oee__latch_set(oee__latch *l) {
+  oee__lock(&l->lock);
+  l->set = 1;
+  oee__signal(&l->cv);
+  oee__unlock(&l->lock);
+}
+
+static inline void oee__latch_wait(oee__latch *l) {
+  oee__lock(&l->lock);
+  while (!l->set) oee__wait(&l->cv, &l->lock);
+  oee__unlock(&l->lock);
+}
+
+static inline void oee__latch_destroy(oee__latch *l) {
+  pthread_cond_destroy(&l->cv);
+  pthread_mutex_destroy(&l->lock);
+}
+
 #endif /* OEE_SYNC_H */

@@ -22,11 +22,15 @@ typedef struct oee_payload {
 } oee_payload;
 
 /*
- * 64 bytes per task: the queue and the store are most of the memory a
+ * 72 bytes per task: the queue and the store are most of the memory a
  * million queued tasks take, so rarely used fields live behind pointers.
  */
 typedef struct oee_task {
   const oee_task_info *snap;  /* current snapshot (one owned reference) */
+  const oee_task_info *shown; /* durable engines: the snapshot readers see
+                               * while `snap` is not stored yet (a reference),
+                               * NULL when `snap` may be shown: it is stored,
+                               * or RUNNING (see oee__task_shown) */
   struct oee_task *hnext;     /* the store's id hash chain */
   struct oee_task *done_next; /* the store's completion-order list */
   oee_token *token;           /* cancellation token while RUNNING, else NULL */

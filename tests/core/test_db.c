@@ -72,18 +72,31 @@ static oee_task_info *task(uint64_t index, oee_task_status st, const char *type,
   return t;
 }
 
-static void write_all(oee_db *db, oee_task_info **t, size_t n, uint64_t seq) {
-  oee_db_batch b = {.tasks = (const oee_task_info *const *)t,
-                    .n_tasks = n,
-                    .meta = {.last_index = t[n - 1]->submit_index, .last_seq = seq}};
+/* Writes n rows that held status `from` before (-1: new rows). */
+static void write_all(oee_db *db, oee_task_info **t, size_t n, uint64_t seq, int from) {
+  oee_db_row *rows = calloc(n, sizeof(*rows));
+  assert_non_null(rows);
+  for (size_t i = 0; i < n; i++) rows[i] = (oee_db_row){t[i], from};
+  oee_db_batch b = {
+      .rows = rows, .n_rows = n, .meta = {.last_index = t[n - 1]->submit_index, .last_seq = seq}};
   oee_error err = {0};
-  if (oee_db_write(db, &b, &err) != 0) fail_msg("write: %s", err.message);
+  int rc = oee_db_write(db, &b, &err);
+  free(rows);
+  if (rc != 0) fail_msg("write: %s", err.message);
+}
+
+static void expect_counts(oee_db *db, const char *type, uint64_t queued, uint64_t running,
+                          uint64_t done) {
+  uint64_t by[OEE_TASK_STATUS_COUNT];
+  oee_db_counts(db, type, by);
+  assert_int_equal(by[OEE_TASK_QUEUED], queued);
+  assert_int_equal(by[OEE_TASK_RUNNING], running);
+  assert_int_equal(by[OEE_TASK_DONE], done);
 }
 
 typedef struct loaded {
   uint64_t index[64];
   size_t n;
-  uint64_t counted;
 } loaded;
 
 static int on_load(const oee_task_info *t, void *arg) {
@@ -91,12 +104,6 @@ static int on_load(const oee_task_info *t, void *arg) {
   if (l->n < 64) l->index[l->n++] = t->submit_index;
   oee_task_info_unref(t);
   return 0;
-}
-
-static void on_count(const char *type, oee_task_status st, uint64_t n, void *arg) {
-  (void)type;
-  (void)st;
-  ((loaded *)arg)->counted += n;
 }
 
 static void test_rows_survive_reopen(void **state) {
@@ -107,10 +114,13 @@ static void test_rows_survive_reopen(void **state) {
     oee_task_status st = i < 3 ? OEE_TASK_QUEUED : OEE_TASK_DONE;
     t[i] = task((uint64_t)i + 1, st, "echo", st == OEE_TASK_DONE ? 5000 - i : 0);
   }
-  write_all(db, t, 6, 77);
-  /* A change of one row replaces it whole. */
+  write_all(db, t, 6, 77, -1);
+  expect_counts(db, NULL, 3, 0, 3);
+  /* A change of one row replaces it whole, and moves it in the counts. */
   oee_task_info *running = task(2, OEE_TASK_RUNNING, "echo", 0);
-  write_all(db, &running, 1, 78);
+  write_all(db, &running, 1, 78, OEE_TASK_QUEUED);
+  expect_counts(db, "echo", 2, 1, 3);
+  expect_counts(db, "other", 0, 0, 0);
   oee_db_close(db);
 
   db = open_ok(f);
@@ -119,16 +129,12 @@ static void test_rows_survive_reopen(void **state) {
   assert_int_equal(meta.last_seq, 78);
   assert_int_equal(meta.last_index, 6); /* counters never go back */
   loaded l = {0};
-  assert_int_equal(oee_db_load(db, 0, on_load, on_count, &l, NULL), 0);
+  assert_int_equal(oee_db_load(db, on_load, &l, NULL), 0);
   assert_int_equal(l.n, 3); /* unfinished only, in submission order */
   assert_int_equal(l.index[0], 1);
   assert_int_equal(l.index[1], 2);
   assert_int_equal(l.index[2], 3);
-  assert_int_equal(l.counted, 6);
-  loaded every = {0};
-  assert_int_equal(oee_db_load(db, 1, on_load, NULL, &every, NULL), 0);
-  assert_int_equal(every.n, 6); /* every task, in submission order */
-  for (size_t i = 0; i < every.n; i++) assert_int_equal(every.index[i], i + 1);
+  expect_counts(db, NULL, 2, 1, 3); /* counted again at open */
   const oee_task_info *got;
   char upper[OEE_ID_LEN + 1];
   snprintf(upper, sizeof(upper), "0190A1B2-C3D4-7E5F-8A9B-000000000002");
@@ -165,7 +171,7 @@ static void test_pages_and_filters(void **state) {
     t[i] =
         task((uint64_t)i + 1, st, i % 5 == 0 ? "rare" : "echo", st == OEE_TASK_DONE ? 100 + i : 0);
   }
-  write_all(db, t, 40, 400);
+  write_all(db, t, 40, 400, -1);
   /* Everything, 7 at a time: 6 pages, the tokens chain, order kept. */
   oee_list_query q = {.limit = 7};
   size_t seen = 0;
@@ -196,20 +202,42 @@ static void test_pages_and_filters(void **state) {
   assert_int_equal(p.tasks[0]->submit_index, 21);
   assert_int_equal(p.next_index, 0); /* nothing follows */
   page_free(&p);
-  /* The oldest finished, by completion time, then deleted in a batch. */
-  char ids[4][OEE_ID_LEN + 1];
-  size_t n;
-  assert_int_equal(oee_db_finished_oldest(db, 0, 4, ids, &n, NULL), 0);
-  assert_int_equal(n, 4);
-  assert_string_equal(ids[0], t[0]->id);
-  assert_string_equal(ids[3], t[12]->id);
-  assert_int_equal(oee_db_finished_oldest(db, 105, 4, ids, &n, NULL), 0);
-  assert_int_equal(n, 2); /* completed at 100 and 104 */
-  const char *del[] = {ids[0], ids[1]};
-  oee_db_batch b = {.deleted = del, .n_deleted = 2, .meta = {40, 401}};
+  /* Purges: finished rows (i % 4 == 0: 10 of them, completed at 100 + i)
+   * go oldest first, by age and by count. */
+  char ids[8][OEE_ID_LEN + 1];
+  oee_db_purge by_age = {.before_ns = 105, .keep = UINT64_MAX, .limit = 8, .ids = ids};
+  oee_db_purge *one[] = {&by_age};
+  oee_db_batch b = {.purges = one, .n_purges = 1, .meta = {40, 401}};
   assert_int_equal(oee_db_write(db, &b, NULL), 0);
+  assert_int_equal(by_age.deleted, 2); /* completed at 100 and 104 */
+  assert_string_equal(ids[0], t[0]->id);
+  assert_string_equal(ids[1], t[4]->id);
   const oee_task_info *got;
   assert_int_equal(oee_db_get(db, t[0]->id, &got, NULL), OEE_ENOENT);
+  uint64_t by[OEE_TASK_STATUS_COUNT];
+  oee_db_counts(db, NULL, by);
+  assert_int_equal(by[OEE_TASK_DONE], 8);
+  assert_int_equal(by[OEE_TASK_QUEUED], 30); /* unfinished rows are never purged */
+  oee_db_purge by_count = {.keep = 3, .limit = 4, .ids = ids};
+  one[0] = &by_count;
+  assert_int_equal(oee_db_write(db, &b, NULL), 0);
+  assert_int_equal(by_count.deleted, 4); /* limited: 5 are over the count */
+  assert_string_equal(ids[0], t[8]->id);
+  assert_int_equal(oee_db_write(db, &b, NULL), 0);
+  assert_int_equal(by_count.deleted, 1);
+  assert_string_equal(ids[0], t[24]->id);
+  assert_int_equal(oee_db_write(db, &b, NULL), 0);
+  assert_int_equal(by_count.deleted, 0); /* the newest 3 are kept */
+  oee_db_counts(db, "rare", by);
+  assert_int_equal(by[OEE_TASK_DONE], 0); /* i = 0 and 20 both went */
+  assert_int_equal(by[OEE_TASK_QUEUED], 6);
+  oee_list_query all_done = {.status = OEE_TASK_DONE, .limit = 10};
+  oee_list_page p2;
+  assert_int_equal(oee_db_list(db, &all_done, &p2, NULL), 0);
+  assert_int_equal(p2.len, 3);
+  assert_int_equal(p2.total, 3);
+  assert_int_equal(p2.tasks[0]->submit_index, 29);
+  page_free(&p2);
   for (int i = 0; i < 40; i++) oee_task_info_unref(t[i]);
   oee_db_close(db);
 }
@@ -274,7 +302,7 @@ static void test_refuses_corrupt_file(void **state) {
   oee_db *db = open_ok(f);
   oee_task_info *t[500];
   for (int i = 0; i < 500; i++) t[i] = task((uint64_t)i + 1, OEE_TASK_DONE, "echo", 9);
-  write_all(db, t, 500, 5000);
+  write_all(db, t, 500, 5000, -1);
   for (int i = 0; i < 500; i++) oee_task_info_unref(t[i]);
   oee_db_close(db);
   sqlite3 *c; /* fold the WAL into the file so the damage below is seen */

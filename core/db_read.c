@@ -1,0 +1,264 @@
+/*
+ * db_read.c - reads of the SQLite database (db.h): the pool of read-only
+ * connections, recovery's load, one task, a page of tasks and the counts.
+ *
+ * DESIGN
+ * Each read takes a connection from the pool (or opens one), runs one
+ * statement and gives it back, so reads from many threads run side by side
+ * and never wait for the writer (WAL: a reader sees the last committed
+ * transaction). The counts are not read from the file: db_sqlite.c keeps
+ * them from the rows each write carried, and a read copies them under
+ * counts_lock.
+ * Lock order: pool_lock and counts_lock are leaves, never held together.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/db_codec.h"
+#include "core/db_sqlite.h"
+#include "core/oee_alloc.h"
+#include "core/task.h"
+
+#define READERS_MAX 16 /* idle read connections kept open */
+#define BUSY_TIMEOUT_MS 5000
+
+/* ------------------------------------------------------------ readers */
+
+/* A read connection for this call: an idle one or a new one. */
+static oee__db_reader *reader_take(oee_db *db, oee_error *err) {
+  if (pthread_mutex_lock(&db->pool_lock) != 0) abort();
+  oee__db_reader *r = db->idle;
+  if (r != NULL) {
+    db->idle = r->next;
+    db->n_idle--;
+  }
+  pthread_mutex_unlock(&db->pool_lock);
+  if (r != NULL) return r;
+  r = oee_calloc(1, sizeof(*r));
+  if (r == NULL) {
+    oee_error_set(err, OEE_ENOMEM, "out of memory opening a read connection");
+    return NULL;
+  }
+  int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(db->path, &r->conn, flags, NULL) != SQLITE_OK) {
+    oee__db_fail(err, r->conn, "open a read connection");
+    sqlite3_close(r->conn);
+    oee_free(r);
+    return NULL;
+  }
+  sqlite3_busy_timeout(r->conn, BUSY_TIMEOUT_MS);
+  return r;
+}
+
+/* Returns a read connection to the pool (or closes it when enough idle). */
+static void reader_give(oee_db *db, oee__db_reader *r) {
+  if (pthread_mutex_lock(&db->pool_lock) != 0) abort();
+  int keep = db->n_idle < READERS_MAX;
+  if (keep) {
+    r->next = db->idle;
+    db->idle = r;
+    db->n_idle++;
+  }
+  pthread_mutex_unlock(&db->pool_lock);
+  if (!keep) {
+    sqlite3_close(r->conn);
+    oee_free(r);
+  }
+}
+
+oee_task_info *oee__db_row_task(sqlite3_stmt *st) {
+  oee_kv *ctx = NULL;
+  size_t n_ctx = 0;
+  const void *blob = sqlite3_column_blob(st, 13);
+  size_t blob_len = (size_t)sqlite3_column_bytes(st, 13);
+  if (oee__ctx_decode(blob, blob_len, &ctx, &n_ctx) != 0) return NULL;
+  oee_task_info d = {0};
+  const char *id = (const char *)sqlite3_column_text(st, 1);
+  snprintf(d.id, sizeof(d.id), "%s", id ? id : "");
+  d.submit_index = (uint64_t)sqlite3_column_int64(st, 0);
+  d.seq = (uint64_t)sqlite3_column_int64(st, 2);
+  d.name = (const char *)sqlite3_column_text(st, 3);
+  d.task_type = (const char *)sqlite3_column_text(st, 4);
+  d.status = (oee_task_status)sqlite3_column_int(st, 5);
+  d.priority = sqlite3_column_int(st, 6);
+  d.worker_id = sqlite3_column_int(st, 7);
+  d.created_at_ns = sqlite3_column_int64(st, 8);
+  d.started_at_ns = sqlite3_column_int64(st, 9);
+  d.completed_at_ns = sqlite3_column_int64(st, 10);
+  d.result = (const char *)sqlite3_column_text(st, 11);
+  d.error_message = (const char *)sqlite3_column_text(st, 12);
+  d.context = ctx;
+  d.context_len = n_ctx;
+  oee_task_info *t = oee__snap_pack(&d);
+  oee_free(ctx);
+  return t;
+}
+
+
+void oee__db_readers_close(oee_db *db) {
+  while (db->idle) {
+    oee__db_reader *r = db->idle;
+    db->idle = r->next;
+    sqlite3_close(r->conn);
+    oee_free(r);
+  }
+}
+
+/* ------------------------------------------------------------ recovery */
+
+int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
+  static const char SQL[] =
+      "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE status < 3 ORDER BY idx";
+  if (pthread_mutex_lock(&db->write_lock) != 0) abort();
+  sqlite3 *conn = db->writer;
+  sqlite3_stmt *st;
+  int rc = SQLITE_OK, ret = 0;
+  if (sqlite3_prepare_v2(conn, SQL, -1, &st, NULL) != SQLITE_OK) {
+    ret = oee__db_fail(err, conn, "load tasks");
+    st = NULL;
+  }
+  while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    oee_task_info *t = oee__db_row_task(st);
+    if (t == NULL) {
+      ret = oee_error_set(err, OEE_ENOMEM, "storage: out of memory loading tasks");
+    } else if ((ret = fn(t, arg)) != 0) {
+      oee_error_set(err, ret, "storage: loading stopped: %s", oee_strerror(ret));
+    }
+  }
+  if (ret == 0 && rc != SQLITE_DONE) ret = oee__db_fail(err, conn, "load tasks");
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&db->write_lock);
+  return ret;
+}
+
+/* ------------------------------------------------------------ counts */
+
+void oee_db_counts(oee_db *db, const char *task_type, uint64_t by_status[OEE_TASK_STATUS_COUNT]) {
+  memset(by_status, 0, OEE_TASK_STATUS_COUNT * sizeof(*by_status));
+  int all = task_type == NULL || task_type[0] == '\0';
+  if (pthread_mutex_lock(&db->counts_lock) != 0) abort();
+  for (const oee__db_count *c = db->counts; c; c = c->next) {
+    if (!all && strcmp(c->type, task_type) != 0) continue;
+    for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) by_status[i] += c->stored[i];
+  }
+  pthread_mutex_unlock(&db->counts_lock);
+}
+
+/* The number of stored tasks a listing's filter matches. */
+static uint64_t list_total(oee_db *db, const oee_list_query *q) {
+  uint64_t by[OEE_TASK_STATUS_COUNT];
+  oee_db_counts(db, q->task_type, by);
+  if (q->status != OEE_TASK_UNSPECIFIED) return by[q->status];
+  uint64_t sum = 0;
+  for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) sum += by[i];
+  return sum;
+}
+
+/* ------------------------------------------------------------ one task, pages */
+
+int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err) {
+  *out = NULL;
+  if (!oee_id_valid(id)) {
+    return oee_error_set(err, OEE_EINVAL, "task_id \"%.64s\" is not a UUID", id ? id : "");
+  }
+  char lower[OEE_ID_LEN + 1];
+  for (int i = 0; i <= OEE_ID_LEN; i++) lower[i] = (char)(id[i] | (id[i] ? 0x20 : 0));
+  oee__db_reader *r = reader_take(db, err);
+  if (r == NULL) return err ? err->code : OEE_ENOMEM;
+  sqlite3_stmt *st;
+  int rc =
+      sqlite3_prepare_v2(r->conn, "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE id = ?1", -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    rc = oee__db_fail(err, r->conn, "read a task");
+    reader_give(db, r);
+    return rc;
+  }
+  sqlite3_bind_text(st, 1, lower, OEE_ID_LEN, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    *out = oee__db_row_task(st);
+    rc = *out ? 0 : oee_error_set(err, OEE_ENOMEM, "storage: out of memory reading a task");
+  } else if (step == SQLITE_DONE) {
+    rc = oee_error_set(err, OEE_ENOENT, "no task with id %s", lower);
+  } else {
+    rc = oee__db_fail(err, r->conn, "read a task");
+  }
+  sqlite3_finalize(st);
+  reader_give(db, r);
+  return rc;
+}
+
+/* oee_list_page_free() without the engine: drops the page's references. */
+static void page_release(oee_list_page *p) {
+  for (size_t i = 0; i < p->len; i++) oee_task_info_unref(p->tasks[i]);
+  oee_free(p->tasks);
+  memset(p, 0, sizeof(*p));
+}
+
+/* The listing query for a filter: each uses the index ending in idx. */
+static const char *list_sql(const oee_list_query *q) {
+  int by_status = q->status != OEE_TASK_UNSPECIFIED;
+  int by_type = q->task_type != NULL && q->task_type[0] != '\0';
+  if (by_status && by_type) {
+    return "SELECT " OEE__DB_COLUMNS
+           " FROM tasks WHERE task_type = ?3 AND status = ?4"
+           " AND idx > ?1 ORDER BY idx LIMIT ?2";
+  }
+  if (by_type) {
+    return "SELECT " OEE__DB_COLUMNS
+           " FROM tasks WHERE task_type = ?3 AND idx > ?1"
+           " ORDER BY idx LIMIT ?2";
+  }
+  if (by_status) {
+    return "SELECT " OEE__DB_COLUMNS
+           " FROM tasks WHERE status = ?4 AND idx > ?1"
+           " ORDER BY idx LIMIT ?2";
+  }
+  return "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE idx > ?1 ORDER BY idx LIMIT ?2";
+}
+
+/* Reads up to `limit` + 1 rows: the extra one only tells that more follow. */
+static int list_rows(sqlite3 *conn, sqlite3_stmt *st, size_t limit, oee_list_page *out,
+                     oee_error *err) {
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (out->len == limit) {
+      out->next_index = out->tasks[limit - 1]->submit_index;
+      return 0;
+    }
+    const oee_task_info *t = oee__db_row_task(st);
+    if (t == NULL) return oee_error_set(err, OEE_ENOMEM, "storage: out of memory listing");
+    out->tasks[out->len++] = t;
+  }
+  return rc == SQLITE_DONE ? 0 : oee__db_fail(err, conn, "list tasks");
+}
+
+int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_error *err) {
+  memset(out, 0, sizeof(*out));
+  out->total = list_total(db, q);
+  if (q->limit == 0 || out->total == 0) return 0;
+  out->tasks = oee_calloc(q->limit, sizeof(*out->tasks));
+  if (out->tasks == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory listing");
+  oee__db_reader *r = reader_take(db, err);
+  if (r == NULL) {
+    page_release(out);
+    return err ? err->code : OEE_ENOMEM;
+  }
+  sqlite3_stmt *st;
+  int rc = 0;
+  if (sqlite3_prepare_v2(r->conn, list_sql(q), -1, &st, NULL) != SQLITE_OK) {
+    rc = oee__db_fail(err, r->conn, "list tasks");
+  } else {
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)q->after_index);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)q->limit + 1);
+    if (q->task_type) sqlite3_bind_text(st, 3, q->task_type, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, (int)q->status);
+    rc = list_rows(r->conn, st, q->limit, out, err);
+    sqlite3_finalize(st);
+  }
+  reader_give(db, r);
+  if (rc != 0) page_release(out);
+  return rc;
+}
+

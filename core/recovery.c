@@ -1,0 +1,126 @@
+/*
+ * recovery.c - a durable engine finds its tasks again when it is created
+ * (see durable.c for the design of the durable engine).
+ *
+ * DESIGN
+ * Only unfinished rows are loaded (finished tasks stay on disk, read on
+ * demand): QUEUED ones go back into the store and the queue in submission
+ * order, so the heap restores priority and FIFO order; a RUNNING one ends
+ * ERROR "interrupted: server restarted" (no task has attempts left yet), a
+ * change numbered after every stored one and stored like any other.
+ * Pipelines' specs are not stored yet, so a recovered unfinished pipeline
+ * ends ERROR saying so. The engine lock is held throughout: nothing else
+ * runs yet.
+ */
+#include <string.h>
+
+#include "core/db.h"
+#include "core/engine.h"
+#include "core/oee_alloc.h"
+#include "core/sync.h"
+
+#define INTERRUPTED "interrupted: server restarted"
+#define PIPELINE_NOT_STORED \
+  "interrupted: server restarted (pipeline specs are not stored yet: submit it again)"
+
+typedef struct recovery {
+  oee_engine *eng;
+  uint64_t max_index, max_seq;
+  oee_task **unfinished; /* RUNNING tasks and unfinished pipelines, to end */
+  size_t n_unfinished, cap;
+  oee_recovery counts;
+} recovery;
+
+/* The ERROR version of a task that was running (or a pipeline that cannot
+ * run again) when the process ended. */
+static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, const char *why) {
+  oee_task_info d = *was;
+  d.status = OEE_TASK_ERROR;
+  d.completed_at_ns = oee_now_ns();
+  d.result = "";
+  d.error_message = why;
+  return oee__engine_pack(eng, &d);
+}
+
+static int remember(recovery *r, oee_task *t) {
+  if (r->n_unfinished == r->cap) {
+    size_t cap = r->cap ? 2 * r->cap : 64;
+    oee_task **grown = oee_realloc(r->unfinished, cap * sizeof(*grown));
+    if (grown == NULL) return OEE_ENOMEM;
+    r->unfinished = grown;
+    r->cap = cap;
+  }
+  r->unfinished[r->n_unfinished++] = t;
+  return 0;
+}
+
+/* One stored task back in memory (engine lock held). */
+static int recover_one(const oee_task_info *snap, void *arg) {
+  recovery *r = arg;
+  oee_engine *eng = r->eng;
+  oee_task *t = oee_calloc(1, sizeof(*t));
+  if (t == NULL) {
+    oee_task_info_unref(snap);
+    return OEE_ENOMEM;
+  }
+  t->snap = snap;
+  t->index = snap->submit_index;
+  t->priority = snap->priority;
+  t->heap_pos = OEE_TASK_NOT_QUEUED;
+  int rc = eng->store->ops->insert(eng->store, t);
+  if (rc != 0) {
+    oee__task_free(t);
+    return rc;
+  }
+  /* From here the store owns t. */
+  if (snap->submit_index > r->max_index) r->max_index = snap->submit_index;
+  if (snap->seq > r->max_seq) r->max_seq = snap->seq;
+  int pipeline = strcmp(snap->task_type, "pipeline") == 0;
+  if (!oee_task_status_is_terminal(snap->status)) eng->queue_bytes += oee__task_bytes(snap);
+  if (snap->status == OEE_TASK_QUEUED && !pipeline) {
+    rc = oee_heap_reserve(&eng->queue, 1);
+    if (rc == 0) oee_heap_push(&eng->queue, t);
+    r->counts.queued++;
+  } else {
+    rc = remember(r, t); /* RUNNING, or a pipeline */
+  }
+  return rc;
+}
+
+/* Ends what cannot go on, numbered after every stored change. */
+static int end_unfinished(recovery *r) {
+  oee_engine *eng = r->eng;
+  for (size_t i = 0; i < r->n_unfinished; i++) {
+    oee_task *t = r->unfinished[i];
+    int running = t->snap->status == OEE_TASK_RUNNING;
+    oee_task_info *next = interrupted(eng, t->snap, running ? INTERRUPTED : PIPELINE_NOT_STORED);
+    if (next == NULL) return OEE_ENOMEM;
+    oee__task_swap_packed(eng, t, next); /* seq = ++last_seq; stored like any change */
+    r->counts.interrupted++;
+  }
+  return 0;
+}
+
+int oee__recover(oee_engine *eng, const oee_db_meta *meta, oee_error *err) {
+  recovery r = {.eng = eng, .max_index = meta->last_index, .max_seq = meta->last_seq};
+  oee__lock(&eng->lock);
+  int rc = oee_db_load(eng->db, recover_one, &r, err);
+  eng->last_index = r.max_index;
+  eng->last_seq = r.max_seq;
+  if (rc == 0 && (rc = end_unfinished(&r)) != 0) {
+    oee_error_set(err, rc, "out of memory recovering the stored tasks");
+  }
+  uint64_t by[OEE_TASK_STATUS_COUNT];
+  oee_db_counts(eng->db, NULL, by);
+  for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) {
+    if (oee_task_status_is_terminal((oee_task_status)i)) r.counts.finished += by[i];
+  }
+  eng->recovered = r.counts;
+  oee__engine_unlock(eng);
+  oee_free(r.unfinished);
+  return rc;
+}
+
+
+
+void oee_engine_recovery(const oee_engine *eng, oee_recovery *out) { *out = eng->recovered; }
