@@ -23,6 +23,7 @@ struct oee_committer {
   oee_commit_item *head, *tail; /* pending items; guarded by lock */
   int in_flight;                /* a batch is being written; guarded by lock */
   int stopping;                 /* guarded by lock */
+  int paused;                   /* guarded by lock: tests hold writes back */
   oee_committer_stats stats;    /* guarded by lock */
 
   /* Committer thread only. */
@@ -122,7 +123,7 @@ static void pause_locked(oee_committer *c, int64_t ns) {
  * the committer is stopping. */
 static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
   oee__lock(&c->lock);
-  while (c->head == NULL && !c->stopping) oee__wait(&c->wake, &c->lock);
+  while ((c->head == NULL || c->paused) && !c->stopping) oee__wait(&c->wake, &c->lock);
   if (c->head == NULL) {
     oee__unlock(&c->lock);
     return 0;
@@ -164,6 +165,13 @@ static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
   if (c->head == NULL) oee__broadcast(&c->idle_cv);
   oee__unlock(&c->lock);
   return 1;
+}
+
+void oee__committer_pause(oee_committer *c, int paused) {
+  oee__lock(&c->lock);
+  c->paused = paused;
+  oee__broadcast(&c->wake);
+  oee__unlock(&c->lock);
 }
 
 static void *committer_main(void *arg) {

@@ -74,6 +74,10 @@ void oee_committer_append(oee_committer *c, oee_commit_item *item);
  * not marked must_store, refused). */
 void oee_committer_flush(oee_committer *c);
 
+/* For tests: holds every write back (1) until released (0); appending
+ * goes on. */
+void oee__committer_pause(oee_committer *c, int paused);
+
 void oee_committer_stats_get(oee_committer *c, oee_committer_stats *out);
 
 /* Writes what is pending, stops the thread and frees the committer. Items

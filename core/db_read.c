@@ -95,7 +95,6 @@ oee_task_info *oee__db_row_task(sqlite3_stmt *st) {
   return t;
 }
 
-
 void oee__db_readers_close(oee_db *db) {
   while (db->idle) {
     oee__db_reader *r = db->idle;
@@ -108,8 +107,7 @@ void oee__db_readers_close(oee_db *db) {
 /* ------------------------------------------------------------ recovery */
 
 int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
-  static const char SQL[] =
-      "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE status < 3 ORDER BY idx";
+  static const char SQL[] = "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE status < 3 ORDER BY idx";
   if (pthread_mutex_lock(&db->write_lock) != 0) abort();
   sqlite3 *conn = db->writer;
   sqlite3_stmt *st;
@@ -167,8 +165,8 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
   oee__db_reader *r = reader_take(db, err);
   if (r == NULL) return err ? err->code : OEE_ENOMEM;
   sqlite3_stmt *st;
-  int rc =
-      sqlite3_prepare_v2(r->conn, "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE id = ?1", -1, &st, NULL);
+  int rc = sqlite3_prepare_v2(r->conn, "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE id = ?1", -1,
+                              &st, NULL);
   if (rc != SQLITE_OK) {
     rc = oee__db_fail(err, r->conn, "read a task");
     reader_give(db, r);
@@ -261,4 +259,3 @@ int oee_db_list(oee_db *db, const oee_list_query *q, oee_list_page *out, oee_err
   if (rc != 0) page_release(out);
   return rc;
 }
-

@@ -197,8 +197,7 @@ typedef struct doomed {
 
 /* Selects the rows `p` deletes (at most p->limit, oldest completed first);
  * *n of them in `out`. */
-static int purge_select(oee_db *db, const oee_db_purge *p, doomed *out, size_t *n,
-                        oee_error *err) {
+static int purge_select(oee_db *db, const oee_db_purge *p, doomed *out, size_t *n, oee_error *err) {
   uint64_t finished = finished_now(db);
   uint64_t over = p->keep != UINT64_MAX && finished > p->keep ? finished - p->keep : 0;
   sqlite3_stmt *st = db->oldest;

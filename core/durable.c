@@ -201,6 +201,18 @@ int oee__durable_purge(oee_engine *eng, int64_t before_ns, uint64_t keep, size_t
   return 0;
 }
 
+size_t oee__engine_held(oee_engine *eng) {
+  uint64_t by[OEE_TASK_STATUS_COUNT], total;
+  oee__lock(&eng->lock);
+  eng->store->ops->counts(eng->store, by, &total);
+  oee__unlock(&eng->lock);
+  return (size_t)total;
+}
+
+void oee__engine_pause_commits(oee_engine *eng, int paused) {
+  if (eng->committer) oee__committer_pause(eng->committer, paused);
+}
+
 void oee__durable_counts(oee_engine *eng, const char *type,
                          uint64_t by_status[OEE_TASK_STATUS_COUNT]) {
   oee_db_counts(eng->db, type, by_status);

@@ -60,6 +60,12 @@ int oee__pipeline_register(oee_engine *eng, const oee_model_table *models);
 /* The model table given at creation (borrowed; may be NULL). */
 const oee_model_table *oee__engine_models(oee_engine *eng);
 
+/* For tests of a durable engine: the tasks held in memory (unfinished ones
+ * and the cache of finished ones), and a hold on every write (1) until it
+ * is released (0). */
+size_t oee__engine_held(oee_engine *eng);
+void oee__engine_pause_commits(oee_engine *eng, int paused);
+
 /* Monotonic clock in ns (CLOCK_MONOTONIC). */
 int64_t oee__mono_ns(void);
 

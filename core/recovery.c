@@ -121,6 +121,4 @@ int oee__recover(oee_engine *eng, const oee_db_meta *meta, oee_error *err) {
   return rc;
 }
 
-
-
 void oee_engine_recovery(const oee_engine *eng, oee_recovery *out) { *out = eng->recovered; }

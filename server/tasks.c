@@ -255,10 +255,30 @@ grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req,
 
 /* ------------------------------------------------------- cancel and get */
 
+/* CancelTask's answer: at once, or (durable engine, queued task) once the
+ * CANCELLED change is stored. Its memory was reserved first. */
+static void task_cancelled(void *arg, int rc, int cancelled, const oee_task_info *t) {
+  reply_ctx *out = arg;
+  if (rc != 0) {
+    oee_reply_send(out, refused(out, rc, NULL));
+    return;
+  }
+  oee_reply_keep_task(out, oee_task_info_ref(t));
+  Oee__V1__CancelTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
+  if (resp == NULL) { /* not reached: reserved */
+    oee_reply_send(out, oee_reply_oom(out));
+    return;
+  }
+  oee__v1__cancel_task_response__init(resp);
+  resp->cancelled = cancelled;
+  resp->task = oee_pb_task(&out->arena, t);
+  out->msg = &resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
 grpc_status_code oee_h_cancel_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   const Oee__V1__CancelTaskRequest *m = (const Oee__V1__CancelTaskRequest *)req;
   if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
-  int cancelled = 0;
   const oee_task_info *t;
   /* The reply's memory first (its size depends on the task's context),
    * so a task is never cancelled for a caller told it ran out of memory. */
@@ -268,15 +288,9 @@ grpc_status_code oee_h_cancel_task(oee_service *s, const ProtobufCMessage *req, 
     oee_task_info_unref(t);
     if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
   }
-  int rc = oee_engine_cancel(s->eng, m->task_id, &cancelled, &t);
-  if (rc != 0) return oee_reply_lookup_failed(out, rc, m->task_id, "");
-  oee_reply_keep_task(out, t);
-  Oee__V1__CancelTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) return oee_reply_oom(out); /* not reached: reserved */
-  oee__v1__cancel_task_response__init(resp);
-  resp->cancelled = cancelled;
-  resp->task = oee_pb_task(&out->arena, t);
-  out->msg = &resp->base;
+  oee_reply_defer(out); /* from here the callback may answer at any time */
+  int rc = oee_engine_cancel_async(s->eng, m->task_id, task_cancelled, out);
+  if (rc != 0) oee_reply_send(out, oee_reply_lookup_failed(out, rc, m->task_id, ""));
   return GRPC_STATUS_OK;
 }
 
@@ -346,6 +360,27 @@ grpc_status_code oee_h_list_tasks(oee_service *s, const ProtobufCMessage *req, r
 
 /* --------------------------------------------------------------- clear */
 
+/* ClearCompletedTasks' answer, once the deletions are stored. */
+typedef struct clear_call {
+  reply_ctx *out;
+  long keep;
+  Oee__V1__ClearCompletedTasksResponse *resp; /* reserved in the arena */
+} clear_call;
+
+static void tasks_cleared(void *arg, int rc, long n, const oee_error *err) {
+  clear_call *c = arg;
+  reply_ctx *out = c->out;
+  if (rc != 0) {
+    oee_reply_send(out, refused(out, rc, err));
+    return;
+  }
+  oee__v1__clear_completed_tasks_response__init(c->resp);
+  c->resp->cleared = (int32_t)n;
+  oee_log(OEE_LOG_INFO, "tasks_cleared", "cleared=%ld keep_recent=%ld", n, c->keep);
+  out->msg = &c->resp->base;
+  oee_reply_send(out, GRPC_STATUS_OK);
+}
+
 grpc_status_code oee_h_clear_completed(oee_service *s, const ProtobufCMessage *req,
                                        reply_ctx *out) {
   const Oee__V1__ClearCompletedTasksRequest *m = (const Oee__V1__ClearCompletedTasksRequest *)req;
@@ -353,19 +388,17 @@ grpc_status_code oee_h_clear_completed(oee_service *s, const ProtobufCMessage *r
                       OEE__V1__CLEAR_COMPLETED_TASKS_REQUEST__KEEP_RECENT_PRESENT_KEEP_RECENT
                   ? m->keep_recent
                   : OEE_CLEAR_DEFAULT_KEEP_RECENT;
-  /* The reply first: once tasks are cleared the caller must hear of it. */
-  Oee__V1__ClearCompletedTasksResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) return oee_reply_oom(out);
-  /* The core refuses a negative count; the words are the server's because
-   * the core answers this call with a bare code. */
-  long cleared = oee_engine_clear_completed(s->eng, keep);
-  if (cleared < 0) {
+  if (keep < 0) {
     oee_reply_say(out, "keep_recent must not be negative, got %ld", keep);
-    return oee_status_from_error((int)cleared);
+    return GRPC_STATUS_INVALID_ARGUMENT;
   }
-  oee__v1__clear_completed_tasks_response__init(resp);
-  resp->cleared = (int32_t)cleared;
-  oee_log(OEE_LOG_INFO, "tasks_cleared", "cleared=%d keep_recent=%ld", resp->cleared, keep);
-  out->msg = &resp->base;
+  /* The reply first: once tasks are cleared the caller must hear of it. */
+  clear_call *c = oee_arena_alloc(&out->arena, sizeof(*c));
+  Oee__V1__ClearCompletedTasksResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
+  if (c == NULL || resp == NULL) return oee_reply_oom(out);
+  *c = (clear_call){out, keep, resp};
+  oee_reply_defer(out); /* from here the callback may answer at any time */
+  int rc = oee_engine_clear_completed_async(s->eng, keep, tasks_cleared, c);
+  if (rc != 0) oee_reply_send(out, refused(out, rc, NULL));
   return GRPC_STATUS_OK;
 }
