@@ -64,7 +64,7 @@ static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err)
   oee_db_batch b = {.rows = c->rows, .purges = c->purges, .meta = c->meta};
   for (oee_commit_item *it = items; it != NULL; it = it->next) {
     if (it->snap != NULL) {
-      c->rows[b.n_rows++] = (oee_db_row){it->snap, it->from};
+      c->rows[b.n_rows++] = (oee_db_row){it->snap, it->from, it->payload, it->payload_len};
       if (it->snap->submit_index > b.meta.last_index) b.meta.last_index = it->snap->submit_index;
       if (it->snap->seq > b.meta.last_seq) b.meta.last_seq = it->snap->seq;
     }

@@ -44,11 +44,14 @@ struct oee_commit_item {
   oee_commit_item *next;     /* the committer's queue; guarded by its lock */
   const oee_task_info *snap; /* the row to store (borrowed), or NULL */
   int from;                  /* the status the row held before, -1: new */
-  oee_db_purge *purge;       /* finished rows to delete (borrowed), or NULL;
-                              * its results are set when `done` runs */
-  int must_store;            /* 1: retried until stored, never refused */
-  oee_commit_done_fn done;   /* may be NULL */
-  void *arg;                 /* the producer's, for `done` */
+  const void *payload;       /* the executor's stored bytes (borrowed), or
+                              * NULL: the row keeps the ones it has */
+  size_t payload_len;
+  oee_db_purge *purge;     /* finished rows to delete (borrowed), or NULL;
+                            * its results are set when `done` runs */
+  int must_store;          /* 1: retried until stored, never refused */
+  oee_commit_done_fn done; /* may be NULL */
+  void *arg;               /* the producer's, for `done` */
 };
 
 typedef struct oee_committer_stats {

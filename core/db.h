@@ -75,6 +75,9 @@ int oee_db_meta_get(oee_db *db, oee_db_meta *out, oee_error *err);
 typedef struct oee_db_row {
   const oee_task_info *task;
   int from;
+  const void *payload; /* the executor's bytes (pipelines), or NULL: the
+                        * row keeps the ones it has */
+  size_t payload_len;
 } oee_db_row;
 
 /*
@@ -108,9 +111,11 @@ typedef struct oee_db_batch {
  * writes may succeed again once the cause is gone. One writer at a time. */
 int oee_db_write(oee_db *db, const oee_db_batch *batch, oee_error *err);
 
-/* Called for each task oee_db_load() finds; the callee takes the reference.
+/* Called for each task oee_db_load() finds, with its payload bytes (NULL
+ * when none; borrowed for the call); the callee takes the reference on t.
  * A non-zero return stops the load with that code. */
-typedef int (*oee_db_load_fn)(const oee_task_info *t, void *arg);
+typedef int (*oee_db_load_fn)(const oee_task_info *t, const void *payload, size_t payload_len,
+                              void *arg);
 
 /* Recovery: calls fn for every unfinished stored task (QUEUED, RUNNING) in
  * submission order. Finished tasks stay on disk. */
@@ -124,6 +129,11 @@ void oee_db_counts(oee_db *db, const char *task_type, uint64_t by_status[OEE_TAS
 /* The stored task with this id (any case): 0 and a new snapshot the caller
  * unrefs, OEE_ENOENT, or another error. Any thread. */
 int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err);
+
+/* The stored task with this id and its payload bytes (*payload: a new
+ * buffer to oee_free, NULL when the row has none). As oee_db_get(). */
+int oee_db_get_payload(oee_db *db, const char *id, const oee_task_info **out, void **payload,
+                       size_t *payload_len, oee_error *err);
 
 /*
  * A page of stored tasks in submission order after q->after_index, filtered

@@ -84,3 +84,84 @@ int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n) {
   *n = count;
   return 0;
 }
+
+/* ------------------------------------------------------- other forms */
+
+#define NULL_STRING UINT32_MAX
+
+static void put_bytes(oee__wbuf *b, const void *data, size_t n) {
+  if (b->failed) return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    unsigned char *grown = oee_realloc(b->p, cap);
+    if (grown == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->p = grown;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+}
+
+void oee__put_u64(oee__wbuf *b, uint64_t v) {
+  unsigned char raw[8];
+  for (int i = 0; i < 8; i++) raw[i] = (unsigned char)(v >> (8 * i));
+  put_bytes(b, raw, sizeof(raw));
+}
+
+void oee__put_f64(oee__wbuf *b, double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof(bits));
+  oee__put_u64(b, bits);
+}
+
+void oee__put_str(oee__wbuf *b, const char *s) {
+  size_t l = s ? strlen(s) : 0;
+  unsigned char raw[4], *p = raw;
+  put_u32(&p, s ? (uint32_t)l : NULL_STRING);
+  put_bytes(b, raw, sizeof(raw));
+  if (s) put_bytes(b, s, l);
+}
+
+uint64_t oee__get_u64(oee__rbuf *b) {
+  if (b->bad || b->end - b->p < 8) {
+    b->bad = 1;
+    return 0;
+  }
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)(*b->p++) << (8 * i);
+  return v;
+}
+
+double oee__get_f64(oee__rbuf *b) {
+  uint64_t bits = oee__get_u64(b);
+  double v;
+  memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+char *oee__get_str(oee__rbuf *b) {
+  uint32_t l;
+  if (b->bad || get_u32(&b->p, b->end, &l) != 0) {
+    b->bad = 1;
+    return NULL;
+  }
+  if (l == NULL_STRING) return NULL;
+  if ((size_t)(b->end - b->p) < l || memchr(b->p, '\0', l) != NULL) {
+    b->bad = 1;
+    return NULL;
+  }
+  char *s = oee_malloc((size_t)l + 1);
+  if (s == NULL) {
+    b->nomem = 1;
+    b->p += l;
+    return NULL;
+  }
+  memcpy(s, b->p, l);
+  s[l] = '\0';
+  b->p += l;
+  return s;
+}

@@ -9,6 +9,7 @@
 #define OEE_DB_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/oee.h"
 
@@ -23,5 +24,33 @@ int oee__ctx_encode(const oee_kv *kv, size_t n, void **out, size_t *len);
  * context, OEE_ENOMEM.
  */
 int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n);
+
+/*
+ * Byte writers and readers for the other stored forms (an executor's
+ * payload): little-endian u64s, doubles by their bits, and strings as a u32
+ * length and the bytes (a NULL string as length 0xFFFFFFFF). A writer that
+ * runs out of memory, or a reader that meets bytes that do not fit, sets
+ * `failed`/`bad` and ignores the rest, so callers check once at the end.
+ */
+typedef struct oee__wbuf {
+  unsigned char *p; /* oee_malloc'ed; the caller frees it */
+  size_t len, cap;
+  int failed;
+} oee__wbuf;
+
+void oee__put_u64(oee__wbuf *b, uint64_t v);
+void oee__put_f64(oee__wbuf *b, double v);
+void oee__put_str(oee__wbuf *b, const char *s);
+
+typedef struct oee__rbuf {
+  const unsigned char *p, *end;
+  int bad;   /* the bytes ended early or held a bad string */
+  int nomem; /* a string could not be copied */
+} oee__rbuf;
+
+uint64_t oee__get_u64(oee__rbuf *b);
+double oee__get_f64(oee__rbuf *b);
+/* A copy (oee_free it) or NULL: for a stored NULL, or with bad/nomem set. */
+char *oee__get_str(oee__rbuf *b);
 
 #endif /* OEE_DB_CODEC_H */

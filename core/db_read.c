@@ -107,7 +107,8 @@ void oee__db_readers_close(oee_db *db) {
 /* ------------------------------------------------------------ recovery */
 
 int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
-  static const char SQL[] = "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE status < 3 ORDER BY idx";
+  static const char SQL[] =
+      "SELECT " OEE__DB_COLUMNS ", payload FROM tasks WHERE status < 3 ORDER BY idx";
   if (pthread_mutex_lock(&db->write_lock) != 0) abort();
   sqlite3 *conn = db->writer;
   sqlite3_stmt *st;
@@ -120,7 +121,8 @@ int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
     oee_task_info *t = oee__db_row_task(st);
     if (t == NULL) {
       ret = oee_error_set(err, OEE_ENOMEM, "storage: out of memory loading tasks");
-    } else if ((ret = fn(t, arg)) != 0) {
+    } else if ((ret = fn(t, sqlite3_column_blob(st, 14), (size_t)sqlite3_column_bytes(st, 14),
+                         arg)) != 0) {
       oee_error_set(err, ret, "storage: loading stopped: %s", oee_strerror(ret));
     }
   }
@@ -155,8 +157,25 @@ static uint64_t list_total(oee_db *db, const oee_list_query *q) {
 
 /* ------------------------------------------------------------ one task, pages */
 
-int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err) {
+/* Copies a payload column (14) out: 0, or OEE_ENOMEM. */
+static int payload_copy(sqlite3_stmt *st, void **out, size_t *len) {
   *out = NULL;
+  *len = (size_t)sqlite3_column_bytes(st, 14);
+  const void *blob = sqlite3_column_blob(st, 14);
+  if (blob == NULL || *len == 0) {
+    *len = 0;
+    return 0;
+  }
+  if ((*out = oee_malloc(*len)) == NULL) return OEE_ENOMEM;
+  memcpy(*out, blob, *len);
+  return 0;
+}
+
+int oee_db_get_payload(oee_db *db, const char *id, const oee_task_info **out, void **payload,
+                       size_t *payload_len, oee_error *err) {
+  *out = NULL;
+  if (payload) *payload = NULL;
+  if (payload_len) *payload_len = 0;
   if (!oee_id_valid(id)) {
     return oee_error_set(err, OEE_EINVAL, "task_id \"%.64s\" is not a UUID", id ? id : "");
   }
@@ -165,8 +184,8 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
   oee__db_reader *r = reader_take(db, err);
   if (r == NULL) return err ? err->code : OEE_ENOMEM;
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(r->conn, "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE id = ?1", -1,
-                              &st, NULL);
+  int rc = sqlite3_prepare_v2(
+      r->conn, "SELECT " OEE__DB_COLUMNS ", payload FROM tasks WHERE id = ?1", -1, &st, NULL);
   if (rc != SQLITE_OK) {
     rc = oee__db_fail(err, r->conn, "read a task");
     reader_give(db, r);
@@ -176,7 +195,13 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
   int step = sqlite3_step(st);
   if (step == SQLITE_ROW) {
     *out = oee__db_row_task(st);
-    rc = *out ? 0 : oee_error_set(err, OEE_ENOMEM, "storage: out of memory reading a task");
+    rc = *out ? 0 : OEE_ENOMEM;
+    if (rc == 0 && payload) rc = payload_copy(st, payload, payload_len);
+    if (rc != 0) {
+      oee_task_info_unref(*out);
+      *out = NULL;
+      rc = oee_error_set(err, OEE_ENOMEM, "storage: out of memory reading a task");
+    }
   } else if (step == SQLITE_DONE) {
     rc = oee_error_set(err, OEE_ENOENT, "no task with id %s", lower);
   } else {
@@ -185,6 +210,10 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
   sqlite3_finalize(st);
   reader_give(db, r);
   return rc;
+}
+
+int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err) {
+  return oee_db_get_payload(db, id, out, NULL, NULL, err);
 }
 
 /* oee_list_page_free() without the engine: drops the page's references. */

@@ -38,7 +38,7 @@
 #include "core/oee_alloc.h"
 
 #define APPLICATION_ID 0x4F454531 /* "OEE1" */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 5000
 
 /* Schema version 1. Rows are ordered by idx (the submit index, also the
@@ -66,6 +66,10 @@ static const char SCHEMA_V1[] =
     "CREATE INDEX tasks_by_type_status ON tasks(task_type, status, idx);"
     "CREATE INDEX tasks_finished ON tasks(completed_ns, idx) WHERE status >= 3;"
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;";
+
+/* Schema version 2: an executor's stored bytes beside the task (a
+ * pipeline's description and results); NULL for other tasks. */
+static const char SCHEMA_V2[] = "ALTER TABLE tasks ADD COLUMN payload BLOB;";
 
 /* ------------------------------------------------------------ errors */
 
@@ -191,6 +195,7 @@ static int migrate(sqlite3 *conn, long long version, oee_error *err) {
            APPLICATION_ID, SCHEMA_VERSION);
   int rc = exec_sql(conn, "BEGIN IMMEDIATE", "begin migration", err);
   if (rc == 0 && version < 1) rc = exec_sql(conn, SCHEMA_V1, "create schema", err);
+  if (rc == 0 && version < 2) rc = exec_sql(conn, SCHEMA_V2, "migrate to schema 2", err);
   if (rc == 0) rc = exec_sql(conn, tail, "set schema version", err);
   if (rc == 0) rc = exec_sql(conn, "COMMIT", "commit migration", err);
   if (rc != 0) sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);

@@ -25,13 +25,13 @@
 
 static const char UPSERT[] =
     "INSERT INTO tasks(idx, id, seq, name, task_type, status, priority,"
-    " worker_id, created_ns, started_ns, completed_ns, result, error, context)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    " worker_id, created_ns, started_ns, completed_ns, result, error, context, payload)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     " ON CONFLICT(idx) DO UPDATE SET seq = excluded.seq,"
     " status = excluded.status, priority = excluded.priority,"
     " worker_id = excluded.worker_id, started_ns = excluded.started_ns,"
     " completed_ns = excluded.completed_ns, result = excluded.result,"
-    " error = excluded.error";
+    " error = excluded.error, payload = coalesce(excluded.payload, tasks.payload)";
 static const char REMOVE[] = "DELETE FROM tasks WHERE idx = ?1";
 static const char OLDEST[] =
     "SELECT idx, id, task_type, status, completed_ns FROM tasks WHERE status >= 3"
@@ -178,6 +178,11 @@ static int write_row(oee_db *db, const oee_db_row *row, oee_error *err) {
     return oee_error_set(err, OEE_ENOMEM, "storage: out of memory encoding a context");
   }
   bind_task(db->upsert, t, ctx, ctx_len);
+  if (row->payload != NULL) {
+    sqlite3_bind_blob(db->upsert, 15, row->payload, (int)row->payload_len, SQLITE_STATIC);
+  } else {
+    sqlite3_bind_null(db->upsert, 15);
+  }
   int rc = step_write(db->writer, db->upsert, "write a task", err);
   oee_free(ctx);
   if (rc == 0 && row->from >= 0) rc = count_add(db, t->task_type, row->from, -1, err);

@@ -153,10 +153,22 @@ static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
   oee__stored_waiter *due = waiters_due(eng, snap->seq);
   oee__engine_unlock(eng);
   waiters_call(due, rc);
+  oee_free((void *)item->payload);
   oee_task_info_unref(snap);
 }
 
-void oee__durable_change(oee_engine *eng, const oee_task_info *snap, oee_task_status from) {
+/* The stored bytes of a task's payload, or NULL (none, not stored, or no
+ * memory: then the row keeps the bytes it has). Lock held. */
+static void *payload_bytes(const oee_task *t, size_t *len) {
+  void *bytes = NULL;
+  *len = 0;
+  if (t->payload == NULL || t->payload->ops == NULL || t->payload->ops->encode == NULL) return NULL;
+  if (t->payload->ops->encode(t->payload->data, &bytes, len) != 0) return NULL;
+  return bytes;
+}
+
+void oee__durable_change(oee_engine *eng, oee_task *t, oee_task_status from) {
+  const oee_task_info *snap = t->snap;
   oee_commit_item *item = oee__snap_prefix(snap);
   if (item == NULL) abort(); /* every engine snapshot is packed with its link */
   *item = (oee_commit_item){.snap = oee_task_info_ref(snap),
@@ -164,6 +176,9 @@ void oee__durable_change(oee_engine *eng, const oee_task_info *snap, oee_task_st
                             .must_store = 1,
                             .done = change_stored,
                             .arg = eng};
+  /* A final state carries the executor's results (a pipeline's stages). */
+  if (oee_task_status_is_terminal(snap->status))
+    item->payload = payload_bytes(t, &item->payload_len);
   oee_committer_append(eng->committer, item);
 }
 
@@ -201,6 +216,12 @@ int oee__durable_purge(oee_engine *eng, int64_t before_ns, uint64_t keep, size_t
   return 0;
 }
 
+int oee__engine_stored(oee_engine *eng, const char *id, const oee_task_info **snap, void **payload,
+                       size_t *payload_len) {
+  if (eng->db == NULL) return OEE_ENOENT;
+  return oee_db_get_payload(eng->db, id, snap, payload, payload_len, NULL);
+}
+
 size_t oee__engine_held(oee_engine *eng) {
   uint64_t by[OEE_TASK_STATUS_COUNT], total;
   oee__lock(&eng->lock);
@@ -226,6 +247,8 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   submit_ticket *tk = item->arg;
   oee_engine *eng = tk->eng;
   oee_task *t = tk->task;
+  oee_free((void *)item->payload); /* now: the item dies with the snapshot */
+  item->payload = NULL;
   /* The QUEUED snapshot, held: a worker may replace it once it is queued. */
   const oee_task_info *queued = oee_task_info_ref(t->snap);
   oee__lock(&eng->lock);
@@ -264,6 +287,13 @@ int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, v
   oee_commit_item *item = oee__snap_prefix(t->snap);
   if (item == NULL) abort();
   *item = (oee_commit_item){.snap = t->snap, .from = -1, .done = submit_stored, .arg = tk};
+  /* A task whose executor stores its data is stored with it or not at all
+   * (a pipeline must be able to run after a restart). */
+  if (t->payload && t->payload->ops && t->payload->ops->encode &&
+      (item->payload = payload_bytes(t, &item->payload_len)) == NULL) {
+    oee_free(tk);
+    return oee_error_set(err, OEE_ENOMEM, "out of memory storing the task's data");
+  }
   eng->pending_submits++;
   oee_committer_append(eng->committer, item);
   return 0;

@@ -31,7 +31,7 @@ void oee__task_free(oee_task *t) {
   oee_task_info_unref(t->snap);
   oee_task_info_unref(t->shown);
   if (t->payload) {
-    if (t->payload->free) t->payload->free(t->payload->data);
+    if (t->payload->ops && t->payload->ops->free) t->payload->ops->free(t->payload->data);
     oee_free(t->payload);
   }
   oee_free(t);

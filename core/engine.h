@@ -187,16 +187,20 @@ oee_task_info *oee__engine_pack(const oee_engine *eng, const oee_task_info *draf
 /* Opens the database, starts the committer and recovers the stored tasks
  * (at create, before any worker runs). */
 int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *err);
+/* A stored pipeline's payload rebuilt from its bytes (pipeline_codec.c):
+ * 0, OEE_EINVAL for bytes that are not a pipeline, OEE_ENOMEM. */
+int oee__pipeline_payload(oee_engine *eng, const void *bytes, size_t len, oee_payload **out);
+
 /* Loads the unfinished stored tasks (recovery.c; at create, before any
  * worker runs). */
 struct oee_db_meta;
 int oee__recover(oee_engine *eng, const struct oee_db_meta *meta, oee_error *err);
 /* Stores what is pending, stops the committer, closes the database. */
 void oee__durable_close(oee_engine *eng);
-/* Queues `snap` (the task's new current snapshot, lock held; `from` the
- * status it left) for storing; its event is published once it is stored,
- * and then readers see it. */
-void oee__durable_change(oee_engine *eng, const oee_task_info *snap, oee_task_status from);
+/* Queues t->snap (the task's new snapshot, lock held; `from` the status it
+ * left) for storing, with the payload's bytes when it is final; its event is
+ * published once it is stored, and then readers see it. */
+void oee__durable_change(oee_engine *eng, oee_task *t, oee_task_status from);
 /* A caller waiting for a change to be stored; embedded in the caller's
  * own record, so registering cannot fail. */
 typedef struct oee__stored_waiter {

@@ -7,6 +7,15 @@
 
 #include "core/oee.h"
 
+/* What the engine may do with an executor's data attached to a task. */
+typedef struct oee_payload_ops {
+  void (*free)(void *data);
+  /* The bytes that stand for `data` in the database, in a new buffer the
+   * caller frees with oee_free (0), or OEE_ENOMEM. NULL: not stored. Called
+   * with the engine lock held. */
+  int (*encode)(void *data, void **out, size_t *len);
+} oee_payload_ops;
+
 /*
  * Checks a submission before anything is created. Called without engine
  * locks; `payload` is the one given to oee__engine_submit_payload() (NULL
@@ -30,14 +39,14 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type, oee_execut
 /*
  * oee_engine_submit() that attaches `payload` to the task. The engine owns
  * the payload from the call on (even on error) and frees it with
- * `payload_free` when the task is removed or the engine destroyed.
+ * `ops` when the task is removed or the engine destroyed.
  */
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
-                               void (*payload_free)(void *), const oee_task_info **out,
+                               const oee_payload_ops *ops, const oee_task_info **out,
                                oee_error *err);
 /* The same without waiting: see oee_engine_submit_async() for `cb`. */
 int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
-                             void (*payload_free)(void *), oee_submit_cb cb, void *arg,
+                             const oee_payload_ops *ops, oee_submit_cb cb, void *arg,
                              oee_error *err);
 
 /* The payload of the job's task (borrowed; lives as long as the task). */
@@ -51,6 +60,12 @@ void *oee__job_payload(oee_job *job);
 int oee__engine_with_payload(oee_engine *eng, const char *id, const char *task_type,
                              void (*fn)(void *payload, const oee_task_info *snap, void *arg),
                              void *arg);
+
+/* A durable engine's stored row of task `id` with its payload bytes (a new
+ * buffer to oee_free, NULL when none): for tasks that left memory.
+ * OEE_ENOENT for an unknown id or an engine without a database. */
+int oee__engine_stored(oee_engine *eng, const char *id, const oee_task_info **snap, void **payload,
+                       size_t *payload_len);
 
 /* Registration of the built-in executors (exec.c, pipeline.c, builtin.c). */
 int oee__builtin_register(oee_engine *eng);

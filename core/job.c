@@ -44,7 +44,7 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
       t->shown = old; /* the reference moves */
       old = NULL;
     }
-    oee__durable_change(eng, next, from); /* published once stored */
+    oee__durable_change(eng, t, from); /* published once stored */
   } else {
     oee__bus_publish(eng->bus, next);
   }

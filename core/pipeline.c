@@ -113,7 +113,9 @@ void oee_model_table_destroy(oee_model_table *t) {
 
 /* ---------------------------------------------------- pipeline state */
 
-static void pipeline_free(void *p) {
+const oee_payload_ops oee__pipeline_ops = {oee__pipeline_free, oee__pipeline_encode};
+
+void oee__pipeline_free(void *p) {
   pipeline *pl = p;
   if (pl == NULL) return;
   for (size_t i = 0; pl->stages != NULL && i < pl->n; i++) {
@@ -163,7 +165,7 @@ static int pipeline_create(const oee_pipeline_spec *spec, const oee_model_table 
     rc = stage_init(&pl->stages[i], &spec->stages[i], models);
   }
   if (rc != 0) {
-    pipeline_free(pl);
+    oee__pipeline_free(pl);
     return rc;
   }
   *out = pl;
@@ -252,7 +254,7 @@ static int submit_spec(oee_engine *eng, const oee_pipeline_spec *spec, const oee
     name = NULL;
   }
   if (name == NULL) {
-    pipeline_free(pl);
+    oee__pipeline_free(pl);
     return oee_error_set(err, OEE_ENOMEM, "out of memory naming the pipeline");
   }
   /* Informational keys, sorted; the payload is what the executor reads.
@@ -265,9 +267,9 @@ static int submit_spec(oee_engine *eng, const oee_pipeline_spec *spec, const oee
                     .context = ctx,
                     .context_len = 2};
   if (cb != NULL) {
-    rc = oee__engine_submit_async(eng, &req, pl, pipeline_free, cb, arg, err);
+    rc = oee__engine_submit_async(eng, &req, pl, &oee__pipeline_ops, cb, arg, err);
   } else {
-    rc = oee__engine_submit_payload(eng, &req, pl, pipeline_free, out, err);
+    rc = oee__engine_submit_payload(eng, &req, pl, &oee__pipeline_ops, out, err);
   }
   oee_free(name);
   return rc;
@@ -339,12 +341,33 @@ static void copy_result(void *payload, const oee_task_info *snap, void *arg) {
   oee__unlock(&pl->lock);
 }
 
+/* The result of a pipeline that left memory, from its stored bytes. */
+static int stored_result(oee_engine *eng, const char *task_id, copy_arg *ca) {
+  const oee_task_info *snap;
+  void *bytes;
+  size_t len;
+  int rc = oee__engine_stored(eng, task_id, &snap, &bytes, &len);
+  if (rc != 0) return rc;
+  void *pl = NULL;
+  if (strcmp(snap->task_type, "pipeline") != 0 || bytes == NULL) {
+    rc = OEE_ENOENT;
+  } else {
+    rc = oee__pipeline_decode(bytes, len, oee__engine_models(eng), &pl);
+  }
+  if (rc == 0) copy_result(pl, snap, ca);
+  oee__pipeline_free(pl);
+  oee_free(bytes);
+  oee_task_info_unref(snap);
+  return rc == OEE_EINVAL ? OEE_EIO : rc;
+}
+
 int oee_engine_pipeline_result(oee_engine *eng, const char *task_id, oee_pipeline_result **out) {
   if (eng == NULL || task_id == NULL || out == NULL) return OEE_EINVAL;
   *out = NULL;
   copy_arg ca = {.res = oee_calloc(1, sizeof(oee_pipeline_result))};
   if (ca.res == NULL) return OEE_ENOMEM;
   int rc = oee__engine_with_payload(eng, task_id, "pipeline", copy_result, &ca);
+  if (rc == OEE_ENOENT) rc = stored_result(eng, task_id, &ca);
   if (rc == 0) rc = ca.rc;
   if (rc != 0) {
     oee_pipeline_result_free(ca.res);

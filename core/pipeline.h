@@ -79,6 +79,16 @@ typedef struct pipeline {
   int64_t end_ns;
 } pipeline;
 
+/* Frees a pipeline (its payload ops' `free`). */
+void oee__pipeline_free(void *pl);
+/* The stored form of a pipeline (pipeline_codec.c): the payload ops'
+ * `encode`, and its inverse, bound to `models` (OEE_EINVAL for bytes that
+ * are not a pipeline, OEE_ENOMEM). */
+int oee__pipeline_encode(void *pl, void **out, size_t *len);
+int oee__pipeline_decode(const void *bytes, size_t len, const oee_model_table *models, void **out);
+/* free + encode: what the engine is given with every pipeline task. */
+extern const oee_payload_ops oee__pipeline_ops;
+
 /* The model entry for `name`, or NULL (also for "echo" and a NULL table). */
 const model_info *oee__model_find(const oee_model_table *t, const char *name);
 

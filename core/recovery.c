@@ -8,9 +8,10 @@
  * order, so the heap restores priority and FIFO order; a RUNNING one ends
  * ERROR "interrupted: server restarted" (no task has attempts left yet), a
  * change numbered after every stored one and stored like any other.
- * Pipelines' specs are not stored yet, so a recovered unfinished pipeline
- * ends ERROR saying so. The engine lock is held throughout: nothing else
- * runs yet.
+ * A pipeline's description and results are stored with it (the payload
+ * column, pipeline_codec.c): a queued one runs as if nothing happened; one
+ * stored by schema 1 (without them) cannot, and ends ERROR saying so. The engine lock is held
+ * throughout: nothing else runs yet.
  */
 #include <string.h>
 
@@ -20,8 +21,9 @@
 #include "core/sync.h"
 
 #define INTERRUPTED "interrupted: server restarted"
-#define PIPELINE_NOT_STORED \
-  "interrupted: server restarted (pipeline specs are not stored yet: submit it again)"
+#define PIPELINE_NOT_STORED                                                                 \
+  "interrupted: server restarted (the pipeline was stored by an older version without its " \
+  "stages: submit it again)"
 
 typedef struct recovery {
   oee_engine *eng;
@@ -55,7 +57,16 @@ static int remember(recovery *r, oee_task *t) {
 }
 
 /* One stored task back in memory (engine lock held). */
-static int recover_one(const oee_task_info *snap, void *arg) {
+/* A pipeline's payload from its stored bytes; none (the task cannot run
+ * again) when the row has none or they do not decode. */
+static int recover_payload(oee_engine *eng, oee_task *t, const void *bytes, size_t len) {
+  if (strcmp(t->snap->task_type, "pipeline") != 0 || bytes == NULL || len == 0) return 0;
+  int rc = oee__pipeline_payload(eng, bytes, len, &t->payload);
+  return rc == OEE_EINVAL ? 0 : rc;
+}
+
+static int recover_one(const oee_task_info *snap, const void *payload, size_t payload_len,
+                       void *arg) {
   recovery *r = arg;
   oee_engine *eng = r->eng;
   oee_task *t = oee_calloc(1, sizeof(*t));
@@ -67,7 +78,8 @@ static int recover_one(const oee_task_info *snap, void *arg) {
   t->index = snap->submit_index;
   t->priority = snap->priority;
   t->heap_pos = OEE_TASK_NOT_QUEUED;
-  int rc = eng->store->ops->insert(eng->store, t);
+  int rc = recover_payload(eng, t, payload, payload_len);
+  if (rc == 0) rc = eng->store->ops->insert(eng->store, t);
   if (rc != 0) {
     oee__task_free(t);
     return rc;
@@ -75,14 +87,14 @@ static int recover_one(const oee_task_info *snap, void *arg) {
   /* From here the store owns t. */
   if (snap->submit_index > r->max_index) r->max_index = snap->submit_index;
   if (snap->seq > r->max_seq) r->max_seq = snap->seq;
-  int pipeline = strcmp(snap->task_type, "pipeline") == 0;
+  int lost = strcmp(snap->task_type, "pipeline") == 0 && t->payload == NULL;
   if (!oee_task_status_is_terminal(snap->status)) eng->queue_bytes += oee__task_bytes(snap);
-  if (snap->status == OEE_TASK_QUEUED && !pipeline) {
+  if (snap->status == OEE_TASK_QUEUED && !lost) {
     rc = oee_heap_reserve(&eng->queue, 1);
     if (rc == 0) oee_heap_push(&eng->queue, t);
     r->counts.queued++;
   } else {
-    rc = remember(r, t); /* RUNNING, or a pipeline */
+    rc = remember(r, t); /* RUNNING, or a pipeline stored without its stages */
   }
   return rc;
 }
@@ -107,13 +119,13 @@ int oee__recover(oee_engine *eng, const oee_db_meta *meta, oee_error *err) {
   int rc = oee_db_load(eng->db, recover_one, &r, err);
   eng->last_index = r.max_index;
   eng->last_seq = r.max_seq;
-  if (rc == 0 && (rc = end_unfinished(&r)) != 0) {
-    oee_error_set(err, rc, "out of memory recovering the stored tasks");
-  }
-  uint64_t by[OEE_TASK_STATUS_COUNT];
+  uint64_t by[OEE_TASK_STATUS_COUNT]; /* before the interruptions are stored */
   oee_db_counts(eng->db, NULL, by);
   for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) {
     if (oee_task_status_is_terminal((oee_task_status)i)) r.counts.finished += by[i];
+  }
+  if (rc == 0 && (rc = end_unfinished(&r)) != 0) {
+    oee_error_set(err, rc, "out of memory recovering the stored tasks");
   }
   eng->recovered = r.counts;
   oee__engine_unlock(eng);

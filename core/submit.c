@@ -118,7 +118,7 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
 }
 
 /* The task record for a new submission; payload ownership moves into it. */
-static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_free)(void *)) {
+static oee_task *task_new(const oee_submit *req, void *payload, const oee_payload_ops *ops) {
   oee_task *t = oee_calloc(1, sizeof(*t));
   if (t == NULL) return NULL;
   if (payload) {
@@ -127,7 +127,7 @@ static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_f
       oee_free(t);
       return NULL;
     }
-    *t->payload = (oee_payload){payload, payload_free};
+    *t->payload = (oee_payload){payload, ops};
   }
   t->priority = req->priority;
   t->heap_pos = OEE_TASK_NOT_QUEUED;
@@ -137,37 +137,36 @@ static oee_task *task_new(const oee_submit *req, void *payload, void (*payload_f
 /* Everything of a submission that can fail without the lock: the checks,
  * the snapshot and the record. On failure the payload is freed. */
 static int prepare(oee_engine *eng, const oee_submit *req, void *payload,
-                   void (*payload_free)(void *), oee_task **t, oee_task_info **snap,
-                   oee_error *err) {
+                   const oee_payload_ops *ops, oee_task **t, oee_task_info **snap, oee_error *err) {
   if (err != NULL) *err = (oee_error){0};
   *t = NULL;
   *snap = NULL;
   int rc = submit_check(eng, req, payload, err);
   if (rc == 0) *snap = build_queued(eng, req, &rc, err);
-  if (rc == 0 && (*t = task_new(req, payload, payload_free)) == NULL) {
+  if (rc == 0 && (*t = task_new(req, payload, ops)) == NULL) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
   }
   if (rc != 0) {
     oee_task_info_unref(*snap);
-    if (payload && payload_free) payload_free(payload);
+    if (payload && ops && ops->free) ops->free(payload);
   }
   return rc;
 }
 
 /* Undoes prepare() after the engine refused the task. */
-static void discard(oee_task *t, oee_task_info *snap, void *payload, void (*payload_free)(void *)) {
+static void discard(oee_task *t, oee_task_info *snap, void *payload, const oee_payload_ops *ops) {
   oee_free(t->payload); /* the wrapper only: the data is freed below, once */
   oee_free(t);
   oee_task_info_unref(snap);
-  if (payload && payload_free) payload_free(payload);
+  if (payload && ops && ops->free) ops->free(payload);
 }
 
 int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
-                             void (*payload_free)(void *), oee_submit_cb cb, void *arg,
+                             const oee_payload_ops *ops, oee_submit_cb cb, void *arg,
                              oee_error *err) {
   oee_task *t;
   oee_task_info *snap;
-  int rc = prepare(eng, req, payload, payload_free, &t, &snap, err);
+  int rc = prepare(eng, req, payload, ops, &t, &snap, err);
   if (rc != 0) return rc;
   oee__lock(&eng->lock);
   rc = enqueue_locked(eng, t, snap, cb, arg, err);
@@ -176,7 +175,7 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
   const oee_task_info *now = rc == 0 && !eng->committer ? oee_task_info_ref(snap) : NULL;
   oee__engine_unlock(eng);
   if (rc != 0) {
-    discard(t, snap, payload, payload_free);
+    discard(t, snap, payload, ops);
     return rc;
   }
   if (now != NULL) {
@@ -207,19 +206,18 @@ static void waiter_wake(void *arg, int rc, const oee_task_info *task, const oee_
 }
 
 static int submit_and_wait(oee_engine *eng, const oee_submit *req, void *payload,
-                           void (*payload_free)(void *), const oee_task_info **out,
-                           oee_error *err) {
+                           const oee_payload_ops *ops, const oee_task_info **out, oee_error *err) {
   waiter w = {.done = 0};
   if (pthread_mutex_init(&w.lock, NULL) != 0) {
-    if (payload && payload_free) payload_free(payload);
+    if (payload && ops && ops->free) ops->free(payload);
     return oee_error_set(err, OEE_ENOMEM, "cannot create a lock to wait on");
   }
   if (pthread_cond_init(&w.cv, NULL) != 0) {
     pthread_mutex_destroy(&w.lock);
-    if (payload && payload_free) payload_free(payload);
+    if (payload && ops && ops->free) ops->free(payload);
     return oee_error_set(err, OEE_ENOMEM, "cannot create a condition to wait on");
   }
-  int rc = oee__engine_submit_async(eng, req, payload, payload_free, waiter_wake, &w, err);
+  int rc = oee__engine_submit_async(eng, req, payload, ops, waiter_wake, &w, err);
   if (rc == 0) {
     oee__lock(&w.lock);
     while (!w.done) oee__wait(&w.cv, &w.lock);
@@ -238,18 +236,18 @@ static int submit_and_wait(oee_engine *eng, const oee_submit *req, void *payload
 }
 
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
-                               void (*payload_free)(void *), const oee_task_info **out,
+                               const oee_payload_ops *ops, const oee_task_info **out,
                                oee_error *err) {
-  if (eng->committer) return submit_and_wait(eng, req, payload, payload_free, out, err);
+  if (eng->committer) return submit_and_wait(eng, req, payload, ops, out, err);
   oee_task *t;
   oee_task_info *snap;
-  int rc = prepare(eng, req, payload, payload_free, &t, &snap, err);
+  int rc = prepare(eng, req, payload, ops, &t, &snap, err);
   if (rc != 0) return rc;
   oee__lock(&eng->lock);
   rc = enqueue_locked(eng, t, snap, NULL, NULL, err);
   if (rc == 0 && out) *out = oee_task_info_ref(snap);
   oee__engine_unlock(eng);
-  if (rc != 0) discard(t, snap, payload, payload_free);
+  if (rc != 0) discard(t, snap, payload, ops);
   return rc;
 }
 

@@ -13,12 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/internal.h"
 #include "core/oee.h"
 
 /* Executor-specific data attached to a task (pipelines), owned by the task. */
 typedef struct oee_payload {
   void *data;
-  void (*free)(void *data);
+  const oee_payload_ops *ops;
 } oee_payload;
 
 /*

@@ -76,7 +76,7 @@ static oee_task_info *task(uint64_t index, oee_task_status st, const char *type,
 static void write_all(oee_db *db, oee_task_info **t, size_t n, uint64_t seq, int from) {
   oee_db_row *rows = calloc(n, sizeof(*rows));
   assert_non_null(rows);
-  for (size_t i = 0; i < n; i++) rows[i] = (oee_db_row){t[i], from};
+  for (size_t i = 0; i < n; i++) rows[i] = (oee_db_row){t[i], from, NULL, 0};
   oee_db_batch b = {
       .rows = rows, .n_rows = n, .meta = {.last_index = t[n - 1]->submit_index, .last_seq = seq}};
   oee_error err = {0};
@@ -99,8 +99,10 @@ typedef struct loaded {
   size_t n;
 } loaded;
 
-static int on_load(const oee_task_info *t, void *arg) {
+static int on_load(const oee_task_info *t, const void *payload, size_t len, void *arg) {
   loaded *l = arg;
+  assert_null(payload); /* none written */
+  assert_int_equal(len, 0);
   if (l->n < 64) l->index[l->n++] = t->submit_index;
   oee_task_info_unref(t);
   return 0;

@@ -50,7 +50,8 @@ static oee_engine *open_engine(fixture *f, int workers) {
 
 static void submit(oee_engine *eng, const char *type, const char *msg, char *id) {
   oee_kv ctx[] = {{"message", msg}};
-  oee_submit req = {.name = msg, .task_type = type, .priority = 5, .context = ctx, .context_len = 1};
+  oee_submit req = {
+      .name = msg, .task_type = type, .priority = 5, .context = ctx, .context_len = 1};
   const oee_task_info *t;
   oee_error err;
   if (oee_engine_submit(eng, &req, &t, &err) != 0) fail_msg("submit: %s", err.message);

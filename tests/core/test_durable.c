@@ -287,6 +287,123 @@ static void test_async_acknowledgement(void **state) {
   pthread_mutex_destroy(&a.lock);
 }
 
+/* Copies `from` to `to`; 0 or -1. */
+static int copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  char buf[8192];
+  size_t n;
+  int rc = in && out ? 0 : -1;
+  while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
+    if (fwrite(buf, 1, n, out) != n) rc = -1;
+  }
+  if (in) fclose(in);
+  if (out && fclose(out) != 0) rc = -1;
+  return rc;
+}
+
+/* The database the first schema made (tests/core/data/oee-v1.db: written by
+ * the server of that version and killed with a task running) opens, is
+ * migrated, and recovers as the rules say. */
+static void test_first_schema_fixture_opens(void **state) {
+  fixture *f = *state;
+  char path[300];
+  snprintf(path, sizeof(path), "%s/oee.db", f->dir);
+  assert_int_equal(copy_file("tests/core/data/oee-v1.db", path), 0);
+  oee_engine *eng = open_engine(f, 1);
+  oee_recovery rec;
+  oee_engine_recovery(eng, &rec);
+  assert_int_equal(rec.queued, 2);      /* queued-a (priority 3), queued-b (9) */
+  assert_int_equal(rec.interrupted, 1); /* block: was RUNNING */
+  assert_int_equal(rec.finished, 3);    /* done-echo, failed, cancelled */
+  oee_list_query q = {.limit = 10};
+  oee_list_page p;
+  assert_int_equal(oee_engine_list(eng, &q, &p), 0);
+  assert_int_equal(p.total, 6);
+  assert_int_equal(p.len, 6);
+  const char *names[] = {"done-echo", "failed", "block", "queued-a", "queued-b", "cancelled"};
+  const oee_task_status st[] = {OEE_TASK_DONE,   OEE_TASK_ERROR,  OEE_TASK_ERROR,
+                                OEE_TASK_QUEUED, OEE_TASK_QUEUED, OEE_TASK_CANCELLED};
+  for (int i = 0; i < 6; i++) {
+    assert_string_equal(p.tasks[i]->name, names[i]);
+    assert_int_equal(p.tasks[i]->status, st[i]);
+  }
+  assert_string_equal(p.tasks[0]->result, "hello");
+  assert_string_equal(oee_task_info_context(p.tasks[0], "k"), "v");
+  assert_string_equal(p.tasks[2]->error_message, "interrupted: server restarted");
+  assert_true(p.tasks[5]->seq == 12); /* the last event stored by that server */
+  oee_list_page_free(&p);
+  /* The queued ones run, higher priority first, numbered after seq 12. */
+  oee_sub *sub;
+  assert_int_equal(oee_engine_subscribe(eng, NULL, 64, 0, &sub), 0);
+  oee_engine_start(eng);
+  const oee_task_info *ev;
+  int done = 0;
+  char first[32] = "";
+  while (done < 2) {
+    assert_int_equal(oee_sub_wait(sub, &ev, 30000), 0);
+    assert_true(ev->seq > 12);
+    if (ev->status == OEE_TASK_DONE && done++ == 0) snprintf(first, sizeof(first), "%s", ev->name);
+    oee_task_info_unref(ev);
+  }
+  assert_string_equal(first, "queued-b");
+  oee_sub_free(sub);
+  oee_engine_destroy(eng);
+}
+
+/* A pipeline is stored with its stages: queued before a restart, it runs
+ * after it; finished and out of memory, its result is read from disk. */
+static void test_pipelines_survive_restart(void **state) {
+  fixture *f = *state;
+  oee_engine *eng = open_engine(f, 1); /* never started: the pipeline stays queued */
+  oee_stage_spec stages[] = {{.name = "first", .model_id = "echo"},
+                             {.name = "second", .model_id = "echo", .has_cost = 1, .cost = 0.25}};
+  oee_pipeline_spec spec = {.pipeline_id = "pl-1",
+                            .stages = stages,
+                            .n_stages = 2,
+                            .strategy = OEE_STRATEGY_SEQUENTIAL_VALIDATION,
+                            .priority = 5,
+                            .input = "stored input"};
+  const oee_task_info *t;
+  oee_error err;
+  if (oee_engine_submit_pipeline(eng, &spec, &t, &err) != 0) fail_msg("%s", err.message);
+  char id[OEE_ID_LEN + 1];
+  memcpy(id, t->id, sizeof(id));
+  oee_task_info_unref(t);
+  oee_engine_destroy(eng);
+
+  eng = open_engine(f, 1);
+  oee_recovery rec;
+  oee_engine_recovery(eng, &rec);
+  assert_int_equal(rec.queued, 1);
+  assert_int_equal(rec.interrupted, 0);
+  oee_engine_start(eng);
+  t = tu_wait_terminal(eng, id, 30);
+  assert_non_null(t);
+  assert_int_equal(t->status, OEE_TASK_DONE);
+  oee_task_info_unref(t);
+  oee_engine_destroy(eng);
+
+  /* A restart drops it from memory: the result comes from its row. */
+  eng = open_engine(f, 1);
+  oee_pipeline_result *res;
+  assert_int_equal(oee_engine_pipeline_result(eng, id, &res), 0);
+  assert_int_equal(res->status, OEE_TASK_DONE);
+  assert_string_equal(res->pipeline_id, "pl-1");
+  assert_int_equal(res->strategy, OEE_STRATEGY_SEQUENTIAL_VALIDATION);
+  assert_int_equal(res->n_stages, 2);
+  assert_string_equal(res->stages[0].name, "first");
+  assert_int_equal(res->stages[0].status, OEE_STAGE_DONE);
+  assert_string_equal(res->stages[0].output, "stored input");
+  assert_int_equal(res->stages[1].status, OEE_STAGE_DONE);
+  assert_true(res->stages[1].cost == 0.25);
+  assert_string_equal(res->output, "stored input");
+  assert_true(res->elapsed_seconds >= 0);
+  oee_pipeline_result_free(res);
+  assert_int_equal(oee_engine_pipeline_result(eng, "0190a1b2-c3d4-7e5f-8a9b-000000000001", &res),
+                   OEE_ENOENT);
+  oee_engine_destroy(eng);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_queue_survives_restart_in_order, setup, teardown),
@@ -294,6 +411,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_unusable_data_dir_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_async_acknowledgement, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_first_schema_fixture_opens, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pipelines_survive_restart, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
