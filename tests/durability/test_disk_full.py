@@ -1,5 +1,5 @@
 """A full disk under a real oee-server on the SQLite store (--store sqlite
---sync full), against the contract (docs/API.md, "Storage, durability,
+--sync full), against the contract (the API spec, "Storage, durability,
 retention"): a write that fails refuses the submits it carried with
 UNAVAILABLE "storage: <cause>" and does not acknowledge them; reads go on;
 writes resume by themselves when the cause is gone; nothing acknowledged is
