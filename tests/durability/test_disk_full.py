@@ -19,8 +19,9 @@ database itself is what fills the disk, and deleting the ballast frees it:
      until three calls in a row are refused whole;
   3. while full: GetTask of every acknowledged id, ListTasks over every page
      and GetQueueStatus answer, and count exactly the acknowledged tasks;
-     the sleeping task is cancelled: its CANCELLED change cannot be stored,
-     so no watcher sees it yet;
+     the sleeping task is cancelled: it stops, but its CANCELLED change
+     cannot be stored, so GetTask still shows RUNNING and no watcher sees
+     it yet (a state is shown only once stored);
   4. the ballast is deleted: without a restart, a submit succeeds again
      within WRITES_RESUME_S, and more submits and a batch all succeed;
   5. the watcher sees every acknowledged echo task DONE and the cancelled
@@ -368,15 +369,19 @@ class DiskFullTest(unittest.TestCase):
         q = stub.GetQueueStatus(pb.GetQueueStatusRequest(), timeout=RPC_TIMEOUT)
         self.assertEqual(q.total_tasks, len(acked) + 1,
                          "while full, GetQueueStatus counts other tasks than the acknowledged")
-        # A status change that cannot be stored: the cancel takes effect in
-        # memory, its event waits for the write.
+        # A status change that cannot be stored: the cancel stops the task
+        # (its worker goes idle), but nothing shows CANCELLED until the
+        # change is stored: GetTask still says RUNNING, no event is out.
         self.assertTrue(stub.CancelTask(pb.CancelTaskRequest(task_id=sleeper),
                                         timeout=RPC_TIMEOUT).cancelled)
         until = time.monotonic() + RPC_TIMEOUT
-        while stub.GetTask(pb.GetTaskRequest(task_id=sleeper),
-                           timeout=RPC_TIMEOUT).status != CANCELLED:
+        while any(w.current_task_id == sleeper for w in stub.GetSystemStatus(
+                pb.GetSystemStatusRequest(), timeout=RPC_TIMEOUT).workers):
             self.assertLess(time.monotonic(), until, "the cancelled sleep task never ended")
             time.sleep(0.02)
+        self.assertEqual(stub.GetTask(pb.GetTaskRequest(task_id=sleeper),
+                                      timeout=RPC_TIMEOUT).status, RUNNING,
+                         "GetTask showed a change that is not stored")
         self.assertNotIn(CANCELLED, watcher.statuses(sleeper),
                          "a change of %d KB was published as stored while the disk had no free "
                          "byte" % (SLEEPER_PAD >> 10))
