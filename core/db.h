@@ -12,21 +12,55 @@
  * Writes: one thread at a time calls oee_db_write() (the committer, which
  * batches many changes into one call: group commit). A write either stores
  * the whole batch durably (under the configured sync mode) or nothing.
- * Reads: oee_db_get() and oee_db_list() may be called from any thread, at
- * the same time as a write; each sees a committed state (never half of a
- * batch). Recovery: oee_db_load() runs once, before any write.
+ * Reads: oee_db_get(), oee_db_list() and oee_db_counts() may be called from
+ * any thread, at the same time as a write; each sees a committed state
+ * (never half of a batch). Recovery: oee_db_load() runs once, before any
+ * write, and loads only the unfinished tasks.
  *
  * A task row is the task's latest snapshot: the engine writes the whole
- * snapshot at each change (an upsert by id), so a row never mixes two
- * changes. Rows are ordered by `submit_index`; `seq` is the event counter
- * of the change a row holds. Counters that must survive restarts (the last
- * submit index and the last event sequence) are kept with the batch that
- * advanced them.
+ * snapshot at each change (an upsert by submit index), so a row never mixes
+ * two changes; each row write says which status the row held before, so
+ * the database keeps exact counts without reading rows back. Rows are
+ * ordered by `submit_index`; `seq` is the event counter of the change a row
+ * holds. Counters that must survive restarts (the last submit index and the
+ * last event sequence) are kept with the batch that advanced them. Finished
+ * rows leave through purges (oldest completed first, by age or beyond a
+ * count), which report the ids they deleted so caches can follow.
  *
- * For PostgreSQL and several replicas the same operations hold with two
- * additions left for that work: the queue order must be claimed from the
- * database (`SELECT ... FOR UPDATE SKIP LOCKED` on unfinished rows) rather
- * than from one process's heap, and the counters become sequences.
+ * PLAN: PostgreSQL shared by several server replicas (not built yet). The
+ * operations above stay; what changes is who owns a task:
+ *  - Ownership by lease, not by process memory. Today the process that
+ *    loaded a QUEUED row owns it until it ends. With replicas, a replica
+ *    claims work in its own transaction:
+ *      SELECT idx FROM tasks WHERE status = QUEUED
+ *        ORDER BY priority DESC, idx LIMIT n FOR UPDATE SKIP LOCKED;
+ *      UPDATE tasks SET status = RUNNING, lease_owner = $me,
+ *        lease_until = now() + lease ...;
+ *    so two replicas never take the same row and neither waits for the
+ *    other. A replica renews its leases while it runs them; a lease that
+ *    expires (a dead replica) makes the row claimable again as an
+ *    interrupted attempt, the same rule recovery applies at start here.
+ *    oee_db_load() becomes "claim" and the in-memory heap a local buffer of
+ *    claimed rows, refilled in batches.
+ *  - Events across replicas: every commit that changes rows ends with
+ *    NOTIFY oee_events, '<last seq>'; each replica LISTENs and, woken, reads
+ *    the rows with seq above the last it published (an index on seq), so a
+ *    watcher on any replica sees every change once, in seq order. The event
+ *    counter and the submit index become database sequences (nextval), so
+ *    numbers stay unique across replicas; `meta` keeps nothing.
+ *  - Counts: a counts table (task_type, status, n) updated in the same
+ *    transaction as the rows (the `from` of each row write already says
+ *    which cell to decrement), read by oee_db_counts() with a short cache.
+ *  - Group commit stays per replica: a batch is one transaction; sync:full
+ *    maps to synchronous_commit = on, normal to off.
+ *  - Purges run on one replica at a time (pg_try_advisory_lock), with the
+ *    same DELETE ... oldest first ... LIMIT and RETURNING id.
+ *  - Idempotency keys, dependencies and schedules (later issues) are unique
+ *    indexes and rows in the same database, so a claim and its effects
+ *    commit together.
+ * The engine talks to this interface only, so that store is a new
+ * oee_db implementation plus the claim/lease calls; the engine's queue,
+ * workers and events are unchanged.
  */
 #ifndef OEE_DB_H
 #define OEE_DB_H

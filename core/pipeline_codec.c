@@ -93,8 +93,7 @@ static void stage_read(oee__rbuf *b, stage *s) {
   span_read((int64_t)oee__get_u64(b), &s->start_ns, &s->end_ns);
 }
 
-int oee__pipeline_decode(const void *bytes, size_t len, const oee_model_table *models,
-                         void **out) {
+int oee__pipeline_decode(const void *bytes, size_t len, const oee_model_table *models, void **out) {
   oee__rbuf b = {.p = bytes, .end = (const unsigned char *)bytes + len};
   pipeline *pl = oee_calloc(1, sizeof(*pl));
   if (pl == NULL) return OEE_ENOMEM;

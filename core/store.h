@@ -2,10 +2,13 @@
  * store.h - the task store interface.
  *
  * The engine keeps the queue and the worker pool; the store keeps the task
- * records: lookup by id, submission order for listings, completion order for
- * clearing, and counts by status and type kept incrementally. A durable
- * store (SQLite, PostgreSQL) implements the same operations and can write
- * through from them; the queue and pool never look inside.
+ * records in memory: lookup by id, submission order for listings,
+ * completion order for clearing, and counts by status and type kept
+ * incrementally. With the memory store it holds every task. In a durable
+ * engine it holds the unfinished tasks and a bounded cache of recently
+ * finished ones, while the database (db.h, whose DESIGN comment also plans
+ * the PostgreSQL store for several replicas) holds every task and answers
+ * listings and counts.
  *
  * Every operation is called with the engine lock held: a store needs no
  * locking of its own.
