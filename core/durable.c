@@ -20,10 +20,12 @@
  *    behind a sequence number a watcher saw. A change that cannot be stored
  *    is retried until it is (committer.c).
  *  - What readers see: until a change is stored, GetTask and the watch
- *    snapshot see the task's previous snapshot (task->shown), except that
- *    RUNNING is shown at once (the contract allows it: a task shown RUNNING
- *    that a crash loses ends interrupted). Callers that must answer with the
- *    stored state (CancelTask) wait for it with oee__durable_after().
+ *    snapshot see the task's last stored snapshot (task->shown), so every
+ *    read (these, ListTasks and counts from the database, events) agrees on
+ *    one stored state. The contract would allow RUNNING earlier; showing it
+ *    only once stored costs nothing, since a job starts only then anyway.
+ *    Callers that must answer with the stored state (CancelTask) wait for it
+ *    with oee__durable_after().
  *  - Finished tasks live on disk: once its final snapshot is stored, a task
  *    beyond the newest `finished_cache` finished ones leaves memory; reads
  *    that miss memory go to the database, listings and counts come from it

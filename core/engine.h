@@ -153,9 +153,8 @@ int oee__task_swap_snapshot(oee_engine *eng, oee_task *t, oee_task_info *draft);
 /* The same with `next` already packed (and not yet shared): sets its seq,
  * swaps it in and publishes it; cannot fail. eng->lock held. */
 void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next);
-/* What a reader may see of a task (eng->lock held): a state only once it is
- * stored, except RUNNING (the contract's rule; the same as t->snap for the
- * memory store). Borrowed. */
+/* What a reader may see of a task (eng->lock held): its last stored
+ * snapshot (the same as t->snap for the memory store). Borrowed. */
 const oee_task_info *oee__task_shown(const oee_task *t);
 
 /* Copies the executor entry for `type` into *out (takes exec_lock, so no

@@ -35,12 +35,9 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
     eng->queue_bytes -= oee__task_bytes(next);
   }
   if (eng->committer) {
-    /* Readers go on seeing what they may (see oee__task_shown) until the
-     * new snapshot is stored; RUNNING may be shown at once. */
-    if (next->status == OEE_TASK_RUNNING) {
-      oee_task_info_unref(t->shown);
-      t->shown = NULL;
-    } else if (t->shown == NULL) {
+    /* Readers go on seeing the last stored snapshot (oee__task_shown)
+     * until the new one is stored. */
+    if (t->shown == NULL) {
       t->shown = old; /* the reference moves */
       old = NULL;
     }

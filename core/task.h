@@ -28,10 +28,9 @@ typedef struct oee_payload {
  */
 typedef struct oee_task {
   const oee_task_info *snap;  /* current snapshot (one owned reference) */
-  const oee_task_info *shown; /* durable engines: the snapshot readers see
-                               * while `snap` is not stored yet (a reference),
-                               * NULL when `snap` may be shown: it is stored,
-                               * or RUNNING (see oee__task_shown) */
+  const oee_task_info *shown; /* durable engines: the last stored snapshot,
+                               * which readers see while `snap` is not stored
+                               * yet (a reference); NULL once `snap` is */
   struct oee_task *hnext;     /* the store's id hash chain */
   struct oee_task *done_next; /* the store's completion-order list */
   oee_token *token;           /* cancellation token while RUNNING, else NULL */

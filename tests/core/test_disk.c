@@ -1,7 +1,7 @@
 /* test_disk.c - a durable engine keeps finished tasks on disk: memory holds
  * the unfinished ones and a bounded cache, while GetTask, ListTasks, counts,
  * ClearCompletedTasks and the watch snapshot still see every stored task;
- * and a reader is shown a change only once it is stored (RUNNING at once). */
+ * and a reader is shown a change only once it is stored. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
