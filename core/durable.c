@@ -255,7 +255,7 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   const oee_task_info *queued = oee_task_info_ref(t->snap);
   oee__lock(&eng->lock);
   eng->pending_submits--;
-  if (rc == 0) rc = eng->store->ops->insert(eng->store, t);
+  if (rc == 0) rc = eng->store->ops->insert(eng->store, t); /* cannot fail: reserved */
   if (rc != 0) eng->queue_bytes -= oee__task_bytes(queued);
   if (rc == 0) {
     oee_heap_push(&eng->queue, t); /* room reserved at submission */
@@ -280,7 +280,10 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
 
 int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, void *arg,
                                oee_error *err) {
-  if (oee_heap_reserve(&eng->queue, eng->pending_submits + 1) != 0) {
+  /* Room in the queue and the store first: once its row is committed a
+   * task exists, and queueing it must not fail then. */
+  if (oee_heap_reserve(&eng->queue, eng->pending_submits + 1) != 0 ||
+      eng->store->ops->reserve(eng->store, eng->pending_submits + 1, t->snap->task_type) != 0) {
     return oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
   }
   submit_ticket *tk = oee_malloc(sizeof(*tk));

@@ -32,6 +32,10 @@ typedef struct oee_store_ops {
   /* Adds a new QUEUED task (t->snap and t->index set, the index larger than
    * any before). 0 or OEE_ENOMEM, the store unchanged on failure. */
   int (*insert)(oee_store *s, oee_task *t);
+  /* Makes room for `more` inserts of tasks of `type`, so that they cannot
+   * fail (a durable engine reserves before a commit makes a task exist).
+   * 0 or OEE_ENOMEM. */
+  int (*reserve)(oee_store *s, size_t more, const char *type);
   /* t->snap now holds the new status; `from` is the one it left. */
   void (*changed)(oee_store *s, oee_task *t, oee_task_status from);
   /* The task with this id (any case), or NULL. */

@@ -151,11 +151,13 @@ static type_count *type_find(mem_store *m, const char *name, int create) {
   return c;
 }
 
-/* Doubles the order array and every bitmap with it. A failure part way
- * leaves some bitmaps larger than needed, which is harmless. */
-static int reserve_order(mem_store *m) {
-  if (m->order_len < m->order_cap) return 0;
+/* Room for `more` slots after the last: doubles the order array and every
+ * bitmap with it as often as needed. A failure part way leaves some bitmaps
+ * larger than needed, which is harmless. */
+static int reserve_order(mem_store *m, size_t more) {
+  if (m->order_len + more <= m->order_cap) return 0;
   size_t cap = m->order_cap ? m->order_cap * 2 : 1024;
+  while (cap < m->order_len + more) cap *= 2;
   for (int st = 0; st < OEE_TASK_STATUS_COUNT; st++) {
     if (bits_grow(&m->bits[st], m->order_cap, cap) != 0) return OEE_ENOMEM;
   }
@@ -172,7 +174,7 @@ static int reserve_order(mem_store *m) {
 static int mem_insert(oee_store *s, oee_task *t) {
   mem_store *m = (mem_store *)s;
   if (m->ntasks >= m->nbuckets && grow_buckets(m) != 0) return OEE_ENOMEM;
-  if (reserve_order(m) != 0) return OEE_ENOMEM;
+  if (reserve_order(m, 1) != 0) return OEE_ENOMEM;
   type_count *tc = type_find(m, t->snap->task_type, 1);
   if (tc == NULL) return OEE_ENOMEM;
   size_t k = id_hash(t->snap->id) & (m->nbuckets - 1);
@@ -186,6 +188,15 @@ static int mem_insert(oee_store *s, oee_task *t) {
   m->by_status[t->snap->status]++;
   tc->by_status[t->snap->status]++;
   return 0;
+}
+
+static int mem_reserve(oee_store *s, size_t more, const char *type) {
+  mem_store *m = (mem_store *)s;
+  while (m->ntasks + more > m->nbuckets) {
+    if (grow_buckets(m) != 0) return OEE_ENOMEM;
+  }
+  if (reserve_order(m, more) != 0) return OEE_ENOMEM;
+  return type_find(m, type, 1) != NULL ? 0 : OEE_ENOMEM;
 }
 
 static void done_append(mem_store *m, oee_task *t) {
@@ -451,6 +462,7 @@ static const oee_store_ops mem_ops = {
     .list = mem_list,
     .clear_completed = mem_clear,
     .expire = mem_expire,
+    .reserve = mem_reserve,
     .remove = mem_remove,
     .oldest_finished = mem_oldest_finished,
     .counts = mem_counts,

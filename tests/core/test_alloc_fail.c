@@ -20,6 +20,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "tests/core/testutil.h"
+
 #include "core/oee.h"
 #include "core/oee_alloc.h"
 #include "core/oee_exec.h"
@@ -68,6 +70,7 @@ typedef struct run {
   oee_engine *eng;
   oee_model_table *models;
   char ids[MAX_TASKS][OEE_ID_LEN + 1]; /* acknowledged submissions */
+  char dir[256];                       /* a durable run's data_dir, or "" */
   int n_ids;
   int bad_rc; /* first code that was neither 0 nor ENOMEM */
 } run;
@@ -78,12 +81,17 @@ static int note(run *r, int rc) {
   return rc;
 }
 
+/* The model table the pipelines use: `upper` beside the built-in echo. */
+static int models_new(run *r) {
+  const char *upper[] = {"tr", "a-z", "A-Z"};
+  if (note(r, oee_model_table_create(&r->models)) != 0) return -1;
+  return note(r, oee_model_table_add(r->models, "upper", upper, 3, 1, 1, 20)) == 0 ? 0 : -1;
+}
+
 static int engine_new(run *r, int workers, int with_models) {
   oee_engine_config cfg = {.num_workers = workers};
   if (with_models) {
-    const char *upper[] = {"tr", "a-z", "A-Z"};
-    if (note(r, oee_model_table_create(&r->models)) != 0) return -1;
-    if (note(r, oee_model_table_add(r->models, "upper", upper, 3, 1, 1, 20)) != 0) return -1;
+    if (models_new(r) != 0) return -1;
     cfg.models = r->models;
   }
   return note(r, oee_engine_create(&cfg, &r->eng)) == 0 ? 0 : -1;
@@ -154,6 +162,7 @@ static void check_consistent(run *r) {
 static void run_free(run *r) {
   oee_engine_destroy(r->eng);
   oee_model_table_destroy(r->models);
+  if (r->dir[0] != '\0' && tu_remove_dir(r->dir) != 0) fail_msg("cannot remove %s", r->dir);
 }
 
 /*
@@ -258,6 +267,72 @@ done:
   oee_sub_free(sub);
 }
 
+/* A durable engine (data_dir, a cache of one finished task): submissions
+ * acknowledged after their commit, a cancel answered after its commit, runs
+ * whose changes are stored, reads from the database, a pipeline's result
+ * read back from disk, and a clear through purges. */
+static void scenario_durable(run *r) {
+  if (tu_temp_dir(r->dir, sizeof(r->dir), "alloc-durable") != 0) {
+    r->bad_rc = OEE_EIO;
+    return;
+  }
+  if (models_new(r) != 0) return;
+  oee_engine_config cfg = {.num_workers = 1,
+                           .data_dir = r->dir,
+                           .sync_normal = 1,
+                           .finished_cache = 1,
+                           .models = r->models};
+  oee_error err;
+  if (note(r, oee_engine_open(&cfg, &r->eng, &err)) != 0) return;
+  submit_task(r, "echo", "message", "hi");
+  submit_task(r, "echo", "message", "to cancel");
+  submit_task(r, "fail", "message", "no");
+  submit_pipeline(r, OEE_STRATEGY_LOCAL_FAST_PRECISE);
+  int did = 0;
+  if (r->n_ids > 1 && note(r, oee_engine_cancel(r->eng, r->ids[1], &did, NULL)) == 0 && !did) {
+    r->bad_rc = OEE_ESTATE;
+  }
+  static const oee_task_status ends[] = {OEE_TASK_DONE, OEE_TASK_ERROR, OEE_TASK_CANCELLED};
+  oee_sub_filter f = {.statuses = ends, .n_statuses = 3};
+  oee_sub *sub = NULL;
+  if (note(r, oee_engine_subscribe(r->eng, &f, 64, 1, &sub)) != 0) return;
+  if (note(r, oee_engine_start(r->eng)) != 0) goto done;
+  for (int ended = 0; ended < r->n_ids;) { /* the snapshot counts the cancelled one */
+    const oee_task_info *ev;
+    int rc = oee_sub_wait(sub, &ev, 20000);
+    if (rc != 0) {
+      r->bad_rc = rc;
+      break;
+    }
+    oee_task_info_unref(ev);
+    ended++;
+  }
+  for (int i = 0; i < r->n_ids; i++) {
+    const oee_task_info *t = NULL;
+    if (note(r, oee_engine_get(r->eng, r->ids[i], &t)) == 0) oee_task_info_unref(t);
+    oee_pipeline_result *res = NULL;
+    int rc = oee_engine_pipeline_result(r->eng, r->ids[i], &res);
+    if (rc != OEE_ENOENT) note(r, rc); /* ENOENT: not a pipeline */
+    oee_pipeline_result_free(res);
+  }
+  list_all(r);
+  status_once(r);
+  long cleared = oee_engine_clear_completed(r->eng, 0);
+  if (cleared >= 0) {
+    r->n_ids = 0; /* every task had ended: all went */
+  } else {
+    note(r, (int)cleared);
+  }
+done:
+  oee_engine_stop(r->eng, -1);
+  oee_sub_free(sub);
+}
+
+static void test_durable_engine(void **state) {
+  (void)state;
+  sweep(scenario_durable);
+}
+
 static void test_submit_list_status(void **state) {
   (void)state;
   sweep(scenario_submit);
@@ -278,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_submit_list_status),
       cmocka_unit_test(test_watch_with_snapshot),
       cmocka_unit_test(test_run_pipelines_results),
+      cmocka_unit_test(test_durable_engine),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
