@@ -248,7 +248,7 @@ target(f"Start-up on a store of {fnum(startup_tasks)} tasks", "< 5 s from launch
 target(f"Retention: RSS while {fnum(ret[-1][0] if ret else None)} tasks with 4 KB contexts pass "
        "(retention_seconds 1, max_finished 1000)",
        "flat: max/min RSS <= 1.10 over the samples after the first",
-       f"**{fnum(ret_flat, 2)}x** ({fbytes(min(ret_after) if ret_after else None)} .. "
+       f"**{fnum(ret_flat, 3)}x** ({fbytes(min(ret_after) if ret_after else None)} .. "
        f"{fbytes(max(ret_after) if ret_after else None)})", ret_flat is not None and ret_flat <= 1.10)
 target("Retention keeps its bound", f"stored tasks at the end <= max_finished + the tasks in flight "
        f"(1,000 + {fnum(ret_end.get('window'))})",
@@ -258,7 +258,7 @@ target("Retention keeps its bound", f"stored tasks at the end <= max_finished + 
        bool(ret_end) and (ret_end.get("stored") or 0) <= ret_bound)
 target(f"Finished tasks on disk: server RSS from {fnum(disk[0][0] if disk else None)} to "
        f"{fnum(disk[-1][0] if disk else None)} finished tasks (sqlite)", "flat within 10% (max/min <= 1.10)",
-       f"**{fnum(disk_flat, 2)}x** ({' / '.join(fbytes(v) for v in disk_rss)})",
+       f"**{fnum(disk_flat, 3)}x** ({' / '.join(fbytes(v) for v in disk_rss)})",
        disk_flat is not None and disk_flat <= 1.10)
 
 secs = float(M.get("total_seconds", M.get("bench_seconds", "0")) or 0)
@@ -613,7 +613,7 @@ w(f"| 0 (started) | {fbytes(get('retention.start', 'rss'))} | | |")
 for n, d in ret:
     w(f"| {n:,} | {fbytes(d.get('rss'))} | {fnum(d.get('stored'))} | {fnum(d.get('rate'))} |")
 w("")
-w(f"Max/min RSS over the samples after the first: **{fnum(ret_flat, 2)}x**. At the end "
+w(f"Max/min RSS over the samples after the first: **{fnum(ret_flat, 3)}x**. At the end "
   f"({fnum(ret_end.get('tasks'))} tasks completed, {fnum(ret_end.get('refused'))} refused): "
   f"GetQueueStatus total {fnum(ret_end.get('stored'))} ({fnum(ret_end.get('finished'))} finished, "
   f"{fnum(ret_end.get('queued'))} queued), ListTasks total_size {fnum(ret_end.get('list_total'))}; "
@@ -630,7 +630,7 @@ w(f"| 0 (started) | {fbytes(get('disk.start', 'rss'))} | | |")
 for n, d in disk:
     w(f"| {n:,} | {fbytes(d.get('rss'))} | {fnum(d.get('stored'))} | {fnum(d.get('rate'))} |")
 w("")
-w(f"Max/min RSS over these levels: **{fnum(disk_flat, 2)}x** (target: flat within 10%). oee.db and its "
+w(f"Max/min RSS over these levels: **{fnum(disk_flat, 3)}x** (target: flat within 10%). oee.db and its "
   f"WAL with all of them: {fbytes(float(M.get('disk_db_bytes', 0) or 0) or None)}.")
 w("")
 
