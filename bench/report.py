@@ -180,6 +180,87 @@ target("Submit, get and list costs flat from 10^3 to 10^6 tasks",
        f"worst growth **{fnum(worst, 2)}x** (unfiltered pages); a filtered page whose matches are "
        f"sparse grows {fnum(sparse)}x",
        worst is not None and worst <= 4.0 and (sparse is None or sparse <= 4.0))
+# ------------------------------------------------------- durable figures
+# 8. Submissions over RPC, sqlite beside memory, paired per round.
+dbatch = {st: med(rounds(f"dbatch.{st}", "tasks_rate")) for st in ("memory", "full", "normal")}
+dsub = {(st, k): {f: med(rounds(f"dsubmit.{st}.k{k}", f)) for f in ("rate", "p50_us", "p99_us")}
+        for st in ("memory", "full") for k in (64, 1)}
+dsub_ratio = med([ratio(a, b) for a, b in zip(rounds("dsubmit.full.k64", "rate"),
+                                              rounds("dsubmit.memory.k64", "rate"))])
+# 9. End to end, durable, against beanstalkd's binlog.
+# The headline: 16 workers, one per beanstalkd connection.
+de2e = med(rounds("de2e.w16", "rate"))
+de2e_w2 = med(rounds("de2e.w2", "rate"))
+bsb_nofsync = med(rounds("bsb.nofsync", "rate"))
+bsb_fsync = med(rounds("bsb.fsync", "rate"))
+de2e_ratio = med([ratio(a, b) for a, b in zip(rounds("de2e.w16", "rate"), rounds("bsb.nofsync", "rate"))])
+de2e_ratio_fsync = med([ratio(a, b) for a, b in zip(rounds("de2e.w16", "rate"), rounds("bsb.fsync", "rate"))])
+de2e_ratio_w2 = med([ratio(a, b) for a, b in zip(rounds("de2e.w2", "rate"), rounds("bsb.nofsync", "rate"))])
+de2e_lost = sum(get(l, "lost", 0) or 0 for l in R if l.startswith("de2e."))
+# 10. Start-up.
+startups = [R[l] for l in sorted(R) if l.startswith("startup.r")]
+startup_worst = max((d.get("seconds") for d in startups if d.get("seconds") is not None), default=None)
+startup_tasks = startups[0].get("tasks") if startups else None
+
+
+def churn_levels(prefix):
+    """The (level, result) samples of a churn run, in order."""
+    out = []
+    for l, d in R.items():
+        m = re.fullmatch(re.escape(prefix) + r"\.n(\d+)", l)
+        if m:
+            out.append((int(m.group(1)), d))
+    return sorted(out)
+
+
+# 11. Retention: RSS every tenth of the run.
+ret = churn_levels("retention")
+ret_after = [d.get("rss") for _, d in ret[1:] if d.get("rss")]
+ret_flat = ratio(max(ret_after), min(ret_after)) if ret_after else None
+ret_end = R.get("retention.end", {})
+ret_later = R.get("retention.later", {})
+RET_MAX_FINISHED = 1000
+ret_bound = RET_MAX_FINISHED + (ret_end.get("window") or 0)
+# Samples are taken with nothing in flight: what retention had not deleted yet.
+ret_stored_max = max((d.get("stored") or 0 for _, d in ret), default=None)
+# 12. Finished tasks on disk.
+disk = churn_levels("disk")
+disk_rss = [d.get("rss") for _, d in disk if d.get("rss")]
+disk_flat = ratio(max(disk_rss), min(disk_rss)) if disk_rss else None
+
+target("Durable SubmitTasks (sqlite, sync full, batches of 256)", ">= 200,000 tasks/s acknowledged",
+       f"**{fnum(dbatch['full'])}** tasks/s = {fnum(ratio(dbatch['full'], 200000), 2)}x the target "
+       f"(sync normal {fnum(dbatch['normal'])}/s, memory {fnum(dbatch['memory'])}/s, same run)",
+       dbatch["full"] is not None and dbatch["full"] >= 200000)
+target("Durable SubmitTask at 64 in flight (sqlite, sync full)", ">= 70% of the memory store",
+       f"{fnum(dsub[('full', 64)]['rate'])}/s vs {fnum(dsub[('memory', 64)]['rate'])}/s = "
+       f"**{fnum((dsub_ratio or 0) * 100)}%**", dsub_ratio is not None and dsub_ratio >= 0.7)
+target("End-to-end no-op tasks, durable: OEE (sqlite, sync full) vs beanstalkd with its binlog",
+       ">= 2x beanstalkd `-b` (binlog, no fsync), put+reserve+delete, 16 connections",
+       f"OEE (16 workers) **{fnum(de2e)}**/s vs beanstalkd `-b` {fnum(bsb_nofsync)}/s = "
+       f"**{fnum(de2e_ratio, 2)}x** (vs `-b -f 0`, fsync every write, {fnum(bsb_fsync)}/s: "
+       f"{fnum(de2e_ratio_fsync, 1)}x; OEE with 2 workers {fnum(de2e_w2)}/s = {fnum(de2e_ratio_w2, 2)}x)",
+       de2e_ratio is not None and de2e_ratio >= 2.0)
+target(f"Start-up on a store of {fnum(startup_tasks)} tasks", "< 5 s from launch to a SERVING health answer",
+       f"**{fnum(startup_worst, 2)} s** (worst of {len(startups)}); RSS then "
+       f"{fbytes(startups[0].get('rss') if startups else None)}",
+       startup_worst is not None and startup_worst < 5)
+target(f"Retention: RSS while {fnum(ret[-1][0] if ret else None)} tasks with 4 KB contexts pass "
+       "(retention_seconds 1, max_finished 1000)",
+       "flat: max/min RSS <= 1.10 over the samples after the first",
+       f"**{fnum(ret_flat, 3)}x** ({fbytes(min(ret_after) if ret_after else None)} .. "
+       f"{fbytes(max(ret_after) if ret_after else None)})", ret_flat is not None and ret_flat <= 1.10)
+target("Retention keeps its bound", f"stored tasks at the end <= max_finished + the tasks in flight "
+       f"(1,000 + {fnum(ret_end.get('window'))})",
+       f"**{fnum(ret_end.get('stored'))}** stored right after the last completion "
+       f"(ListTasks total_size {fnum(ret_end.get('list_total'))}); {fnum(ret_later.get('stored'))} "
+       f"2 s later; at most {fnum(ret_stored_max)} at the samples (taken with nothing in flight)",
+       bool(ret_end) and (ret_end.get("stored") or 0) <= ret_bound)
+target(f"Finished tasks on disk: server RSS from {fnum(disk[0][0] if disk else None)} to "
+       f"{fnum(disk[-1][0] if disk else None)} finished tasks (sqlite)", "flat within 10% (max/min <= 1.10)",
+       f"**{fnum(disk_flat, 3)}x** ({' / '.join(fbytes(v) for v in disk_rss)})",
+       disk_flat is not None and disk_flat <= 1.10)
+
 secs = float(M.get("total_seconds", M.get("bench_seconds", "0")) or 0)
 target("The whole benchmark (`bench/run`, build to report)", "< 10 minutes",
        f"**{secs / 60:.1f} min** (measurements {float(M.get('bench_seconds', 0) or 0) / 60:.1f} min, "
@@ -233,6 +314,7 @@ w("| --- | --- |")
 for k, label in (("date", "date (UTC)"), ("commit", "commit"), ("cpu", "CPU"), ("cores", "cores"),
                  ("mem", "memory"), ("kernel", "kernel"), ("grpc", "gRPC C core (libgrpc-dev)"),
                  ("protobuf_c", "protobuf-c"), ("beanstalkd", "beanstalkd (Debian)"), ("gcc", "gcc"),
+                 ("data_fs", "filesystem of the data directories (sqlite, binlog)"),
                  ("load_start", "load average at start (1/5/15 min)"),
                  ("load_end", "load average at end"), ("bench_seconds", "measurements (s)"),
                  ("total_seconds", "whole run with profiles (s)")):
@@ -289,6 +371,34 @@ w("- Memory and scaling: a fresh oee-server (2 workers parked), filled with Subm
   "is read again.")
 w("- Core (`bench/core_bench.c`): the engine in-process, a `noop` executor that succeeds at once; "
   "heap bytes per task from `mallinfo2()`.")
+w("- Durable submissions over RPC: in each of three rounds, three fresh servers (memory; sqlite "
+  "`sync: full`; sqlite `sync: normal`; empty data directories), 2 workers parked each, measured "
+  "in turn: SubmitTasks of "
+  "256 (4 in flight) on all three, SubmitTask at 64 and at 1 in flight on memory and sqlite full. "
+  "A submission counts once acknowledged, i.e. committed under the server's `sync`.")
+w("- End to end, durable: oee-server on sqlite `sync: full` with 16 workers (one per beanstalkd "
+  "connection: the consumers on each side) and, for reference, with 2 workers (as the memory run of "
+  "3-4); SubmitTasks(256) x4 + one WatchTasks stream as in 3-4. beanstalkd from Debian with its "
+  "binlog (`-b DIR`: written, never fsynced, its default; `-b DIR -f 0`: fsync after every write), "
+  "16 connections of put + reserve-with-timeout 0 + delete, one command per round trip. Three "
+  "rounds, the four runs in turn; the ratio is the median of the per-round ratios of OEE with 16 "
+  "workers to `-b`.")
+w(f"- Finished tasks on disk: oee-server on sqlite (`sync: normal`, {M.get('churn_workers', '32')} "
+  "workers, `retention_seconds: 0`, `max_finished` 10^9: nothing is deleted) while no-op tasks run "
+  "through it (SubmitTasks(256) x4, at most 2,048 unfinished, completions on one WatchTasks "
+  "stream); at each level submission pauses until every task has completed, then after 0.2 s "
+  "the server's VmRSS is read. `sync: normal` and the many workers only make the run shorter "
+  "(a durable worker waits for its task's RUNNING change to be stored); memory is the figure here.")
+w("- Start-up: the data directory of the previous item plus "
+  f"{fnum(get('startup.fill', 'queued'))} QUEUED tasks (added in-process by `bench/fill_store.c`); "
+  "oee-server (sqlite, `sync: full`, 2 workers) launched on it on a fixed port; the time is from "
+  "just before the launch to the first SERVING answer of `grpc.health.v1.Health/Check` "
+  "(`rpc_load --mode health`: a TCP connect every 2 ms, then the call), and VmRSS right then.")
+w(f"- Retention: oee-server on sqlite (`sync: normal`, {M.get('churn_workers', '32')} workers, "
+  "`retention_seconds: 1`, `max_finished: 1000`) while echo tasks whose context holds 4,096 bytes "
+  "more (key `payload`; the result stays empty) pass through as in the previous item, at most "
+  "2,048 unfinished (8 MiB of `max_queue_bytes`); VmRSS every tenth of the run, and at the end "
+  "GetQueueStatus, ListTasks' total_size, and both again 2 s later.")
 w("")
 
 w("## 1. Core in-process")
@@ -430,6 +540,98 @@ for n in levels:
 w("")
 w("Growth from 10^3 to 10^6 tasks: " + "; ".join(f"{k} {fnum(v, 2)}x" for k, v in flat.items()) +
   f"; filtered sparse page {fnum(sparse)}x.")
+w("")
+
+w("## 8. Durable submissions over RPC (sqlite beside memory, same run)")
+w("")
+w("| store | SubmitTasks(256) tasks/s acknowledged | SubmitTask K=64 calls/s | K=64 p50 / p99 | "
+  "SubmitTask K=1 calls/s | K=1 p50 / p99 |")
+w("| --- | --- | --- | --- | --- | --- |")
+for st, name in (("memory", "memory"), ("full", "sqlite, sync full"), ("normal", "sqlite, sync normal")):
+    if st == "normal":
+        w(f"| {name} | {fnum(dbatch[st])} | | | | |")
+        continue
+    a, b = dsub[(st, 64)], dsub[(st, 1)]
+    w(f"| {name} | {fnum(dbatch[st])} | {fnum(a['rate'])} | {fus(a['p50_us'])} / {fus(a['p99_us'])} | "
+      f"{fnum(b['rate'])} | {fus(b['p50_us'])} / {fus(b['p99_us'])} |")
+w("")
+w(f"SubmitTask at 64 in flight, sqlite full / memory: **{fnum((dsub_ratio or 0) * 100)}%** (median of "
+  f"the per-round ratios). p50 at 1 in flight: memory {fus(dsub[('memory', 1)]['p50_us'])}, "
+  f"sqlite full {fus(dsub[('full', 1)]['p50_us'])}.")
+w("")
+w("Per round:")
+w("")
+w("| run | round 1 | round 2 | round 3 |")
+w("| --- | --- | --- | --- |")
+for st in ("memory", "full", "normal"):
+    w(f"| SubmitTasks(256), {st} | " + " | ".join(
+        f"{fnum(get(f'dbatch.{st}.r{i}.acked', 'tasks_rate'))}/s" for i in (1, 2, 3)) + " |")
+for k in (64, 1):
+    for st in ("memory", "full"):
+        w(f"| SubmitTask K={k}, {st} | " + " | ".join(
+            f"{fnum(get(f'dsubmit.{st}.k{k}.r{i}', 'rate'))}/s, p50 {fus(get(f'dsubmit.{st}.k{k}.r{i}', 'p50_us'))}"
+            for i in (1, 2, 3)) + " |")
+w("")
+
+w("## 9. End to end, durable: OEE (sqlite, sync full) against beanstalkd with its binlog")
+w("")
+w("| client | no-op tasks (or jobs) per second | per round |")
+w("| --- | --- | --- |")
+w(f"| OEE, sqlite sync full, 16 workers: SubmitTasks(256) x4 in flight + one WatchTasks stream | "
+  f"**{fnum(de2e)}** | {per_round('de2e.w16')} |")
+w(f"| OEE, the same with 2 workers | {fnum(de2e_w2)} | {per_round('de2e.w2')} |")
+w(f"| beanstalkd `-b DIR` (binlog, no fsync), 16 connections | {fnum(bsb_nofsync)} | {per_round('bsb.nofsync')} |")
+w(f"| beanstalkd `-b DIR -f 0` (fsync every write), 16 connections | {fnum(bsb_fsync)} | {per_round('bsb.fsync')} |")
+w("")
+w(f"Ratio OEE durable (16 workers) / beanstalkd binlog without fsync: **{fnum(de2e_ratio, 2)}x** "
+  f"(2 workers: {fnum(de2e_ratio_w2, 2)}x); against beanstalkd with fsync on every write: "
+  f"{fnum(de2e_ratio_fsync, 1)}x. Tasks acknowledged but never seen "
+  f"completed: {fnum(de2e_lost)}. Data directories on {M.get('data_fs', 'n/a')}.")
+w("")
+
+w("## 10. Start-up on a large store")
+w("")
+w(f"The store: {fnum(get('startup.fill', 'tasks'))} queued tasks added in "
+  f"{fnum(get('startup.fill', 'seconds'), 1)} s to the directory of section 12; "
+  f"oee.db and its WAL {fbytes(float(M.get('startup_db_bytes', 0) or 0) or None)}.")
+w("")
+w("| start | stored tasks | of which queued / finished | launch to SERVING | RSS right then |")
+w("| --- | --- | --- | --- | --- |")
+for i, d in enumerate(startups, 1):
+    w(f"| {i} | {fnum(d.get('tasks'))} | {fnum(d.get('queued'))} / {fnum(d.get('finished'))} | "
+      f"**{fnum(d.get('seconds'), 2)} s** | {fbytes(d.get('rss'))} |")
+w("")
+w("The queued tasks start running as soon as the server is up (2 workers), so a few of them may "
+  "already be RUNNING or finished in the counts.")
+w("")
+
+w("## 11. Retention: memory while tasks pass through")
+w("")
+w("| tasks passed | server RSS | stored tasks | tasks/s since the previous sample |")
+w("| --- | --- | --- | --- |")
+w(f"| 0 (started) | {fbytes(get('retention.start', 'rss'))} | | |")
+for n, d in ret:
+    w(f"| {n:,} | {fbytes(d.get('rss'))} | {fnum(d.get('stored'))} | {fnum(d.get('rate'))} |")
+w("")
+w(f"Max/min RSS over the samples after the first: **{fnum(ret_flat, 3)}x**. At the end "
+  f"({fnum(ret_end.get('tasks'))} tasks completed, {fnum(ret_end.get('refused'))} refused): "
+  f"GetQueueStatus total {fnum(ret_end.get('stored'))} ({fnum(ret_end.get('finished'))} finished, "
+  f"{fnum(ret_end.get('queued'))} queued), ListTasks total_size {fnum(ret_end.get('list_total'))}; "
+  f"2 s later {fnum(ret_later.get('stored'))} and {fnum(ret_later.get('list_total'))}, RSS "
+  f"{fbytes(ret_later.get('rss'))}. oee.db and its WAL at the end: "
+  f"{fbytes(float(M.get('retention_db_bytes', 0) or 0) or None)}.")
+w("")
+
+w("## 12. Finished tasks on disk: memory")
+w("")
+w("| finished tasks stored | server RSS | stored (GetQueueStatus) | tasks/s to get there |")
+w("| --- | --- | --- | --- |")
+w(f"| 0 (started) | {fbytes(get('disk.start', 'rss'))} | | |")
+for n, d in disk:
+    w(f"| {n:,} | {fbytes(d.get('rss'))} | {fnum(d.get('stored'))} | {fnum(d.get('rate'))} |")
+w("")
+w(f"Max/min RSS over these levels: **{fnum(disk_flat, 3)}x** (target: flat within 10%). oee.db and its "
+  f"WAL with all of them: {fbytes(float(M.get('disk_db_bytes', 0) or 0) or None)}.")
 w("")
 
 w("## Limits and evidence")

@@ -33,7 +33,23 @@
  *            tasks run, clears them and reads the RSS again.
  *   park     only parks the workers (--park N long `sleep` tasks), so that
  *            later submit/batch runs measure submission alone.
+ *   health   waits until the server at --target accepts TCP connections and
+ *            then until grpc.health.v1.Health/Check answers SERVING (for at
+ *            most --seconds); prints the time since --since-ns (CLOCK_REALTIME
+ *            ns, taken by the caller just before it launched the server), the
+ *            server's RSS right then and its task counts.
+ *   churn    no-op tasks pass through the server until the last of --levels
+ *            have completed: SubmitTasks of --batch, --inflight calls, at most
+ *            --window tasks unfinished, completions counted on one WatchTasks
+ *            stream as in e2e; each task's context also holds --context-bytes
+ *            bytes. At each level (tasks completed, rounded up to whole
+ *            batches) submission pauses until everything submitted has
+ *            completed, and the server's RSS (--server-pid) and task counts
+ *            are printed; at the end also ListTasks' total_size.
+ *   counts   prints the server's RSS, GetQueueStatus counts and ListTasks'
+ *            total_size once.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -41,14 +57,17 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.pb-c.h" /* generated from bench/bench.proto */
+#include "grpc/health/v1/health.pb-c.h"
 #include "oee/v1/orchestrator.pb-c.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -119,8 +138,9 @@ static double pct_us(const int64_t *v, size_t n, double q) {
 
 typedef struct opts {
   const char *target, *mode, *label, *pattern, *levels;
-  int inflight, batch, watchers, window, tasks, park, server_pid, calls;
+  int inflight, batch, watchers, window, tasks, park, server_pid, calls, context_bytes;
   double seconds, warmup;
+  long long since_ns; /* health: CLOCK_REALTIME ns when the server was launched */
 } opts;
 
 static opts O = {
@@ -176,10 +196,16 @@ static void parse_opts(int argc, char **argv) {
       O.seconds = atof(v);
     else if (!strcmp(k, "--warmup"))
       O.warmup = atof(v);
+    else if (!strcmp(k, "--context-bytes"))
+      O.context_bytes = atoi(v);
+    else if (!strcmp(k, "--since-ns"))
+      O.since_ns = atoll(v);
     else
       die("unknown option");
   }
-  if (O.inflight < 1 || O.batch < 1 || O.watchers < 1) die("bad option value");
+  if (O.inflight < 1 || O.batch < 1 || O.watchers < 1 || O.context_bytes < 0) {
+    die("bad option value");
+  }
 }
 
 /* ------------------------------------------------------------ gRPC */
@@ -193,7 +219,19 @@ typedef struct op {
 static grpc_completion_queue *cq;
 static grpc_channel *channel;
 
-enum { M_ECHO, M_SUBMIT, M_SUBMIT_BATCH, M_GET, M_LIST, M_CANCEL, M_QUEUE, M_CLEAR, M_WATCH, M_N };
+enum {
+  M_ECHO,
+  M_SUBMIT,
+  M_SUBMIT_BATCH,
+  M_GET,
+  M_LIST,
+  M_CANCEL,
+  M_QUEUE,
+  M_CLEAR,
+  M_WATCH,
+  M_HEALTH,
+  M_N
+};
 static const char *const method_paths[M_N] = {
     "/oee.bench.BenchEcho/Echo",
     "/oee.v1.OrchestratorService/SubmitTask",
@@ -204,6 +242,7 @@ static const char *const method_paths[M_N] = {
     "/oee.v1.OrchestratorService/GetQueueStatus",
     "/oee.v1.OrchestratorService/ClearCompletedTasks",
     "/oee.v1.OrchestratorService/WatchTasks",
+    "/grpc.health.v1.Health/Check",
 };
 static void *methods[M_N];
 
@@ -359,10 +398,22 @@ static grpc_slice submit_payload(void) {
   return pack(&r.base);
 }
 
-static grpc_slice batch_payload(int n) {
+/* SubmitTasks of n such tasks; with ctx_bytes > 0 each context also holds
+ * "payload" = ctx_bytes bytes (echo ignores it: the result stays empty). */
+static grpc_slice batch_payload_ctx(int n, int ctx_bytes) {
   Oee__V1__SubmitTaskRequest r;
-  Oee__V1__SubmitTaskRequest__ContextEntry e, *ep;
-  task_request(&r, &e, &ep);
+  Oee__V1__SubmitTaskRequest__ContextEntry e[2], *ep[2];
+  task_request(&r, &e[0], &ep[0]);
+  char *big = NULL;
+  if (ctx_bytes > 0) {
+    big = xcalloc((size_t)ctx_bytes + 1, 1);
+    memset(big, 'x', (size_t)ctx_bytes);
+    oee__v1__submit_task_request__context_entry__init(&e[1]);
+    e[1].key = "payload";
+    e[1].value = big;
+    ep[1] = &e[1];
+    r.n_context = 2;
+  }
   Oee__V1__SubmitTaskRequest **v = xcalloc((size_t)n, sizeof(*v));
   for (int i = 0; i < n; i++) v[i] = &r;
   Oee__V1__SubmitTasksRequest b = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
@@ -370,8 +421,11 @@ static grpc_slice batch_payload(int n) {
   b.requests = v;
   grpc_slice s = pack(&b.base);
   free(v);
+  free(big);
   return s;
 }
+
+static grpc_slice batch_payload(int n) { return batch_payload_ctx(n, 0); }
 
 /* An Echo request exactly as large as the SubmitTaskRequest. */
 static grpc_slice echo_payload(void) {
@@ -656,30 +710,60 @@ static void e2e_end(ucall *c) {
   if (r) oee__v1__submit_tasks_response__free_unpacked(r, NULL);
 }
 
-/* Submit + run + completion seen, as fast as the window allows. */
-static int mode_e2e(void) {
-  int unary = strcmp(O.pattern, "unary") == 0;
-  e2e e = {.batch = unary ? 1 : O.batch, .max_inflight = O.inflight};
-  stream w = {0};
+/* Opens one WatchTasks stream filtered on the final statuses and waits until
+ * the server subscribed it. */
+static void watch_finished(stream *w) {
   static const Oee__V1__TaskStatus done_states[] = {OEE__V1__TASK_STATUS__TASK_STATUS_DONE,
                                                     OEE__V1__TASK_STATUS__TASK_STATUS_ERROR,
                                                     OEE__V1__TASK_STATUS__TASK_STATUS_CANCELLED};
   Oee__V1__WatchTasksRequest wr = OEE__V1__WATCH_TASKS_REQUEST__INIT;
   wr.n_statuses = 3;
   wr.statuses = (Oee__V1__TaskStatus *)done_states;
-  stream_open(&w, channel, &wr);
-  streams_wait_ready(&w, 1);
-  if (w.ended) die("the watch stream ended at once");
+  stream_open(w, channel, &wr);
+  streams_wait_ready(w, 1);
+  if (w->ended) die("the watch stream ended at once");
+}
+
+/* Gives e its max_inflight call slots, all free. */
+static void e2e_slots(e2e *e) {
+  e->calls = xcalloc((size_t)e->max_inflight, sizeof(*e->calls));
+  e->free_slots = xcalloc((size_t)e->max_inflight, sizeof(int));
+  for (int i = 0; i < e->max_inflight; i++) {
+    e->calls[i].on_end = e2e_end;
+    e->calls[i].user = e;
+    e->free_slots[e->n_free++] = i;
+  }
+}
+
+/* Starts one submit call on a free slot. */
+static void e2e_submit(e2e *e, int method, grpc_slice payload) {
+  ucall *c = &e->calls[e->free_slots[--e->n_free]];
+  c->index = method;
+  ucall_start(c, method, payload);
+  e->inflight++;
+  e->submitted += e->batch;
+}
+
+/* Runs the completion of one event, waiting at most 5 ms for it. */
+static void pump_once(void) {
+  grpc_event ev = grpc_completion_queue_next(
+      cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(5, GPR_TIMESPAN)), NULL);
+  if (ev.type == GRPC_OP_COMPLETE) {
+    op *o = ev.tag;
+    o->fn(o->owner, ev.success);
+  }
+}
+
+/* Submit + run + completion seen, as fast as the window allows. */
+static int mode_e2e(void) {
+  int unary = strcmp(O.pattern, "unary") == 0;
+  e2e e = {.batch = unary ? 1 : O.batch, .max_inflight = O.inflight};
+  stream w = {0};
+  watch_finished(&w);
   e.watch = &w;
   grpc_slice payload = unary ? submit_payload() : batch_payload(e.batch);
   int method = unary ? M_SUBMIT : M_SUBMIT_BATCH;
-  e.calls = xcalloc((size_t)e.max_inflight, sizeof(*e.calls));
-  e.free_slots = xcalloc((size_t)e.max_inflight, sizeof(int));
-  for (int i = 0; i < e.max_inflight; i++) {
-    e.calls[i].on_end = e2e_end;
-    e.calls[i].user = &e;
-    e.free_slots[e.n_free++] = i;
-  }
+  e2e_slots(&e);
   int64_t t0 = now_ns(), warm_end = t0 + (int64_t)(O.warmup * 1e9);
   int64_t end = warm_end + (int64_t)(O.seconds * 1e9);
   long done_at_warm = -1, done_at_end = -1;
@@ -692,20 +776,10 @@ static int mode_e2e(void) {
       if (t > end + 20000000000LL) break;
     } else {
       while (e.n_free > 0 && e.submitted - e.refused - w.events + e.batch <= O.window) {
-        ucall *c = &e.calls[e.free_slots[--e.n_free]];
-        c->index = method;
-        ucall_start(c, method, payload);
-        e.inflight++;
-        e.submitted += e.batch;
+        e2e_submit(&e, method, payload);
       }
     }
-    grpc_event ev = grpc_completion_queue_next(
-        cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(5, GPR_TIMESPAN)),
-        NULL);
-    if (ev.type == GRPC_OP_COMPLETE) {
-      op *o = ev.tag;
-      o->fn(o->owner, ev.success);
-    }
+    pump_once();
   }
   double secs = (double)(end - warm_end) / 1e9;
   long steady = done_at_end - done_at_warm;
@@ -732,13 +806,7 @@ static int mode_watch(void) {
   for (int i = 0; i < n; i++) stream_open(&ws[i], channel, &wr);
   streams_wait_ready(ws, n);
   e2e e = {.batch = O.batch, .max_inflight = O.inflight};
-  e.calls = xcalloc((size_t)e.max_inflight, sizeof(*e.calls));
-  e.free_slots = xcalloc((size_t)e.max_inflight, sizeof(int));
-  for (int i = 0; i < e.max_inflight; i++) {
-    e.calls[i].on_end = e2e_end;
-    e.calls[i].user = &e;
-    e.free_slots[e.n_free++] = i;
-  }
+  e2e_slots(&e);
   grpc_slice payload = batch_payload(e.batch);
   long expect_per = 3L * O.tasks; /* QUEUED, RUNNING, DONE per task */
   int64_t t0 = now_ns(), deadline = t0 + 60000000000LL, t_last = t0;
@@ -870,19 +938,58 @@ static grpc_slice list_payload(int status, uint64_t after) {
   return pack(&r.base);
 }
 
-static long long queue_counts(long *queued, long *running) {
+/* GetQueueStatus, summed: finished = done + error + cancelled. */
+typedef struct counts {
+  long long total;
+  long queued, running, finished;
+} counts;
+
+static counts get_counts(void) {
   Oee__V1__GetQueueStatusRequest q = OEE__V1__GET_QUEUE_STATUS_REQUEST__INIT;
   Oee__V1__QueueStatus *st =
       (Oee__V1__QueueStatus *)call_sync(M_QUEUE, &q.base, &oee__v1__queue_status__descriptor);
   if (st == NULL) die("GetQueueStatus failed");
-  *queued = st->queue_size;
-  *running = 0;
+  counts c = {.total = st->total_tasks, .queued = st->queue_size};
   for (size_t i = 0; i < st->n_tasks_by_status; i++) {
-    if (!strcmp(st->tasks_by_status[i]->key, "running")) *running = st->tasks_by_status[i]->value;
+    const char *k = st->tasks_by_status[i]->key;
+    long v = st->tasks_by_status[i]->value;
+    if (!strcmp(k, "running")) c.running = v;
+    if (!strcmp(k, "done") || !strcmp(k, "error") || !strcmp(k, "cancelled")) c.finished += v;
   }
-  long long total = st->total_tasks;
   oee__v1__queue_status__free_unpacked(st, NULL);
-  return total;
+  return c;
+}
+
+static long long queue_counts(long *queued, long *running) {
+  counts c = get_counts();
+  *queued = c.queued;
+  *running = c.running;
+  return c.total;
+}
+
+/* ListTasks' total_size over every stored task (a page of one), or -1. */
+static long list_total(void) {
+  Oee__V1__ListTasksRequest r = OEE__V1__LIST_TASKS_REQUEST__INIT;
+  r.page_size = 1;
+  Oee__V1__ListTasksResponse *l = (Oee__V1__ListTasksResponse *)call_sync(
+      M_LIST, &r.base, &oee__v1__list_tasks_response__descriptor);
+  if (l == NULL) return -1;
+  long n = l->total_size;
+  oee__v1__list_tasks_response__free_unpacked(l, NULL);
+  return n;
+}
+
+/* Parses --levels ("a,b,c") into levels (at most cap); returns the count. */
+static int parse_levels(long *levels, int cap) {
+  int nl = 0;
+  for (const char *p = O.levels; *p && nl < cap;) {
+    char *end;
+    levels[nl++] = strtol(p, &end, 10);
+    if (end == p) die("bad --levels");
+    p = *end == ',' ? end + 1 : end;
+  }
+  if (nl == 0) die("empty --levels");
+  return nl;
 }
 
 /* Parks every worker on a long `sleep` task (priority 10) so that whatever
@@ -928,11 +1035,7 @@ static int mode_scale(void) {
   printf("RESULT %s.park parked=%d running=%ld rss_idle=%lld rss_connected=%lld\n", O.label, np,
          running, rss_idle, rss_conn);
   long levels[16];
-  int nl = 0;
-  for (const char *p = O.levels; *p && nl < 16;) {
-    levels[nl++] = strtol(p, (char **)&p, 10);
-    if (*p == ',') p++;
-  }
+  int nl = parse_levels(levels, 16);
   ids.cap = (size_t)levels[nl - 1] + 1024;
   ids.ids = xcalloc(ids.cap, sizeof(*ids.ids));
   long have = 0;
@@ -1019,6 +1122,122 @@ static int mode_scale(void) {
   return 0;
 }
 
+/* ------------------------------------------------------------ health */
+
+/* 1 when a TCP connection to --target (host:port, numeric) is accepted. */
+static int port_open(void) {
+  char host[64];
+  int port = 0;
+  if (sscanf(O.target, "%63[^:]:%d", host, &port) != 2) die("--target must be host:port");
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) die("--target host must be an IPv4 address");
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) die("socket");
+  int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+/* 1 when Health/Check (service "") answers SERVING. */
+static int serving(void) {
+  Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckResponse *r = (Grpc__Health__V1__HealthCheckResponse *)call_sync(
+      M_HEALTH, &q.base, &grpc__health__v1__health_check_response__descriptor);
+  int ok = r && r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  if (r) grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+  return ok;
+}
+
+static int mode_health(void) {
+  int64_t limit = now_ns() + (int64_t)(O.seconds * 1e9);
+  /* The port first: gRPC's reconnect backoff would blur the figure. */
+  while (!port_open()) {
+    if (now_ns() > limit) die("the server did not listen in time");
+    usleep(2000);
+  }
+  while (!serving()) {
+    if (now_ns() > limit) die("the server did not answer health in time");
+    usleep(2000);
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  long long real_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  long long rss = rss_bytes(O.server_pid);
+  counts c = get_counts();
+  printf(
+      "RESULT %s seconds=%.3f rss=%lld tasks=%lld queued=%ld running=%ld finished=%ld "
+      "list_total=%ld\n",
+      O.label, O.since_ns > 0 ? (double)(real_ns - O.since_ns) / 1e9 : -1.0, rss, c.total, c.queued,
+      c.running, c.finished, list_total());
+  fflush(stdout);
+  return 0;
+}
+
+/* ------------------------------------------------------------- churn */
+
+/* Submits until `want` tasks were submitted, then waits until every
+ * acknowledged one completed. */
+static void churn_to(e2e *e, grpc_slice payload, long want) {
+  for (;;) {
+    if (e->watch->ended) die("the watch stream ended (it fell behind?)");
+    if (e->submitted >= want && e->inflight == 0 && e->watch->events >= e->acked) return;
+    while (e->n_free > 0 && e->submitted < want &&
+           e->submitted - e->refused - e->watch->events + e->batch <= O.window) {
+      e2e_submit(e, M_SUBMIT_BATCH, payload);
+    }
+    pump_once();
+  }
+}
+
+static int mode_churn(void) {
+  long levels[64];
+  int nl = parse_levels(levels, 64);
+  stream w = {0};
+  watch_finished(&w);
+  e2e e = {.watch = &w, .batch = O.batch, .max_inflight = O.inflight};
+  e2e_slots(&e);
+  grpc_slice payload = batch_payload_ctx(O.batch, O.context_bytes);
+  printf("RESULT %s.start rss=%lld context_bytes=%d\n", O.label, rss_bytes(O.server_pid),
+         O.context_bytes);
+  int64_t t0 = now_ns(), t_prev = t0;
+  long prev = 0;
+  for (int li = 0; li < nl; li++) {
+    churn_to(&e, payload, (levels[li] + e.batch - 1) / e.batch * e.batch);
+    int64_t t = now_ns();
+    usleep(200000); /* let retention and the allocator settle */
+    counts c = get_counts();
+    printf(
+        "RESULT %s.n%ld tasks=%ld rss=%lld stored=%lld finished=%ld queued=%ld refused=%ld "
+        "seconds=%.3f rate=%.0f\n",
+        O.label, levels[li], w.events, rss_bytes(O.server_pid), c.total, c.finished, c.queued,
+        e.refused, (double)(t - t0) / 1e9,
+        (double)(w.events - prev) / ((double)(t - t_prev) / 1e9));
+    fflush(stdout);
+    prev = w.events;
+    t_prev = now_ns();
+  }
+  counts c = get_counts();
+  printf(
+      "RESULT %s.end tasks=%ld refused=%ld stored=%lld finished=%ld queued=%ld running=%ld "
+      "list_total=%ld window=%d rss=%lld\n",
+      O.label, w.events, e.refused, c.total, c.finished, c.queued, c.running, list_total(),
+      O.window, rss_bytes(O.server_pid));
+  fflush(stdout);
+  stream_close(&w);
+  grpc_slice_unref(payload);
+  free(e.calls);
+  free(e.free_slots);
+  return e.refused == 0 ? 0 : 1;
+}
+
+static int mode_counts(void) {
+  counts c = get_counts();
+  printf("RESULT %s rss=%lld stored=%lld finished=%ld queued=%ld running=%ld list_total=%ld\n",
+         O.label, rss_bytes(O.server_pid), c.total, c.finished, c.queued, c.running, list_total());
+  fflush(stdout);
+  return 0;
+}
+
 /* -------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
@@ -1039,6 +1258,12 @@ int main(int argc, char **argv) {
     rc = mode_scale();
   else if (!strcmp(O.mode, "park"))
     rc = mode_park();
+  else if (!strcmp(O.mode, "health"))
+    rc = mode_health();
+  else if (!strcmp(O.mode, "churn"))
+    rc = mode_churn();
+  else if (!strcmp(O.mode, "counts"))
+    rc = mode_counts();
   else
     die("unknown --mode");
   grpc_channel_destroy(channel);
