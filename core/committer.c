@@ -18,13 +18,15 @@
 
 struct oee_committer {
   pthread_mutex_t lock;
-  pthread_cond_t wake;          /* work appended, or stopping */
-  pthread_cond_t idle_cv;       /* the queue ran empty with nothing in flight */
-  oee_commit_item *head, *tail; /* pending items; guarded by lock */
-  int in_flight;                /* a batch is being written; guarded by lock */
-  int stopping;                 /* guarded by lock */
-  int paused;                   /* guarded by lock: tests hold writes back */
-  oee_committer_stats stats;    /* guarded by lock */
+  pthread_cond_t wake;                   /* work appended, or stopping */
+  pthread_cond_t idle_cv;                /* the queue ran empty with nothing in flight */
+  oee_commit_item *head, *tail;          /* pending items; guarded by lock */
+  int in_flight;                         /* a batch is being written; guarded by lock */
+  int stopping;                          /* guarded by lock */
+  int paused;                            /* guarded by lock: tests hold writes back */
+  void (*begin)(void *), (*end)(void *); /* guarded by lock; set once */
+  void *hook_arg;
+  oee_committer_stats stats; /* guarded by lock */
 
   /* Committer thread only. */
   oee_db *db; /* borrowed; NULL for the memory store */
@@ -77,10 +79,32 @@ static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err)
 
 /* After a failed write: refuses the items that may be refused and keeps
  * the ones that must be stored, in order. Returns how many were refused. */
+/* Calls the items' `done` in order, in groups between the hooks. */
+typedef struct doner {
+  oee_committer *c;
+  size_t in_group;
+} doner;
+
+static void done_one(doner *d, oee_commit_item *it, int rc, const oee_error *err) {
+  oee_committer *c = d->c;
+  if (d->in_group == 0 && c->begin) c->begin(c->hook_arg);
+  if (it->done) it->done(it, rc, err);
+  if (++d->in_group == OEE_COMMIT_GROUP) {
+    if (c->end) c->end(c->hook_arg);
+    d->in_group = 0;
+  }
+}
+
+static void done_end(doner *d) {
+  if (d->in_group > 0 && d->c->end) d->c->end(d->c->hook_arg);
+  d->in_group = 0;
+}
+
 static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc, const oee_error *err,
                              int give_up) {
   oee_commit_item *keep = NULL, *keep_tail = NULL;
   size_t refused = 0;
+  doner d = {c, 0};
   while (items != NULL) {
     oee_commit_item *it = items;
     items = it->next;
@@ -94,21 +118,24 @@ static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc, c
       continue;
     }
     refused++;
-    if (it->done) it->done(it, give_up ? OEE_ESTOPPED : rc, err);
+    done_one(&d, it, give_up ? OEE_ESTOPPED : rc, err);
   }
+  done_end(&d);
   oee__lock(&c->lock);
   requeue(c, keep, keep_tail);
   oee__unlock(&c->lock);
   return refused;
 }
 
-static void finish_ok(oee_commit_item *items) {
+static void finish_ok(oee_committer *c, oee_commit_item *items) {
+  doner d = {c, 0};
   while (items != NULL) {
     oee_commit_item *it = items;
     items = it->next; /* read first: done may free or reuse the item */
     it->next = NULL;
-    if (it->done) it->done(it, 0, NULL);
+    done_one(&d, it, 0, NULL);
   }
+  done_end(&d);
 }
 
 /* Sleeps `ns` unless stopping; lock held. */
@@ -139,7 +166,7 @@ static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
   int rc = write_batch(c, items, &err);
   int64_t took = oee__mono_ns() - t0;
   if (rc == 0) {
-    finish_ok(items);
+    finish_ok(c, items);
     *retry_ns = 0;
   } else {
     int give_up = stopping && ++*stop_attempts >= STOP_ATTEMPTS;
@@ -219,6 +246,15 @@ int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
   }
   *out = c;
   return 0;
+}
+
+void oee_committer_set_hooks(oee_committer *c, void (*begin)(void *), void (*end)(void *),
+                             void *arg) {
+  oee__lock(&c->lock);
+  c->begin = begin;
+  c->end = end;
+  c->hook_arg = arg;
+  oee__unlock(&c->lock);
 }
 
 void oee_committer_append(oee_committer *c, oee_commit_item *item) {

@@ -69,6 +69,17 @@ typedef struct oee_committer_stats {
 int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
                          oee_committer **out);
 
+/*
+ * Optional hooks around the `done` calls: begin(arg) before a group of at
+ * most OEE_COMMIT_GROUP of them, end(arg) after it, on the committer thread.
+ * A producer whose callbacks all need the same lock takes it once per group
+ * instead of once per item (and lets go between groups, so it is never held
+ * for a whole large batch). Set before the first append.
+ */
+#define OEE_COMMIT_GROUP 256
+void oee_committer_set_hooks(oee_committer *c, void (*begin)(void *), void (*end)(void *),
+                             void *arg);
+
 /* Appends an item; constant work, never waits for the disk. The counters
  * stored with the batch follow the largest submit_index and seq seen. */
 void oee_committer_append(oee_committer *c, oee_commit_item *item);

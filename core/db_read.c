@@ -11,6 +11,7 @@
  * counts_lock.
  * Lock order: pool_lock and counts_lock are leaves, never held together.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,7 +224,32 @@ static void page_release(oee_list_page *p) {
   memset(p, 0, sizeof(*p));
 }
 
-/* The listing query for a filter: each uses the index ending in idx. */
+/* A type without a status: tasks_by_type_status (task_type, status, idx)
+ * read once per status, each part in idx order and at most a page long,
+ * then the union sorted: O(statuses x page) whatever the number of rows
+ * (an index on (task_type, idx) alone would cost every insert and status
+ * change one more index write). Built once. */
+static char type_sql[2048];
+static pthread_once_t type_sql_once = PTHREAD_ONCE_INIT;
+
+static void type_sql_build(void) {
+  size_t n = (size_t)snprintf(type_sql, sizeof(type_sql),
+                              "SELECT " OEE__DB_COLUMNS " FROM tasks WHERE idx IN (");
+  for (int st = 1; st < OEE_TASK_STATUS_COUNT; st++) {
+    n += (size_t)snprintf(type_sql + n, sizeof(type_sql) - n,
+                          "%sSELECT idx FROM (SELECT idx FROM tasks WHERE task_type = ?3"
+                          " AND status = %d AND idx > ?1 ORDER BY idx LIMIT ?2)",
+                          st > 1 ? " UNION ALL " : "", st);
+  }
+  snprintf(type_sql + n, sizeof(type_sql) - n, ") ORDER BY idx LIMIT ?2");
+}
+
+static const char *by_type_sql(void) {
+  pthread_once(&type_sql_once, type_sql_build);
+  return type_sql;
+}
+
+/* The listing query for a filter: each uses an index ending in idx. */
 static const char *list_sql(const oee_list_query *q) {
   int by_status = q->status != OEE_TASK_UNSPECIFIED;
   int by_type = q->task_type != NULL && q->task_type[0] != '\0';
@@ -232,11 +258,7 @@ static const char *list_sql(const oee_list_query *q) {
            " FROM tasks WHERE task_type = ?3 AND status = ?4"
            " AND idx > ?1 ORDER BY idx LIMIT ?2";
   }
-  if (by_type) {
-    return "SELECT " OEE__DB_COLUMNS
-           " FROM tasks WHERE task_type = ?3 AND idx > ?1"
-           " ORDER BY idx LIMIT ?2";
-  }
+  if (by_type) return by_type_sql();
   if (by_status) {
     return "SELECT " OEE__DB_COLUMNS
            " FROM tasks WHERE status = ?4 AND idx > ?1"

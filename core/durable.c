@@ -40,6 +40,7 @@
  * committer lock held; they take the engine lock. The engine appends to the
  * committer with the engine lock held (committer lock is a leaf).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -52,15 +53,23 @@
 
 /* A submission waiting for its row to be stored. */
 typedef struct submit_ticket {
+  oee__later later; /* first: the acknowledgement runs from here */
   oee_engine *eng;
   oee_task *task; /* owns task->snap; not in the store until stored */
   oee_submit_cb cb;
   void *arg;
+  /* The outcome, set under the engine lock, told after it. */
+  int rc;
+  oee_error err;
+  const oee_task_info *queued; /* the QUEUED snapshot (a reference) */
 } submit_ticket;
 
 /* A purge on its way through the committer. */
 typedef struct purge_record {
   oee_commit_item item; /* first: the callback casts back */
+  oee__later later;
+  int rc;
+  oee_error err;
   oee_engine *eng;
   oee_db_purge purge;
   oee__purge_cb cb;
@@ -91,24 +100,59 @@ void oee__durable_after(oee_engine *eng, oee__stored_waiter *w, uint64_t seq) {
   eng->waiters_tail = w;
 }
 
-/* Takes the waiters whose change (numbered up to `seq`) is settled (lock
- * held); they are called once the lock is released. Waiters are appended
- * in seq order, so they are at the head. */
-static oee__stored_waiter *waiters_due(oee_engine *eng, uint64_t seq) {
-  oee__stored_waiter *first = eng->waiters, *last = NULL;
-  for (oee__stored_waiter *w = first; w && w->seq <= seq; w = w->next) last = w;
-  if (last == NULL) return NULL;
-  eng->waiters = last->next;
-  if (eng->waiters == NULL) eng->waiters_tail = NULL;
-  last->next = NULL;
-  return first;
+/* Moves the waiters whose change (numbered up to `seq`) is settled onto the
+ * commit thread's due list (lock held); they are called once the lock is
+ * released. Waiters are appended in seq order, so they are at the head. */
+static void waiters_due(oee_engine *eng, uint64_t seq, int rc) {
+  while (eng->waiters != NULL && eng->waiters->seq <= seq) {
+    oee__stored_waiter *w = eng->waiters;
+    eng->waiters = w->next;
+    if (eng->waiters == NULL) eng->waiters_tail = NULL;
+    w->next = NULL;
+    w->rc = rc;
+    if (eng->due_tail) {
+      eng->due_tail->next = w;
+    } else {
+      eng->due = w;
+    }
+    eng->due_tail = w;
+  }
 }
 
-static void waiters_call(oee__stored_waiter *w, int rc) {
+/* Runs after the engine lock (commit thread). */
+static void later(oee_engine *eng, oee__later *l) {
+  l->next = NULL;
+  if (eng->later_tail) {
+    eng->later_tail->next = l;
+  } else {
+    eng->later = l;
+  }
+  eng->later_tail = l;
+}
+
+/* The committer's hooks: the commit callbacks of a group run under one
+ * hold of the engine lock; what they owe callers runs after it. */
+static void group_begin(void *arg) {
+  oee_engine *eng = arg;
+  oee__lock(&eng->lock);
+}
+
+static void group_end(void *arg) {
+  oee_engine *eng = arg;
+  oee__engine_unlock(eng); /* delivers the events published in the group */
+  oee__stored_waiter *w = eng->due;
+  oee__later *l = eng->later;
+  eng->due = eng->due_tail = NULL;
+  eng->later = eng->later_tail = NULL;
   while (w) {
     oee__stored_waiter *next = w->next; /* read first: cb frees w */
-    w->cb(w, rc);
+    w->cb(w, w->rc);
     w = next;
+  }
+  while (l) {
+    oee__later *next = l->next; /* read first: run frees l */
+    l->run(l);
+    l = next;
   }
 }
 
@@ -135,12 +179,12 @@ static void show_stored(oee_engine *eng, const oee_task_info *snap) {
   t->shown = t->snap == snap ? NULL : oee_task_info_ref(snap);
 }
 
-/* A change is stored: its event may now be seen. Commit thread. */
+/* A change is stored: its event may now be seen. Commit thread, engine
+ * lock held (group_begin). */
 static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
   (void)err;
   oee_engine *eng = item->arg;
   const oee_task_info *snap = item->snap;
-  oee__lock(&eng->lock);
   if (rc == 0) {
     oee__bus_publish(eng->bus, snap);
     show_stored(eng, snap);
@@ -152,9 +196,7 @@ static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
     }
     if (oee_task_status_is_terminal(snap->status)) cache_trim(eng);
   }
-  oee__stored_waiter *due = waiters_due(eng, snap->seq);
-  oee__engine_unlock(eng);
-  waiters_call(due, rc);
+  waiters_due(eng, snap->seq, rc);
   oee_free((void *)item->payload);
   oee_task_info_unref(snap);
 }
@@ -186,23 +228,27 @@ void oee__durable_change(oee_engine *eng, oee_task *t, oee_task_status from) {
 
 /* -------------------------------------------------------------- purges */
 
+static void purge_told(oee__later *l) {
+  purge_record *p = (purge_record *)((char *)l - offsetof(purge_record, later));
+  p->cb(p->arg, p->rc, p->rc == 0 ? p->purge.deleted : 0, p->rc == 0 ? NULL : &p->err);
+  oee_free(p);
+}
+
 /* The purged rows are gone: so are their tasks in the cache. Commit
- * thread. */
+ * thread, engine lock held. */
 static void purge_stored(oee_commit_item *item, int rc, const oee_error *err) {
   purge_record *p = (purge_record *)item;
   oee_engine *eng = p->eng;
-  if (rc == 0 && p->purge.deleted > 0) {
-    oee__lock(&eng->lock);
-    for (size_t i = 0; i < p->purge.deleted; i++) {
-      oee_task *t = eng->store->ops->lookup(eng->store, p->ids[i]);
-      if (t == NULL) continue;
-      eng->store->ops->remove(eng->store, t);
-      oee__task_free(t);
-    }
-    oee__unlock(&eng->lock);
+  for (size_t i = 0; rc == 0 && i < p->purge.deleted; i++) {
+    oee_task *t = eng->store->ops->lookup(eng->store, p->ids[i]);
+    if (t == NULL) continue;
+    eng->store->ops->remove(eng->store, t);
+    oee__task_free(t);
   }
-  p->cb(p->arg, rc, rc == 0 ? p->purge.deleted : 0, err);
-  oee_free(p);
+  p->rc = rc;
+  if (err != NULL) p->err = *err;
+  p->later.run = purge_told;
+  later(eng, &p->later);
 }
 
 int oee__durable_purge(oee_engine *eng, int64_t before_ns, uint64_t keep, size_t limit,
@@ -243,8 +289,21 @@ void oee__durable_counts(oee_engine *eng, const char *type,
 
 /* ---------------------------------------------------------- submissions */
 
+/* The caller hears of its submission (commit thread, no lock held). */
+static void submit_told(oee__later *l) {
+  submit_ticket *tk = (submit_ticket *)l;
+  if (tk->rc == 0) {
+    tk->cb(tk->arg, 0, tk->queued, NULL);
+  } else {
+    tk->cb(tk->arg, tk->rc, NULL, &tk->err);
+    oee__task_free(tk->task);
+  }
+  oee_task_info_unref(tk->queued);
+  oee_free(tk);
+}
+
 /* The row of a new task is stored (or refused): queue it and acknowledge,
- * or drop it and say why. Commit thread. */
+ * or drop it and say why. Commit thread, engine lock held. */
 static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   submit_ticket *tk = item->arg;
   oee_engine *eng = tk->eng;
@@ -252,30 +311,24 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   oee_free((void *)item->payload); /* now: the item dies with the snapshot */
   item->payload = NULL;
   /* The QUEUED snapshot, held: a worker may replace it once it is queued. */
-  const oee_task_info *queued = oee_task_info_ref(t->snap);
-  oee__lock(&eng->lock);
+  tk->queued = oee_task_info_ref(t->snap);
   eng->pending_submits--;
   if (rc == 0) rc = eng->store->ops->insert(eng->store, t); /* cannot fail: reserved */
-  if (rc != 0) eng->queue_bytes -= oee__task_bytes(queued);
   if (rc == 0) {
     oee_heap_push(&eng->queue, t); /* room reserved at submission */
-    oee__bus_publish(eng->bus, queued);
+    oee__bus_publish(eng->bus, tk->queued);
     oee__engine_wake_one(eng);
-  }
-  oee__engine_unlock(eng);
-  if (rc == 0) {
-    tk->cb(tk->arg, 0, queued, NULL);
   } else {
-    oee_error mine;
-    if (err == NULL) {
-      oee_error_set(&mine, rc, "out of memory queueing the stored task");
-      err = &mine;
+    eng->queue_bytes -= oee__task_bytes(tk->queued);
+    if (err != NULL) {
+      tk->err = *err;
+    } else {
+      oee_error_set(&tk->err, rc, "out of memory queueing the stored task");
     }
-    tk->cb(tk->arg, rc, NULL, err);
-    oee__task_free(t);
   }
-  oee_task_info_unref(queued);
-  oee_free(tk);
+  tk->rc = rc;
+  tk->later.run = submit_told;
+  later(eng, &tk->later);
 }
 
 int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, void *arg,
@@ -288,7 +341,7 @@ int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, v
   }
   submit_ticket *tk = oee_malloc(sizeof(*tk));
   if (tk == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
-  *tk = (submit_ticket){eng, t, cb, arg};
+  *tk = (submit_ticket){.eng = eng, .task = t, .cb = cb, .arg = arg};
   oee_commit_item *item = oee__snap_prefix(t->snap);
   if (item == NULL) abort();
   *item = (oee_commit_item){.snap = t->snap, .from = -1, .done = submit_stored, .arg = tk};
@@ -313,6 +366,7 @@ int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *
   if (rc == 0) {
     rc = oee_committer_create(eng->db, 0, &meta, &eng->committer);
     if (rc != 0) oee_error_set(err, rc, "cannot start the store's writer: %s", oee_strerror(rc));
+    if (rc == 0) oee_committer_set_hooks(eng->committer, group_begin, group_end, eng);
   }
   if (rc == 0) rc = oee__recover(eng, &meta, err);
   /* The interruptions recovery decided are stored before anyone reads. */
@@ -323,10 +377,9 @@ int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *
 void oee__durable_close(oee_engine *eng) {
   oee_committer_destroy(eng->committer); /* stores what is pending first */
   eng->committer = NULL;
-  oee__lock(&eng->lock);
-  oee__stored_waiter *left = waiters_due(eng, UINT64_MAX); /* none, unless a change failed */
-  oee__unlock(&eng->lock);
-  waiters_call(left, OEE_ESTOPPED);
+  group_begin(eng); /* none are left, unless a change could not be stored */
+  waiters_due(eng, UINT64_MAX, OEE_ESTOPPED);
+  group_end(eng);
   oee_db_close(eng->db);
   eng->db = NULL;
 }

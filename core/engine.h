@@ -104,10 +104,14 @@ struct oee_engine {
   int retention_running;       /* the thread exists; start/stop callers only */
   pthread_cond_t retention_cv; /* waited on with lock by the retention thread */
   pthread_t retention_thread;
-  oee_recovery recovered;                            /* written once at create (durable.c) */
-  struct oee__stored_waiter *waiters, *waiters_tail; /* guarded by lock:
-                                                      * callers waiting for a change to be stored,
-                                                      * in seq order (durable.c) */
+  oee_recovery recovered; /* written once at create (durable.c) */
+  /* Guarded by lock: callers waiting for a change to be stored, in seq
+   * order (durable.c). */
+  struct oee__stored_waiter *waiters, *waiters_tail;
+  /* The commit thread's own (durable.c): what it runs after a group of
+   * commit callbacks, once the engine lock is released. */
+  struct oee__stored_waiter *due, *due_tail;
+  struct oee__later *later, *later_tail;
 
   /* Durability (durable.c); both NULL for the memory store. Immutable
    * after create (each has its own locks). */
@@ -205,8 +209,16 @@ void oee__durable_change(oee_engine *eng, oee_task *t, oee_task_status from);
 typedef struct oee__stored_waiter {
   struct oee__stored_waiter *next;
   uint64_t seq;
+  int rc; /* set when it is due */
   void (*cb)(struct oee__stored_waiter *w, int rc);
 } oee__stored_waiter;
+
+/* Work the commit thread does once it has released the engine lock (the
+ * callers' callbacks); embedded in the records that need it. */
+typedef struct oee__later {
+  struct oee__later *next;
+  void (*run)(struct oee__later *l);
+} oee__later;
 /* Calls w->cb(w, rc) once every change numbered up to `seq` is stored (rc
  * 0) or could not be (OEE_ESTOPPED: the engine stopped first). Lock held;
  * the callback runs later on the commit thread, with no lock held. */
