@@ -4,6 +4,7 @@
 #include "core/committer.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,13 @@ struct oee_committer {
   void (*begin)(void *), (*end)(void *); /* guarded by lock; set once */
   void *hook_arg;
   oee_committer_stats stats; /* guarded by lock */
+  /* The flusher's queue: written items not yet flushed, in order. */
+  oee_commit_item *flush_head, *flush_tail; /* guarded by lock */
+  int flushing;                             /* guarded by lock */
+  int flush_stop;                           /* guarded by lock */
+  pthread_cond_t flush_cv;                  /* items handed over, or flush_stop */
+  int has_flusher;                          /* immutable after create */
+  pthread_t flush_thread;
 
   /* Committer thread only. */
   oee_db *db; /* borrowed; NULL for the memory store */
@@ -36,6 +44,11 @@ struct oee_committer {
   oee_db_purge **purges; /* max_batch slots */
   pthread_t thread;
 };
+
+/* Nothing appended is waiting to be written, flushed or called back. */
+static int idle_locked(const oee_committer *c) {
+  return c->head == NULL && !c->in_flight && c->flush_head == NULL && !c->flushing;
+}
 
 /* Detaches up to max_batch items from the head of the queue. Lock held. */
 static oee_commit_item *take_batch(oee_committer *c, size_t *n) {
@@ -85,14 +98,19 @@ typedef struct doner {
   size_t in_group;
 } doner;
 
-static void done_one(doner *d, oee_commit_item *it, int rc, const oee_error *err) {
+static void call_one(doner *d, oee_commit_done_fn fn, oee_commit_item *it, int rc,
+                     const oee_error *err) {
   oee_committer *c = d->c;
   if (d->in_group == 0 && c->begin) c->begin(c->hook_arg);
-  if (it->done) it->done(it, rc, err);
+  if (fn) fn(it, rc, err);
   if (++d->in_group == OEE_COMMIT_GROUP) {
     if (c->end) c->end(c->hook_arg);
     d->in_group = 0;
   }
+}
+
+static void done_one(doner *d, oee_commit_item *it, int rc, const oee_error *err) {
+  call_one(d, it->done, it, rc, err);
 }
 
 static void done_end(doner *d) {
@@ -125,6 +143,15 @@ static size_t settle_failure(oee_committer *c, oee_commit_item *items, int rc, c
   requeue(c, keep, keep_tail);
   oee__unlock(&c->lock);
   return refused;
+}
+
+/* The items' `early` calls, after a successful write (writer thread). */
+static void written_ok(oee_committer *c, oee_commit_item *items) {
+  doner d = {c, 0};
+  for (oee_commit_item *it = items; it != NULL; it = it->next) {
+    if (it->early) call_one(&d, it->early, it, 0, NULL);
+  }
+  done_end(&d);
 }
 
 static void finish_ok(oee_committer *c, oee_commit_item *items) {
@@ -166,7 +193,22 @@ static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
   int rc = write_batch(c, items, &err);
   int64_t took = oee__mono_ns() - t0;
   if (rc == 0) {
-    finish_ok(c, items);
+    written_ok(c, items);
+    if (c->has_flusher) {
+      oee__lock(&c->lock);
+      oee_commit_item *last = items;
+      while (last->next) last = last->next;
+      if (c->flush_tail) {
+        c->flush_tail->next = items;
+      } else {
+        c->flush_head = items;
+      }
+      c->flush_tail = last;
+      oee__signal(&c->flush_cv);
+      oee__unlock(&c->lock);
+    } else {
+      finish_ok(c, items);
+    }
     *retry_ns = 0;
   } else {
     int give_up = stopping && ++*stop_attempts >= STOP_ATTEMPTS;
@@ -189,9 +231,34 @@ static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
     c->stats.failures++;
     if (*retry_ns > 0) pause_locked(c, *retry_ns);
   }
-  if (c->head == NULL) oee__broadcast(&c->idle_cv);
+  if (idle_locked(c)) oee__broadcast(&c->idle_cv);
   oee__unlock(&c->lock);
   return 1;
+}
+
+/* The flusher: makes everything written so far durable, then calls it
+ * done. A failed flush ends the process (see committer.h). */
+static void *flusher_main(void *arg) {
+  oee_committer *c = arg;
+  for (;;) {
+    oee__lock(&c->lock);
+    while (c->flush_head == NULL && !c->flush_stop) oee__wait(&c->flush_cv, &c->lock);
+    oee_commit_item *items = c->flush_head;
+    c->flush_head = c->flush_tail = NULL;
+    c->flushing = items != NULL;
+    oee__unlock(&c->lock);
+    if (items == NULL) return NULL; /* stopping and drained */
+    oee_error err = {0};
+    if (oee_db_flush(c->db, &err) != 0) {
+      fprintf(stderr, "oee: %s: stopping, the last commits may not be durable\n", err.message);
+      abort();
+    }
+    finish_ok(c, items);
+    oee__lock(&c->lock);
+    c->flushing = 0;
+    if (idle_locked(c)) oee__broadcast(&c->idle_cv);
+    oee__unlock(&c->lock);
+  }
 }
 
 void oee__committer_pause(oee_committer *c, int paused) {
@@ -208,6 +275,15 @@ static void *committer_main(void *arg) {
   while (round_once(c, &retry_ns, &stop_attempts)) {
   }
   return NULL;
+}
+
+/* Lets the flusher finish what it was given and joins it. */
+static void stop_flusher(oee_committer *c) {
+  oee__lock(&c->lock);
+  c->flush_stop = 1;
+  oee__signal(&c->flush_cv);
+  oee__unlock(&c->lock);
+  if (pthread_join(c->flush_thread, NULL) != 0) abort();
 }
 
 static void committer_free(oee_committer *c) {
@@ -234,12 +310,22 @@ int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
     committer_free(c);
     return OEE_ENOMEM;
   }
-  int made = 0; /* 1: wake, 2: both condition variables */
+  int made = 0; /* 1: wake, 2: idle_cv, 3: flush_cv */
   if (oee__cond_init(&c->wake) == 0) made = 1;
   if (made == 1 && oee__cond_init(&c->idle_cv) == 0) made = 2;
-  if (made < 2 || pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+  if (made == 2 && oee__cond_init(&c->flush_cv) == 0) made = 3;
+  c->has_flusher = db != NULL && oee_db_needs_flush(db);
+  int threads = 0; /* 1: the flusher (when there is one), 2: the writer too */
+  if (made == 3 &&
+      (!c->has_flusher || pthread_create(&c->flush_thread, NULL, flusher_main, c) == 0)) {
+    threads = 1;
+  }
+  if (threads == 1 && pthread_create(&c->thread, NULL, committer_main, c) == 0) threads = 2;
+  if (threads < 2) {
+    if (threads == 1 && c->has_flusher) stop_flusher(c);
     if (made >= 1) pthread_cond_destroy(&c->wake);
-    if (made == 2) pthread_cond_destroy(&c->idle_cv);
+    if (made >= 2) pthread_cond_destroy(&c->idle_cv);
+    if (made >= 3) pthread_cond_destroy(&c->flush_cv);
     pthread_mutex_destroy(&c->lock);
     committer_free(c);
     return OEE_ENOMEM;
@@ -271,7 +357,7 @@ void oee_committer_append(oee_committer *c, oee_commit_item *item) {
 
 void oee_committer_flush(oee_committer *c) {
   oee__lock(&c->lock);
-  while (c->head != NULL || c->in_flight) oee__wait(&c->idle_cv, &c->lock);
+  while (!idle_locked(c)) oee__wait(&c->idle_cv, &c->lock);
   oee__unlock(&c->lock);
 }
 
@@ -288,8 +374,10 @@ void oee_committer_destroy(oee_committer *c) {
   oee__broadcast(&c->wake);
   oee__unlock(&c->lock);
   if (pthread_join(c->thread, NULL) != 0) abort();
+  if (c->has_flusher) stop_flusher(c); /* after the writer: it drains what was written */
   pthread_cond_destroy(&c->wake);
   pthread_cond_destroy(&c->idle_cv);
+  pthread_cond_destroy(&c->flush_cv);
   pthread_mutex_destroy(&c->lock);
   committer_free(c);
 }

@@ -17,9 +17,17 @@
  * written again after a pause that doubles up to a second; the others (new
  * submissions, which the caller has not acknowledged yet) are handed back to
  * `done` with the error, so the caller can refuse them.
- * Order: `done` calls happen on the committer thread, in append order, one
- * batch after the other, so what they publish keeps the order of the
- * changes.
+ * Order: `done` calls happen in append order, one batch after the other,
+ * so what they publish keeps the order of the changes.
+ * Flushing (a database that needs it, db.h: sync full): a written batch is
+ * handed to a second thread, the flusher, which makes everything written so
+ * far durable with one oee_db_flush() and only then calls the `done`s; the
+ * writer meanwhile writes the next batch. `early` runs on the writer right
+ * after the write (a worker may start a task whose RUNNING row is written:
+ * a killed process finds it RUNNING). A flush that fails stops the process:
+ * what was written may be lost on power loss and a retry cannot tell, so
+ * nothing of it may be acknowledged (PostgreSQL answers fsync errors the
+ * same way). `done`s of refused items run on the writer.
  */
 #ifndef OEE_COMMITTER_H
 #define OEE_COMMITTER_H
@@ -47,11 +55,14 @@ struct oee_commit_item {
   const void *payload;       /* the executor's stored bytes (borrowed), or
                               * NULL: the row keeps the ones it has */
   size_t payload_len;
-  oee_db_purge *purge;     /* finished rows to delete (borrowed), or NULL;
-                            * its results are set when `done` runs */
-  int must_store;          /* 1: retried until stored, never refused */
-  oee_commit_done_fn done; /* may be NULL */
-  void *arg;               /* the producer's, for `done` */
+  oee_db_purge *purge;      /* finished rows to delete (borrowed), or NULL;
+                             * its results are set when `done` runs */
+  int must_store;           /* 1: retried until stored, never refused */
+  oee_commit_done_fn done;  /* may be NULL */
+  oee_commit_done_fn early; /* may be NULL: called (rc 0) as soon as the
+                             * batch is written, before it is flushed to
+                             * stable storage and before any `done` */
+  void *arg;                /* the producer's, for `done` and `early` */
 };
 
 typedef struct oee_committer_stats {

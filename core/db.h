@@ -142,8 +142,20 @@ typedef struct oee_db_batch {
 
 /* Stores the batch in one transaction. On failure (disk full, I/O error)
  * nothing of it is stored, the reason says why ("storage: ..."), and later
- * writes may succeed again once the cause is gone. One writer at a time. */
+ * writes may succeed again once the cause is gone. One writer at a time.
+ * A written batch survives a killed process at once; with OEE_DB_SYNC_FULL
+ * it survives a power loss only after oee_db_flush() (so that the writer can
+ * go on with the next batch while the disk syncs this one). */
 int oee_db_write(oee_db *db, const oee_db_batch *batch, oee_error *err);
+
+/* 1 when written batches wait for oee_db_flush() to be on stable storage
+ * (OEE_DB_SYNC_FULL), 0 when there is nothing to wait for. */
+int oee_db_needs_flush(const oee_db *db);
+/* Puts every batch written before the call on stable storage (fsync of the
+ * write-ahead log). Any thread, beside the writer. A failure (OEE_EIO,
+ * "storage: ...") means those batches may not survive a power loss and a
+ * retry cannot tell (the kernel may have dropped the pages). */
+int oee_db_flush(oee_db *db, oee_error *err);
 
 /* Called for each task oee_db_load() finds, with its payload bytes (NULL
  * when none; borrowed for the call); the callee takes the reference on t.

@@ -12,9 +12,14 @@
  * reader, each used by one thread at a time (`pool_lock` guards the free
  * list). In WAL mode readers and the writer never block each other and a
  * reader sees only committed transactions.
- * Durability: journal_mode=WAL; synchronous=FULL syncs the WAL at every
- * commit (a commit survives power loss), NORMAL only at checkpoints (a
- * commit survives kill -9).
+ * Durability: journal_mode=WAL with synchronous=NORMAL: a commit writes its
+ * frames to the WAL (it survives kill -9 at once) and SQLite syncs only at
+ * checkpoints. For sync full the committer then calls oee_db_flush(), an
+ * fsync of the WAL from another thread, before anything of the batch is
+ * acknowledged; meanwhile the writer goes on with the next batch, so the
+ * disk's flush latency is paid once per sync, not once per transaction
+ * (what SQLite's own synchronous=FULL would do). The WAL's directory is
+ * synced once, when the WAL first exists.
  * Identity: PRAGMA application_id marks the file as ours; PRAGMA
  * user_version is the schema version. Both are read before anything is
  * written, so a foreign, newer or broken file is refused untouched.
@@ -206,17 +211,48 @@ static int migrate(sqlite3 *conn, long long version, oee_error *err) {
   return rc;
 }
 
-static int configure(sqlite3 *conn, oee_db_sync sync, oee_error *err) {
+static int configure(sqlite3 *conn, oee_error *err) {
   sqlite3_busy_timeout(conn, BUSY_TIMEOUT_MS);
-  const char *mode =
-      sync == OEE_DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL";
   int rc = exec_sql(conn, "PRAGMA journal_mode = WAL", "enable WAL", err);
-  if (rc == 0) rc = exec_sql(conn, mode, "set synchronous", err);
+  if (rc == 0) rc = exec_sql(conn, "PRAGMA synchronous = NORMAL", "set synchronous", err);
   return rc;
 }
 
+int oee_db_needs_flush(const oee_db *db) { return db->sync == OEE_DB_SYNC_FULL; }
+
+/* fsync of a path; 0 or errno. */
+static int sync_path(const char *path, int flags) {
+  int fd = open(path, flags | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc;
+}
+
+int oee_db_flush(oee_db *db, oee_error *err) {
+  if (db->sync != OEE_DB_SYNC_FULL) return 0;
+  if (pthread_mutex_lock(&db->sync_lock) != 0) abort();
+  int e = 0;
+  const char *what = "open the WAL";
+  if (db->wal_fd < 0) {
+    char wal[4096];
+    snprintf(wal, sizeof(wal), "%s-wal", db->path);
+    db->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (db->wal_fd < 0) e = errno;
+    what = "sync the data directory";
+    if (e == 0) e = sync_path(db->dir, O_RDONLY | O_DIRECTORY); /* the WAL's entry */
+  }
+  if (e == 0) {
+    what = "sync the WAL";
+    if (fsync(db->wal_fd) != 0) e = errno;
+  }
+  pthread_mutex_unlock(&db->sync_lock);
+  if (e == 0) return 0;
+  return oee_error_set(err, OEE_EIO, "storage: %s of %s: %s", what, db->path, strerror(e));
+}
+
 /* Opens the writer: identity checked before the first write. */
-static int open_writer(oee_db *db, oee_db_sync sync, oee_error *err) {
+static int open_writer(oee_db *db, oee_error *err) {
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(db->path, &db->writer, flags, NULL);
   if (rc != SQLITE_OK) {
@@ -226,7 +262,7 @@ static int open_writer(oee_db *db, oee_db_sync sync, oee_error *err) {
   sqlite3_extended_result_codes(db->writer, 1);
   long long version = 0;
   rc = check_identity(db->writer, db->path, &version, err);
-  if (rc == 0) rc = configure(db->writer, sync, err);
+  if (rc == 0) rc = configure(db->writer, err);
   if (rc == 0) rc = migrate(db->writer, version, err);
   if (rc == 0) rc = oee__db_writer_prepare(db, err);
   if (rc == 0) rc = oee__db_counts_load(db, err);
@@ -241,6 +277,8 @@ int oee_db_open(const oee_db_config *cfg, oee_db **out, oee_error *err) {
   oee_db *db = oee_calloc(1, sizeof(*db));
   if (db == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory opening the store");
   db->lock_fd = -1;
+  db->wal_fd = -1;
+  db->sync = cfg->sync;
   if (pthread_mutex_init(&db->write_lock, NULL) != 0) {
     oee_free(db);
     return oee_error_set(err, OEE_ENOMEM, "cannot create the store's lock");
@@ -256,13 +294,20 @@ int oee_db_open(const oee_db_config *cfg, oee_db **out, oee_error *err) {
     oee_free(db);
     return oee_error_set(err, OEE_ENOMEM, "cannot create the store's lock");
   }
+  if (pthread_mutex_init(&db->sync_lock, NULL) != 0) {
+    pthread_mutex_destroy(&db->counts_lock);
+    pthread_mutex_destroy(&db->pool_lock);
+    pthread_mutex_destroy(&db->write_lock);
+    oee_free(db);
+    return oee_error_set(err, OEE_ENOMEM, "cannot create the store's lock");
+  }
   int rc = make_dir(cfg->dir, err);
-  if (rc == 0 && oee_asprintf(&db->path, "%s/oee.db", cfg->dir) < 0) {
-    db->path = NULL;
+  if (rc == 0 && oee_asprintf(&db->path, "%s/oee.db", cfg->dir) < 0) db->path = NULL;
+  if (rc == 0 && (db->path == NULL || (db->dir = oee_strdup(cfg->dir)) == NULL)) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory opening the store");
   }
   if (rc == 0) rc = lock_dir(cfg->dir, &db->lock_fd, err);
-  if (rc == 0) rc = open_writer(db, cfg->sync, err);
+  if (rc == 0) rc = open_writer(db, err);
   if (rc != 0) {
     oee_db_close(db);
     return rc;
@@ -280,6 +325,9 @@ void oee_db_close(oee_db *db) {
   pthread_mutex_destroy(&db->write_lock);
   pthread_mutex_destroy(&db->pool_lock);
   pthread_mutex_destroy(&db->counts_lock);
+  pthread_mutex_destroy(&db->sync_lock);
+  if (db->wal_fd >= 0) close(db->wal_fd);
+  oee_free(db->dir);
   oee_free(db->path);
   oee_free(db);
 }

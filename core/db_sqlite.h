@@ -33,8 +33,12 @@ typedef struct oee__db_count {
 } oee__db_count;
 
 struct oee_db {
-  char *path;  /* <dir>/oee.db; immutable */
-  int lock_fd; /* flock'ed <dir>/oee.lock; immutable */
+  char *path;       /* <dir>/oee.db; immutable */
+  int lock_fd;      /* flock'ed <dir>/oee.lock; immutable */
+  char *dir;        /* immutable */
+  oee_db_sync sync; /* immutable */
+  pthread_mutex_t sync_lock;
+  int wal_fd; /* guarded by sync_lock: the WAL, opened for fsync at first use */
   pthread_mutex_t write_lock;
   sqlite3 *writer;        /* guarded by write_lock */
   sqlite3_stmt *upsert;   /* guarded by write_lock */

@@ -188,17 +188,28 @@ static void change_stored(oee_commit_item *item, int rc, const oee_error *err) {
   if (rc == 0) {
     oee__bus_publish(eng->bus, snap);
     show_stored(eng, snap);
-    if (snap->status == OEE_TASK_RUNNING && snap->worker_id >= 0 &&
-        snap->worker_id < eng->num_workers) { /* its worker may run it now */
-      worker *w = &eng->workers[snap->worker_id];
-      w->start_stored_seq = snap->seq;
-      oee__signal(&w->wake);
-    }
     if (oee_task_status_is_terminal(snap->status)) cache_trim(eng);
   }
   waiters_due(eng, snap->seq, rc);
   oee_free((void *)item->payload);
   oee_task_info_unref(snap);
+}
+
+/* A RUNNING change is written: a killed process would find the task
+ * RUNNING (and end it interrupted), so its worker may run it now, before
+ * the flush makes it durable (the contract lets RUNNING be ahead of the
+ * disk; readers still see it only once flushed). Writer thread, engine lock
+ * held (group_begin). */
+static void start_written(oee_commit_item *item, int rc, const oee_error *err) {
+  (void)rc;
+  (void)err;
+  oee_engine *eng = item->arg;
+  const oee_task_info *snap = item->snap;
+  if (snap->worker_id >= 0 && snap->worker_id < eng->num_workers) {
+    worker *w = &eng->workers[snap->worker_id];
+    if (snap->seq > w->start_stored_seq) w->start_stored_seq = snap->seq;
+    oee__signal(&w->wake);
+  }
 }
 
 /* The stored bytes of a task's payload, or NULL (none, not stored, or no
@@ -220,6 +231,7 @@ void oee__durable_change(oee_engine *eng, oee_task *t, oee_task_status from) {
                             .must_store = 1,
                             .done = change_stored,
                             .arg = eng};
+  if (snap->status == OEE_TASK_RUNNING) item->early = start_written;
   /* A final state carries the executor's results (a pipeline's stages). */
   if (oee_task_status_is_terminal(snap->status))
     item->payload = payload_bytes(t, &item->payload_len);

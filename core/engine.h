@@ -62,8 +62,9 @@ typedef struct worker {
                                  * taken off the idle stack */
   char current[OEE_ID_LEN + 1]; /* guarded by eng->lock */
   uint64_t start_stored_seq;    /* guarded by eng->lock: seq of the last RUNNING
-                                 * change of this worker's jobs that is stored
-                                 * (durable engines run a job only after it) */
+                                 * change of this worker's jobs that is written
+                                 * to the database (durable engines run a job
+                                 * only after it: durable.c start_written) */
   uint64_t completed, failed;   /* guarded by eng->lock */
 } worker;
 

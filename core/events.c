@@ -88,6 +88,8 @@ struct oee_bus {
   oee_sub *joining;                  /* guarded by log_lock: attached, not yet
                                       * seen by the fan-out */
   atomic_int nsubs;                  /* written under a bus lock; read as a hint */
+  uint64_t published;                /* seq of the last event published; guarded
+                                      * by the publishers' lock (the engine's) */
 };
 
 int oee__bus_create(oee_bus **out) {
@@ -259,7 +261,10 @@ static int log_push(oee_bus *b, const oee_task_info *t) {
   return full;
 }
 
+uint64_t oee__bus_published(const oee_bus *b) { return b->published; }
+
 void oee__bus_publish(oee_bus *b, const oee_task_info *t) {
+  b->published = t->seq;
   if (atomic_load(&b->nsubs) == 0) return;
   while (log_push(b, t)) {
     /* The fan-out fell LOG_CAP events behind: catch up rather than grow. */

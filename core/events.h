@@ -22,6 +22,12 @@ int oee__bus_create(oee_bus **out);
 /* All subscriptions must be freed first. */
 void oee__bus_destroy(oee_bus *bus);
 
+/* The seq of the last event published (caller holds the publishers' lock):
+ * a subscriber attached with it as its start misses nothing published
+ * later. With a durable engine it may be behind the engine's last seq
+ * (changes numbered, not stored yet). */
+uint64_t oee__bus_published(const oee_bus *b);
+
 /*
  * Appends `snap` (a reference is taken) to the log when anyone subscribes.
  * Called with the engine lock held, in seq order. O(1), except when the log

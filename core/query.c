@@ -280,10 +280,11 @@ int oee_engine_status(oee_engine *eng, oee_status *out) {
     ws->tasks_failed = w->failed;
   }
   oee__unlock(&eng->lock);
-  if (eng->db) { /* every stored task */
+  if (eng->db) { /* every stored task, as stored (like every read) */
     oee__durable_counts(eng, NULL, out->by_status);
     out->total_tasks = 0;
     for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) out->total_tasks += out->by_status[i];
+    out->queue_size = out->by_status[OEE_TASK_QUEUED];
   }
   return 0;
 }
@@ -364,7 +365,10 @@ int oee_engine_subscribe(oee_engine *eng, const oee_sub_filter *filter, size_t c
   oee__lock(&eng->lock);
   if (snapshot) eng->store->ops->foreach (eng->store, collect_visit, &c);
   if (snapshot) collect_disk(eng, &c, disk, n_disk);
-  rc = c.overflow ? OEE_EOVERFLOW : oee__bus_attach(eng->bus, s, c.snaps, c.len, eng->last_seq);
+  /* Snapshots show the last stored (published) state, so the live events
+   * start after the last one published, not after the last seq given. */
+  uint64_t from = oee__bus_published(eng->bus);
+  rc = c.overflow ? OEE_EOVERFLOW : oee__bus_attach(eng->bus, s, c.snaps, c.len, from);
   oee__unlock(&eng->lock);
 done:
   for (size_t i = 0; i < n_disk; i++) oee_task_info_unref(disk[i]);

@@ -254,8 +254,22 @@ static void test_reads_see_only_stored_states(void **state) {
   pthread_mutex_unlock(&a.lock);
   const oee_task_info *ev;
   assert_int_equal(oee_sub_wait(sub, &ev, 50), OEE_ETIMEDOUT);
+  /* A watcher that starts now sees the stored state in its snapshot and
+   * still gets the change once it is stored (it starts after the last
+   * event published, not after the last number given). */
+  const char *named[] = {running};
+  oee_sub_filter only = {.task_ids = named, .n_task_ids = 1};
+  oee_sub *late;
+  assert_int_equal(oee_engine_subscribe(eng, &only, 16, 1, &late), 0);
+  assert_int_equal(oee_sub_wait(late, &ev, 1000), 0);
+  assert_int_equal(ev->status, OEE_TASK_RUNNING);
+  oee_task_info_unref(ev);
 
   oee__engine_pause_commits(eng, 0);
+  assert_int_equal(oee_sub_wait(late, &ev, 30000), 0);
+  assert_int_equal(ev->status, OEE_TASK_DONE);
+  oee_task_info_unref(ev);
+  oee_sub_free(late);
   pthread_mutex_lock(&a.lock);
   while (a.calls == 0) pthread_cond_wait(&a.cv, &a.lock);
   pthread_mutex_unlock(&a.lock);
