@@ -3,11 +3,13 @@
  * are then never pulled out of their archives by the linker. */
 #include "fuzz/fake_rpc.h"
 
+#include <errno.h>
 #include <grpc/slice.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rpc/arena.h"
 #include "rpc/codec.h"
@@ -29,6 +31,12 @@ struct oee_rpc_server {
   size_t live_calls;
 };
 
+/* A call. `mu` guards the fields the "any thread" functions share with
+ * the harness (see fake_rpc.h): refs, finished, cancelled,
+ * write_in_flight and *out. It is a leaf lock, never held while a callback
+ * runs; `ended` is broadcast under it whenever the call finishes, is
+ * cancelled or its last extra reference goes. The other fields belong to
+ * the harness thread. */
 struct oee_rpc_call {
   oee_rpc_server *srv;
   const registered *reg;
@@ -36,14 +44,14 @@ struct oee_rpc_call {
   oee_arena req_arena;
   oee_rpc_call_callbacks cbs;
   void *user;
-  atomic_int refs; /* extra references (oee_rpc_call_ref); atomic as in the
-                    * real runtime, where ref/unref/reply/fail/cancelled may
-                    * be called from any thread holding a reference */
-  int finished;    /* a status was sent */
-  int cancelled;   /* the client went away first */
-  int write_in_flight;
-  int in_callback; /* guards against re-entrant on_writable */
-  oee_fake_outcome *out;
+  pthread_mutex_t mu;
+  pthread_cond_t ended;  /* CLOCK_MONOTONIC */
+  int refs;              /* extra references (oee_rpc_call_ref); mu */
+  int finished;          /* a status was sent; mu */
+  int cancelled;         /* the client went away first; mu */
+  int write_in_flight;   /* mu */
+  int in_callback;       /* guards against re-entrant on_writable */
+  oee_fake_outcome *out; /* mu */
 };
 
 /* ---------------------------------------------------------------- server */
@@ -152,13 +160,36 @@ const oee_rpc_method *oee_rpc_call_method(const oee_rpc_call *call) { return &ca
 
 const ProtobufCMessage *oee_rpc_call_request(const oee_rpc_call *call) { return call->req; }
 
-void oee_rpc_call_ref(oee_rpc_call *call) { atomic_fetch_add(&call->refs, 1); }
+static void lock(oee_rpc_call *call) {
+  if (pthread_mutex_lock(&call->mu) != 0) abort();
+}
 
-/* The harness frees the call (oee_fake_end) and checks the count is 0. */
-void oee_rpc_call_unref(oee_rpc_call *call) { atomic_fetch_sub(&call->refs, 1); }
+static void unlock(oee_rpc_call *call) {
+  if (pthread_mutex_unlock(&call->mu) != 0) abort();
+}
+
+/* Lock held. Wakes oee_fake_wait(). */
+static void signal_ended(oee_rpc_call *call) {
+  if (pthread_cond_broadcast(&call->ended) != 0) abort();
+}
+
+void oee_rpc_call_ref(oee_rpc_call *call) {
+  lock(call);
+  call->refs++;
+  unlock(call);
+}
+
+/* The harness frees the call (oee_fake_end) and checks the count is 0; the
+ * last unref wakes a harness waiting for another thread to let go. */
+void oee_rpc_call_unref(oee_rpc_call *call) {
+  lock(call);
+  if (--call->refs == 0) signal_ended(call);
+  unlock(call);
+}
 
 /* Packs msg and decodes it again with the method's response type, as a
- * client would; keeps the bytes in the outcome. Returns 0 or -1. */
+ * client would; keeps the bytes in the outcome. Returns 0 or -1. Lock
+ * held. */
 static int encode(oee_rpc_call *call, const ProtobufCMessage *msg) {
   oee_fake_outcome *o = call->out;
   if (msg == NULL || msg->descriptor != call->reg->m.response) {
@@ -182,9 +213,10 @@ static int encode(oee_rpc_call *call, const ProtobufCMessage *msg) {
   return 0;
 }
 
-int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg) {
-  if (call == NULL || call->reg->m.server_streaming) {
-    if (call) call->out->refused++;
+/* Lock held. */
+static int reply_locked(oee_rpc_call *call, const ProtobufCMessage *msg) {
+  if (call->reg->m.server_streaming) {
+    call->out->refused++;
     return OEE_RPC_EINVAL;
   }
   if (call->finished || call->cancelled) {
@@ -195,58 +227,69 @@ int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg) {
   call->finished = 1;
   call->out->replies++;
   call->out->code = GRPC_STATUS_OK;
+  signal_ended(call);
   return 0;
 }
 
+int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg) {
+  if (call == NULL) return OEE_RPC_EINVAL;
+  lock(call);
+  int rc = reply_locked(call, msg);
+  unlock(call);
+  return rc;
+}
+
 int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code, const char *message) {
+  lock(call);
+  int rc = 0;
   if (call->finished || call->cancelled) {
     call->out->refused++;
-    return OEE_RPC_ECLOSED;
+    rc = OEE_RPC_ECLOSED;
+  } else {
+    call->finished = 1;
+    call->out->statuses++;
+    call->out->code = code;
+    snprintf(call->out->message, sizeof(call->out->message), "%s", message ? message : "");
+    signal_ended(call);
   }
-  call->finished = 1;
-  call->out->statuses++;
-  call->out->code = code;
-  snprintf(call->out->message, sizeof(call->out->message), "%s", message ? message : "");
-  return 0;
+  unlock(call);
+  return rc;
 }
 
 int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code, const char *message) {
   return oee_rpc_call_finish(call, code, message);
 }
 
-int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg) {
-  if (call == NULL || !call->reg->m.server_streaming) {
-    if (call) call->out->refused++;
-    return OEE_RPC_EINVAL;
+/* Whether a write may start: 0, or the refusal (counted). Lock held. */
+static int write_check(oee_rpc_call *call) {
+  int rc = 0;
+  if (!call->reg->m.server_streaming) {
+    rc = OEE_RPC_EINVAL;
+  } else if (call->finished || call->cancelled) {
+    rc = OEE_RPC_ECLOSED;
+  } else if (call->write_in_flight) {
+    rc = OEE_RPC_EBUSY;
   }
-  if (call->finished || call->cancelled) {
-    call->out->refused++;
-    return OEE_RPC_ECLOSED;
-  }
-  if (call->write_in_flight) {
-    call->out->refused++;
-    return OEE_RPC_EBUSY;
-  }
-  if (encode(call, msg) != 0) return OEE_RPC_EINVAL;
-  call->write_in_flight = 1;
-  call->out->writes++;
-  return 0;
+  if (rc != 0) call->out->refused++;
+  return rc;
 }
 
-int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed) {
-  if (call == NULL || !call->reg->m.server_streaming) {
-    if (call) call->out->refused++;
-    return OEE_RPC_EINVAL;
+int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg) {
+  if (call == NULL) return OEE_RPC_EINVAL;
+  lock(call);
+  int rc = write_check(call);
+  if (rc == 0 && encode(call, msg) != 0) rc = OEE_RPC_EINVAL;
+  if (rc == 0) {
+    call->write_in_flight = 1;
+    call->out->writes++;
   }
-  if (call->finished || call->cancelled) {
-    call->out->refused++;
-    return OEE_RPC_ECLOSED;
-  }
-  if (call->write_in_flight) {
-    call->out->refused++;
-    return OEE_RPC_EBUSY;
-  }
-  /* The bytes must be one response message: decode them as a client would. */
+  unlock(call);
+  return rc;
+}
+
+/* Keeps a copy of packed, which must be one response message (decoded as a
+ * client would), as the write in flight. Lock held. */
+static int write_packed(oee_rpc_call *call, grpc_slice packed) {
   size_t len = GRPC_SLICE_LENGTH(packed);
   ProtobufCMessage *m =
       protobuf_c_message_unpack(call->reg->m.response, NULL, len, GRPC_SLICE_START_PTR(packed));
@@ -266,11 +309,31 @@ int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed) {
   return 0;
 }
 
-int oee_rpc_call_writable(const oee_rpc_call *call) {
-  return !call->finished && !call->cancelled && !call->write_in_flight;
+int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed) {
+  if (call == NULL) return OEE_RPC_EINVAL;
+  lock(call);
+  int rc = write_check(call);
+  if (rc == 0) rc = write_packed(call, packed);
+  unlock(call);
+  return rc;
 }
 
-int oee_rpc_call_cancelled(const oee_rpc_call *call) { return call->cancelled; }
+/* The const functions lock too: the mutex is not part of the call's value. */
+int oee_rpc_call_writable(const oee_rpc_call *call) {
+  oee_rpc_call *c = (oee_rpc_call *)call;
+  lock(c);
+  int ok = !c->finished && !c->cancelled && !c->write_in_flight;
+  unlock(c);
+  return ok;
+}
+
+int oee_rpc_call_cancelled(const oee_rpc_call *call) {
+  oee_rpc_call *c = (oee_rpc_call *)call;
+  lock(c);
+  int cancelled = c->cancelled;
+  unlock(c);
+  return cancelled;
+}
 
 int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code, const char *message) {
   return oee_rpc_call_finish(call, code, message);
@@ -284,9 +347,25 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, const registered *reg, oee_fa
   c->srv = srv;
   c->reg = reg;
   c->out = out;
+  pthread_condattr_t ca;
+  if (pthread_mutex_init(&c->mu, NULL) != 0 || pthread_condattr_init(&ca) != 0 ||
+      pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+      pthread_cond_init(&c->ended, &ca) != 0) {
+    abort();
+  }
+  pthread_condattr_destroy(&ca);
   oee_arena_init(&c->req_arena);
   srv->live_calls++;
   return c;
+}
+
+static void call_free(oee_rpc_call *c) {
+  oee_arena_free(&c->req_arena); /* the request, all of it */
+  c->srv->live_calls--;
+  pthread_cond_destroy(&c->ended);
+  pthread_mutex_destroy(&c->mu);
+  /* Poison what a handler might still hold: ASan reports any later use. */
+  free(c);
 }
 
 /* Answers a call that never reached its handler. */
@@ -294,9 +373,7 @@ static oee_rpc_call *refuse(oee_rpc_call *c, grpc_status_code code, const char *
   c->out->statuses = 1;
   c->out->code = code;
   snprintf(c->out->message, sizeof(c->out->message), "%s", message);
-  oee_arena_free(&c->req_arena);
-  c->srv->live_calls--;
-  free(c);
+  call_free(c);
   return NULL;
 }
 
@@ -323,12 +400,43 @@ oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_
   return c;
 }
 
-int oee_fake_ended(const oee_rpc_call *call) { return call->finished || call->cancelled; }
+int oee_fake_ended(const oee_rpc_call *call) {
+  oee_rpc_call *c = (oee_rpc_call *)call;
+  lock(c);
+  int ended = c->finished || c->cancelled;
+  unlock(c);
+  return ended;
+}
+
+int oee_fake_wait(oee_rpc_call *call, int timeout_ms) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  lock(call);
+  int rc = 0;
+  while (!((call->finished || call->cancelled) && call->refs == 0) && rc != ETIMEDOUT) {
+    rc = pthread_cond_timedwait(&call->ended, &call->mu, &deadline);
+    if (rc != 0 && rc != ETIMEDOUT) abort();
+  }
+  int done = (call->finished || call->cancelled) && call->refs == 0;
+  unlock(call);
+  return done;
+}
 
 int oee_fake_complete_write(oee_rpc_call *call) {
-  if (!call->write_in_flight || call->in_callback) return 0;
+  if (call->in_callback) return 0;
+  lock(call);
+  int was = call->write_in_flight;
+  int open = !call->finished && !call->cancelled;
   call->write_in_flight = 0;
-  if (!call->finished && !call->cancelled && call->cbs.on_writable) {
+  unlock(call);
+  if (!was) return 0;
+  if (open && call->cbs.on_writable) {
     call->in_callback = 1;
     call->cbs.on_writable(call, call->user);
     call->in_callback = 0;
@@ -337,13 +445,18 @@ int oee_fake_complete_write(oee_rpc_call *call) {
 }
 
 static void cancel(oee_rpc_call *call) {
-  if (call->finished || call->cancelled) return;
-  call->cancelled = 1;
-  if (call->cbs.on_cancelled) call->cbs.on_cancelled(call, call->user);
+  lock(call);
+  int ended = call->finished || call->cancelled;
+  if (!ended) {
+    call->cancelled = 1;
+    signal_ended(call);
+  }
+  unlock(call);
+  if (!ended && call->cbs.on_cancelled) call->cbs.on_cancelled(call, call->user);
 }
 
 void oee_fake_deliver(oee_rpc_call *call, const uint8_t *data, size_t size, int half_close) {
-  if (call->finished || call->cancelled || call->cbs.on_message == NULL) return;
+  if (oee_fake_ended(call) || call->cbs.on_message == NULL) return;
   if (half_close) {
     call->cbs.on_message(call, NULL, call->user);
     return;
@@ -365,13 +478,14 @@ void oee_fake_deliver(oee_rpc_call *call, const uint8_t *data, size_t size, int 
 
 int oee_fake_end(oee_rpc_call *call) {
   cancel(call);
+  lock(call);
   call->write_in_flight = 0;
+  unlock(call);
   if (call->cbs.on_done) call->cbs.on_done(call, call->user);
-  int refs = atomic_load(&call->refs);
-  oee_arena_free(&call->req_arena); /* the request, all of it */
-  call->srv->live_calls--;
-  /* Poison what a handler might still hold: ASan reports any later use. */
-  free(call);
+  lock(call);
+  int refs = call->refs;
+  unlock(call);
+  call_free(call);
   return refs;
 }
 

@@ -17,6 +17,17 @@
  * Everything a call did is counted in an oee_fake_outcome that the harness
  * checks against the invariants (one reply or one status per call, codes
  * from the method's allowed set, balanced references).
+ *
+ * Threads: as in the real runtime, oee_rpc_call_reply, _fail, _finish,
+ * _abort, _ref, _unref and _cancelled may be called from any thread that
+ * holds a reference, e.g. the engine's commit thread answering a deferred
+ * unary call (server/handler.h). Everything else, the oee_fake_* controls
+ * included, runs on the harness thread. A per-call mutex guards the state
+ * those functions share (finished, cancelled, write_in_flight, refs and the
+ * outcome); no callback ever runs with it held. oee_fake_wait() lets the
+ * harness wait until another thread is done with a call. With the memory
+ * store every answer comes on the harness thread, before the handler
+ * returns, and the mutex is never contended.
  */
 #ifndef OEE_FUZZ_FAKE_RPC_H
 #define OEE_FUZZ_FAKE_RPC_H
@@ -48,12 +59,18 @@ const oee_rpc_method *oee_fake_find(oee_rpc_server *srv, const char *path, void 
  * call is answered INVALID_ARGUMENT and NULL is returned, outcome filled).
  * `patch` (may be NULL) may edit the decoded request before the handler
  * runs. Returns the live call (end it with oee_fake_end) or NULL when the
- * call already ended. *out must stay valid until the call has ended. */
+ * call already ended. *out must stay valid until oee_fake_end(): another
+ * thread answering the call writes it. */
 oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_t *data,
                              size_t size, void (*patch)(ProtobufCMessage *req, void *ud), void *ud,
                              oee_fake_outcome *out);
 /* 1 when the call was answered (status sent) or cancelled. */
 int oee_fake_ended(const oee_rpc_call *call);
+/* Waits at most timeout_ms until the call has ended (oee_fake_ended) and
+ * every extra reference (oee_rpc_call_ref) was dropped, i.e. no other thread
+ * may touch it any more: a deferred unary answer has been sent and let go.
+ * Returns 1 then, 0 on timeout. The outcome may be read after a 1. */
+int oee_fake_wait(oee_rpc_call *call, int timeout_ms);
 /* Completes the write in flight, if any, and runs on_writable. Returns 1 if
  * a write was completed. */
 int oee_fake_complete_write(oee_rpc_call *call);

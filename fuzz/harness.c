@@ -1,11 +1,19 @@
-/* harness.c - the RPC fuzz harness (see harness.h). Single-threaded: the
- * fuzzer's thread plays the CQ thread; the engine's two workers run tasks. */
+/* harness.c - the RPC fuzz harness (see harness.h). The fuzzer's thread
+ * plays the CQ thread; the engine's two workers run tasks. With the SQLite
+ * store (the default) the engine's commit thread sends the deferred unary
+ * answers (SubmitTask(s), SubmitPipeline, CancelTask of a queued task,
+ * ClearCompletedTasks), and the harness waits for them (oee_fake_wait);
+ * with OEE_FUZZ_STORE=memory every answer comes before the handler
+ * returns. */
 #include "fuzz/harness.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/oee.h"
 #include "fuzz/fake_rpc.h"
@@ -24,6 +32,11 @@ static const char fuzz_config[] =
 
 #define N_KNOWN 4
 #define STORE_HIGH_WATER 256 /* tasks kept before the store is cleared */
+/* How long a unary call may take to be answered, in ms: a deferred answer
+ * waits for a commit, which takes milliseconds even on a loaded machine. */
+#define UNARY_DEADLINE_MS 10000
+/* How long the stored counts may lag the queue, in ms (see check_engine). */
+#define COUNTS_DEADLINE_MS 5000
 
 typedef struct env {
   oee_server_config cfg;
@@ -34,6 +47,8 @@ typedef struct env {
 } env;
 
 static env *the_env;
+/* The SQLite store's directory, made by mkdtemp; "" with the memory store. */
+static char store_dir[4096];
 
 static const char *no_env(const char *name) {
   (void)name;
@@ -43,12 +58,97 @@ static const char *no_env(const char *name) {
 static void die(const char *what, const char *path, const oee_fake_outcome *o) {
   fprintf(stderr, "fuzz invariant broken: %s (method %s, code %d, message \"%s\")\n", what, path,
           o ? (int)o->code : -1, o ? o->message : "");
+  if (store_dir[0]) fprintf(stderr, "fuzz: the store is kept in %s\n", store_dir);
   abort();
 }
 
 static void sleep_ms(int ms) {
   struct timespec ts = {0, ms * 1000000L};
   nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------ store */
+
+/* 1 for OEE_FUZZ_STORE=memory, 0 for the default SQLite store. */
+static int memory_store(void) {
+  const char *v = getenv("OEE_FUZZ_STORE");
+  if (v == NULL || v[0] == '\0' || strcmp(v, "sqlite") == 0) return 0;
+  if (strcmp(v, "memory") == 0) return 1;
+  fprintf(stderr, "fuzz: OEE_FUZZ_STORE=%s is neither sqlite nor memory\n", v);
+  abort();
+}
+
+/* Makes a fresh store_dir under $TEST_TMPDIR (bazel test), $TMPDIR or
+ * /tmp, so every process starts from an empty database. */
+static void store_dir_make(void) {
+  const char *base = getenv("TEST_TMPDIR");
+  if (base == NULL || base[0] == '\0') base = getenv("TMPDIR");
+  if (base == NULL || base[0] == '\0') base = "/tmp";
+  /* mkdtemp's template, spelt so that no six X's stand in a row here. */
+  int n = snprintf(store_dir, sizeof(store_dir),
+                   "%s/oee-fuzz-"
+                   "XXX"
+                   "XXX",
+                   base);
+  if (n < 0 || (size_t)n >= sizeof(store_dir) || mkdtemp(store_dir) == NULL) {
+    fprintf(stderr, "fuzz: cannot make a store directory under %s: %s\n", base, strerror(errno));
+    abort();
+  }
+}
+
+/* Removes store_dir and the files the store made in it (oee.db and its
+ * -wal and -shm; the store makes no subdirectories). */
+static void store_dir_remove(void) {
+  DIR *d = opendir(store_dir);
+  if (d != NULL) {
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+      if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+        unlinkat(dirfd(d), de->d_name, 0);
+      }
+    }
+    closedir(d);
+  }
+  if (rmdir(store_dir) != 0) {
+    fprintf(stderr, "fuzz: cannot remove %s: %s\n", store_dir, strerror(errno));
+  }
+}
+
+/* At exit, with the SQLite store: the engine stops writing (destroyed, with
+ * everything around it) before its directory is removed. Not reached when
+ * the process dies on a finding; the directory then stays for a look. */
+static void env_teardown(void) {
+  env *e = the_env;
+  the_env = NULL;
+  if (e != NULL) {
+    oee_rpc_server_destroy(e->srv);
+    oee_service_fini(&e->svc);
+    oee_engine_destroy(e->eng);
+    oee_server_config_free(&e->cfg);
+    free(e);
+  }
+  store_dir_remove();
+}
+
+/* Creates and starts the engine on the store OEE_FUZZ_STORE chooses. */
+static void engine_open(env *e) {
+  oee_engine_config ec = {.num_workers = e->cfg.workers,
+                          .max_queue = e->cfg.max_queue,
+                          .result_max_bytes = e->cfg.max_result_bytes,
+                          .commands = e->cfg.commands,
+                          .models = e->cfg.models};
+  if (!memory_store()) {
+    store_dir_make();
+    if (atexit(env_teardown) != 0) abort();
+    ec.data_dir = store_dir;
+    ec.sync_normal = 1; /* no fsync per commit: a fuzz store need not survive power loss */
+  }
+  oee_error err = {0};
+  if (oee_engine_open(&ec, &e->eng, &err) != 0 || oee_engine_start(e->eng) != 0) {
+    fprintf(stderr, "fuzz: cannot start the engine in %s: %s\n",
+            store_dir[0] ? store_dir : "memory", err.message);
+    abort();
+  }
 }
 
 /* ------------------------------------------------------------ known tasks */
@@ -122,12 +222,7 @@ static env *env_get(void) {
     fprintf(stderr, "fuzz config: %s\n", err);
     abort();
   }
-  oee_engine_config ec = {.num_workers = e->cfg.workers,
-                          .max_queue = e->cfg.max_queue,
-                          .result_max_bytes = e->cfg.max_result_bytes,
-                          .commands = e->cfg.commands,
-                          .models = e->cfg.models};
-  if (oee_engine_create(&ec, &e->eng) != 0 || oee_engine_start(e->eng) != 0) abort();
+  engine_open(e);
   e->srv = oee_rpc_server_create("fuzz:0", NULL, NULL);
   char why[512];
   if (e->srv == NULL ||
@@ -176,7 +271,13 @@ typedef struct allowed {
 #define B(code) (1u << GRPC_STATUS_##code)
 
 /* API.md's error table. Streams may also end UNAVAILABLE (server stop) or
- * RESOURCE_EXHAUSTED (fell behind). */
+ * RESOURCE_EXHAUSTED (fell behind). With the SQLite store a write that
+ * fails answers UNAVAILABLE "storage: ..." (the submissions, also inside a
+ * SubmitTasks result, and ClearCompletedTasks), and a CancelTask whose
+ * change the engine stopped before storing is UNAVAILABLE too; neither is
+ * listed: the store is a fresh directory on a working disk and the engine
+ * never stops while inputs run, so such a code would be a finding (or a
+ * broken machine), not a case to accept. */
 static const allowed allowed_codes[] = {
     {"SubmitTask", B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED)},
     {"SubmitTasks", B(OK) | B(INVALID_ARGUMENT)},
@@ -203,7 +304,9 @@ static unsigned allowed_for(const char *path) {
   return 0;
 }
 
-static void check_engine(env *e, const char *path) {
+/* 1 when the engine's counts agree: the statuses add up to total_tasks and
+ * queue_size is the QUEUED count. */
+static int counts_agree(env *e, const char *path) {
   oee_status st;
   if (oee_engine_status(e->eng, &st) != 0) die("engine status failed", path, NULL);
   uint64_t sum = 0;
@@ -211,7 +314,22 @@ static void check_engine(env *e, const char *path) {
   int ok = sum == st.total_tasks && st.queue_size == st.by_status[OEE_TASK_QUEUED] &&
            st.by_status[OEE_TASK_UNSPECIFIED] == 0 && st.num_workers == e->cfg.workers;
   oee_status_free(&st);
-  if (!ok) die("engine counts disagree", path, NULL);
+  return ok;
+}
+
+/* With the memory store the counts agree at every moment. With the SQLite
+ * store by_status counts the stored rows while queue_size is the queue in
+ * memory, so they disagree until the commits catch up: a task a worker took
+ * is QUEUED on disk until its RUNNING change is committed, and a stored
+ * submission joins the queue just after its commit. There they must agree
+ * within COUNTS_DEADLINE_MS. */
+static void check_engine(env *e, const char *path) {
+  for (int waited = 0; !counts_agree(e, path); waited++) {
+    if (store_dir[0] == '\0' || waited >= COUNTS_DEADLINE_MS) {
+      die("engine counts disagree", path, NULL);
+    }
+    sleep_ms(1);
+  }
 }
 
 /* SubmitTasks: every result carries an allowed code, and an id iff OK. */
@@ -277,27 +395,42 @@ static void cleanup(env *e) {
 
 /* ------------------------------------------------------------------ run */
 
+/* Waits until a unary call was answered and let go: with the SQLite store
+ * a deferred answer comes from the commit thread. */
+static void unary_wait(oee_rpc_call *call, const char *path, const oee_fake_outcome *o) {
+  if (oee_fake_wait(call, UNARY_DEADLINE_MS)) return;
+  if (!oee_fake_ended(call)) die("unary call left unanswered", path, o);
+  die("call references left unbalanced", path, o);
+}
+
+/* Drives a stream as the CQ loop would: delivers the input as the one
+ * client message of a bidi call, completes writes and ticks. */
+static void stream_drive(env *e, oee_rpc_call *call, const uint8_t *data, size_t size) {
+  if (oee_rpc_call_method(call)->client_streaming) {
+    /* Bidi: the input is the one client message, then a half-close. */
+    oee_fake_deliver(call, data, size, 0);
+    oee_fake_deliver(call, NULL, 0, 1);
+  }
+  for (int i = 0; i < 64 && !oee_fake_ended(call); i++) {
+    if (!oee_fake_complete_write(call)) oee_fake_tick(e->srv);
+  }
+  if (!oee_fake_ended(call) && size > 0 && (data[0] & 1)) {
+    /* Half the streams end from the server side, as on shutdown. */
+    oee_watch_hub_finish_all(e->svc.hub, GRPC_STATUS_UNAVAILABLE, "fuzz: server stopping");
+    oee_health_finish_all(e->svc.health, GRPC_STATUS_UNAVAILABLE, "fuzz: server stopping");
+  }
+}
+
 void oee_fuzz_rpc(const char *path, const uint8_t *data, size_t size) {
   env *e = env_get();
   oee_fake_outcome o;
   oee_rpc_call *call = oee_fake_start(e->srv, path, data, size, patch_request, e, &o);
   if (call) {
-    const oee_rpc_method *m = oee_rpc_call_method(call);
-    if (m->client_streaming) {
-      /* Bidi: the input is the one client message, then a half-close. */
-      oee_fake_deliver(call, data, size, 0);
-      oee_fake_deliver(call, NULL, 0, 1);
+    if (oee_rpc_call_method(call)->server_streaming) {
+      stream_drive(e, call, data, size);
+    } else {
+      unary_wait(call, path, &o);
     }
-    /* Drive the stream as the CQ loop would: complete writes, tick. */
-    for (int i = 0; i < 64 && !oee_fake_ended(call); i++) {
-      if (!oee_fake_complete_write(call)) oee_fake_tick(e->srv);
-    }
-    if (m->server_streaming && !oee_fake_ended(call) && size > 0 && (data[0] & 1)) {
-      /* Half the streams end from the server side, as on shutdown. */
-      oee_watch_hub_finish_all(e->svc.hub, GRPC_STATUS_UNAVAILABLE, "fuzz: server stopping");
-      oee_health_finish_all(e->svc.health, GRPC_STATUS_UNAVAILABLE, "fuzz: server stopping");
-    }
-    if (!m->server_streaming && !oee_fake_ended(call)) die("unary call left unanswered", path, &o);
     if (oee_fake_end(call) != 0) die("call references left unbalanced", path, &o);
   }
   check_outcome(e, path, &o);
