@@ -269,8 +269,16 @@ static int open_writer(oee_db *db, oee_error *err) {
   return rc;
 }
 
+/* SQLite's process-wide settings, once, before its first use: no memory
+ * statistics (they put a mutex around every SQLite allocation, about 7% of
+ * the writer's time in a profile of durable SubmitTasks). */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+
 int oee_db_open(const oee_db_config *cfg, oee_db **out, oee_error *err) {
   *out = NULL;
+  pthread_once(&sqlite_once, sqlite_setup);
   if (cfg == NULL || cfg->dir == NULL || !cfg->dir[0]) {
     return oee_error_set(err, OEE_EINVAL, "data_dir must not be empty");
   }
