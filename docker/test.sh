@@ -7,9 +7,12 @@
 #   3. builds the image (cached layers make re-runs fast)
 #   4. runs it with the gRPC port published on a free loopback port
 #   5. waits until the image's HEALTHCHECK (oeectl health) passes
-#   6. from the host: submits an echo task and a pipeline with oeectl (the
+#   6. checks the server runs on the default store, sqlite, in /var/lib/oee
+#   7. from the host: submits an echo task and a pipeline with oeectl (the
 #      binary shipped in the image, copied out) and checks their results
-#   7. sends SIGTERM and checks the container exits 0, quickly
+#   8. sends SIGTERM and checks the container exits 0, quickly
+#   9. starts the same container again and checks the task is still there
+#      (read back from /var/lib/oee/oee.db), then stops it as in 8
 # The container is removed on any exit. Exit status 0 only if every step
 # passed; the last line is "docker/test.sh: PASSED|FAILED in Ns".
 #
@@ -174,21 +177,25 @@ ADDR=127.0.0.1:${hostport##*:}
 log "published on $ADDR"
 ctl() { "$OEECTL" --addr "$ADDR" "$@"; }
 
+wait_healthy() {
+  local deadline=$(($(date +%s) + HEALTH_LIMIT_S))
+  until
+    # Runs the image's HEALTHCHECK command in the container now and records
+    # the result (podman has no timer for it without systemd).
+    podman healthcheck run "$NAME" >"$WORK/health.out" 2>&1
+  do
+    [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" = true ] ||
+      die "container exited: $(podman inspect --format 'exit code {{.State.ExitCode}}' "$NAME")"
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      die "not healthy after ${HEALTH_LIMIT_S}s: $(head -3 "$WORK/health.out"); in the container: $(podman exec "$NAME" oeectl health 2>&1 | head -3)"
+    fi
+    sleep 0.5
+  done
+  log "healthy"
+}
+
 step health "wait for the image's HEALTHCHECK (oeectl health)"
-deadline=$(($(date +%s) + HEALTH_LIMIT_S))
-until
-  # Runs the image's HEALTHCHECK command in the container now and records
-  # the result (podman has no timer for it without systemd).
-  podman healthcheck run "$NAME" >"$WORK/health.out" 2>&1
-do
-  [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" = true ] ||
-    die "container exited: $(podman inspect --format 'exit code {{.State.ExitCode}}' "$NAME")"
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    die "not healthy after ${HEALTH_LIMIT_S}s: $(head -3 "$WORK/health.out"); in the container: $(podman exec "$NAME" oeectl health 2>&1 | head -3)"
-  fi
-  sleep 0.5
-done
-log "healthy"
+wait_healthy
 podman logs "$NAME" 2>/dev/null | grep -q '^oee-server listening on port 50051$' ||
   die "no 'oee-server listening on port 50051' line on stdout"
 ctl health >/dev/null || die "oeectl health from the host failed (exit $?)"
@@ -202,6 +209,12 @@ pid1=$(podman exec "$NAME" cat /proc/1/comm)
 server_uid=$(podman exec "$NAME" sh -c 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = oee-server ] && stat -c %u $p; done' | head -1)
 if [ -z "$server_uid" ] || [ "$server_uid" = 0 ]; then die "oee-server not found or runs as root"; fi
 log "uid $uid, PID 1 $pid1, oee-server uid $server_uid"
+
+step store "the default store: sqlite in /var/lib/oee"
+podman logs "$NAME" 2>&1 | grep -q 'msg=listening .* store=sqlite data_dir=/var/lib/oee ' ||
+  die "the listening log line does not say 'store=sqlite data_dir=/var/lib/oee'"
+podman exec "$NAME" test -f /var/lib/oee/oee.db || die "no /var/lib/oee/oee.db in the container"
+log "store=sqlite data_dir=/var/lib/oee: $(podman exec "$NAME" ls /var/lib/oee | tr '\n' ' ')"
 
 # Polls `oeectl CMD... ID` until "status:" is final; prints the last output.
 wait_final() {
@@ -235,15 +248,36 @@ output=$(field output <<<"$out")
 [ "$output" = "HELLO PIPELINE" ] || die "pipeline $pid output '$output', expected 'HELLO PIPELINE'"
 log "pipeline $pid: $status, output '$output'"
 
+# SIGTERM; the container must exit 0 within STOP_LIMIT_S, its server's last
+# log lines saying "msg=exited status=0".
+stop_check() {
+  local stop_t0 code stop_ms
+  stop_t0=$(date +%s%N)
+  podman kill --signal TERM "$NAME" >/dev/null
+  code=$(timeout $((STOP_LIMIT_S + 5)) podman wait "$NAME") || die "still running $((STOP_LIMIT_S + 5))s after SIGTERM"
+  stop_ms=$((($(date +%s%N) - stop_t0) / 1000000))
+  log "exited with status $code after ${stop_ms}ms"
+  [ "$code" = 0 ] || die "exit status $code after SIGTERM, expected 0"
+  [ "$stop_ms" -le $((STOP_LIMIT_S * 1000)) ] || die "took ${stop_ms}ms to stop, limit ${STOP_LIMIT_S}s"
+  podman logs --tail 5 "$NAME" 2>&1 | grep -q 'msg=exited status=0' || die "no 'msg=exited status=0' log line"
+}
+
 step stop "SIGTERM, expect exit 0 within ${STOP_LIMIT_S}s"
-stop_t0=$(date +%s%N)
-podman kill --signal TERM "$NAME" >/dev/null
-code=$(timeout $((STOP_LIMIT_S + 5)) podman wait "$NAME") || die "still running $((STOP_LIMIT_S + 5))s after SIGTERM"
-stop_ms=$((($(date +%s%N) - stop_t0) / 1000000))
-log "exited with status $code after ${stop_ms}ms"
-[ "$code" = 0 ] || die "exit status $code after SIGTERM, expected 0"
-[ "$stop_ms" -le $((STOP_LIMIT_S * 1000)) ] || die "took ${stop_ms}ms to stop, limit ${STOP_LIMIT_S}s"
-podman logs "$NAME" 2>&1 | grep -q 'msg=exited status=0' || die "no 'msg=exited status=0' log line"
+stop_check
+
+step restart "start the container again: the task is still stored"
+quiet podman start "$NAME" >/dev/null
+hostport=$(podman port "$NAME" 50051/tcp | head -1)
+ADDR=127.0.0.1:${hostport##*:}
+wait_healthy
+out=$(ctl get "$id") || die "task $id is gone after the restart (exit $?)"
+status=$(field status <<<"$out")
+result=$(field result <<<"$out")
+if [ "$status" != DONE ] || [ "$result" != hello-container ]; then
+  die "task $id after the restart: status '$status', result '$result': $out"
+fi
+log "task $id after the restart: $status, result '$result'"
+stop_check
 
 step end "all checks passed"
 RESULT=PASSED

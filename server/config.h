@@ -25,10 +25,9 @@
 #define OEE_SERVER_DEFAULT_MAX_CONTEXT_ENTRIES ((size_t)64)
 #define OEE_SERVER_DEFAULT_MAX_CONTEXT_BYTES ((size_t)64 << 10)
 #define OEE_SERVER_DEFAULT_MAX_STAGES ((size_t)32) /* at most OEE_PIPELINE_MAX_STAGES */
-/* Storage. The contract's default store is sqlite; the server still starts
- * with memory until every suite runs against sqlite (the integrator flips
- * OEE_SERVER_DEFAULT_STORE to OEE_STORE_SQLITE then). */
-#define OEE_SERVER_DEFAULT_STORE OEE_STORE_MEMORY
+/* Storage: durable by default, in a directory relative to the working
+ * directory (the container sets OEE_DATA_DIR=/var/lib/oee). */
+#define OEE_SERVER_DEFAULT_STORE OEE_STORE_SQLITE
 #define OEE_SERVER_DEFAULT_DATA_DIR "./oee-data"
 #define OEE_SERVER_DEFAULT_RETENTION_SECONDS ((size_t)604800) /* a week */
 #define OEE_SERVER_DEFAULT_MAX_FINISHED ((size_t)1000000)

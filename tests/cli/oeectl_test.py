@@ -1,6 +1,7 @@
 """End-to-end test of oeectl against the real oee-server on loopback.
 
-Starts //server:oee-server on 127.0.0.1:0 with tests/cli/config.json, runs
+Starts //server:oee-server on 127.0.0.1:0 with tests/cli/config.json (on
+the default store, in a data directory of its own under $TEST_TMPDIR), runs
 every oeectl subcommand as a subprocess and checks stdout, stderr and the exit
 code (gRPC status code; 64 for usage errors). Ends the server with SIGTERM
 and checks that it exits 0. Prints a closing "N passed, N failed" line.
@@ -8,10 +9,12 @@ and checks that it exits 0. Prints a closing "N passed, N failed" line.
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -34,18 +37,28 @@ class Server:
     """The oee-server process; its port is read from its first stdout line."""
 
     def __init__(self):
+        self.data_dir = tempfile.mkdtemp(prefix="oee-cli-", dir=os.environ.get("TEST_TMPDIR"))
         self.proc = subprocess.Popen(
-            [SERVER, "--listen", "127.0.0.1:0", "--config", CONFIG],
+            [SERVER, "--listen", "127.0.0.1:0", "--config", CONFIG,
+             "--data-dir", self.data_dir],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"oee-server listening on port (\d+)", line)
         if not m:
+            self.remove_data()
             raise RuntimeError("server did not start: %r" % line)
         self.addr = "127.0.0.1:%s" % m.group(1)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
+
+    def remove_data(self):
+        """Kills the server if it still runs, then removes its data directory."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 SRV = None
@@ -450,8 +463,7 @@ def test_health():
         assert out == "NOT_SERVING\n" and err == "", (out, err)
         assert SRV.proc.wait(timeout=30) == 0
     finally:
-        if SRV.proc.poll() is None:
-            SRV.proc.kill()
+        SRV.remove_data()
         SRV = main
 
 
@@ -525,8 +537,7 @@ def main():
     except Exception:
         failed += 1
         print("FAIL test_server_stop\n%s" % traceback.format_exc())
-        if SRV.proc.poll() is None:
-            SRV.proc.kill()
+    SRV.remove_data()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -20,6 +20,7 @@ means "no leak at exit".
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,14 +66,17 @@ def wait_until(pred, timeout=WAIT, what="condition"):
 
 
 class Server(object):
-    """One oee-server process on a free port, with a JSON config."""
+    """One oee-server process on a free port, with a JSON config, its log and
+    its data directory (the default store's) in a directory of its own,
+    removed by stop()."""
 
     def __init__(self, config, drain_timeout=None):
-        self.dir = tempfile.mkdtemp(prefix="oee-faults-")
+        self.dir = tempfile.mkdtemp(prefix="oee-faults-", dir=os.environ.get("TEST_TMPDIR"))
         path = os.path.join(self.dir, "config.json")
         with open(path, "w") as f:
             json.dump(config, f)
-        argv = [runfile("server/oee-server"), "--listen", "127.0.0.1:0", "--config", path]
+        argv = [runfile("server/oee-server"), "--listen", "127.0.0.1:0", "--config", path,
+                "--data-dir", os.path.join(self.dir, "data")]
         if drain_timeout is not None:
             argv += ["--drain-timeout", str(drain_timeout)]
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "w+")
@@ -115,13 +119,16 @@ class Server(object):
 
     def stop(self):
         self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            rc = self.wait_exit()
-            if rc != 0:
-                raise AssertionError("server exited %d\n%s" % (rc, self.log()))
-        self.proc.stdout.close()
-        self.stderr.close()
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                rc = self.wait_exit()
+                if rc != 0:
+                    raise AssertionError("server exited %d\n%s" % (rc, self.log()))
+        finally:
+            self.proc.stdout.close()
+            self.stderr.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def submit(stub, name="t", task_type="echo", ctx=None, timeout=RPC_TIMEOUT, **kw):

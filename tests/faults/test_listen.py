@@ -6,11 +6,16 @@ the port: the first keeps answering calls, before and after.
 gRPC turns SO_REUSEPORT on by default, under which both servers would bind
 and split the connections between them silently; the server runtime turns
 it off (server/rt/rpc_server.c).
+
+Each server gets a data directory of its own: on a shared one the second
+would be refused by the store's lock before it even tried the port.
 """
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import unittest
 
 import grpc
@@ -31,10 +36,11 @@ def runfile(path):
 SERVER = runfile("server/oee-server")
 
 
-def start(addr):
+def start(addr, data_dir):
     """Starts a server on addr; returns (process, bound port)."""
-    proc = subprocess.Popen([SERVER, "--listen", addr], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
+    proc = subprocess.Popen([SERVER, "--listen", addr, "--data-dir", data_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
     line = proc.stdout.readline()
     if "listening on port" not in line:
         proc.kill()
@@ -43,11 +49,11 @@ def start(addr):
     return proc, int(line.split()[-1])
 
 
-def run_to_exit(addr):
+def run_to_exit(addr, data_dir):
     """Runs a server on addr that is expected to fail; returns (status, stderr)."""
-    proc = subprocess.run([SERVER, "--listen", addr], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True,
-                          timeout=TIMEOUT)
+    proc = subprocess.run([SERVER, "--listen", addr, "--data-dir", data_dir],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=TIMEOUT)
     return proc.returncode, proc.stderr
 
 
@@ -62,8 +68,14 @@ def serves(port):
 
 class OneServerPerAddress(unittest.TestCase):
 
+    def data_dir(self):
+        """A new data directory, removed after the test (and its tearDown)."""
+        path = tempfile.mkdtemp(prefix="oee-listen-", dir=os.environ.get("TEST_TMPDIR"))
+        self.addCleanup(shutil.rmtree, path, ignore_errors=True)
+        return path
+
     def setUp(self):
-        self.first, self.port = start("127.0.0.1:0")
+        self.first, self.port = start("127.0.0.1:0", self.data_dir())
 
     def tearDown(self):
         self.first.send_signal(signal.SIGTERM)
@@ -73,7 +85,7 @@ class OneServerPerAddress(unittest.TestCase):
     def test_second_server_on_the_same_port_fails(self):
         self.assertTrue(serves(self.port))
         addr = "127.0.0.1:%d" % self.port
-        status, err = run_to_exit(addr)
+        status, err = run_to_exit(addr, self.data_dir())
         self.assertEqual(status, 1, err)
         self.assertIn("addr=%s" % addr, err)
         self.assertIn("address already in use", err)
@@ -86,7 +98,7 @@ class OneServerPerAddress(unittest.TestCase):
 
     def test_address_not_available_is_told_apart(self):
         # 192.0.2.0/24 (TEST-NET-1) is never a local address.
-        status, err = run_to_exit("192.0.2.1:%d" % self.port)
+        status, err = run_to_exit("192.0.2.1:%d" % self.port, self.data_dir())
         self.assertEqual(status, 1, err)
         self.assertIn("addr=192.0.2.1:%d" % self.port, err)
         self.assertIn("address cannot be bound", err)

@@ -15,12 +15,18 @@ also load each other (as CI's parallel run does):
 
 Under --config=asan and --config=tsan the server is the sanitizer build, so
 "exit 0" also means "no leak, no race report".
+
+Every server opens the default store in a data directory of its own (the
+runs overlap, and a second server on one directory would be refused), so
+start-up includes opening or creating its database; finish() removes it.
 """
 
 import os
 import random
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -41,9 +47,14 @@ def runfile(path):
 
 
 def spawn():
-    argv = [runfile("server/oee-server"), "--listen", "127.0.0.1:0", "--workers", "2"]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    """Starts a server; its data directory is proc.data_dir (see finish)."""
+    data_dir = tempfile.mkdtemp(prefix="oee-signals-", dir=os.environ.get("TEST_TMPDIR"))
+    argv = [runfile("server/oee-server"), "--listen", "127.0.0.1:0", "--workers", "2",
+            "--data-dir", data_dir]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
+    proc.data_dir = data_dir
+    return proc
 
 
 def sigterm_blocked(pid):
@@ -70,13 +81,17 @@ def wait_blocked(proc):
 
 
 def finish(proc):
+    """Waits for the server to exit (killing it after EXIT_WAIT), removes its
+    data directory; returns (status or None if killed, stdout, stderr)."""
     try:
         out, err = proc.communicate(timeout=EXIT_WAIT)
+        rc = proc.returncode
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        return None, out, err
-    return proc.returncode, out, err
+        rc = None
+    shutil.rmtree(proc.data_dir, ignore_errors=True)
+    return rc, out, err
 
 
 def run_at_listen(_):

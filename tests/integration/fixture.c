@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,10 +30,14 @@ extern char **environ;
 
 /* ------------------------------------------------------------- registry */
 
-/* Pids of live servers, so that an atexit hook can kill leftovers. */
+/* Pids of live servers and their data directories ("" for none), so that
+ * an atexit hook can kill leftovers and remove what they stored. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static volatile pid_t reg[MAX_SERVERS];
+static char reg_dir[MAX_SERVERS][sizeof(((it_server *)0)->data_dir)]; /* guarded by reg_mu */
 static int reg_hooked;
+
+static void remove_data_dir(char *dir);
 
 static void kill_leftovers(void) {
   pthread_mutex_lock(&reg_mu);
@@ -40,6 +46,7 @@ static void kill_leftovers(void) {
       kill(reg[i], SIGKILL);
       waitpid(reg[i], NULL, 0);
       reg[i] = 0;
+      remove_data_dir(reg_dir[i]);
     }
   }
   pthread_mutex_unlock(&reg_mu);
@@ -55,7 +62,9 @@ static void on_fatal(int sig) {
   raise(sig);
 }
 
-static void reg_set(pid_t old, pid_t pid) {
+/* Replaces the entry of `old` (0: a free slot) by `pid` with data directory
+ * `dir` (NULL: none). */
+static void reg_set(pid_t old, pid_t pid, const char *dir) {
   pthread_mutex_lock(&reg_mu);
   if (!reg_hooked) {
     atexit(kill_leftovers);
@@ -67,6 +76,7 @@ static void reg_set(pid_t old, pid_t pid) {
   for (int i = 0; i < MAX_SERVERS; i++) {
     if (reg[i] == old) {
       reg[i] = pid;
+      snprintf(reg_dir[i], sizeof(reg_dir[i]), "%s", dir ? dir : "");
       break;
     }
   }
@@ -96,8 +106,78 @@ const char *it_runfile(const char *rel) {
   return path;
 }
 
-/* Builds argv: the binary, the fixed listen flag, the config, then extras. */
-static int build_argv(char **argv, char *bin, char *cfg, const char *const *args) {
+/* ------------------------------------------------------------- storage */
+
+/* Makes a new empty directory <$TEST_TMPDIR or /tmp>/oee-it-<random> and
+ * writes its path to out (cap bytes); 0, or -1 (reported) with out "". */
+static int make_data_dir(char *out, size_t cap) {
+  const char *base = getenv("TEST_TMPDIR");
+  int n = snprintf(out, cap, "%s/oee-it-", base && base[0] ? base : "/tmp");
+  if (n > 0 && (size_t)n + 7 <= cap) {
+    memset(out + n, 'X', 6); /* mkdtemp's template: six letters it replaces */
+    out[n + 6] = '\0';
+    if (mkdtemp(out) != NULL) return 0;
+  }
+  fprintf(stderr, "it: cannot make a data directory under %s: %s\n", base ? base : "/tmp",
+          strerror(errno));
+  out[0] = '\0';
+  return -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)type;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Removes a directory made by make_data_dir() with whatever the server
+ * stored in it (oee.db, its WAL), and empties dir. "" is ignored. */
+static void remove_data_dir(char *dir) {
+  if (dir[0] == '\0') return;
+  if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+    fprintf(stderr, "it: cannot remove %s: %s\n", dir, strerror(errno));
+  }
+  dir[0] = '\0';
+}
+
+/* The value args give to a server flag ("--store memory" or
+ * "--store=memory"), "" for a flag without one, or NULL if absent. */
+static const char *arg_value(const char *const *args, const char *flag) {
+  size_t len = strlen(flag);
+  for (; args && *args; args++) {
+    if (strcmp(*args, flag) == 0) return args[1] ? args[1] : "";
+    if (strncmp(*args, flag, len) == 0 && (*args)[len] == '=') return *args + len + 1;
+  }
+  return NULL;
+}
+
+/* The storage flags a spawn adds before args (see it_server_start), at most
+ * four, into extra (NULL-terminated); a data directory made for the server
+ * goes to dir (cap bytes), else dir is "". 0, or -1 if it cannot be made. */
+static int storage_args(const char *const *args, const char **extra, char *dir, size_t cap) {
+  int n = 0;
+  const char *store = arg_value(args, "--store");
+  const char *test_store = getenv("OEE_TEST_STORE");
+  if (store == NULL && test_store && test_store[0]) {
+    extra[n++] = "--store";
+    extra[n++] = store = test_store;
+  }
+  dir[0] = '\0';
+  int memory = store && strcmp(store, "memory") == 0;
+  if (!memory && arg_value(args, "--data-dir") == NULL) {
+    if (make_data_dir(dir, cap) != 0) return -1;
+    extra[n++] = "--data-dir";
+    extra[n++] = dir;
+  }
+  extra[n] = NULL;
+  return 0;
+}
+
+/* Builds argv: the binary, the fixed listen flag, the config, the storage
+ * flags, then the caller's. */
+static int build_argv(char **argv, char *bin, char *cfg, const char *const *storage,
+                      const char *const *args) {
   int n = 0;
   argv[n++] = bin;
   argv[n++] = (char *)"--listen";
@@ -106,6 +186,7 @@ static int build_argv(char **argv, char *bin, char *cfg, const char *const *args
     argv[n++] = (char *)"--config";
     argv[n++] = cfg;
   }
+  for (; *storage; storage++) argv[n++] = (char *)*storage;
   for (; args && *args && n < MAX_ARGS - 1; args++) argv[n++] = (char *)*args;
   argv[n] = NULL;
   return n;
@@ -126,8 +207,10 @@ static void build_env(char **envp, const char *const *extra) {
   envp[n] = NULL;
 }
 
-static pid_t spawn(const char *const *args, const char *config, const char *const *env,
-                   int out_fd) {
+/* Starts the server; its data directory (if one is made) goes to dir, which
+ * the caller removes once the server is reaped (reaped()). */
+static pid_t spawn(const char *const *args, const char *config, const char *const *env, int out_fd,
+                   char *dir, size_t cap) {
   char bin[4096], cfg[4096];
   snprintf(bin, sizeof(bin), "%s", it_runfile("server/oee-server"));
   if (config) {
@@ -135,9 +218,11 @@ static pid_t spawn(const char *const *args, const char *config, const char *cons
     snprintf(rel, sizeof(rel), "tests/integration/data/%s", config);
     snprintf(cfg, sizeof(cfg), "%s", it_runfile(rel));
   }
+  const char *storage[5];
+  if (storage_args(args, storage, dir, cap) != 0) return -1;
   char *argv[MAX_ARGS];
   static char *envp[MAX_ENV];
-  build_argv(argv, bin, config ? cfg : NULL, args);
+  build_argv(argv, bin, config ? cfg : NULL, storage, args);
   build_env(envp, env);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -148,9 +233,10 @@ static pid_t spawn(const char *const *args, const char *config, const char *cons
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     fprintf(stderr, "it: posix_spawn %s: %s\n", bin, strerror(rc));
+    remove_data_dir(dir);
     return -1;
   }
-  reg_set(0, pid);
+  reg_set(0, pid, dir);
   return pid;
 }
 
@@ -184,7 +270,7 @@ int it_server_start(it_server *s, const char *config, const char *const *args,
   memset(s, 0, sizeof(*s));
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-  pid_t pid = spawn(args, config, env, fds[1]);
+  pid_t pid = spawn(args, config, env, fds[1], s->data_dir, sizeof(s->data_dir));
   close(fds[1]);
   if (pid < 0) {
     close(fds[0]);
@@ -207,6 +293,14 @@ int it_server_start(it_server *s, const char *config, const char *const *args,
   return 0;
 }
 
+/* The server has been waited for: forget it and remove its data directory. */
+static void reaped(it_server *s, int status) {
+  s->exit_status = status;
+  reg_set(s->pid, 0, NULL);
+  s->pid = 0;
+  remove_data_dir(s->data_dir);
+}
+
 static int decode_status(int st) {
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
@@ -218,9 +312,7 @@ int it_server_alive(it_server *s) {
   int st;
   pid_t r = waitpid(s->pid, &st, WNOHANG);
   if (r == s->pid) {
-    s->exit_status = st;
-    reg_set(s->pid, 0);
-    s->pid = 0;
+    reaped(s, st);
     return 0;
   }
   return 1;
@@ -243,9 +335,9 @@ int it_server_stop(it_server *s, int timeout_ms) {
 void it_server_kill(it_server *s) {
   if (s->pid > 0) {
     kill(s->pid, SIGKILL);
-    waitpid(s->pid, &s->exit_status, 0);
-    reg_set(s->pid, 0);
-    s->pid = 0;
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+    reaped(s, st);
   }
   if (s->ch) it_watch_close_all();
   oee_rpc_channel_destroy(s->ch);
@@ -266,7 +358,7 @@ int it_server_run_to_exit(const char *const *args, int timeout_ms) {
   it_server s = {0};
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-  s.pid = spawn(args, NULL, NULL, fds[1]);
+  s.pid = spawn(args, NULL, NULL, fds[1], s.data_dir, sizeof(s.data_dir));
   close(fds[1]);
   close(fds[0]);
   if (s.pid < 0) return -1;

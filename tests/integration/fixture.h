@@ -8,6 +8,13 @@
  *    runfiles tree ($TEST_SRCDIR/oee/server/oee-server), started with
  *    posix_spawn, and its "oee-server listening on port N" line is read from a
  *    pipe with a timeout. Its stderr (the log) goes to the test's stderr.
+ *  - Every spawned server gets a data directory of its own (--data-dir, a
+ *    fresh mkdtemp under $TEST_TMPDIR), so no two servers share a store (the
+ *    sqlite store locks its directory, a second server on it refuses to
+ *    start) and none writes into the runfiles tree. The directory is removed
+ *    once the server is reaped. $OEE_TEST_STORE, when set (the suites'
+ *    "_memory" targets set it to "memory"), is passed on as --store; the
+ *    default run uses the server's default store.
  *  - Every started server is remembered in a process-wide registry; an atexit
  *    hook and it_server_kill() send SIGKILL to anything still alive, so no
  *    server outlives its test binary even when an assertion fails.
@@ -40,6 +47,7 @@ typedef struct it_server {
   char target[64];     /* "127.0.0.1:port" */
   oee_rpc_channel *ch; /* channel to the server, owned */
   int exit_status;     /* raw waitpid status once reaped */
+  char data_dir[512];  /* the --data-dir made for it; "" when none or removed */
 } it_server;
 
 /* Path of a file in the runfiles tree, e.g. it_runfile("tests/integration/
@@ -49,12 +57,17 @@ const char *it_runfile(const char *rel);
 /* Starts the server. config is a file name under tests/integration/data (or
  * NULL for none); args is a NULL-terminated list of extra flags (or NULL);
  * env is a NULL-terminated list of extra "NAME=value" entries (or NULL).
- * "--listen 127.0.0.1:0" is always passed first. Returns 0, or -1 if the
- * server did not print its port within timeout_ms (it is then killed). */
+ * "--listen 127.0.0.1:0" is always passed first, then the storage flags:
+ * "--store $OEE_TEST_STORE" when that is set and args give no --store, and
+ * "--data-dir <a new directory>" unless args give --data-dir or the store is
+ * memory (args' own storage flags, and the directory they name, are the
+ * caller's). Returns 0, or -1 if the server did not print its port within
+ * timeout_ms (it is then killed). */
 int it_server_start(it_server *s, const char *config, const char *const *args,
                     const char *const *env, int timeout_ms);
-/* Runs the server binary to completion (for startup-error tests); returns
- * the raw wait status, or -1 on timeout (the process is then killed). */
+/* Runs the server binary to completion (for startup-error tests), with the
+ * same storage flags as it_server_start; returns the raw wait status, or -1
+ * on timeout (the process is then killed). */
 int it_server_run_to_exit(const char *const *args, int timeout_ms);
 /* Sends SIGTERM and waits up to timeout_ms. Returns the exit code (0..255),
  * 128+signal if it died of a signal, or -1 on timeout (it is still alive). */
@@ -62,8 +75,9 @@ int it_server_stop(it_server *s, int timeout_ms);
 /* Waits up to timeout_ms for an already signalled server to exit; same
  * return values as it_server_stop. */
 int it_server_wait(it_server *s, int timeout_ms);
-/* Kills the server if it is alive, reaps it and closes the channel. Safe to
- * call on a zeroed or already stopped it_server. */
+/* Kills the server if it is alive, reaps it (which removes its data
+ * directory) and closes the channel. Safe to call on a zeroed or already
+ * stopped it_server. */
 void it_server_kill(it_server *s);
 /* Bound of a graceful stop in a teardown, in milliseconds. */
 #define IT_STOP_MS 30000

@@ -5,12 +5,17 @@ tests/python/test_config.json, and every check goes through grpcio and the
 protoc-generated `oee.v1` stubs (or raw bytes on a grpcio channel), so a pass
 means any standard gRPC client can talk to the server as API.md describes.
 
+Each server runs on the default store (sqlite) in a data directory of its
+own, removed afterwards; with OEE_TEST_STORE set (the test_wire_memory target
+sets "memory") it gets --store $OEE_TEST_STORE instead.
+
 All waits poll with short sleeps up to a generous deadline: the tests must
 hold on a loaded 2-core machine.
 """
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +61,18 @@ def runfile(path):
     if not root:
         raise RuntimeError("TEST_SRCDIR is not set: run this with bazel test")
     return os.path.join(root, "oee", path)
+
+
+def storage_args(prefix):
+    """The storage flags of a server: --store $OEE_TEST_STORE when set, and
+    --data-dir with a new directory unless the store is memory. Returns
+    (flags, directory or None); the caller removes the directory."""
+    store = os.environ.get("OEE_TEST_STORE")
+    flags = ["--store", store] if store else []
+    if store == "memory":
+        return flags, None
+    data_dir = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TEST_TMPDIR"))
+    return flags + ["--data-dir", data_dir], data_dir
 
 
 def wait_until(predicate, timeout=WAIT_TIMEOUT, what="condition"):
@@ -147,9 +164,12 @@ class ServerTestCase(unittest.TestCase):
         cls.stdout_path = os.path.join(outdir, cls.__name__ + ".oee-server.stdout")
         cls.stderr_path = os.path.join(outdir, cls.__name__ + ".oee-server.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("OEE_")}
+        storage, data_dir = storage_args("oee-wire-%s-" % cls.__name__)
+        if data_dir:  # after tearDownClass, or when setUpClass fails
+            cls.addClassCleanup(shutil.rmtree, data_dir, ignore_errors=True)
         with open(cls.stdout_path, "wb") as out, open(cls.stderr_path, "wb") as err:
             cls.server = subprocess.Popen(
-                [binary, "--listen", "127.0.0.1:0", "--config", config],
+                [binary, "--listen", "127.0.0.1:0", "--config", config] + storage,
                 stdout=out, stderr=err, env=env)
 
         def port():

@@ -59,13 +59,13 @@ static void test_defaults(void **state) {
   assert_int_equal(c.watch_buffer, 4096);
   assert_true(c.drain_timeout == 30);
   assert_null(c.config_path);
-  assert_int_equal(c.store, OEE_STORE_MEMORY); /* sqlite once every suite runs on it */
+  assert_int_equal(c.store, OEE_STORE_SQLITE);
   assert_string_equal(c.data_dir, "./oee-data");
   assert_int_equal(c.sync_normal, 0);
   assert_int_equal(c.retention_seconds, 604800);
   assert_int_equal(c.max_finished, 1000000);
   assert_int_equal(c.max_queue_bytes, (size_t)1 << 30);
-  assert_string_equal(oee_store_name(c.store), "memory");
+  assert_string_equal(oee_store_name(c.store), "sqlite");
   assert_string_equal(oee_sync_name(c.sync_normal), "full");
   assert_int_equal(oee_exec_table_size(c.commands), 0);
   assert_true(oee_model_table_has(c.models, "echo"));
@@ -98,33 +98,35 @@ static void test_file_env_flag_precedence(void **state) {
   unlink(path);
 }
 
-/* store, data_dir and sync: flag over environment over file. */
+/* store, data_dir and sync: flag over environment over file. Each layer
+ * sets the other store than the one below it (the file's differs from the
+ * default, sqlite), so every override shows. */
 static void test_storage_precedence(void **state) {
   (void)state;
   char *path =
-      write_file("{\"store\": \"sqlite\", \"data_dir\": \"/tmp/f\", \"sync\": \"normal\"}");
+      write_file("{\"store\": \"memory\", \"data_dir\": \"/tmp/f\", \"sync\": \"normal\"}");
   oee_server_config c;
   char err[512];
   set_env("OEE_CONFIG", path, NULL, NULL);
   char *argv1[] = {"oee-server", NULL};
   assert_int_equal(load(&c, err, 1, argv1), 0);
-  assert_int_equal(c.store, OEE_STORE_SQLITE);
+  assert_int_equal(c.store, OEE_STORE_MEMORY);
   assert_string_equal(c.data_dir, "/tmp/f");
   assert_int_equal(c.sync_normal, 1);
   oee_server_config_free(&c);
   memset(fake_env, 0, sizeof(fake_env));
-  const char *env[] = {"OEE_CONFIG", path,       "OEE_STORE", "memory", "OEE_DATA_DIR",
+  const char *env[] = {"OEE_CONFIG", path,       "OEE_STORE", "sqlite", "OEE_DATA_DIR",
                        "/tmp/e",     "OEE_SYNC", "full",      NULL};
   memcpy(fake_env, env, sizeof(env));
   assert_int_equal(load(&c, err, 1, argv1), 0);
-  assert_int_equal(c.store, OEE_STORE_MEMORY);
+  assert_int_equal(c.store, OEE_STORE_SQLITE);
   assert_string_equal(c.data_dir, "/tmp/e");
   assert_int_equal(c.sync_normal, 0);
   oee_server_config_free(&c);
-  char *argv2[] = {"oee-server", "--store", "sqlite", "--data-dir",
+  char *argv2[] = {"oee-server", "--store", "memory", "--data-dir",
                    "/tmp/g",     "--sync",  "normal", NULL};
   assert_int_equal(load(&c, err, 7, argv2), 0);
-  assert_int_equal(c.store, OEE_STORE_SQLITE);
+  assert_int_equal(c.store, OEE_STORE_MEMORY);
   assert_string_equal(c.data_dir, "/tmp/g");
   assert_int_equal(c.sync_normal, 1);
   oee_server_config_free(&c);

@@ -17,10 +17,13 @@
  *  5. after ClearCompletedTasks(keep_recent=0) the server's RSS is back
  *     near its value after warm-up;
  *  6. SIGTERM: the server exits 0.
+ * The server runs on its default store (sqlite) in a data directory of its
+ * own under $TEST_TMPDIR, removed at the end.
  * Figures go to stdout (and $TEST_UNDECLARED_OUTPUTS_DIR/soak.txt). Any
  * unexpected status code, lost task or broken order fails the run.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -429,7 +433,31 @@ static long rss_kb(pid_t pid) {
   return kb;
 }
 
-static int start_server(const char *bin, const char *config) {
+/* Makes a new empty directory <tmp>/oee-soak-<random> into out (cap bytes);
+ * 0 or -1. */
+static int make_data_dir(char *out, size_t cap, const char *tmp) {
+  int n = snprintf(out, cap, "%s/oee-soak-", tmp);
+  if (n < 0 || (size_t)n + 7 > cap) return -1;
+  memset(out + n, 'X', 6); /* mkdtemp's template: six letters it replaces */
+  out[n + 6] = '\0';
+  return mkdtemp(out) != NULL ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)type;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Removes the data directory with the database the server left in it. */
+static void remove_data_dir(const char *dir) {
+  if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+    fprintf(stderr, "soak: cannot remove %s: %s\n", dir, strerror(errno));
+  }
+}
+
+static int start_server(const char *bin, const char *config, const char *data_dir) {
   int out[2];
   if (pipe(out) != 0) return -1;
   server_pid = fork();
@@ -438,7 +466,8 @@ static int start_server(const char *bin, const char *config) {
     dup2(out[1], 1);
     close(out[0]);
     close(out[1]);
-    execl(bin, bin, "--listen", "127.0.0.1:0", "--config", config, (char *)NULL);
+    execl(bin, bin, "--listen", "127.0.0.1:0", "--config", config, "--data-dir", data_dir,
+          (char *)NULL);
     _exit(127);
   }
   close(out[1]);
@@ -617,7 +646,7 @@ int main(int argc, char **argv) {
   double seconds = atof(env_or("OEE_SOAK_SECONDS", "15"));
   int clients = atoi(env_or("OEE_SOAK_CLIENTS", "32"));
   long rss_slack_kb = atol(env_or("OEE_SOAK_RSS_SLACK_KB", "65536"));
-  char bin[4096], config[4096];
+  char bin[4096], config[4096], data_dir[4096];
   const char *srcdir = getenv("TEST_SRCDIR");
   if (argc > 1) {
     snprintf(bin, sizeof(bin), "%s", argv[1]);
@@ -627,15 +656,26 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: soak [path/to/oee-server] (or run with bazel test)\n");
     return 2;
   }
-  snprintf(config, sizeof(config), "%s/oee-soak-%d.json", env_or("TEST_TMPDIR", "/tmp"),
-           (int)getpid());
+  const char *tmp = env_or("TEST_TMPDIR", "/tmp");
+  snprintf(config, sizeof(config), "%s/oee-soak-%d.json", tmp, (int)getpid());
   FILE *cf = fopen(config, "w");
   if (cf == NULL) return 2;
   fprintf(cf, "{\"workers\": 4, \"watch_buffer\": 65536, \"max_watchers\": 64}\n");
   fclose(cf);
+  if (make_data_dir(data_dir, sizeof(data_dir), tmp) != 0) {
+    fprintf(stderr, "soak: cannot make a data directory under %s: %s\n", tmp, strerror(errno));
+    remove(config);
+    return 2;
+  }
   grpc_init();
-  if (start_server(bin, config) != 0) {
+  if (start_server(bin, config, data_dir) != 0) {
     fprintf(stderr, "soak: cannot start %s\n", bin);
+    if (server_pid > 0) {
+      kill(server_pid, SIGKILL);
+      waitpid(server_pid, NULL, 0);
+    }
+    remove_data_dir(data_dir);
+    remove(config);
     return 2;
   }
   oee_rpc_channel *ch = oee_rpc_channel_create(target);
@@ -728,6 +768,7 @@ int main(int argc, char **argv) {
     }
   }
   remove(config);
+  remove_data_dir(data_dir);
   if (atomic_load(&watchers_stayed) == 0) fail("no watcher stayed to the end of its tasks");
   printf("soak: %s\n", failures == 0 && lost == 0 ? "PASS" : "FAIL");
   return failures == 0 && lost == 0 ? 0 : 1;

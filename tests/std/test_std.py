@@ -5,10 +5,14 @@ google/protobuf/timestamp.proto dependency, build a descriptor pool from
 what the server sent (what grpcurl does), v1 and v1alpha.
 Health: Check and Watch for "" and oee.v1.OrchestratorService, NOT_FOUND /
 SERVICE_UNKNOWN for other names, and NOT_SERVING as soon as a drain starts.
+Each server stores its tasks in a data directory of its own, removed after
+its test.
 """
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -27,8 +31,16 @@ from std import reflection_v1alpha_pb2_grpc as rarpc
 SERVER = os.path.join(os.environ.get("TEST_SRCDIR", ""), "oee/server/oee-server")
 
 
-def start_server(*args):
-    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", *args],
+def new_data_dir(register):
+    """A new data directory under $TEST_TMPDIR; register (a test's addCleanup
+    or its class's addClassCleanup) removes it after the test's teardown."""
+    path = tempfile.mkdtemp(prefix="oee-std-", dir=os.environ.get("TEST_TMPDIR"))
+    register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def start_server(data_dir, *args):
+    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "listening on port" not in line:
@@ -49,7 +61,7 @@ def files_of(resp):
 class ReflectionTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.proc, port = start_server()
+        cls.proc, port = start_server(new_data_dir(cls.addClassCleanup))
         cls.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         cls.v1 = rrpc.ServerReflectionStub(cls.channel)
 
@@ -139,7 +151,7 @@ NOT_SERVING = hpb.HealthCheckResponse.NOT_SERVING
 
 class HealthTest(unittest.TestCase):
     def setUp(self):
-        self.proc, port = start_server("--drain-timeout", "30")
+        self.proc, port = start_server(new_data_dir(self.addCleanup), "--drain-timeout", "30")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.health = hrpc.HealthStub(self.channel)
 
