@@ -32,8 +32,11 @@ static void set_env(const char *a, const char *b, const char *c, const char *d) 
 }
 
 static char *write_file(const char *text) {
-  static char path[64];
-  strcpy(path, "/tmp/oee-config-XXXXXX");
+  static char path[256];
+  const char *dir = getenv("TEST_TMPDIR");
+  int n = snprintf(path, sizeof(path) - 7, "%s/oee-config-", dir ? dir : "/tmp");
+  memset(path + n, 'X', 6); /* mkstemp's template */
+  path[n + 6] = '\0';
   int fd = mkstemp(path);
   assert_true(fd >= 0);
   assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
