@@ -73,7 +73,11 @@ static void check(int rc, const char *what) {
 /* The task every measurement submits: as rpc_load's, a no-op with one
  * context entry. */
 static const oee_kv ctx_entry = {"message", ""};
-static const oee_submit task = {"bench-task", "noop", 5, &ctx_entry, 1};
+static const oee_submit task = {.name = "bench-task",
+                                .task_type = "noop",
+                                .priority = 5,
+                                .context = &ctx_entry,
+                                .context_len = 1};
 static const size_t task_string_bytes =
     sizeof("bench-task") + sizeof("noop") + sizeof("message") + sizeof("");
 

@@ -91,15 +91,25 @@ typedef enum oee_task_status {
   OEE_TASK_DONE = 3,
   OEE_TASK_ERROR = 4,
   OEE_TASK_CANCELLED = 5,
+  OEE_TASK_SCHEDULED = 6, /* exists, may not start yet: a future run_at, a
+                           * retry's backoff, or unfinished dependencies */
 } oee_task_status;
 
-#define OEE_TASK_STATUS_COUNT 6
+#define OEE_TASK_STATUS_COUNT 7
 
 /* Lower-case name ("queued", "running", ...); "unspecified" for 0/unknown. */
 const char *oee_task_status_name(oee_task_status s);
 /* 1 for DONE, ERROR and CANCELLED. */
 int oee_task_status_is_terminal(oee_task_status s);
-/* 0 when `from` -> `to` is a lifecycle edge, OEE_ESTATE otherwise. */
+/*
+ * 0 when `from` -> `to` is a lifecycle edge, OEE_ESTATE otherwise. The
+ * engine consults this table for every change it makes. Edges:
+ * (new: UNSPECIFIED) -> QUEUED | SCHEDULED | CANCELLED (a dependency already
+ * failed); SCHEDULED -> QUEUED | CANCELLED; QUEUED -> RUNNING | CANCELLED;
+ * RUNNING -> DONE | ERROR | CANCELLED | SCHEDULED (a failed attempt to be
+ * retried); ERROR | CANCELLED -> QUEUED | SCHEDULED | CANCELLED (RetryTask:
+ * checked like a fresh submission).
+ */
 int oee_task_transition_check(oee_task_status from, oee_task_status to);
 
 #define OEE_PRIORITY_MIN 0
@@ -132,6 +142,21 @@ typedef struct oee_task_info {
   int64_t completed_at_ns; /* 0 = not reached */
   uint64_t seq;            /* event sequence number of this change */
   uint64_t submit_index;   /* submission order, 1-based, per engine */
+  /* Attempts: the one running or last run (1-based; 0 before the first
+   * start) of at most max_attempts; before retry n the task waits
+   * min(max_backoff_seconds, backoff_seconds * 2^(n-1)) times a random
+   * factor in [0.5, 1.0]. */
+  int attempt;
+  int max_attempts;
+  double backoff_seconds;
+  double max_backoff_seconds;
+  double timeout_seconds;        /* per attempt; 0 = none */
+  int64_t run_at_ns;             /* CLOCK_REALTIME; 0 unless waiting for a time */
+  const char *idempotency_key;   /* "" = none */
+  const char *const *depends_on; /* depends_on_len resolved task ids */
+  size_t depends_on_len;
+  const char *schedule_id;      /* "" unless a schedule created the task */
+  const char *remote_worker_id; /* "" unless a remote worker ran it */
 } oee_task_info;
 
 /* Adds a reference; returns `t`. */
@@ -167,8 +192,13 @@ int oee_job_worker(const oee_job *job);
 /* Finish the job. `result`/`message` are copied; the job handle is invalid
  * after the call. Calling a second finish function is a broken invariant. */
 void oee_job_succeed(oee_job *job, const char *result);
+/* A failed attempt: retried after the backoff while attempts remain. */
 void oee_job_fail(oee_job *job, const char *message);
+/* A failure no retry can fix: the task ends ERROR whatever attempts remain. */
+void oee_job_fail_permanent(oee_job *job, const char *message);
 void oee_job_cancelled(oee_job *job, const char *reason);
+/* The attempt this job runs (1-based). */
+int oee_job_attempt(const oee_job *job);
 
 /* ------------------------------------------------------ cancellation token */
 
@@ -199,10 +229,12 @@ typedef struct oee_model_table oee_model_table; /* see oee_pipeline.h */
 
 /* Defaults, defined here once for the engine and every program that embeds
  * or configures it. */
-#define OEE_DEFAULT_WORKERS 3                          /* worker threads */
-#define OEE_DEFAULT_RESULT_MAX_BYTES ((size_t)1 << 20) /* result kept per task */
-#define OEE_DEFAULT_SUB_CAPACITY ((size_t)4096)        /* events buffered per subscriber */
-#define OEE_DEFAULT_FINISHED_CACHE ((size_t)4096)      /* finished tasks in memory (durable) */
+#define OEE_DEFAULT_WORKERS 3                            /* worker threads */
+#define OEE_DEFAULT_RESULT_MAX_BYTES ((size_t)1 << 20)   /* result kept per task */
+#define OEE_DEFAULT_SUB_CAPACITY ((size_t)4096)          /* events buffered per subscriber */
+#define OEE_DEFAULT_FINISHED_CACHE ((size_t)4096)        /* finished tasks in memory (durable) */
+#define OEE_DEFAULT_IDEMPOTENCY_WINDOW ((uint64_t)86400) /* seconds a key holds */
+#define OEE_DEFAULT_MAX_DEPENDENCIES ((size_t)64)        /* depends_on entries per task */
 
 typedef struct oee_engine_config {
   int num_workers;         /* 0 = OEE_DEFAULT_WORKERS */
@@ -238,6 +270,12 @@ typedef struct oee_engine_config {
   /* Bytes of name + task_type + context over every unfinished task; a
    * submission that would pass it is refused with OEE_EFULL. 0 = none. */
   uint64_t max_queue_bytes;
+  /* Task semantics: attempts of a task that names none (0 = 1: no retry),
+   * how long an idempotency key holds (0 = OEE_DEFAULT_IDEMPOTENCY_WINDOW),
+   * the most dependencies one task may name (0 = OEE_DEFAULT_MAX_DEPENDENCIES). */
+  int default_max_attempts;
+  uint64_t idempotency_window_seconds;
+  size_t max_dependencies;
 } oee_engine_config;
 
 /* Creates an engine with the built-in executors registered. `cfg` may be NULL
@@ -298,7 +336,24 @@ typedef struct oee_submit {
   int priority;          /* 0..10 */
   const oee_kv *context; /* may be NULL when context_len == 0 */
   size_t context_len;
+  /* Task semantics (all optional: zero means the default). */
+  int max_attempts;              /* 1..100; 0 = the engine's default_max_attempts */
+  int has_backoff;               /* 1: backoff_seconds given (finite, >= 0) */
+  double backoff_seconds;        /* default OEE_DEFAULT_BACKOFF_SECONDS */
+  int has_max_backoff;           /* 1: max_backoff_seconds given (finite, >= 0) */
+  double max_backoff_seconds;    /* default OEE_DEFAULT_MAX_BACKOFF_SECONDS */
+  double timeout_seconds;        /* per attempt, finite, >= 0; 0 = none */
+  int has_run_at;                /* 1: run_at_ns given */
+  int64_t run_at_ns;             /* CLOCK_REALTIME; past = now */
+  const char *idempotency_key;   /* NULL or "" = none; at most 256 bytes */
+  const char *const *depends_on; /* task ids, at most max_dependencies */
+  size_t depends_on_len;
 } oee_submit;
+
+#define OEE_MAX_ATTEMPTS_LIMIT 100
+#define OEE_IDEMPOTENCY_KEY_MAX 256
+#define OEE_DEFAULT_BACKOFF_SECONDS 1.0
+#define OEE_DEFAULT_MAX_BACKOFF_SECONDS 300.0
 
 /*
  * Validates and enqueues a task. On success *out (if not NULL) receives a
@@ -377,6 +432,18 @@ typedef struct oee_list_page {
 /* Lists tasks in submission order. Free with oee_list_page_free(). */
 int oee_engine_list(oee_engine *eng, const oee_list_query *q, oee_list_page *out);
 void oee_list_page_free(oee_list_page *page);
+
+/*
+ * RetryTask: a task in ERROR or CANCELLED is queued again (or SCHEDULED
+ * for a future run_at) with attempt 0 and its full max_attempts, as a fresh
+ * submission would be. OEE_ESTATE for any other status (the reason names
+ * it), OEE_EINVAL, OEE_ENOENT. cb as for oee_engine_submit_async(): called
+ * once the change is stored (durable) or before this returns (memory).
+ */
+int oee_engine_retry_async(oee_engine *eng, const char *id, oee_submit_cb cb, void *arg,
+                           oee_error *err);
+/* The same, waiting: *out (optional) gets the task after the change. */
+int oee_engine_retry(oee_engine *eng, const char *id, const oee_task_info **out, oee_error *err);
 
 /* Drops finished tasks except the `keep_recent` most recently completed.
  * Returns the number removed (>= 0) or OEE_EINVAL for a negative count. */

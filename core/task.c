@@ -29,7 +29,7 @@ typedef struct snap_block {
 #define SNAP_OF(t) ((snap_block *)((char *)(t)-offsetof(snap_block, info)))
 
 static const char *const status_names[OEE_TASK_STATUS_COUNT] = {
-    "unspecified", "queued", "running", "done", "error", "cancelled",
+    "unspecified", "queued", "running", "done", "error", "cancelled", "scheduled",
 };
 
 const char *oee_task_status_name(oee_task_status s) {
@@ -41,15 +41,26 @@ int oee_task_status_is_terminal(oee_task_status s) {
   return s == OEE_TASK_DONE || s == OEE_TASK_ERROR || s == OEE_TASK_CANCELLED;
 }
 
+/* The lifecycle as a table: bit `to` of edges[from] (see oee.h). */
+#define EDGE(s) (1u << (s))
+static const unsigned edges[OEE_TASK_STATUS_COUNT] = {
+    [OEE_TASK_UNSPECIFIED] =
+        EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED) | EDGE(OEE_TASK_CANCELLED),
+    [OEE_TASK_SCHEDULED] = EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_CANCELLED),
+    [OEE_TASK_QUEUED] = EDGE(OEE_TASK_RUNNING) | EDGE(OEE_TASK_CANCELLED),
+    [OEE_TASK_RUNNING] = EDGE(OEE_TASK_DONE) | EDGE(OEE_TASK_ERROR) | EDGE(OEE_TASK_CANCELLED) |
+                         EDGE(OEE_TASK_SCHEDULED),
+    [OEE_TASK_DONE] = 0,
+    [OEE_TASK_ERROR] = EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED) | EDGE(OEE_TASK_CANCELLED),
+    [OEE_TASK_CANCELLED] =
+        EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED) | EDGE(OEE_TASK_CANCELLED),
+};
+
 int oee_task_transition_check(oee_task_status from, oee_task_status to) {
-  switch (from) {
-    case OEE_TASK_QUEUED:
-      return to == OEE_TASK_RUNNING || to == OEE_TASK_CANCELLED ? 0 : OEE_ESTATE;
-    case OEE_TASK_RUNNING:
-      return oee_task_status_is_terminal(to) ? 0 : OEE_ESTATE;
-    default:
-      return OEE_ESTATE;
+  if ((unsigned)from >= OEE_TASK_STATUS_COUNT || (unsigned)to >= OEE_TASK_STATUS_COUNT) {
+    return OEE_ESTATE;
   }
+  return edges[from] & EDGE(to) ? 0 : OEE_ESTATE;
 }
 
 void oee__new_id(char out[OEE_ID_LEN + 1]) { oee__id_new(out); }
@@ -73,11 +84,14 @@ oee_task_info *oee__snap_pack(const oee_task_info *d) { return oee__snap_pack_pr
 
 oee_task_info *oee__snap_pack_prefixed(const oee_task_info *d, size_t prefix) {
   prefix = (prefix + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t);
-  size_t bytes = prefix + sizeof(snap_block) + d->context_len * sizeof(oee_kv);
+  size_t bytes = prefix + sizeof(snap_block) + d->context_len * sizeof(oee_kv) +
+                 d->depends_on_len * sizeof(char *);
   bytes += slen(d->name) + slen(d->task_type) + slen(d->result) + slen(d->error_message);
+  bytes += slen(d->idempotency_key) + slen(d->schedule_id) + slen(d->remote_worker_id);
   for (size_t i = 0; i < d->context_len; i++) {
     bytes += slen(d->context[i].key) + slen(d->context[i].value);
   }
+  for (size_t i = 0; i < d->depends_on_len; i++) bytes += slen(d->depends_on[i]);
   char *base = oee_malloc(bytes);
   if (base == NULL) return NULL;
   snap_block *b = (snap_block *)(base + prefix);
@@ -86,16 +100,22 @@ oee_task_info *oee__snap_pack_prefixed(const oee_task_info *d, size_t prefix) {
   oee_task_info *t = &b->info;
   *t = *d;
   oee_kv *kv = (oee_kv *)(b + 1);
-  char *cur = (char *)(kv + d->context_len);
+  const char **deps = (const char **)(kv + d->context_len);
+  char *cur = (char *)(deps + d->depends_on_len);
   for (size_t i = 0; i < d->context_len; i++) {
     kv[i].key = put_str(&cur, d->context[i].key);
     kv[i].value = put_str(&cur, d->context[i].value);
   }
+  for (size_t i = 0; i < d->depends_on_len; i++) deps[i] = put_str(&cur, d->depends_on[i]);
   t->context = d->context_len ? kv : NULL;
+  t->depends_on = d->depends_on_len ? deps : NULL;
   t->name = put_str(&cur, d->name);
   t->task_type = put_str(&cur, d->task_type);
   t->result = put_str(&cur, d->result);
   t->error_message = put_str(&cur, d->error_message);
+  t->idempotency_key = put_str(&cur, d->idempotency_key);
+  t->schedule_id = put_str(&cur, d->schedule_id);
+  t->remote_worker_id = put_str(&cur, d->remote_worker_id);
   return t;
 }
 

@@ -27,7 +27,8 @@ static const oee_task_info *wait_done(oee_engine *eng, const char *id) {
 static void submit(oee_engine *eng, const char *name, const char *type, int prio, const char *msg,
                    char id[OEE_ID_LEN + 1]) {
   oee_kv kv = {"message", msg};
-  oee_submit req = {name, type, prio, &kv, 1};
+  oee_submit req = {
+      .name = name, .task_type = type, .priority = prio, .context = &kv, .context_len = 1};
   const oee_task_info *t;
   int rc = oee_engine_submit(eng, &req, &t, NULL);
   if (rc != 0) {

@@ -155,7 +155,11 @@ static void engine_open(env *e) {
 
 static int submit(env *e, const char *type, const char *key, const char *value, char *id_out) {
   oee_kv kv = {key, value};
-  oee_submit req = {"fuzz-known", type, 5, key ? &kv : NULL, key ? 1 : 0};
+  oee_submit req = {.name = "fuzz-known",
+                    .task_type = type,
+                    .priority = 5,
+                    .context = key ? &kv : NULL,
+                    .context_len = key ? 1 : 0};
   const oee_task_info *t;
   if (oee_engine_submit(e->eng, &req, &t, NULL) != 0) return -1;
   memcpy(id_out, t->id, OEE_ID_LEN + 1);

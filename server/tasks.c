@@ -63,7 +63,11 @@ static grpc_status_code submission(oee_service *s, reply_ctx *out,
     kv[i].key = m->context[i]->key ? m->context[i]->key : "";
     kv[i].value = m->context[i]->value ? m->context[i]->value : "";
   }
-  *req = (oee_submit){m->name, m->task_type, prio, kv, m->n_context};
+  *req = (oee_submit){.name = m->name,
+                      .task_type = m->task_type,
+                      .priority = prio,
+                      .context = kv,
+                      .context_len = m->n_context};
   return GRPC_STATUS_OK;
 }
 

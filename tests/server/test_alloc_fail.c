@@ -164,7 +164,8 @@ static void world_tasks(world *w) {
   oee_task_info_unref(t);
   wait_for(w, w->pipeline, OEE_TASK_DONE);
   oee_kv kv = {"seconds", "100000"};
-  oee_submit req = {"sleeper", "sleep", 5, &kv, 1};
+  oee_submit req = {
+      .name = "sleeper", .task_type = "sleep", .priority = 5, .context = &kv, .context_len = 1};
   assert_int_equal(oee_engine_submit(w->eng, &req, &t, NULL), 0);
   memcpy(w->sleeper, t->id, sizeof(w->sleeper));
   oee_task_info_unref(t);
