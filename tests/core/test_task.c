@@ -11,10 +11,17 @@
 
 static void test_every_transition(void **state) {
   (void)state;
-  /* allowed[from][to] for the five real statuses and UNSPECIFIED. */
+  /* allowed[from][to], written out from the contract's lifecycle; from
+   * UNSPECIFIED is a new task's first status. */
+  enum { Q = OEE_TASK_QUEUED, R = OEE_TASK_RUNNING, D = OEE_TASK_DONE, E = OEE_TASK_ERROR };
+  enum { C = OEE_TASK_CANCELLED, S = OEE_TASK_SCHEDULED };
   static const int allowed[OEE_TASK_STATUS_COUNT][OEE_TASK_STATUS_COUNT] = {
-      [OEE_TASK_QUEUED] = {[OEE_TASK_RUNNING] = 1, [OEE_TASK_CANCELLED] = 1},
-      [OEE_TASK_RUNNING] = {[OEE_TASK_DONE] = 1, [OEE_TASK_ERROR] = 1, [OEE_TASK_CANCELLED] = 1},
+      [OEE_TASK_UNSPECIFIED] = {[Q] = 1, [S] = 1, [C] = 1},
+      [S] = {[Q] = 1, [C] = 1},
+      [Q] = {[R] = 1, [C] = 1},
+      [R] = {[D] = 1, [E] = 1, [C] = 1, [S] = 1},
+      [E] = {[Q] = 1, [S] = 1, [C] = 1}, /* RetryTask */
+      [C] = {[Q] = 1, [S] = 1, [C] = 1}, /* RetryTask */
   };
   int n_allowed = 0;
   for (int f = 0; f < OEE_TASK_STATUS_COUNT; f++) {
@@ -24,7 +31,7 @@ static void test_every_transition(void **state) {
       n_allowed += rc == 0;
     }
   }
-  assert_int_equal(n_allowed, 5);
+  assert_int_equal(n_allowed, 16);
   assert_int_equal(oee_task_transition_check(OEE_TASK_DONE, 99), OEE_ESTATE);
 }
 
@@ -32,6 +39,8 @@ static void test_status_names_and_terminal(void **state) {
   (void)state;
   assert_string_equal(oee_task_status_name(OEE_TASK_QUEUED), "queued");
   assert_string_equal(oee_task_status_name(OEE_TASK_CANCELLED), "cancelled");
+  assert_string_equal(oee_task_status_name(OEE_TASK_SCHEDULED), "scheduled");
+  assert_false(oee_task_status_is_terminal(OEE_TASK_SCHEDULED));
   assert_string_equal(oee_task_status_name((oee_task_status)42), "unspecified");
   assert_false(oee_task_status_is_terminal(OEE_TASK_RUNNING));
   assert_true(oee_task_status_is_terminal(OEE_TASK_ERROR));
