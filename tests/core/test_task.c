@@ -31,7 +31,7 @@ static void test_every_transition(void **state) {
       n_allowed += rc == 0;
     }
   }
-  assert_int_equal(n_allowed, 16);
+  assert_int_equal(n_allowed, 17);
   assert_int_equal(oee_task_transition_check(OEE_TASK_DONE, 99), OEE_ESTATE);
 }
 
