@@ -17,11 +17,18 @@ static void run_echo(oee_job *job, void *ud) {
   oee_job_succeed(job, msg ? msg : "");
 }
 
-/* fail: ends ERROR with context["message"]. */
+/* fail: every attempt fails with context["message"]; permanently (no
+ * retry) when context["permanent"] is "true". */
 static void run_fail(oee_job *job, void *ud) {
   (void)ud;
   const char *msg = oee_job_context(job, "message");
-  oee_job_fail(job, msg && msg[0] ? msg : "task failed as requested");
+  const char *permanent = oee_job_context(job, "permanent");
+  msg = msg && msg[0] ? msg : "task failed as requested";
+  if (permanent && strcmp(permanent, "true") == 0) {
+    oee_job_fail_permanent(job, msg);
+  } else {
+    oee_job_fail(job, msg);
+  }
 }
 
 /* Parses a non-negative, finite decimal number of seconds. */

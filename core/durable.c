@@ -139,11 +139,13 @@ static void group_begin(void *arg) {
 
 static void group_end(void *arg) {
   oee_engine *eng = arg;
-  oee__engine_unlock(eng); /* delivers the events published in the group */
+  /* Taken under the lock: the writer's groups (early calls, refusals) and
+   * the flusher's run on two threads, and the lock keeps them apart. */
   oee__stored_waiter *w = eng->due;
   oee__later *l = eng->later;
   eng->due = eng->due_tail = NULL;
   eng->later = eng->later_tail = NULL;
+  oee__engine_unlock(eng); /* delivers the events published in the group */
   while (w) {
     oee__stored_waiter *next = w->next; /* read first: cb frees w */
     w->cb(w, w->rc);
@@ -327,9 +329,8 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   eng->pending_submits--;
   if (rc == 0) rc = eng->store->ops->insert(eng->store, t); /* cannot fail: reserved */
   if (rc == 0) {
-    oee_heap_push(&eng->queue, t); /* room reserved at submission */
+    oee__task_place(eng, t); /* room reserved at submission */
     oee__bus_publish(eng->bus, tk->queued);
-    oee__engine_wake_one(eng);
   } else {
     eng->queue_bytes -= oee__task_bytes(tk->queued);
     if (err != NULL) {
@@ -348,6 +349,7 @@ int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, v
   /* Room in the queue and the store first: once its row is committed a
    * task exists, and queueing it must not fail then. */
   if (oee_heap_reserve(&eng->queue, eng->pending_submits + 1) != 0 ||
+      oee_heap_reserve(&eng->scheduled, eng->pending_submits + 1) != 0 ||
       eng->store->ops->reserve(eng->store, eng->pending_submits + 1, t->snap->task_type) != 0) {
     return oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
   }

@@ -50,7 +50,11 @@ static int engine_init_locks(oee_engine *eng) {
   if (oee__mutex_init(&eng->lock) != 0) goto no_mutex;
   if (oee__cond_init(&eng->drain_cv) != 0) goto no_cond;
   if (oee__cond_init(&eng->retention_cv) != 0) goto no_retention_cond;
+  if (oee__cond_init(&eng->timer_cv) != 0) goto no_timer_cond;
   return 0;
+no_timer_cond:
+  pthread_cond_destroy(&eng->retention_cv);
+  pthread_cond_destroy(&eng->timer_cv);
 no_retention_cond:
   pthread_cond_destroy(&eng->drain_cv);
 no_cond:
@@ -106,6 +110,13 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->finished_cache = cfg->finished_cache ? cfg->finished_cache : OEE_DEFAULT_FINISHED_CACHE;
   eng->accepting = 1;
   oee_heap_init(&eng->queue, task_less, task_setpos);
+  oee__timer_init(eng);
+  eng->default_max_attempts = cfg->default_max_attempts ? cfg->default_max_attempts : 1;
+  eng->max_dependencies =
+      cfg->max_dependencies ? cfg->max_dependencies : OEE_DEFAULT_MAX_DEPENDENCIES;
+  eng->idempotency_window_ns = (cfg->idempotency_window_seconds ? cfg->idempotency_window_seconds
+                                                                : OEE_DEFAULT_IDEMPOTENCY_WINDOW) *
+                               1000000000ULL;
   int rc = engine_init_locks(eng);
   if (rc != 0) {
     oee_free(eng);
@@ -134,6 +145,7 @@ void oee_engine_destroy(oee_engine *eng) {
   if (eng->committer || eng->db) oee__durable_close(eng);
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
   oee_heap_fini(&eng->queue);
+  oee__timer_fini(eng);
   oee__bus_destroy(eng->bus);
   while (eng->executors) {
     executor *next = eng->executors->next;
@@ -146,6 +158,7 @@ void oee_engine_destroy(oee_engine *eng) {
   oee_free(eng->workers);
   pthread_cond_destroy(&eng->drain_cv);
   pthread_cond_destroy(&eng->retention_cv);
+  pthread_cond_destroy(&eng->timer_cv);
   pthread_mutex_destroy(&eng->lock);
   pthread_rwlock_destroy(&eng->exec_lock);
   oee_free(eng);
@@ -176,7 +189,12 @@ static oee_job *job_start_locked(oee_engine *eng, worker *w) {
   d.status = OEE_TASK_RUNNING;
   d.worker_id = w->id;
   d.started_at_ns = oee_now_ns();
-  if (oee__task_swap_snapshot(eng, t, &d) != 0) {
+  d.attempt = t->snap->attempt + 1;
+  /* Room for what the job's end may need, so that it cannot fail then: its
+   * timeout's slot and a retry's slot in the timer's heaps. */
+  if (oee_heap_reserve(&eng->deadlines, 1) != 0 ||
+      oee_heap_reserve(&eng->scheduled, eng->running_jobs + 1) != 0 ||
+      oee__task_swap_snapshot(eng, t, &d) != 0) {
     oee_token_destroy(j->token);
     oee_free(j);
     return NULL;
@@ -188,6 +206,7 @@ static oee_job *job_start_locked(oee_engine *eng, worker *w) {
   j->worker = w->id;
   t->token = j->token;
   running_link(eng, j);
+  oee__timer_watch(eng, j);
   w->busy = 1;
   memcpy(w->current, t->snap->id, sizeof(w->current));
   return j;
@@ -226,6 +245,15 @@ static void worker_idle(oee_engine *eng, worker *w, int64_t deadline_ns) {
 void oee__engine_unlock(oee_engine *eng) {
   oee__unlock(&eng->lock);
   oee__bus_flush(eng->bus);
+}
+
+void oee__task_place(oee_engine *eng, oee_task *t) {
+  if (t->snap->status == OEE_TASK_SCHEDULED) {
+    oee__timer_schedule(eng, t);
+  } else {
+    oee_heap_push(&eng->queue, t);
+    oee__engine_wake_one(eng);
+  }
 }
 
 void oee__engine_wake_one(oee_engine *eng) {
@@ -283,6 +311,7 @@ int oee_engine_start(oee_engine *eng) {
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) abort();
   }
   if (oee__retention_start(eng) != 0) abort(); /* a thread could not start */
+  if (oee__timer_start(eng) != 0) abort();
   return 0;
 }
 
@@ -328,6 +357,7 @@ int oee_engine_stop(oee_engine *eng, int64_t drain_ms) {
   drain_locked(eng, drain_ms);
   oee__unlock(&eng->lock);
   oee__retention_stop(eng);
+  oee__timer_stop(eng);
   if (was_started) {
     for (int i = 0; i < eng->num_workers; i++) pthread_join(eng->workers[i].thread, NULL);
   }

@@ -78,18 +78,29 @@ struct oee_job {
   oee_token *token;
   int worker;
   struct oee_job *prev, *next; /* eng->running, guarded by eng->lock */
+  int64_t deadline_ns;         /* CLOCK_MONOTONIC end of its timeout */
+  size_t deadline_pos;         /* in eng->deadlines, guarded by eng->lock */
+  int timed_out;               /* guarded by eng->lock: the timer cancelled it */
 };
 
 struct oee_engine {
   pthread_rwlock_t exec_lock;
   executor *executors; /* guarded by exec_lock */
 
-  pthread_mutex_t lock;        /* the engine lock */
-  pthread_cond_t drain_cv;     /* waited on with lock: stop() waits here
-                                * for running jobs */
-  oee_store *store;            /* guarded by lock (the store has none) */
-  oee_heap queue;              /* guarded by lock: QUEUED tasks, highest
-                                * priority first */
+  pthread_mutex_t lock;    /* the engine lock */
+  pthread_cond_t drain_cv; /* waited on with lock: stop() waits here
+                            * for running jobs */
+  oee_store *store;        /* guarded by lock (the store has none) */
+  oee_heap queue;          /* guarded by lock: QUEUED tasks, highest
+                            * priority first */
+  oee_heap scheduled;      /* guarded by lock: SCHEDULED tasks waiting for
+                            * their run_at, earliest first (timer.c) */
+  oee_heap deadlines;      /* guarded by lock: running jobs with a timeout,
+                            * earliest first (timer.c) */
+  pthread_cond_t timer_cv; /* waited on with lock by the timer thread */
+  pthread_t timer_thread;
+  int timer_running;           /* the thread exists; start/stop callers only */
+  int timer_stop;              /* guarded by lock */
   uint64_t last_index;         /* guarded by lock: submission counter */
   uint64_t last_seq;           /* guarded by lock: event counter */
   int accepting;               /* guarded by lock: submissions allowed */
@@ -109,8 +120,8 @@ struct oee_engine {
   /* Guarded by lock: callers waiting for a change to be stored, in seq
    * order (durable.c). */
   struct oee__stored_waiter *waiters, *waiters_tail;
-  /* The commit thread's own (durable.c): what it runs after a group of
-   * commit callbacks, once the engine lock is released. */
+  /* Guarded by lock (durable.c): what a group of commit callbacks owes its
+   * callers, run by the group's thread once it released the lock. */
   struct oee__stored_waiter *due, *due_tail;
   struct oee__later *later, *later_tail;
 
@@ -129,7 +140,10 @@ struct oee_engine {
   uint64_t retention_seconds; /* 0 = finished tasks never expire by age */
   uint64_t max_finished;      /* 0 = no bound on finished tasks kept */
   size_t finished_cache;      /* durable: finished tasks kept in memory */
-  size_t result_max;          /* bytes kept of a result */
+  int default_max_attempts;   /* 1..100 */
+  size_t max_dependencies;
+  uint64_t idempotency_window_ns;
+  size_t result_max; /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
 };
@@ -166,6 +180,11 @@ const oee_task_info *oee__task_shown(const oee_task *t);
  * other lock may be held). 0 or OEE_ENOEXEC. */
 int oee__executor_get(oee_engine *eng, const char *type, executor *out);
 
+/* Puts a new task where its status says (lock held, room reserved in
+ * both heaps): QUEUED into the queue (waking a worker), SCHEDULED into the
+ * timer's heap. */
+void oee__task_place(oee_engine *eng, oee_task *t);
+
 /* Wakes one idle worker, if any (eng->lock held). */
 void oee__engine_wake_one(oee_engine *eng);
 
@@ -175,6 +194,23 @@ void oee__engine_unlock(oee_engine *eng);
 
 /* Bytes a task counts against max_queue_bytes: name, type and context. */
 uint64_t oee__task_bytes(const oee_task_info *t);
+
+/* The timer (timer.c): heaps made at create, the thread started and
+ * stopped with the workers. Lock held for the others: schedule pushes a
+ * SCHEDULED task (room reserved in eng->scheduled), unschedule takes one
+ * out (cancel), watch arms a job's timeout (room reserved in
+ * eng->deadlines), unwatch disarms it. */
+void oee__timer_init(oee_engine *eng);
+void oee__timer_fini(oee_engine *eng);
+int oee__timer_start(oee_engine *eng);
+void oee__timer_stop(oee_engine *eng);
+void oee__timer_schedule(oee_engine *eng, oee_task *t);
+void oee__timer_unschedule(oee_engine *eng, oee_task *t);
+void oee__timer_watch(oee_engine *eng, oee_job *j);
+void oee__timer_unwatch(oee_engine *eng, oee_job *j);
+/* The wait before retry number `retry` (1-based) of `t`: min(max_backoff,
+ * backoff * 2^(retry-1)) times a random factor in [0.5, 1.0], seconds. */
+double oee__backoff_seconds(const oee_task_info *t, int retry);
 
 /* The retention thread (retention.c): started with the workers when a rule
  * is set, stopped with them. */

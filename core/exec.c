@@ -66,14 +66,18 @@ static void exec_run(oee_job *job, void *user_data) {
   const oee_command *cmd = oee_exec_table_find(table, name);
   if (cmd == NULL) {
     /* Unreachable while the hook guards submissions; fail closed anyway. */
-    oee_job_fail(job, "command is not in the configured table");
+    oee_job_fail_permanent(job, "command is not in the configured table");
     return;
   }
   const char *input = oee_job_context(job, "input");
   if (input == NULL) input = "";
+  /* The command learns which attempt it runs (a retry may want to know). */
+  char attempt[32];
+  snprintf(attempt, sizeof(attempt), "OEE_ATTEMPT=%d", oee_job_attempt(job));
+  const char *const env[] = {attempt, NULL};
   oee_proc_result res;
-  int rc = oee_proc_run(cmd->argv, input, strlen(input), cmd->timeout_seconds, oee_job_token(job),
-                        0, &res);
+  int rc = oee_proc_run_env(cmd->argv, env, input, strlen(input), cmd->timeout_seconds,
+                            oee_job_token(job), 0, &res);
   if (rc != 0) {
     oee_job_fail(job, res.err_tail != NULL ? res.err_tail : oee_strerror(rc));
   } else {

@@ -116,3 +116,12 @@ void oee__id_new(char out[OEE_ID_LEN + 1]) {
   oee__id_new_bytes(u);
   uuid_unparse_lower(u, out);
 }
+
+void oee__random_bytes(unsigned char *out, size_t n) {
+  while (n > 0) {
+    size_t part = n < 64 ? n : 64;
+    memcpy(out, take(&tls, part), part);
+    out += part;
+    n -= part;
+  }
+}

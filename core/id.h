@@ -58,4 +58,7 @@ void oee__id_new(char out[OEE_ID_LEN + 1]);
 /* The same id in its 16-byte binary form (for callers that store bytes). */
 void oee__id_new_bytes(unsigned char out[16]);
 
+/* `n` random bytes from the same per-thread buffer (retry jitter). */
+void oee__random_bytes(unsigned char *out, size_t n);
+
 #endif /* OEE_ID_H */

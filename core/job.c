@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/id.h"
 #include "core/oee_alloc.h"
 #include "core/sync.h"
 
@@ -33,6 +34,8 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   eng->store->ops->changed(eng->store, t, from);
   if (!oee_task_status_is_terminal(from) && oee_task_status_is_terminal(next->status)) {
     eng->queue_bytes -= oee__task_bytes(next);
+  } else if (oee_task_status_is_terminal(from) && !oee_task_status_is_terminal(next->status)) {
+    eng->queue_bytes += oee__task_bytes(next); /* RetryTask: unfinished again */
   }
   if (eng->committer) {
     /* Readers go on seeing the last stored snapshot (oee__task_shown)
@@ -126,19 +129,59 @@ static char *truncate_result(const char *result, size_t max) {
   return out;
 }
 
-static void job_finish(oee_job *j, oee_task_status to, const char *result, const char *message) {
+/* How a job ended, as its executor said. */
+typedef enum ending { SUCCEEDED, FAILED, FAILED_PERMANENTLY, CANCELLED } ending;
+
+/* The next snapshot of a task whose attempt failed with `message` and will
+ * be retried: SCHEDULED after the backoff. */
+static oee_task_info *pack_retry(const oee_engine *eng, const oee_task_info *cur,
+                                 const char *message) {
+  oee_task_info d = *cur;
+  d.status = OEE_TASK_SCHEDULED;
+  d.run_at_ns = oee_now_ns() + (int64_t)(oee__backoff_seconds(cur, cur->attempt) * 1e9);
+  d.result = "";
+  d.error_message = message;
+  oee_task_info *next;
+  while ((next = oee__engine_pack(eng, &d)) == NULL) {
+    struct timespec pause = {0, OEE__OOM_BACKOFF_NS};
+    nanosleep(&pause, NULL);
+  }
+  return next;
+}
+
+static void job_finish(oee_job *j, ending how, const char *result, const char *message) {
   oee_engine *eng = j->eng;
-  char *cut = NULL;
+  char *cut = NULL, timed_out_msg[96];
   if (result && strlen(result) > eng->result_max) {
     cut = truncate_result(result, eng->result_max);
     result = cut ? cut : "";
   }
+  oee__lock(&eng->lock);
+  oee__timer_unwatch(eng, j);
+  int timed_out = j->timed_out;
+  oee__unlock(&eng->lock);
+  /* A job its timeout cancelled failed that attempt (and may retry). */
+  if (timed_out && how == CANCELLED) {
+    snprintf(timed_out_msg, sizeof(timed_out_msg), "timed out after %g s",
+             j->snap->timeout_seconds);
+    how = FAILED;
+    message = timed_out_msg;
+  }
+  const oee_task_info *cur = j->snap;
+  int retry = how == FAILED && cur->attempt < cur->max_attempts;
+  oee_task_status to = how == SUCCEEDED   ? OEE_TASK_DONE
+                       : how == CANCELLED ? OEE_TASK_CANCELLED
+                       : retry            ? OEE_TASK_SCHEDULED
+                                          : OEE_TASK_ERROR;
   /* While its job runs, only the job changes a task's snapshot, so j->snap
-   * is current and the final one can be packed before taking the lock. */
-  oee_task_info *next = pack_final_retrying(eng, j->snap, to, result, message);
+   * is current and the next one can be packed before taking the lock. */
+  oee_task_info *next =
+      retry ? pack_retry(eng, cur, message) : pack_final_retrying(eng, cur, to, result, message);
   oee__lock(&eng->lock);
   if (j->task->snap != j->snap) abort();
+  if (oee_task_transition_check(OEE_TASK_RUNNING, to) != 0) abort();
   oee__task_swap_packed(eng, j->task, next);
+  if (retry) oee__timer_schedule(eng, j->task); /* room reserved at job start */
   j->task->token = NULL;
   worker *w = &eng->workers[j->worker];
   if (to == OEE_TASK_DONE) w->completed++;
@@ -152,13 +195,19 @@ static void job_finish(oee_job *j, oee_task_status to, const char *result, const
 }
 
 void oee_job_succeed(oee_job *j, const char *result) {
-  job_finish(j, OEE_TASK_DONE, result ? result : "", "");
+  job_finish(j, SUCCEEDED, result ? result : "", "");
 }
 
 void oee_job_fail(oee_job *j, const char *message) {
-  job_finish(j, OEE_TASK_ERROR, "", message && message[0] ? message : "failed");
+  job_finish(j, FAILED, "", message && message[0] ? message : "failed");
+}
+
+void oee_job_fail_permanent(oee_job *j, const char *message) {
+  job_finish(j, FAILED_PERMANENTLY, "", message && message[0] ? message : "failed");
 }
 
 void oee_job_cancelled(oee_job *j, const char *reason) {
-  job_finish(j, OEE_TASK_CANCELLED, "", reason ? reason : "cancelled");
+  job_finish(j, CANCELLED, "", reason ? reason : "cancelled");
 }
+
+int oee_job_attempt(const oee_job *j) { return j->snap->attempt; }

@@ -63,6 +63,11 @@ typedef struct oee_proc_result {
  */
 int oee_proc_run(const char *const *argv, const char *input, size_t input_len, double timeout_s,
                  oee_token *tok, size_t max_out, oee_proc_result *res);
+/* oee_proc_run() with `env_extra` ("NAME=value" strings, NULL-terminated)
+ * added to the child's environment, overriding the same names. */
+int oee_proc_run_env(const char *const *argv, const char *const *env_extra, const char *input,
+                     size_t input_len, double timeout_s, oee_token *tok, size_t max_out,
+                     oee_proc_result *res);
 void oee_proc_result_free(oee_proc_result *res);
 
 /* Room a oee_proc_describe() message may need (the stderr tail included). */

@@ -383,12 +383,34 @@ static void pipeline_complete(oee_job *job, pipeline *pl, run *r, outcome o) {
   oee_free(out);
 }
 
+/* A pipeline runs again from its first stage (a retry, RetryTask, a
+ * restart): what an earlier attempt left is cleared. */
+static void pipeline_reset(pipeline *pl) {
+  oee__lock(&pl->lock);
+  for (size_t i = 0; i < pl->n; i++) {
+    stage *s = &pl->stages[i];
+    oee_free(s->output);
+    oee_free(s->error);
+    s->output = s->error = NULL;
+    s->status = OEE_STAGE_PENDING;
+    s->charged = 0;
+    s->start_ns = s->end_ns = 0;
+  }
+  oee_free(pl->output);
+  oee_free(pl->error);
+  pl->output = pl->error = NULL;
+  pl->total_cost = 0;
+  pl->start_ns = pl->end_ns = 0;
+  oee__unlock(&pl->lock);
+}
+
 static void pipeline_exec(oee_job *job, void *user_data) {
   pipeline *pl = oee__job_payload(job);
   if (pl == NULL) {
-    oee_job_fail(job, "pipeline task without a pipeline");
+    oee_job_fail_permanent(job, "pipeline task without a pipeline");
     return;
   }
+  pipeline_reset(pl); /* retries run the whole pipeline again */
   run r = {.pl = pl, .tok = oee_job_token(job)};
   int64_t now = oee__mono_ns();
   /* Beyond ~30 years a deadline is as good as none (and would overflow). */

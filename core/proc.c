@@ -55,6 +55,7 @@ typedef struct run {
   int in_fd; /* parent ends; -1 once closed */
   int out_fd;
   int err_fd;
+  char **env; /* the child's environment */
   const char *input;
   size_t input_len;
   size_t input_off; /* bytes of input already written */
@@ -147,7 +148,7 @@ static int spawn_child(const char *const *argv, run *r) {
     rc = spawn_actions(&fa, in, out, err);
   }
   if (rc == 0) {
-    rc = posix_spawnp(&r->pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    rc = posix_spawnp(&r->pid, argv[0], &fa, &attr, (char *const *)argv, r->env);
   }
   if (have_fa) posix_spawn_file_actions_destroy(&fa);
   if (have_attr) posix_spawnattr_destroy(&attr);
@@ -388,6 +389,26 @@ static void start_failed(const char *cmd, int err, oee_proc_result *res) {
 
 int oee_proc_run(const char *const *argv, const char *input, size_t input_len, double timeout_s,
                  oee_token *tok, size_t max_out, oee_proc_result *res) {
+  return oee_proc_run_env(argv, NULL, input, input_len, timeout_s, tok, max_out, res);
+}
+
+/* This process's environment with `extra` ("NAME=value") in front, so
+ * that a name in both takes the extra value; NULL when out of memory. */
+static char **env_with(const char *const *extra) {
+  size_t n = 0, k = 0;
+  while (environ[n]) n++;
+  while (extra[k]) k++;
+  char **env = oee_malloc((n + k + 1) * sizeof(*env));
+  if (env == NULL) return NULL;
+  for (size_t i = 0; i < k; i++) env[i] = (char *)extra[i];
+  for (size_t i = 0; i < n; i++) env[k + i] = environ[i];
+  env[n + k] = NULL;
+  return env;
+}
+
+int oee_proc_run_env(const char *const *argv, const char *const *env_extra, const char *input,
+                     size_t input_len, double timeout_s, oee_token *tok, size_t max_out,
+                     oee_proc_result *res) {
   if (res == NULL) return OEE_EINVAL;
   memset(res, 0, sizeof(*res)); /* so that freeing is safe on every path */
   if (argv == NULL || argv[0] == NULL || !(timeout_s >= 0) || (input == NULL && input_len != 0)) {
@@ -403,9 +424,13 @@ int oee_proc_run(const char *const *argv, const char *input, size_t input_len, d
            .tok = tok,
            .tok_fd = -1,
            .max_out = max_out == 0 ? OEE_PROC_MAX_OUT_DEFAULT : max_out};
+  char **env = env_extra ? env_with(env_extra) : NULL;
+  if (env_extra && env == NULL) return OEE_ENOMEM;
+  r.env = env ? env : environ;
   sigset_t old;
   int was_pending = sigpipe_block(&old);
   int rc = spawn_child(argv, &r);
+  oee_free(env); /* the child has its copy */
   if (rc != 0) {
     start_failed(argv[0], rc, res);
     rc = OEE_EIO;

@@ -42,6 +42,9 @@ static void cancel_stored(oee__stored_waiter *w, int rc) {
   oee_free(a);
 }
 
+/* A task that has not started: cancelling it ends it at once. */
+static int waiting(oee_task_status st) { return st == OEE_TASK_QUEUED || st == OEE_TASK_SCHEDULED; }
+
 /* Cancels under the engine lock when the queued task is still as it was
  * when `c->next` was packed. Returns 1 when the snapshot must be packed
  * (again) first: c->seen then holds the current one. *out gets what the
@@ -53,12 +56,16 @@ static int cancel_step(oee_engine *eng, const char *id, cancel_try *c, cancel_an
   oee_task *t = eng->store->ops->lookup(eng->store, id);
   if (t == NULL) {
     c->rc = OEE_ENOENT;
-  } else if (t->snap->status == OEE_TASK_QUEUED && t->snap != c->seen) {
+  } else if (waiting(t->snap->status) && t->snap != c->seen) {
     oee_task_info_unref(c->seen);
     c->seen = oee_task_info_ref(t->snap);
     again = 1;
-  } else if (t->snap->status == OEE_TASK_QUEUED) {
-    oee_heap_remove(&eng->queue, t->heap_pos);
+  } else if (waiting(t->snap->status)) {
+    if (t->snap->status == OEE_TASK_QUEUED) {
+      oee_heap_remove(&eng->queue, t->heap_pos);
+    } else {
+      oee__timer_unschedule(eng, t);
+    }
     oee__task_swap_packed(eng, t, c->next);
     c->next = NULL;
     c->did = 1;
@@ -96,7 +103,8 @@ int oee_engine_cancel_async(oee_engine *eng, const char *id, oee_cancel_cb cb, v
     d.status = OEE_TASK_CANCELLED;
     d.completed_at_ns = oee_now_ns();
     d.result = "";
-    d.error_message = "cancelled while queued";
+    d.error_message = c.seen->status == OEE_TASK_SCHEDULED ? "cancelled while scheduled"
+                                                           : "cancelled while queued";
     if ((c.next = oee__engine_pack(eng, &d)) == NULL) {
       c.rc = OEE_ENOMEM;
       break;

@@ -33,14 +33,22 @@ typedef struct recovery {
   oee_recovery counts;
 } recovery;
 
-/* The ERROR version of a task that was running (or a pipeline that cannot
- * run again) when the process ended. */
-static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, const char *why) {
+/* What becomes of a task that was running when the process ended: the
+ * attempt failed "interrupted", so it is retried after its backoff while
+ * attempts remain, else it ends ERROR; a pipeline that cannot run again
+ * ends ERROR saying why. */
+static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, const char *why,
+                                  int can_retry) {
   oee_task_info d = *was;
-  d.status = OEE_TASK_ERROR;
-  d.completed_at_ns = oee_now_ns();
   d.result = "";
   d.error_message = why;
+  if (can_retry && was->attempt < was->max_attempts) {
+    d.status = OEE_TASK_SCHEDULED;
+    d.run_at_ns = oee_now_ns() + (int64_t)(oee__backoff_seconds(was, was->attempt) * 1e9);
+  } else {
+    d.status = OEE_TASK_ERROR;
+    d.completed_at_ns = oee_now_ns();
+  }
   return oee__engine_pack(eng, &d);
 }
 
@@ -89,9 +97,10 @@ static int recover_one(const oee_task_info *snap, const void *payload, size_t pa
   if (snap->seq > r->max_seq) r->max_seq = snap->seq;
   int lost = strcmp(snap->task_type, "pipeline") == 0 && t->payload == NULL;
   if (!oee_task_status_is_terminal(snap->status)) eng->queue_bytes += oee__task_bytes(snap);
-  if (snap->status == OEE_TASK_QUEUED && !lost) {
+  if ((snap->status == OEE_TASK_QUEUED || snap->status == OEE_TASK_SCHEDULED) && !lost) {
     rc = oee_heap_reserve(&eng->queue, 1);
-    if (rc == 0) oee_heap_push(&eng->queue, t);
+    if (rc == 0) rc = oee_heap_reserve(&eng->scheduled, 1);
+    if (rc == 0) oee__task_place(eng, t);
     r->counts.queued++;
   } else {
     rc = remember(r, t); /* RUNNING, or a pipeline stored without its stages */
@@ -104,10 +113,16 @@ static int end_unfinished(recovery *r) {
   oee_engine *eng = r->eng;
   for (size_t i = 0; i < r->n_unfinished; i++) {
     oee_task *t = r->unfinished[i];
-    int running = t->snap->status == OEE_TASK_RUNNING;
-    oee_task_info *next = interrupted(eng, t->snap, running ? INTERRUPTED : PIPELINE_NOT_STORED);
+    int lost = strcmp(t->snap->task_type, "pipeline") == 0 && t->payload == NULL;
+    oee_task_info *next =
+        interrupted(eng, t->snap, lost ? PIPELINE_NOT_STORED : INTERRUPTED, !lost);
     if (next == NULL) return OEE_ENOMEM;
+    if (next->status == OEE_TASK_SCHEDULED && oee_heap_reserve(&eng->scheduled, 1) != 0) {
+      oee_task_info_unref(next);
+      return OEE_ENOMEM;
+    }
     oee__task_swap_packed(eng, t, next); /* seq = ++last_seq; stored like any change */
+    if (next->status == OEE_TASK_SCHEDULED) oee__timer_schedule(eng, t);
     r->counts.interrupted++;
   }
   return 0;

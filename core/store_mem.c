@@ -210,6 +210,21 @@ static void done_append(mem_store *m, oee_task *t) {
   m->ndone++;
 }
 
+/* Takes a task off the completion list: O(1) for the oldest, O(finished
+ * tasks) for another (a task finished again by RetryTask, a rare call). */
+static void done_unlink(mem_store *m, oee_task *t) {
+  oee_task **pp = &m->done_head, *prev = NULL;
+  while (*pp != NULL && *pp != t) {
+    prev = *pp;
+    pp = &(*pp)->done_next;
+  }
+  if (*pp != t) return;
+  *pp = t->done_next;
+  if (m->done_tail == t) m->done_tail = prev;
+  m->ndone--;
+  t->done_next = NULL;
+}
+
 static void mem_changed(oee_store *s, oee_task *t, oee_task_status from) {
   mem_store *m = (mem_store *)s;
   oee_task_status to = t->snap->status;
@@ -222,7 +237,8 @@ static void mem_changed(oee_store *s, oee_task *t, oee_task_status from) {
     tc->by_status[from]--;
     tc->by_status[to]++;
   }
-  if (oee_task_status_is_terminal(to)) done_append(m, t);
+  if (oee_task_status_is_terminal(to) && !oee_task_status_is_terminal(from)) done_append(m, t);
+  if (oee_task_status_is_terminal(from) && !oee_task_status_is_terminal(to)) done_unlink(m, t);
 }
 
 static oee_task *mem_lookup(oee_store *s, const char *id) {
@@ -396,18 +412,7 @@ static long mem_expire(oee_store *s, int64_t before_ns, size_t keep, size_t limi
 
 static void mem_remove(oee_store *s, oee_task *t) {
   mem_store *m = (mem_store *)s;
-  if (oee_task_status_is_terminal(t->snap->status)) {
-    oee_task **pp = &m->done_head, *prev = NULL;
-    while (*pp != NULL && *pp != t) {
-      prev = *pp;
-      pp = &(*pp)->done_next;
-    }
-    if (*pp == t) {
-      *pp = t->done_next;
-      if (m->done_tail == t) m->done_tail = prev;
-      m->ndone--;
-    }
-  }
+  if (oee_task_status_is_terminal(t->snap->status)) done_unlink(m, t);
   unlink_task(m, t);
   if (m->holes > 1024 && m->holes * 2 > m->order_len) compact_order(m);
 }

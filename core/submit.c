@@ -6,6 +6,7 @@
  */
 #include "core/engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,52 @@
 #include "core/sync.h"
 
 /* ---------------------------------------------------------------- submit */
+
+/* 1 for a finite number >= 0 (NaN and the infinities are refused). */
+static int finite_non_negative(double v) { return isfinite(v) && v >= 0; }
+
+/* The task-semantics fields of a submission. */
+static int semantics_check(const oee_engine *eng, const oee_submit *req, oee_error *err) {
+  if (req->max_attempts != 0 &&
+      (req->max_attempts < 1 || req->max_attempts > OEE_MAX_ATTEMPTS_LIMIT)) {
+    return oee_error_set(err, OEE_EINVAL, "max_attempts must be 1..%d, got %d",
+                         OEE_MAX_ATTEMPTS_LIMIT, req->max_attempts);
+  }
+  if (req->has_backoff && !finite_non_negative(req->backoff_seconds)) {
+    return oee_error_set(err, OEE_EINVAL, "backoff_seconds must be a finite number >= 0, got %g",
+                         req->backoff_seconds);
+  }
+  if (req->has_max_backoff && !finite_non_negative(req->max_backoff_seconds)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "max_backoff_seconds must be a finite number >= 0, got %g",
+                         req->max_backoff_seconds);
+  }
+  if (!finite_non_negative(req->timeout_seconds)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "timeout_seconds must be a finite number >= 0 (0 = none), got %g",
+                         req->timeout_seconds);
+  }
+  size_t key = req->idempotency_key ? strlen(req->idempotency_key) : 0;
+  if (key > OEE_IDEMPOTENCY_KEY_MAX) {
+    return oee_error_set(err, OEE_EINVAL, "idempotency_key is %zu bytes; at most %d", key,
+                         OEE_IDEMPOTENCY_KEY_MAX);
+  }
+  /* Refused rather than ignored until they exist: a key that did not
+   * prevent a duplicate, or a dependency that did not hold a task back,
+   * would be worse than a clear "no". */
+  if (key > 0) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "idempotency_key: idempotent submission is not supported by this "
+                         "server yet");
+  }
+  if (req->depends_on_len > 0) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "depends_on: dependencies are not supported by this server yet "
+                         "(at most %zu would be allowed)",
+                         eng->max_dependencies);
+  }
+  return 0;
+}
 
 /* The one place a submission's fields are judged; *err says why not. */
 static int submit_check(oee_engine *eng, const oee_submit *req, const void *payload,
@@ -28,6 +75,8 @@ static int submit_check(oee_engine *eng, const oee_submit *req, const void *payl
     return oee_error_set(err, OEE_EINVAL, "priority must be %d..%d, got %d", OEE_PRIORITY_MIN,
                          OEE_PRIORITY_MAX, req->priority);
   }
+  int rc = semantics_check(eng, req, err);
+  if (rc != 0) return rc;
   executor e;
   if (oee__executor_get(eng, req->task_type, &e) != 0) {
     char known[OEE_ERROR_MESSAGE_MAX];
@@ -60,6 +109,17 @@ static oee_task_info *build_queued(oee_engine *eng, const oee_submit *req, int *
   d.status = OEE_TASK_QUEUED;
   d.priority = req->priority;
   d.worker_id = -1;
+  d.max_attempts = req->max_attempts ? req->max_attempts : eng->default_max_attempts;
+  d.backoff_seconds = req->has_backoff ? req->backoff_seconds : OEE_DEFAULT_BACKOFF_SECONDS;
+  d.max_backoff_seconds =
+      req->has_max_backoff ? req->max_backoff_seconds : OEE_DEFAULT_MAX_BACKOFF_SECONDS;
+  d.timeout_seconds = req->timeout_seconds;
+  d.idempotency_key = req->idempotency_key;
+  /* A time in the future holds the task back; a past one is now. */
+  if (req->has_run_at && req->run_at_ns > oee_now_ns()) {
+    d.status = OEE_TASK_SCHEDULED;
+    d.run_at_ns = req->run_at_ns;
+  }
   oee_task_info *snap = oee__engine_pack(eng, &d);
   if (ctx != buf) oee_free(ctx);
   if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
@@ -81,8 +141,11 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
   if (!eng->accepting) {
     return oee_error_set(err, OEE_ESTOPPED, "shutting down: no new tasks are accepted");
   }
-  if (eng->max_queue && eng->queue.len + eng->pending_submits >= eng->max_queue) {
-    return oee_error_set(err, OEE_EFULL, "queue is full: max_queue=%zu tasks are already queued",
+  /* max_queue counts QUEUED and SCHEDULED tasks. */
+  if (eng->max_queue &&
+      eng->queue.len + eng->scheduled.len + eng->pending_submits >= eng->max_queue) {
+    return oee_error_set(err, OEE_EFULL,
+                         "queue is full: max_queue=%zu tasks are already queued or scheduled",
                          eng->max_queue);
   }
   uint64_t bytes = oee__task_bytes(snap);
@@ -101,14 +164,13 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
   int rc;
   if (eng->committer) {
     rc = oee__durable_submit_locked(eng, t, cb, arg, err);
-  } else if (oee_heap_reserve(&eng->queue, 1) != 0) {
+  } else if (oee_heap_reserve(&eng->queue, 1) != 0 || oee_heap_reserve(&eng->scheduled, 1) != 0) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
   } else if ((rc = eng->store->ops->insert(eng->store, t)) != 0) {
     oee_error_set(err, rc, "store refused the task: %s", oee_strerror(rc));
   } else {
-    oee_heap_push(&eng->queue, t); /* reserved above: cannot fail */
+    oee__task_place(eng, t); /* reserved above: cannot fail */
     oee__bus_publish(eng->bus, snap);
-    oee__engine_wake_one(eng);
   }
   if (rc != 0) return rc;
   eng->last_index++;
