@@ -5,13 +5,15 @@
  * DESIGN
  * Only unfinished rows are loaded (finished tasks stay on disk, read on
  * demand): QUEUED ones go back into the store and the queue in submission
- * order, so the heap restores priority and FIFO order; a RUNNING one ends
- * ERROR "interrupted: server restarted" (no task has attempts left yet), a
- * change numbered after every stored one and stored like any other.
+ * order, so the heap restores priority and FIFO order; SCHEDULED ones go
+ * back to the timer with their run_at; a RUNNING one counts that attempt
+ * as failed "interrupted: server restarted": it is retried after its
+ * backoff while attempts remain, else it ends ERROR. Either is a change
+ * numbered after every stored one and stored like any other.
  * A pipeline's description and results are stored with it (the payload
  * column, pipeline_codec.c): a queued one runs as if nothing happened; one
- * stored by schema 1 (without them) cannot, and ends ERROR saying so. The engine lock is held
- * throughout: nothing else runs yet.
+ * stored by schema 1 (without them) cannot, and ends ERROR saying so.
+ * The engine lock is held throughout: nothing else runs yet.
  */
 #include <string.h>
 
