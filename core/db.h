@@ -12,20 +12,23 @@
  * Writes: one thread at a time calls oee_db_write() (the committer, which
  * batches many changes into one call: group commit). A write either stores
  * the whole batch durably (under the configured sync mode) or nothing.
- * Reads: oee_db_get(), oee_db_list() and oee_db_counts() may be called from
- * any thread, at the same time as a write; each sees a committed state
- * (never half of a batch). Recovery: oee_db_load() runs once, before any
- * write, and loads only the unfinished tasks.
+ * Reads: oee_db_get(), oee_db_find_key(), oee_db_list() and oee_db_counts()
+ * may be called from any thread, at the same time as a write; each sees a
+ * committed state (never half of a batch). Recovery: oee_db_load() runs
+ * once, before any write, and loads only the unfinished tasks (QUEUED,
+ * RUNNING and SCHEDULED: SCHEDULED has not run yet, or waits to run
+ * again).
  *
- * A task row is the task's latest snapshot: the engine writes the whole
- * snapshot at each change (an upsert by submit index), so a row never mixes
- * two changes; each row write says which status the row held before, so
- * the database keeps exact counts without reading rows back. Rows are
- * ordered by `submit_index`; `seq` is the event counter of the change a row
- * holds. Counters that must survive restarts (the last submit index and the
- * last event sequence) are kept with the batch that advanced them. Finished
- * rows leave through purges (oldest completed first, by age or beyond a
- * count), which report the ids they deleted so caches can follow.
+ * A task row is the task's latest snapshot, every field of oee_task_info
+ * included: the engine writes the whole snapshot at each change (an upsert
+ * by submit index), so a row never mixes two changes; each row write says
+ * which status the row held before, so the database keeps exact counts
+ * without reading rows back. Rows are ordered by `submit_index`; `seq` is
+ * the event counter of the change a row holds. Counters that must survive
+ * restarts (the last submit index and the last event sequence) are kept
+ * with the batch that advanced them. Finished rows (DONE, ERROR, CANCELLED)
+ * leave through purges (oldest completed first, by age or beyond a count),
+ * which report the ids they deleted so caches can follow.
  *
  * PLAN: PostgreSQL shared by several server replicas (not built yet). The
  * operations above stay; what changes is who owns a task:
@@ -55,9 +58,12 @@
  *    maps to synchronous_commit = on, normal to off.
  *  - Purges run on one replica at a time (pg_try_advisory_lock), with the
  *    same DELETE ... oldest first ... LIMIT and RETURNING id.
- *  - Idempotency keys, dependencies and schedules (later issues) are unique
- *    indexes and rows in the same database, so a claim and its effects
- *    commit together.
+ *  - Idempotency keys, dependencies and schedules are indexes and rows in
+ *    the same database (keys: the partial index oee_db_find_key() reads),
+ *    so a claim and its effects commit together; with several replicas a
+ *    key's check and its insert must share a transaction (or a unique
+ *    index on the key within its window), which one writer makes
+ *    unnecessary today.
  * The engine talks to this interface only, so that store is a new
  * oee_db implementation plus the claim/lease calls; the engine's queue,
  * workers and events are unchanged.
@@ -163,8 +169,10 @@ int oee_db_flush(oee_db *db, oee_error *err);
 typedef int (*oee_db_load_fn)(const oee_task_info *t, const void *payload, size_t payload_len,
                               void *arg);
 
-/* Recovery: calls fn for every unfinished stored task (QUEUED, RUNNING) in
- * submission order. Finished tasks stay on disk. */
+/* Recovery: calls fn for every unfinished stored task (QUEUED, RUNNING,
+ * SCHEDULED) in submission order. Finished tasks (DONE, ERROR, CANCELLED)
+ * stay on disk. Cost: O(unfinished) rows read through an index, however
+ * many finished rows are stored. */
 int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err);
 
 /* The stored tasks by status, of one type (NULL or "" = all types), as of
@@ -180,6 +188,19 @@ int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error 
  * buffer to oee_free, NULL when the row has none). As oee_db_get(). */
 int oee_db_get_payload(oee_db *db, const char *id, const oee_task_info **out, void **payload,
                        size_t *payload_len, oee_error *err);
+
+/*
+ * The stored task with this idempotency key that was created last (largest
+ * created_at, then largest submit index) among those created at or after
+ * `created_after_ns` (CLOCK_REALTIME ns; 0 = any time): 0 and a new
+ * snapshot the caller unrefs; OEE_ENOENT when there is none; OEE_EINVAL for
+ * a NULL or empty key (tasks without a key have ""); or another error.
+ * Keys are compared byte for byte. Cost: one index seek, O(log n). Any
+ * thread. It sees committed rows only: a key in a batch not yet written is
+ * the caller's to know.
+ */
+int oee_db_find_key(oee_db *db, const char *key, int64_t created_after_ns,
+                    const oee_task_info **out, oee_error *err);
 
 /*
  * A page of stored tasks in submission order after q->after_index, filtered

@@ -1,4 +1,5 @@
-/* db_codec.c - the byte form of a context in a database row (db_codec.h). */
+/* db_codec.c - the byte forms of a context, a list of strings and payload
+ * fields in a database row (db_codec.h). */
 #include "core/db_codec.h"
 #include "core/oee_alloc.h"
 
@@ -17,6 +18,13 @@ static int get_u32(const unsigned char **p, const unsigned char *end, uint32_t *
   return 0;
 }
 
+static void put_lstr(unsigned char **p, const char *s) {
+  size_t l = strlen(s);
+  put_u32(p, (uint32_t)l);
+  memcpy(*p, s, l);
+  *p += l;
+}
+
 int oee__ctx_encode(const oee_kv *kv, size_t n, void **out, size_t *len) {
   *out = NULL;
   *len = 0;
@@ -27,25 +35,24 @@ int oee__ctx_encode(const oee_kv *kv, size_t n, void **out, size_t *len) {
   if (buf == NULL) return OEE_ENOMEM;
   put_u32(&p, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
-    const char *s[2] = {kv[i].key, kv[i].value};
-    for (int j = 0; j < 2; j++) {
-      size_t l = strlen(s[j]);
-      put_u32(&p, (uint32_t)l);
-      memcpy(p, s[j], l);
-      p += l;
-    }
+    put_lstr(&p, kv[i].key);
+    put_lstr(&p, kv[i].value);
   }
   *out = buf;
   *len = total;
   return 0;
 }
 
-/* Checks the layout and returns the count and the bytes the strings need. */
-static int measure(const unsigned char *p, const unsigned char *end, uint32_t *count,
+/* Checks the layout (`per` strings per entry) and returns the count and the
+ * bytes the strings need with their NULs. */
+static int measure(const unsigned char *p, const unsigned char *end, uint32_t per, uint32_t *count,
                    size_t *bytes) {
   if (get_u32(&p, end, count) != 0) return OEE_EINVAL;
+  /* Each string takes at least its 4-byte length, so a count the bytes
+   * cannot hold is refused here (and per * count cannot wrap below). */
+  if ((uint64_t)*count * per > (uint64_t)(end - p) / 4) return OEE_EINVAL;
   *bytes = 0;
-  for (uint32_t i = 0; i < 2 * *count; i++) {
+  for (uint32_t i = 0; i < per * *count; i++) {
     uint32_t l;
     if (get_u32(&p, end, &l) != 0 || (size_t)(end - p) < l) return OEE_EINVAL;
     if (memchr(p, '\0', l) != NULL) return OEE_EINVAL;
@@ -55,6 +62,19 @@ static int measure(const unsigned char *p, const unsigned char *end, uint32_t *c
   return p == end ? 0 : OEE_EINVAL;
 }
 
+/* Copies the next stored string to *str, which then points past its NUL;
+ * returns the copy. The bytes were measured: it cannot fail. */
+static const char *get_lstr(const unsigned char **p, const unsigned char *end, char **str) {
+  uint32_t l = 0;
+  get_u32(p, end, &l);
+  char *dst = *str;
+  memcpy(dst, *p, l);
+  dst[l] = '\0';
+  *str += l + 1;
+  *p += l;
+  return dst;
+}
+
 int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n) {
   *out = NULL;
   *n = 0;
@@ -62,25 +82,51 @@ int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n) {
   const unsigned char *p = data, *end = p + len;
   uint32_t count;
   size_t bytes;
-  if (measure(p, end, &count, &bytes) != 0) return OEE_EINVAL;
+  if (measure(p, end, 2, &count, &bytes) != 0) return OEE_EINVAL;
   if (count == 0) return 0;
   oee_kv *kv = oee_malloc(count * sizeof(*kv) + bytes);
   if (kv == NULL) return OEE_ENOMEM;
   char *str = (char *)(kv + count);
   p += 4;
   for (uint32_t i = 0; i < count; i++) {
-    const char **dst[2] = {&kv[i].key, &kv[i].value};
-    for (int j = 0; j < 2; j++) {
-      uint32_t l = 0;
-      get_u32(&p, end, &l); /* measured above: cannot fail */
-      memcpy(str, p, l);
-      str[l] = '\0';
-      *dst[j] = str;
-      str += l + 1;
-      p += l;
-    }
+    kv[i].key = get_lstr(&p, end, &str);
+    kv[i].value = get_lstr(&p, end, &str);
   }
   *out = kv;
+  *n = count;
+  return 0;
+}
+
+int oee__strs_encode(const char *const *s, size_t n, void **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  if (n == 0) return 0;
+  size_t total = 4;
+  for (size_t i = 0; i < n; i++) total += 4 + strlen(s[i]);
+  unsigned char *buf = oee_malloc(total), *p = buf;
+  if (buf == NULL) return OEE_ENOMEM;
+  put_u32(&p, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) put_lstr(&p, s[i]);
+  *out = buf;
+  *len = total;
+  return 0;
+}
+
+int oee__strs_decode(const void *data, size_t len, char ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (data == NULL || len == 0) return 0;
+  const unsigned char *p = data, *end = p + len;
+  uint32_t count;
+  size_t bytes;
+  if (measure(p, end, 1, &count, &bytes) != 0) return OEE_EINVAL;
+  if (count == 0) return 0;
+  char **list = oee_malloc(count * sizeof(*list) + bytes);
+  if (list == NULL) return OEE_ENOMEM;
+  char *str = (char *)(list + count);
+  p += 4;
+  for (uint32_t i = 0; i < count; i++) list[i] = (char *)get_lstr(&p, end, &str);
+  *out = list;
   *n = count;
   return 0;
 }

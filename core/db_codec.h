@@ -3,7 +3,8 @@
  *
  * Layout: a little-endian u32 entry count, then per entry a u32 key length,
  * the key bytes, a u32 value length and the value bytes (no NULs stored).
- * It is private to the databases: callers see oee_kv arrays only.
+ * It is private to the databases: callers see oee_kv arrays only. Lists of
+ * strings and executors' payloads have forms of their own, below.
  */
 #ifndef OEE_DB_CODEC_H
 #define OEE_DB_CODEC_H
@@ -13,17 +14,33 @@
 
 #include "core/oee.h"
 
-/* Encodes n entries into a new buffer (*out, *len; free() it). n == 0 gives
+/* Encodes n entries into a new buffer (*out, *len; oee_free() it). n == 0 gives
  * *out == NULL and *len == 0. 0 or OEE_ENOMEM. */
 int oee__ctx_encode(const oee_kv *kv, size_t n, void **out, size_t *len);
 
 /*
- * Decodes `len` bytes into one new allocation (*out; free() it) holding the
+ * Decodes `len` bytes into one new allocation (*out; oee_free() it) holding the
  * entries and, after them, copies of their strings; *n entries. No entries
  * gives *out == NULL and *n == 0. OEE_EINVAL for bytes that are not a
  * context, OEE_ENOMEM.
  */
 int oee__ctx_decode(const void *data, size_t len, oee_kv **out, size_t *n);
+
+/*
+ * A list of strings (a task's depends_on) in the same layout with one
+ * string per entry: a u32 count, then per string a u32 length and the
+ * bytes. Encodes n strings into a new buffer (*out, *len; oee_free() it);
+ * n == 0 gives *out == NULL and *len == 0. 0 or OEE_ENOMEM.
+ */
+int oee__strs_encode(const char *const *s, size_t n, void **out, size_t *len);
+
+/*
+ * Decodes `len` bytes into one new allocation (*out; oee_free() it) holding
+ * the n pointers and, after them, copies of the strings. No bytes or no
+ * strings give *out == NULL and *n == 0. OEE_EINVAL for bytes that are not
+ * a list, OEE_ENOMEM.
+ */
+int oee__strs_decode(const void *data, size_t len, char ***out, size_t *n);
 
 /*
  * Byte writers and readers for the other stored forms (an executor's

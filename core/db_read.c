@@ -1,6 +1,7 @@
 /*
  * db_read.c - reads of the SQLite database (db.h): the pool of read-only
- * connections, recovery's load, one task, a page of tasks and the counts.
+ * connections, recovery's load, one task (by id or by idempotency key), a
+ * page of tasks and the counts.
  *
  * DESIGN
  * Each read takes a connection from the pool (or opens one), runs one
@@ -68,12 +69,37 @@ static void reader_give(oee_db *db, oee__db_reader *r) {
   }
 }
 
+/* A text column; NULL only when SQLite ran out of memory converting it. */
+static const char *column_str(sqlite3_stmt *st, int col) {
+  return (const char *)sqlite3_column_text(st, col);
+}
+
+/* The fields schema 3 added, but depends_on (columns 14 to 23). */
+static void row_semantics(sqlite3_stmt *st, oee_task_info *d) {
+  d->attempt = sqlite3_column_int(st, 14);
+  d->max_attempts = sqlite3_column_int(st, 15);
+  d->backoff_seconds = sqlite3_column_double(st, 16);
+  d->max_backoff_seconds = sqlite3_column_double(st, 17);
+  d->timeout_seconds = sqlite3_column_double(st, 18);
+  d->run_at_ns = sqlite3_column_int64(st, 19);
+  d->idempotency_key = column_str(st, 20);
+  d->schedule_id = column_str(st, 22);
+  d->remote_worker_id = column_str(st, 23);
+}
+
 oee_task_info *oee__db_row_task(sqlite3_stmt *st) {
   oee_kv *ctx = NULL;
-  size_t n_ctx = 0;
+  char **deps = NULL;
+  size_t n_ctx = 0, n_deps = 0;
   const void *blob = sqlite3_column_blob(st, 13);
   size_t blob_len = (size_t)sqlite3_column_bytes(st, 13);
   if (oee__ctx_decode(blob, blob_len, &ctx, &n_ctx) != 0) return NULL;
+  blob = sqlite3_column_blob(st, 21);
+  blob_len = (size_t)sqlite3_column_bytes(st, 21);
+  if (oee__strs_decode(blob, blob_len, &deps, &n_deps) != 0) {
+    oee_free(ctx);
+    return NULL;
+  }
   oee_task_info d = {0};
   const char *id = (const char *)sqlite3_column_text(st, 1);
   snprintf(d.id, sizeof(d.id), "%s", id ? id : "");
@@ -91,8 +117,12 @@ oee_task_info *oee__db_row_task(sqlite3_stmt *st) {
   d.error_message = (const char *)sqlite3_column_text(st, 12);
   d.context = ctx;
   d.context_len = n_ctx;
+  row_semantics(st, &d);
+  d.depends_on = (const char *const *)deps;
+  d.depends_on_len = n_deps;
   oee_task_info *t = oee__snap_pack(&d);
   oee_free(ctx);
+  oee_free(deps);
   return t;
 }
 
@@ -107,9 +137,13 @@ void oee__db_readers_close(oee_db *db) {
 
 /* ------------------------------------------------------------ recovery */
 
+/* The unfinished rows through tasks_by_status, sorted by idx: only their
+ * idx values are sorted (the IN list), and finished rows, most of the file,
+ * are never read. */
 int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
-  static const char SQL[] =
-      "SELECT " OEE__DB_COLUMNS ", payload FROM tasks WHERE status < 3 ORDER BY idx";
+  static const char SQL[] = "SELECT " OEE__DB_COLUMNS
+                            ", payload FROM tasks WHERE idx IN"
+                            " (SELECT idx FROM tasks WHERE " OEE__DB_UNFINISHED ") ORDER BY idx";
   if (pthread_mutex_lock(&db->write_lock) != 0) abort();
   sqlite3 *conn = db->writer;
   sqlite3_stmt *st;
@@ -122,8 +156,8 @@ int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
     oee_task_info *t = oee__db_row_task(st);
     if (t == NULL) {
       ret = oee_error_set(err, OEE_ENOMEM, "storage: out of memory loading tasks");
-    } else if ((ret = fn(t, sqlite3_column_blob(st, 14), (size_t)sqlite3_column_bytes(st, 14),
-                         arg)) != 0) {
+    } else if ((ret = fn(t, sqlite3_column_blob(st, OEE__DB_N_COLUMNS),
+                         (size_t)sqlite3_column_bytes(st, OEE__DB_N_COLUMNS), arg)) != 0) {
       oee_error_set(err, ret, "storage: loading stopped: %s", oee_strerror(ret));
     }
   }
@@ -158,11 +192,11 @@ static uint64_t list_total(oee_db *db, const oee_list_query *q) {
 
 /* ------------------------------------------------------------ one task, pages */
 
-/* Copies a payload column (14) out: 0, or OEE_ENOMEM. */
+/* Copies the payload column (OEE__DB_N_COLUMNS) out: 0, or OEE_ENOMEM. */
 static int payload_copy(sqlite3_stmt *st, void **out, size_t *len) {
   *out = NULL;
-  *len = (size_t)sqlite3_column_bytes(st, 14);
-  const void *blob = sqlite3_column_blob(st, 14);
+  *len = (size_t)sqlite3_column_bytes(st, OEE__DB_N_COLUMNS);
+  const void *blob = sqlite3_column_blob(st, OEE__DB_N_COLUMNS);
   if (blob == NULL || *len == 0) {
     *len = 0;
     return 0;
@@ -172,27 +206,28 @@ static int payload_copy(sqlite3_stmt *st, void **out, size_t *len) {
   return 0;
 }
 
-int oee_db_get_payload(oee_db *db, const char *id, const oee_task_info **out, void **payload,
-                       size_t *payload_len, oee_error *err) {
-  *out = NULL;
-  if (payload) *payload = NULL;
-  if (payload_len) *payload_len = 0;
-  if (!oee_id_valid(id)) {
-    return oee_error_set(err, OEE_EINVAL, "task_id \"%.64s\" is not a UUID", id ? id : "");
-  }
-  char lower[OEE_ID_LEN + 1];
-  for (int i = 0; i <= OEE_ID_LEN; i++) lower[i] = (char)(id[i] | (id[i] ? 0x20 : 0));
+/*
+ * Reads at most one row of `sql`, which selects OEE__DB_COLUMNS (then the
+ * payload when `payload` is not NULL), with ?1 = `text` (`text_len` bytes)
+ * and ?2 = `num` (ignored when the statement has no ?2): 0 with a new
+ * snapshot in *out (and the payload when asked), OEE_ENOENT with no reason
+ * set (the caller names what it looked for), or another error with its
+ * reason.
+ */
+static int read_one(oee_db *db, const char *sql, const char *text, int text_len, int64_t num,
+                    const oee_task_info **out, void **payload, size_t *payload_len,
+                    oee_error *err) {
   oee__db_reader *r = reader_take(db, err);
   if (r == NULL) return err ? err->code : OEE_ENOMEM;
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(
-      r->conn, "SELECT " OEE__DB_COLUMNS ", payload FROM tasks WHERE id = ?1", -1, &st, NULL);
+  int rc = sqlite3_prepare_v2(r->conn, sql, -1, &st, NULL);
   if (rc != SQLITE_OK) {
     rc = oee__db_fail(err, r->conn, "read a task");
     reader_give(db, r);
     return rc;
   }
-  sqlite3_bind_text(st, 1, lower, OEE_ID_LEN, SQLITE_STATIC);
+  sqlite3_bind_text(st, 1, text, text_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, num); /* SQLITE_RANGE without a ?2: harmless */
   int step = sqlite3_step(st);
   if (step == SQLITE_ROW) {
     *out = oee__db_row_task(st);
@@ -203,18 +238,55 @@ int oee_db_get_payload(oee_db *db, const char *id, const oee_task_info **out, vo
       *out = NULL;
       rc = oee_error_set(err, OEE_ENOMEM, "storage: out of memory reading a task");
     }
-  } else if (step == SQLITE_DONE) {
-    rc = oee_error_set(err, OEE_ENOENT, "no task with id %s", lower);
   } else {
-    rc = oee__db_fail(err, r->conn, "read a task");
+    rc = step == SQLITE_DONE ? OEE_ENOENT : oee__db_fail(err, r->conn, "read a task");
   }
   sqlite3_finalize(st);
   reader_give(db, r);
   return rc;
 }
 
+int oee_db_get_payload(oee_db *db, const char *id, const oee_task_info **out, void **payload,
+                       size_t *payload_len, oee_error *err) {
+  static const char SQL[] = "SELECT " OEE__DB_COLUMNS ", payload FROM tasks WHERE id = ?1";
+  *out = NULL;
+  if (payload) *payload = NULL;
+  if (payload_len) *payload_len = 0;
+  if (!oee_id_valid(id)) {
+    return oee_error_set(err, OEE_EINVAL, "task_id \"%.64s\" is not a UUID", id ? id : "");
+  }
+  char lower[OEE_ID_LEN + 1];
+  for (int i = 0; i <= OEE_ID_LEN; i++) lower[i] = (char)(id[i] | (id[i] ? 0x20 : 0));
+  int rc = read_one(db, SQL, lower, OEE_ID_LEN, 0, out, payload, payload_len, err);
+  if (rc == OEE_ENOENT) oee_error_set(err, OEE_ENOENT, "no task with id %s", lower);
+  return rc;
+}
+
 int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err) {
   return oee_db_get_payload(db, id, out, NULL, NULL, err);
+}
+
+/* One seek of tasks_by_key (idempotency_key, created_ns, idx), read
+ * backwards from the newest; the index is named so that a schema that no
+ * longer serves this query fails here instead of scanning every row. The
+ * `idempotency_key != ''` term is the index's condition: SQLite uses a
+ * partial index only for a query that repeats it. */
+int oee_db_find_key(oee_db *db, const char *key, int64_t created_after_ns,
+                    const oee_task_info **out, oee_error *err) {
+  static const char SQL[] = "SELECT " OEE__DB_COLUMNS
+                            " FROM tasks INDEXED BY tasks_by_key"
+                            " WHERE idempotency_key = ?1 AND idempotency_key != ''"
+                            " AND created_ns >= ?2 ORDER BY created_ns DESC, idx DESC LIMIT 1";
+  *out = NULL;
+  if (key == NULL || key[0] == '\0') {
+    return oee_error_set(err, OEE_EINVAL, "an empty idempotency key names no task");
+  }
+  int rc = read_one(db, SQL, key, -1, created_after_ns, out, NULL, NULL, err);
+  if (rc == OEE_ENOENT) {
+    oee_error_set(err, OEE_ENOENT, "no task with idempotency key \"%.64s\" created since %lld ns",
+                  key, (long long)created_after_ns);
+  }
+  return rc;
 }
 
 /* oee_list_page_free() without the engine: drops the page's references. */

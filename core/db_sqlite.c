@@ -43,12 +43,24 @@
 #include "core/oee_alloc.h"
 
 #define APPLICATION_ID 0x4F454531 /* "OEE1" */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define BUSY_TIMEOUT_MS 5000
+
+/* The SQL of db_sqlite.h and db_write.c/db_read.c writes statuses as
+ * numbers; they are oee_task_status's. */
+_Static_assert(OEE_TASK_QUEUED == 1 && OEE_TASK_RUNNING == 2 && OEE_TASK_DONE == 3 &&
+                   OEE_TASK_ERROR == 4 && OEE_TASK_CANCELLED == 5 && OEE_TASK_SCHEDULED == 6,
+               "the stored statuses are oee_task_status's numbers");
+
+/* The schema is the sum of its versions: a new file runs every step, an
+ * older one the steps it lacks (migrate()). A step, once released, is
+ * history: it is never edited, a change is a new version. */
 
 /* Schema version 1. Rows are ordered by idx (the submit index, also the
  * rowid), so a listing is a range scan; each filter has an index ending in
- * idx, so a filtered page is a range scan too. */
+ * idx, so a filtered page is a range scan too. tasks_finished holds the
+ * finished rows by completion, for purges (at that version every status
+ * from 3 up was finished; version 3 says which). */
 static const char SCHEMA_V1[] =
     "CREATE TABLE tasks ("
     " idx INTEGER PRIMARY KEY,"
@@ -79,6 +91,49 @@ static const char SCHEMA_V1[] =
  * change for nothing. */
 static const char SCHEMA_V2[] =
     "ALTER TABLE tasks ADD COLUMN payload BLOB; DROP INDEX tasks_by_type;";
+
+/*
+ * Schema version 3: task semantics (retries, timeouts, delays, idempotency,
+ * dependencies, schedules, remote workers). Why each change:
+ *  - One column per new task field, so that a restart finds tasks with all
+ *    of them. Durations are seconds (REAL), times ns since the epoch.
+ *    depends_on holds the resolved ids in db_codec.h's list form (NULL =
+ *    none). ADD COLUMN only rewrites the schema, never a row: rows of an
+ *    older schema read the defaults, which are what such a task had
+ *    (one attempt, no backoff in use, no timeout, no time to wait for, no
+ *    key, no dependency). Except `attempt`: it is -1 in those rows, which
+ *    read it as 1 if they ever started and 0 otherwise (OEE__DB_COLUMNS),
+ *    so a task that was RUNNING at a crash has used its only attempt and
+ *    recovery ends it rather than retrying it; storing that with an UPDATE
+ *    instead would rewrite every started row (a migration as long as a
+ *    bulk import, and a WAL as big as the file). A row the engine writes
+ *    always carries its own attempt.
+ *  - tasks_finished again, with the finished statuses named: SCHEDULED (6)
+ *    is not finished, and with `status >= 3` purges would walk over every
+ *    scheduled row. The purge names the same term and the index (INDEXED
+ *    BY), as SQLite uses a partial index only for a query whose WHERE
+ *    contains the index's condition. Building it (and tasks_by_key) reads
+ *    the table once, at the migration.
+ *  - tasks_by_key, for the idempotency check at submit: the newest task
+ *    with a key is one seek. Partial, so the rows without a key (most)
+ *    cost no index write, and (key, created_ns) so that a window is a
+ *    range of it.
+ */
+static const char SCHEMA_V3[] =
+    "ALTER TABLE tasks ADD COLUMN attempt INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE tasks ADD COLUMN backoff_s REAL NOT NULL DEFAULT 1.0;"
+    "ALTER TABLE tasks ADD COLUMN max_backoff_s REAL NOT NULL DEFAULT 300.0;"
+    "ALTER TABLE tasks ADD COLUMN timeout_s REAL NOT NULL DEFAULT 0.0;"
+    "ALTER TABLE tasks ADD COLUMN run_at_ns INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN depends_on BLOB;"
+    "ALTER TABLE tasks ADD COLUMN schedule_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN remote_worker_id TEXT NOT NULL DEFAULT '';"
+    "DROP INDEX tasks_finished;"
+    "CREATE INDEX tasks_finished ON tasks(completed_ns, idx) WHERE status IN (3, 4, 5);"
+    "CREATE INDEX tasks_by_key ON tasks(idempotency_key, created_ns)"
+    " WHERE idempotency_key != '';";
 
 /* ------------------------------------------------------------ errors */
 
@@ -205,6 +260,7 @@ static int migrate(sqlite3 *conn, long long version, oee_error *err) {
   int rc = exec_sql(conn, "BEGIN IMMEDIATE", "begin migration", err);
   if (rc == 0 && version < 1) rc = exec_sql(conn, SCHEMA_V1, "create schema", err);
   if (rc == 0 && version < 2) rc = exec_sql(conn, SCHEMA_V2, "migrate to schema 2", err);
+  if (rc == 0 && version < 3) rc = exec_sql(conn, SCHEMA_V3, "migrate to schema 3", err);
   if (rc == 0) rc = exec_sql(conn, tail, "set schema version", err);
   if (rc == 0) rc = exec_sql(conn, "COMMIT", "commit migration", err);
   if (rc != 0) sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);

@@ -12,10 +12,27 @@
 
 #include "core/db.h"
 
-/* The columns every read selects, in row_task()'s order. */
-#define OEE__DB_COLUMNS                                         \
-  "idx, id, seq, name, task_type, status, priority, worker_id," \
-  " created_ns, started_ns, completed_ns, result, error, context"
+/* The columns every read selects, in oee__db_row_task()'s order; a read
+ * that wants the payload selects it after them, as column
+ * OEE__DB_N_COLUMNS. `attempt` is -1 in rows stored before schema 3, which
+ * never counted attempts: such a row reads as attempt 1 if it ever started,
+ * else 0 (see SCHEMA_V3 in db_sqlite.c). */
+#define OEE__DB_COLUMNS                                                           \
+  "idx, id, seq, name, task_type, status, priority, worker_id,"                   \
+  " created_ns, started_ns, completed_ns, result, error, context,"                \
+  " CASE WHEN attempt >= 0 THEN attempt ELSE started_ns != 0 END, max_attempts,"  \
+  " backoff_s, max_backoff_s, timeout_s, run_at_ns, idempotency_key, depends_on," \
+  " schedule_id, remote_worker_id"
+#define OEE__DB_N_COLUMNS 24
+
+/* The statuses as sets, for the SQL that must not list them by hand (the
+ * numbers are oee_task_status's, checked in db_sqlite.c). A finished row is
+ * DONE, ERROR or CANCELLED; SCHEDULED (6) is unfinished: it has not run yet
+ * or waits for a retry. The text of OEE__DB_FINISHED is also the condition
+ * of the partial index tasks_finished, which SQLite uses only for a query
+ * whose WHERE repeats that term. */
+#define OEE__DB_FINISHED "status IN (3, 4, 5)"
+#define OEE__DB_UNFINISHED "status IN (1, 2, 6)"
 
 typedef struct oee__db_reader {
   struct oee__db_reader *next;

@@ -10,9 +10,10 @@
  * when it commits, so a reader (oee_db_counts) always sees the counts of a
  * committed state, and a failed write leaves them as they were. The counts
  * are loaded once at open (a GROUP BY over an index).
- * A purge selects the oldest finished rows through the partial index
- * tasks_finished (completed_ns, idx) and deletes them one by one, so it
- * costs O(limit) however many rows are stored.
+ * A purge selects the oldest finished rows (DONE, ERROR, CANCELLED; never
+ * SCHEDULED) through the partial index tasks_finished (completed_ns, idx)
+ * and deletes them one by one, so it costs O(limit) however many rows are
+ * stored.
  * Threads: one writer at a time (write_lock). counts_lock is a leaf.
  */
 #include <stdio.h>
@@ -23,19 +24,36 @@
 #include "core/db_sqlite.h"
 #include "core/oee_alloc.h"
 
+/* A new row gets every field; a known one only those that change after
+ * submission. The others (the name, type, context, the submission's
+ * attempts, backoff, timeout, key, dependencies, schedule) stay as they
+ * are: SQLite updates an index whenever the SET names one of its columns,
+ * so naming created_ns or idempotency_key would cost a tasks_by_key write
+ * at every status change. */
 static const char UPSERT[] =
     "INSERT INTO tasks(idx, id, seq, name, task_type, status, priority,"
-    " worker_id, created_ns, started_ns, completed_ns, result, error, context, payload)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    " worker_id, created_ns, started_ns, completed_ns, result, error, context, payload,"
+    " attempt, max_attempts, backoff_s, max_backoff_s, timeout_s, run_at_ns,"
+    " idempotency_key, depends_on, schedule_id, remote_worker_id)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+    " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
     " ON CONFLICT(idx) DO UPDATE SET seq = excluded.seq,"
     " status = excluded.status, priority = excluded.priority,"
     " worker_id = excluded.worker_id, started_ns = excluded.started_ns,"
     " completed_ns = excluded.completed_ns, result = excluded.result,"
-    " error = excluded.error, payload = coalesce(excluded.payload, tasks.payload)";
+    " error = excluded.error, payload = coalesce(excluded.payload, tasks.payload),"
+    " attempt = excluded.attempt, run_at_ns = excluded.run_at_ns,"
+    " remote_worker_id = excluded.remote_worker_id";
 static const char REMOVE[] = "DELETE FROM tasks WHERE idx = ?1";
+/* Through tasks_finished, named: without statistics (this database runs no
+ * ANALYZE) SQLite prefers three seeks of tasks_by_status and a sort of
+ * every finished row, O(finished) instead of O(limit): 113 ms instead of
+ * 0.2 ms to pick 256 of 415,000 finished rows (in memory, SQLite 3.40).
+ * If the index ever stopped matching the WHERE, preparing this would fail
+ * at open rather than purges slowing down. */
 static const char OLDEST[] =
-    "SELECT idx, id, task_type, status, completed_ns FROM tasks WHERE status >= 3"
-    " ORDER BY completed_ns, idx LIMIT ?1";
+    "SELECT idx, id, task_type, status, completed_ns FROM tasks INDEXED BY tasks_finished"
+    " WHERE " OEE__DB_FINISHED " ORDER BY completed_ns, idx LIMIT ?1";
 static const char META_SET[] =
     "INSERT INTO meta(key, value) VALUES (?1, ?2)"
     " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
@@ -141,7 +159,11 @@ static uint64_t finished_now(oee_db *db) {
 
 /* ------------------------------------------------------------ rows */
 
-static void bind_task(sqlite3_stmt *st, const oee_task_info *t, const void *ctx, size_t ctx_len) {
+/* Binds the upsert's parameters but the payload (15). `ctx` and `deps` are
+ * the encoded context and depends_on (NULL: none); bound SQLITE_STATIC, they
+ * must live until the statement is reset. */
+static void bind_task(sqlite3_stmt *st, const oee_task_info *t, const void *ctx, size_t ctx_len,
+                      const void *deps, size_t deps_len) {
   sqlite3_bind_int64(st, 1, (sqlite3_int64)t->submit_index);
   sqlite3_bind_text(st, 2, t->id, OEE_ID_LEN, SQLITE_STATIC);
   sqlite3_bind_int64(st, 3, (sqlite3_int64)t->seq);
@@ -160,6 +182,20 @@ static void bind_task(sqlite3_stmt *st, const oee_task_info *t, const void *ctx,
   } else {
     sqlite3_bind_null(st, 14);
   }
+  sqlite3_bind_int(st, 16, t->attempt);
+  sqlite3_bind_int(st, 17, t->max_attempts);
+  sqlite3_bind_double(st, 18, t->backoff_seconds);
+  sqlite3_bind_double(st, 19, t->max_backoff_seconds);
+  sqlite3_bind_double(st, 20, t->timeout_seconds);
+  sqlite3_bind_int64(st, 21, t->run_at_ns);
+  sqlite3_bind_text(st, 22, t->idempotency_key, -1, SQLITE_STATIC);
+  if (deps_len > 0) {
+    sqlite3_bind_blob(st, 23, deps, (int)deps_len, SQLITE_STATIC);
+  } else {
+    sqlite3_bind_null(st, 23);
+  }
+  sqlite3_bind_text(st, 24, t->schedule_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 25, t->remote_worker_id, -1, SQLITE_STATIC);
 }
 
 /* Steps a bound write statement once and resets it. */
@@ -172,12 +208,14 @@ static int step_write(sqlite3 *conn, sqlite3_stmt *st, const char *what, oee_err
 
 static int write_row(oee_db *db, const oee_db_row *row, oee_error *err) {
   const oee_task_info *t = row->task;
-  void *ctx = NULL;
-  size_t ctx_len = 0;
-  if (oee__ctx_encode(t->context, t->context_len, &ctx, &ctx_len) != 0) {
-    return oee_error_set(err, OEE_ENOMEM, "storage: out of memory encoding a context");
+  void *ctx = NULL, *deps = NULL;
+  size_t ctx_len = 0, deps_len = 0;
+  if (oee__ctx_encode(t->context, t->context_len, &ctx, &ctx_len) != 0 ||
+      oee__strs_encode(t->depends_on, t->depends_on_len, &deps, &deps_len) != 0) {
+    oee_free(ctx);
+    return oee_error_set(err, OEE_ENOMEM, "storage: out of memory encoding a task");
   }
-  bind_task(db->upsert, t, ctx, ctx_len);
+  bind_task(db->upsert, t, ctx, ctx_len, deps, deps_len);
   if (row->payload != NULL) {
     sqlite3_bind_blob(db->upsert, 15, row->payload, (int)row->payload_len, SQLITE_STATIC);
   } else {
@@ -185,6 +223,7 @@ static int write_row(oee_db *db, const oee_db_row *row, oee_error *err) {
   }
   int rc = step_write(db->writer, db->upsert, "write a task", err);
   oee_free(ctx);
+  oee_free(deps);
   if (rc == 0 && row->from >= 0) rc = count_add(db, t->task_type, row->from, -1, err);
   if (rc == 0) rc = count_add(db, t->task_type, (int)t->status, 1, err);
   return rc;
