@@ -149,8 +149,8 @@ int oee_engine_retry_async(oee_engine *eng, const char *id, oee_submit_cb cb, vo
   if (rc == 0) {
     oee__task_place(eng, t);
     if (answer != NULL) {
-      *answer = (retry_answer){.waiter.cb = retry_stored, .cb = cb, .arg = arg,
-                               .task = oee_task_info_ref(t->snap)};
+      *answer = (retry_answer){
+          .waiter.cb = retry_stored, .cb = cb, .arg = arg, .task = oee_task_info_ref(t->snap)};
       oee__durable_after(eng, &answer->waiter, t->snap->seq);
       answer = NULL;
     } else {
@@ -182,8 +182,7 @@ static void retry_waited(void *arg, int rc, const oee_task_info *t, const oee_er
   oee__latch_set(&w->done);
 }
 
-int oee_engine_retry(oee_engine *eng, const char *id, const oee_task_info **out,
-                     oee_error *err) {
+int oee_engine_retry(oee_engine *eng, const char *id, const oee_task_info **out, oee_error *err) {
   retry_wait w = {.rc = 0};
   if (oee__latch_init(&w.done) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
   int rc = oee_engine_retry_async(eng, id, retry_waited, &w, err);

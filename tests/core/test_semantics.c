@@ -43,8 +43,8 @@ static const oee_task_info *next_of(oee_sub *sub, const char *id) {
 static const oee_task_info *expect(oee_sub *sub, const char *id, oee_task_status st, int attempt) {
   const oee_task_info *ev = next_of(sub, id);
   if (ev->status != st) {
-    fail_msg("expected %s, got %s (%s)", oee_task_status_name(st),
-             oee_task_status_name(ev->status), ev->error_message);
+    fail_msg("expected %s, got %s (%s)", oee_task_status_name(st), oee_task_status_name(ev->status),
+             ev->error_message);
   }
   if (attempt >= 0) assert_int_equal(ev->attempt, attempt);
   return ev;
@@ -249,12 +249,87 @@ static void test_retry_task_durable(void **state) {
   (void)state;
   char dir[256];
   assert_int_equal(tu_temp_dir(dir, sizeof(dir), "semantics"), 0);
-  oee_engine_config cfg = {.num_workers = 1, .data_dir = dir, .sync_normal = 1, .finished_cache = 1};
+  oee_engine_config cfg = {
+      .num_workers = 1, .data_dir = dir, .sync_normal = 1, .finished_cache = 1};
   oee_engine *eng;
   oee_error err;
   if (oee_engine_open(&cfg, &eng, &err) != 0) fail_msg("open: %s", err.message);
   oee_engine_start(eng);
   retry_scenario(eng);
+  oee_engine_destroy(eng);
+  assert_int_equal(tu_remove_dir(dir), 0);
+}
+
+/* SCHEDULED tasks (a delayed one, one waiting for its retry) are stored
+ * with their attempt, run_at and settings and wait again after a restart. */
+static void test_scheduled_survive_restart(void **state) {
+  (void)state;
+  char dir[256];
+  assert_int_equal(tu_temp_dir(dir, sizeof(dir), "semantics"), 0);
+  oee_engine_config cfg = {.num_workers = 1, .data_dir = dir, .sync_normal = 1};
+  oee_engine *eng;
+  oee_error err;
+  if (oee_engine_open(&cfg, &eng, &err) != 0) fail_msg("open: %s", err.message);
+  oee_sub *sub = watch_all(eng);
+  oee_engine_start(eng);
+  int64_t hour = 3600LL * 1000000000LL, at = oee_now_ns() + hour;
+  oee_kv ctx[] = {{"message", "boom"}};
+  oee_submit later = {.name = "later",
+                      .task_type = "echo",
+                      .priority = 5,
+                      .context = ctx,
+                      .context_len = 1,
+                      .has_run_at = 1,
+                      .run_at_ns = at,
+                      .timeout_seconds = 2.5};
+  oee_submit retrying = {.name = "retrying",
+                         .task_type = "fail",
+                         .priority = 5,
+                         .context = ctx,
+                         .context_len = 1,
+                         .max_attempts = 4,
+                         .has_backoff = 1,
+                         .backoff_seconds = 7200,
+                         .has_max_backoff = 1,
+                         .max_backoff_seconds = 7200};
+  char a[OEE_ID_LEN + 1], b[OEE_ID_LEN + 1];
+  submit(eng, &later, a);
+  submit(eng, &retrying, b);
+  oee_task_info_unref(expect(sub, b, OEE_TASK_QUEUED, 0));
+  oee_task_info_unref(expect(sub, b, OEE_TASK_RUNNING, 1));
+  oee_task_info_unref(expect(sub, b, OEE_TASK_SCHEDULED, 1)); /* an hour or two away */
+  oee_sub_free(sub);
+  oee_engine_destroy(eng);
+
+  if (oee_engine_open(&cfg, &eng, &err) != 0) fail_msg("reopen: %s", err.message);
+  oee_engine_start(eng);
+  oee_recovery rec;
+  oee_engine_recovery(eng, &rec);
+  assert_int_equal(rec.queued, 2); /* back where they wait */
+  assert_int_equal(rec.interrupted, 0);
+  const oee_task_info *t;
+  assert_int_equal(oee_engine_get(eng, a, &t), 0);
+  assert_int_equal(t->status, OEE_TASK_SCHEDULED);
+  assert_int_equal(t->run_at_ns, at);
+  assert_true(t->timeout_seconds == 2.5);
+  oee_task_info_unref(t);
+  assert_int_equal(oee_engine_get(eng, b, &t), 0);
+  assert_int_equal(t->status, OEE_TASK_SCHEDULED);
+  assert_int_equal(t->attempt, 1);
+  assert_int_equal(t->max_attempts, 4);
+  assert_true(t->backoff_seconds == 7200 && t->max_backoff_seconds == 7200);
+  assert_string_equal(t->error_message, "boom");
+  assert_true(t->run_at_ns > oee_now_ns() + hour / 2);
+  oee_task_info_unref(t);
+  oee_status st;
+  assert_int_equal(oee_engine_status(eng, &st), 0);
+  assert_int_equal(st.by_status[OEE_TASK_SCHEDULED], 2);
+  oee_status_free(&st);
+  /* Still cancellable where they wait. */
+  int did = 0;
+  assert_int_equal(oee_engine_cancel(eng, b, &did, &t), 0);
+  assert_int_equal(t->status, OEE_TASK_CANCELLED);
+  oee_task_info_unref(t);
   oee_engine_destroy(eng);
   assert_int_equal(tu_remove_dir(dir), 0);
 }
@@ -345,6 +420,7 @@ int main(void) {
       cmocka_unit_test(test_run_at_and_cancel_scheduled),
       cmocka_unit_test(test_retry_task),
       cmocka_unit_test(test_retry_task_durable),
+      cmocka_unit_test(test_scheduled_survive_restart),
       cmocka_unit_test(test_exec_gets_attempt),
       cmocka_unit_test(test_bad_fields_refused),
   };
