@@ -395,11 +395,12 @@ static void test_many_watchers_same_sequence(void **state) {
  * thousands of events flow must be ended with RESOURCE_EXHAUSTED; gRPC's flow
  * control buffers some megabytes in the transport first, hence the flood. */
 static void test_slow_watcher_overflow(void **state) {
-  /* 30,000 tasks: with sync "full" every commit waits for an fsync, which
-   * took this flood from 12 s to 47 s under ASan here, close to the 60 s
-   * bound below. The test is about the watcher, not the disk: "normal"
-   * still stores every change (and is ignored by the memory store). */
-  start(ARGS("--sync", "normal"));
+  /* 30,000 tasks: the test is about the watcher, not the disk, and the
+   * durable store's three writes per task took this flood past the 60 s
+   * bound below under ThreadSanitizer (28,168 done in 60 s), so it runs on
+   * the memory store in both targets; the sqlite store's events are covered
+   * by the other tests here. */
+  start(ARGS("--store", "memory"));
   /* A raw reader that nobody reads until the flood is over. */
   Oee__V1__WatchTasksRequest wreq = OEE__V1__WATCH_TASKS_REQUEST__INIT;
   oee_rpc_reader *slow = NULL;
