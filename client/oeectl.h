@@ -107,6 +107,11 @@ const char *oeectl_strategy_name(Oee__V1__PipelineStrategy s);
 const char *oeectl_stage_status_name(Oee__V1__StageStatus s);
 /* Short form without the prefix: "DONE". */
 const char *oeectl_status_short(Oee__V1__TaskStatus s);
+/* A time given as RFC 3339 ("2026-01-02T03:04:05Z", any offset, up to
+ * nanoseconds) or relative to now ("+30s", "+5m", "+2h", "+1d"; decimals
+ * allowed) into *out; 0, or -1 when s is neither. Years 0000..9999 parse;
+ * the server judges the range. */
+int oeectl_parse_time(const char *s, Google__Protobuf__Timestamp *out);
 /* RFC 3339 UTC ("2026-01-02T03:04:05.123Z") into buf; "" if ts is NULL. */
 const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts, char *buf, size_t len);
 /* One-line, at most max display bytes ("..." appended when cut) into buf. */
@@ -127,8 +132,8 @@ json_t *oeectl_json_event(const Oee__V1__TaskEvent *e);
 /* ---- command groups (oeectl_tasks.c, oeectl_status.c,
  * oeectl_pipeline.c) ---- */
 extern const oeectl_cmd oeectl_cmd_submit, oeectl_cmd_submit_batch, oeectl_cmd_get, oeectl_cmd_list,
-    oeectl_cmd_cancel, oeectl_cmd_clear, oeectl_cmd_status, oeectl_cmd_watch, oeectl_cmd_health,
-    oeectl_cmd_pipeline;
+    oeectl_cmd_cancel, oeectl_cmd_retry, oeectl_cmd_clear, oeectl_cmd_status, oeectl_cmd_watch,
+    oeectl_cmd_health, oeectl_cmd_pipeline;
 
 /* Prints a submit reply: the id, or with --json the task. Returns 0 or an
  * exit code. */

@@ -53,17 +53,41 @@ json_t *oeectl_json_task(const Oee__V1__Task *t) {
   json_object_set_new(o, "errorMessage", jstr(t->error_message));
   json_object_set_new(o, "result", jstr(t->result));
   json_object_set_new(o, "workerId", json_integer(t->worker_id));
+  json_object_set_new(o, "attempt", json_integer(t->attempt));
+  json_object_set_new(o, "maxAttempts", json_integer(t->max_attempts));
+  set_time(o, "runAt", t->run_at);
+  json_object_set_new(o, "timeoutSeconds", json_real(t->timeout_seconds));
+  json_object_set_new(o, "idempotencyKey", jstr(t->idempotency_key));
+  json_t *deps = json_array();
+  for (size_t i = 0; i < t->n_depends_on; i++) json_array_append_new(deps, jstr(t->depends_on[i]));
+  json_object_set_new(o, "dependsOn", deps);
+  json_object_set_new(o, "scheduleId", jstr(t->schedule_id));
+  json_object_set_new(o, "remoteWorkerId", jstr(t->remote_worker_id));
+  json_object_set_new(o, "backoffSeconds", json_real(t->backoff_seconds));
+  json_object_set_new(o, "maxBackoffSeconds", json_real(t->max_backoff_seconds));
+  return o;
+}
+
+static json_t *type_limit(const Oee__V1__TypeLimit *l) {
+  json_t *o = json_object();
+  json_object_set_new(o, "taskType", jstr(l->task_type));
+  json_object_set_new(o, "maxRunning", json_integer(l->max_running));
+  json_object_set_new(o, "running", json_integer(l->running));
+  json_object_set_new(o, "maxPerSecond", json_real(l->max_per_second));
   return o;
 }
 
 json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q) {
   if (q == NULL) return json_null();
-  json_t *o = json_object(), *by = json_object();
+  json_t *o = json_object(), *by = json_object(), *limits = json_array();
   for (size_t i = 0; i < q->n_tasks_by_status; i++)
     json_object_set_new(by, q->tasks_by_status[i]->key, json_integer(q->tasks_by_status[i]->value));
+  for (size_t i = 0; i < q->n_type_limits; i++)
+    json_array_append_new(limits, type_limit(q->type_limits[i]));
   json_object_set_new(o, "queueSize", json_integer(q->queue_size));
   json_object_set_new(o, "tasksByStatus", by);
   json_object_set_new(o, "totalTasks", json_integer(q->total_tasks));
+  json_object_set_new(o, "typeLimits", limits);
   return o;
 }
 

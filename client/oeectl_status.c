@@ -42,9 +42,10 @@ static void print_system(const Oee__V1__SystemStatus *s) {
   printf("%-9s %s\n", "version:", s->version);
   printf("%-9s %.1f s\n", "uptime:", s->uptime_seconds);
   printf("%-9s %d\n", "workers:", s->num_workers);
-  printf("%-9s %d total, %d queued, %d running, %d done, %d error, %d cancelled\n",
-         "tasks:", q != NULL ? q->total_tasks : 0, by_status(q, "queued"), by_status(q, "running"),
-         by_status(q, "done"), by_status(q, "error"), by_status(q, "cancelled"));
+  printf("%-9s %d total, %d scheduled, %d queued, %d running, %d done, %d error, %d cancelled\n",
+         "tasks:", q != NULL ? q->total_tasks : 0, by_status(q, "scheduled"),
+         by_status(q, "queued"), by_status(q, "running"), by_status(q, "done"),
+         by_status(q, "error"), by_status(q, "cancelled"));
   print_workers(s);
 }
 
@@ -91,7 +92,7 @@ static int watch_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   if (opt == O_SNAPSHOT) r->include_snapshot = 1;
   if (opt == O_STATUS && oeectl_parse_status(arg, &r->statuses[r->n_statuses++]) != 0)
     return oeectl_usage_error(
-        cmd, "unknown status \"%s\" (queued, running, done, error, cancelled)", arg);
+        cmd, "unknown status \"%s\" (scheduled, queued, running, done, error, cancelled)", arg);
   return -1;
 }
 

@@ -1,5 +1,5 @@
 /*
- * oeectl_tasks.c - the task commands: submit, get, list, cancel, clear.
+ * oeectl_tasks.c - the task commands: submit, get, list, cancel, retry, clear.
  * Each command is one options handler plus one run function that builds the
  * request, makes one blocking call and prints the reply.
  */
@@ -24,6 +24,24 @@ static void print_context(const Oee__V1__Task *t) {
   putchar('\n');
 }
 
+/* Attempts, retry policy, timing and dependencies, one line each. */
+static void print_semantics(const Oee__V1__Task *t) {
+  char r[64];
+  printf("%-10s %d of %d\n", "attempt:", t->attempt, t->max_attempts);
+  printf("%-10s %g s, at most %g s\n", "backoff:", t->backoff_seconds, t->max_backoff_seconds);
+  if (t->timeout_seconds > 0)
+    printf("%-10s %g s\n", "timeout:", t->timeout_seconds);
+  else
+    printf("%-10s none\n", "timeout:");
+  printf("%-10s %s\n", "run_at:", oeectl_format_time(t->run_at, r, sizeof(r)));
+  printf("%-10s %s\n", "key:", t->idempotency_key);
+  printf("%-10s", "after:");
+  for (size_t i = 0; i < t->n_depends_on; i++) printf(" %s", t->depends_on[i]);
+  putchar('\n');
+  if (t->schedule_id[0] != '\0') printf("%-10s %s\n", "schedule:", t->schedule_id);
+  if (t->remote_worker_id[0] != '\0') printf("%-10s %s\n", "remote:", t->remote_worker_id);
+}
+
 /* The task as "key: value" lines. */
 static void print_task(const Oee__V1__Task *t) {
   char c[64], s[64], d[64];
@@ -31,25 +49,38 @@ static void print_task(const Oee__V1__Task *t) {
   printf("%-10s %s\n%-10s %s\n", "type:", t->task_type, "status:", oeectl_status_short(t->status));
   printf("%-10s %d\n%-10s %d\n", "priority:", t->priority, "worker:", t->worker_id);
   print_context(t);
+  print_semantics(t);
   printf("%-10s %s\n", "created:", oeectl_format_time(t->created_at, c, sizeof(c)));
   printf("%-10s %s\n", "started:", oeectl_format_time(t->started_at, s, sizeof(s)));
   printf("%-10s %s\n", "completed:", oeectl_format_time(t->completed_at, d, sizeof(d)));
   printf("%-10s %s\n%-10s %s\n", "result:", t->result, "error:", t->error_message);
 }
 
+/* RUN_AT to the second ("2026-01-02T03:04:05Z"), "-" when unset. */
+static const char *run_at_cell(const Google__Protobuf__Timestamp *ts, char *buf, size_t len) {
+  if (ts == NULL) return "-";
+  Google__Protobuf__Timestamp whole = *ts;
+  whole.nanos = 0;
+  return oeectl_format_time(&whole, buf, len);
+}
+
+#define ROW_FORMAT "%-36s  %-16s  %-8s  %-9s  %4s  %7s  %6s  %-20s  %s\n"
+
 static void print_row(const Oee__V1__Task *t) {
-  char name[24], type[16], out[48], worker[16] = "-";
+  char name[24], type[16], out[48], worker[16] = "-", prio[16], attempt[32], run_at[64];
   const char *res = t->error_message[0] != '\0' ? t->error_message : t->result;
   if (t->worker_id >= 0) snprintf(worker, sizeof(worker), "%d", t->worker_id);
-  printf("%-36s  %-20s  %-10s  %-9s  %4d  %6s  %s\n", t->id,
-         oeectl_clip(t->name, 20, name, sizeof(name)),
-         oeectl_clip(t->task_type, 10, type, sizeof(type)), oeectl_status_short(t->status),
-         t->priority, worker, oeectl_clip(res, 40, out, sizeof(out)));
+  snprintf(prio, sizeof(prio), "%d", t->priority);
+  snprintf(attempt, sizeof(attempt), "%d/%d", t->attempt, t->max_attempts);
+  printf(ROW_FORMAT, t->id, oeectl_clip(t->name, 16, name, sizeof(name)),
+         oeectl_clip(t->task_type, 8, type, sizeof(type)), oeectl_status_short(t->status), prio,
+         attempt, worker, run_at_cell(t->run_at, run_at, sizeof(run_at)),
+         oeectl_clip(res, 40, out, sizeof(out)));
 }
 
 static void print_header(void) {
-  printf("%-36s  %-20s  %-10s  %-9s  %4s  %6s  %s\n", "ID", "NAME", "TYPE", "STATUS", "PRIO",
-         "WORKER", "RESULT/ERROR");
+  printf(ROW_FORMAT, "ID", "NAME", "TYPE", "STATUS", "PRIO", "ATTEMPT", "WORKER", "RUN_AT",
+         "RESULT/ERROR");
 }
 
 /* ---- submit ---- */
@@ -57,10 +88,23 @@ static void print_header(void) {
 typedef struct submit_args {
   Oee__V1__SubmitTaskRequest req;
   Oee__V1__SubmitTaskRequest__ContextEntry *entries; /* capacity argc */
+  Google__Protobuf__Timestamp run_at;                /* req.run_at points here once given */
   int have_name, have_type; /* options seen; empty values are the server's to refuse */
 } submit_args;
 
-enum { O_NAME = OPT_CMD_BASE, O_TYPE, O_PRIORITY, O_CTX };
+enum {
+  O_NAME = OPT_CMD_BASE,
+  O_TYPE,
+  O_PRIORITY,
+  O_CTX,
+  O_MAX_ATTEMPTS,
+  O_BACKOFF,
+  O_MAX_BACKOFF,
+  O_TASK_TIMEOUT,
+  O_RUN_AT,
+  O_KEY,
+  O_AFTER
+};
 
 static int add_ctx(submit_args *a, const oeectl_cmd *cmd, const char *arg) {
   const char *eq = strchr(arg, '=');
@@ -75,8 +119,52 @@ static int add_ctx(submit_args *a, const oeectl_cmd *cmd, const char *arg) {
   return -1;
 }
 
+/* A number of seconds; its range (finite, >= 0) is the server's to check,
+ * but it must be a finite number to be sent at all. */
+static int seconds_opt(const oeectl_cmd *cmd, const char *flag, const char *arg, double *out) {
+  if (oeectl_parse_double(arg, out) != 0)
+    return oeectl_usage_error(cmd, "%s must be a number of seconds, got \"%s\"", flag, arg);
+  return -1;
+}
+
+/* The task-semantics options. */
+static int semantics_opt(submit_args *a, const oeectl_cmd *cmd, int opt, const char *arg) {
+  Oee__V1__SubmitTaskRequest *r = &a->req;
+  switch (opt) {
+    case O_MAX_ATTEMPTS: /* 1..100 is the server's to check */
+      if (oeectl_parse_int(arg, INT32_MIN, INT32_MAX, &r->max_attempts) != 0)
+        return oeectl_usage_error(cmd, "--max-attempts must be an integer, got \"%s\"", arg);
+      r->max_attempts_present_case =
+          OEE__V1__SUBMIT_TASK_REQUEST__MAX_ATTEMPTS_PRESENT_MAX_ATTEMPTS;
+      return -1;
+    case O_BACKOFF:
+      r->backoff_seconds_present_case =
+          OEE__V1__SUBMIT_TASK_REQUEST__BACKOFF_SECONDS_PRESENT_BACKOFF_SECONDS;
+      return seconds_opt(cmd, "--backoff", arg, &r->backoff_seconds);
+    case O_MAX_BACKOFF:
+      r->max_backoff_seconds_present_case =
+          OEE__V1__SUBMIT_TASK_REQUEST__MAX_BACKOFF_SECONDS_PRESENT_MAX_BACKOFF_SECONDS;
+      return seconds_opt(cmd, "--max-backoff", arg, &r->max_backoff_seconds);
+    case O_TASK_TIMEOUT:
+      return seconds_opt(cmd, "--timeout", arg, &r->timeout_seconds);
+    case O_RUN_AT:
+      if (oeectl_parse_time(arg, &a->run_at) != 0)
+        return oeectl_usage_error(cmd, "--run-at wants an RFC 3339 time or +N[s|m|h|d], got \"%s\"",
+                                  arg);
+      r->run_at = &a->run_at;
+      return -1;
+    case O_KEY:
+      r->idempotency_key = (char *)arg;
+      return -1;
+    default: /* O_AFTER: the ids are the server's to check */
+      r->depends_on[r->n_depends_on++] = (char *)arg;
+      return -1;
+  }
+}
+
 static int submit_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   submit_args *a = p;
+  if (opt >= O_MAX_ATTEMPTS) return semantics_opt(a, cmd, opt, arg);
   if (opt == O_NAME) {
     a->req.name = (char *)arg;
     a->have_name = 1;
@@ -99,6 +187,7 @@ static void submit_args_free(submit_args *a) {
   for (size_t i = 0; i < a->req.n_context; i++) free(a->entries[i].key);
   free(a->entries);
   free(a->req.context);
+  free(a->req.depends_on);
 }
 
 static int submit_call(oeectl_ctx *ctx, const submit_args *a) {
@@ -115,16 +204,27 @@ static int submit_call(oeectl_ctx *ctx, const submit_args *a) {
 }
 
 static int submit_run(oeectl_ctx *ctx, int argc, char **argv) {
+  /* "timeout" comes before the global options, so after the command it is
+   * the task's timeout_seconds (getopt_long takes the first exact match);
+   * the call deadline goes before the command: oeectl --timeout 5 submit. */
   static const struct option opts[] = {{"name", required_argument, NULL, O_NAME},
                                        {"type", required_argument, NULL, O_TYPE},
                                        {"priority", required_argument, NULL, O_PRIORITY},
                                        {"ctx", required_argument, NULL, O_CTX},
+                                       {"max-attempts", required_argument, NULL, O_MAX_ATTEMPTS},
+                                       {"backoff", required_argument, NULL, O_BACKOFF},
+                                       {"max-backoff", required_argument, NULL, O_MAX_BACKOFF},
+                                       {"timeout", required_argument, NULL, O_TASK_TIMEOUT},
+                                       {"run-at", required_argument, NULL, O_RUN_AT},
+                                       {"key", required_argument, NULL, O_KEY},
+                                       {"after", required_argument, NULL, O_AFTER},
                                        OEECTL_GLOBAL_OPTIONS};
   submit_args a = {.entries = calloc((size_t)argc, sizeof(*a.entries))};
   oee__v1__submit_task_request__init(&a.req);
   a.req.context = calloc((size_t)argc, sizeof(*a.req.context));
+  a.req.depends_on = calloc((size_t)argc, sizeof(*a.req.depends_on));
   int rc = -1;
-  if (a.entries == NULL || a.req.context == NULL)
+  if (a.entries == NULL || a.req.context == NULL || a.req.depends_on == NULL)
     rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (rc < 0) rc = oeectl_parse_opts(ctx, &oeectl_cmd_submit, opts, argc, argv, submit_opt, &a);
   if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_submit, argc, argv, 0);
@@ -138,10 +238,22 @@ static int submit_run(oeectl_ctx *ctx, int argc, char **argv) {
 const oeectl_cmd oeectl_cmd_submit = {
     "submit", "queue one task; prints its id",
     "usage: oeectl submit --name NAME --type TYPE [--priority P] [--ctx KEY=VALUE ...]\n"
-    "  Queues one task and prints its id (--json: the task as acknowledged).\n"
-    "  --priority  0..10, higher runs first (default: the server's, 5)\n"
-    "  --ctx       executor parameter, repeatable: echo message=..., sleep seconds=...,\n"
-    "              fail message=..., exec command=NAME input=...\n",
+    "                     [--max-attempts N] [--backoff S] [--max-backoff S] [--timeout S]\n"
+    "                     [--run-at TIME] [--key KEY] [--after TASK_ID ...]\n"
+    "  Queues one task and prints its id (--json: the task as acknowledged). With a\n"
+    "  --key seen recently the id is the earlier task's and nothing new is queued.\n"
+    "  --priority      0..10, higher runs first (default: the server's, 5)\n"
+    "  --ctx           executor parameter, repeatable: echo message=..., sleep seconds=...,\n"
+    "                  fail message=..., exec command=NAME input=...\n"
+    "  --max-attempts  attempts in all, 1..100 (default: the server's default_max_attempts, 1)\n"
+    "  --backoff       seconds before the first retry, doubling each retry (default 1)\n"
+    "  --max-backoff   cap of that wait in seconds (default 300)\n"
+    "  --timeout       seconds one attempt may run (default 0: no limit). After the command\n"
+    "                  --timeout is this; the call deadline goes first: oeectl --timeout 5 submit\n"
+    "  --run-at        not before TIME: RFC 3339 (2030-01-02T03:04:05Z, any offset) or\n"
+    "                  relative to now: +30s, +5m, +2h, +1d (the task is SCHEDULED until then)\n"
+    "  --key           idempotency key (at most 256 bytes)\n"
+    "  --after         a task that must end DONE first, repeatable (else this one is CANCELLED)\n",
     submit_run};
 
 /* ---- get ---- */
@@ -189,7 +301,7 @@ static int list_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   if (opt == O_ALL) a->all = 1;
   if (opt == O_STATUS && oeectl_parse_status(arg, &a->req.status_filter) != 0)
     return oeectl_usage_error(
-        cmd, "unknown status \"%s\" (queued, running, done, error, cancelled)", arg);
+        cmd, "unknown status \"%s\" (scheduled, queued, running, done, error, cancelled)", arg);
   if (opt == O_PAGE_SIZE && oeectl_parse_int(arg, INT32_MIN, INT32_MAX, &a->req.page_size) != 0)
     return oeectl_usage_error(cmd, "--page-size must be an integer, got \"%s\"", arg);
   return -1;
@@ -271,8 +383,9 @@ static int list_run(oeectl_ctx *ctx, int argc, char **argv) {
 const oeectl_cmd oeectl_cmd_list = {
     "list", "list tasks (table), oldest first",
     "usage: oeectl list [--status S] [--type T] [--page-size N] [--page-token TOK] [--all]\n"
-    "  Lists tasks oldest first: id, name, type, status, priority, worker, result or error.\n"
-    "  --status      queued, running, done, error or cancelled (or TASK_STATUS_*)\n"
+    "  Lists tasks oldest first: id, name, type, status, priority, attempt (of the most\n"
+    "  allowed), worker, run_at (to the second; - when unset), result or error.\n"
+    "  --status      scheduled, queued, running, done, error or cancelled (or TASK_STATUS_*)\n"
     "  --type        only tasks of this type\n"
     "  --page-size   tasks per call (0: server default; the server caps it at 1000)\n"
     "  --page-token  continue from a previous page\n"
@@ -326,6 +439,39 @@ const oeectl_cmd oeectl_cmd_cancel = {
     "  finished is left alone (\"not cancelled\"); both exit 0.\n"
     "  --json: {\"cancelled\": BOOL, \"task\": {...}}\n",
     cancel_run};
+
+/* ---- retry ---- */
+
+static int retry_run(oeectl_ctx *ctx, int argc, char **argv) {
+  static const struct option opts[] = {OEECTL_GLOBAL_OPTIONS};
+  int rc = oeectl_parse_opts(ctx, &oeectl_cmd_retry, opts, argc, argv, NULL, NULL);
+  if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_retry, argc, argv, 1);
+  if (rc >= 0) return rc;
+  Oee__V1__RetryTaskRequest req = OEE__V1__RETRY_TASK_REQUEST__INIT;
+  Oee__V1__Task *t = NULL;
+  oee_rpc_status st = {0};
+  req.task_id = argv[optind];
+  if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
+  int code =
+      oee_v1_orchestrator_service_retry_task(ctx->chan, &req, &t, oeectl_deadline_ms(ctx), &st);
+  if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
+  rc = 0;
+  if (ctx->json)
+    rc = oeectl_print_json(oeectl_json_task(t));
+  else
+    printf("retried %s (status %s, %d attempts)\n", t->id, oeectl_status_short(t->status),
+           t->max_attempts);
+  oee__v1__task__free_unpacked(t, NULL);
+  return rc;
+}
+
+const oeectl_cmd oeectl_cmd_retry = {
+    "retry", "queue a task that ended ERROR or CANCELLED again",
+    "usage: oeectl retry TASK_ID\n"
+    "  Queues a task that ended ERROR or CANCELLED again, with its attempts counted from\n"
+    "  0 (SCHEDULED if its run_at is still ahead or it waits for dependencies).\n"
+    "  Any other status fails with FAILED_PRECONDITION (exit 9). --json: the Task.\n",
+    retry_run};
 
 /* ---- clear ---- */
 

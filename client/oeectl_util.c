@@ -181,6 +181,103 @@ const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts, char *buf,
   return buf;
 }
 
+/* Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's
+ * days_from_civil), valid for every year the RFC 3339 form can write. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m) {
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return days[m - 1] + (m == 2 && leap);
+}
+
+/* Exactly n decimal digits at *p into *out; advances *p. */
+static int digits(const char **p, int n, int *out) {
+  int v = 0;
+  for (int i = 0; i < n; i++, (*p)++) {
+    if (!isdigit((unsigned char)**p)) return -1;
+    v = v * 10 + (**p - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+/* ".ddd" (1 to 9 digits kept, more are cut) as nanoseconds; none is 0. */
+static int fraction(const char **p, int32_t *nanos) {
+  int32_t ns = 0, n = 0;
+  if (**p != '.') return 0;
+  if (!isdigit((unsigned char)*++*p)) return -1;
+  for (; isdigit((unsigned char)**p); (*p)++) {
+    if (n++ < 9) ns = ns * 10 + (**p - '0');
+  }
+  for (; n < 9; n++) ns *= 10;
+  *nanos = ns;
+  return 0;
+}
+
+/* "Z" or "+HH:MM" / "-HH:MM" as seconds east of UTC. */
+static int zone(const char **p, int *offset) {
+  int sign = **p == '+' ? 1 : -1, h, m;
+  if (**p == 'Z' || **p == 'z') {
+    (*p)++;
+    *offset = 0;
+    return 0;
+  }
+  if (**p != '+' && **p != '-') return -1;
+  (*p)++;
+  if (digits(p, 2, &h) || *(*p)++ != ':' || digits(p, 2, &m) || h > 23 || m > 59) return -1;
+  *offset = sign * (h * 3600 + m * 60);
+  return 0;
+}
+
+/* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM). */
+static int parse_rfc3339(const char *s, Google__Protobuf__Timestamp *out) {
+  const char *p = s;
+  int y, mo, d, h, mi, sec, off;
+  int32_t nanos = 0;
+  if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
+    return -1;
+  if (*p != 'T' && *p != 't' && *p != ' ') return -1;
+  p++;
+  if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
+      digits(&p, 2, &sec) || fraction(&p, &nanos) || zone(&p, &off) || *p != '\0')
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
+    return -1;
+  out->seconds = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+  out->nanos = nanos;
+  return 0;
+}
+
+/* "+<seconds>s", "+<minutes>m", "+<hours>h" or "+<days>d" from now. */
+static int parse_relative(const char *s, Google__Protobuf__Timestamp *out) {
+  char *end;
+  double v;
+  if (s[0] != '+' || !isdigit((unsigned char)s[1])) return -1;
+  errno = 0;
+  v = strtod(s + 1, &end);
+  double unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+  if (errno != 0 || unit == 0 || end[1] != '\0' || !isfinite(v) || v * unit > 1e11) return -1;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t ns = (int64_t)now.tv_nsec + (int64_t)llround(fmod(v * unit, 1.0) * 1e9);
+  out->seconds = (int64_t)now.tv_sec + (int64_t)floor(v * unit) + ns / 1000000000;
+  out->nanos = (int32_t)(ns % 1000000000);
+  return 0;
+}
+
+int oeectl_parse_time(const char *s, Google__Protobuf__Timestamp *out) {
+  google__protobuf__timestamp__init(out);
+  return s[0] == '+' ? parse_relative(s, out) : parse_rfc3339(s, out);
+}
+
 const char *oeectl_clip(const char *s, size_t max, char *buf, size_t len) {
   size_t n = 0;
   if (s == NULL) s = "";

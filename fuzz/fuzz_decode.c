@@ -49,6 +49,8 @@ static const ProtobufCMessageDescriptor *const types[] = {
     &oee__v1__pipeline_result__descriptor,
     &oee__v1__watch_tasks_request__descriptor,
     &oee__v1__task_event__descriptor,
+    &oee__v1__type_limit__descriptor,
+    &oee__v1__retry_task_request__descriptor,
     &google__protobuf__timestamp__descriptor,
 };
 

@@ -257,11 +257,14 @@ static void patch_request(ProtobufCMessage *req, void *ud) {
   if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
     patch_id(ud, (char **)((char *)req + f->offset));
   }
-  f = protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "task_ids");
-  if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label == PROTOBUF_C_LABEL_REPEATED) {
-    size_t n = *(size_t *)((char *)req + f->quantifier_offset);
-    char **ids = *(char ***)((char *)req + f->offset);
-    for (size_t i = 0; i < n; i++) patch_id(ud, &ids[i]);
+  static const char *const lists[] = {"task_ids", "depends_on"};
+  for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+    f = protobuf_c_message_descriptor_get_field_by_name(req->descriptor, lists[l]);
+    if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(size_t *)((char *)req + f->quantifier_offset);
+      char **ids = *(char ***)((char *)req + f->offset);
+      for (size_t i = 0; i < n; i++) patch_id(ud, &ids[i]);
+    }
   }
 }
 
@@ -294,6 +297,8 @@ static const allowed allowed_codes[] = {
     {"SubmitPipeline", B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED)},
     {"GetPipelineResult", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
     {"WatchTasks", B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED) | B(UNAVAILABLE)},
+    {"RetryTask",
+     B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND) | B(FAILED_PRECONDITION) | B(RESOURCE_EXHAUSTED)},
     {"Check", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
     {"Watch", B(OK) | B(INVALID_ARGUMENT) | B(UNAVAILABLE)},
     {"ServerReflectionInfo", B(OK) | B(INVALID_ARGUMENT) | B(UNAVAILABLE)},
@@ -336,7 +341,8 @@ static void check_engine(env *e, const char *path) {
   }
 }
 
-/* SubmitTasks: every result carries an allowed code, and an id iff OK. */
+/* SubmitTasks: every result carries an allowed code (FAILED_PRECONDITION:
+ * a "#<index>" reference to an entry that was refused), and an id iff OK. */
 static void check_batch(const oee_fake_outcome *o, const char *path) {
   Oee__V1__SubmitTasksResponse *r =
       oee__v1__submit_tasks_response__unpack(NULL, o->reply_len, o->reply);
@@ -344,9 +350,10 @@ static void check_batch(const oee_fake_outcome *o, const char *path) {
   for (size_t i = 0; i < r->n_results; i++) {
     const Oee__V1__SubmitTaskResult *x = r->results[i];
     unsigned bit = 1u << (unsigned)x->code;
-    int ok = (unsigned)x->code < 32 &&
-             (bit & (B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED))) &&
-             (x->code == 0 ? oee_id_valid(x->task_id) && x->task != NULL : x->message[0] != '\0');
+    int ok =
+        (unsigned)x->code < 32 &&
+        (bit & (B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED) | B(FAILED_PRECONDITION))) &&
+        (x->code == 0 ? oee_id_valid(x->task_id) && x->task != NULL : x->message[0] != '\0');
     if (!ok) {
       oee__v1__submit_tasks_response__free_unpacked(r, NULL);
       die("SubmitTasks result with a bad code, id or message", path, o);

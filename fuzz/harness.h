@@ -21,8 +21,9 @@
  *  - the engine's counts agree: the statuses add up to total_tasks and
  *    queue_size equals the QUEUED count (with the SQLite store, once the
  *    commits caught up: within 5 s).
- * Task ids: a task_id (or WatchTasks task_ids entry) that is exactly one
- * digit "0".."3" is replaced by the id of a known task (0: echo DONE,
+ * Task ids: a task_id (or a WatchTasks task_ids or SubmitTask depends_on
+ * entry) that is exactly one digit "0".."3" is replaced by the id of a
+ * known task (0: echo DONE,
  * 1: fail ERROR, 2: pipeline DONE, 3: sleep RUNNING), so the fuzzer reaches
  * the found-task paths it could never guess a UUID for.
  */

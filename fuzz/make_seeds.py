@@ -53,6 +53,33 @@ def submit_requests():
     }
 
 
+def semantics_requests():
+    """The task-semantics fields: valid, and each limit the server checks."""
+    R = pb.SubmitTaskRequest
+    far = R(name="t", task_type="echo")
+    far.run_at.seconds = 253402300800
+    past = R(name="t", task_type="echo")
+    past.run_at.seconds = 1000000000
+    nanos = R(name="t", task_type="echo")
+    nanos.run_at.nanos = -1
+    return {
+        "policy": R(name="p", task_type="echo", max_attempts=3, backoff_seconds=0.5,
+                    max_backoff_seconds=2, timeout_seconds=5),
+        "attempts0": R(name="p", task_type="echo", max_attempts=0),
+        "attempts101": R(name="p", task_type="echo", max_attempts=101),
+        "backoff_neg": R(name="p", task_type="echo", backoff_seconds=-1),
+        "timeout_nan": R(name="p", task_type="echo", timeout_seconds=float("nan")),
+        "run_at_far": far,
+        "run_at_past": past,
+        "run_at_nanos": nanos,
+        "key": R(name="k", task_type="echo", idempotency_key="k1"),
+        "long_key": R(name="k", task_type="echo", idempotency_key="k" * 300),
+        "depends_id": R(name="d", task_type="echo", depends_on=["0", "1"]),
+        "depends_ref": R(name="d", task_type="echo", depends_on=["#0"]),
+        "depends_bad": R(name="d", task_type="echo", depends_on=["x"]),
+    }
+
+
 def main():
     subs = submit_requests()
     for k, v in subs.items():
@@ -61,9 +88,22 @@ def main():
     write("fuzz_submit_tasks", "full", pb.SubmitTasksRequest(requests=[subs["echo"]] * 12))
     write("fuzz_submit_tasks", "empty", pb.SubmitTasksRequest())
     write("fuzz_submit_tasks", "oversized", pb.SubmitTasksRequest(requests=[subs["echo"]] * 17))
+    R = pb.SubmitTaskRequest
+    write("fuzz_submit_tasks", "references", pb.SubmitTasksRequest(requests=[
+        subs["echo"], R(name="b", task_type="echo", depends_on=["#0"]),
+        R(name="c", task_type="echo", priority=11, depends_on=["#1", "#0"]),
+        R(name="d", task_type="echo", depends_on=["#2"]),
+        R(name="e", task_type="echo", depends_on=["#4"]),
+        R(name="f", task_type="echo", depends_on=["#9", "#x", "#"]),
+        R(name="g", task_type="echo", depends_on=["0", "#5"])]))
+    for k, v in semantics_requests().items():
+        write("fuzz_submit_task", k, v)
+    write("fuzz_submit_tasks", "semantics",
+          pb.SubmitTasksRequest(requests=list(semantics_requests().values())[:8]))
     for t, cls in (("fuzz_cancel_task", pb.CancelTaskRequest),
                    ("fuzz_get_task", pb.GetTaskRequest),
-                   ("fuzz_get_pipeline_result", pb.GetPipelineResultRequest)):
+                   ("fuzz_get_pipeline_result", pb.GetPipelineResultRequest),
+                   ("fuzz_retry_task", pb.RetryTaskRequest)):
         for i in range(4):
             write(t, "known%d" % i, cls(task_id=str(i)))
         write(t, "unknown", cls(task_id="7f1c2b3a-1d2e-4f50-8a9b-0c1d2e3f4a5b"))
@@ -138,6 +178,13 @@ def main():
         pb.WorkerStatus(worker_id=0, busy=True, current_task_id=t.id, tasks_completed=3)],
         version="0.1.0"))
     write("fuzz_decode", "unknown_fields", b"\xa8\x1f\x01\x0a\x01a")
+    s = pb.Task(id=t.id, name="s", status=pb.TASK_STATUS_SCHEDULED, attempt=2, max_attempts=3,
+                timeout_seconds=1.5, idempotency_key="k", depends_on=[t.id], schedule_id="sch",
+                remote_worker_id="w1", backoff_seconds=1, max_backoff_seconds=300)
+    s.run_at.seconds = 1800000000
+    write("fuzz_decode", "task_semantics", s)
+    write("fuzz_decode", "queue_limits", pb.QueueStatus(queue_size=1, type_limits=[
+        pb.TypeLimit(task_type="exec", max_running=2, running=1, max_per_second=50)]))
 
 
 if __name__ == "__main__":

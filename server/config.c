@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,9 @@ static int set_defaults(oee_server_config *c) {
   c->retention_seconds = OEE_SERVER_DEFAULT_RETENTION_SECONDS;
   c->max_finished = OEE_SERVER_DEFAULT_MAX_FINISHED;
   c->max_queue_bytes = OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES;
+  c->default_max_attempts = OEE_SERVER_DEFAULT_MAX_ATTEMPTS;
+  c->idempotency_window_seconds = OEE_DEFAULT_IDEMPOTENCY_WINDOW;
+  c->max_dependencies = OEE_DEFAULT_MAX_DEPENDENCIES;
   c->store = OEE_SERVER_DEFAULT_STORE;
   c->data_dir = oee_strdup(OEE_SERVER_DEFAULT_DATA_DIR);
   if (c->listen == NULL || c->data_dir == NULL || oee_exec_table_create(&c->commands) != 0 ||
@@ -52,7 +56,15 @@ static int set_defaults(oee_server_config *c) {
   return 0;
 }
 
+static void free_type_limits(oee_server_config *c) {
+  for (size_t i = 0; i < c->n_type_limits; i++) oee_free(c->type_limits[i].task_type);
+  oee_free(c->type_limits);
+  c->type_limits = NULL;
+  c->n_type_limits = 0;
+}
+
 void oee_server_config_free(oee_server_config *c) {
+  free_type_limits(c);
   oee_free(c->listen);
   oee_free(c->data_dir);
   oee_free(c->config_path);
@@ -254,6 +266,76 @@ static int json_models(oee_server_config *c, json_t *obj, char *err, size_t len)
   return 0;
 }
 
+/* ---------------------------------------------------------- type_limits */
+
+/* Reads one "type_limits" entry's counts into *l. */
+static int json_type_limit(json_t *obj, const char *where, oee_type_limit *l, char *err,
+                           size_t len) {
+  if (!json_is_object(obj)) return fail(err, len, "config key \"%s\" must be an object", where);
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    if (strcmp(key, "max_running") == 0) {
+      json_int_t n = json_integer_value(v);
+      if (!json_is_integer(v) || n < 0 || n > INT32_MAX) {
+        return fail(err, len, "config key \"%s.max_running\" must be an integer from 0 to %d",
+                    where, INT32_MAX);
+      }
+      l->max_running = (int)n;
+    } else if (strcmp(key, "max_per_second") == 0) {
+      if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0) {
+        return fail(err, len, "config key \"%s.max_per_second\" must be a number >= 0", where);
+      }
+      l->max_per_second = json_number_value(v);
+    } else {
+      return fail(err, len, "unknown config key \"%s.%s\"", where, key);
+    }
+  }
+  return 0;
+}
+
+static int by_type(const void *a, const void *b) {
+  return strcmp(((const oee_type_limit *)a)->task_type, ((const oee_type_limit *)b)->task_type);
+}
+
+/* "type_limits": {"<task_type>": {"max_running": N, "max_per_second": X}}.
+ * Whether each type exists is checked once the engine does
+ * (oee_server_config_check_types). */
+static int json_type_limits(oee_server_config *c, json_t *obj, char *err, size_t len) {
+  if (!json_is_object(obj)) return fail(err, len, "config key \"type_limits\" must be an object");
+  free_type_limits(c);
+  size_t n = json_object_size(obj);
+  if (n == 0) return 0;
+  c->type_limits = oee_calloc(n, sizeof(*c->type_limits));
+  if (c->type_limits == NULL) return fail(err, len, "out of memory");
+  const char *name;
+  json_t *v;
+  json_object_foreach(obj, name, v) {
+    char where[192];
+    snprintf(where, sizeof(where), "type_limits.%s", name);
+    oee_type_limit *l = &c->type_limits[c->n_type_limits];
+    if (json_type_limit(v, where, l, err, len) != 0) return -1;
+    if ((l->task_type = oee_strdup(name)) == NULL) return fail(err, len, "out of memory");
+    c->n_type_limits++;
+  }
+  qsort(c->type_limits, c->n_type_limits, sizeof(*c->type_limits), by_type);
+  return 0;
+}
+
+int oee_server_config_check_types(const oee_server_config *c, oee_engine *eng, char *err,
+                                  size_t len) {
+  for (size_t i = 0; i < c->n_type_limits; i++) {
+    const char *type = c->type_limits[i].task_type;
+    if (oee_engine_has_executor(eng, type)) continue;
+    char known[256];
+    oee_engine_executor_names(eng, known, sizeof(known));
+    return fail(err, len,
+                "config key \"type_limits.%s\": unknown task_type \"%s\"; known types: %s", type,
+                type, known);
+  }
+  return 0;
+}
+
 /* The size_t limit a key names, or NULL. */
 static size_t *limit_key(oee_server_config *c, const char *key) {
   const struct {
@@ -273,6 +355,8 @@ static size_t *limit_key(oee_server_config *c, const char *key) {
       {"max_result_bytes", &c->max_result_bytes},
       {"max_finished", &c->max_finished},
       {"max_queue_bytes", &c->max_queue_bytes},
+      {"idempotency_window_seconds", &c->idempotency_window_seconds},
+      {"max_dependencies", &c->max_dependencies},
   };
   for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
     if (strcmp(limits[i].key, key) == 0) return limits[i].field;
@@ -296,6 +380,14 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
     c->workers = (int)n;
     return 0;
   }
+  if (strcmp(key, "default_max_attempts") == 0) {
+    if (json_count(v, key, 1, &n, err, len) != 0 || n > OEE_MAX_ATTEMPTS_LIMIT) {
+      return fail(err, len, "config key \"default_max_attempts\" must be an integer from 1 to %d",
+                  OEE_MAX_ATTEMPTS_LIMIT);
+    }
+    c->default_max_attempts = (int)n;
+    return 0;
+  }
   size_t *limit = limit_key(c, key);
   if (limit) return json_count(v, key, 1, limit, err, len);
   if (strcmp(key, "retention_seconds") == 0) { /* 0: never by age */
@@ -308,6 +400,7 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   }
   if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
+  if (strcmp(key, "type_limits") == 0) return json_type_limits(c, v, err, len);
   return fail(err, len, "unknown config key \"%s\"", key);
 }
 

@@ -34,11 +34,24 @@
 #define OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES ((size_t)1 << 30)
 /* The most worker threads a flag, variable or file may ask for. */
 #define OEE_SERVER_MAX_WORKERS 1024
+/* Task semantics: no retry unless a task asks for it. */
+#define OEE_SERVER_DEFAULT_MAX_ATTEMPTS 1
 
 typedef enum oee_store_kind {
   OEE_STORE_MEMORY = 0, /* nothing survives the process */
   OEE_STORE_SQLITE = 1, /* <data_dir>/oee.db */
 } oee_store_kind;
+
+/*
+ * The quota of one task type (config key "type_limits"), read and checked
+ * at start and kept here for the engine's quotas, which do not exist yet.
+ * 0 means no limit on that count.
+ */
+typedef struct oee_type_limit {
+  char *task_type;       /* owned; an executor must exist for it (checked at start) */
+  int max_running;       /* tasks of the type running at once, 0..INT32_MAX */
+  double max_per_second; /* task starts per second, finite and >= 0 */
+} oee_type_limit;
 
 /* Each field's default is the OEE_SERVER_DEFAULT_* (or core OEE_DEFAULT_*)
  * macro of the same name. */
@@ -64,6 +77,13 @@ typedef struct oee_server_config {
   size_t retention_seconds; /* finished tasks deleted this long after completion; 0 = never */
   size_t max_finished;      /* finished tasks kept at most, oldest completed deleted first */
   size_t max_queue_bytes;   /* name + task_type + context of all unfinished tasks */
+  /* Task semantics, passed to the engine. */
+  int default_max_attempts;          /* of a task that names none, 1..100 */
+  size_t idempotency_window_seconds; /* how long an idempotency key holds;
+                                        OEE_DEFAULT_IDEMPOTENCY_WINDOW */
+  size_t max_dependencies;           /* depends_on entries per task; OEE_DEFAULT_MAX_DEPENDENCIES */
+  oee_type_limit *type_limits;       /* owned, n_type_limits entries sorted by task_type */
+  size_t n_type_limits;
   char *config_path;        /* NULL when no file was read */
   oee_exec_table *commands; /* owned; never NULL after a successful load */
   oee_model_table *models;  /* owned; never NULL after a successful load */
@@ -89,6 +109,12 @@ int oee_server_config_apply_json(oee_server_config *cfg, const char *text, const
                                  char *err, size_t errlen);
 
 void oee_server_config_free(oee_server_config *cfg);
+
+/* The task types of "type_limits" against the engine's executors, which
+ * exist only once the engine does: 0, or -1 with an error naming the key
+ * and listing the known types. */
+int oee_server_config_check_types(const oee_server_config *cfg, oee_engine *eng, char *err,
+                                  size_t errlen);
 
 /* "memory" or "sqlite"; "full" or "normal". */
 const char *oee_store_name(oee_store_kind store);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NS_PER_S 1000000000
+
 /* protobuf-c declares string fields char *; replies never write to them. */
 static char *str(const char *s) { return (char *)(uintptr_t)s; }
 
@@ -13,9 +15,31 @@ Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns) {
   Google__Protobuf__Timestamp *ts = oee_arena_alloc(a, sizeof(*ts));
   if (ts == NULL) return NULL;
   google__protobuf__timestamp__init(ts);
-  ts->seconds = ns / 1000000000;
-  ts->nanos = (int32_t)(ns % 1000000000);
+  /* Before the epoch the nanos still count forward from the second. */
+  int64_t secs = ns / NS_PER_S, nanos = ns % NS_PER_S;
+  if (nanos < 0) {
+    secs -= 1;
+    nanos += NS_PER_S;
+  }
+  ts->seconds = secs;
+  ts->nanos = (int32_t)nanos;
   return ts;
+}
+
+int oee_pb_time_ns(const Google__Protobuf__Timestamp *ts, int64_t *ns) {
+  if (ts->seconds < OEE_PB_TIME_MIN_SECONDS || ts->seconds > OEE_PB_TIME_MAX_SECONDS ||
+      ts->nanos < 0 || ts->nanos >= NS_PER_S) {
+    return -1;
+  }
+  /* int64 nanoseconds reach from 1677-09-21 to 2262-04-11: clamp beyond. */
+  if (ts->seconds >= INT64_MAX / NS_PER_S) {
+    *ns = INT64_MAX;
+  } else if (ts->seconds <= INT64_MIN / NS_PER_S) {
+    *ns = INT64_MIN / NS_PER_S * NS_PER_S;
+  } else {
+    *ns = ts->seconds * NS_PER_S + ts->nanos;
+  }
+  return 0;
 }
 
 static void task_context(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t) {
@@ -30,6 +54,24 @@ static void task_context(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t)
     e[i].value = str(t->context[i].value);
     m->context[i] = &e[i];
   }
+}
+
+/* Attempts, timing, idempotency, dependencies and who ran it. */
+static void task_semantics(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t) {
+  m->attempt = t->attempt;
+  m->max_attempts = t->max_attempts;
+  m->backoff_seconds = t->backoff_seconds;
+  m->max_backoff_seconds = t->max_backoff_seconds;
+  m->timeout_seconds = t->timeout_seconds;
+  m->run_at = oee_pb_time(a, t->run_at_ns);
+  m->idempotency_key = str(t->idempotency_key);
+  m->schedule_id = str(t->schedule_id);
+  m->remote_worker_id = str(t->remote_worker_id);
+  if (t->depends_on_len == 0) return;
+  m->depends_on = oee_arena_alloc(a, t->depends_on_len * sizeof(*m->depends_on));
+  if (m->depends_on == NULL) return; /* the arena says it failed */
+  m->n_depends_on = t->depends_on_len;
+  for (size_t i = 0; i < t->depends_on_len; i++) m->depends_on[i] = str(t->depends_on[i]);
 }
 
 Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
@@ -48,6 +90,7 @@ Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
   m->error_message = str(t->error_message);
   m->result = str(t->result);
   m->worker_id = t->worker_id;
+  task_semantics(a, m, t);
   return m;
 }
 
@@ -133,9 +176,11 @@ Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a, const oee_pipeline
   return m;
 }
 
-size_t oee_pb_task_bytes(size_t context_len) {
+size_t oee_pb_task_bytes(size_t context_len, size_t depends_on_len) {
+  /* created_at, started_at, completed_at and run_at. */
   size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__Task)) +
-                 3 * OEE_ARENA_SIZE(sizeof(Google__Protobuf__Timestamp));
+                 4 * OEE_ARENA_SIZE(sizeof(Google__Protobuf__Timestamp));
+  if (depends_on_len > 0) bytes += OEE_ARENA_SIZE(depends_on_len * sizeof(char *));
   if (context_len == 0) return bytes;
   return bytes + OEE_ARENA_SIZE(context_len * sizeof(Oee__V1__Task__ContextEntry *)) +
          OEE_ARENA_SIZE(context_len * sizeof(Oee__V1__Task__ContextEntry));

@@ -20,10 +20,20 @@
 
 /* NULL for 0 ("not reached"). */
 Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns);
+/* The seconds of a Timestamp's valid range: 0001-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59Z, as google/protobuf/timestamp.proto defines it. */
+#define OEE_PB_TIME_MIN_SECONDS INT64_C(-62135596800)
+#define OEE_PB_TIME_MAX_SECONDS INT64_C(253402300799)
+/* A request's Timestamp as ns since the epoch: 0, or -1 when it lies
+ * outside years 1..9999 or its nanos outside 0..999999999. The engine's
+ * int64 ns end in 1677 and 2262: a valid time beyond is clamped to the
+ * nearest one they hold (the engine treats every past time alike, and
+ * 2262 is as far off as 9999 for a task waiting for it). */
+int oee_pb_time_ns(const Google__Protobuf__Timestamp *ts, int64_t *ns);
 Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t);
 /* Arena bytes oee_pb_task() takes at most for a task with context_len
- * context entries (for oee_arena_reserve). */
-size_t oee_pb_task_bytes(size_t context_len);
+ * context entries and depends_on_len dependencies (for oee_arena_reserve). */
+size_t oee_pb_task_bytes(size_t context_len, size_t depends_on_len);
 Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st);
 Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
                                             const char *version);

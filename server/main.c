@@ -30,27 +30,43 @@ static oee_rpc_server *server;
 
 static const char *env(const char *name) { return getenv(name); }
 
-/* Creates the engine on the configured store (sqlite: opens and recovers
- * <data_dir>/oee.db) and starts it. */
-static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
+/* The engine's settings from the server's. */
+static oee_engine_config engine_config(const oee_server_config *cfg) {
   int sqlite = cfg->store == OEE_STORE_SQLITE;
-  oee_engine_config ec = {.num_workers = cfg->workers,
-                          .max_queue = cfg->max_queue,
-                          .retention_seconds = cfg->retention_seconds,
-                          .max_finished = cfg->max_finished,
-                          .max_queue_bytes = cfg->max_queue_bytes,
-                          .result_max_bytes = cfg->max_result_bytes,
-                          .commands = cfg->commands,
-                          .models = cfg->models,
-                          .data_dir = sqlite ? cfg->data_dir : NULL,
-                          .sync_normal = cfg->sync_normal};
+  return (oee_engine_config){.num_workers = cfg->workers,
+                             .max_queue = cfg->max_queue,
+                             .retention_seconds = cfg->retention_seconds,
+                             .max_finished = cfg->max_finished,
+                             .max_queue_bytes = cfg->max_queue_bytes,
+                             .result_max_bytes = cfg->max_result_bytes,
+                             .commands = cfg->commands,
+                             .models = cfg->models,
+                             .data_dir = sqlite ? cfg->data_dir : NULL,
+                             .sync_normal = cfg->sync_normal,
+                             .default_max_attempts = cfg->default_max_attempts,
+                             .idempotency_window_seconds = cfg->idempotency_window_seconds,
+                             .max_dependencies = cfg->max_dependencies};
+}
+
+/* Creates the engine on the configured store (sqlite: opens and recovers
+ * <data_dir>/oee.db), checks what of the config needs its executor table,
+ * and starts it. */
+static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
+  oee_engine_config ec = engine_config(cfg);
   oee_error err = {0};
   int rc = oee_engine_open(&ec, eng, &err);
-  if (rc != 0 && sqlite) {
+  if (rc != 0 && ec.data_dir != NULL) {
     const char *why = err.message[0] ? err.message : oee_strerror(rc);
     oee_log(OEE_LOG_ERROR, "store_failed", "data_dir=%s error=\"%s\"", cfg->data_dir, why);
     fprintf(stderr, "oee-server: cannot open the store: %s\n", why);
     return rc;
+  }
+  /* type_limits' types, before any task can start. */
+  char why[REASON_BYTES];
+  if (rc == 0 && oee_server_config_check_types(cfg, *eng, why, sizeof(why)) != 0) {
+    oee_log(OEE_LOG_ERROR, "config_failed", "error=\"%s\"", why);
+    fprintf(stderr, "oee-server: %s\n", why);
+    return OEE_EINVAL;
   }
   if (rc == 0) rc = oee_engine_start(*eng);
   if (rc != 0) oee_log(OEE_LOG_ERROR, "engine_failed", "error=\"%s\"", oee_strerror(rc));

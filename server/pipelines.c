@@ -88,7 +88,7 @@ grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *r
   if (pipeline_spec(out, m, &spec) == NULL) return oee_reply_oom(out);
   /* The reply's memory before the engine accepts the pipeline. */
   size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitPipelineResponse)) +
-                 oee_pb_task_bytes(PIPELINE_CONTEXT_BOUND);
+                 oee_pb_task_bytes(PIPELINE_CONTEXT_BOUND, 0);
   if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
   oee_reply_defer(out); /* from here the callback may answer at any time */
   oee_error err;

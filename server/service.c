@@ -9,6 +9,7 @@
 #include "oee/v1/orchestrator.grpc-server.h"
 #include "server/pipelines.h"
 #include "server/status.h"
+#include "server/submit.h"
 #include "server/tasks.h"
 
 #define N_METHODS OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS
@@ -30,6 +31,7 @@ const oee_route oee_service_routes[N_METHODS] = {
     [M(SUBMIT_PIPELINE)] = {.unary = oee_h_submit_pipeline},
     [M(GET_PIPELINE_RESULT)] = {.unary = oee_h_pipeline_result},
     [M(WATCH_TASKS)] = {.stream = oee_watch_handler},
+    [M(RETRY_TASK)] = {.unary = oee_h_retry_task},
 };
 const size_t oee_service_n_routes = N_METHODS;
 

@@ -2,14 +2,17 @@
  * service.h - oee.v1.OrchestratorService on top of the core engine.
  *
  * DESIGN: every handler runs on the server's completion-queue thread (see
- * server/rt/rpc_server.h). Unary handlers (tasks.c, pipelines.c, status.c)
- * check transport limits, call the engine (which never blocks for long: it
- * only takes its lock) and reply at once through the unary wrapper
- * (service.c), except the submissions (SubmitTask, SubmitTasks,
- * SubmitPipeline): they defer their reply (handler.h) and the engine's
- * submit callback sends it once the task is stored, on the engine's commit
- * thread (sqlite) or before the engine call returns (memory). Those
- * callbacks touch only their own call's reply context, never the service.
+ * server/rt/rpc_server.h). Unary handlers (submit.c, batch.c, tasks.c,
+ * pipelines.c, status.c) check transport limits, call the engine (which
+ * never blocks for long: it only takes its lock) and reply at once through
+ * the unary wrapper (service.c), except the writes (the submissions,
+ * CancelTask, ClearCompletedTasks, RetryTask): they defer their reply
+ * (handler.h) and the engine's callback sends it once the change is
+ * stored, on the engine's commit thread (sqlite) or before the engine call
+ * returns (memory). Those callbacks touch only their own call's reply
+ * context, never the service; a SubmitTasks entry that names an earlier
+ * entry ("#<index>") is submitted by whichever callback settles the last
+ * entry it names (batch.c).
  * Calls reach them through a table indexed by the generated method index;
  * oee_service_init() refuses a table with a hole. Watch streams (watch.c)
  * are fed from engine subscriptions by the tick hook and by write

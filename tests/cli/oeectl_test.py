@@ -136,12 +136,21 @@ def check_task_json(t):
 def test_help():
     out = ok("--help", addr=False)
     assert "Exit codes" in out and "64" in out and "14 UNAVAILABLE" in out, out
-    for cmd in ("submit", "submit-batch", "get", "list", "cancel", "status", "watch",
+    assert "9 FAILED_PRECONDITION" in out, out
+    for cmd in ("submit", "submit-batch", "get", "list", "cancel", "retry", "status", "watch",
                 "pipeline", "clear", "health"):
         assert cmd in out, cmd
         assert ok(cmd, "--help", addr=False).startswith("usage: oeectl " + cmd)
     assert ok("pipeline", "submit", "--help", addr=False).startswith("usage: oeectl pipeline submit")
     assert ok("help", "list", addr=False).startswith("usage: oeectl list")
+    out = ok("submit", "--help", addr=False)
+    for flag in ("--max-attempts", "--backoff", "--max-backoff", "--timeout", "--run-at",
+                 "--key", "--after", "+30s"):
+        assert flag in out, (flag, out)
+    out = ok("submit-batch", "--help", addr=False)
+    for field in ("max_attempts", "timeout_seconds", "run_at", "idempotency_key", "depends_on",
+                  "#<index>", "duplicate"):
+        assert field in out, (field, out)
 
 
 def test_usage_errors():
@@ -164,6 +173,19 @@ def test_usage_errors():
     usage_error("pipeline", "submit", "--id", "p", "--strategy", "COST_OPTIMIZED", "--stage", "a:echo:nan")
     usage_error("clear", "--keep", "some")
     usage_error("submit-batch", "a", "b")
+    base = ("submit", "--name", "x", "--type", "echo")
+    usage_error(*base, "--max-attempts", "three")
+    usage_error(*base, "--max-attempts", "99999999999")
+    usage_error(*base, "--backoff", "soon")
+    usage_error(*base, "--max-backoff", "nan")
+    usage_error(*base, "--timeout", "inf")
+    usage_error(*base, "--timeout")                            # needs a value
+    for when in ("tomorrow", "2030-01-02", "2030-13-01T00:00:00Z", "2030-02-30T00:00:00Z",
+                 "2030-01-02T03:04:05", "2030-01-02T03:04:05+25:00", "+5y", "+", "+-5s",
+                 "+3000000d", "12345"):
+        usage_error(*base, "--run-at", when)
+    usage_error("retry")
+    usage_error("retry", "a", "b")
 
 
 def test_submit():
@@ -191,6 +213,60 @@ def test_submit_errors():
     fails(3, "INVALID_ARGUMENT", "submit", "--name", "x", "--type", "exec", "--ctx", "command=nope")
 
 
+def unsupported(rc, err, what):
+    """True (and a note) when the server says it does not support `what` yet."""
+    if rc == 3 and "not supported" in err:
+        print("note: %s is not supported by this server yet: %s" % (what, err.strip()))
+        return True
+    return False
+
+
+def test_submit_semantics():
+    # The request the flags produce comes back in the acknowledged task.
+    t = json.loads(ok("submit", "--json", "--name", "pol", "--type", "echo",
+                      "--max-attempts", "3", "--timeout", "5", "--backoff", "0.5",
+                      "--max-backoff", "10", "--run-at", "2001-02-03T04:05:06.5+01:00"))
+    assert (t["maxAttempts"], t["timeoutSeconds"], t["backoffSeconds"],
+            t["maxBackoffSeconds"]) == (3, 5, 0.5, 10), t
+    assert t["attempt"] in (0, 1) and t["dependsOn"] == [] and t["idempotencyKey"] == "", t
+    g = get_json(t["id"])
+    assert (g["maxAttempts"], g["timeoutSeconds"]) == (3, 5), g
+    # The call deadline still goes before the command.
+    t = json.loads(ok("--timeout", "7", "submit", "--json", "--name", "d", "--type", "echo"))
+    assert t["timeoutSeconds"] == 0 and t["maxAttempts"] == 1, t
+    # --run-at's parse shows in the server's refusal of a year-0 time:
+    # 0000-12-31T23:59:59.5+01:00 is 22:59:59.5 UTC, one hour and 1.5 s
+    # before 0001-01-01T00:00:00Z (-62135596800).
+    err = fails(3, "INVALID_ARGUMENT", "submit", "--name", "y0", "--type", "echo",
+                "--run-at", "0000-12-31T23:59:59.5+01:00")
+    assert "run_at" in err and "seconds=-62135600401 nanos=500000000" in err, err
+    fails(3, "INVALID_ARGUMENT", "submit", "--name", "z", "--type", "echo", "--max-attempts", "0")
+    err = fails(3, "INVALID_ARGUMENT", "submit", "--name", "r", "--type", "echo",
+                "--after", UNKNOWN_ID, "--after", "#0")
+    assert "depends_on[1]" in err and "SubmitTasks" in err, err
+    # Relative times parse (+N s/m/h/d, decimals too).
+    for when in ("+0s", "+0.01s", "+0m", "+0h", "+0d"):
+        ok("submit", "--name", "rel", "--type", "echo", "--run-at", when)
+    # An idempotency key comes back as given.
+    rc, out, err = run("submit", "--json", "--name", "k", "--type", "echo", "--key", "k1",
+                       "--max-attempts", "2")
+    if not unsupported(rc, err, "idempotency_key"):
+        assert rc == 0, (rc, err)
+        t = json.loads(out)
+        assert t["idempotencyKey"] == "k1" and get_json(t["id"])["idempotencyKey"] == "k1", t
+        assert "key:       k1" in ok("get", t["id"])
+
+
+def test_retry():
+    err = fails(5, "NOT_FOUND", "retry", UNKNOWN_ID)
+    assert UNKNOWN_ID in err, err
+    fails(3, "INVALID_ARGUMENT", "retry", "not-a-uuid")
+    tid = submit("rdone", "echo")
+    wait_status(tid, "TASK_STATUS_DONE")
+    err = fails(9, "FAILED_PRECONDITION", "retry", tid)
+    assert tid in err, err
+
+
 def test_exec_and_fail():
     t = wait_status(submit("ex", "exec", "--ctx", "command=hello"), "TASK_STATUS_DONE")
     assert t["result"] == "hello", t
@@ -203,8 +279,10 @@ def test_get():
     wait_status(tid, "TASK_STATUS_DONE")
     out = ok("get", tid)
     for line in ("id:        " + tid, "name:      g", "type:      echo", "status:    DONE",
-                 "result:    got", "context:   message=got"):
+                 "result:    got", "context:   message=got", "timeout:   none",
+                 "backoff:   1 s, at most 300 s", "key:       \n", "after:    \n"):
         assert line in out, (line, out)
+    assert re.search(r"^attempt:   \d+ of 1$", out, re.M), out
     assert get_json(tid)["id"] == tid
     err = fails(5, "NOT_FOUND", "get", UNKNOWN_ID)
     assert UNKNOWN_ID in err, err
@@ -227,11 +305,17 @@ def test_list():
         wait_status(tid, "TASK_STATUS_DONE")
     out = ok("list")
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "TYPE", "STATUS", "PRIO", "WORKER", "RESULT/ERROR"], lines[0]
+    assert lines[0].split() == ["ID", "NAME", "TYPE", "STATUS", "PRIO", "ATTEMPT", "WORKER",
+                                "RUN_AT", "RESULT/ERROR"], lines[0]
     rows = {l.split()[0]: l.split() for l in lines[1:-1]}
     for i, tid in enumerate(ids):
         assert rows[tid][1:5] == ["L%d" % i, "echo", "DONE", "5"], rows[tid]
+        assert re.match(r"^\d+/1$", rows[tid][5]), rows[tid]  # of the default 1 attempt
+        assert rows[tid][7] == "-", rows[tid]                  # never delayed
         assert rows[tid][-1] == "m%d" % i, rows[tid]
+    # The columns line up: RUN_AT starts at the same offset on every row.
+    offsets = {l.index(" - ") for l in lines[1:-1] if l.split()[0] in ids}
+    assert len(offsets) == 1, lines
     assert re.match(r"^\(\d+ of \d+ tasks\)$", lines[-1]), lines[-1]
 
     page = json.loads(ok("--json", "list"))
@@ -280,14 +364,16 @@ def test_status():
     out = ok("status")
     assert re.search(r"^server:\s+running$", out, re.M), out
     assert re.search(r"^workers:\s+2$", out, re.M), out
-    assert re.search(r"^tasks:\s+\d+ total, \d+ queued, \d+ running, \d+ done, \d+ error, \d+ cancelled$",
-                     out, re.M), out
+    assert re.search(r"^tasks:\s+\d+ total, \d+ scheduled, \d+ queued, \d+ running, \d+ done, "
+                     r"\d+ error, \d+ cancelled$", out, re.M), out
     assert re.search(r"^WORKER\s+BUSY\s+COMPLETED\s+FAILED\s+CURRENT TASK$", out, re.M), out
     s = json.loads(ok("status", "--json"))
     assert s["running"] is True and s["numWorkers"] == 2 and s["version"], s
     assert [w["workerId"] for w in s["workers"]] == [0, 1], s
     q = s["queue"]
-    assert sorted(q["tasksByStatus"]) == ["cancelled", "done", "error", "queued", "running"], q
+    assert sorted(q["tasksByStatus"]) == ["cancelled", "done", "error", "queued", "running",
+                                          "scheduled"], q
+    assert q["typeLimits"] == [], q
     assert q["totalTasks"] == sum(q["tasksByStatus"].values()), q
     assert s["uptimeSeconds"] > 0 and sum(w["tasksCompleted"] for w in s["workers"]) >= 1, s
 
@@ -328,6 +414,66 @@ def test_submit_batch():
     assert rc == 0 and len(ids) == 2500 and len(set(ids)) == 2500, (rc, err, len(ids))
     assert all(UUID_RE.match(i) for i in ids)
     fails(EXIT_NOINPUT, None, "submit-batch", "/nonexistent/batch.jsonl")
+
+
+def test_submit_batch_semantics():
+    # The new fields, under both names; "#<index>" numbers the entries of the
+    # input (blank lines not counted), whatever failed locally before.
+    lines = [
+        {"name": "s0", "task_type": "echo", "max_attempts": 3, "timeout_seconds": 5,
+         "backoffSeconds": 0.25, "max_backoff_seconds": 9, "run_at": "2001-02-03T04:05:06Z"},
+        "not json",
+        {"name": "s2", "taskType": "echo", "maxAttempts": 2, "timeoutSeconds": 1.5},
+        {"name": "s3", "task_type": "echo", "depends_on": ["#1"]},          # names a local failure
+        {"name": "s4", "task_type": "echo", "depends_on": ["#4"]},          # itself
+        {"name": "s5", "task_type": "echo", "depends_on": ["#9"]},          # a later entry
+        {"name": "s6", "task_type": "echo", "depends_on": ["#x"]},
+        {"name": "s7", "task_type": "echo", "depends_on": "#0"},
+        {"name": "s8", "task_type": "echo", "run_at": "soon"},
+        {"name": "s9", "task_type": "echo", "max_attempts": 0},             # refused by the server
+        {"name": "s10", "task_type": "echo", "depends_on": ["#9"]},         # names that one
+        {"name": "s11", "task_type": "echo", "depends_on": [UNKNOWN_ID, "#3"]},
+        {"name": "s12", "task_type": "echo", "depends_on": [], "dependsOn": []},
+    ]
+    text = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n\n" for l in lines)
+    rc, out, err = run("--json", "submit-batch", stdin=text)
+    assert rc == 3 and err == "", (rc, err)
+    objs = [json.loads(l) for l in out.splitlines()]
+    assert [o["line"] for o in objs] == [2 * i + 1 for i in range(len(lines))], objs
+    codes = [o["code"] for o in objs]
+    assert codes == [0, 3, 0, 9, 3, 3, 3, 3, 3, 3, 9, 9, 3], codes
+    assert all(o["duplicate"] is False for o in objs), objs
+    t0, t2 = objs[0]["task"], objs[2]["task"]
+    assert (t0["maxAttempts"], t0["timeoutSeconds"], t0["backoffSeconds"],
+            t0["maxBackoffSeconds"]) == (3, 5, 0.25, 9), t0
+    assert (t2["maxAttempts"], t2["timeoutSeconds"]) == (2, 1.5), t2
+    assert "names entry 1, which was refused" in objs[3]["message"], objs[3]
+    assert "this entry itself" in objs[4]["message"], objs[4]
+    assert "a later entry" in objs[5]["message"], objs[5]
+    assert "neither a task id" in objs[6]["message"], objs[6]
+    assert "array of strings" in objs[7]["message"], objs[7]
+    assert "run_at" in objs[8]["message"], objs[8]
+    assert objs[9]["message"] == "max_attempts must be 1..100, got 0", objs[9]
+    assert objs[10]["message"] == 'depends_on[0] "#9" names entry 9, which was refused', objs[10]
+    assert "names entry 3, which was refused" in objs[11]["message"], objs[11]
+    assert objs[12]["message"] == 'field "depends_on" is given twice', objs[12]
+
+    # A reference to an entry of the same call, and to one of an earlier call
+    # (1000 entries per call): resolved to the right request index or task id.
+    many = [{"name": "m%d" % i, "task_type": "echo"} for i in range(1001)]
+    many.append({"name": "near", "task_type": "echo", "depends_on": ["#1000"]})
+    many.append({"name": "far", "task_type": "echo", "depends_on": ["#2"]})
+    text = "".join(json.dumps(l) + "\n" for l in many)
+    rc, out, err = run("--json", "submit-batch", stdin=text, timeout=120)
+    objs = [json.loads(l) for l in out.splitlines()]
+    assert len(objs) == 1003 and all(o["code"] == 0 for o in objs[:1001]), (rc, err)
+    near, far = objs[1001], objs[1002]
+    if unsupported(near["code"], near["message"], "depends_on"):
+        assert unsupported(far["code"], far["message"], "depends_on"), far
+        return
+    assert rc == 0, (rc, err)
+    assert near["task"]["dependsOn"] == [objs[1000]["taskId"]], near
+    assert far["task"]["dependsOn"] == [objs[2]["taskId"]], far
 
 
 class Watcher:
@@ -501,8 +647,9 @@ def test_unavailable():
     fails(14, "UNAVAILABLE", "status", env_addr=dead, addr=False)
 
 
-TESTS = [test_help, test_usage_errors, test_submit, test_submit_errors, test_exec_and_fail,
-         test_get, test_oee_addr, test_list, test_cancel, test_status, test_submit_batch,
+TESTS = [test_help, test_usage_errors, test_submit, test_submit_errors, test_submit_semantics,
+         test_retry, test_exec_and_fail, test_get, test_oee_addr, test_list, test_cancel,
+         test_status, test_submit_batch, test_submit_batch_semantics,
          test_watch_snapshot_sigint, test_watch_filters_human, test_pipeline,
          test_health, test_clear, test_unavailable]
 

@@ -330,6 +330,282 @@ static void test_pipeline_rows(void **state) {
   assert_int_equal(total_tasks(), 0);
 }
 
+/* ------------------------------- task semantics: the server's own checks */
+
+#define FP GRPC_STATUS_FAILED_PRECONDITION
+#define RUN_AT_RULE "run_at must be a Timestamp in years 1..9999 with nanos 0..999999999, got "
+
+/* A Timestamp the server refuses (outside years 1..9999 or bad nanos). */
+typedef struct run_at_row {
+  int64_t seconds;
+  int32_t nanos;
+  const char *message;
+} run_at_row;
+
+static const run_at_row run_at_rows[] = {
+    {INT64_C(-62135596801), 0, RUN_AT_RULE "seconds=-62135596801 nanos=0"}, /* year 0 */
+    {INT64_C(253402300800), 0, RUN_AT_RULE "seconds=253402300800 nanos=0"}, /* year 10000 */
+    {INT64_MIN, 0, RUN_AT_RULE "seconds=-9223372036854775808 nanos=0"},
+    {INT64_MAX, 0, RUN_AT_RULE "seconds=9223372036854775807 nanos=0"},
+    {0, -1, RUN_AT_RULE "seconds=0 nanos=-1"},
+    {1700000000, 1000000000, RUN_AT_RULE "seconds=1700000000 nanos=1000000000"},
+    {INT64_C(253402300799), INT32_MIN, RUN_AT_RULE "seconds=253402300799 nanos=-2147483648"},
+};
+
+static Oee__V1__SubmitTasksResponse *submit_batch(Oee__V1__SubmitTaskRequest **reqs, size_t n) {
+  Oee__V1__SubmitTasksRequest batch = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
+  batch.n_requests = n;
+  batch.requests = reqs;
+  Oee__V1__SubmitTasksResponse *resp = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &resp, 30000, NULL), 0);
+  assert_int_equal(resp->n_results, n);
+  return resp;
+}
+
+/* SubmitTask with req; the code, the status message in *msg (freed by
+ * the caller). */
+static int submit_req(const Oee__V1__SubmitTaskRequest *req, char **msg) {
+  Oee__V1__SubmitTaskResponse *resp = NULL;
+  oee_rpc_status st = {0};
+  int code = oee_v1_orchestrator_service_submit_task(srv.ch, req, &resp, IT_CALL_MS, &st);
+  if (resp) oee__v1__submit_task_response__free_unpacked(resp, NULL);
+  *msg = strdup(st.message ? st.message : "");
+  oee_rpc_status_free(&st);
+  return code;
+}
+
+/* The refusal of SubmitTask and of the same request as a batch entry. */
+static void expect_both(const char *what, size_t i, Oee__V1__SubmitTaskRequest *req, int want_code,
+                        const char *want) {
+  char *msg;
+  int code = submit_req(req, &msg);
+  expect_refusal(what, i, want_code, want, code, msg);
+  free(msg);
+  Oee__V1__SubmitTasksResponse *b = submit_batch(&req, 1);
+  expect_refusal(what, i, want_code, want, b->results[0]->code, b->results[0]->message);
+  oee__v1__submit_tasks_response__free_unpacked(b, NULL);
+}
+
+static void echo_req(Oee__V1__SubmitTaskRequest *r, const char *name) {
+  oee__v1__submit_task_request__init(r);
+  r->name = (char *)name;
+  r->task_type = (char *)"echo";
+}
+
+/* A Timestamp outside its range, and an explicit max_attempts 0 (which a
+ * core submission cannot tell from "unset"): INVALID_ARGUMENT naming the
+ * field, in SubmitTask and in a SubmitTasks entry; nothing is created. */
+static void test_semantics_rows(void **state) {
+  start();
+  Oee__V1__SubmitTaskRequest r;
+  Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  for (size_t i = 0; i < N_ROWS(run_at_rows); i++) {
+    echo_req(&r, "when");
+    ts.seconds = run_at_rows[i].seconds;
+    ts.nanos = run_at_rows[i].nanos;
+    r.run_at = &ts;
+    expect_both("run_at", i, &r, IA, run_at_rows[i].message);
+  }
+  echo_req(&r, "zero");
+  r.max_attempts_present_case = OEE__V1__SUBMIT_TASK_REQUEST__MAX_ATTEMPTS_PRESENT_MAX_ATTEMPTS;
+  r.max_attempts = 0;
+  expect_both("max_attempts", 0, &r, IA, "max_attempts must be 1..100, got 0");
+  /* "#<index>" names an entry of a SubmitTasks batch: not in SubmitTask. */
+  char *deps[] = {(char *)UNKNOWN_ID, (char *)"#0"};
+  echo_req(&r, "ref");
+  r.n_depends_on = 2;
+  r.depends_on = deps;
+  char *msg;
+  assert_int_equal(submit_req(&r, &msg), IA);
+  assert_string_equal(msg,
+                      "depends_on[1] \"#0\": \"#<index>\" names an entry of the same SubmitTasks "
+                      "batch and is not valid in SubmitTask");
+  free(msg);
+  assert_int_equal(total_tasks(), 0);
+}
+
+/* One batch entry and the result it must get. */
+typedef struct ref_row {
+  const char *name; /* "" is refused by the core */
+  int prio;         /* -1: unset; 11 is refused by the core */
+  const char *deps[3];
+  int code;
+  const char *message; /* NULL: any (the core's words) */
+} ref_row;
+
+static const ref_row ref_rows[] = {
+    /* 0 */ {"a", -1, {NULL}, 0, ""},
+    /* 1 */
+    {"self",
+     -1,
+     {"#1", NULL},
+     IA,
+     "depends_on[0] \"#1\" names this entry itself; an entry may only depend on earlier "
+     "entries of the batch"},
+    /* 2 */
+    {"fwd",
+     -1,
+     {"#0", "#3", NULL},
+     IA,
+     "depends_on[1] \"#3\" names entry 3, which does not come before this entry (2); an "
+     "entry may only depend on earlier entries of the batch"},
+    /* 3 */
+    {"far",
+     -1,
+     {"#99999999999", NULL},
+     IA,
+     "depends_on[0] \"#99999999999\" names entry 4294967295, which does not come before "
+     "this entry (3); an entry may only depend on earlier entries of the batch"},
+    /* 4 */
+    {"junk",
+     -1,
+     {"#x", NULL},
+     IA,
+     "depends_on[0] \"#x\" is neither a task id nor \"#<index>\" of an earlier entry of "
+     "this batch"},
+    /* 5 */
+    {"signed",
+     -1,
+     {"#-1", NULL},
+     IA,
+     "depends_on[0] \"#-1\" is neither a task id nor \"#<index>\" of an earlier entry of "
+     "this batch"},
+    /* 6 */ {"", -1, {NULL}, IA, "name must not be empty"},
+    /* 7 */
+    {"on-refused",
+     -1,
+     {"#6", NULL},
+     FP,
+     "depends_on[0] \"#6\" names entry 6 of this batch, which was refused"},
+    /* 8 */
+    {"on-self-ref",
+     -1,
+     {"#0", "#1", NULL},
+     FP,
+     "depends_on[1] \"#1\" names entry 1 of this batch, which was refused"},
+    /* 9 */
+    {"chain",
+     -1,
+     {"#7", NULL},
+     FP,
+     "depends_on[0] \"#7\" names entry 7 of this batch, which was refused"},
+    /* 10: refused by the core once entry 0 is acknowledged (then started
+     * from the engine's commit thread with the sqlite store). */
+    {"late", 11, {"#0", NULL}, IA, "priority must be 0..10, got 11"},
+    /* 11 */
+    {"after-late",
+     -1,
+     {"#10", NULL},
+     FP,
+     "depends_on[0] \"#10\" names entry 10 of this batch, which was refused"},
+    /* 12 */ {"b", 3, {NULL}, 0, ""},
+};
+
+static void fill_ref_row(const ref_row *row, Oee__V1__SubmitTaskRequest *r) {
+  echo_req(r, row->name);
+  if (row->prio >= 0) {
+    r->priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
+    r->priority = row->prio;
+  }
+  while (row->deps[r->n_depends_on] != NULL) r->n_depends_on++;
+  r->depends_on = (char **)row->deps;
+}
+
+/* "#<index>" in a batch: a self, forward or malformed reference is
+ * INVALID_ARGUMENT for its entry, a reference to a refused entry
+ * FAILED_PRECONDITION (also down a chain, and when the core refuses the
+ * entry named only after its dependencies settled); the others go on. */
+static void test_batch_reference_rows(void **state) {
+  start();
+  enum { N = sizeof(ref_rows) / sizeof(ref_rows[0]) };
+  Oee__V1__SubmitTaskRequest r[N], *p[N];
+  for (size_t i = 0; i < N; i++) {
+    fill_ref_row(&ref_rows[i], &r[i]);
+    p[i] = &r[i];
+  }
+  Oee__V1__SubmitTasksResponse *b = submit_batch(p, N);
+  for (size_t i = 0; i < N; i++) {
+    expect_refusal("SubmitTasks reference", i, ref_rows[i].code, ref_rows[i].message,
+                   b->results[i]->code, b->results[i]->message);
+    assert_int_equal(b->results[i]->task != NULL, ref_rows[i].code == 0);
+  }
+  oee__v1__submit_tasks_response__free_unpacked(b, NULL);
+  assert_int_equal(total_tasks(), 2);
+}
+
+/* Many deferred entries: every third entry is fine, the next names it but
+ * is refused by the core, the one after names that one. With the sqlite
+ * store the middle ones start from the commit thread while the handler is
+ * still submitting, with the memory store inside the acknowledgements. */
+static void test_batch_reference_many(void **state) {
+  start();
+  enum { N = 600 };
+  Oee__V1__SubmitTaskRequest *r = calloc(N, sizeof(*r)), **p = calloc(N, sizeof(*p));
+  char(*refs)[16] = calloc(N, sizeof(*refs));
+  char **dep = calloc(N, sizeof(*dep));
+  for (size_t i = 0; i < N; i++) {
+    echo_req(&r[i], "many");
+    if (i % 3 != 0) {
+      snprintf(refs[i], sizeof(refs[i]), "#%zu", i - 1);
+      dep[i] = refs[i];
+      r[i].n_depends_on = 1;
+      r[i].depends_on = &dep[i];
+    }
+    if (i % 3 == 1) {
+      r[i].priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
+      r[i].priority = 11;
+    }
+    p[i] = &r[i];
+  }
+  Oee__V1__SubmitTasksResponse *b = submit_batch(p, N);
+  for (size_t i = 0; i < N; i++) {
+    int want = i % 3 == 0 ? 0 : i % 3 == 1 ? IA : FP;
+    if (b->results[i]->code != want) fprintf(stderr, "entry %zu: %d\n", i, b->results[i]->code);
+    assert_int_equal(b->results[i]->code, want);
+  }
+  oee__v1__submit_tasks_response__free_unpacked(b, NULL);
+  assert_int_equal(total_tasks(), N / 3);
+  free(r);
+  free(p);
+  free(refs);
+  free(dep);
+}
+
+/* RetryTask: an id that is not a UUID, an unknown one, and a task that is
+ * not ERROR or CANCELLED. */
+static void test_retry_errors(void **state) {
+  start();
+  const char *bad[] = {"", "not-a-uuid", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8"};
+  Oee__V1__RetryTaskRequest req = OEE__V1__RETRY_TASK_REQUEST__INIT;
+  Oee__V1__Task *t = NULL;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    oee_rpc_status st = {0};
+    req.task_id = (char *)bad[i];
+    assert_int_equal(oee_v1_orchestrator_service_retry_task(srv.ch, &req, &t, IT_CALL_MS, &st), IA);
+    assert_null(t);
+    assert_non_null(strstr(st.message, "is not a UUID"));
+    oee_rpc_status_free(&st);
+  }
+  oee_rpc_status st = {0};
+  req.task_id = (char *)UNKNOWN_ID;
+  assert_int_equal(oee_v1_orchestrator_service_retry_task(srv.ch, &req, &t, IT_CALL_MS, &st),
+                   GRPC_STATUS_NOT_FOUND);
+  assert_string_equal(st.message, "task " UNKNOWN_ID " not found");
+  oee_rpc_status_free(&st);
+  /* A task that is not ERROR or CANCELLED: the core's OEE_ESTATE is
+   * FAILED_PRECONDITION, with the core's reason (which names the task). */
+  char *id = it_submit_ok(srv.ch, "done", "echo", -1, NULL);
+  Oee__V1__Task *done = it_wait_status(srv.ch, id, ST(DONE), IT_WAIT_MS);
+  assert_non_null(done);
+  oee__v1__task__free_unpacked(done, NULL);
+  req.task_id = id;
+  assert_int_equal(oee_v1_orchestrator_service_retry_task(srv.ch, &req, &t, IT_CALL_MS, &st), FP);
+  assert_null(t);
+  assert_non_null(strstr(st.message, id));
+  oee_rpc_status_free(&st);
+  free(id);
+}
+
 static void test_cancel_get_errors(void **state) {
   start();
   const char *bad[] = {"",
@@ -496,7 +772,7 @@ static void test_malformed_body(void **state) {
   static const unsigned char truncated[] = {0x0a, 0x10, 'a'};
   const char *methods[] = {"GetTask",           "SubmitTask",     "CancelTask",
                            "ListTasks",         "SubmitPipeline", "ClearCompletedTasks",
-                           "GetPipelineResult", "SubmitTasks"};
+                           "GetPipelineResult", "SubmitTasks",    "RetryTask"};
   for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
     char path[128];
     snprintf(path, sizeof(path), SVC "%s", methods[i]);
@@ -611,6 +887,17 @@ static void test_startup_errors(void **state) {
   st = it_server_run_to_exit(ARGS("--workers", "0"), 20000);
   assert_true(st >= 0 && WIFEXITED(st));
   assert_int_not_equal(WEXITSTATUS(st), 0);
+  /* type_limits: a type without an executor (known only once the engine
+   * exists), a negative number. */
+  const char *bad[] = {"type_limits_unknown.json", "type_limits_negative.json"};
+  for (size_t i = 0; i < 2; i++) {
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/integration/data/%s", bad[i]);
+    snprintf(path, sizeof(path), "%s", it_runfile(rel));
+    st = it_server_run_to_exit(ARGS("--config", path), 20000);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_not_equal(WEXITSTATUS(st), 0);
+  }
 }
 
 int main(void) {
@@ -619,6 +906,10 @@ int main(void) {
       cmocka_unit_test_teardown(test_task_rows_submit_task, teardown),
       cmocka_unit_test_teardown(test_task_rows_submit_tasks, teardown),
       cmocka_unit_test_teardown(test_pipeline_rows, teardown),
+      cmocka_unit_test_teardown(test_semantics_rows, teardown),
+      cmocka_unit_test_teardown(test_batch_reference_rows, teardown),
+      cmocka_unit_test_teardown(test_batch_reference_many, teardown),
+      cmocka_unit_test_teardown(test_retry_errors, teardown),
       cmocka_unit_test_teardown(test_cancel_get_errors, teardown),
       cmocka_unit_test_teardown(test_list_clear_errors, teardown),
       cmocka_unit_test_teardown(test_pipeline_errors, teardown),

@@ -425,7 +425,7 @@ class WireTest(ServerTestCase):
             # Queue and system status while every worker is busy.
             q = self.queue()
             self.assertEqual(set(q.tasks_by_status), {"queued", "running", "done",
-                                                      "error", "cancelled"})
+                                                      "error", "cancelled", "scheduled"})
             self.assertEqual(q.tasks_by_status["running"], self.num_workers)
             self.assertGreaterEqual(q.tasks_by_status["queued"], 1)
             self.assertEqual(q.queue_size, q.tasks_by_status["queued"])
@@ -508,7 +508,7 @@ class WireTest(ServerTestCase):
     def test_queue_and_system_status(self):
         q = self.queue()
         self.assertEqual(set(q.tasks_by_status), {"queued", "running", "done",
-                                                  "error", "cancelled"})
+                                                  "error", "cancelled", "scheduled"})
         self.assertEqual(q.queue_size, q.tasks_by_status["queued"])
         self.assertEqual(q.total_tasks, sum(q.tasks_by_status.values()))
 
@@ -978,11 +978,47 @@ class WireTest(ServerTestCase):
                 self.assertCode(IA, self.stub.GetTask, pb.GetTaskRequest(task_id=bad_id))
                 self.assertCode(IA, self.stub.CancelTask,
                                 pb.CancelTaskRequest(task_id=bad_id))
+                self.assertCode(IA, self.stub.RetryTask, pb.RetryTaskRequest(task_id=bad_id))
         unknown = str(uuid.uuid4())
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.GetTask,
                         pb.GetTaskRequest(task_id=unknown))
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.CancelTask,
                         pb.CancelTaskRequest(task_id=unknown))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.RetryTask,
+                        pb.RetryTaskRequest(task_id=unknown))
+
+    def test_semantics_fields_on_the_wire(self):
+        # Presence of the new oneofs, as for priority: an explicit 0 is sent.
+        R = pb.SubmitTaskRequest
+        for field in ("max_attempts", "backoff_seconds", "max_backoff_seconds"):
+            self.assertFalse(R(name="x", task_type="echo").HasField(field))
+            self.assertTrue(R(name="x", task_type="echo", **{field: 0}).HasField(field))
+        IA = grpc.StatusCode.INVALID_ARGUMENT
+        err = self.assertCode(IA, self.stub.SubmitTask, R(name="x", task_type="echo",
+                                                          max_attempts=0))
+        self.assertEqual(err.details(), "max_attempts must be 1..100, got 0")
+        # A Timestamp outside years 1..9999 is refused naming run_at.
+        far = R(name="x", task_type="echo")
+        far.run_at.seconds = 253402300800
+        err = self.assertCode(IA, self.stub.SubmitTask, far)
+        self.assertIn("run_at", err.details())
+        # "#<index>" is for SubmitTasks entries only.
+        err = self.assertCode(IA, self.stub.SubmitTask,
+                              R(name="x", task_type="echo", depends_on=["#0"]))
+        self.assertIn("depends_on[0]", err.details())
+        # The fields come back in the Task (the defaults when unset).
+        r = self.stub.SubmitTask(R(name="p", task_type="echo", max_attempts=3,
+                                   timeout_seconds=5, backoff_seconds=0.5),
+                                 timeout=RPC_TIMEOUT)
+        t = self.get(r.task_id)
+        self.assertEqual((t.max_attempts, t.timeout_seconds, t.backoff_seconds,
+                          t.max_backoff_seconds), (3, 5.0, 0.5, 300.0))
+        self.assertFalse(r.duplicate)
+        res = self.stub.SubmitTasks(pb.SubmitTasksRequest(requests=[
+            R(name="", task_type="echo"), R(name="b", task_type="echo", depends_on=["#0"])]),
+            timeout=RPC_TIMEOUT).results
+        self.assertEqual([x.code for x in res], [IA.value[0],
+                                                 grpc.StatusCode.FAILED_PRECONDITION.value[0]])
 
     def test_health(self):
         # grpc.health.v1.Health/Check, encoded by hand (HealthCheckRequest has

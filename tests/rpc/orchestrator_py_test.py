@@ -20,6 +20,7 @@ class StubsTest(unittest.TestCase):
     def test_enums_and_stub(self):
         self.assertEqual(orchestrator_pb2.LOCAL_FAST_PRECISE, 1)
         self.assertEqual(orchestrator_pb2.TASK_STATUS_CANCELLED, 5)
+        self.assertEqual(orchestrator_pb2.TASK_STATUS_SCHEDULED, 6)
         self.assertTrue(hasattr(orchestrator_pb2_grpc, "OrchestratorServiceStub"))
 
     def test_descriptor_set(self):
@@ -33,7 +34,10 @@ class StubsTest(unittest.TestCase):
         self.assertTrue(fds.file[1].source_code_info.location)
         svc = fds.file[1].service[0]
         self.assertEqual(svc.name, "OrchestratorService")
-        self.assertTrue(svc.method[-1].server_streaming)
+        methods = {m.name: m for m in svc.method}
+        self.assertTrue(methods["WatchTasks"].server_streaming)
+        self.assertEqual(svc.method[-1].name, "RetryTask")  # added last
+        self.assertFalse(methods["RetryTask"].server_streaming)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@
 
 static void test_method_table(void **state) {
   const oee_rpc_method *m = oee_v1_orchestrator_service_methods;
-  assert_int_equal(OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS, 11);
+  assert_int_equal(OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS, 12);
   assert_string_equal(OEE_V1_ORCHESTRATOR_SERVICE_NAME, "oee.v1.OrchestratorService");
   assert_string_equal(m[OEE_V1_ORCHESTRATOR_SERVICE_METHOD_SUBMIT_TASK].path,
                       "/oee.v1.OrchestratorService/SubmitTask");
@@ -29,6 +29,14 @@ static void test_method_table(void **state) {
                    &oee__v1__task__descriptor);
   assert_ptr_equal(m[OEE_V1_ORCHESTRATOR_SERVICE_METHOD_WATCH_TASKS].response,
                    &oee__v1__task_event__descriptor);
+  /* Methods added later come last, so the earlier indexes never move. */
+  assert_int_equal(OEE_V1_ORCHESTRATOR_SERVICE_METHOD_RETRY_TASK, 11);
+  assert_string_equal(m[OEE_V1_ORCHESTRATOR_SERVICE_METHOD_RETRY_TASK].path,
+                      "/oee.v1.OrchestratorService/RetryTask");
+  assert_ptr_equal(m[OEE_V1_ORCHESTRATOR_SERVICE_METHOD_RETRY_TASK].request,
+                   &oee__v1__retry_task_request__descriptor);
+  assert_ptr_equal(m[OEE_V1_ORCHESTRATOR_SERVICE_METHOD_RETRY_TASK].response,
+                   &oee__v1__task__descriptor);
 }
 
 /* An explicit priority 0 survives the wire; an unset one stays unset. */

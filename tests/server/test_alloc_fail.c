@@ -290,6 +290,51 @@ static void call_submit_tasks(world *w) {
   oee_fake_outcome_free(&o);
 }
 
+/* A batch whose entries name earlier ones ("#<index>"): entry 1 waits for
+ * entry 0 and is refused by the core (priority 11), entry 2 waits for
+ * entry 1. The codes each entry may end with when an allocation fails. */
+static void call_submit_refs(world *w) {
+  Oee__V1__SubmitTaskRequest one, two, three;
+  char *dep0[] = {"#0"}, *dep1[] = {"#1"};
+  request_init(&one, "ref-0", 0);
+  request_init(&two, "ref-1", 1);
+  two.priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
+  two.priority = 11;
+  two.n_depends_on = 1;
+  two.depends_on = dep0;
+  request_init(&three, "ref-2", 0);
+  three.n_depends_on = 1;
+  three.depends_on = dep1;
+  Oee__V1__SubmitTaskRequest *reqs[] = {&one, &two, &three};
+  Oee__V1__SubmitTasksRequest req = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
+  req.n_requests = 3;
+  req.requests = reqs;
+  /* Bit c of allowed[i]: entry i may end with code c (RESOURCE_EXHAUSTED
+   * always: the entry itself ran out of memory). */
+  const unsigned allowed[] = {
+      1u << GRPC_STATUS_OK,
+      1u << GRPC_STATUS_INVALID_ARGUMENT | 1u << GRPC_STATUS_FAILED_PRECONDITION,
+      1u << GRPC_STATUS_FAILED_PRECONDITION};
+  oee_fake_outcome o;
+  if (unary(w, "SubmitTasks", &req.base, &o)) {
+    Oee__V1__SubmitTasksResponse *r =
+        oee__v1__submit_tasks_response__unpack(NULL, o.reply_len, o.reply);
+    assert_non_null(r);
+    if (r->n_results != 3) bad(w, "SubmitTasks: %zu results for 3", r->n_results);
+    for (size_t i = 0; i < r->n_results && i < 3; i++) {
+      const Oee__V1__SubmitTaskResult *x = r->results[i];
+      unsigned ok = allowed[i] | 1u << GRPC_STATUS_RESOURCE_EXHAUSTED;
+      if (x->code == GRPC_STATUS_OK) keep_id(w, x->task_id);
+      if (x->code < 0 || x->code > 16 || !(ok & 1u << x->code) ||
+          (x->code != GRPC_STATUS_OK && x->message[0] == '\0')) {
+        bad(w, "SubmitTasks (references) result %zu: code %d \"%s\"", i, x->code, x->message);
+      }
+    }
+    oee__v1__submit_tasks_response__free_unpacked(r, NULL);
+  }
+  oee_fake_outcome_free(&o);
+}
+
 static void call_submit_pipeline(world *w) {
   Oee__V1__PipelineStage one = OEE__V1__PIPELINE_STAGE__INIT, two = OEE__V1__PIPELINE_STAGE__INIT;
   one.name = "one";
@@ -452,6 +497,7 @@ typedef struct step {
 static const step rpc_steps[] = {
     {"SubmitTask (40 context entries)", call_submit_task},
     {"SubmitTasks (3 requests)", call_submit_tasks},
+    {"SubmitTasks (3 with references)", call_submit_refs},
     {"SubmitPipeline (2 stages)", call_submit_pipeline},
     {"GetTask", call_get_task},
     {"ListTasks (page of 3)", call_list_tasks},

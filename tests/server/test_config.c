@@ -1,5 +1,6 @@
 /* test_config.c - oee-server settings: defaults, the JSON file, precedence
- * of flags over environment over file, and errors that name the key. */
+ * of flags over environment over file, and errors that name the key; and
+ * the conversions of server/convert.h that need no server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,6 +73,11 @@ static void test_defaults(void **state) {
   assert_string_equal(oee_sync_name(c.sync_normal), "full");
   assert_int_equal(oee_exec_table_size(c.commands), 0);
   assert_true(oee_model_table_has(c.models, "echo"));
+  assert_int_equal(c.default_max_attempts, 1);
+  assert_int_equal(c.idempotency_window_seconds, 86400);
+  assert_int_equal(c.max_dependencies, 64);
+  assert_int_equal(c.n_type_limits, 0);
+  assert_null(c.type_limits);
   oee_server_config_free(&c);
 }
 
@@ -207,6 +213,73 @@ static void test_file_errors_name_the_key(void **state) {
   expect_error("{\"max_queue_bytes\": \"1G\"}", "\"max_queue_bytes\"");
 }
 
+/* The task-semantics keys: values passed on, type_limits kept sorted by
+ * type and checked against an engine's executors. */
+static void test_semantics_keys(void **state) {
+  (void)state;
+  char *path = write_file(
+      "{\"default_max_attempts\": 100, \"idempotency_window_seconds\": 60,"
+      " \"max_dependencies\": 3, \"type_limits\": {\"sleep\": {\"max_running\": 0},"
+      " \"echo\": {\"max_running\": 2, \"max_per_second\": 0.5}, \"fail\": {}}}");
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.default_max_attempts, 100);
+  assert_int_equal(c.idempotency_window_seconds, 60);
+  assert_int_equal(c.max_dependencies, 3);
+  assert_int_equal(c.n_type_limits, 3);
+  assert_string_equal(c.type_limits[0].task_type, "echo");
+  assert_int_equal(c.type_limits[0].max_running, 2);
+  assert_true(c.type_limits[0].max_per_second == 0.5);
+  assert_string_equal(c.type_limits[1].task_type, "fail"); /* both absent: no limit */
+  assert_int_equal(c.type_limits[1].max_running, 0);
+  assert_true(c.type_limits[1].max_per_second == 0);
+  assert_string_equal(c.type_limits[2].task_type, "sleep");
+  oee_engine *eng;
+  assert_int_equal(oee_engine_create(NULL, &eng), 0);
+  assert_int_equal(oee_server_config_check_types(&c, eng, err, sizeof(err)), 0);
+  oee_server_config_free(&c);
+  unlink(path);
+
+  /* A type without an executor: known only once the engine exists. */
+  path = write_file("{\"type_limits\": {\"echo\": {}, \"frobnicate\": {\"max_running\": 1}}}");
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(oee_server_config_check_types(&c, eng, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "\"type_limits.frobnicate\""));
+  if (strstr(err, "known types: echo, exec, fail, sleep") == NULL) fail_msg("error: %s", err);
+  oee_server_config_free(&c);
+  oee_engine_destroy(eng);
+  unlink(path);
+  set_env(NULL, NULL, NULL, NULL);
+}
+
+static void test_semantics_key_errors(void **state) {
+  (void)state;
+  expect_error("{\"default_max_attempts\": 0}", "\"default_max_attempts\"");
+  expect_error("{\"default_max_attempts\": 101}", "\"default_max_attempts\"");
+  expect_error("{\"default_max_attempts\": \"3\"}", "\"default_max_attempts\"");
+  expect_error("{\"idempotency_window_seconds\": 0}", "\"idempotency_window_seconds\"");
+  expect_error("{\"idempotency_window_seconds\": -1}", "\"idempotency_window_seconds\"");
+  expect_error("{\"max_dependencies\": 0}", "\"max_dependencies\"");
+  expect_error("{\"max_dependencies\": 1.5}", "\"max_dependencies\"");
+  expect_error("{\"type_limits\": []}", "\"type_limits\"");
+  expect_error("{\"type_limits\": {\"echo\": 3}}", "\"type_limits.echo\"");
+  expect_error("{\"type_limits\": {\"echo\": {\"max_running\": -1}}}",
+               "\"type_limits.echo.max_running\"");
+  expect_error("{\"type_limits\": {\"echo\": {\"max_running\": 1.5}}}",
+               "\"type_limits.echo.max_running\"");
+  expect_error("{\"type_limits\": {\"echo\": {\"max_running\": 2147483648}}}",
+               "\"type_limits.echo.max_running\"");
+  expect_error("{\"type_limits\": {\"echo\": {\"max_per_second\": -0.5}}}",
+               "\"type_limits.echo.max_per_second\"");
+  expect_error("{\"type_limits\": {\"echo\": {\"max_per_second\": \"fast\"}}}",
+               "\"type_limits.echo.max_per_second\"");
+  expect_error("{\"type_limits\": {\"echo\": {\"burst\": 1}}}", "\"type_limits.echo.burst\"");
+}
+
 static void test_flag_and_env_errors(void **state) {
   (void)state;
   oee_server_config c;
@@ -254,6 +327,50 @@ static void test_page_tokens(void **state) {
   oee_arena_free(&a);
 }
 
+/* Request Timestamps: years 1..9999 and nanos 0..999999999 only; the
+ * engine's int64 ns clamp what lies beyond 1677..2262. Reply Timestamps
+ * before the epoch count their nanos forward. */
+static void test_timestamps(void **state) {
+  (void)state;
+  Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  int64_t ns = 0;
+  ts.seconds = 1700000000;
+  ts.nanos = 5;
+  assert_int_equal(oee_pb_time_ns(&ts, &ns), 0);
+  assert_true(ns == INT64_C(1700000000000000005));
+  ts.seconds = OEE_PB_TIME_MAX_SECONDS;
+  ts.nanos = 999999999;
+  assert_int_equal(oee_pb_time_ns(&ts, &ns), 0);
+  assert_true(ns == INT64_MAX);
+  ts.seconds = OEE_PB_TIME_MIN_SECONDS;
+  ts.nanos = 0;
+  assert_int_equal(oee_pb_time_ns(&ts, &ns), 0);
+  assert_true(ns < INT64_C(-9223372035000000000));
+  ts.seconds = -1;
+  ts.nanos = 500000000;
+  assert_int_equal(oee_pb_time_ns(&ts, &ns), 0);
+  assert_true(ns == -500000000);
+  const int64_t bad_seconds[] = {OEE_PB_TIME_MIN_SECONDS - 1, OEE_PB_TIME_MAX_SECONDS + 1,
+                                 INT64_MIN, INT64_MAX};
+  for (size_t i = 0; i < 4; i++) {
+    ts.seconds = bad_seconds[i];
+    ts.nanos = 0;
+    assert_int_equal(oee_pb_time_ns(&ts, &ns), -1);
+  }
+  ts.seconds = 0;
+  ts.nanos = -1;
+  assert_int_equal(oee_pb_time_ns(&ts, &ns), -1);
+  ts.nanos = 1000000000;
+  assert_int_equal(oee_pb_time_ns(&ts, &ns), -1);
+  oee_arena a;
+  oee_arena_init(&a);
+  Google__Protobuf__Timestamp *out = oee_pb_time(&a, -500000000);
+  assert_true(out->seconds == -1);
+  assert_int_equal(out->nanos, 500000000);
+  assert_null(oee_pb_time(&a, 0));
+  oee_arena_free(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -261,7 +378,10 @@ int main(void) {
       cmocka_unit_test(test_storage_precedence),
       cmocka_unit_test(test_storage_errors),
       cmocka_unit_test(test_file_errors_name_the_key),
+      cmocka_unit_test(test_semantics_keys),
+      cmocka_unit_test(test_semantics_key_errors),
       cmocka_unit_test(test_flag_and_env_errors),
+      cmocka_unit_test(test_timestamps),
       cmocka_unit_test(test_page_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -89,7 +89,9 @@ class ReflectionTest(unittest.TestCase):
         methods = {m.name: m for m in service.method}
         self.assertEqual(methods["SubmitTask"].input_type, ".oee.v1.SubmitTaskRequest")
         self.assertTrue(methods["WatchTasks"].server_streaming)
-        self.assertEqual(len(methods), 11)
+        self.assertEqual(methods["RetryTask"].input_type, ".oee.v1.RetryTaskRequest")
+        self.assertEqual(methods["RetryTask"].output_type, ".oee.v1.Task")
+        self.assertEqual(len(methods), 12)
         # What grpcurl does next: build a pool and resolve types by name.
         pool = descriptor_pool.DescriptorPool()
         for f in reversed(files):
@@ -98,10 +100,24 @@ class ReflectionTest(unittest.TestCase):
         self.assertEqual(task.fields_by_name["created_at"].message_type.full_name,
                          "google.protobuf.Timestamp")
         self.assertIsNotNone(pool.FindMethodByName("oee.v1.OrchestratorService.CancelTask"))
+        # The task-semantics additions are served too.
+        self.assertEqual(task.fields_by_name["run_at"].message_type.full_name,
+                         "google.protobuf.Timestamp")
+        self.assertEqual(task.fields_by_name["depends_on"].label,
+                         task.fields_by_name["depends_on"].LABEL_REPEATED)
+        status = pool.FindEnumTypeByName("oee.v1.TaskStatus")
+        self.assertEqual(status.values_by_name["TASK_STATUS_SCHEDULED"].number, 6)
+        submit = pool.FindMessageTypeByName("oee.v1.SubmitTaskRequest")
+        self.assertEqual(submit.fields_by_name["max_attempts"].containing_oneof.name,
+                         "max_attempts_present")
+        limits = pool.FindMessageTypeByName("oee.v1.QueueStatus").fields_by_name["type_limits"]
+        self.assertEqual(limits.message_type.full_name, "oee.v1.TypeLimit")
 
     def test_describe_message_field_and_method(self):
         for symbol in ("oee.v1.Task", "oee.v1.Task.priority", "oee.v1.TaskStatus",
-                       "oee.v1.OrchestratorService.SubmitTask", "oee.v1.QueueStatus"):
+                       "oee.v1.OrchestratorService.SubmitTask", "oee.v1.QueueStatus",
+                       "oee.v1.OrchestratorService.RetryTask", "oee.v1.RetryTaskRequest",
+                       "oee.v1.Task.depends_on", "oee.v1.TypeLimit"):
             (resp,) = reflect(self.v1, rpb.ServerReflectionRequest(file_containing_symbol=symbol))
             self.assertEqual(resp.WhichOneof("message_response"), "file_descriptor_response", symbol)
             self.assertEqual(files_of(resp)[0].name, "oee/v1/orchestrator.proto")
