@@ -515,20 +515,6 @@ static void test_find_key(void **state) {
 
 /* ------------------------------------------------------------ migrations */
 
-/* Copies `from` to `to`; 0 or -1. */
-static int copy_file(const char *from, const char *to) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  char buf[8192];
-  size_t n;
-  int rc = in && out ? 0 : -1;
-  while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
-    if (fwrite(buf, 1, n, out) != n) rc = -1;
-  }
-  if (in) fclose(in);
-  if (out && fclose(out) != 0) rc = -1;
-  return rc;
-}
-
 /* The first column of the first row of `sql` on the file, as text ("" for
  * no row). */
 static void query_text(const char *path, const char *sql, char *out, size_t cap) {
@@ -552,7 +538,7 @@ static const struct {
                {OEE_TASK_QUEUED, 0}, {OEE_TASK_QUEUED, 0}, {OEE_TASK_CANCELLED, 0}};
 
 static void copy_v1(fixture *f) {
-  assert_int_equal(copy_file("tests/core/data/oee-v1.db", f->path), 0);
+  assert_int_equal(tu_copy_file("tests/core/data/oee-v1.db", f->path), 0);
 }
 
 /* Rows of an older schema read back with schema 3's defaults. */

@@ -287,20 +287,6 @@ static void test_async_acknowledgement(void **state) {
   pthread_mutex_destroy(&a.lock);
 }
 
-/* Copies `from` to `to`; 0 or -1. */
-static int copy_file(const char *from, const char *to) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  char buf[8192];
-  size_t n;
-  int rc = in && out ? 0 : -1;
-  while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
-    if (fwrite(buf, 1, n, out) != n) rc = -1;
-  }
-  if (in) fclose(in);
-  if (out && fclose(out) != 0) rc = -1;
-  return rc;
-}
-
 /* The database the first schema made (tests/core/data/oee-v1.db: written by
  * the server of that version and killed with a task running) opens, is
  * migrated, and recovers as the rules say. */
@@ -308,7 +294,7 @@ static void test_first_schema_fixture_opens(void **state) {
   fixture *f = *state;
   char path[300];
   snprintf(path, sizeof(path), "%s/oee.db", f->dir);
-  assert_int_equal(copy_file("tests/core/data/oee-v1.db", path), 0);
+  assert_int_equal(tu_copy_file("tests/core/data/oee-v1.db", path), 0);
   oee_engine *eng = open_engine(f, 1);
   oee_recovery rec;
   oee_engine_recovery(eng, &rec);

@@ -122,6 +122,19 @@ int tu_temp_dir(char *out, size_t cap, const char *name) {
   return mkdtemp(out) != NULL ? 0 : -1;
 }
 
+int tu_copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  char buf[8192];
+  size_t n;
+  int rc = in && out ? 0 : -1;
+  while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
+    if (fwrite(buf, 1, n, out) != n) rc = -1;
+  }
+  if (in) fclose(in);
+  if (out && fclose(out) != 0) rc = -1;
+  return rc;
+}
+
 int tu_remove_dir(const char *dir) {
   char cmd[512];
   if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= (int)sizeof(cmd)) return -1;

@@ -16,6 +16,8 @@ double tu_now(void);
 /* Makes a new empty directory <$TEST_TMPDIR or /tmp>/oee-<name>-<random>
  * (mkdtemp) and writes its path to out; 0, or -1 on failure. */
 int tu_temp_dir(char *out, size_t cap, const char *name);
+/* Copies the file `from` to `to` (created or truncated); 0 or -1. */
+int tu_copy_file(const char *from, const char *to);
 /* Removes a directory made by tu_temp_dir() with everything in it; 0 or -1. */
 int tu_remove_dir(const char *dir);
 
