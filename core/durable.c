@@ -90,14 +90,14 @@ int oee_engine_durable(const oee_engine *eng) { return eng->committer != NULL; }
 /* ------------------------------------------------------------- waiters */
 
 void oee__durable_after(oee_engine *eng, oee__stored_waiter *w, uint64_t seq) {
-  w->next = NULL;
   w->seq = seq;
-  if (eng->waiters_tail) {
-    eng->waiters_tail->next = w;
-  } else {
-    eng->waiters = w;
-  }
-  eng->waiters_tail = w;
+  /* Kept in seq order (mostly appended: callers wait for their newest
+   * change; a duplicate submission waits for an older one). */
+  oee__stored_waiter **pp = &eng->waiters;
+  while (*pp != NULL && (*pp)->seq <= seq) pp = &(*pp)->next;
+  w->next = *pp;
+  *pp = w;
+  if (w->next == NULL) eng->waiters_tail = w;
 }
 
 /* Moves the waiters whose change (numbered up to `seq`) is settled onto the
@@ -146,15 +146,17 @@ static void group_end(void *arg) {
   eng->due = eng->due_tail = NULL;
   eng->later = eng->later_tail = NULL;
   oee__engine_unlock(eng); /* delivers the events published in the group */
-  while (w) {
-    oee__stored_waiter *next = w->next; /* read first: cb frees w */
-    w->cb(w, w->rc);
-    w = next;
-  }
+  /* Acknowledgements first: a submission is answered before a repeat of
+   * its key that waited for it. */
   while (l) {
     oee__later *next = l->next; /* read first: run frees l */
     l->run(l);
     l = next;
+  }
+  while (w) {
+    oee__stored_waiter *next = w->next; /* read first: cb frees w */
+    w->cb(w, w->rc);
+    w = next;
   }
 }
 
@@ -333,12 +335,16 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
     oee__bus_publish(eng->bus, tk->queued);
   } else {
     eng->queue_bytes -= oee__task_bytes(tk->queued);
+    if (tk->queued->idempotency_key[0]) {
+      oee__keys_drop(eng, tk->queued->idempotency_key, tk->queued->id); /* never existed */
+    }
     if (err != NULL) {
       tk->err = *err;
     } else {
       oee_error_set(&tk->err, rc, "out of memory queueing the stored task");
     }
   }
+  waiters_due(eng, tk->queued->seq, rc); /* duplicates of it wait for this */
   tk->rc = rc;
   tk->later.run = submit_told;
   later(eng, &tk->later);

@@ -146,6 +146,7 @@ void oee_engine_destroy(oee_engine *eng) {
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
   oee_heap_fini(&eng->queue);
   oee__timer_fini(eng);
+  oee__keys_free(eng);
   oee__bus_destroy(eng->bus);
   while (eng->executors) {
     executor *next = eng->executors->next;

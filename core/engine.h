@@ -120,6 +120,10 @@ struct oee_engine {
   /* Guarded by lock: callers waiting for a change to be stored, in seq
    * order (durable.c). */
   struct oee__stored_waiter *waiters, *waiters_tail;
+  /* Guarded by lock: the idempotency keys used within the window (keys.c). */
+  struct oee__key **keys;
+  size_t nkey_buckets, nkeys;
+  struct oee__key *keys_oldest, *keys_newest;
   /* Guarded by lock (durable.c): what a group of commit callbacks owes its
    * callers, run by the group's thread once it released the lock. */
   struct oee__stored_waiter *due, *due_tail;
@@ -230,6 +234,19 @@ int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *
 /* A stored pipeline's payload rebuilt from its bytes (pipeline_codec.c):
  * 0, OEE_EINVAL for bytes that are not a pipeline, OEE_ENOMEM. */
 int oee__pipeline_payload(oee_engine *eng, const void *bytes, size_t len, oee_payload **out);
+
+/* Idempotency keys (keys.c), engine lock held: the entry for `key` used
+ * within the window, or NULL (expired ones are dropped first); its task's
+ * id and the seq of its acknowledged change; add (0 or OEE_ENOMEM) when a
+ * keyed task is accepted, drop when its acceptance is undone; free at
+ * destroy. */
+typedef struct oee__key oee__key;
+const oee__key *oee__keys_find(oee_engine *eng, const char *key, int64_t now_ns);
+const char *oee__key_id(const oee__key *k);
+uint64_t oee__key_seq(const oee__key *k);
+int oee__keys_add(oee_engine *eng, const char *key, const oee_task_info *t);
+void oee__keys_drop(oee_engine *eng, const char *key, const char *id);
+void oee__keys_free(oee_engine *eng);
 
 /* Loads the unfinished stored tasks (recovery.c; at create, before any
  * worker runs). */

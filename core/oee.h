@@ -372,13 +372,20 @@ int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_inf
 /*
  * Called once per accepted asynchronous submission: rc 0 and the QUEUED
  * snapshot (borrowed for the call: take a reference to keep it) once the
- * task is stored and queued, or rc < 0 with the reason (OEE_EIO with
- * "storage: <cause>" when the store could not write it; nothing was
- * created). It runs on the engine's commit thread, or, for the memory
+ * task is stored and queued, OEE_DUPLICATE and the existing task when the
+ * idempotency_key was used within the window, or rc < 0 with the reason
+ * (OEE_EIO with "storage: <cause>" when the store could not write it;
+ * nothing was created). It runs on the engine's commit thread, or, for the memory
  * store, on the submitting thread before oee_engine_submit_async() returns.
  * It must not block; it may call the engine.
  */
 typedef void (*oee_submit_cb)(void *arg, int rc, const oee_task_info *task, const oee_error *err);
+
+/* Not an error: the submission named an idempotency_key that a task
+ * submitted within idempotency_window_seconds already used; nothing was
+ * created and the acknowledgement carries that task (SubmitTask's
+ * `duplicate`). oee_engine_submit() returns it with *out set. */
+#define OEE_DUPLICATE 1
 
 /*
  * oee_engine_submit() that never waits for the disk: validates now (a

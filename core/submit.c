@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/db.h"
 #include "core/oee_alloc.h"
 #include "core/sync.h"
 
@@ -44,14 +45,8 @@ static int semantics_check(const oee_engine *eng, const oee_submit *req, oee_err
     return oee_error_set(err, OEE_EINVAL, "idempotency_key is %zu bytes; at most %d", key,
                          OEE_IDEMPOTENCY_KEY_MAX);
   }
-  /* Refused rather than ignored until they exist: a key that did not
-   * prevent a duplicate, or a dependency that did not hold a task back,
-   * would be worse than a clear "no". */
-  if (key > 0) {
-    return oee_error_set(err, OEE_EINVAL,
-                         "idempotency_key: idempotent submission is not supported by this "
-                         "server yet");
-  }
+  /* Refused rather than ignored until they exist: a dependency that did
+   * not hold a task back would be worse than a clear "no". */
   if (req->depends_on_len > 0) {
     return oee_error_set(err, OEE_EINVAL,
                          "depends_on: dependencies are not supported by this server yet "
@@ -161,6 +156,10 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
   /* Taken with the index, so creation time order is FIFO order. */
   snap->created_at_ns = oee_now_ns();
   t->snap = snap;
+  int keyed = snap->idempotency_key[0] != '\0';
+  if (keyed && oee__keys_add(eng, snap->idempotency_key, snap) != 0) {
+    return oee_error_set(err, OEE_ENOMEM, "out of memory recording the idempotency_key");
+  }
   int rc;
   if (eng->committer) {
     rc = oee__durable_submit_locked(eng, t, cb, arg, err);
@@ -172,10 +171,81 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
     oee__task_place(eng, t); /* reserved above: cannot fail */
     oee__bus_publish(eng->bus, snap);
   }
-  if (rc != 0) return rc;
+  if (rc != 0) {
+    if (keyed) oee__keys_drop(eng, snap->idempotency_key, snap->id);
+    return rc;
+  }
   eng->last_index++;
   eng->last_seq++;
   eng->queue_bytes += bytes;
+  return 0;
+}
+
+/* ---------------------------------------------------------- duplicates */
+
+/* A duplicate's answer, given once the task it repeats is stored. */
+typedef struct dup_answer {
+  oee__stored_waiter waiter; /* first: the callback casts back */
+  oee_engine *eng;
+  char id[OEE_ID_LEN + 1];
+  oee_submit_cb cb;
+  void *arg;
+} dup_answer;
+
+/* The task a duplicate repeats, as readers see it (no lock held): from
+ * memory, else from its row. */
+static const oee_task_info *repeated(oee_engine *eng, const char *id) {
+  const oee_task_info *t = NULL;
+  return oee_engine_get(eng, id, &t) == 0 ? t : NULL;
+}
+
+static void dup_stored(oee__stored_waiter *w, int rc) {
+  dup_answer *a = (dup_answer *)w;
+  const oee_task_info *t = rc == 0 ? repeated(a->eng, a->id) : NULL;
+  if (t != NULL) {
+    a->cb(a->arg, OEE_DUPLICATE, t, NULL);
+  } else {
+    oee_error e;
+    if (rc == 0) rc = OEE_ENOENT;
+    oee_error_set(&e, rc, "the task with this idempotency_key (%s) could not be stored: %s", a->id,
+                  oee_strerror(rc));
+    a->cb(a->arg, rc, NULL, &e);
+  }
+  oee_task_info_unref(t);
+  oee_free(a);
+}
+
+/* What a keyed submission repeats (lock held): 0 when it is new; 1 when
+ * it repeats a task answered now (*now, a reference; *read_id set instead
+ * when its row must be read first); 2 when it repeats a task whose
+ * acknowledgement is still on its way (answered by then). OEE_ENOMEM. */
+static int duplicate_locked(oee_engine *eng, const char *key, const oee_task_info *on_disk,
+                            oee_submit_cb cb, void *arg, const oee_task_info **now, char *read_id) {
+  const oee__key *k = oee__keys_find(eng, key, oee_now_ns());
+  if (k == NULL) {
+    if (on_disk == NULL) return 0;
+    *now = oee_task_info_ref(on_disk); /* used before this process */
+    return 1;
+  }
+  oee_task *orig = eng->store->ops->lookup(eng->store, oee__key_id(k));
+  if (orig != NULL) {
+    *now = oee_task_info_ref(oee__task_shown(orig));
+    return 1;
+  }
+  if (eng->committer && oee__key_seq(k) > oee__bus_published(eng->bus)) {
+    dup_answer *a = oee_malloc(sizeof(*a));
+    if (a == NULL) return OEE_ENOMEM;
+    *a = (dup_answer){.waiter.cb = dup_stored, .eng = eng, .cb = cb, .arg = arg};
+    memcpy(a->id, oee__key_id(k), sizeof(a->id));
+    oee__durable_after(eng, &a->waiter, oee__key_seq(k));
+    return 2;
+  }
+  if (eng->db != NULL) { /* finished and only on disk */
+    memcpy(read_id, oee__key_id(k), OEE_ID_LEN + 1);
+    return 1;
+  }
+  /* The task is gone (cleared or expired): the key is free again. */
+  oee__keys_drop(eng, key, oee__key_id(k));
   return 0;
 }
 
@@ -223,6 +293,17 @@ static void discard(oee_task *t, oee_task_info *snap, void *payload, const oee_p
   if (payload && ops && ops->free) ops->free(payload);
 }
 
+/* A key used before this process started (or by a task that left memory)
+ * is found in the database, read before the engine lock is taken. */
+static int key_on_disk(oee_engine *eng, const char *key, const oee_task_info **out,
+                       oee_error *err) {
+  *out = NULL;
+  if (key[0] == '\0' || eng->db == NULL) return 0;
+  int64_t after = oee_now_ns() - (int64_t)eng->idempotency_window_ns;
+  int rc = oee_db_find_key(eng->db, key, after, out, err);
+  return rc == OEE_ENOENT ? 0 : rc;
+}
+
 int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
                              const oee_payload_ops *ops, oee_submit_cb cb, void *arg,
                              oee_error *err) {
@@ -230,20 +311,37 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
   oee_task_info *snap;
   int rc = prepare(eng, req, payload, ops, &t, &snap, err);
   if (rc != 0) return rc;
-  oee__lock(&eng->lock);
-  rc = enqueue_locked(eng, t, snap, cb, arg, err);
-  /* The memory store acknowledges at once, with a reference held because a
-   * worker may replace the snapshot as soon as the lock is released. */
-  const oee_task_info *now = rc == 0 && !eng->committer ? oee_task_info_ref(snap) : NULL;
-  oee__engine_unlock(eng);
-  if (rc != 0) {
+  const char *key = snap->idempotency_key;
+  const oee_task_info *on_disk = NULL;
+  if ((rc = key_on_disk(eng, key, &on_disk, err)) != 0) {
     discard(t, snap, payload, ops);
     return rc;
   }
-  if (now != NULL) {
-    cb(arg, 0, now, NULL);
-    oee_task_info_unref(now);
+  const oee_task_info *now = NULL; /* answered at once: the task or a duplicate's */
+  char read_id[OEE_ID_LEN + 1] = "";
+  oee__lock(&eng->lock);
+  int dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, &now, read_id) : 0;
+  if (dup < 0) {
+    rc = oee_error_set(err, dup, "out of memory answering a repeated idempotency_key");
+  } else if (dup == 0) {
+    rc = enqueue_locked(eng, t, snap, cb, arg, err);
+    /* The memory store acknowledges at once, with a reference held because
+     * a worker may replace the snapshot as soon as the lock is released. */
+    if (rc == 0 && !eng->committer) now = oee_task_info_ref(snap);
   }
+  oee__engine_unlock(eng);
+  oee_task_info_unref(on_disk);
+  if (rc != 0 || dup != 0) discard(t, snap, payload, ops); /* a duplicate creates nothing */
+  if (rc != 0) return rc;
+  if (dup == 1 && now == NULL) now = repeated(eng, read_id);
+  if (dup == 1 && now == NULL) { /* deleted meanwhile */
+    oee_error e;
+    oee_error_set(&e, OEE_ENOENT, "the task with this idempotency_key (%s) is gone", read_id);
+    cb(arg, OEE_ENOENT, NULL, &e);
+  } else if (now != NULL) {
+    cb(arg, dup ? OEE_DUPLICATE : 0, now, NULL);
+  }
+  oee_task_info_unref(now);
   return 0;
 }
 
@@ -285,8 +383,8 @@ static int submit_and_wait(oee_engine *eng, const oee_submit *req, void *payload
     while (!w.done) oee__wait(&w.cv, &w.lock);
     oee__unlock(&w.lock);
     rc = w.rc;
-    if (rc != 0 && err != NULL) *err = w.err;
-    if (rc == 0 && out != NULL) {
+    if (rc != 0 && rc != OEE_DUPLICATE && err != NULL) *err = w.err;
+    if ((rc == 0 || rc == OEE_DUPLICATE) && out != NULL) {
       *out = w.task;
     } else {
       oee_task_info_unref(w.task);
@@ -300,7 +398,11 @@ static int submit_and_wait(oee_engine *eng, const oee_submit *req, void *payload
 int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *payload,
                                const oee_payload_ops *ops, const oee_task_info **out,
                                oee_error *err) {
-  if (eng->committer) return submit_and_wait(eng, req, payload, ops, out, err);
+  /* The durable engine answers on its commit thread, and so may a repeated
+   * key: wait for the answer. */
+  if (eng->committer || (req->idempotency_key && req->idempotency_key[0])) {
+    return submit_and_wait(eng, req, payload, ops, out, err);
+  }
   oee_task *t;
   oee_task_info *snap;
   int rc = prepare(eng, req, payload, ops, &t, &snap, err);

@@ -64,6 +64,7 @@ typedef struct batch_entry {
   atomic_uint waits;         /* references not settled yet + the handler's */
   uint32_t next_ready;       /* link of the ready stack */
   const oee_task_info *snap; /* the acknowledged task (a reference), or NULL */
+  int duplicate;             /* snap is an earlier task with the same key */
   grpc_status_code code;     /* a refusal's code, else OK */
   const char *message;       /* a refusal's reason */
 } batch_entry;
@@ -96,9 +97,7 @@ static void batch_reply(batch *b) {
     if (e->snap) {
       res->task_id = (char *)e->snap->id;
       res->task = oee_pb_task(&out->arena, e->snap);
-      /* `duplicate` stays false (the init value) until the engine's
-       * acknowledgement says that an earlier task with the same
-       * idempotency_key (maybe an earlier entry) answered this entry. */
+      res->duplicate = e->duplicate;
     } else {
       res->code = (int32_t)e->code;
       res->message = (char *)(e->message ? e->message : "");
@@ -183,6 +182,8 @@ __attribute__((format(printf, 4, 5))) static void entry_refuse(batch *b, batch_e
 static void entry_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
   batch_entry *e = arg;
   batch *b = e->b;
+  e->duplicate = rc == OEE_DUPLICATE; /* an earlier task (maybe an earlier entry) answers */
+  if (rc == OEE_DUPLICATE) rc = 0;
   if (rc == 0) {
     e->snap = oee_task_info_ref(t);
   } else {

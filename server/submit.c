@@ -123,6 +123,8 @@ static grpc_status_code refused(reply_ctx *out, int rc, const oee_error *err) {
  * never answered with an out-of-memory error. */
 static void task_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
   reply_ctx *out = arg;
+  int duplicate = rc == OEE_DUPLICATE; /* the key's earlier task answers */
+  if (duplicate) rc = 0;
   if (rc != 0) {
     oee_reply_send(out, refused(out, rc, err));
     return;
@@ -136,10 +138,7 @@ static void task_submitted(void *arg, int rc, const oee_task_info *t, const oee_
   oee__v1__submit_task_response__init(resp);
   resp->task_id = (char *)t->id;
   resp->task = oee_pb_task(&out->arena, t);
-  /* `duplicate` stays false (the init value) until the engine's
-   * acknowledgement says that an earlier task with the same
-   * idempotency_key answered this submission; that acknowledgement is the
-   * only place the server can learn it. */
+  resp->duplicate = duplicate;
   out->msg = &resp->base;
   oee_reply_send(out, GRPC_STATUS_OK);
 }

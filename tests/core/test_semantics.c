@@ -1,8 +1,9 @@
 /* test_semantics.c - attempts, retries with backoff, permanent failures,
- * timeouts, delayed tasks (run_at), RetryTask, cancelling SCHEDULED tasks
- * and the refusals of bad task-semantics fields, on the engine alone (the
- * memory store and a durable one). */
+ * timeouts, delayed tasks (run_at), RetryTask, cancelling SCHEDULED tasks,
+ * idempotency keys and the refusals of bad task-semantics fields, on the
+ * engine alone (the memory store and a durable one). */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "tests/core/testutil.h"
 
+#include "core/internal.h"
 #include "core/oee.h"
 #include "core/oee_exec.h"
 
@@ -334,6 +337,109 @@ static void test_scheduled_survive_restart(void **state) {
   assert_int_equal(tu_remove_dir(dir), 0);
 }
 
+/* Submits with `key`; returns the rc (0 or OEE_DUPLICATE) and the id. */
+static int submit_keyed(oee_engine *eng, const char *key, const char *name, char *id) {
+  oee_submit req = {.name = name, .task_type = "echo", .priority = 5, .idempotency_key = key};
+  const oee_task_info *t = NULL;
+  oee_error err;
+  int rc = oee_engine_submit(eng, &req, &t, &err);
+  if (rc != 0 && rc != OEE_DUPLICATE) fail_msg("submit: %s", err.message);
+  memcpy(id, t->id, OEE_ID_LEN + 1);
+  assert_string_equal(t->idempotency_key, key);
+  oee_task_info_unref(t);
+  return rc;
+}
+
+static uint64_t total(oee_engine *eng) {
+  oee_status st;
+  assert_int_equal(oee_engine_status(eng, &st), 0);
+  uint64_t n = st.total_tasks;
+  oee_status_free(&st);
+  return n;
+}
+
+/* A key used within the window answers with the task that used it and
+ * creates nothing; another key, or the same one after the window, does. */
+static void test_idempotency_keys(void **state) {
+  (void)state;
+  oee_engine_config cfg = {.num_workers = 1, .idempotency_window_seconds = 1};
+  oee_engine *eng;
+  assert_int_equal(oee_engine_open(&cfg, &eng, NULL), 0);
+  oee_engine_start(eng);
+  char a[OEE_ID_LEN + 1], b[OEE_ID_LEN + 1], c[OEE_ID_LEN + 1];
+  assert_int_equal(submit_keyed(eng, "order-17", "first", a), 0);
+  assert_int_equal(submit_keyed(eng, "order-17", "again", b), OEE_DUPLICATE);
+  assert_string_equal(a, b);
+  assert_int_equal(submit_keyed(eng, "order-18", "other", c), 0);
+  assert_string_not_equal(a, c);
+  assert_int_equal(total(eng), 2);
+  usleep(1200 * 1000); /* the 1 s window passes */
+  assert_int_equal(submit_keyed(eng, "order-17", "later", b), 0);
+  assert_string_not_equal(a, b);
+  assert_int_equal(total(eng), 3);
+  tu_engine_free(eng);
+}
+
+typedef struct acks {
+  pthread_mutex_t lock;
+  pthread_cond_t cv;
+  int n, rc[2];
+  char id[2][OEE_ID_LEN + 1];
+} acks;
+
+static void on_keyed(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  (void)err;
+  acks *k = arg;
+  pthread_mutex_lock(&k->lock);
+  if (k->n < 2) {
+    k->rc[k->n] = rc;
+    snprintf(k->id[k->n], sizeof(k->id[0]), "%s", t ? t->id : "");
+  }
+  k->n++;
+  pthread_cond_broadcast(&k->cv);
+  pthread_mutex_unlock(&k->lock);
+}
+
+/* Durable: a repeat of a task not stored yet is answered once it is; a
+ * key holds across a restart (found in the database). */
+static void test_idempotency_durable(void **state) {
+  (void)state;
+  char dir[256];
+  assert_int_equal(tu_temp_dir(dir, sizeof(dir), "keys"), 0);
+  oee_engine_config cfg = {.num_workers = 1, .data_dir = dir, .sync_normal = 1};
+  oee_engine *eng;
+  oee_error err;
+  if (oee_engine_open(&cfg, &eng, &err) != 0) fail_msg("open: %s", err.message);
+  acks k = {.n = 0};
+  pthread_mutex_init(&k.lock, NULL);
+  pthread_cond_init(&k.cv, NULL);
+  oee__engine_pause_commits(eng, 1);
+  oee_submit req = {.name = "p", .task_type = "echo", .priority = 5, .idempotency_key = "pay-1"};
+  assert_int_equal(oee_engine_submit_async(eng, &req, on_keyed, &k, &err), 0);
+  assert_int_equal(oee_engine_submit_async(eng, &req, on_keyed, &k, &err), 0);
+  pthread_mutex_lock(&k.lock);
+  assert_int_equal(k.n, 0); /* nothing is stored: neither is answered */
+  pthread_mutex_unlock(&k.lock);
+  oee__engine_pause_commits(eng, 0);
+  pthread_mutex_lock(&k.lock);
+  while (k.n < 2) pthread_cond_wait(&k.cv, &k.lock);
+  pthread_mutex_unlock(&k.lock);
+  assert_int_equal(k.rc[0], 0);
+  assert_int_equal(k.rc[1], OEE_DUPLICATE);
+  assert_string_equal(k.id[0], k.id[1]);
+  oee_engine_destroy(eng);
+
+  if (oee_engine_open(&cfg, &eng, &err) != 0) fail_msg("reopen: %s", err.message);
+  char again[OEE_ID_LEN + 1];
+  assert_int_equal(submit_keyed(eng, "pay-1", "after restart", again), OEE_DUPLICATE);
+  assert_string_equal(again, k.id[0]);
+  assert_int_equal(total(eng), 1);
+  oee_engine_destroy(eng);
+  pthread_cond_destroy(&k.cv);
+  pthread_mutex_destroy(&k.lock);
+  assert_int_equal(tu_remove_dir(dir), 0);
+}
+
 /* An exec command learns its attempt from OEE_ATTEMPT. */
 static void test_exec_gets_attempt(void **state) {
   (void)state;
@@ -389,7 +495,6 @@ static void test_bad_fields_refused(void **state) {
       {{.timeout_seconds = -0.5}, "timeout_seconds must be a finite number"},
       {{.timeout_seconds = NAN}, "timeout_seconds must be a finite number"},
       {{.idempotency_key = key}, "idempotency_key is 257 bytes; at most 256"},
-      {{.idempotency_key = "k"}, "idempotency_key: idempotent submission is not supported"},
       {{.depends_on = dep, .depends_on_len = 1}, "depends_on: dependencies are not supported"},
   };
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -421,6 +526,8 @@ int main(void) {
       cmocka_unit_test(test_retry_task),
       cmocka_unit_test(test_retry_task_durable),
       cmocka_unit_test(test_scheduled_survive_restart),
+      cmocka_unit_test(test_idempotency_keys),
+      cmocka_unit_test(test_idempotency_durable),
       cmocka_unit_test(test_exec_gets_attempt),
       cmocka_unit_test(test_bad_fields_refused),
   };

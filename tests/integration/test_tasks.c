@@ -878,7 +878,42 @@ static void test_idempotency_key_round_trip(void **state) {
   expect_policy(t, 3, 5, 1, 300);
   assert_string_equal(t->idempotency_key, "k1");
   oee__v1__task__free_unpacked(t, NULL);
+  char *first = strdup(resp->task_id);
   oee__v1__submit_task_response__free_unpacked(resp, NULL);
+
+  /* The key again: answered with the first task, `duplicate`, nothing new;
+   * in a batch, a key used by an earlier entry (or task) is a duplicate. */
+  semantics_entry(&r, "keyed again", 1, 0, 0, 0);
+  r.idempotency_key = (char *)"k1";
+  assert_int_equal(submit_req(&r, &resp, NULL), 0);
+  assert_true(resp->duplicate);
+  assert_string_equal(resp->task_id, first);
+  assert_string_equal(resp->task->name, "keyed");
+  oee__v1__submit_task_response__free_unpacked(resp, NULL);
+  Oee__V1__SubmitTaskRequest e[3], *p[3] = {&e[0], &e[1], &e[2]};
+  const char *keys[3] = {"k2", "k2", "k1"};
+  for (int i = 0; i < 3; i++) {
+    add_entry(&e[i], "batch", "echo", -1);
+    e[i].idempotency_key = (char *)keys[i];
+  }
+  Oee__V1__SubmitTasksRequest batch = OEE__V1__SUBMIT_TASKS_REQUEST__INIT;
+  batch.n_requests = 3;
+  batch.requests = p;
+  Oee__V1__SubmitTasksResponse *b = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &b, IT_CALL_MS, NULL),
+                   0);
+  assert_false(b->results[0]->duplicate);
+  assert_true(b->results[1]->duplicate);
+  assert_string_equal(b->results[1]->task_id, b->results[0]->task_id);
+  assert_true(b->results[2]->duplicate);
+  assert_string_equal(b->results[2]->task_id, first);
+  oee__v1__submit_tasks_response__free_unpacked(b, NULL);
+  Oee__V1__ListTasksRequest lr = OEE__V1__LIST_TASKS_REQUEST__INIT;
+  Oee__V1__ListTasksResponse *l = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_list_tasks(srv.ch, &lr, &l, IT_CALL_MS, NULL), 0);
+  assert_int_equal(l->total_size, 2); /* k1's task and k2's */
+  oee__v1__list_tasks_response__free_unpacked(l, NULL);
+  free(first);
 }
 
 /* "#<index>" names an earlier entry: the task shows that entry's id. */
