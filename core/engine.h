@@ -212,6 +212,9 @@ void oee__timer_schedule(oee_engine *eng, oee_task *t);
 void oee__timer_unschedule(oee_engine *eng, oee_task *t);
 void oee__timer_watch(oee_engine *eng, oee_job *j);
 void oee__timer_unwatch(oee_engine *eng, oee_job *j);
+/* Seconds as nanoseconds for a wait: 0 for <= 0 or NaN, at most ~31 years
+ * (a longer wait is as good as forever and would overflow). */
+int64_t oee__seconds_ns(double s);
 /* The wait before retry number `retry` (1-based) of `t`: min(max_backoff,
  * backoff * 2^(retry-1)) times a random factor in [0.5, 1.0], seconds. */
 double oee__backoff_seconds(const oee_task_info *t, int retry);

@@ -138,7 +138,7 @@ static oee_task_info *pack_retry(const oee_engine *eng, const oee_task_info *cur
                                  const char *message) {
   oee_task_info d = *cur;
   d.status = OEE_TASK_SCHEDULED;
-  d.run_at_ns = oee_now_ns() + (int64_t)(oee__backoff_seconds(cur, cur->attempt) * 1e9);
+  d.run_at_ns = oee_now_ns() + oee__seconds_ns(oee__backoff_seconds(cur, cur->attempt));
   d.result = "";
   d.error_message = message;
   oee_task_info *next;

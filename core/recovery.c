@@ -46,7 +46,7 @@ static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, con
   d.error_message = why;
   if (can_retry && was->attempt < was->max_attempts) {
     d.status = OEE_TASK_SCHEDULED;
-    d.run_at_ns = oee_now_ns() + (int64_t)(oee__backoff_seconds(was, was->attempt) * 1e9);
+    d.run_at_ns = oee_now_ns() + oee__seconds_ns(oee__backoff_seconds(was, was->attempt));
   } else {
     d.status = OEE_TASK_ERROR;
     d.completed_at_ns = oee_now_ns();

@@ -67,13 +67,20 @@ void oee__timer_unschedule(oee_engine *eng, oee_task *t) {
 void oee__timer_watch(oee_engine *eng, oee_job *j) {
   j->deadline_pos = OEE_HEAP_NONE;
   if (j->snap->timeout_seconds <= 0) return;
-  j->deadline_ns = oee__mono_ns() + (int64_t)(j->snap->timeout_seconds * 1e9);
+  j->deadline_ns = oee__mono_ns() + oee__seconds_ns(j->snap->timeout_seconds);
   oee_heap_push(&eng->deadlines, j); /* room reserved at job start */
   if (oee_heap_peek(&eng->deadlines) == j) oee__signal(&eng->timer_cv);
 }
 
 void oee__timer_unwatch(oee_engine *eng, oee_job *j) {
   if (j->deadline_pos != OEE_HEAP_NONE) oee_heap_remove(&eng->deadlines, j->deadline_pos);
+}
+
+int64_t oee__seconds_ns(double s) {
+  /* Beyond ~30 years a wait is as good as forever (and would overflow). */
+  if (!(s > 0)) return 0;
+  if (s > 1e9) s = 1e9;
+  return (int64_t)(s * 1e9);
 }
 
 double oee__backoff_seconds(const oee_task_info *t, int retry) {

@@ -475,6 +475,36 @@ static void test_exec_gets_attempt(void **state) {
   oee_exec_table_destroy(cmds);
 }
 
+/* Waits too long to count (a timeout or a backoff of 10^300 s) are
+ * accepted and mean "forever", without overflowing any clock (found by
+ * fuzz_submit_task: the cast of timeout_seconds * 1e9 overflowed). */
+static void test_huge_waits(void **state) {
+  (void)state;
+  oee_engine *eng = tu_engine(1, NULL, NULL);
+  oee_sub *sub = watch_all(eng);
+  oee_kv ctx[] = {{"message", "m"}};
+  oee_submit req = {.name = "h",
+                    .task_type = "fail",
+                    .priority = 5,
+                    .context = ctx,
+                    .context_len = 1,
+                    .max_attempts = 2,
+                    .has_backoff = 1,
+                    .backoff_seconds = 1e300,
+                    .has_max_backoff = 1,
+                    .max_backoff_seconds = 1e300,
+                    .timeout_seconds = 1e300};
+  char id[OEE_ID_LEN + 1];
+  submit(eng, &req, id);
+  oee_task_info_unref(expect(sub, id, OEE_TASK_QUEUED, 0));
+  oee_task_info_unref(expect(sub, id, OEE_TASK_RUNNING, 1));
+  const oee_task_info *s = expect(sub, id, OEE_TASK_SCHEDULED, 1);
+  assert_true(s->run_at_ns > oee_now_ns() + 100LL * 365 * 86400 * 1000000000LL / 10);
+  oee_task_info_unref(s);
+  oee_sub_free(sub);
+  tu_engine_free(eng);
+}
+
 /* Each bad field: refused with a message naming it, nothing created. */
 static void test_bad_fields_refused(void **state) {
   (void)state;
@@ -529,6 +559,7 @@ int main(void) {
       cmocka_unit_test(test_idempotency_keys),
       cmocka_unit_test(test_idempotency_durable),
       cmocka_unit_test(test_exec_gets_attempt),
+      cmocka_unit_test(test_huge_waits),
       cmocka_unit_test(test_bad_fields_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
