@@ -206,9 +206,16 @@ static void dup_stored(oee__stored_waiter *w, int rc) {
     a->cb(a->arg, OEE_DUPLICATE, t, NULL);
   } else {
     oee_error e;
-    if (rc == 0) rc = OEE_ENOENT;
-    oee_error_set(&e, rc, "the task with this idempotency_key (%s) could not be stored: %s", a->id,
-                  oee_strerror(rc));
+    if (rc == 0) {
+      rc = OEE_ENOENT;
+      oee_error_set(&e, rc,
+                    "the task with this idempotency_key (%s) was deleted before this "
+                    "repeat could be answered",
+                    a->id);
+    } else {
+      oee_error_set(&e, rc, "the task with this idempotency_key (%s) could not be stored: %s",
+                    a->id, oee_strerror(rc));
+    }
     a->cb(a->arg, rc, NULL, &e);
   }
   oee_task_info_unref(t);
@@ -216,11 +223,12 @@ static void dup_stored(oee__stored_waiter *w, int rc) {
 }
 
 /* What a keyed submission repeats (lock held): 0 when it is new; 1 when
- * it repeats a task answered now (*now, a reference; *read_id set instead
- * when its row must be read first); 2 when it repeats a task whose
- * acknowledgement is still on its way (answered by then). OEE_ENOMEM. */
+ * it repeats a task answered now (*now, a reference); 2 when it repeats a
+ * task whose acknowledgement is still on its way (answered by then).
+ * `on_disk` is the stored task with the key, read before the lock. A key
+ * whose task was deleted (cleared, retention) is free again. OEE_ENOMEM. */
 static int duplicate_locked(oee_engine *eng, const char *key, const oee_task_info *on_disk,
-                            oee_submit_cb cb, void *arg, const oee_task_info **now, char *read_id) {
+                            oee_submit_cb cb, void *arg, const oee_task_info **now) {
   const oee__key *k = oee__keys_find(eng, key, oee_now_ns());
   if (k == NULL) {
     if (on_disk == NULL) return 0;
@@ -240,11 +248,12 @@ static int duplicate_locked(oee_engine *eng, const char *key, const oee_task_inf
     oee__durable_after(eng, &a->waiter, oee__key_seq(k));
     return 2;
   }
-  if (eng->db != NULL) { /* finished and only on disk */
-    memcpy(read_id, oee__key_id(k), OEE_ID_LEN + 1);
+  if (on_disk != NULL && strcmp(on_disk->id, oee__key_id(k)) == 0) {
+    *now = oee_task_info_ref(on_disk); /* finished and only on disk */
     return 1;
   }
-  /* The task is gone (cleared or expired): the key is free again. */
+  /* The task is gone (cleared, or deleted by retention): the key is free
+   * again. */
   oee__keys_drop(eng, key, oee__key_id(k));
   return 0;
 }
@@ -318,9 +327,8 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
     return rc;
   }
   const oee_task_info *now = NULL; /* answered at once: the task or a duplicate's */
-  char read_id[OEE_ID_LEN + 1] = "";
   oee__lock(&eng->lock);
-  int dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, &now, read_id) : 0;
+  int dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, &now) : 0;
   if (dup < 0) {
     rc = oee_error_set(err, dup, "out of memory answering a repeated idempotency_key");
   } else if (dup == 0) {
@@ -333,14 +341,7 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
   oee_task_info_unref(on_disk);
   if (rc != 0 || dup != 0) discard(t, snap, payload, ops); /* a duplicate creates nothing */
   if (rc != 0) return rc;
-  if (dup == 1 && now == NULL) now = repeated(eng, read_id);
-  if (dup == 1 && now == NULL) { /* deleted meanwhile */
-    oee_error e;
-    oee_error_set(&e, OEE_ENOENT, "the task with this idempotency_key (%s) is gone", read_id);
-    cb(arg, OEE_ENOENT, NULL, &e);
-  } else if (now != NULL) {
-    cb(arg, dup ? OEE_DUPLICATE : 0, now, NULL);
-  }
+  if (now != NULL) cb(arg, dup ? OEE_DUPLICATE : 0, now, NULL);
   oee_task_info_unref(now);
   return 0;
 }

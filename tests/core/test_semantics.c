@@ -400,6 +400,38 @@ static void on_keyed(void *arg, int rc, const oee_task_info *t, const oee_error 
   pthread_mutex_unlock(&k->lock);
 }
 
+/* A key whose task was deleted (ClearCompletedTasks) is free again, on
+ * both stores (fuzz_submit_task found the durable one answering NOT_FOUND). */
+static void key_freed_scenario(oee_engine *eng) {
+  oee_sub *sub = watch_all(eng);
+  char a[OEE_ID_LEN + 1], b[OEE_ID_LEN + 1];
+  assert_int_equal(submit_keyed(eng, "job-9", "first", a), 0);
+  oee_task_info_unref(expect(sub, a, OEE_TASK_QUEUED, 0));
+  oee_task_info_unref(expect(sub, a, OEE_TASK_RUNNING, 1));
+  oee_task_info_unref(expect(sub, a, OEE_TASK_DONE, 1));
+  assert_int_equal(oee_engine_clear_completed(eng, 0), 1);
+  assert_int_equal(submit_keyed(eng, "job-9", "second", b), 0);
+  assert_string_not_equal(a, b);
+  oee_sub_free(sub);
+}
+
+static void test_key_free_after_clear(void **state) {
+  (void)state;
+  oee_engine *eng = tu_engine(1, NULL, NULL);
+  key_freed_scenario(eng);
+  tu_engine_free(eng);
+  char dir[256];
+  assert_int_equal(tu_temp_dir(dir, sizeof(dir), "keys"), 0);
+  oee_engine_config cfg = {
+      .num_workers = 1, .data_dir = dir, .sync_normal = 1, .finished_cache = 1};
+  oee_error err;
+  if (oee_engine_open(&cfg, &eng, &err) != 0) fail_msg("open: %s", err.message);
+  oee_engine_start(eng);
+  key_freed_scenario(eng);
+  oee_engine_destroy(eng);
+  assert_int_equal(tu_remove_dir(dir), 0);
+}
+
 /* Durable: a repeat of a task not stored yet is answered once it is; a
  * key holds across a restart (found in the database). */
 static void test_idempotency_durable(void **state) {
@@ -558,6 +590,7 @@ int main(void) {
       cmocka_unit_test(test_scheduled_survive_restart),
       cmocka_unit_test(test_idempotency_keys),
       cmocka_unit_test(test_idempotency_durable),
+      cmocka_unit_test(test_key_free_after_clear),
       cmocka_unit_test(test_exec_gets_attempt),
       cmocka_unit_test(test_huge_waits),
       cmocka_unit_test(test_bad_fields_refused),
