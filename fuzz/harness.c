@@ -84,13 +84,13 @@ static void store_dir_make(void) {
   const char *base = getenv("TEST_TMPDIR");
   if (base == NULL || base[0] == '\0') base = getenv("TMPDIR");
   if (base == NULL || base[0] == '\0') base = "/tmp";
-  /* mkdtemp's template, spelt so that no six X's stand in a row here. */
-  int n = snprintf(store_dir, sizeof(store_dir),
-                   "%s/oee-fuzz-"
-                   "XXX"
-                   "XXX",
-                   base);
-  if (n < 0 || (size_t)n >= sizeof(store_dir) || mkdtemp(store_dir) == NULL) {
+  int n = snprintf(store_dir, sizeof(store_dir), "%s/oee-fuzz-", base);
+  int fits = n >= 0 && (size_t)n + 7 <= sizeof(store_dir);
+  if (fits) {
+    memset(store_dir + n, 'X', 6); /* mkdtemp's template */
+    store_dir[n + 6] = '\0';
+  }
+  if (!fits || mkdtemp(store_dir) == NULL) {
     fprintf(stderr, "fuzz: cannot make a store directory under %s: %s\n", base, strerror(errno));
     abort();
   }
