@@ -53,7 +53,8 @@
 
 /* A submission waiting for its row to be stored. */
 typedef struct submit_ticket {
-  oee__later later; /* first: the acknowledgement runs from here */
+  oee__later later;          /* first: the acknowledgement runs from here */
+  oee__stored_waiter waiter; /* or from here, for a task that ended at once */
   oee_engine *eng;
   oee_task *task; /* owns task->snap; not in the store until stored */
   oee_submit_cb cb;
@@ -318,6 +319,12 @@ static void submit_told(oee__later *l) {
   oee_free(tk);
 }
 
+static void submit_told_stored(oee__stored_waiter *w, int rc) {
+  submit_ticket *tk = (submit_ticket *)((char *)w - offsetof(submit_ticket, waiter));
+  (void)rc; /* the task exists either way: its end is stored or the engine stops */
+  submit_told(&tk->later);
+}
+
 /* The row of a new task is stored (or refused): queue it and acknowledge,
  * or drop it and say why. Commit thread, engine lock held. */
 static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
@@ -333,7 +340,9 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   if (rc == 0) {
     oee__task_place(eng, t); /* room reserved at submission */
     oee__bus_publish(eng->bus, tk->queued);
+    oee__graph_placed(eng, t); /* decided meanwhile: queued, or ended */
   } else {
+    oee__graph_forget(t);
     eng->queue_bytes -= oee__task_bytes(tk->queued);
     if (tk->queued->idempotency_key[0]) {
       oee__keys_drop(eng, tk->queued->idempotency_key, tk->queued->id); /* never existed */
@@ -346,6 +355,15 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   }
   waiters_due(eng, tk->queued->seq, rc); /* duplicates of it wait for this */
   tk->rc = rc;
+  if (rc == 0 && oee_task_status_is_terminal(t->snap->status)) {
+    /* A dependency had failed: the reply shows the task's end, once
+     * stored. */
+    oee_task_info_unref(tk->queued);
+    tk->queued = oee_task_info_ref(t->snap);
+    tk->waiter.cb = submit_told_stored;
+    oee__durable_after(eng, &tk->waiter, t->snap->seq);
+    return;
+  }
   tk->later.run = submit_told;
   later(eng, &tk->later);
 }

@@ -28,6 +28,7 @@ static void task_setpos(void *e, size_t pos) {
 /* ------------------------------------------------------------ lifecycle */
 
 void oee__task_free(oee_task *t) {
+  oee__graph_free(t);
   oee_task_info_unref(t->snap);
   oee_task_info_unref(t->shown);
   if (t->payload) {
@@ -250,7 +251,8 @@ void oee__engine_unlock(oee_engine *eng) {
 
 void oee__task_place(oee_engine *eng, oee_task *t) {
   if (t->snap->status == OEE_TASK_SCHEDULED) {
-    oee__timer_schedule(eng, t);
+    /* One that waits only for its dependencies is queued by graph.c. */
+    if (t->snap->run_at_ns != 0 || !oee__graph_waiting(t)) oee__timer_schedule(eng, t);
   } else {
     oee_heap_push(&eng->queue, t);
     oee__engine_wake_one(eng);

@@ -128,6 +128,10 @@ struct oee_engine {
    * callers, run by the group's thread once it released the lock. */
   struct oee__stored_waiter *due, *due_tail;
   struct oee__later *later, *later_tail;
+  /* Guarded by lock: dependency waits decided and not yet acted on, in
+   * the order they were decided (graph.c). */
+  struct oee__dep_wait *graph_due, *graph_due_tail;
+  int graph_draining;
 
   /* Durability (durable.c); both NULL for the memory store. Immutable
    * after create (each has its own locks). */
@@ -196,6 +200,11 @@ void oee__engine_wake_one(oee_engine *eng);
  * subscribers (oee__bus_flush()). Used wherever the section published. */
 void oee__engine_unlock(oee_engine *eng);
 
+/* The limits a task entering (or re-entering) the queue meets, lock held:
+ * the engine accepts tasks, max_queue, max_queue_bytes with `bytes` more.
+ * 0, OEE_ESTOPPED or OEE_EFULL saying which. */
+int oee__queue_limits(oee_engine *eng, uint64_t bytes, oee_error *err);
+
 /* Bytes a task counts against max_queue_bytes: name, type and context. */
 uint64_t oee__task_bytes(const oee_task_info *t);
 
@@ -218,6 +227,36 @@ int64_t oee__seconds_ns(double s);
 /* The wait before retry number `retry` (1-based) of `t`: min(max_backoff,
  * backoff * 2^(retry-1)) times a random factor in [0.5, 1.0], seconds. */
 double oee__backoff_seconds(const oee_task_info *t, int retry);
+
+/* Dependencies (graph.c), engine lock held for all.
+ * resolve: records what t (its snapshot's depends_on) waits for, as a new
+ * task or a retried one. disk[i] is what the caller read of dependency i
+ * from the database: 0 not read, OEE__DEP_UNKNOWN no such row, else its
+ * status; resolve sets OEE__DEP_READ for the ones to read (NULL: no reads,
+ * a dependency not in memory is unknown). *waits = 1 when t must stay SCHEDULED (a dependency is
+ * not DONE, or one failed and t is to end CANCELLED once placed). OEE__GRAPH_READ_DISK when a
+ * dependency is not in memory and disk[] does not answer for it (the caller reads the ones marked
+ * OEE__DEP_READ, without the lock, with oee__graph_read(), and resolves again); OEE_EINVAL naming
+ * an unknown one; OEE_ENOMEM. Nothing changes unless it returns 0. placed: t is in the store (and
+ * its row stored): act on its wait if it is decided already. changed: t's snapshot changed (from
+ * swap_packed): a final status ends its wait and decides its dependents. drain: settles the decided
+ * waits; 1 when memory ran short and some remain (the timer calls it again). forget: t never
+ * existed (a refused write). free: with the task. waiting: t waits for a dependency. */
+#define OEE__DEP_UNKNOWN (-1)
+#define OEE__DEP_READ (-2) /* set by resolve: read this one */
+#define OEE__GRAPH_READ_DISK 2
+typedef struct oee__graph oee__graph;
+typedef struct oee__dep_wait oee__dep_wait;
+int oee__graph_resolve(oee_engine *eng, oee_task *t, int *disk, int *waits, oee_error *err);
+void oee__graph_placed(oee_engine *eng, oee_task *t);
+void oee__graph_changed(oee_engine *eng, oee_task *t);
+int oee__graph_drain(oee_engine *eng);
+void oee__graph_forget(oee_task *t);
+void oee__graph_free(oee_task *t);
+int oee__graph_waiting(const oee_task *t);
+/* Reads the dependencies of `snap` that disk[] marks OEE__DEP_READ from
+ * the database (no lock held): 0, or the error of a failed read. */
+int oee__graph_read(oee_engine *eng, const oee_task_info *snap, int *disk, oee_error *err);
 
 /* The retention thread (retention.c): started with the workers when a rule
  * is set, stopped with them. */

@@ -49,6 +49,8 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
     oee__bus_publish(eng->bus, next);
   }
   oee_task_info_unref(old);
+  /* A final status decides the tasks waiting for this one. */
+  if (t->graph) oee__graph_changed(eng, t);
 }
 
 const oee_task_info *oee__task_shown(const oee_task *t) { return t->shown ? t->shown : t->snap; }

@@ -9,7 +9,8 @@
  * back to the timer with their run_at; a RUNNING one counts that attempt
  * as failed "interrupted: server restarted": it is retried after its
  * backoff while attempts remain, else it ends ERROR. Either is a change
- * numbered after every stored one and stored like any other.
+ * numbered after every stored one and stored like any other. Tasks that
+ * waited for dependencies wait again (rebuild_waits).
  * A pipeline's description and results are stored with it (the payload
  * column, pipeline_codec.c): a queued one runs as if nothing happened; one
  * stored by schema 1 (without them) cannot, and ends ERROR saying so.
@@ -27,11 +28,16 @@
   "interrupted: server restarted (the pipeline was stored by an older version without its " \
   "stages: submit it again)"
 
+typedef struct oee_task_list {
+  oee_task **v;
+  size_t n, cap;
+} oee_task_list;
+
 typedef struct recovery {
   oee_engine *eng;
   uint64_t max_index, max_seq;
-  oee_task **unfinished; /* RUNNING tasks and unfinished pipelines, to end */
-  size_t n_unfinished, cap;
+  oee_task_list unfinished; /* RUNNING tasks and unfinished pipelines, to end */
+  oee_task_list waiting;    /* SCHEDULED before their first attempt, with depends_on */
   oee_recovery counts;
 } recovery;
 
@@ -54,15 +60,15 @@ static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, con
   return oee__engine_pack(eng, &d);
 }
 
-static int remember(recovery *r, oee_task *t) {
-  if (r->n_unfinished == r->cap) {
-    size_t cap = r->cap ? 2 * r->cap : 64;
-    oee_task **grown = oee_realloc(r->unfinished, cap * sizeof(*grown));
+static int remember(oee_task_list *l, oee_task *t) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    oee_task **grown = oee_realloc(l->v, cap * sizeof(*grown));
     if (grown == NULL) return OEE_ENOMEM;
-    r->unfinished = grown;
-    r->cap = cap;
+    l->v = grown;
+    l->cap = cap;
   }
-  r->unfinished[r->n_unfinished++] = t;
+  l->v[l->n++] = t;
   return 0;
 }
 
@@ -104,8 +110,13 @@ static int recover_one(const oee_task_info *snap, const void *payload, size_t pa
     if (rc == 0) rc = oee_heap_reserve(&eng->scheduled, 1);
     if (rc == 0) oee__task_place(eng, t);
     r->counts.queued++;
+    /* Waiting for dependencies, maybe: decided once every task is back. */
+    if (rc == 0 && snap->status == OEE_TASK_SCHEDULED && snap->attempt == 0 &&
+        snap->depends_on_len > 0) {
+      rc = remember(&r->waiting, t);
+    }
   } else {
-    rc = remember(r, t); /* RUNNING, or a pipeline stored without its stages */
+    rc = remember(&r->unfinished, t); /* RUNNING, or a pipeline stored without its stages */
   }
   return rc;
 }
@@ -113,8 +124,8 @@ static int recover_one(const oee_task_info *snap, const void *payload, size_t pa
 /* Ends what cannot go on, numbered after every stored change. */
 static int end_unfinished(recovery *r) {
   oee_engine *eng = r->eng;
-  for (size_t i = 0; i < r->n_unfinished; i++) {
-    oee_task *t = r->unfinished[i];
+  for (size_t i = 0; i < r->unfinished.n; i++) {
+    oee_task *t = r->unfinished.v[i];
     int lost = strcmp(t->snap->task_type, "pipeline") == 0 && t->payload == NULL;
     oee_task_info *next =
         interrupted(eng, t->snap, lost ? PIPELINE_NOT_STORED : INTERRUPTED, !lost);
@@ -130,6 +141,28 @@ static int end_unfinished(recovery *r) {
   return 0;
 }
 
+/* The tasks that waited for dependencies wait again (after the
+ * interruptions: a dependency that ended ERROR just now cancels them).
+ * Dependencies not in memory are finished and read from their rows (at
+ * create nothing else runs, so the lock may be held). One whose row is
+ * gone cannot hold a task back (a row is deleted only once finished, after
+ * what its end decided was stored); the timer queues such a task. */
+static int rebuild_waits(recovery *r) {
+  oee_engine *eng = r->eng;
+  for (size_t i = 0; i < r->waiting.n; i++) {
+    oee_task *t = r->waiting.v[i];
+    int *disk = oee_calloc(t->snap->depends_on_len, sizeof(*disk)), waits = 0, rc;
+    if (disk == NULL) return OEE_ENOMEM;
+    while ((rc = oee__graph_resolve(eng, t, disk, &waits, NULL)) == OEE__GRAPH_READ_DISK &&
+           (rc = oee__graph_read(eng, t->snap, disk, NULL)) == 0) {
+    }
+    oee_free(disk);
+    if (rc == OEE_ENOMEM) return rc;
+    if (rc == 0 && waits) oee__graph_placed(eng, t);
+  }
+  return 0;
+}
+
 int oee__recover(oee_engine *eng, const oee_db_meta *meta, oee_error *err) {
   recovery r = {.eng = eng, .max_index = meta->last_index, .max_seq = meta->last_seq};
   oee__lock(&eng->lock);
@@ -141,12 +174,13 @@ int oee__recover(oee_engine *eng, const oee_db_meta *meta, oee_error *err) {
   for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) {
     if (oee_task_status_is_terminal((oee_task_status)i)) r.counts.finished += by[i];
   }
-  if (rc == 0 && (rc = end_unfinished(&r)) != 0) {
+  if (rc == 0 && ((rc = end_unfinished(&r)) != 0 || (rc = rebuild_waits(&r)) != 0)) {
     oee_error_set(err, rc, "out of memory recovering the stored tasks");
   }
   eng->recovered = r.counts;
   oee__engine_unlock(eng);
-  oee_free(r.unfinished);
+  oee_free(r.unfinished.v);
+  oee_free(r.waiting.v);
   return rc;
 }
 

@@ -91,23 +91,54 @@ static oee_task *find_locked(oee_engine *eng, const char *id, int *rc, oee_error
   return back;
 }
 
-/* The checks a fresh submission would meet (lock held). */
-static int limits_check(oee_engine *eng, const oee_task_info *cur, oee_error *err) {
-  if (!eng->accepting) {
-    return oee_error_set(err, OEE_ESTOPPED, "shutting down: no task is queued again");
+/* Queues the ERROR or CANCELLED task t again (lock held): 0, an error, or
+ * OEE__GRAPH_READ_DISK (see oee__graph_resolve()). */
+static int requeue_locked(oee_engine *eng, oee_task *t, int *disk, oee_error *err) {
+  const oee_task_info *cur = oee__task_shown(t);
+  const char *id = cur->id;
+  if (cur->status != OEE_TASK_ERROR && cur->status != OEE_TASK_CANCELLED) {
+    return oee_error_set(err, OEE_ESTATE,
+                         "task %s is %s: only ERROR or CANCELLED tasks can be retried", id,
+                         oee_task_status_name(cur->status));
   }
-  if (eng->max_queue &&
-      eng->queue.len + eng->scheduled.len + eng->pending_submits >= eng->max_queue) {
-    return oee_error_set(err, OEE_EFULL,
-                         "queue is full: max_queue=%zu tasks are already queued or scheduled",
-                         eng->max_queue);
+  if (t->snap != cur) { /* its end is not stored yet: come back then */
+    return oee_error_set(err, OEE_ESTATE, "task %s is still ending; retry it once it has", id);
   }
-  uint64_t bytes = oee__task_bytes(cur);
-  if (eng->max_queue_bytes && eng->queue_bytes + bytes > eng->max_queue_bytes) {
-    return oee_error_set(err, OEE_EFULL, "queue is full: the limit max_queue_bytes is %llu",
-                         (unsigned long long)eng->max_queue_bytes);
+  int rc = oee__queue_limits(eng, oee__task_bytes(cur), err);
+  /* Its dependencies are checked again, like a fresh submission's. */
+  int waits = 0;
+  if (rc == 0 && cur->depends_on_len > 0) rc = oee__graph_resolve(eng, t, disk, &waits, err);
+  if (rc != 0) return rc;
+  oee_task_info d = *cur;
+  d.attempt = 0;
+  d.result = "";
+  d.completed_at_ns = 0;
+  d.worker_id = -1;
+  d.status = waits || d.run_at_ns > oee_now_ns() ? OEE_TASK_SCHEDULED : OEE_TASK_QUEUED;
+  if (oee_task_transition_check(cur->status, d.status) != 0) abort();
+  if (oee_heap_reserve(&eng->queue, 1) != 0 || oee_heap_reserve(&eng->scheduled, 1) != 0 ||
+      oee__task_swap_snapshot(eng, t, &d) != 0) {
+    oee__graph_forget(t);
+    return oee_error_set(err, OEE_ENOMEM, "out of memory retrying the task");
   }
+  oee__task_place(eng, t);
+  oee__graph_placed(eng, t); /* a dependency still failed: it ends again */
   return 0;
+}
+
+/* Reads what the retry of t needs from disk (lock held on entry and on
+ * return; let go meanwhile): dependencies not in memory. */
+static int read_deps(oee_engine *eng, oee_task *t, int **disk, oee_error *err) {
+  const oee_task_info *snap = oee_task_info_ref(t->snap);
+  oee__unlock(&eng->lock);
+  int rc = 0;
+  if (*disk == NULL && (*disk = oee_calloc(snap->depends_on_len, sizeof(**disk))) == NULL) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory reading depends_on");
+  }
+  if (rc == 0) rc = oee__graph_read(eng, snap, *disk, err);
+  oee_task_info_unref(snap);
+  oee__lock(&eng->lock);
+  return rc;
 }
 
 int oee_engine_retry_async(oee_engine *eng, const char *id, oee_submit_cb cb, void *arg,
@@ -119,46 +150,34 @@ int oee_engine_retry_async(oee_engine *eng, const char *id, oee_submit_cb cb, vo
   if (eng->committer && (answer = oee_calloc(1, sizeof(*answer))) == NULL) {
     return oee_error_set(err, OEE_ENOMEM, "out of memory retrying the task");
   }
-  int rc = 0;
+  int rc = 0, *disk = NULL;
   oee_task *t = find_locked(eng, id, &rc, err);
-  const oee_task_info *cur = t ? oee__task_shown(t) : NULL;
-  if (t != NULL && (cur->status != OEE_TASK_ERROR && cur->status != OEE_TASK_CANCELLED)) {
-    rc = oee_error_set(err, OEE_ESTATE,
-                       "task %s is %s: only ERROR or CANCELLED tasks can be retried", id,
-                       oee_task_status_name(cur->status));
-  }
-  if (rc == 0 && t->snap != cur) { /* its end is not stored yet: come back then */
-    rc = oee_error_set(err, OEE_ESTATE, "task %s is still ending; retry it once it has", id);
-  }
-  if (rc == 0) rc = limits_check(eng, cur, err);
-  oee_task_info d;
-  if (rc == 0) {
-    d = *cur;
-    d.attempt = 0;
-    d.result = "";
-    d.completed_at_ns = 0;
-    d.worker_id = -1;
-    d.status = d.run_at_ns > oee_now_ns() ? OEE_TASK_SCHEDULED : OEE_TASK_QUEUED;
-    if (oee_task_transition_check(cur->status, d.status) != 0) abort();
-    if (oee_heap_reserve(&eng->queue, 1) != 0 || oee_heap_reserve(&eng->scheduled, 1) != 0 ||
-        oee__task_swap_snapshot(eng, t, &d) != 0) {
-      rc = oee_error_set(err, OEE_ENOMEM, "out of memory retrying the task");
+  /* The dependencies it names that left memory are read (a few rounds at
+   * most: each reads the ones that left meanwhile). */
+  for (int round = 0; t != NULL; round++) {
+    if ((rc = requeue_locked(eng, t, disk, err)) != OEE__GRAPH_READ_DISK) break;
+    if (round == 8 || (rc = read_deps(eng, t, &disk, err)) != 0) {
+      if (rc == OEE__GRAPH_READ_DISK) {
+        rc = oee_error_set(err, OEE_ESTATE, "task %s: its dependencies kept changing; retry again",
+                           id);
+      }
+      break;
     }
+    t = eng->store->ops->lookup(eng->store, id);
+    if (t == NULL) rc = oee_error_set(err, OEE_ENOENT, "task %s was deleted meanwhile", id);
   }
   const oee_task_info *now = NULL;
-  if (rc == 0) {
-    oee__task_place(eng, t);
-    if (answer != NULL) {
-      *answer = (retry_answer){
-          .waiter.cb = retry_stored, .cb = cb, .arg = arg, .task = oee_task_info_ref(t->snap)};
-      oee__durable_after(eng, &answer->waiter, t->snap->seq);
-      answer = NULL;
-    } else {
-      now = oee_task_info_ref(t->snap);
-    }
+  if (rc == 0 && answer != NULL) {
+    *answer = (retry_answer){
+        .waiter.cb = retry_stored, .cb = cb, .arg = arg, .task = oee_task_info_ref(t->snap)};
+    oee__durable_after(eng, &answer->waiter, t->snap->seq);
+    answer = NULL;
+  } else if (rc == 0) {
+    now = oee_task_info_ref(t->snap);
   }
   oee__engine_unlock(eng);
   oee_free(answer);
+  oee_free(disk);
   if (now != NULL) {
     cb(arg, 0, now, NULL);
     oee_task_info_unref(now);

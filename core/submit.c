@@ -6,9 +6,11 @@
  */
 #include "core/engine.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/db.h"
 #include "core/oee_alloc.h"
@@ -18,6 +20,30 @@
 
 /* 1 for a finite number >= 0 (NaN and the infinities are refused). */
 static int finite_non_negative(double v) { return isfinite(v) && v >= 0; }
+
+/* The ids of depends_on: at most max_dependencies, each a task id, none
+ * twice (whether they exist is decided under the lock). */
+static int deps_check(const oee_engine *eng, const oee_submit *req, oee_error *err) {
+  size_t n = req->depends_on_len;
+  if (n > eng->max_dependencies) {
+    return oee_error_set(err, OEE_EINVAL, "depends_on has %zu ids; at most %zu are allowed", n,
+                         eng->max_dependencies);
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *id = req->depends_on[i];
+    if (id == NULL || !oee_id_valid(id)) {
+      return oee_error_set(err, OEE_EINVAL, "depends_on[%zu] \"%.64s\" is not a task id", i,
+                           id ? id : "");
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (strcasecmp(req->depends_on[j], id) == 0) {
+        return oee_error_set(err, OEE_EINVAL, "depends_on[%zu] repeats depends_on[%zu] (%s)", i, j,
+                             id);
+      }
+    }
+  }
+  return 0;
+}
 
 /* The task-semantics fields of a submission. */
 static int semantics_check(const oee_engine *eng, const oee_submit *req, oee_error *err) {
@@ -45,14 +71,7 @@ static int semantics_check(const oee_engine *eng, const oee_submit *req, oee_err
     return oee_error_set(err, OEE_EINVAL, "idempotency_key is %zu bytes; at most %d", key,
                          OEE_IDEMPOTENCY_KEY_MAX);
   }
-  /* Refused rather than ignored until they exist: a dependency that did
-   * not hold a task back would be worse than a clear "no". */
-  if (req->depends_on_len > 0) {
-    return oee_error_set(err, OEE_EINVAL,
-                         "depends_on: dependencies are not supported by this server yet "
-                         "(at most %zu would be allowed)",
-                         eng->max_dependencies);
-  }
+  return deps_check(eng, req, err);
   return 0;
 }
 
@@ -115,9 +134,16 @@ static oee_task_info *build_queued(oee_engine *eng, const oee_submit *req, int *
     d.status = OEE_TASK_SCHEDULED;
     d.run_at_ns = req->run_at_ns;
   }
+  d.depends_on = req->depends_on;
+  d.depends_on_len = req->depends_on_len;
   oee_task_info *snap = oee__engine_pack(eng, &d);
   if (ctx != buf) oee_free(ctx);
   if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
+  /* Ids are kept in lower case, the form they are looked up in (the
+   * snapshot is not shared yet, so its strings are still writable). */
+  for (size_t i = 0; snap != NULL && i < snap->depends_on_len; i++) {
+    for (char *c = (char *)snap->depends_on[i]; *c; c++) *c = (char)tolower((unsigned char)*c);
+  }
   return snap;
 }
 
@@ -129,21 +155,20 @@ uint64_t oee__task_bytes(const oee_task_info *t) {
   return n;
 }
 
-/* Numbers the task (lock held) and queues it, or, in a durable engine,
- * hands it to the committer, which queues it once stored and calls cb. */
-static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee_submit_cb cb,
-                          void *arg, oee_error *err) {
+int oee__queue_limits(oee_engine *eng, uint64_t bytes, oee_error *err) {
   if (!eng->accepting) {
     return oee_error_set(err, OEE_ESTOPPED, "shutting down: no new tasks are accepted");
   }
-  /* max_queue counts QUEUED and SCHEDULED tasks. */
+  /* max_queue counts QUEUED and SCHEDULED tasks (the ones waiting for
+   * dependencies are in neither heap, so the store's counts say). */
+  uint64_t by[OEE_TASK_STATUS_COUNT], total;
+  eng->store->ops->counts(eng->store, by, &total);
   if (eng->max_queue &&
-      eng->queue.len + eng->scheduled.len + eng->pending_submits >= eng->max_queue) {
+      by[OEE_TASK_QUEUED] + by[OEE_TASK_SCHEDULED] + eng->pending_submits >= eng->max_queue) {
     return oee_error_set(err, OEE_EFULL,
                          "queue is full: max_queue=%zu tasks are already queued or scheduled",
                          eng->max_queue);
   }
-  uint64_t bytes = oee__task_bytes(snap);
   if (eng->max_queue_bytes && eng->queue_bytes + bytes > eng->max_queue_bytes) {
     return oee_error_set(err, OEE_EFULL,
                          "queue is full: unfinished tasks hold %llu bytes and this one %llu; "
@@ -151,16 +176,34 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
                          (unsigned long long)eng->queue_bytes, (unsigned long long)bytes,
                          (unsigned long long)eng->max_queue_bytes);
   }
+  return 0;
+}
+
+/* Numbers the task (lock held) and queues it, or, in a durable engine,
+ * hands it to the committer, which queues it once stored and calls cb.
+ * With dependencies, OEE__GRAPH_READ_DISK asks the caller to read the
+ * ones disk[] marks (see oee__graph_resolve()). */
+static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int *disk,
+                          oee_submit_cb cb, void *arg, oee_error *err) {
+  uint64_t bytes = oee__task_bytes(snap);
+  int rc = oee__queue_limits(eng, bytes, err);
+  if (rc != 0) return rc;
+  t->snap = snap;
+  int waits = 0;
+  if (snap->depends_on_len > 0 && (rc = oee__graph_resolve(eng, t, disk, &waits, err)) != 0) {
+    return rc;
+  }
+  /* Not shared yet: still writable. */
+  if (waits) snap->status = OEE_TASK_SCHEDULED;
   snap->submit_index = t->index = eng->last_index + 1;
   snap->seq = eng->last_seq + 1;
   /* Taken with the index, so creation time order is FIFO order. */
   snap->created_at_ns = oee_now_ns();
-  t->snap = snap;
   int keyed = snap->idempotency_key[0] != '\0';
   if (keyed && oee__keys_add(eng, snap->idempotency_key, snap) != 0) {
+    oee__graph_forget(t);
     return oee_error_set(err, OEE_ENOMEM, "out of memory recording the idempotency_key");
   }
-  int rc;
   if (eng->committer) {
     rc = oee__durable_submit_locked(eng, t, cb, arg, err);
   } else if (oee_heap_reserve(&eng->queue, 1) != 0 || oee_heap_reserve(&eng->scheduled, 1) != 0) {
@@ -170,15 +213,27 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, oee
   } else {
     oee__task_place(eng, t); /* reserved above: cannot fail */
     oee__bus_publish(eng->bus, snap);
+    oee__graph_placed(eng, t); /* a dependency failed already: it ends now */
   }
   if (rc != 0) {
     if (keyed) oee__keys_drop(eng, snap->idempotency_key, snap->id);
+    oee__graph_forget(t);
     return rc;
   }
   eng->last_index++;
   eng->last_seq++;
   eng->queue_bytes += bytes;
   return 0;
+}
+
+/* A submission's memory for reading its dependencies from the database
+ * (see oee__graph_resolve()); NULL without dependencies or a database. */
+static int *disk_answers(const oee_engine *eng, const oee_task_info *snap, int *rc,
+                         oee_error *err) {
+  if (snap->depends_on_len == 0 || eng->db == NULL) return NULL;
+  int *disk = oee_calloc(snap->depends_on_len, sizeof(*disk));
+  if (disk == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory reading depends_on");
+  return disk;
 }
 
 /* ---------------------------------------------------------- duplicates */
@@ -296,6 +351,7 @@ static int prepare(oee_engine *eng, const oee_submit *req, void *payload,
 
 /* Undoes prepare() after the engine refused the task. */
 static void discard(oee_task *t, oee_task_info *snap, void *payload, const oee_payload_ops *ops) {
+  oee__graph_free(t);
   oee_free(t->payload); /* the wrapper only: the data is freed below, once */
   oee_free(t);
   oee_task_info_unref(snap);
@@ -313,6 +369,10 @@ static int key_on_disk(oee_engine *eng, const char *key, const oee_task_info **o
   return rc == OEE_ENOENT ? 0 : rc;
 }
 
+/* How many times a submission reads dependencies that left memory before
+ * it gives up (each read is of ones that left memory meanwhile). */
+#define DEP_READ_ROUNDS 8
+
 int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
                              const oee_payload_ops *ops, oee_submit_cb cb, void *arg,
                              oee_error *err) {
@@ -322,22 +382,40 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
   if (rc != 0) return rc;
   const char *key = snap->idempotency_key;
   const oee_task_info *on_disk = NULL;
-  if ((rc = key_on_disk(eng, key, &on_disk, err)) != 0) {
+  int *disk = disk_answers(eng, snap, &rc, err);
+  if (rc != 0 || (rc = key_on_disk(eng, key, &on_disk, err)) != 0) {
+    oee_free(disk);
     discard(t, snap, payload, ops);
     return rc;
   }
   const oee_task_info *now = NULL; /* answered at once: the task or a duplicate's */
-  oee__lock(&eng->lock);
-  int dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, &now) : 0;
-  if (dup < 0) {
-    rc = oee_error_set(err, dup, "out of memory answering a repeated idempotency_key");
-  } else if (dup == 0) {
-    rc = enqueue_locked(eng, t, snap, cb, arg, err);
-    /* The memory store acknowledges at once, with a reference held because
-     * a worker may replace the snapshot as soon as the lock is released. */
-    if (rc == 0 && !eng->committer) now = oee_task_info_ref(snap);
+  int dup = 0;
+  for (int round = 0;; round++) {
+    oee__lock(&eng->lock);
+    rc = 0;
+    dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, &now) : 0;
+    if (dup < 0) {
+      rc = oee_error_set(err, dup, "out of memory answering a repeated idempotency_key");
+    } else if (dup == 0) {
+      rc = enqueue_locked(eng, t, snap, disk, cb, arg, err);
+      /* The memory store acknowledges at once, with a reference held
+       * because a worker may replace the snapshot as soon as the lock is
+       * released (and a failed dependency ended it already). */
+      if (rc == 0 && !eng->committer) now = oee_task_info_ref(t->snap);
+    }
+    if (rc != OEE__GRAPH_READ_DISK) break;
+    oee__unlock(&eng->lock);
+    rc = round < DEP_READ_ROUNDS ? oee__graph_read(eng, snap, disk, err)
+                                 : oee_error_set(err, OEE_ESTATE,
+                                                 "depends_on: the dependencies kept changing "
+                                                 "while they were read; submit again");
+    if (rc != 0) {
+      oee__lock(&eng->lock);
+      break;
+    }
   }
   oee__engine_unlock(eng);
+  oee_free(disk);
   oee_task_info_unref(on_disk);
   if (rc != 0 || dup != 0) discard(t, snap, payload, ops); /* a duplicate creates nothing */
   if (rc != 0) return rc;
@@ -409,8 +487,8 @@ int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *pay
   int rc = prepare(eng, req, payload, ops, &t, &snap, err);
   if (rc != 0) return rc;
   oee__lock(&eng->lock);
-  rc = enqueue_locked(eng, t, snap, NULL, NULL, err);
-  if (rc == 0 && out) *out = oee_task_info_ref(snap);
+  rc = enqueue_locked(eng, t, snap, NULL, NULL, NULL, err);
+  if (rc == 0 && out) *out = oee_task_info_ref(t->snap);
   oee__engine_unlock(eng);
   if (rc != 0) discard(t, snap, payload, ops);
   return rc;

@@ -23,7 +23,7 @@ typedef struct oee_payload {
 } oee_payload;
 
 /*
- * 72 bytes per task: the queue and the store are most of the memory a
+ * 80 bytes per task: the queue and the store are most of the memory a
  * million queued tasks take, so rarely used fields live behind pointers.
  */
 typedef struct oee_task {
@@ -35,6 +35,7 @@ typedef struct oee_task {
   struct oee_task *done_next; /* the store's completion-order list */
   oee_token *token;           /* cancellation token while RUNNING, else NULL */
   oee_payload *payload;       /* NULL unless the executor attached data */
+  struct oee__graph *graph;   /* dependencies (graph.c); NULL outside a graph */
   uint64_t index;             /* submission order, == snap->submit_index */
   uint32_t heap_pos;          /* position in the queue, OEE_TASK_NOT_QUEUED if none */
   uint32_t order_pos;         /* the store's slot for submission order */

@@ -96,6 +96,10 @@ double oee__backoff_seconds(const oee_task_info *t, int retry) {
 
 /* A due task becomes QUEUED (lock held). 0, or OEE_ENOMEM: it stays. */
 static int promote(oee_engine *eng, oee_task *t) {
+  if (oee__graph_waiting(t)) { /* its dependencies queue it (graph.c) */
+    oee_heap_pop(&eng->scheduled);
+    return 0;
+  }
   if (oee_heap_reserve(&eng->queue, 1) != 0) return OEE_ENOMEM;
   oee_task_info d = *t->snap;
   d.status = OEE_TASK_QUEUED;
@@ -112,6 +116,8 @@ static int promote(oee_engine *eng, oee_task *t) {
 static int64_t run_due(oee_engine *eng) {
   int64_t now_real = oee_now_ns(), now_mono = oee__mono_ns();
   int moved = 0;
+  /* Dependents memory was short for when they were decided. */
+  if (eng->graph_due != NULL && oee__graph_drain(eng)) return now_mono + OEE__OOM_BACKOFF_NS;
   oee_task *t;
   while ((t = oee_heap_peek(&eng->scheduled)) != NULL && t->snap->run_at_ns <= now_real) {
     if (promote(eng, t) != 0) return now_mono + OEE__OOM_BACKOFF_NS;

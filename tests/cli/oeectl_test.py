@@ -213,14 +213,6 @@ def test_submit_errors():
     fails(3, "INVALID_ARGUMENT", "submit", "--name", "x", "--type", "exec", "--ctx", "command=nope")
 
 
-def unsupported(rc, err, what):
-    """True (and a note) when the server says it does not support `what` yet."""
-    if rc == 3 and "not supported" in err:
-        print("note: %s is not supported by this server yet: %s" % (what, err.strip()))
-        return True
-    return False
-
-
 def test_submit_semantics():
     # The request the flags produce comes back in the acknowledged task.
     t = json.loads(ok("submit", "--json", "--name", "pol", "--type", "echo",
@@ -250,11 +242,10 @@ def test_submit_semantics():
     # An idempotency key comes back as given.
     rc, out, err = run("submit", "--json", "--name", "k", "--type", "echo", "--key", "k1",
                        "--max-attempts", "2")
-    if not unsupported(rc, err, "idempotency_key"):
-        assert rc == 0, (rc, err)
-        t = json.loads(out)
-        assert t["idempotencyKey"] == "k1" and get_json(t["id"])["idempotencyKey"] == "k1", t
-        assert "key:       k1" in ok("get", t["id"])
+    assert rc == 0, (rc, err)
+    t = json.loads(out)
+    assert t["idempotencyKey"] == "k1" and get_json(t["id"])["idempotencyKey"] == "k1", t
+    assert "key:       k1" in ok("get", t["id"])
 
 
 def test_retry():
@@ -468,9 +459,6 @@ def test_submit_batch_semantics():
     objs = [json.loads(l) for l in out.splitlines()]
     assert len(objs) == 1003 and all(o["code"] == 0 for o in objs[:1001]), (rc, err)
     near, far = objs[1001], objs[1002]
-    if unsupported(near["code"], near["message"], "depends_on"):
-        assert unsupported(far["code"], far["message"], "depends_on"), far
-        return
     assert rc == 0, (rc, err)
     assert near["task"]["dependsOn"] == [objs[1000]["taskId"]], near
     assert far["task"]["dependsOn"] == [objs[2]["taskId"]], far

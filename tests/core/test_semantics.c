@@ -545,6 +545,8 @@ static void test_bad_fields_refused(void **state) {
   memset(key, 'k', sizeof(key) - 1);
   key[sizeof(key) - 1] = '\0';
   const char *dep[] = {"0190a1b2-c3d4-7e5f-8a9b-000000000001"};
+  const char *bad_dep[] = {"0190a1b2-c3d4-7e5f-8a9b-00000000000"};
+  const char *twice[] = {dep[0], "0190A1B2-C3D4-7E5F-8A9B-000000000001"};
   struct {
     oee_submit req;
     const char *words;
@@ -557,7 +559,12 @@ static void test_bad_fields_refused(void **state) {
       {{.timeout_seconds = -0.5}, "timeout_seconds must be a finite number"},
       {{.timeout_seconds = NAN}, "timeout_seconds must be a finite number"},
       {{.idempotency_key = key}, "idempotency_key is 257 bytes; at most 256"},
-      {{.depends_on = dep, .depends_on_len = 1}, "depends_on: dependencies are not supported"},
+      {{.depends_on = dep, .depends_on_len = 1},
+       "depends_on[0]: task 0190a1b2-c3d4-7e5f-8a9b-000000000001 not found"},
+      {{.depends_on = bad_dep, .depends_on_len = 1},
+       "depends_on[0] \"0190a1b2-c3d4-7e5f-8a9b-"
+       "00000000000\" is not a task id"},
+      {{.depends_on = twice, .depends_on_len = 2}, "depends_on[1] repeats depends_on[0]"},
   };
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
     oee_submit req = rows[i].req;

@@ -851,13 +851,6 @@ static void test_semantics_round_trip(void **state) {
   oee__v1__system_status__free_unpacked(ss, NULL);
 }
 
-/* 1 (and a note) when the engine says it does not support `what` yet. */
-static int unsupported(int code, const char *msg, const char *what) {
-  if (code != GRPC_STATUS_INVALID_ARGUMENT || strstr(msg, "not supported") == NULL) return 0;
-  fprintf(stderr, "skipped: the engine does not support %s yet: %s\n", what, msg);
-  return 1;
-}
-
 /* An idempotency key is stored with the task and shown back. */
 static void test_idempotency_key_round_trip(void **state) {
   start("tasks.json", NULL);
@@ -867,10 +860,6 @@ static void test_idempotency_key_round_trip(void **state) {
   semantics_entry(&r, "keyed", 3, 5, 1, 300);
   r.idempotency_key = (char *)"k1";
   int code = submit_req(&r, &resp, &msg);
-  if (unsupported(code, msg, "idempotency_key")) {
-    free(msg);
-    skip();
-  }
   free(msg);
   assert_int_equal(code, 0);
   assert_string_equal(resp->task->idempotency_key, "k1");
@@ -935,11 +924,6 @@ static void test_batch_reference_resolved(void **state) {
   assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &b, IT_CALL_MS, NULL),
                    0);
   assert_int_equal(b->results[0]->code, 0);
-  if (unsupported(b->results[1]->code, b->results[1]->message, "depends_on")) {
-    assert_int_equal(b->results[2]->code, GRPC_STATUS_FAILED_PRECONDITION);
-    oee__v1__submit_tasks_response__free_unpacked(b, NULL);
-    skip();
-  }
   for (int i = 1; i < 3; i++) assert_int_equal(b->results[i]->code, 0);
   const Oee__V1__Task *tb = b->results[1]->task, *tc = b->results[2]->task;
   assert_int_equal(tb->n_depends_on, 1);
