@@ -36,6 +36,19 @@ static void print_workers(const Oee__V1__SystemStatus *s) {
   }
 }
 
+/* One row per quota (type_limits), if any: "-" for no limit. */
+static void print_type_limits(const Oee__V1__QueueStatus *q) {
+  if (q == NULL || q->n_type_limits == 0) return;
+  printf("\n%-20s  %7s  %11s  %14s\n", "QUOTA TYPE", "RUNNING", "MAX_RUNNING", "MAX_PER_SECOND");
+  for (size_t i = 0; i < q->n_type_limits; i++) {
+    const Oee__V1__TypeLimit *l = q->type_limits[i];
+    char max[16] = "-", rate[24] = "-";
+    if (l->max_running > 0) snprintf(max, sizeof(max), "%d", l->max_running);
+    if (l->max_per_second > 0) snprintf(rate, sizeof(rate), "%g", l->max_per_second);
+    printf("%-20s  %7d  %11s  %14s\n", l->task_type, l->running, max, rate);
+  }
+}
+
 static void print_system(const Oee__V1__SystemStatus *s) {
   const Oee__V1__QueueStatus *q = s->queue;
   printf("%-9s %s\n", "server:", s->running ? "running" : "stopping");
@@ -46,6 +59,7 @@ static void print_system(const Oee__V1__SystemStatus *s) {
          "tasks:", q != NULL ? q->total_tasks : 0, by_status(q, "scheduled"),
          by_status(q, "queued"), by_status(q, "running"), by_status(q, "done"),
          by_status(q, "error"), by_status(q, "cancelled"));
+  print_type_limits(q);
   print_workers(s);
 }
 
@@ -73,8 +87,9 @@ static int status_run(oeectl_ctx *ctx, int argc, char **argv) {
 const oeectl_cmd oeectl_cmd_status = {
     "status", "server, queue and worker status",
     "usage: oeectl status\n"
-    "  Shows whether the server runs, its version and uptime, task counts by status\n"
-    "  and one row per worker (--json: the SystemStatus message).\n",
+    "  Shows whether the server runs, its version and uptime, task counts by status,\n"
+    "  one row per quota (type_limits: running now and the limits) and one row per\n"
+    "  worker (--json: the SystemStatus message).\n",
     status_run};
 
 /* ---- watch ---- */

@@ -372,7 +372,7 @@ int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, v
                                oee_error *err) {
   /* Room in the queue and the store first: once its row is committed a
    * task exists, and queueing it must not fail then. */
-  if (oee_heap_reserve(&eng->queue, eng->pending_submits + 1) != 0 ||
+  if (oee__queue_reserve(eng, t->snap->task_type, eng->pending_submits + 1) != 0 ||
       oee_heap_reserve(&eng->scheduled, eng->pending_submits + 1) != 0 ||
       eng->store->ops->reserve(eng->store, eng->pending_submits + 1, t->snap->task_type) != 0) {
     return oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");

@@ -15,15 +15,6 @@
 /* ---------------------------------------------------------------- queue */
 
 /* Higher priority first; among equals, the earlier submission. */
-static int task_less(const void *a, const void *b) {
-  const oee_task *x = a, *y = b;
-  if (x->priority != y->priority) return x->priority > y->priority;
-  return x->index < y->index;
-}
-
-static void task_setpos(void *e, size_t pos) {
-  ((oee_task *)e)->heap_pos = pos == OEE_HEAP_NONE ? OEE_TASK_NOT_QUEUED : (uint32_t)pos;
-}
 
 /* ------------------------------------------------------------ lifecycle */
 
@@ -110,7 +101,6 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->max_queue_bytes = cfg->max_queue_bytes;
   eng->finished_cache = cfg->finished_cache ? cfg->finished_cache : OEE_DEFAULT_FINISHED_CACHE;
   eng->accepting = 1;
-  oee_heap_init(&eng->queue, task_less, task_setpos);
   oee__timer_init(eng);
   eng->default_max_attempts = cfg->default_max_attempts ? cfg->default_max_attempts : 1;
   eng->max_dependencies =
@@ -128,6 +118,7 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   if (rc == 0) rc = oee__bus_create(&eng->bus);
   if (rc == 0) rc = register_builtins(eng);
   if (rc != 0) oee_error_set(err, rc, "cannot create the engine: %s", oee_strerror(rc));
+  if (rc == 0) rc = oee__quota_init(eng, cfg->type_limits, cfg->n_type_limits, err);
   if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
     rc = oee__durable_open(eng, cfg, err);
   }
@@ -145,7 +136,7 @@ void oee_engine_destroy(oee_engine *eng) {
   /* Stores the changes still pending; their callbacks touch the store. */
   if (eng->committer || eng->db) oee__durable_close(eng);
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
-  oee_heap_fini(&eng->queue);
+  oee__quota_fini(eng);
   oee__timer_fini(eng);
   oee__keys_free(eng);
   oee__bus_destroy(eng->bus);
@@ -178,15 +169,15 @@ static void running_link(oee_engine *eng, oee_job *j) {
   eng->running_jobs++;
 }
 
-/* Takes the best queued task and marks it RUNNING (lock held). Returns the
- * job, or NULL when out of memory (the task is then left queued). */
-static oee_job *job_start_locked(oee_engine *eng, worker *w) {
+/* Takes the queued task t (the best one that may start) and marks it
+ * RUNNING (lock held). Returns the job, or NULL when out of memory (the task
+ * is then left queued). */
+static oee_job *job_start_locked(oee_engine *eng, worker *w, oee_task *t) {
   oee_job *j = oee_calloc(1, sizeof(*j));
   if (j == NULL || oee_token_create(&j->token) != 0) {
     oee_free(j);
     return NULL;
   }
-  oee_task *t = oee_heap_peek(&eng->queue);
   oee_task_info d = *t->snap;
   d.status = OEE_TASK_RUNNING;
   d.worker_id = w->id;
@@ -201,7 +192,7 @@ static oee_job *job_start_locked(oee_engine *eng, worker *w) {
     oee_free(j);
     return NULL;
   }
-  oee_heap_pop(&eng->queue);
+  oee__queue_take(eng, t);
   j->eng = eng;
   j->task = t;
   j->snap = oee_task_info_ref(t->snap);
@@ -254,8 +245,7 @@ void oee__task_place(oee_engine *eng, oee_task *t) {
     /* One that waits only for its dependencies is queued by graph.c. */
     if (t->snap->run_at_ns != 0 || !oee__graph_waiting(t)) oee__timer_schedule(eng, t);
   } else {
-    oee_heap_push(&eng->queue, t);
-    oee__engine_wake_one(eng);
+    oee__queue_push(eng, t);
   }
 }
 
@@ -272,18 +262,24 @@ static void *worker_main(void *arg) {
   oee_engine *eng = w->eng;
   oee__lock(&eng->lock);
   while (!eng->stopping) {
-    if (eng->queue.len == 0) {
-      worker_idle(eng, w, 0);
+    int64_t token_at;
+    oee_task *t = oee__queue_next(eng, &token_at);
+    if (t == NULL) {
+      /* Tasks a rate holds back: one idle worker wakes for the next token. */
+      int timed = token_at != 0 && !eng->token_waiter;
+      if (timed) eng->token_waiter = 1;
+      worker_idle(eng, w, timed ? token_at : 0);
+      if (timed) eng->token_waiter = 0;
       continue;
     }
-    oee_job *j = job_start_locked(eng, w);
+    oee_job *j = job_start_locked(eng, w, t);
     if (j == NULL) {
       /* Out of memory: back off briefly instead of spinning. */
       worker_idle(eng, w, oee__mono_ns() + OEE__OOM_BACKOFF_NS);
       continue;
     }
     /* More work queued and someone idle: pass the baton before running. */
-    if (eng->queue.len > 0) oee__engine_wake_one(eng);
+    if (oee__queue_next(eng, &token_at) != NULL) oee__engine_wake_one(eng);
     /* A durable engine runs a task only once its start is stored: a crash
      * then finds it RUNNING and ends it interrupted, and never runs it a
      * second time as if it had never started. */

@@ -87,17 +87,23 @@ struct oee_engine {
   pthread_rwlock_t exec_lock;
   executor *executors; /* guarded by exec_lock */
 
-  pthread_mutex_t lock;    /* the engine lock */
-  pthread_cond_t drain_cv; /* waited on with lock: stop() waits here
-                            * for running jobs */
-  oee_store *store;        /* guarded by lock (the store has none) */
-  oee_heap queue;          /* guarded by lock: QUEUED tasks, highest
-                            * priority first */
-  oee_heap scheduled;      /* guarded by lock: SCHEDULED tasks waiting for
-                            * their run_at, earliest first (timer.c) */
-  oee_heap deadlines;      /* guarded by lock: running jobs with a timeout,
-                            * earliest first (timer.c) */
-  pthread_cond_t timer_cv; /* waited on with lock by the timer thread */
+  pthread_mutex_t lock;      /* the engine lock */
+  pthread_cond_t drain_cv;   /* waited on with lock: stop() waits here
+                              * for running jobs */
+  oee_store *store;          /* guarded by lock (the store has none) */
+  oee_heap queue;            /* guarded by lock: QUEUED tasks of the types
+                              * without a quota, highest priority first
+                              * (quota.c) */
+  struct oee__limit *limits; /* guarded by lock: the quotas (type_limits),
+                              * each with its QUEUED tasks (quota.c) */
+  size_t n_limits;           /* immutable after create */
+  int token_waiter;          /* guarded by lock: an idle worker sleeps until a
+                              * rate-limited type has a token */
+  oee_heap scheduled;        /* guarded by lock: SCHEDULED tasks waiting for
+                              * their run_at, earliest first (timer.c) */
+  oee_heap deadlines;        /* guarded by lock: running jobs with a timeout,
+                              * earliest first (timer.c) */
+  pthread_cond_t timer_cv;   /* waited on with lock by the timer thread */
   pthread_t timer_thread;
   int timer_running;           /* the thread exists; start/stop callers only */
   int timer_stop;              /* guarded by lock */
@@ -227,6 +233,27 @@ int64_t oee__seconds_ns(double s);
 /* The wait before retry number `retry` (1-based) of `t`: min(max_backoff,
  * backoff * 2^(retry-1)) times a random factor in [0.5, 1.0], seconds. */
 double oee__backoff_seconds(const oee_task_info *t, int retry);
+
+/* The queue and the quotas (quota.c). init/fini at create and destroy
+ * (init checks the limits: OEE_EINVAL saying which); the rest with the lock
+ * held. reserve: room for n more QUEUED tasks of `type`; push: queues t
+ * (room reserved) and wakes a worker; remove: takes a QUEUED t out (cancel);
+ * len: QUEUED tasks; next: the best task that may start now, or NULL with
+ * *token_at the CLOCK_MONOTONIC time a rate-limited type gets its next
+ * token (0: none waits for one); take: t (from next) starts; ended: a job of
+ * `type` ended; usage: fills out[] (may be NULL) and returns how many
+ * quotas there are. */
+typedef struct oee__limit oee__limit;
+int oee__quota_init(oee_engine *eng, const oee_type_limit *limits, size_t n, oee_error *err);
+void oee__quota_fini(oee_engine *eng);
+int oee__queue_reserve(oee_engine *eng, const char *type, size_t n);
+void oee__queue_push(oee_engine *eng, oee_task *t);
+void oee__queue_remove(oee_engine *eng, oee_task *t);
+size_t oee__queue_len(const oee_engine *eng);
+oee_task *oee__queue_next(oee_engine *eng, int64_t *token_at);
+void oee__queue_take(oee_engine *eng, oee_task *t);
+void oee__queue_ended(oee_engine *eng, const char *type);
+size_t oee__quota_usage(oee_engine *eng, oee_type_usage *out);
 
 /* Dependencies (graph.c), engine lock held for all.
  * resolve: records what t (its snapshot's depends_on) waits for, as a new

@@ -44,8 +44,8 @@ struct oee__dep_wait {
   int pending;    /* the task's row is not stored yet: decide, do not settle */
   int due;        /* on eng->graph_due */
   struct oee__dep_wait *next_due;
-  oee_task_status failed_status;   /* ERROR or CANCELLED: a dependency failed */
-  char failed_id[OEE_ID_LEN + 1];  /* the first one that did */
+  oee_task_status failed_status;  /* ERROR or CANCELLED: a dependency failed */
+  char failed_id[OEE_ID_LEN + 1]; /* the first one that did */
 };
 
 struct oee__graph {
@@ -144,7 +144,8 @@ int oee__graph_resolve(oee_engine *eng, oee_task *t, int *disk, int *waits, oee_
   *w = (oee__dep_wait){.task = t, .refs = 1, .left = left, .pending = eng->committer != NULL};
   if (failed != SIZE_MAX) {
     oee_task *dep;
-    w->failed_status = (oee_task_status)dep_status(eng, snap->depends_on[failed], disk, failed, &dep);
+    w->failed_status =
+        (oee_task_status)dep_status(eng, snap->depends_on[failed], disk, failed, &dep);
     snprintf(w->failed_id, sizeof(w->failed_id), "%s", snap->depends_on[failed]);
   }
   for (size_t i = 0; i < snap->depends_on_len; i++) {
@@ -200,14 +201,13 @@ static int settle(oee_engine *eng, oee__dep_wait *w) {
     wait_end(t);
     return 0;
   }
-  if (oee_heap_reserve(&eng->queue, 1) != 0) return OEE_ENOMEM;
+  if (oee__queue_reserve(eng, t->snap->task_type, 1) != 0) return OEE_ENOMEM;
   d.status = OEE_TASK_QUEUED;
   int rc = oee__task_swap_snapshot(eng, t, &d);
   if (rc != 0) return rc;
   wait_end(t);
   oee__timer_unschedule(eng, t); /* its run_at passed while it waited */
-  oee_heap_push(&eng->queue, t);
-  oee__engine_wake_one(eng);
+  oee__queue_push(eng, t);
   return 0;
 }
 

@@ -189,6 +189,7 @@ static void job_finish(oee_job *j, ending how, const char *result, const char *m
   if (to == OEE_TASK_DONE) w->completed++;
   if (to == OEE_TASK_ERROR) w->failed++;
   running_unlink(eng, j);
+  oee__queue_ended(eng, j->task->snap->task_type); /* its quota's slot */
   oee__engine_unlock(eng);
   oee_free(cut);
   oee_token_destroy(j->token);

@@ -236,6 +236,19 @@ typedef struct oee_model_table oee_model_table; /* see oee_pipeline.h */
 #define OEE_DEFAULT_IDEMPOTENCY_WINDOW ((uint64_t)86400) /* seconds a key holds */
 #define OEE_DEFAULT_MAX_DEPENDENCIES ((size_t)64)        /* depends_on entries per task */
 
+/*
+ * The quota of one task type: at most max_running tasks of the type run at
+ * once, and at most max_per_second start per second (a token bucket whose
+ * burst is one second's worth, at least one). 0 means no limit on that
+ * count. Tasks a quota holds back stay QUEUED in their order and do not
+ * hold back other types.
+ */
+typedef struct oee_type_limit {
+  const char *task_type;
+  int max_running;       /* >= 0 */
+  double max_per_second; /* finite, >= 0 */
+} oee_type_limit;
+
 typedef struct oee_engine_config {
   int num_workers;         /* 0 = OEE_DEFAULT_WORKERS */
   size_t max_queue;        /* max QUEUED tasks; 0 = unlimited */
@@ -276,6 +289,9 @@ typedef struct oee_engine_config {
   int default_max_attempts;
   uint64_t idempotency_window_seconds;
   size_t max_dependencies;
+  /* Quotas per task type (copied): see oee_type_limit. */
+  const oee_type_limit *type_limits;
+  size_t n_type_limits;
 } oee_engine_config;
 
 /* Creates an engine with the built-in executors registered. `cfg` may be NULL
@@ -476,6 +492,15 @@ typedef struct oee_worker_status {
   uint64_t tasks_failed;                /* ERROR */
 } oee_worker_status;
 
+/* A quota and its use now (oee_status). task_type lives as long as the
+ * engine. */
+typedef struct oee_type_usage {
+  const char *task_type;
+  int max_running;
+  int running; /* tasks of the type running now */
+  double max_per_second;
+} oee_type_usage;
+
 typedef struct oee_status {
   int running;
   int num_workers;
@@ -484,6 +509,9 @@ typedef struct oee_status {
   uint64_t total_tasks;                      /* tasks in the store */
   double uptime_seconds;                     /* since oee_engine_start */
   oee_worker_status *workers;                /* num_workers entries */
+  /* One per quota, in the order they were configured: */
+  struct oee_type_usage *type_limits; /* n_type_limits entries */
+  size_t n_type_limits;
 } oee_status;
 
 /* Fills *out; free with oee_status_free(). Never scans the tasks. */

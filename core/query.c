@@ -62,7 +62,7 @@ static int cancel_step(oee_engine *eng, const char *id, cancel_try *c, cancel_an
     again = 1;
   } else if (waiting(t->snap->status)) {
     if (t->snap->status == OEE_TASK_QUEUED) {
-      oee_heap_remove(&eng->queue, t->heap_pos);
+      oee__queue_remove(eng, t);
     } else {
       oee__timer_unschedule(eng, t);
     }
@@ -271,9 +271,17 @@ int oee_engine_status(oee_engine *eng, oee_status *out) {
   out->workers = oee_calloc((size_t)eng->num_workers, sizeof(*out->workers));
   if (out->workers == NULL) return OEE_ENOMEM;
   out->num_workers = eng->num_workers;
+  if (eng->n_limits > 0) {
+    out->type_limits = oee_calloc(eng->n_limits, sizeof(*out->type_limits));
+    if (out->type_limits == NULL) {
+      oee_status_free(out);
+      return OEE_ENOMEM;
+    }
+  }
   oee__lock(&eng->lock);
+  out->n_type_limits = oee__quota_usage(eng, out->type_limits);
   out->running = eng->started && !eng->stopping;
-  out->queue_size = eng->queue.len;
+  out->queue_size = oee__queue_len(eng);
   if (eng->db == NULL) eng->store->ops->counts(eng->store, out->by_status, &out->total_tasks);
   if (eng->started) {
     out->uptime_seconds = (double)(oee__mono_ns() - eng->started_mono_ns) / 1e9;
@@ -301,6 +309,9 @@ void oee_status_free(oee_status *st) {
   if (st == NULL) return;
   oee_free(st->workers);
   st->workers = NULL;
+  oee_free(st->type_limits);
+  st->type_limits = NULL;
+  st->n_type_limits = 0;
 }
 
 /* ------------------------------------------------------------- subscribe */

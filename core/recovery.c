@@ -106,7 +106,7 @@ static int recover_one(const oee_task_info *snap, const void *payload, size_t pa
   int lost = strcmp(snap->task_type, "pipeline") == 0 && t->payload == NULL;
   if (!oee_task_status_is_terminal(snap->status)) eng->queue_bytes += oee__task_bytes(snap);
   if ((snap->status == OEE_TASK_QUEUED || snap->status == OEE_TASK_SCHEDULED) && !lost) {
-    rc = oee_heap_reserve(&eng->queue, 1);
+    rc = oee__queue_reserve(eng, snap->task_type, 1);
     if (rc == 0) rc = oee_heap_reserve(&eng->scheduled, 1);
     if (rc == 0) oee__task_place(eng, t);
     r->counts.queued++;

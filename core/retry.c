@@ -116,8 +116,8 @@ static int requeue_locked(oee_engine *eng, oee_task *t, int *disk, oee_error *er
   d.worker_id = -1;
   d.status = waits || d.run_at_ns > oee_now_ns() ? OEE_TASK_SCHEDULED : OEE_TASK_QUEUED;
   if (oee_task_transition_check(cur->status, d.status) != 0) abort();
-  if (oee_heap_reserve(&eng->queue, 1) != 0 || oee_heap_reserve(&eng->scheduled, 1) != 0 ||
-      oee__task_swap_snapshot(eng, t, &d) != 0) {
+  if (oee__queue_reserve(eng, cur->task_type, 1) != 0 ||
+      oee_heap_reserve(&eng->scheduled, 1) != 0 || oee__task_swap_snapshot(eng, t, &d) != 0) {
     oee__graph_forget(t);
     return oee_error_set(err, OEE_ENOMEM, "out of memory retrying the task");
   }

@@ -206,7 +206,8 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int
   }
   if (eng->committer) {
     rc = oee__durable_submit_locked(eng, t, cb, arg, err);
-  } else if (oee_heap_reserve(&eng->queue, 1) != 0 || oee_heap_reserve(&eng->scheduled, 1) != 0) {
+  } else if (oee__queue_reserve(eng, snap->task_type, 1) != 0 ||
+             oee_heap_reserve(&eng->scheduled, 1) != 0) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory growing the queue");
   } else if ((rc = eng->store->ops->insert(eng->store, t)) != 0) {
     oee_error_set(err, rc, "store refused the task: %s", oee_strerror(rc));

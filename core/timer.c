@@ -100,14 +100,13 @@ static int promote(oee_engine *eng, oee_task *t) {
     oee_heap_pop(&eng->scheduled);
     return 0;
   }
-  if (oee_heap_reserve(&eng->queue, 1) != 0) return OEE_ENOMEM;
+  if (oee__queue_reserve(eng, t->snap->task_type, 1) != 0) return OEE_ENOMEM;
   oee_task_info d = *t->snap;
   d.status = OEE_TASK_QUEUED;
   int rc = oee__task_swap_snapshot(eng, t, &d);
   if (rc != 0) return rc;
   oee_heap_pop(&eng->scheduled);
-  oee_heap_push(&eng->queue, t);
-  oee__engine_wake_one(eng);
+  oee__queue_push(eng, t);
   return 0;
 }
 

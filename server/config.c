@@ -57,7 +57,7 @@ static int set_defaults(oee_server_config *c) {
 }
 
 static void free_type_limits(oee_server_config *c) {
-  for (size_t i = 0; i < c->n_type_limits; i++) oee_free(c->type_limits[i].task_type);
+  for (size_t i = 0; i < c->n_type_limits; i++) oee_free((char *)c->type_limits[i].task_type);
   oee_free(c->type_limits);
   c->type_limits = NULL;
   c->n_type_limits = 0;

@@ -42,17 +42,6 @@ typedef enum oee_store_kind {
   OEE_STORE_SQLITE = 1, /* <data_dir>/oee.db */
 } oee_store_kind;
 
-/*
- * The quota of one task type (config key "type_limits"), read and checked
- * at start and kept here for the engine's quotas, which do not exist yet.
- * 0 means no limit on that count.
- */
-typedef struct oee_type_limit {
-  char *task_type;       /* owned; an executor must exist for it (checked at start) */
-  int max_running;       /* tasks of the type running at once, 0..INT32_MAX */
-  double max_per_second; /* task starts per second, finite and >= 0 */
-} oee_type_limit;
-
 /* Each field's default is the OEE_SERVER_DEFAULT_* (or core OEE_DEFAULT_*)
  * macro of the same name. */
 typedef struct oee_server_config {
@@ -82,7 +71,9 @@ typedef struct oee_server_config {
   size_t idempotency_window_seconds; /* how long an idempotency key holds;
                                         OEE_DEFAULT_IDEMPOTENCY_WINDOW */
   size_t max_dependencies;           /* depends_on entries per task; OEE_DEFAULT_MAX_DEPENDENCIES */
-  oee_type_limit *type_limits;       /* owned, n_type_limits entries sorted by task_type */
+  oee_type_limit *type_limits;       /* owned (and each task_type), n_type_limits entries
+                                      * sorted by task_type; every type must have an
+                                      * executor (checked at start) */
   size_t n_type_limits;
   char *config_path;        /* NULL when no file was read */
   oee_exec_table *commands; /* owned; never NULL after a successful load */

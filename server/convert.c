@@ -94,6 +94,25 @@ Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
   return m;
 }
 
+/* The quotas and their use (sorted by type: the config keeps them so). */
+static void queue_type_limits(oee_arena *a, Oee__V1__QueueStatus *q, const oee_status *st) {
+  size_t n = st->n_type_limits;
+  if (n == 0) return;
+  q->type_limits = oee_arena_alloc(a, n * sizeof(*q->type_limits));
+  Oee__V1__TypeLimit *l = oee_arena_alloc(a, n * sizeof(*l));
+  if (q->type_limits == NULL || l == NULL) return; /* the arena says it failed */
+  q->n_type_limits = n;
+  for (size_t i = 0; i < n; i++) {
+    const oee_type_usage *u = &st->type_limits[i];
+    oee__v1__type_limit__init(&l[i]);
+    l[i].task_type = str(u->task_type);
+    l[i].max_running = u->max_running;
+    l[i].running = u->running;
+    l[i].max_per_second = u->max_per_second;
+    q->type_limits[i] = &l[i];
+  }
+}
+
 Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st) {
   Oee__V1__QueueStatus *q = oee_arena_alloc(a, sizeof(*q));
   if (q == NULL) return NULL;
@@ -112,6 +131,7 @@ Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st) {
     e[i].value = (int32_t)st->by_status[s];
     q->tasks_by_status[i] = &e[i];
   }
+  queue_type_limits(a, q, st);
   return q;
 }
 

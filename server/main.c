@@ -45,7 +45,9 @@ static oee_engine_config engine_config(const oee_server_config *cfg) {
                              .sync_normal = cfg->sync_normal,
                              .default_max_attempts = cfg->default_max_attempts,
                              .idempotency_window_seconds = cfg->idempotency_window_seconds,
-                             .max_dependencies = cfg->max_dependencies};
+                             .max_dependencies = cfg->max_dependencies,
+                             .type_limits = cfg->type_limits,
+                             .n_type_limits = cfg->n_type_limits};
 }
 
 /* Creates the engine on the configured store (sqlite: opens and recovers

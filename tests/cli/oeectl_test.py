@@ -358,13 +358,17 @@ def test_status():
     assert re.search(r"^tasks:\s+\d+ total, \d+ scheduled, \d+ queued, \d+ running, \d+ done, "
                      r"\d+ error, \d+ cancelled$", out, re.M), out
     assert re.search(r"^WORKER\s+BUSY\s+COMPLETED\s+FAILED\s+CURRENT TASK$", out, re.M), out
+    # The quota of config.json: running now, no max_running ("-"), the rate.
+    assert re.search(r"^QUOTA TYPE\s+RUNNING\s+MAX_RUNNING\s+MAX_PER_SECOND$", out, re.M), out
+    assert re.search(r"^fail\s+0\s+-\s+1000$", out, re.M), out
     s = json.loads(ok("status", "--json"))
     assert s["running"] is True and s["numWorkers"] == 2 and s["version"], s
     assert [w["workerId"] for w in s["workers"]] == [0, 1], s
     q = s["queue"]
     assert sorted(q["tasksByStatus"]) == ["cancelled", "done", "error", "queued", "running",
                                           "scheduled"], q
-    assert q["typeLimits"] == [], q
+    assert q["typeLimits"] == [{"taskType": "fail", "maxRunning": 0, "running": 0,
+                                "maxPerSecond": 1000}], q
     assert q["totalTasks"] == sum(q["tasksByStatus"].values()), q
     assert s["uptimeSeconds"] > 0 and sum(w["tasksCompleted"] for w in s["workers"]) >= 1, s
 

@@ -27,8 +27,8 @@ typedef char task_id[OEE_ID_LEN + 1];
 /* ------------------------------------------------------ the executors */
 
 /* "step": records the order tasks start and finish in and counts, at each
- * start, the dependencies that have not finished (early_starts); fails when context "fail" is set. A task
- * with context "gate" waits until the gate opens ("gatefail": then fails). */
+ * start, the dependencies that have not finished (early_starts); fails when context "fail" is set.
+ * A task with context "gate" waits until the gate opens ("gatefail": then fails). */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 static int gate_open;
@@ -127,8 +127,7 @@ static void fixture_free(fixture *f) {
 /* Submits a "step" task depending on deps[0..n); returns the rc and the
  * task (a reference) in *out. */
 static int submit_deps(oee_engine *eng, const char *name, const char *const *deps, size_t n,
-                       const char *flag, int priority, const oee_task_info **out,
-                       oee_error *err) {
+                       const char *flag, int priority, const oee_task_info **out, oee_error *err) {
   oee_kv ctx[] = {{flag ? flag : "plain", "1"}};
   oee_submit req = {.name = name,
                     .task_type = "step",

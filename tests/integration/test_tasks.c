@@ -844,9 +844,17 @@ static void test_semantics_round_trip(void **state) {
   expect_policy(b->results[0]->task, 7, 0.25, 0, 0);
   oee__v1__submit_tasks_response__free_unpacked(b, NULL);
 
-  /* type_limits are read and checked, not enforced yet: the list is empty. */
+  /* type_limits as configured, sorted by type, with their use now. */
   Oee__V1__SystemStatus *ss = system_status();
-  assert_int_equal(ss->queue->n_type_limits, 0);
+  assert_int_equal(ss->queue->n_type_limits, 2);
+  const Oee__V1__TypeLimit *echo = ss->queue->type_limits[0], *sleep = ss->queue->type_limits[1];
+  assert_string_equal(echo->task_type, "echo");
+  assert_int_equal(echo->max_running, 2);
+  assert_true(echo->max_per_second == 50);
+  assert_int_equal(echo->running, 0);
+  assert_string_equal(sleep->task_type, "sleep");
+  assert_int_equal(sleep->max_running, 0);
+  assert_true(sleep->max_per_second == 0);
   assert_int_equal(ss->queue->n_tasks_by_status, 6);
   oee__v1__system_status__free_unpacked(ss, NULL);
 }
