@@ -264,7 +264,10 @@ void oee__graph_changed(oee_engine *eng, oee_task *t) {
     }
     wait_unref(w);
   }
-  g->n = 0;
+  /* A finished task needs no record (a retry makes a new one). */
+  oee_free(g->dependents);
+  oee_free(g);
+  t->graph = NULL;
   oee__graph_drain(eng);
 }
 
