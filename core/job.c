@@ -26,8 +26,9 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
    * tasks in the order they are swapped in, and clearing and retention
    * take "least recently completed" from that order, so the stamps must
    * follow it (a snapshot packed earlier may be swapped in later). */
+  next->changed_at_ns = oee_now_ns();
   if (!oee_task_status_is_terminal(from) && oee_task_status_is_terminal(next->status)) {
-    next->completed_at_ns = oee_now_ns();
+    next->completed_at_ns = next->changed_at_ns;
   }
   const oee_task_info *old = t->snap;
   t->snap = next;

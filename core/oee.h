@@ -140,6 +140,9 @@ typedef struct oee_task_info {
   int64_t created_at_ns;   /* CLOCK_REALTIME, ns since the epoch */
   int64_t started_at_ns;   /* 0 = not reached */
   int64_t completed_at_ns; /* 0 = not reached */
+  int64_t changed_at_ns;   /* when the change to this snapshot happened (an
+                            * event's time); 0 for a snapshot read back from
+                            * the database */
   uint64_t seq;            /* event sequence number of this change */
   uint64_t submit_index;   /* submission order, 1-based, per engine */
   /* Attempts: the one running or last run (1-based; 0 before the first

@@ -485,7 +485,7 @@ int oee_proc_describe(const oee_proc_result *res, double timeout_s, char *buf, s
   if (res->cancelled) {
     snprintf(buf, cap, "cancelled");
   } else if (res->timed_out) {
-    snprintf(buf, cap, "timed out after %gs", timeout_s);
+    snprintf(buf, cap, "timed out after %g s", timeout_s);
   } else if (res->signaled) {
     snprintf(buf, cap, "killed by signal %d (%s)%s%.*s", res->term_signal,
              strsignal(res->term_signal), sep, tn, tail);

@@ -198,7 +198,7 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int
   snap->submit_index = t->index = eng->last_index + 1;
   snap->seq = eng->last_seq + 1;
   /* Taken with the index, so creation time order is FIFO order. */
-  snap->created_at_ns = oee_now_ns();
+  snap->created_at_ns = snap->changed_at_ns = oee_now_ns();
   int keyed = snap->idempotency_key[0] != '\0';
   if (keyed && oee__keys_add(eng, snap->idempotency_key, snap) != 0) {
     oee__graph_forget(t);

@@ -83,6 +83,8 @@ static void set_tick(oee_watch_hub *h) {
 
 /* The time of the change an event reports. */
 static int64_t change_time(const oee_task_info *t) {
+  if (t->changed_at_ns) return t->changed_at_ns;
+  /* A snapshot read back from the database: its latest stamp. */
   if (t->completed_at_ns) return t->completed_at_ns;
   if (t->started_at_ns) return t->started_at_ns;
   return t->created_at_ns;

@@ -112,7 +112,7 @@ static void test_timeout(void **state) {
   const oee_task_info *t = run_cmd(*state, "slow", "");
   assert_true(tu_now() - t0 < 5);
   assert_int_equal(t->status, OEE_TASK_ERROR);
-  assert_string_equal(t->error_message, "timed out after 0.3s");
+  assert_string_equal(t->error_message, "timed out after 0.3 s");
   oee_task_info_unref(t);
 }
 

@@ -102,7 +102,7 @@ static void test_describe(void **state) {
   assert_string_equal(buf, "exit status 3");
   oee_proc_result slow = {.timed_out = 1, .signaled = 1, .term_signal = 9};
   assert_int_equal(oee_proc_describe(&slow, 2.5, buf, sizeof(buf)), 1);
-  assert_string_equal(buf, "timed out after 2.5s");
+  assert_string_equal(buf, "timed out after 2.5 s");
   oee_proc_result sig = {.signaled = 1, .term_signal = SIGSEGV, .exit_code = -1};
   assert_int_equal(oee_proc_describe(&sig, 0, buf, sizeof(buf)), 1);
   assert_non_null(strstr(buf, "killed by signal 11"));
