@@ -33,6 +33,9 @@ import grpc
 from oee.v1 import orchestrator_pb2 as pb
 from oee.v1 import orchestrator_pb2_grpc as pb_grpc
 
+import test_wire
+from test_wire import runfile, wait_until
+
 RPC_TIMEOUT = 15.0
 WAIT_TIMEOUT = 30.0
 POLL = 0.02
@@ -51,13 +54,6 @@ FINAL = (DONE, ERROR, CANCELLED)
 IA = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def runfile(path):
-    root = os.environ.get("TEST_SRCDIR")
-    if not root:
-        raise RuntimeError("TEST_SRCDIR is not set: run this with bazel test")
-    return os.path.join(root, "oee", path)
-
-
 def secs(ts):
     """A Timestamp as float seconds."""
     return ts.seconds + ts.nanos / 1e9
@@ -65,17 +61,6 @@ def secs(ts):
 
 def names(statuses):
     return [S.Name(s) for s in statuses]
-
-
-def wait_until(predicate, timeout=WAIT_TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(POLL)
 
 
 class Server(object):
@@ -144,50 +129,17 @@ class Server(object):
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-class Watcher(object):
-    """Reads a WatchTasks stream on a thread and keeps every event."""
-
-    def __init__(self, stub, request):
-        self.call = stub.WatchTasks(request)
-        self.events = []
-        self.ended = False
-        self.error = None
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        try:
-            for event in self.call:
-                with self._cond:
-                    self.events.append(event)
-                    self._cond.notify_all()
-        except grpc.RpcError as e:
-            self.error = e
-        finally:
-            with self._cond:
-                self.ended = True
-                self._cond.notify_all()
-
-    def of(self, task_id):
-        with self._cond:
-            return [e for e in self.events if e.task.id == task_id]
+class Watcher(test_wire.Watcher):
+    """test_wire's stream reader, waiting for one task's status."""
 
     def wait_status(self, task_id, status, timeout=WAIT_TIMEOUT):
         """Waits for an event of task_id with status; returns its events."""
-        def seen():
-            return any(e.task.id == task_id and e.task.status == status
-                       for e in self.events)
-        with self._cond:
-            self._cond.wait_for(lambda: seen() or self.ended, timeout)
-            if not seen():
-                raise AssertionError("no %s event for %s (ended=%s, error=%r)"
-                                     % (S.Name(status), task_id, self.ended, self.error))
+        self.wait_for(self.has_status(task_id, status), timeout,
+                      "a %s event for %s" % (S.Name(status), task_id))
         return self.of(task_id)
 
     def close(self):
-        self.call.cancel()
-        self._thread.join(10)
+        self.cancel()
 
 
 class SemanticsTest(unittest.TestCase):
