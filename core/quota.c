@@ -29,7 +29,7 @@
 
 struct oee__limit {
   char *task_type;
-  int max_running; /* 0 = no limit */
+  int max_running;   /* 0 = no limit */
   double per_second; /* 0 = no limit */
   double tokens, burst;
   int64_t refilled_ns; /* CLOCK_MONOTONIC of the last refill */

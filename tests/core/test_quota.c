@@ -209,7 +209,8 @@ static void test_bad_limits(void **state) {
       {{{"held", 1, 0}, {"held", 2, 0}}, 2, "\"held\" is given twice"},
   };
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-    oee_engine_config cfg = {.num_workers = 1, .type_limits = rows[i].lim, .n_type_limits = rows[i].n};
+    oee_engine_config cfg = {
+        .num_workers = 1, .type_limits = rows[i].lim, .n_type_limits = rows[i].n};
     oee_engine *eng = NULL;
     oee_error err = {0};
     assert_int_equal(oee_engine_open(&cfg, &eng, &err), OEE_EINVAL);
