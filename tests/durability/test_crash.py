@@ -62,6 +62,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -361,6 +362,8 @@ class CrashTest(unittest.TestCase):
             reports = [line for line in f if "Sanitizer" in line]
         self.assertEqual(reports, [], "the server's log has sanitizer reports")
         self.check(tasks, ledger, runlog, attemptlog, restarts, seen)
+        # Passed: the data directory and logs go (kept after a failure).
+        shutil.rmtree(root, ignore_errors=True)
 
     # ------------------------------------------------- after each restart
 
