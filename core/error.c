@@ -1,5 +1,4 @@
 /* error.c - the error table and small shared utilities. */
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,13 +44,20 @@ int oee_error_set(oee_error *err, int code, const char *fmt, ...) {
   return code;
 }
 
+/* 1 for an ASCII hex digit; a plain test, since every lookup checks ids
+ * (isxdigit() goes through the locale). */
+static int hex_digit(unsigned char c) {
+  unsigned char lower = c | 0x20;
+  return (c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'f');
+}
+
 int oee_id_valid(const char *s) {
   if (s == NULL) return 0;
   for (int i = 0; i < OEE_ID_LEN; i++) {
-    char c = s[i];
+    unsigned char c = (unsigned char)s[i];
     if (i == 8 || i == 13 || i == 18 || i == 23) {
       if (c != '-') return 0;
-    } else if (!isxdigit((unsigned char)c)) {
+    } else if (!hex_digit(c)) {
       return 0;
     }
   }

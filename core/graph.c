@@ -109,9 +109,29 @@ static int dep_status(oee_engine *eng, const char *id, const int *disk, size_t i
   return disk ? disk[i] : 0;
 }
 
+static int resolve(oee_engine *eng, oee_task *t, int *disk, oee_task **pending, int *waits,
+                   oee_error *err);
+
+/* Dependencies a wait is added to, kept from the first pass for the
+ * second (most tasks name a few). */
+#define PENDING_ON_STACK 16
+
 int oee__graph_resolve(oee_engine *eng, oee_task *t, int *disk, int *waits, oee_error *err) {
   const oee_task_info *snap = t->snap;
   *waits = 0;
+  oee_task *on_stack[PENDING_ON_STACK], **pending = on_stack;
+  if (snap->depends_on_len > PENDING_ON_STACK &&
+      (pending = oee_malloc(snap->depends_on_len * sizeof(*pending))) == NULL) {
+    return oee_error_set(err, OEE_ENOMEM, "out of memory recording the dependencies");
+  }
+  int rc = resolve(eng, t, disk, pending, waits, err);
+  if (pending != on_stack) oee_free(pending);
+  return rc;
+}
+
+static int resolve(oee_engine *eng, oee_task *t, int *disk, oee_task **pending, int *waits,
+                   oee_error *err) {
+  const oee_task_info *snap = t->snap;
   uint32_t left = 0;
   size_t failed = SIZE_MAX, missing = 0;
   /* First pass: nothing changes, so a refusal leaves nothing behind. */
@@ -131,7 +151,7 @@ int oee__graph_resolve(oee_engine *eng, oee_task *t, int *disk, int *waits, oee_
       if (failed == SIZE_MAX) failed = i;
     } else if (st != OEE_TASK_DONE) {
       if (dependents_reserve(dep) != 0) goto oom;
-      left++;
+      pending[left++] = dep;
     }
   }
   if (missing > 0) return OEE__GRAPH_READ_DISK;
@@ -148,10 +168,9 @@ int oee__graph_resolve(oee_engine *eng, oee_task *t, int *disk, int *waits, oee_
         (oee_task_status)dep_status(eng, snap->depends_on[failed], disk, failed, &dep);
     snprintf(w->failed_id, sizeof(w->failed_id), "%s", snap->depends_on[failed]);
   }
-  for (size_t i = 0; i < snap->depends_on_len; i++) {
-    oee_task *dep = eng->store->ops->lookup(eng->store, snap->depends_on[i]);
-    if (dep == NULL || oee_task_status_is_terminal(dep->snap->status)) continue;
-    dep->graph->dependents[dep->graph->n++] = w; /* reserved above */
+  for (uint32_t i = 0; i < left; i++) {
+    oee__graph *g = pending[i]->graph;
+    g->dependents[g->n++] = w; /* reserved above */
     w->refs++;
   }
   wait_end(t); /* a retried task's earlier wait, if it still had one */
