@@ -5,7 +5,9 @@
  * (API.md, "Task semantics" and the part 2 rules). Times are compared on
  * the server's own timestamps.
  */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -440,6 +442,103 @@ static void test_graph(void **state) {
   free(g);
 }
 
+/* ------------------------------------------------------------ quotas */
+
+/* quota.json: "sleep" at most 2 running, "echo" at most 40 starts a second
+ * (a bucket of one second's worth), 8 workers. 32 threads submit at once;
+ * from the WatchTasks events alone: never more than 2 sleeps running,
+ * no window of time with more echo starts than the bucket allows. */
+#define QUOTA_THREADS 32
+#define QUOTA_EACH 4 /* 2 sleeps, 2 echoes */
+#define QUOTA_TASKS (QUOTA_THREADS * QUOTA_EACH)
+
+static char *quota_ids[QUOTA_TASKS];
+static int quota_is_sleep[QUOTA_TASKS];
+static atomic_int quota_failures;
+
+static void *quota_submitter(void *arg) {
+  int n = (int)(intptr_t)arg;
+  for (int i = 0; i < QUOTA_EACH; i++) {
+    int k = n * QUOTA_EACH + i, sleep = i < 2;
+    task_req q;
+    req_init(&q, "quota", sleep ? "sleep" : "echo");
+    req_ctx(&q, sleep ? "seconds" : "message", sleep ? "0.05" : "m");
+    Oee__V1__SubmitTaskResponse *resp = NULL;
+    if (oee_v1_orchestrator_service_submit_task(srv.ch, &q.r, &resp, IT_CALL_MS, NULL) != 0) {
+      atomic_fetch_add(&quota_failures, 1);
+      continue;
+    }
+    quota_ids[k] = strdup(resp->task_id);
+    quota_is_sleep[k] = sleep;
+    oee__v1__submit_task_response__free_unpacked(resp, NULL);
+  }
+  return NULL;
+}
+
+/* Which task of the test an id is, or -1. */
+static int quota_index(const char *id) {
+  for (int i = 0; i < QUOTA_TASKS; i++) {
+    if (quota_ids[i] && strcmp(quota_ids[i], id) == 0) return i;
+  }
+  return -1;
+}
+
+static void test_quotas(void **state) {
+  (void)state;
+  assert_int_equal(it_server_start(&srv, "quota.json", NULL, NULL, 30000), 0);
+  it_watch *w = watch_all();
+  pthread_t th[QUOTA_THREADS];
+  for (int i = 0; i < QUOTA_THREADS; i++) {
+    assert_int_equal(pthread_create(&th[i], NULL, quota_submitter, (void *)(intptr_t)i), 0);
+  }
+  for (int i = 0; i < QUOTA_THREADS; i++) pthread_join(th[i], NULL);
+  assert_int_equal(atomic_load(&quota_failures), 0);
+  /* Events in sequence order until every task ended. */
+  int ended = 0, running = 0, most = 0, n_starts = 0;
+  int in_run[QUOTA_TASKS] = {0};
+  double starts[QUOTA_TASKS];
+  while (ended < QUOTA_TASKS) {
+    Oee__V1__TaskEvent *e = NULL;
+    if (it_watch_next(w, &e, NULL, IT_WAIT_MS) != 1) fail_msg("watch ended after %d", ended);
+    int k = quota_index(e->task->id);
+    int st = (int)e->task->status;
+    if (k >= 0 && st == ST(RUNNING)) {
+      if (quota_is_sleep[k]) {
+        in_run[k] = 1;
+        if (++running > most) most = running;
+      } else {
+        starts[n_starts++] = it_ts(e->task->started_at);
+      }
+    } else if (k >= 0 && in_run[k]) {
+      in_run[k] = 0;
+      running--;
+    }
+    if (k >= 0 && (st == ST(DONE) || st == ST(ERROR) || st == ST(CANCELLED))) {
+      assert_int_equal(st, ST(DONE));
+      ended++;
+    }
+    oee__v1__task_event__free_unpacked(e, NULL);
+  }
+  it_watch_close(w);
+  assert_int_equal(most, 2); /* reached, never passed */
+  assert_int_equal(n_starts, QUOTA_THREADS * 2);
+  for (int i = 1; i < n_starts; i++) { /* sorted by start (few: insertion) */
+    for (int j = i; j > 0 && starts[j] < starts[j - 1]; j--) {
+      double s = starts[j];
+      starts[j] = starts[j - 1];
+      starts[j - 1] = s;
+    }
+  }
+  for (int i = 0; i < n_starts; i++) {
+    for (int j = i; j < n_starts; j++) {
+      double allowed = 40 + 40 * (starts[j] - starts[i]) + 1;
+      if (j - i + 1 > allowed)
+        fail_msg("%d echo starts within %.3f s", j - i + 1, starts[j] - starts[i]);
+    }
+  }
+  for (int i = 0; i < QUOTA_TASKS; i++) free(quota_ids[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_retries_and_backoff, teardown),
@@ -447,6 +546,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_timeout, teardown),
       cmocka_unit_test_teardown(test_run_at, teardown),
       cmocka_unit_test_teardown(test_graph, teardown),
+      cmocka_unit_test_teardown(test_quotas, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
