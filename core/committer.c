@@ -39,9 +39,10 @@ struct oee_committer {
   /* Committer thread only. */
   oee_db *db; /* borrowed; NULL for the memory store */
   size_t max_batch;
-  oee_db_meta meta;      /* counters stored with the last batch */
-  oee_db_row *rows;      /* max_batch slots */
-  oee_db_purge **purges; /* max_batch slots */
+  oee_db_meta meta;            /* counters stored with the last batch */
+  oee_db_row *rows;            /* max_batch slots */
+  oee_db_purge **purges;       /* max_batch slots */
+  const oee_db_sched **scheds; /* max_batch slots */
   pthread_t thread;
 };
 
@@ -76,7 +77,7 @@ static void requeue(oee_committer *c, oee_commit_item *first, oee_commit_item *l
 /* Writes one batch; 0 or the error of the failed write. */
 static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err) {
   if (c->db == NULL) return 0;
-  oee_db_batch b = {.rows = c->rows, .purges = c->purges, .meta = c->meta};
+  oee_db_batch b = {.rows = c->rows, .purges = c->purges, .scheds = c->scheds, .meta = c->meta};
   for (oee_commit_item *it = items; it != NULL; it = it->next) {
     if (it->snap != NULL) {
       c->rows[b.n_rows++] = (oee_db_row){it->snap, it->from, it->payload, it->payload_len};
@@ -84,6 +85,7 @@ static int write_batch(oee_committer *c, oee_commit_item *items, oee_error *err)
       if (it->snap->seq > b.meta.last_seq) b.meta.last_seq = it->snap->seq;
     }
     if (it->purge != NULL) c->purges[b.n_purges++] = it->purge;
+    if (it->sched != NULL) c->scheds[b.n_scheds++] = it->sched;
   }
   int rc = oee_db_write(c->db, &b, err);
   if (rc == 0) c->meta = b.meta;
@@ -289,6 +291,7 @@ static void stop_flusher(oee_committer *c) {
 static void committer_free(oee_committer *c) {
   oee_free(c->rows);
   oee_free(c->purges);
+  oee_free(c->scheds);
   oee_free(c);
 }
 
@@ -302,7 +305,8 @@ int oee_committer_create(oee_db *db, size_t max_batch, const oee_db_meta *meta,
   if (meta != NULL) c->meta = *meta;
   c->rows = oee_calloc(c->max_batch, sizeof(*c->rows));
   c->purges = oee_calloc(c->max_batch, sizeof(*c->purges));
-  if (c->rows == NULL || c->purges == NULL) {
+  c->scheds = oee_calloc(c->max_batch, sizeof(*c->scheds));
+  if (c->rows == NULL || c->purges == NULL || c->scheds == NULL) {
     committer_free(c);
     return OEE_ENOMEM;
   }

@@ -55,14 +55,15 @@ struct oee_commit_item {
   const void *payload;       /* the executor's stored bytes (borrowed), or
                               * NULL: the row keeps the ones it has */
   size_t payload_len;
-  oee_db_purge *purge;      /* finished rows to delete (borrowed), or NULL;
-                             * its results are set when `done` runs */
-  int must_store;           /* 1: retried until stored, never refused */
-  oee_commit_done_fn done;  /* may be NULL */
-  oee_commit_done_fn early; /* may be NULL: called (rc 0) as soon as the
-                             * batch is written, before it is flushed to
-                             * stable storage and before any `done` */
-  void *arg;                /* the producer's, for `done` and `early` */
+  const oee_db_sched *sched; /* a schedule's row to write (borrowed), or NULL */
+  oee_db_purge *purge;       /* finished rows to delete (borrowed), or NULL;
+                              * its results are set when `done` runs */
+  int must_store;            /* 1: retried until stored, never refused */
+  oee_commit_done_fn done;   /* may be NULL */
+  oee_commit_done_fn early;  /* may be NULL: called (rc 0) as soon as the
+                              * batch is written, before it is flushed to
+                              * stable storage and before any `done` */
+  void *arg;                 /* the producer's, for `done` and `early` */
 };
 
 typedef struct oee_committer_stats {

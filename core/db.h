@@ -137,12 +137,23 @@ typedef struct oee_db_purge {
   size_t deleted;              /* out */
 } oee_db_purge;
 
+/* A schedule's row: its id and the bytes the engine keeps for it
+ * (schedule.c's form; the database does not read them). body NULL deletes
+ * the row. */
+typedef struct oee_db_sched {
+  const char *id;
+  const void *body;
+  size_t len;
+} oee_db_sched;
+
 /* One atomic, durable write. */
 typedef struct oee_db_batch {
   const oee_db_row *rows;
   size_t n_rows;
   oee_db_purge *const *purges; /* applied before the rows */
   size_t n_purges;
+  const oee_db_sched *const *scheds; /* after the rows, in order */
+  size_t n_scheds;
   oee_db_meta meta; /* stored with the batch */
 } oee_db_batch;
 
@@ -183,6 +194,12 @@ void oee_db_counts(oee_db *db, const char *task_type, uint64_t by_status[OEE_TAS
 /* The stored task with this id (any case): 0 and a new snapshot the caller
  * unrefs, OEE_ENOENT, or another error. Any thread. */
 int oee_db_get(oee_db *db, const char *id, const oee_task_info **out, oee_error *err);
+
+/* Calls fn(id, body, len, arg) for every stored schedule, in id order (at
+ * create, before anything writes); a non-zero return stops and is
+ * returned. The strings and bytes are borrowed for the call. */
+typedef int (*oee_db_sched_fn)(const char *id, const void *body, size_t len, void *arg);
+int oee_db_load_schedules(oee_db *db, oee_db_sched_fn fn, void *arg, oee_error *err);
 
 /* The stored task with this id and its payload bytes (*payload: a new
  * buffer to oee_free, NULL when the row has none). As oee_db_get(). */

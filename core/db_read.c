@@ -167,6 +167,28 @@ int oee_db_load(oee_db *db, oee_db_load_fn fn, void *arg, oee_error *err) {
   return ret;
 }
 
+int oee_db_load_schedules(oee_db *db, oee_db_sched_fn fn, void *arg, oee_error *err) {
+  static const char SQL[] = "SELECT id, body FROM schedules ORDER BY id";
+  if (pthread_mutex_lock(&db->write_lock) != 0) abort();
+  sqlite3 *conn = db->writer;
+  sqlite3_stmt *st;
+  int rc = SQLITE_OK, ret = 0;
+  if (sqlite3_prepare_v2(conn, SQL, -1, &st, NULL) != SQLITE_OK) {
+    ret = oee__db_fail(err, conn, "load schedules");
+    st = NULL;
+  }
+  while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ret = fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_blob(st, 1),
+             (size_t)sqlite3_column_bytes(st, 1), arg);
+    if (ret != 0)
+      oee_error_set(err, ret, "storage: loading schedules stopped: %s", oee_strerror(ret));
+  }
+  if (ret == 0 && rc != SQLITE_DONE) ret = oee__db_fail(err, conn, "load schedules");
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&db->write_lock);
+  return ret;
+}
+
 /* ------------------------------------------------------------ counts */
 
 void oee_db_counts(oee_db *db, const char *task_type, uint64_t by_status[OEE_TASK_STATUS_COUNT]) {

@@ -43,7 +43,7 @@
 #include "core/oee_alloc.h"
 
 #define APPLICATION_ID 0x4F454531 /* "OEE1" */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define BUSY_TIMEOUT_MS 5000
 
 /* The SQL of db_sqlite.h and db_write.c/db_read.c writes statuses as
@@ -134,6 +134,13 @@ static const char SCHEMA_V3[] =
     "CREATE INDEX tasks_finished ON tasks(completed_ns, idx) WHERE status IN (3, 4, 5);"
     "CREATE INDEX tasks_by_key ON tasks(idempotency_key, created_ns)"
     " WHERE idempotency_key != '';";
+
+/* Schema version 4: cron schedules, one row each. The engine keeps a
+ * schedule's definition and state in its own byte form (schedule.c), as it
+ * reads and writes a schedule only whole and never queries inside it; the
+ * id is the key, so a firing's update is one upsert. */
+static const char SCHEMA_V4[] =
+    "CREATE TABLE schedules (id TEXT PRIMARY KEY, body BLOB NOT NULL) STRICT;";
 
 /* ------------------------------------------------------------ errors */
 
@@ -261,6 +268,7 @@ static int migrate(sqlite3 *conn, long long version, oee_error *err) {
   if (rc == 0 && version < 1) rc = exec_sql(conn, SCHEMA_V1, "create schema", err);
   if (rc == 0 && version < 2) rc = exec_sql(conn, SCHEMA_V2, "migrate to schema 2", err);
   if (rc == 0 && version < 3) rc = exec_sql(conn, SCHEMA_V3, "migrate to schema 3", err);
+  if (rc == 0 && version < 4) rc = exec_sql(conn, SCHEMA_V4, "migrate to schema 4", err);
   if (rc == 0) rc = exec_sql(conn, tail, "set schema version", err);
   if (rc == 0) rc = exec_sql(conn, "COMMIT", "commit migration", err);
   if (rc != 0) sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);

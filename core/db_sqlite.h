@@ -57,11 +57,13 @@ struct oee_db {
   pthread_mutex_t sync_lock;
   int wal_fd; /* guarded by sync_lock: the WAL, opened for fsync at first use */
   pthread_mutex_t write_lock;
-  sqlite3 *writer;        /* guarded by write_lock */
-  sqlite3_stmt *upsert;   /* guarded by write_lock */
-  sqlite3_stmt *remove;   /* guarded by write_lock */
-  sqlite3_stmt *oldest;   /* guarded by write_lock */
-  sqlite3_stmt *meta_set; /* guarded by write_lock */
+  sqlite3 *writer;         /* guarded by write_lock */
+  sqlite3_stmt *upsert;    /* guarded by write_lock */
+  sqlite3_stmt *remove;    /* guarded by write_lock */
+  sqlite3_stmt *oldest;    /* guarded by write_lock */
+  sqlite3_stmt *meta_set;  /* guarded by write_lock */
+  sqlite3_stmt *sched_put; /* guarded by write_lock */
+  sqlite3_stmt *sched_del; /* guarded by write_lock */
   pthread_mutex_t counts_lock;
   oee__db_count *counts; /* guarded by counts_lock; only the writer adds */
   pthread_mutex_t pool_lock;

@@ -58,14 +58,17 @@ static const char META_SET[] =
     "INSERT INTO meta(key, value) VALUES (?1, ?2)"
     " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
 
+static const char SCHED_PUT[] =
+    "INSERT INTO schedules(id, body) VALUES (?1, ?2)"
+    " ON CONFLICT(id) DO UPDATE SET body = excluded.body";
+static const char SCHED_DEL[] = "DELETE FROM schedules WHERE id = ?1";
+
 int oee__db_writer_prepare(oee_db *db, oee_error *err) {
   struct {
     const char *sql;
     sqlite3_stmt **st;
-  } all[] = {{UPSERT, &db->upsert},
-             {REMOVE, &db->remove},
-             {OLDEST, &db->oldest},
-             {META_SET, &db->meta_set}};
+  } all[] = {{UPSERT, &db->upsert},     {REMOVE, &db->remove},       {OLDEST, &db->oldest},
+             {META_SET, &db->meta_set}, {SCHED_PUT, &db->sched_put}, {SCHED_DEL, &db->sched_del}};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
     if (sqlite3_prepare_v3(db->writer, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT, all[i].st,
                            NULL) != SQLITE_OK) {
@@ -80,6 +83,8 @@ void oee__db_writer_release(oee_db *db) {
   sqlite3_finalize(db->remove);
   sqlite3_finalize(db->oldest);
   sqlite3_finalize(db->meta_set);
+  sqlite3_finalize(db->sched_put);
+  sqlite3_finalize(db->sched_del);
   while (db->counts) {
     oee__db_count *next = db->counts->next;
     oee_free(db->counts);
@@ -302,10 +307,19 @@ static int write_meta(oee_db *db, const char *key, uint64_t value, oee_error *er
   return step_write(db->writer, db->meta_set, "write counters", err);
 }
 
+/* A schedule's row written or deleted. */
+static int write_sched(oee_db *db, const oee_db_sched *s, oee_error *err) {
+  sqlite3_stmt *st = s->body ? db->sched_put : db->sched_del;
+  sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+  if (s->body) sqlite3_bind_blob(st, 2, s->body, (int)s->len, SQLITE_STATIC);
+  return step_write(db->writer, st, "write a schedule", err);
+}
+
 static int write_batch(oee_db *db, const oee_db_batch *b, oee_error *err) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < b->n_purges; i++) rc = purge(db, b->purges[i], err);
   for (size_t i = 0; rc == 0 && i < b->n_rows; i++) rc = write_row(db, &b->rows[i], err);
+  for (size_t i = 0; rc == 0 && i < b->n_scheds; i++) rc = write_sched(db, b->scheds[i], err);
   if (rc == 0) rc = write_meta(db, "last_index", b->meta.last_index, err);
   if (rc == 0) rc = write_meta(db, "last_seq", b->meta.last_seq, err);
   return rc;

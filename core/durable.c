@@ -407,6 +407,7 @@ int oee__durable_open(oee_engine *eng, const oee_engine_config *cfg, oee_error *
     if (rc == 0) oee_committer_set_hooks(eng->committer, group_begin, group_end, eng);
   }
   if (rc == 0) rc = oee__recover(eng, &meta, err);
+  if (rc == 0) rc = oee__sched_load(eng, err);
   /* The interruptions recovery decided are stored before anyone reads. */
   if (rc == 0) oee_committer_flush(eng->committer);
   return rc;

@@ -102,6 +102,7 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->finished_cache = cfg->finished_cache ? cfg->finished_cache : OEE_DEFAULT_FINISHED_CACHE;
   eng->accepting = 1;
   oee__timer_init(eng);
+  oee__sched_init(eng, cfg->max_schedules);
   eng->default_max_attempts = cfg->default_max_attempts ? cfg->default_max_attempts : 1;
   eng->max_dependencies =
       cfg->max_dependencies ? cfg->max_dependencies : OEE_DEFAULT_MAX_DEPENDENCIES;
@@ -137,6 +138,7 @@ void oee_engine_destroy(oee_engine *eng) {
   if (eng->committer || eng->db) oee__durable_close(eng);
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
   oee__quota_fini(eng);
+  oee__sched_fini(eng);
   oee__timer_fini(eng);
   oee__keys_free(eng);
   oee__bus_destroy(eng->bus);

@@ -87,23 +87,27 @@ struct oee_engine {
   pthread_rwlock_t exec_lock;
   executor *executors; /* guarded by exec_lock */
 
-  pthread_mutex_t lock;      /* the engine lock */
-  pthread_cond_t drain_cv;   /* waited on with lock: stop() waits here
-                              * for running jobs */
-  oee_store *store;          /* guarded by lock (the store has none) */
-  oee_heap queue;            /* guarded by lock: QUEUED tasks of the types
-                              * without a quota, highest priority first
-                              * (quota.c) */
-  struct oee__limit *limits; /* guarded by lock: the quotas (type_limits),
-                              * each with its QUEUED tasks (quota.c) */
-  size_t n_limits;           /* immutable after create */
-  int token_waiter;          /* guarded by lock: an idle worker sleeps until a
-                              * rate-limited type has a token */
-  oee_heap scheduled;        /* guarded by lock: SCHEDULED tasks waiting for
-                              * their run_at, earliest first (timer.c) */
-  oee_heap deadlines;        /* guarded by lock: running jobs with a timeout,
-                              * earliest first (timer.c) */
-  pthread_cond_t timer_cv;   /* waited on with lock by the timer thread */
+  pthread_mutex_t lock;        /* the engine lock */
+  pthread_cond_t drain_cv;     /* waited on with lock: stop() waits here
+                                * for running jobs */
+  oee_store *store;            /* guarded by lock (the store has none) */
+  oee_heap queue;              /* guarded by lock: QUEUED tasks of the types
+                                * without a quota, highest priority first
+                                * (quota.c) */
+  struct oee__limit *limits;   /* guarded by lock: the quotas (type_limits),
+                                * each with its QUEUED tasks (quota.c) */
+  size_t n_limits;             /* immutable after create */
+  struct oee__sched **scheds;  /* guarded by lock: the schedules by id (schedule.c) */
+  size_t n_scheds, cap_scheds; /* guarded by lock */
+  oee_heap sched_heap;         /* guarded by lock: armed schedules, next firing first */
+  size_t max_schedules;        /* immutable after create */
+  int token_waiter;            /* guarded by lock: an idle worker sleeps until a
+                                * rate-limited type has a token */
+  oee_heap scheduled;          /* guarded by lock: SCHEDULED tasks waiting for
+                                * their run_at, earliest first (timer.c) */
+  oee_heap deadlines;          /* guarded by lock: running jobs with a timeout,
+                                * earliest first (timer.c) */
+  pthread_cond_t timer_cv;     /* waited on with lock by the timer thread */
   pthread_t timer_thread;
   int timer_running;           /* the thread exists; start/stop callers only */
   int timer_stop;              /* guarded by lock */
@@ -254,6 +258,27 @@ oee_task *oee__queue_next(oee_engine *eng, int64_t *token_at);
 void oee__queue_take(oee_engine *eng, oee_task *t);
 void oee__queue_ended(oee_engine *eng, const char *type);
 size_t oee__quota_usage(oee_engine *eng, oee_type_usage *out);
+
+/* Schedules (schedule.c). init/fini at create and destroy; load reads the
+ * stored ones back (durable create, after the tasks). take (lock held):
+ * moves up to `cap` due firings into out and says when the next one is due
+ * (CLOCK_REALTIME ns, 0: none or not known yet); fire (no lock held)
+ * submits them. */
+typedef struct oee__sched oee__sched;
+typedef struct oee__firing {
+  oee_engine *eng;
+  oee__sched *s; /* a count held until the firing is told */
+  int64_t at;    /* the firing's time, seconds */
+} oee__firing;
+#define OEE__FIRE_BATCH 64
+void oee__sched_init(oee_engine *eng, size_t max_schedules);
+void oee__sched_fini(oee_engine *eng);
+int oee__sched_load(oee_engine *eng, oee_error *err);
+size_t oee__sched_take(oee_engine *eng, int64_t now_ns, oee__firing *out, size_t cap,
+                       int64_t *next_ns);
+void oee__sched_fire(oee_engine *eng, oee__firing *fires, size_t n);
+/* The checks of a submission (submit.c), for a schedule's template. */
+int oee__submit_check(oee_engine *eng, const oee_submit *req, oee_error *err);
 
 /* Dependencies (graph.c), engine lock held for all.
  * resolve: records what t (its snapshot's depends_on) waits for, as a new

@@ -292,6 +292,8 @@ typedef struct oee_engine_config {
   int default_max_attempts;
   uint64_t idempotency_window_seconds;
   size_t max_dependencies;
+  /* Schedules at most (0 = OEE_DEFAULT_MAX_SCHEDULES). */
+  size_t max_schedules;
   /* Quotas per task type (copied): see oee_type_limit. */
   const oee_type_limit *type_limits;
   size_t n_type_limits;
@@ -367,6 +369,9 @@ typedef struct oee_submit {
   const char *idempotency_key;   /* NULL or "" = none; at most 256 bytes */
   const char *const *depends_on; /* task ids, at most max_dependencies */
   size_t depends_on_len;
+  /* Set only by the engine's schedules (the firing's task); a caller's
+   * submission must leave it NULL. */
+  const char *schedule_id;
 } oee_submit;
 
 #define OEE_MAX_ATTEMPTS_LIMIT 100
@@ -573,6 +578,73 @@ void oee_sub_free(oee_sub *sub);
 int oee_id_valid(const char *s);
 /* CLOCK_REALTIME in ns. */
 int64_t oee_now_ns(void);
+
+/* ------------------------------------------------------------- schedules */
+
+/*
+ * Cron schedules: each firing submits one task from the schedule's
+ * template with schedule_id set and the idempotency key
+ * "<schedule_id>@<YYYY-MM-DDTHH:MM:SSZ>" (the firing's time), so no firing
+ * is submitted twice, even across a crash. With a data_dir schedules are
+ * stored and come back at create: the latest firing missed while the engine
+ * was down runs once, the others count as skipped.
+ */
+typedef enum oee_overlap {
+  OEE_OVERLAP_UNSPECIFIED = 0, /* = SKIP */
+  OEE_OVERLAP_SKIP = 1,        /* a firing while the previous firing's task is
+                                * unfinished is skipped (counted) */
+  OEE_OVERLAP_ALLOW = 2,
+} oee_overlap;
+
+#define OEE_SCHEDULE_ID_MAX 64
+#define OEE_DEFAULT_MAX_SCHEDULES 10000
+
+typedef struct oee_schedule_spec {
+  const char *schedule_id; /* [a-z0-9._-]{1,64} */
+  const char *cron;        /* five fields, or @hourly ... @every <N>s|m|h (core/cron.h) */
+  const char *time_zone;   /* IANA name; NULL or "" = "UTC" */
+  const oee_submit *task;  /* checked as oee_engine_submit() would; run_at and
+                            * idempotency_key are refused */
+  oee_overlap overlap;
+  int paused;
+} oee_schedule_spec;
+
+/* A schedule as it is now: a copy the caller frees with oee_schedule_free(). */
+typedef struct oee_schedule {
+  char schedule_id[OEE_SCHEDULE_ID_MAX + 1];
+  const char *cron, *time_zone;
+  oee_submit task;     /* the template (its strings live in the copy) */
+  oee_overlap overlap; /* effective: SKIP for UNSPECIFIED */
+  int paused;
+  int64_t next_run_ns;               /* CLOCK_REALTIME; 0 while paused */
+  int64_t last_run_ns;               /* the latest firing's time; 0 before the first */
+  char last_task_id[OEE_ID_LEN + 1]; /* "" before the first task */
+  int64_t runs, skipped;
+  int64_t created_at_ns;
+} oee_schedule;
+
+void oee_schedule_free(oee_schedule *s);
+
+/* Creates a schedule (stored before it returns, with a data_dir). *out, if
+ * not NULL, gets the new schedule. OEE_EINVAL naming the bad field,
+ * OEE_EEXISTS for a schedule_id in use, OEE_EFULL beyond max_schedules,
+ * OEE_ESTOPPED, OEE_EIO. */
+int oee_engine_schedule_create(oee_engine *eng, const oee_schedule_spec *spec, oee_schedule **out,
+                               oee_error *err);
+/* The schedule `id`: 0, OEE_ENOENT, OEE_ENOMEM. */
+int oee_engine_schedule_get(oee_engine *eng, const char *id, oee_schedule **out);
+/* Up to `limit` schedules with ids after `after` (NULL or "": from the
+ * first), in id order: *out (oee_schedule_list_free()) and *n; *more is 1
+ * when others follow. 0 or OEE_ENOMEM. */
+int oee_engine_schedule_list(oee_engine *eng, const char *after, size_t limit, oee_schedule ***out,
+                             size_t *n, int *more);
+void oee_schedule_list_free(oee_schedule **v, size_t n);
+/* Deletes the schedule (tasks it created stay): 0, OEE_ENOENT. */
+int oee_engine_schedule_delete(oee_engine *eng, const char *id, oee_error *err);
+/* Pauses (1) or resumes (0) it; a resume fires next at the first time after
+ * now (no catch-up for the pause). *out as for create. 0, OEE_ENOENT. */
+int oee_engine_schedule_pause(oee_engine *eng, const char *id, int paused, oee_schedule **out,
+                              oee_error *err);
 
 #ifdef __cplusplus
 }

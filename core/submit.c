@@ -107,6 +107,10 @@ static int submit_check(oee_engine *eng, const oee_submit *req, const void *payl
   return e.validate ? e.validate(req, payload, e.user_data, err) : 0;
 }
 
+int oee__submit_check(oee_engine *eng, const oee_submit *req, oee_error *err) {
+  return submit_check(eng, req, NULL, err);
+}
+
 /* Builds the QUEUED snapshot (index, seq and created_at are filled in under
  * the lock). */
 static oee_task_info *build_queued(oee_engine *eng, const oee_submit *req, int *rc,
@@ -136,6 +140,7 @@ static oee_task_info *build_queued(oee_engine *eng, const oee_submit *req, int *
   }
   d.depends_on = req->depends_on;
   d.depends_on_len = req->depends_on_len;
+  d.schedule_id = req->schedule_id;
   oee_task_info *snap = oee__engine_pack(eng, &d);
   if (ctx != buf) oee_free(ctx);
   if (snap == NULL) *rc = oee_error_set(err, OEE_ENOMEM, "out of memory building the task");
@@ -495,13 +500,24 @@ int oee__engine_submit_payload(oee_engine *eng, const oee_submit *req, void *pay
   return rc;
 }
 
+/* schedule_id belongs to the engine's schedules (schedule.c). */
+static int caller_fields(const oee_submit *req, oee_error *err) {
+  if (req != NULL && req->schedule_id != NULL) {
+    return oee_error_set(err, OEE_EINVAL, "schedule_id is set only by the engine's schedules");
+  }
+  return 0;
+}
+
 int oee_engine_submit(oee_engine *eng, const oee_submit *req, const oee_task_info **out,
                       oee_error *err) {
-  return oee__engine_submit_payload(eng, req, NULL, NULL, out, err);
+  int rc = caller_fields(req, err);
+  return rc ? rc : oee__engine_submit_payload(eng, req, NULL, NULL, out, err);
 }
 
 int oee_engine_submit_async(oee_engine *eng, const oee_submit *req, oee_submit_cb cb, void *arg,
                             oee_error *err) {
   if (cb == NULL) return oee_error_set(err, OEE_EINVAL, "a callback is required");
+  int rc = caller_fields(req, err);
+  if (rc != 0) return rc;
   return oee__engine_submit_async(eng, req, NULL, NULL, cb, arg, err);
 }

@@ -134,6 +134,26 @@ static int64_t run_due(oee_engine *eng) {
   return next;
 }
 
+/* The schedules' firings that are due are submitted without the lock
+ * (lock held on entry and return); 1 when some were. Else *next (monotonic,
+ * 0: none) is brought forward to the next firing. */
+static int fire_schedules(oee_engine *eng, int64_t *next) {
+  oee__firing fires[OEE__FIRE_BATCH];
+  int64_t at_real;
+  size_t n = oee__sched_take(eng, oee_now_ns(), fires, OEE__FIRE_BATCH, &at_real);
+  if (n > 0) {
+    oee__engine_unlock(eng);
+    oee__sched_fire(eng, fires, n);
+    oee__lock(&eng->lock);
+    return 1;
+  }
+  if (at_real != 0) {
+    int64_t at = oee__mono_ns() + (at_real - oee_now_ns());
+    if (*next == 0 || at < *next) *next = at;
+  }
+  return 0;
+}
+
 static void *timer_main(void *arg) {
   oee_engine *eng = arg;
   oee__lock(&eng->lock);
@@ -144,6 +164,7 @@ static void *timer_main(void *arg) {
       oee__lock(&eng->lock);
       continue;
     }
+    if (fire_schedules(eng, &next)) continue;
     if (eng->timer_stop) break;
     if (next == 0) {
       oee__wait(&eng->timer_cv, &eng->lock);

@@ -590,7 +590,9 @@ static void expect_migrated(fixture *f) {
   oee_db_close(db);
   char text[512];
   query_text(f->path, "PRAGMA user_version", text, sizeof(text));
-  assert_string_equal(text, "3");
+  assert_string_equal(text, "4");
+  query_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'schedules'", text, sizeof(text));
+  assert_non_null(strstr(text, "id TEXT PRIMARY KEY, body BLOB NOT NULL"));
   query_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'tasks_finished'", text,
              sizeof(text));
   assert_non_null(strstr(text, "WHERE status IN (3, 4, 5)"));

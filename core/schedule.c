@@ -1,0 +1,789 @@
+/*
+ * schedule.c - cron schedules: each firing submits one task from the
+ * schedule's template (see oee.h for the contract and engine.h for the
+ * engine's design).
+ *
+ * DESIGN
+ * The engine keeps its schedules in an array sorted by id (lookups are a
+ * binary search, ListSchedules pages walk it in order; there are at most
+ * max_schedules) and the ones that will fire in a heap keyed by their next
+ * firing time, which the timer thread (timer.c) watches beside the delayed
+ * tasks: it sleeps until the earliest is due, so waiting schedules cost
+ * nothing but their heap slot. Times are whole seconds (oee_cron_next).
+ * A firing, under the engine lock: the latest firing time not after now is
+ * chosen (the ones before it, missed when the thread ran late, count as
+ * skipped), the next one is computed and the schedule goes back into the
+ * heap; with SKIP, a previous firing's task that is unfinished (or not yet
+ * acknowledged) skips this one. Otherwise the timer thread lets go of the
+ * lock and submits the template like any caller, with schedule_id and the
+ * key "<schedule_id>@<time>"; the acknowledgement records the task. The
+ * key makes a firing idempotent: after a crash the same firing submitted
+ * again is answered as a duplicate and creates nothing.
+ * Storage: every change of a schedule (create, pause, a firing, delete) is
+ * written whole in this file's byte form through the committer, so it
+ * shares the tasks' group commits; create, pause and delete return once
+ * theirs is stored. At create a durable engine loads them back: the latest
+ * firing missed while it was down fires once, the others count as skipped.
+ * A schedule is counted: the engine's array holds one count, a firing on
+ * its way another, so a delete during a firing frees it only once the
+ * firing is told.
+ * Fields of a schedule are guarded by the engine lock; its template,
+ * expression and zone never change after create.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/committer.h"
+#include "core/cron.h"
+#include "core/db.h"
+#include "core/db_codec.h"
+#include "core/engine.h"
+#include "core/oee_alloc.h"
+#include "core/sync.h"
+#include "core/tz.h"
+
+#define BODY_VERSION 1
+
+
+struct oee__sched {
+  char id[OEE_SCHEDULE_ID_MAX + 1];
+  char *cron_text, *zone_text;
+  oee_cron cron;
+  oee_tz *tz;
+  oee_submit tmpl;  /* strings in tmpl_block */
+  void *tmpl_block;
+  oee_overlap overlap; /* SKIP or ALLOW */
+  int paused;
+  int64_t created_s;
+  int64_t next_s; /* OEE_CRON_NONE while paused or when it never fires again */
+  int64_t last_s; /* 0 before the first firing */
+  char last_task[OEE_ID_LEN + 1];
+  int64_t runs, skipped;
+  int firing;   /* a firing's submission is on its way */
+  int deleted;  /* out of the engine's array */
+  unsigned refs;
+  size_t heap_pos;
+};
+
+/* ------------------------------------------------------- the template */
+
+/* Copies s to *cur and advances it; returns the copy. */
+static const char *put(char **cur, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *dst = memcpy(*cur, s, n);
+  *cur += n;
+  return dst;
+}
+
+/* A deep copy of `src` in one block (*block; oee_free it) that dst points
+ * into. 0 or OEE_ENOMEM. */
+static int submit_copy(const oee_submit *src, oee_submit *dst, void **block) {
+  size_t bytes = src->context_len * sizeof(oee_kv) + src->depends_on_len * sizeof(char *);
+  size_t strs = strlen(src->name) + strlen(src->task_type) + 2;
+  for (size_t i = 0; i < src->context_len; i++) {
+    strs += strlen(src->context[i].key) + strlen(src->context[i].value) + 2;
+  }
+  for (size_t i = 0; i < src->depends_on_len; i++) strs += strlen(src->depends_on[i]) + 1;
+  char *b = oee_malloc(bytes + strs);
+  if (b == NULL) return OEE_ENOMEM;
+  *dst = *src;
+  oee_kv *kv = (oee_kv *)b;
+  const char **deps = (const char **)(kv + src->context_len);
+  char *cur = (char *)(deps + src->depends_on_len);
+  dst->name = put(&cur, src->name);
+  dst->task_type = put(&cur, src->task_type);
+  for (size_t i = 0; i < src->context_len; i++) {
+    kv[i].key = put(&cur, src->context[i].key);
+    kv[i].value = put(&cur, src->context[i].value);
+  }
+  for (size_t i = 0; i < src->depends_on_len; i++) deps[i] = put(&cur, src->depends_on[i]);
+  dst->context = src->context_len ? kv : NULL;
+  dst->depends_on = src->depends_on_len ? deps : NULL;
+  dst->idempotency_key = NULL;
+  dst->schedule_id = NULL;
+  dst->has_run_at = 0;
+  dst->run_at_ns = 0;
+  *block = b;
+  return 0;
+}
+
+/* ------------------------------------------------------ records, views */
+
+static void sched_free(oee__sched *s) {
+  oee_free(s->cron_text);
+  oee_free(s->zone_text);
+  oee_tz_free(s->tz);
+  oee_free(s->tmpl_block);
+  oee_free(s);
+}
+
+static void sched_unref(oee__sched *s) {
+  if (--s->refs == 0) sched_free(s);
+}
+
+static char *dup_str(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = oee_malloc(n);
+  return d ? memcpy(d, s, n) : NULL;
+}
+
+/* A public copy (oee_schedule_free). */
+typedef struct sched_view {
+  oee_schedule pub; /* first: oee_schedule_free casts back */
+  void *tmpl_block;
+  char *cron, *zone;
+} sched_view;
+
+static oee_schedule *view_of(const oee__sched *s) {
+  sched_view *v = oee_calloc(1, sizeof(*v));
+  if (v == NULL) return NULL;
+  v->cron = dup_str(s->cron_text);
+  v->zone = dup_str(s->zone_text);
+  if (v->cron == NULL || v->zone == NULL || submit_copy(&s->tmpl, &v->pub.task, &v->tmpl_block)) {
+    oee_schedule_free(&v->pub);
+    return NULL;
+  }
+  oee_schedule *p = &v->pub;
+  memcpy(p->schedule_id, s->id, sizeof(p->schedule_id));
+  p->cron = v->cron;
+  p->time_zone = v->zone;
+  p->overlap = s->overlap;
+  p->paused = s->paused;
+  p->next_run_ns = s->paused || s->next_s == OEE_CRON_NONE ? 0 : s->next_s * 1000000000LL;
+  p->last_run_ns = s->last_s * 1000000000LL;
+  memcpy(p->last_task_id, s->last_task, sizeof(p->last_task_id));
+  p->runs = s->runs;
+  p->skipped = s->skipped;
+  p->created_at_ns = s->created_s * 1000000000LL;
+  return p;
+}
+
+void oee_schedule_free(oee_schedule *p) {
+  if (p == NULL) return;
+  sched_view *v = (sched_view *)p;
+  oee_free(v->tmpl_block);
+  oee_free(v->cron);
+  oee_free(v->zone);
+  oee_free(v);
+}
+
+/* ------------------------------------------------------------ storing */
+
+static void put_i64(oee__wbuf *b, int64_t v) { oee__put_u64(b, (uint64_t)v); }
+static int64_t get_i64(oee__rbuf *b) { return (int64_t)oee__get_u64(b); }
+
+/* The stored form of s (a new buffer in *out, oee_free it). 0 or OEE_ENOMEM. */
+static int encode(const oee__sched *s, void **out, size_t *len) {
+  oee__wbuf b = {0};
+  const oee_submit *t = &s->tmpl;
+  put_i64(&b, BODY_VERSION);
+  oee__put_str(&b, s->cron_text);
+  oee__put_str(&b, s->zone_text);
+  put_i64(&b, s->created_s);
+  put_i64(&b, s->overlap);
+  put_i64(&b, s->paused);
+  put_i64(&b, s->next_s);
+  put_i64(&b, s->last_s);
+  oee__put_str(&b, s->last_task);
+  put_i64(&b, s->runs);
+  put_i64(&b, s->skipped);
+  oee__put_str(&b, t->name);
+  oee__put_str(&b, t->task_type);
+  put_i64(&b, t->priority);
+  put_i64(&b, (int64_t)t->context_len);
+  for (size_t i = 0; i < t->context_len; i++) {
+    oee__put_str(&b, t->context[i].key);
+    oee__put_str(&b, t->context[i].value);
+  }
+  put_i64(&b, t->max_attempts);
+  put_i64(&b, t->has_backoff);
+  oee__put_f64(&b, t->backoff_seconds);
+  put_i64(&b, t->has_max_backoff);
+  oee__put_f64(&b, t->max_backoff_seconds);
+  oee__put_f64(&b, t->timeout_seconds);
+  put_i64(&b, (int64_t)t->depends_on_len);
+  for (size_t i = 0; i < t->depends_on_len; i++) oee__put_str(&b, t->depends_on[i]);
+  if (b.failed) {
+    oee_free(b.p);
+    return OEE_ENOMEM;
+  }
+  *out = b.p;
+  *len = b.len;
+  return 0;
+}
+
+/* One write of a schedule's row on its way through the committer. */
+typedef struct sched_write {
+  oee_commit_item item; /* first: the callback casts back */
+  oee_db_sched row;
+  oee__latch *stored; /* set once stored, or NULL */
+  char id[OEE_SCHEDULE_ID_MAX + 1];
+  void *body;
+} sched_write;
+
+static void write_done(oee_commit_item *item, int rc, const oee_error *err) {
+  (void)rc;
+  (void)err;
+  sched_write *w = (sched_write *)item;
+  if (w->stored) oee__latch_set(w->stored);
+  oee_free(w->body);
+  oee_free(w);
+}
+
+/* Queues s's row (or its deletion) for the next group commit (lock held);
+ * `stored`, if not NULL, is set once it is stored. Nothing for the memory
+ * store. 0, or OEE_ENOMEM (nothing queued). */
+static int store(oee_engine *eng, const oee__sched *s, int delete, oee__latch *stored) {
+  if (eng->committer == NULL) {
+    if (stored) oee__latch_set(stored);
+    return 0;
+  }
+  sched_write *w = oee_calloc(1, sizeof(*w));
+  if (w == NULL) return OEE_ENOMEM;
+  memcpy(w->id, s->id, sizeof(w->id));
+  w->row.id = w->id;
+  if (!delete && encode(s, &w->body, &w->row.len) != 0) {
+    oee_free(w);
+    return OEE_ENOMEM;
+  }
+  w->row.body = w->body;
+  w->stored = stored;
+  w->item = (oee_commit_item){.sched = &w->row, .from = -1, .must_store = 1, .done = write_done};
+  oee_committer_append(eng->committer, &w->item);
+  return 0;
+}
+
+/* ------------------------------------------------------------- lookups */
+
+/* Where `id` is, or would be, in the sorted array (lock held). */
+static size_t find_pos(const oee_engine *eng, const char *id, int *found) {
+  size_t lo = 0, hi = eng->n_scheds;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(eng->scheds[mid]->id, id);
+    if (c == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (c < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  *found = 0;
+  return lo;
+}
+
+static oee__sched *find(const oee_engine *eng, const char *id) {
+  int found;
+  size_t pos = find_pos(eng, id, &found);
+  return found ? eng->scheds[pos] : NULL;
+}
+
+/* ------------------------------------------------------------- timing */
+
+static int sched_less(const void *a, const void *b) {
+  const oee__sched *x = a, *y = b;
+  if (x->next_s != y->next_s) return x->next_s < y->next_s;
+  return strcmp(x->id, y->id) < 0;
+}
+
+static void sched_setpos(void *e, size_t pos) { ((oee__sched *)e)->heap_pos = pos; }
+
+/* Puts s in the heap when it fires again (lock held; room reserved). */
+static void arm(oee_engine *eng, oee__sched *s) {
+  if (s->paused || s->next_s == OEE_CRON_NONE) return;
+  oee_heap_push(&eng->sched_heap, s);
+  if (oee_heap_peek(&eng->sched_heap) == s) oee__signal(&eng->timer_cv);
+}
+
+static void disarm(oee_engine *eng, oee__sched *s) {
+  if (s->heap_pos != OEE_HEAP_NONE) oee_heap_remove(&eng->sched_heap, s->heap_pos);
+}
+
+/* Cron expressions whose firings are counted one by one are bounded here
+ * when catching up (about two years of minutes). */
+#define CATCH_UP_STEPS 1000000
+
+/* The latest firing time from `first` (a firing time) on that is not after
+ * `now`, or OEE_CRON_NONE when `first` is after now; *missed counts the
+ * ones before it. */
+static int64_t latest_due(const oee__sched *s, int64_t first, int64_t now, int64_t *missed) {
+  *missed = 0;
+  if (first == OEE_CRON_NONE || first > now) return OEE_CRON_NONE;
+  int64_t every = s->cron.every_seconds;
+  if (every > 0) { /* created + k * every, k >= 1 */
+    int64_t k_first = (first - s->created_s) / every, k_now = (now - s->created_s) / every;
+    *missed = k_now - k_first;
+    return s->created_s + k_now * every;
+  }
+  int64_t t = first;
+  for (int steps = 0; steps < CATCH_UP_STEPS; steps++) {
+    int64_t n = oee_cron_next(&s->cron, s->tz, t, s->created_s);
+    if (n == OEE_CRON_NONE || n > now) break;
+    t = n;
+    ++*missed;
+  }
+  return t;
+}
+
+static int64_t next_after(const oee__sched *s, int64_t t) {
+  return oee_cron_next(&s->cron, s->tz, t, s->created_s);
+}
+
+/* --------------------------------------------------------------- firing */
+
+typedef oee__firing firing;
+
+/* 1 when the task of s's previous firing has not ended (lock held). */
+static int previous_unfinished(oee_engine *eng, const oee__sched *s) {
+  if (s->firing) return 1;
+  if (!s->last_task[0]) return 0;
+  oee_task *t = eng->store->ops->lookup(eng->store, s->last_task);
+  return t != NULL && !oee_task_status_is_terminal(t->snap->status);
+}
+
+size_t oee__sched_take(oee_engine *eng, int64_t now_ns, firing *out, size_t cap, int64_t *next_ns) {
+  size_t n = 0;
+  int64_t now = now_ns / 1000000000LL;
+  oee__sched *s;
+  *next_ns = 0;
+  while ((s = oee_heap_peek(&eng->sched_heap)) != NULL && n < cap) {
+    if (s->next_s > now) break;
+    oee_heap_pop(&eng->sched_heap);
+    int64_t missed;
+    int64_t at = latest_due(s, s->next_s, now, &missed);
+    s->skipped += missed;
+    s->next_s = next_after(s, at);
+    arm(eng, s); /* its slot was just freed */
+    if (s->overlap == OEE_OVERLAP_SKIP && previous_unfinished(eng, s)) {
+      s->skipped++;
+      store(eng, s, 0, NULL); /* a count lost to no memory is found again at the next change */
+      continue;
+    }
+    s->firing = 1;
+    s->refs++;
+    out[n++] = (firing){eng, s, at};
+  }
+  if (s != NULL && n < cap) *next_ns = s->next_s * 1000000000LL;
+  return n;
+}
+
+/* The firing's acknowledgement: the task (or the duplicate that answers
+ * for it) is the schedule's latest. Any thread, no lock held. */
+static void fired(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  (void)err;
+  firing *f = arg;
+  oee_engine *eng = f->eng;
+  oee__lock(&eng->lock);
+  oee__sched *s = f->s;
+  s->firing = 0;
+  if (rc == 0 || rc == OEE_DUPLICATE) {
+    memcpy(s->last_task, t->id, sizeof(s->last_task));
+    s->last_s = f->at;
+    s->runs++;
+  } else {
+    s->skipped++; /* refused (a full queue, the engine stopping): not run */
+  }
+  if (!s->deleted) store(eng, s, 0, NULL);
+  sched_unref(s);
+  oee__unlock(&eng->lock);
+  oee_free(f);
+}
+
+void oee__sched_fire(oee_engine *eng, firing *fires, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    firing *f = oee_malloc(sizeof(*f));
+    oee__sched *s = fires[i].s;
+    char key[OEE_SCHEDULE_ID_MAX + 1 + OEE_CRON_TIME_SIZE + 1], when[OEE_CRON_TIME_SIZE];
+    oee_cron_time_rfc3339(fires[i].at, when);
+    snprintf(key, sizeof(key), "%s@%s", s->id, when);
+    oee_submit req = s->tmpl; /* immutable: read without the lock */
+    req.schedule_id = s->id;
+    req.idempotency_key = key;
+    oee_error err;
+    if (f == NULL) {
+      fired(&(firing){eng, s, fires[i].at}, OEE_ENOMEM, NULL, NULL);
+      continue;
+    }
+    *f = fires[i];
+    int rc = oee__engine_submit_async(eng, &req, NULL, NULL, fired, f, &err);
+    if (rc != 0) fired(f, rc, NULL, &err);
+  }
+}
+
+/* -------------------------------------------------------------- create */
+
+/* 1 for a valid schedule_id: 1 to 64 of a-z, 0-9, '.', '_', '-'. */
+static int id_valid(const char *id) {
+  size_t n = id ? strlen(id) : 0;
+  if (n == 0 || n > OEE_SCHEDULE_ID_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The fields of a new schedule that are not its expression or zone: its
+ * id, overlap and template (checked as a submission would be). */
+static int spec_check(oee_engine *eng, const oee_schedule_spec *spec, oee_error *err) {
+  if (!id_valid(spec->schedule_id)) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "schedule_id \"%.80s\" must be 1 to 64 characters of a-z, 0-9, '.', '_' "
+                         "and '-'",
+                         spec->schedule_id ? spec->schedule_id : "");
+  }
+  if (spec->overlap < OEE_OVERLAP_UNSPECIFIED || spec->overlap > OEE_OVERLAP_ALLOW) {
+    return oee_error_set(err, OEE_EINVAL, "overlap must be UNSPECIFIED, SKIP or ALLOW, got %d",
+                         (int)spec->overlap);
+  }
+  const oee_submit *t = spec->task;
+  if (t == NULL) return oee_error_set(err, OEE_EINVAL, "task: a template is required");
+  if (t->has_run_at) {
+    return oee_error_set(err, OEE_EINVAL, "task.run_at: a schedule's template may not set it");
+  }
+  if (t->idempotency_key && t->idempotency_key[0]) {
+    return oee_error_set(err, OEE_EINVAL,
+                         "task.idempotency_key: a schedule's template may not set it (each firing "
+                         "has its own)");
+  }
+  oee_error why;
+  if (oee__submit_check(eng, t, &why) != 0) {
+    return oee_error_set(err, why.code, "task: %s", why.message);
+  }
+  return 0;
+}
+
+/* A new record: the expression parsed, the zone loaded, the template
+ * copied. OEE_EINVAL naming the bad field, OEE_ENOMEM. */
+static int sched_new(const oee_schedule_spec *spec, oee__sched **out, oee_error *err) {
+  const oee_submit *t = spec->task;
+  oee__sched *s = oee_calloc(1, sizeof(*s));
+  if (s == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  s->refs = 1;
+  s->heap_pos = OEE_HEAP_NONE;
+  snprintf(s->id, sizeof(s->id), "%s", spec->schedule_id);
+  const char *zone = spec->time_zone && spec->time_zone[0] ? spec->time_zone : "UTC";
+  int rc = oee_cron_parse(spec->cron ? spec->cron : "", &s->cron, err);
+  if (rc == 0) rc = oee_tz_load(zone, &s->tz, err);
+  if (rc == 0 && ((s->cron_text = dup_str(spec->cron)) == NULL ||
+                  (s->zone_text = dup_str(zone)) == NULL ||
+                  submit_copy(t, &s->tmpl, &s->tmpl_block) != 0)) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory");
+  }
+  if (rc != 0) {
+    sched_free(s);
+    return rc;
+  }
+  s->overlap = spec->overlap == OEE_OVERLAP_ALLOW ? OEE_OVERLAP_ALLOW : OEE_OVERLAP_SKIP;
+  s->paused = spec->paused;
+  *out = s;
+  return 0;
+}
+
+/* Adds s to the array at pos (lock held; room reserved). */
+static void insert_at(oee_engine *eng, oee__sched *s, size_t pos) {
+  memmove(&eng->scheds[pos + 1], &eng->scheds[pos], (eng->n_scheds - pos) * sizeof(*eng->scheds));
+  eng->scheds[pos] = s;
+  eng->n_scheds++;
+}
+
+static int reserve(oee_engine *eng) {
+  if (oee_heap_reserve(&eng->sched_heap, 1) != 0) return OEE_ENOMEM;
+  if (eng->n_scheds < eng->cap_scheds) return 0;
+  size_t cap = eng->cap_scheds ? 2 * eng->cap_scheds : 16;
+  oee__sched **grown = oee_realloc(eng->scheds, cap * sizeof(*grown));
+  if (grown == NULL) return OEE_ENOMEM;
+  eng->scheds = grown;
+  eng->cap_scheds = cap;
+  return 0;
+}
+
+/* Waits for a write queued with `l` (no lock held) and destroys l. */
+static void wait_stored(oee__latch *l) {
+  oee__latch_wait(l);
+  oee__latch_destroy(l);
+}
+
+int oee_engine_schedule_create(oee_engine *eng, const oee_schedule_spec *spec, oee_schedule **out,
+                               oee_error *err) {
+  if (err) *err = (oee_error){0};
+  if (spec == NULL) return oee_error_set(err, OEE_EINVAL, "no schedule given");
+  oee__sched *s = NULL;
+  int rc = spec_check(eng, spec, err);
+  if (rc == 0) rc = sched_new(spec, &s, err);
+  if (rc != 0) return rc;
+  oee__latch stored;
+  if (oee__latch_init(&stored) != 0) {
+    sched_free(s);
+    return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  }
+  oee__lock(&eng->lock);
+  int found;
+  size_t pos = find_pos(eng, s->id, &found);
+  if (!eng->accepting) {
+    rc = oee_error_set(err, OEE_ESTOPPED, "shutting down: no schedule is created");
+  } else if (found) {
+    rc = oee_error_set(err, OEE_EEXISTS, "schedule_id \"%s\" is in use", s->id);
+  } else if (eng->n_scheds >= eng->max_schedules) {
+    rc = oee_error_set(err, OEE_EFULL, "there are already max_schedules=%zu schedules",
+                       eng->max_schedules);
+  } else if (reserve(eng) != 0) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory");
+  } else {
+    s->created_s = oee_now_ns() / 1000000000LL;
+    s->next_s = s->paused ? OEE_CRON_NONE : next_after(s, s->created_s);
+    if ((rc = store(eng, s, 0, &stored)) != 0) {
+      oee_error_set(err, rc, "out of memory");
+    } else {
+      insert_at(eng, s, pos);
+      arm(eng, s);
+      if (out) *out = view_of(s);
+    }
+  }
+  oee__unlock(&eng->lock);
+  if (rc != 0) {
+    oee__latch_destroy(&stored);
+    sched_free(s);
+    return rc;
+  }
+  wait_stored(&stored);
+  return 0;
+}
+
+/* ---------------------------------------------------- get, list, change */
+
+int oee_engine_schedule_get(oee_engine *eng, const char *id, oee_schedule **out) {
+  oee__lock(&eng->lock);
+  const oee__sched *s = id ? find(eng, id) : NULL;
+  *out = s ? view_of(s) : NULL;
+  int rc = s == NULL ? OEE_ENOENT : *out == NULL ? OEE_ENOMEM : 0;
+  oee__unlock(&eng->lock);
+  return rc;
+}
+
+int oee_engine_schedule_list(oee_engine *eng, const char *after, size_t limit, oee_schedule ***out,
+                             size_t *n, int *more) {
+  *out = NULL;
+  *n = 0;
+  *more = 0;
+  oee__lock(&eng->lock);
+  int found;
+  size_t pos = after && after[0] ? find_pos(eng, after, &found) : 0;
+  if (after && after[0] && found) pos++;
+  size_t count = eng->n_scheds - pos < limit ? eng->n_scheds - pos : limit;
+  int rc = 0;
+  if (count > 0 && (*out = oee_calloc(count, sizeof(**out))) == NULL) rc = OEE_ENOMEM;
+  for (size_t i = 0; rc == 0 && i < count; i++) {
+    if (((*out)[i] = view_of(eng->scheds[pos + i])) == NULL) rc = OEE_ENOMEM;
+    *n = i + 1;
+  }
+  *more = rc == 0 && pos + count < eng->n_scheds;
+  oee__unlock(&eng->lock);
+  if (rc != 0) {
+    oee_schedule_list_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+  }
+  return rc;
+}
+
+void oee_schedule_list_free(oee_schedule **v, size_t n) {
+  for (size_t i = 0; v != NULL && i < n; i++) oee_schedule_free(v[i]);
+  oee_free(v);
+}
+
+int oee_engine_schedule_delete(oee_engine *eng, const char *id, oee_error *err) {
+  oee__latch stored;
+  if (oee__latch_init(&stored) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  oee__lock(&eng->lock);
+  int found, rc = 0;
+  size_t pos = id ? find_pos(eng, id, &found) : (found = 0);
+  oee__sched *s = found ? eng->scheds[pos] : NULL;
+  if (s == NULL) {
+    rc = oee_error_set(err, OEE_ENOENT, "schedule \"%.80s\" not found", id ? id : "");
+  } else if ((rc = store(eng, s, 1, &stored)) != 0) {
+    oee_error_set(err, rc, "out of memory");
+  } else {
+    disarm(eng, s);
+    memmove(&eng->scheds[pos], &eng->scheds[pos + 1],
+            (eng->n_scheds - pos - 1) * sizeof(*eng->scheds));
+    eng->n_scheds--;
+    s->deleted = 1;
+    sched_unref(s);
+  }
+  oee__unlock(&eng->lock);
+  if (rc != 0) {
+    oee__latch_destroy(&stored);
+    return rc;
+  }
+  wait_stored(&stored);
+  return 0;
+}
+
+int oee_engine_schedule_pause(oee_engine *eng, const char *id, int paused, oee_schedule **out,
+                              oee_error *err) {
+  oee__latch stored;
+  if (oee__latch_init(&stored) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  oee__lock(&eng->lock);
+  oee__sched *s = id ? find(eng, id) : NULL;
+  int rc = 0;
+  if (s == NULL) {
+    rc = oee_error_set(err, OEE_ENOENT, "schedule \"%.80s\" not found", id ? id : "");
+  } else {
+    int was = s->paused;
+    int64_t next = s->next_s;
+    disarm(eng, s);
+    s->paused = paused != 0;
+    /* Resumed: the first firing after now, no catch-up for the pause. */
+    if (!s->paused && was) s->next_s = next_after(s, oee_now_ns() / 1000000000LL);
+    if ((rc = store(eng, s, 0, &stored)) != 0) {
+      oee_error_set(err, rc, "out of memory");
+      s->paused = was;
+      s->next_s = next;
+    }
+    arm(eng, s); /* its own slot: it was just taken out */
+    if (rc == 0 && out) *out = view_of(s);
+  }
+  oee__unlock(&eng->lock);
+  if (rc != 0) {
+    oee__latch_destroy(&stored);
+    return rc;
+  }
+  wait_stored(&stored);
+  return 0;
+}
+
+/* ----------------------------------------------------- engine lifetime */
+
+void oee__sched_init(oee_engine *eng, size_t max_schedules) {
+  oee_heap_init(&eng->sched_heap, sched_less, sched_setpos);
+  eng->max_schedules = max_schedules ? max_schedules : OEE_DEFAULT_MAX_SCHEDULES;
+}
+
+void oee__sched_fini(oee_engine *eng) {
+  for (size_t i = 0; i < eng->n_scheds; i++) sched_unref(eng->scheds[i]);
+  oee_free(eng->scheds);
+  eng->scheds = NULL;
+  eng->n_scheds = eng->cap_scheds = 0;
+  oee_heap_fini(&eng->sched_heap);
+}
+
+/* --------------------------------------------------------------- loading */
+
+/* A record from its stored bytes (at create); its template is not checked
+ * again (it was at create; a type gone since refuses the firings, not the
+ * start). */
+static int decode(const char *id, const void *body, size_t len, oee__sched **out,
+                  oee_error *err) {
+  oee__rbuf b = {body, (const unsigned char *)body + len, 0, 0};
+  oee_schedule_spec spec = {.schedule_id = id};
+  oee_submit t = {0};
+  int64_t version = get_i64(&b);
+  char *cron = oee__get_str(&b), *zone = oee__get_str(&b);
+  int64_t created = get_i64(&b);
+  spec.overlap = (oee_overlap)get_i64(&b);
+  spec.paused = (int)get_i64(&b);
+  int64_t next = get_i64(&b), last = get_i64(&b);
+  char *last_task = oee__get_str(&b);
+  int64_t runs = get_i64(&b), skipped = get_i64(&b);
+  char *name = oee__get_str(&b), *type = oee__get_str(&b);
+  t.priority = (int)get_i64(&b);
+  /* Every entry takes at least 8 bytes: a count beyond that is not ours. */
+  uint64_t n_ctx = oee__get_u64(&b);
+  if (n_ctx > len / 8) b.bad = 1;
+  oee_kv *ctx = b.bad || n_ctx == 0 ? NULL : oee_calloc(n_ctx, sizeof(*ctx));
+  if (n_ctx > 0 && ctx == NULL) b.nomem = 1;
+  for (size_t i = 0; ctx && i < n_ctx; i++) {
+    ctx[i].key = oee__get_str(&b);
+    ctx[i].value = oee__get_str(&b);
+  }
+  t.max_attempts = (int)get_i64(&b);
+  t.has_backoff = (int)get_i64(&b);
+  t.backoff_seconds = oee__get_f64(&b);
+  t.has_max_backoff = (int)get_i64(&b);
+  t.max_backoff_seconds = oee__get_f64(&b);
+  t.timeout_seconds = oee__get_f64(&b);
+  uint64_t n_deps = oee__get_u64(&b);
+  if (n_deps > len / 4) b.bad = 1;
+  char **deps = b.bad || n_deps == 0 ? NULL : oee_calloc(n_deps, sizeof(*deps));
+  if (n_deps > 0 && deps == NULL) b.nomem = 1;
+  for (size_t i = 0; deps && i < n_deps; i++) deps[i] = oee__get_str(&b);
+  int rc = 0;
+  if (b.nomem) {
+    rc = oee_error_set(err, OEE_ENOMEM, "out of memory loading schedule %s", id);
+  } else if (b.bad || version != BODY_VERSION || !cron || !zone || !last_task || !name || !type) {
+    rc = oee_error_set(err, OEE_EINVAL, "storage: schedule %s is not readable", id);
+  }
+  oee__sched *s = NULL;
+  if (rc == 0) {
+    spec.cron = cron;
+    spec.time_zone = zone;
+    t.name = name;
+    t.task_type = type;
+    t.context = ctx;
+    t.context_len = (size_t)n_ctx;
+    t.depends_on = (const char *const *)deps;
+    t.depends_on_len = (size_t)n_deps;
+    spec.task = &t;
+    rc = sched_new(&spec, &s, err);
+  }
+  if (rc == 0) {
+    s->created_s = created;
+    s->next_s = next;
+    s->last_s = last;
+    snprintf(s->last_task, sizeof(s->last_task), "%s", last_task);
+    s->runs = runs;
+    s->skipped = skipped;
+    *out = s;
+  }
+  for (size_t i = 0; ctx && i < n_ctx; i++) {
+    oee_free((char *)ctx[i].key);
+    oee_free((char *)ctx[i].value);
+  }
+  for (size_t i = 0; deps && i < n_deps; i++) oee_free(deps[i]);
+  oee_free(ctx);
+  oee_free(deps);
+  oee_free(cron);
+  oee_free(zone);
+  oee_free(last_task);
+  oee_free(name);
+  oee_free(type);
+  return rc;
+}
+
+/* One stored schedule back, with the catch-up rule: of the firings missed
+ * while the engine was down, the latest fires once (at once) and the
+ * others count as skipped. Lock held (at create). */
+static int load_one(const char *id, const void *body, size_t len, void *arg) {
+  void **args = arg;
+  oee_engine *eng = args[0];
+  oee_error *err = args[1];
+  oee__sched *s = NULL;
+  int rc = decode(id, body, len, &s, err);
+  if (rc == 0 && (rc = reserve(eng)) != 0) {
+    sched_free(s);
+    rc = oee_error_set(err, rc, "out of memory loading schedules");
+  }
+  if (rc != 0) return rc;
+  int64_t missed, latest = latest_due(s, s->next_s, oee_now_ns() / 1000000000LL, &missed);
+  if (!s->paused && latest != OEE_CRON_NONE) {
+    s->skipped += missed;
+    s->next_s = latest; /* due now: the timer fires it first thing */
+  }
+  eng->scheds[eng->n_scheds++] = s; /* rows come in id order */
+  arm(eng, s);
+  return 0;
+}
+
+int oee__sched_load(oee_engine *eng, oee_error *err) {
+  void *args[2] = {eng, err};
+  oee__lock(&eng->lock);
+  int rc = oee_db_load_schedules(eng->db, load_one, args, err);
+  oee__unlock(&eng->lock);
+  return rc;
+}
