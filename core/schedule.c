@@ -44,13 +44,12 @@
 
 #define BODY_VERSION 1
 
-
 struct oee__sched {
   char id[OEE_SCHEDULE_ID_MAX + 1];
   char *cron_text, *zone_text;
   oee_cron cron;
   oee_tz *tz;
-  oee_submit tmpl;  /* strings in tmpl_block */
+  oee_submit tmpl; /* strings in tmpl_block */
   void *tmpl_block;
   oee_overlap overlap; /* SKIP or ALLOW */
   int paused;
@@ -59,8 +58,8 @@ struct oee__sched {
   int64_t last_s; /* 0 before the first firing */
   char last_task[OEE_ID_LEN + 1];
   int64_t runs, skipped;
-  int firing;   /* a firing's submission is on its way */
-  int deleted;  /* out of the engine's array */
+  int firing;  /* a firing's submission is on its way */
+  int deleted; /* out of the engine's array */
   unsigned refs;
   size_t heap_pos;
 };
@@ -242,7 +241,7 @@ static int store(oee_engine *eng, const oee__sched *s, int delete, oee__latch *s
   if (w == NULL) return OEE_ENOMEM;
   memcpy(w->id, s->id, sizeof(w->id));
   w->row.id = w->id;
-  if (!delete && encode(s, &w->body, &w->row.len) != 0) {
+  if (!delete &&encode(s, &w->body, &w->row.len) != 0) {
     oee_free(w);
     return OEE_ENOMEM;
   }
@@ -470,9 +469,9 @@ static int sched_new(const oee_schedule_spec *spec, oee__sched **out, oee_error 
   const char *zone = spec->time_zone && spec->time_zone[0] ? spec->time_zone : "UTC";
   int rc = oee_cron_parse(spec->cron ? spec->cron : "", &s->cron, err);
   if (rc == 0) rc = oee_tz_load(zone, &s->tz, err);
-  if (rc == 0 && ((s->cron_text = dup_str(spec->cron)) == NULL ||
-                  (s->zone_text = dup_str(zone)) == NULL ||
-                  submit_copy(t, &s->tmpl, &s->tmpl_block) != 0)) {
+  if (rc == 0 &&
+      ((s->cron_text = dup_str(spec->cron)) == NULL || (s->zone_text = dup_str(zone)) == NULL ||
+       submit_copy(t, &s->tmpl, &s->tmpl_block) != 0)) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory");
   }
   if (rc != 0) {
@@ -678,8 +677,7 @@ void oee__sched_fini(oee_engine *eng) {
 /* A record from its stored bytes (at create); its template is not checked
  * again (it was at create; a type gone since refuses the firings, not the
  * start). */
-static int decode(const char *id, const void *body, size_t len, oee__sched **out,
-                  oee_error *err) {
+static int decode(const char *id, const void *body, size_t len, oee__sched **out, oee_error *err) {
   oee__rbuf b = {body, (const unsigned char *)body + len, 0, 0};
   oee_schedule_spec spec = {.schedule_id = id};
   oee_submit t = {0};

@@ -103,17 +103,17 @@ static void test_refusals(void **state) {
   assert_int_equal(oee_engine_schedule_create(eng, &zone, NULL, &err), OEE_EINVAL);
   assert_non_null(strstr(err.message, "Mars/Olympus"));
   oee_schedule_free(create(eng, every("a", "@daily", &echo_task)));
-  assert_int_equal(oee_engine_schedule_create(eng, &(oee_schedule_spec){.schedule_id = "a",
-                                                                        .cron = "@daily",
-                                                                        .task = &echo_task},
-                                              NULL, &err),
-                   OEE_EEXISTS);
+  assert_int_equal(
+      oee_engine_schedule_create(
+          eng, &(oee_schedule_spec){.schedule_id = "a", .cron = "@daily", .task = &echo_task}, NULL,
+          &err),
+      OEE_EEXISTS);
   oee_schedule_free(create(eng, every("b", "@daily", &echo_task)));
-  assert_int_equal(oee_engine_schedule_create(eng, &(oee_schedule_spec){.schedule_id = "c",
-                                                                        .cron = "@daily",
-                                                                        .task = &echo_task},
-                                              NULL, &err),
-                   OEE_EFULL);
+  assert_int_equal(
+      oee_engine_schedule_create(
+          eng, &(oee_schedule_spec){.schedule_id = "c", .cron = "@daily", .task = &echo_task}, NULL,
+          &err),
+      OEE_EFULL);
   oee_schedule *none;
   assert_int_equal(oee_engine_schedule_get(eng, "c", &none), OEE_ENOENT);
   /* A caller's own submission may not claim a schedule. */
@@ -166,8 +166,8 @@ static void test_overlap(void **state) {
   (void)state;
   oee_engine *eng = tu_engine(4, NULL, NULL);
   oee_kv ctx[] = {{"seconds", "2.5"}};
-  oee_submit slow = {.name = "slow", .task_type = "sleep", .priority = 5, .context = ctx,
-                     .context_len = 1};
+  oee_submit slow = {
+      .name = "slow", .task_type = "sleep", .priority = 5, .context = ctx, .context_len = 1};
   oee_schedule_free(create(eng, every("skip", "@every 1s", &slow)));
   oee_schedule_spec allow = every("allow", "@every 1s", &slow);
   allow.overlap = OEE_OVERLAP_ALLOW;
@@ -306,12 +306,9 @@ static void test_restart_catch_up(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_refusals),
-      cmocka_unit_test(test_fires_on_time),
-      cmocka_unit_test(test_overlap),
-      cmocka_unit_test(test_pause_resume_delete),
-      cmocka_unit_test(test_list),
-      cmocka_unit_test(test_restart_catch_up),
+      cmocka_unit_test(test_refusals), cmocka_unit_test(test_fires_on_time),
+      cmocka_unit_test(test_overlap),  cmocka_unit_test(test_pause_resume_delete),
+      cmocka_unit_test(test_list),     cmocka_unit_test(test_restart_catch_up),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
