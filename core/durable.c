@@ -121,7 +121,7 @@ static void waiters_due(oee_engine *eng, uint64_t seq, int rc) {
 }
 
 /* Runs after the engine lock (commit thread). */
-static void later(oee_engine *eng, oee__later *l) {
+void oee__durable_later(oee_engine *eng, oee__later *l) {
   l->next = NULL;
   if (eng->later_tail) {
     eng->later_tail->next = l;
@@ -265,7 +265,7 @@ static void purge_stored(oee_commit_item *item, int rc, const oee_error *err) {
   p->rc = rc;
   if (err != NULL) p->err = *err;
   p->later.run = purge_told;
-  later(eng, &p->later);
+  oee__durable_later(eng, &p->later);
 }
 
 int oee__durable_purge(oee_engine *eng, int64_t before_ns, uint64_t keep, size_t limit,
@@ -365,7 +365,7 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
     return;
   }
   tk->later.run = submit_told;
-  later(eng, &tk->later);
+  oee__durable_later(eng, &tk->later);
 }
 
 int oee__durable_submit_locked(oee_engine *eng, oee_task *t, oee_submit_cb cb, void *arg,

@@ -367,6 +367,9 @@ typedef struct oee__later {
   struct oee__later *next;
   void (*run)(struct oee__later *l);
 } oee__later;
+/* From a commit callback (engine lock held by the group): runs l->run(l)
+ * on the commit thread once the group has let go of the lock. */
+void oee__durable_later(oee_engine *eng, oee__later *l);
 /* Calls w->cb(w, rc) once every change numbered up to `seq` is stored (rc
  * 0) or could not be (OEE_ESTOPPED: the engine stopped first). Lock held;
  * the callback runs later on the commit thread, with no lock held. */

@@ -625,6 +625,12 @@ typedef struct oee_schedule {
 
 void oee_schedule_free(oee_schedule *s);
 
+/* Told once a change of a schedule is stored: rc 0 and s (the schedule
+ * after it, the callee's to free with oee_schedule_free; NULL after a
+ * delete), or the error. Called on the store's commit thread (or, for the
+ * memory store, before the call returns), with no engine lock held. */
+typedef void (*oee_schedule_cb)(void *arg, int rc, oee_schedule *s, const oee_error *err);
+
 /* Creates a schedule (stored before it returns, with a data_dir). *out, if
  * not NULL, gets the new schedule. OEE_EINVAL naming the bad field,
  * OEE_EEXISTS for a schedule_id in use, OEE_EFULL beyond max_schedules,
@@ -639,6 +645,15 @@ int oee_engine_schedule_get(oee_engine *eng, const char *id, oee_schedule **out)
 int oee_engine_schedule_list(oee_engine *eng, const char *after, size_t limit, oee_schedule ***out,
                              size_t *n, int *more);
 void oee_schedule_list_free(oee_schedule **v, size_t n);
+/* The same three changes without waiting for the store: a refusal returns
+ * its code and calls nothing; otherwise cb (see oee_schedule_cb) is called
+ * once, when the change is stored. */
+int oee_engine_schedule_create_async(oee_engine *eng, const oee_schedule_spec *spec,
+                                     oee_schedule_cb cb, void *arg, oee_error *err);
+int oee_engine_schedule_delete_async(oee_engine *eng, const char *id, oee_schedule_cb cb, void *arg,
+                                     oee_error *err);
+int oee_engine_schedule_pause_async(oee_engine *eng, const char *id, int paused, oee_schedule_cb cb,
+                                    void *arg, oee_error *err);
 /* Deletes the schedule (tasks it created stay): 0, OEE_ENOENT. */
 int oee_engine_schedule_delete(oee_engine *eng, const char *id, oee_error *err);
 /* Pauses (1) or resumes (0) it; a resume fires next at the first time after

@@ -30,6 +30,7 @@
  * Fields of a schedule are guarded by the engine lock; its template,
  * expression and zone never change after create.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -211,32 +212,55 @@ static int encode(const oee__sched *s, void **out, size_t *len) {
   return 0;
 }
 
+/* What a change owes its caller once stored: cb(arg, rc, view). */
+typedef struct tell {
+  oee_schedule_cb cb; /* NULL: nobody waits */
+  void *arg;
+  oee_schedule *view; /* the schedule after the change (NULL for a delete) */
+} tell;
+
 /* One write of a schedule's row on its way through the committer. */
 typedef struct sched_write {
   oee_commit_item item; /* first: the callback casts back */
+  oee__later later;     /* the caller is told from here */
   oee_db_sched row;
-  oee__latch *stored; /* set once stored, or NULL */
+  tell told;
+  int rc;
+  oee_error err;
   char id[OEE_SCHEDULE_ID_MAX + 1];
   void *body;
 } sched_write;
 
-static void write_done(oee_commit_item *item, int rc, const oee_error *err) {
-  (void)rc;
-  (void)err;
-  sched_write *w = (sched_write *)item;
-  if (w->stored) oee__latch_set(w->stored);
+/* The caller is told (commit thread, no lock held). */
+static void write_told(oee__later *l) {
+  sched_write *w = (sched_write *)((char *)l - offsetof(sched_write, later));
+  if (w->told.cb) {
+    w->told.cb(w->told.arg, w->rc, w->rc == 0 ? w->told.view : NULL, w->rc == 0 ? NULL : &w->err);
+    if (w->rc != 0) oee_schedule_free(w->told.view);
+  } else {
+    oee_schedule_free(w->told.view);
+  }
   oee_free(w->body);
   oee_free(w);
 }
 
+/* The write is stored (commit thread, inside the group's hold of the
+ * engine lock): the caller is told once the lock is let go. */
+static void write_done(oee_commit_item *item, int rc, const oee_error *err) {
+  sched_write *w = (sched_write *)item;
+  w->rc = rc;
+  if (err != NULL) w->err = *err;
+  w->later.run = write_told;
+  oee__durable_later(item->arg, &w->later);
+}
+
 /* Queues s's row (or its deletion) for the next group commit (lock held);
- * `stored`, if not NULL, is set once it is stored. Nothing for the memory
- * store. 0, or OEE_ENOMEM (nothing queued). */
-static int store(oee_engine *eng, const oee__sched *s, int delete, oee__latch *stored) {
-  if (eng->committer == NULL) {
-    if (stored) oee__latch_set(stored);
-    return 0;
-  }
+ * `t` (may be NULL) is told once it is stored and owns its view from here
+ * on when this returns 0. Nothing is written for the memory store: the
+ * caller tells at once, after the lock (tell_now). 0, or OEE_ENOMEM
+ * (nothing queued). */
+static int store(oee_engine *eng, const oee__sched *s, int delete, const tell *t) {
+  if (eng->committer == NULL) return 0;
   sched_write *w = oee_calloc(1, sizeof(*w));
   if (w == NULL) return OEE_ENOMEM;
   memcpy(w->id, s->id, sizeof(w->id));
@@ -246,10 +270,22 @@ static int store(oee_engine *eng, const oee__sched *s, int delete, oee__latch *s
     return OEE_ENOMEM;
   }
   w->row.body = w->body;
-  w->stored = stored;
-  w->item = (oee_commit_item){.sched = &w->row, .from = -1, .must_store = 1, .done = write_done};
+  if (t) w->told = *t;
+  w->item = (oee_commit_item){
+      .sched = &w->row, .from = -1, .must_store = 1, .done = write_done, .arg = eng};
   oee_committer_append(eng->committer, &w->item);
   return 0;
+}
+
+/* After the lock: the memory store's change is told at once (a durable
+ * one's once stored, by write_done). */
+static void tell_now(oee_engine *eng, const tell *t) {
+  if (eng->committer != NULL) return;
+  if (t->cb) {
+    t->cb(t->arg, 0, t->view, NULL);
+  } else {
+    oee_schedule_free(t->view);
+  }
 }
 
 /* ------------------------------------------------------------- lookups */
@@ -502,25 +538,22 @@ static int reserve(oee_engine *eng) {
   return 0;
 }
 
-/* Waits for a write queued with `l` (no lock held) and destroys l. */
-static void wait_stored(oee__latch *l) {
-  oee__latch_wait(l);
-  oee__latch_destroy(l);
+/* The view a change's caller is told (lock held): 0, or OEE_ENOMEM. */
+static int view_for(const oee__sched *s, oee_schedule_cb cb, tell *t) {
+  t->view = NULL;
+  if (cb == NULL) return 0;
+  return (t->view = view_of(s)) == NULL ? OEE_ENOMEM : 0;
 }
 
-int oee_engine_schedule_create(oee_engine *eng, const oee_schedule_spec *spec, oee_schedule **out,
-                               oee_error *err) {
+int oee_engine_schedule_create_async(oee_engine *eng, const oee_schedule_spec *spec,
+                                     oee_schedule_cb cb, void *arg, oee_error *err) {
   if (err) *err = (oee_error){0};
   if (spec == NULL) return oee_error_set(err, OEE_EINVAL, "no schedule given");
   oee__sched *s = NULL;
   int rc = spec_check(eng, spec, err);
   if (rc == 0) rc = sched_new(spec, &s, err);
   if (rc != 0) return rc;
-  oee__latch stored;
-  if (oee__latch_init(&stored) != 0) {
-    sched_free(s);
-    return oee_error_set(err, OEE_ENOMEM, "out of memory");
-  }
+  tell t = {cb, arg, NULL};
   oee__lock(&eng->lock);
   int found;
   size_t pos = find_pos(eng, s->id, &found);
@@ -531,27 +564,131 @@ int oee_engine_schedule_create(oee_engine *eng, const oee_schedule_spec *spec, o
   } else if (eng->n_scheds >= eng->max_schedules) {
     rc = oee_error_set(err, OEE_EFULL, "there are already max_schedules=%zu schedules",
                        eng->max_schedules);
-  } else if (reserve(eng) != 0) {
-    rc = oee_error_set(err, OEE_ENOMEM, "out of memory");
   } else {
     s->created_s = oee_now_ns() / 1000000000LL;
     s->next_s = s->paused ? OEE_CRON_NONE : next_after(s, s->created_s);
-    if ((rc = store(eng, s, 0, &stored)) != 0) {
-      oee_error_set(err, rc, "out of memory");
+    if (reserve(eng) != 0 || view_for(s, cb, &t) != 0 || store(eng, s, 0, &t) != 0) {
+      oee_schedule_free(t.view);
+      rc = oee_error_set(err, OEE_ENOMEM, "out of memory");
     } else {
       insert_at(eng, s, pos);
       arm(eng, s);
-      if (out) *out = view_of(s);
     }
   }
   oee__unlock(&eng->lock);
   if (rc != 0) {
-    oee__latch_destroy(&stored);
     sched_free(s);
     return rc;
   }
-  wait_stored(&stored);
+  tell_now(eng, &t);
   return 0;
+}
+
+int oee_engine_schedule_delete_async(oee_engine *eng, const char *id, oee_schedule_cb cb, void *arg,
+                                     oee_error *err) {
+  tell t = {cb, arg, NULL};
+  oee__lock(&eng->lock);
+  int found = 0, rc = 0;
+  size_t pos = id ? find_pos(eng, id, &found) : 0;
+  oee__sched *s = found ? eng->scheds[pos] : NULL;
+  if (s == NULL) {
+    rc = oee_error_set(err, OEE_ENOENT, "schedule \"%.80s\" not found", id ? id : "");
+  } else if ((rc = store(eng, s, 1, &t)) != 0) {
+    oee_error_set(err, rc, "out of memory");
+  } else {
+    disarm(eng, s);
+    memmove(&eng->scheds[pos], &eng->scheds[pos + 1],
+            (eng->n_scheds - pos - 1) * sizeof(*eng->scheds));
+    eng->n_scheds--;
+    s->deleted = 1;
+    sched_unref(s);
+  }
+  oee__unlock(&eng->lock);
+  if (rc == 0) tell_now(eng, &t);
+  return rc;
+}
+
+int oee_engine_schedule_pause_async(oee_engine *eng, const char *id, int paused, oee_schedule_cb cb,
+                                    void *arg, oee_error *err) {
+  tell t = {cb, arg, NULL};
+  oee__lock(&eng->lock);
+  oee__sched *s = id ? find(eng, id) : NULL;
+  int rc = 0;
+  if (s == NULL) {
+    rc = oee_error_set(err, OEE_ENOENT, "schedule \"%.80s\" not found", id ? id : "");
+  } else {
+    int was = s->paused;
+    int64_t next = s->next_s;
+    disarm(eng, s);
+    s->paused = paused != 0;
+    /* Resumed: the first firing after now, no catch-up for the pause. */
+    if (!s->paused && was) s->next_s = next_after(s, oee_now_ns() / 1000000000LL);
+    if (view_for(s, cb, &t) != 0 || store(eng, s, 0, &t) != 0) {
+      oee_schedule_free(t.view);
+      t.view = NULL;
+      rc = oee_error_set(err, OEE_ENOMEM, "out of memory");
+      s->paused = was;
+      s->next_s = next;
+    }
+    arm(eng, s); /* its own slot: it was just taken out */
+  }
+  oee__unlock(&eng->lock);
+  if (rc == 0) tell_now(eng, &t);
+  return rc;
+}
+
+/* The synchronous calls: the asynchronous ones and a wait. */
+typedef struct sync_wait {
+  oee__latch done;
+  int rc;
+  oee_schedule *s;
+  oee_error err;
+} sync_wait;
+
+static void sync_told(void *arg, int rc, oee_schedule *s, const oee_error *err) {
+  sync_wait *w = arg;
+  w->rc = rc;
+  w->s = s;
+  if (err != NULL) w->err = *err;
+  oee__latch_set(&w->done);
+}
+
+/* Waits for the call that returned rc (0: it will tell w) and hands on
+ * what it was told. */
+static int sync_finish(sync_wait *w, int rc, oee_schedule **out, oee_error *err) {
+  if (rc == 0) {
+    oee__latch_wait(&w->done);
+    rc = w->rc;
+    if (rc != 0 && err != NULL) *err = w->err;
+  }
+  oee__latch_destroy(&w->done);
+  if (out != NULL && rc == 0) {
+    *out = w->s;
+  } else {
+    oee_schedule_free(w->s);
+  }
+  return rc;
+}
+
+int oee_engine_schedule_create(oee_engine *eng, const oee_schedule_spec *spec, oee_schedule **out,
+                               oee_error *err) {
+  sync_wait w = {.rc = 0};
+  if (oee__latch_init(&w.done) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  return sync_finish(&w, oee_engine_schedule_create_async(eng, spec, sync_told, &w, err), out, err);
+}
+
+int oee_engine_schedule_delete(oee_engine *eng, const char *id, oee_error *err) {
+  sync_wait w = {.rc = 0};
+  if (oee__latch_init(&w.done) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  return sync_finish(&w, oee_engine_schedule_delete_async(eng, id, sync_told, &w, err), NULL, err);
+}
+
+int oee_engine_schedule_pause(oee_engine *eng, const char *id, int paused, oee_schedule **out,
+                              oee_error *err) {
+  sync_wait w = {.rc = 0};
+  if (oee__latch_init(&w.done) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  return sync_finish(&w, oee_engine_schedule_pause_async(eng, id, paused, sync_told, &w, err), out,
+                     err);
 }
 
 /* ---------------------------------------------------- get, list, change */
@@ -594,67 +731,6 @@ int oee_engine_schedule_list(oee_engine *eng, const char *after, size_t limit, o
 void oee_schedule_list_free(oee_schedule **v, size_t n) {
   for (size_t i = 0; v != NULL && i < n; i++) oee_schedule_free(v[i]);
   oee_free(v);
-}
-
-int oee_engine_schedule_delete(oee_engine *eng, const char *id, oee_error *err) {
-  oee__latch stored;
-  if (oee__latch_init(&stored) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
-  oee__lock(&eng->lock);
-  int found, rc = 0;
-  size_t pos = id ? find_pos(eng, id, &found) : (found = 0);
-  oee__sched *s = found ? eng->scheds[pos] : NULL;
-  if (s == NULL) {
-    rc = oee_error_set(err, OEE_ENOENT, "schedule \"%.80s\" not found", id ? id : "");
-  } else if ((rc = store(eng, s, 1, &stored)) != 0) {
-    oee_error_set(err, rc, "out of memory");
-  } else {
-    disarm(eng, s);
-    memmove(&eng->scheds[pos], &eng->scheds[pos + 1],
-            (eng->n_scheds - pos - 1) * sizeof(*eng->scheds));
-    eng->n_scheds--;
-    s->deleted = 1;
-    sched_unref(s);
-  }
-  oee__unlock(&eng->lock);
-  if (rc != 0) {
-    oee__latch_destroy(&stored);
-    return rc;
-  }
-  wait_stored(&stored);
-  return 0;
-}
-
-int oee_engine_schedule_pause(oee_engine *eng, const char *id, int paused, oee_schedule **out,
-                              oee_error *err) {
-  oee__latch stored;
-  if (oee__latch_init(&stored) != 0) return oee_error_set(err, OEE_ENOMEM, "out of memory");
-  oee__lock(&eng->lock);
-  oee__sched *s = id ? find(eng, id) : NULL;
-  int rc = 0;
-  if (s == NULL) {
-    rc = oee_error_set(err, OEE_ENOENT, "schedule \"%.80s\" not found", id ? id : "");
-  } else {
-    int was = s->paused;
-    int64_t next = s->next_s;
-    disarm(eng, s);
-    s->paused = paused != 0;
-    /* Resumed: the first firing after now, no catch-up for the pause. */
-    if (!s->paused && was) s->next_s = next_after(s, oee_now_ns() / 1000000000LL);
-    if ((rc = store(eng, s, 0, &stored)) != 0) {
-      oee_error_set(err, rc, "out of memory");
-      s->paused = was;
-      s->next_s = next;
-    }
-    arm(eng, s); /* its own slot: it was just taken out */
-    if (rc == 0 && out) *out = view_of(s);
-  }
-  oee__unlock(&eng->lock);
-  if (rc != 0) {
-    oee__latch_destroy(&stored);
-    return rc;
-  }
-  wait_stored(&stored);
-  return 0;
 }
 
 /* ----------------------------------------------------- engine lifetime */
