@@ -73,6 +73,8 @@ struct oee_sub {
   size_t n_ids;
   char **types;
   size_t n_types;
+  char **schedules;
+  size_t n_schedules;
   unsigned status_mask; /* bit per oee_task_status; 0 = all */
 };
 
@@ -131,7 +133,8 @@ static int match_str(char *const *set, size_t n, const char *s) {
 
 static int sub_match(const oee_sub *s, const oee_task_info *t) {
   if (s->status_mask && !(s->status_mask & (1u << t->status))) return 0;
-  return match_str(s->types, s->n_types, t->task_type) && match_str(s->ids, s->n_ids, t->id);
+  return match_str(s->types, s->n_types, t->task_type) && match_str(s->ids, s->n_ids, t->id) &&
+         match_str(s->schedules, s->n_schedules, t->schedule_id);
 }
 
 int oee_sub_filter_match(const oee_sub_filter *f, const oee_task_info *t) {
@@ -147,6 +150,11 @@ int oee_sub_filter_match(const oee_sub_filter *f, const oee_task_info *t) {
   ok = f->n_task_ids == 0;
   for (size_t i = 0; i < f->n_task_ids && !ok; i++) {
     ok = strcasecmp(f->task_ids[i], t->id) == 0;
+  }
+  if (!ok) return 0;
+  ok = f->n_schedule_ids == 0;
+  for (size_t i = 0; i < f->n_schedule_ids && !ok; i++) {
+    ok = strcmp(f->schedule_ids[i], t->schedule_id) == 0;
   }
   return ok;
 }
@@ -303,6 +311,7 @@ static void free_strs(char **v, size_t n) {
 static void sub_free_filter(oee_sub *s) {
   free_strs(s->ids, s->n_ids);
   free_strs(s->types, s->n_types);
+  free_strs(s->schedules, s->n_schedules);
 }
 
 static int sub_set_filter(oee_sub *s, const oee_sub_filter *f) {
@@ -315,7 +324,10 @@ static int sub_set_filter(oee_sub *s, const oee_sub_filter *f) {
   s->n_ids = s->ids ? f->n_task_ids : 0;
   s->types = copy_strs(f->task_types, f->n_task_types, 0);
   s->n_types = s->types ? f->n_task_types : 0;
-  if (s->n_ids != f->n_task_ids || s->n_types != f->n_task_types) {
+  s->schedules = copy_strs(f->schedule_ids, f->n_schedule_ids, 0);
+  s->n_schedules = s->schedules ? f->n_schedule_ids : 0;
+  if (s->n_ids != f->n_task_ids || s->n_types != f->n_task_types ||
+      s->n_schedules != f->n_schedule_ids) {
     return OEE_ENOMEM;
   }
   return 0;

@@ -537,6 +537,8 @@ typedef struct oee_sub_filter {
   size_t n_task_types; /* empty = all */
   const oee_task_status *statuses;
   size_t n_statuses; /* empty = all */
+  const char *const *schedule_ids;
+  size_t n_schedule_ids; /* empty = all: else only tasks these schedules made */
 } oee_sub_filter;
 
 /* 1 when the filter lets `t` through. */

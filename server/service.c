@@ -8,6 +8,7 @@
 
 #include "oee/v1/orchestrator.grpc-server.h"
 #include "server/pipelines.h"
+#include "server/schedules.h"
 #include "server/status.h"
 #include "server/submit.h"
 #include "server/tasks.h"
@@ -32,6 +33,12 @@ const oee_route oee_service_routes[N_METHODS] = {
     [M(GET_PIPELINE_RESULT)] = {.unary = oee_h_pipeline_result},
     [M(WATCH_TASKS)] = {.stream = oee_watch_handler},
     [M(RETRY_TASK)] = {.unary = oee_h_retry_task},
+    [M(CREATE_SCHEDULE)] = {.unary = oee_h_create_schedule},
+    [M(GET_SCHEDULE)] = {.unary = oee_h_get_schedule},
+    [M(LIST_SCHEDULES)] = {.unary = oee_h_list_schedules},
+    [M(DELETE_SCHEDULE)] = {.unary = oee_h_delete_schedule},
+    [M(PAUSE_SCHEDULE)] = {.unary = oee_h_pause_schedule},
+    [M(RESUME_SCHEDULE)] = {.unary = oee_h_resume_schedule},
 };
 const size_t oee_service_n_routes = N_METHODS;
 

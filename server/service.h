@@ -43,7 +43,7 @@
 #define OEE_TICK_IDLE_MS 50
 
 /* Room for the methods of OrchestratorService (checked in service.c). */
-#define OEE_SERVICE_MAX_METHODS 16
+#define OEE_SERVICE_MAX_METHODS 32
 
 typedef enum oee_service_state {
   OEE_SERVING = 0,

@@ -243,7 +243,9 @@ static int subscribe(oee_service *s, const Oee__V1__WatchTasksRequest *m, oee_su
                       .task_types = (const char *const *)m->task_types,
                       .n_task_types = m->n_task_types,
                       .statuses = sts,
-                      .n_statuses = n};
+                      .n_statuses = n,
+                      .schedule_ids = (const char *const *)m->schedule_ids,
+                      .n_schedule_ids = m->n_schedule_ids};
   return oee_engine_subscribe(s->eng, &f, s->cfg->watch_buffer, m->include_snapshot, sub);
 }
 

@@ -36,8 +36,12 @@ class StubsTest(unittest.TestCase):
         self.assertEqual(svc.name, "OrchestratorService")
         methods = {m.name: m for m in svc.method}
         self.assertTrue(methods["WatchTasks"].server_streaming)
-        self.assertEqual(svc.method[-1].name, "RetryTask")  # added last
-        self.assertFalse(methods["RetryTask"].server_streaming)
+        # Appended in contract order: RetryTask, then the six schedule RPCs.
+        self.assertEqual([m.name for m in svc.method[-7:]],
+                         ["RetryTask", "CreateSchedule", "GetSchedule", "ListSchedules",
+                          "DeleteSchedule", "PauseSchedule", "ResumeSchedule"])
+        self.assertFalse(any(methods[n].server_streaming for n in
+                             ("RetryTask", "CreateSchedule", "ListSchedules")))
 
 
 if __name__ == "__main__":

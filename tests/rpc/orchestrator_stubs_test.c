@@ -15,7 +15,7 @@
 
 static void test_method_table(void **state) {
   const oee_rpc_method *m = oee_v1_orchestrator_service_methods;
-  assert_int_equal(OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS, 12);
+  assert_int_equal(OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS, 18);
   assert_string_equal(OEE_V1_ORCHESTRATOR_SERVICE_NAME, "oee.v1.OrchestratorService");
   assert_string_equal(m[OEE_V1_ORCHESTRATOR_SERVICE_METHOD_SUBMIT_TASK].path,
                       "/oee.v1.OrchestratorService/SubmitTask");
