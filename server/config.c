@@ -47,6 +47,7 @@ static int set_defaults(oee_server_config *c) {
   c->default_max_attempts = OEE_SERVER_DEFAULT_MAX_ATTEMPTS;
   c->idempotency_window_seconds = OEE_DEFAULT_IDEMPOTENCY_WINDOW;
   c->max_dependencies = OEE_DEFAULT_MAX_DEPENDENCIES;
+  c->max_schedules = OEE_DEFAULT_MAX_SCHEDULES;
   c->store = OEE_SERVER_DEFAULT_STORE;
   c->data_dir = oee_strdup(OEE_SERVER_DEFAULT_DATA_DIR);
   if (c->listen == NULL || c->data_dir == NULL || oee_exec_table_create(&c->commands) != 0 ||
@@ -357,6 +358,7 @@ static size_t *limit_key(oee_server_config *c, const char *key) {
       {"max_queue_bytes", &c->max_queue_bytes},
       {"idempotency_window_seconds", &c->idempotency_window_seconds},
       {"max_dependencies", &c->max_dependencies},
+      {"max_schedules", &c->max_schedules},
   };
   for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
     if (strcmp(limits[i].key, key) == 0) return limits[i].field;

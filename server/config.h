@@ -71,6 +71,7 @@ typedef struct oee_server_config {
   size_t idempotency_window_seconds; /* how long an idempotency key holds;
                                         OEE_DEFAULT_IDEMPOTENCY_WINDOW */
   size_t max_dependencies;           /* depends_on entries per task; OEE_DEFAULT_MAX_DEPENDENCIES */
+  size_t max_schedules;              /* cron schedules at most; OEE_DEFAULT_MAX_SCHEDULES */
   oee_type_limit *type_limits;       /* owned (and each task_type), n_type_limits entries
                                       * sorted by task_type; every type must have an
                                       * executor (checked at start) */

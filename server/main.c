@@ -46,6 +46,7 @@ static oee_engine_config engine_config(const oee_server_config *cfg) {
                              .default_max_attempts = cfg->default_max_attempts,
                              .idempotency_window_seconds = cfg->idempotency_window_seconds,
                              .max_dependencies = cfg->max_dependencies,
+                             .max_schedules = cfg->max_schedules,
                              .type_limits = cfg->type_limits,
                              .n_type_limits = cfg->n_type_limits};
 }

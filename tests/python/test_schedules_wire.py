@@ -176,6 +176,23 @@ class SchedulesTest(ServerTestCase):
         self.assertEqual(seen, sorted(seen))
 
 
+class LimitTest(ServerTestCase):
+    """max_schedules (2 in test_config_schedules.json): the third is refused."""
+    CONFIG = "test_config_schedules.json"
+
+    def test_max_schedules(self):
+        for sid in ("one", "two"):
+            self.stub.CreateSchedule(pb.CreateScheduleRequest(schedule_id=sid, cron="@daily",
+                                                              task=echo_template()),
+                                     timeout=RPC_TIMEOUT)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.stub.CreateSchedule(pb.CreateScheduleRequest(schedule_id="three", cron="@daily",
+                                                              task=echo_template()),
+                                     timeout=RPC_TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("max_schedules=2", cm.exception.details())
+
+
 @unittest.skipIf(STORE == "memory", "the memory store keeps nothing across a restart")
 class KillTest(unittest.TestCase):
     """SIGKILL in the middle of a run of 1-second firings."""

@@ -76,6 +76,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.default_max_attempts, 1);
   assert_int_equal(c.idempotency_window_seconds, 86400);
   assert_int_equal(c.max_dependencies, 64);
+  assert_int_equal(c.max_schedules, 10000);
   assert_int_equal(c.n_type_limits, 0);
   assert_null(c.type_limits);
   oee_server_config_free(&c);
@@ -219,7 +220,8 @@ static void test_semantics_keys(void **state) {
   (void)state;
   char *path = write_file(
       "{\"default_max_attempts\": 100, \"idempotency_window_seconds\": 60,"
-      " \"max_dependencies\": 3, \"type_limits\": {\"sleep\": {\"max_running\": 0},"
+      " \"max_dependencies\": 3, \"max_schedules\": 2, \"type_limits\": {\"sleep\": "
+      "{\"max_running\": 0},"
       " \"echo\": {\"max_running\": 2, \"max_per_second\": 0.5}, \"fail\": {}}}");
   set_env("OEE_CONFIG", path, NULL, NULL);
   oee_server_config c;
@@ -229,6 +231,7 @@ static void test_semantics_keys(void **state) {
   assert_int_equal(c.default_max_attempts, 100);
   assert_int_equal(c.idempotency_window_seconds, 60);
   assert_int_equal(c.max_dependencies, 3);
+  assert_int_equal(c.max_schedules, 2);
   assert_int_equal(c.n_type_limits, 3);
   assert_string_equal(c.type_limits[0].task_type, "echo");
   assert_int_equal(c.type_limits[0].max_running, 2);
@@ -264,6 +267,7 @@ static void test_semantics_key_errors(void **state) {
   expect_error("{\"idempotency_window_seconds\": 0}", "\"idempotency_window_seconds\"");
   expect_error("{\"idempotency_window_seconds\": -1}", "\"idempotency_window_seconds\"");
   expect_error("{\"max_dependencies\": 0}", "\"max_dependencies\"");
+  expect_error("{\"max_schedules\": 0}", "\"max_schedules\"");
   expect_error("{\"max_dependencies\": 1.5}", "\"max_dependencies\"");
   expect_error("{\"type_limits\": []}", "\"type_limits\"");
   expect_error("{\"type_limits\": {\"echo\": 3}}", "\"type_limits.echo\"");
