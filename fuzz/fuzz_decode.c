@@ -51,6 +51,15 @@ static const ProtobufCMessageDescriptor *const types[] = {
     &oee__v1__task_event__descriptor,
     &oee__v1__type_limit__descriptor,
     &oee__v1__retry_task_request__descriptor,
+    &oee__v1__schedule__descriptor,
+    &oee__v1__create_schedule_request__descriptor,
+    &oee__v1__get_schedule_request__descriptor,
+    &oee__v1__list_schedules_request__descriptor,
+    &oee__v1__list_schedules_response__descriptor,
+    &oee__v1__delete_schedule_request__descriptor,
+    &oee__v1__delete_schedule_response__descriptor,
+    &oee__v1__pause_schedule_request__descriptor,
+    &oee__v1__resume_schedule_request__descriptor,
     &google__protobuf__timestamp__descriptor,
 };
 

@@ -28,7 +28,7 @@ static const char fuzz_config[] =
     "{\"workers\": 2, \"max_queue\": 8, \"max_batch\": 16, \"watch_buffer\": 16,"
     " \"max_watchers\": 2, \"max_name_bytes\": 32, \"max_type_bytes\": 16,"
     " \"max_context_entries\": 4, \"max_context_bytes\": 256, \"max_stages\": 4,"
-    " \"max_result_bytes\": 16}";
+    " \"max_result_bytes\": 16, \"max_schedules\": 4}";
 
 #define N_KNOWN 4
 #define STORE_HIGH_WATER 256 /* tasks kept before the store is cleared */
@@ -136,7 +136,8 @@ static void engine_open(env *e) {
                           .max_queue = e->cfg.max_queue,
                           .result_max_bytes = e->cfg.max_result_bytes,
                           .commands = e->cfg.commands,
-                          .models = e->cfg.models};
+                          .models = e->cfg.models,
+                          .max_schedules = e->cfg.max_schedules};
   if (!memory_store()) {
     store_dir_make();
     if (atexit(env_teardown) != 0) abort();
@@ -299,6 +300,12 @@ static const allowed allowed_codes[] = {
     {"WatchTasks", B(OK) | B(INVALID_ARGUMENT) | B(RESOURCE_EXHAUSTED) | B(UNAVAILABLE)},
     {"RetryTask",
      B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND) | B(FAILED_PRECONDITION) | B(RESOURCE_EXHAUSTED)},
+    {"CreateSchedule", B(OK) | B(INVALID_ARGUMENT) | B(ALREADY_EXISTS) | B(RESOURCE_EXHAUSTED)},
+    {"GetSchedule", B(OK) | B(NOT_FOUND)},
+    {"ListSchedules", B(OK) | B(INVALID_ARGUMENT)},
+    {"DeleteSchedule", B(OK) | B(NOT_FOUND)},
+    {"PauseSchedule", B(OK) | B(NOT_FOUND)},
+    {"ResumeSchedule", B(OK) | B(NOT_FOUND)},
     {"Check", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
     {"Watch", B(OK) | B(INVALID_ARGUMENT) | B(UNAVAILABLE)},
     {"ServerReflectionInfo", B(OK) | B(INVALID_ARGUMENT) | B(UNAVAILABLE)},

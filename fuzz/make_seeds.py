@@ -109,6 +109,31 @@ def main():
         write(t, "unknown", cls(task_id="7f1c2b3a-1d2e-4f50-8a9b-0c1d2e3f4a5b"))
         write(t, "not_uuid", cls(task_id="x"))
         write(t, "empty", cls())
+    tmpl = pb.SubmitTaskRequest(name="s", task_type="echo", context={"message": "m"})
+    C = pb.CreateScheduleRequest
+    write("fuzz_create_schedule", "every", C(schedule_id="a", cron="@every 1s", task=tmpl))
+    write("fuzz_create_schedule", "cron", C(schedule_id="b-1.x_y", cron="*/5 1-3 * JAN-MAR MON,FRI",
+                                            time_zone="Europe/Ljubljana", task=tmpl, overlap=2))
+    write("fuzz_create_schedule", "paused", C(schedule_id="c", cron="@daily", task=tmpl, paused=True))
+    write("fuzz_create_schedule", "bad_cron", C(schedule_id="d", cron="61 * * * *", task=tmpl))
+    write("fuzz_create_schedule", "bad_zone", C(schedule_id="e", cron="@hourly", time_zone="../x",
+                                                task=tmpl))
+    write("fuzz_create_schedule", "bad_id", C(schedule_id="UPPER", cron="@hourly", task=tmpl))
+    write("fuzz_create_schedule", "no_task", C(schedule_id="f", cron="@hourly"))
+    write("fuzz_create_schedule", "keyed", C(schedule_id="g", cron="@hourly", task=pb.SubmitTaskRequest(
+        name="s", task_type="echo", idempotency_key="k")))
+    for t, cls in (("fuzz_get_schedule", pb.GetScheduleRequest),
+                   ("fuzz_delete_schedule", pb.DeleteScheduleRequest),
+                   ("fuzz_pause_schedule", pb.PauseScheduleRequest),
+                   ("fuzz_resume_schedule", pb.ResumeScheduleRequest)):
+        write(t, "a", cls(schedule_id="a"))
+        write(t, "unknown", cls(schedule_id="nosuch"))
+        write(t, "empty", cls())
+    write("fuzz_list_schedules", "all", pb.ListSchedulesRequest())
+    write("fuzz_list_schedules", "page", pb.ListSchedulesRequest(page_size=1, page_token="a"))
+    write("fuzz_list_schedules", "bad_token", pb.ListSchedulesRequest(page_token="A B"))
+    write("fuzz_list_schedules", "negative", pb.ListSchedulesRequest(page_size=-1))
+    write("fuzz_watch_tasks", "schedules", pb.WatchTasksRequest(schedule_ids=["a"]))
     write("fuzz_list_tasks", "all", pb.ListTasksRequest())
     write("fuzz_list_tasks", "page", pb.ListTasksRequest(page_size=1))
     write("fuzz_list_tasks", "token", pb.ListTasksRequest(page_size=2, page_token="v1.1"))
