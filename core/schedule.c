@@ -405,18 +405,14 @@ size_t oee__sched_take(oee_engine *eng, int64_t now_ns, firing *out, size_t cap,
   return n;
 }
 
-/* The firing's acknowledgement: the task (or the duplicate that answers
- * for it) is the schedule's latest. Any thread, no lock held. */
-static void fired(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
-  (void)err;
-  firing *f = arg;
-  oee_engine *eng = f->eng;
+/* A firing is over: its task (or the duplicate that answers for it) is
+ * the schedule's latest, or it counts as skipped. No lock held. */
+static void fire_done(oee_engine *eng, oee__sched *s, int64_t at, const oee_task_info *t) {
   oee__lock(&eng->lock);
-  oee__sched *s = f->s;
   s->firing = 0;
-  if (rc == 0 || rc == OEE_DUPLICATE) {
+  if (t != NULL) {
     memcpy(s->last_task, t->id, sizeof(s->last_task));
-    s->last_s = f->at;
+    s->last_s = at;
     s->runs++;
   } else {
     s->skipped++; /* refused (a full queue, the engine stopping): not run */
@@ -424,6 +420,13 @@ static void fired(void *arg, int rc, const oee_task_info *t, const oee_error *er
   if (!s->deleted) store(eng, s, 0, NULL);
   sched_unref(s);
   oee__unlock(&eng->lock);
+}
+
+/* The firing's acknowledgement (any thread, no lock held). */
+static void fired(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
+  (void)err;
+  firing *f = arg;
+  fire_done(f->eng, f->s, f->at, rc == 0 || rc == OEE_DUPLICATE ? t : NULL);
   oee_free(f);
 }
 
@@ -439,7 +442,7 @@ void oee__sched_fire(oee_engine *eng, firing *fires, size_t n) {
     req.idempotency_key = key;
     oee_error err;
     if (f == NULL) {
-      fired(&(firing){eng, s, fires[i].at}, OEE_ENOMEM, NULL, NULL);
+      fire_done(eng, s, fires[i].at, NULL);
       continue;
     }
     *f = fires[i];
