@@ -39,8 +39,7 @@ static Oee__V1__SubmitTaskRequest *pb_template(oee_arena *a, const oee_submit *t
   m->priority = t->priority;
   if (t->context_len > 0) {
     m->context = oee_arena_alloc(a, t->context_len * sizeof(*m->context));
-    Oee__V1__SubmitTaskRequest__ContextEntry *e =
-        oee_arena_alloc(a, t->context_len * sizeof(*e));
+    Oee__V1__SubmitTaskRequest__ContextEntry *e = oee_arena_alloc(a, t->context_len * sizeof(*e));
     if (m->context == NULL || e == NULL) return m; /* the arena says it failed */
     m->n_context = t->context_len;
     for (size_t i = 0; i < t->context_len; i++) {
@@ -175,8 +174,7 @@ static grpc_status_code pause_or_resume(oee_service *s, const char *id, int paus
                   &err);
 }
 
-grpc_status_code oee_h_pause_schedule(oee_service *s, const ProtobufCMessage *req,
-                                      reply_ctx *out) {
+grpc_status_code oee_h_pause_schedule(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   return pause_or_resume(s, ((const Oee__V1__PauseScheduleRequest *)req)->schedule_id, 1, out);
 }
 
@@ -225,8 +223,9 @@ grpc_status_code oee_h_list_schedules(oee_service *s, const ProtobufCMessage *re
       return GRPC_STATUS_INVALID_ARGUMENT;
     }
   }
-  size_t limit = m->page_size == 0 ? PAGE_DEFAULT : m->page_size > PAGE_MAX ? PAGE_MAX
-                                                                             : (size_t)m->page_size;
+  size_t limit = m->page_size == 0         ? PAGE_DEFAULT
+                 : m->page_size > PAGE_MAX ? PAGE_MAX
+                                           : (size_t)m->page_size;
   page *pg = oee_arena_alloc(&out->arena, sizeof(*pg));
   Oee__V1__ListSchedulesResponse *r = oee_arena_alloc(&out->arena, sizeof(*r));
   if (pg == NULL || r == NULL) return oee_reply_oom(out);

@@ -9,14 +9,11 @@
 
 #include "server/handler.h"
 
-grpc_status_code oee_h_create_schedule(oee_service *s, const ProtobufCMessage *req,
-                                       reply_ctx *out);
+grpc_status_code oee_h_create_schedule(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 grpc_status_code oee_h_get_schedule(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 grpc_status_code oee_h_list_schedules(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
-grpc_status_code oee_h_delete_schedule(oee_service *s, const ProtobufCMessage *req,
-                                       reply_ctx *out);
+grpc_status_code oee_h_delete_schedule(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 grpc_status_code oee_h_pause_schedule(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
-grpc_status_code oee_h_resume_schedule(oee_service *s, const ProtobufCMessage *req,
-                                       reply_ctx *out);
+grpc_status_code oee_h_resume_schedule(oee_service *s, const ProtobufCMessage *req, reply_ctx *out);
 
 #endif /* OEE_SERVER_SCHEDULES_H */
