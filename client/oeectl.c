@@ -14,9 +14,19 @@
 #include "client/oeectl.h"
 
 static const oeectl_cmd *const commands[] = {
-    &oeectl_cmd_submit,   &oeectl_cmd_submit_batch, &oeectl_cmd_get,    &oeectl_cmd_list,
-    &oeectl_cmd_cancel,   &oeectl_cmd_retry,        &oeectl_cmd_status, &oeectl_cmd_watch,
-    &oeectl_cmd_pipeline, &oeectl_cmd_clear,        &oeectl_cmd_health, NULL,
+    &oeectl_cmd_submit,
+    &oeectl_cmd_submit_batch,
+    &oeectl_cmd_get,
+    &oeectl_cmd_list,
+    &oeectl_cmd_cancel,
+    &oeectl_cmd_retry,
+    &oeectl_cmd_status,
+    &oeectl_cmd_watch,
+    &oeectl_cmd_pipeline,
+    &oeectl_cmd_schedule,
+    &oeectl_cmd_clear,
+    &oeectl_cmd_health,
+    NULL,
 };
 
 static const oeectl_cmd root = {"oeectl", "", "usage: oeectl [GLOBAL OPTIONS] COMMAND [ARGS]\n",
@@ -42,8 +52,8 @@ static void print_main_help(FILE *out) {
       "  0      success\n"
       "  1-16   the gRPC status code of the failed call: 1 CANCELLED, 2 UNKNOWN,\n"
       "         3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 5 NOT_FOUND,\n"
-      "         8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION, 12 UNIMPLEMENTED,\n"
-      "         13 INTERNAL, 14 UNAVAILABLE, ...\n"
+      "         6 ALREADY_EXISTS, 8 RESOURCE_EXHAUSTED, 9 FAILED_PRECONDITION,\n"
+      "         12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, ...\n"
       "         (submit-batch: the code of the first failed entry)\n"
       "  64     usage error: unknown command or option, bad option value\n"
       "  66     input file cannot be opened (submit-batch)\n"

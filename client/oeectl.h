@@ -3,8 +3,9 @@
  *
  * Layout: oeectl.c parses the global options and routes the command through
  * a table; each oeectl_<group>.c holds one small function per subcommand;
- * oeectl_json.c turns protobuf-c messages into jansson objects (proto3 JSON
- * mapping); oeectl_util.c holds errors, parsing and formatting helpers.
+ * oeectl_template.c reads the task flags that submit and schedule create
+ * share; oeectl_json.c turns protobuf-c messages into jansson objects (proto3
+ * JSON mapping); oeectl_util.c holds errors, parsing and formatting helpers.
  *
  * Exit codes: 0..16 are gRPC status codes (the server's, or the local one of
  * a failed call); the OEECTL_EXIT_* codes below are local failures.
@@ -78,6 +79,59 @@ int oeectl_usage_error(const oeectl_cmd *cmd, const char *fmt, ...)
 int oeectl_dispatch(oeectl_ctx *ctx, const oeectl_cmd *parent, const oeectl_cmd *const *table,
                     int argc, char **argv);
 
+/* ---- oeectl_template.c: the task flags of submit and schedule create ---- */
+
+/* Option values of the task flags. A command that takes them starts its own
+ * options at OPT_TPL_END. */
+enum {
+  OPT_TPL_NAME = OPT_CMD_BASE,
+  OPT_TPL_TYPE,
+  OPT_TPL_PRIORITY,
+  OPT_TPL_CTX,
+  OPT_TPL_MAX_ATTEMPTS,
+  OPT_TPL_BACKOFF,
+  OPT_TPL_MAX_BACKOFF,
+  OPT_TPL_TIMEOUT,
+  OPT_TPL_RUN_AT,
+  OPT_TPL_KEY,
+  OPT_TPL_AFTER,
+  OPT_TPL_END
+};
+/* The flags every task request takes (--name ... --timeout), for a
+ * getopt_long table; --run-at, --key and --after are listed by the commands
+ * that accept them. They must come before OEECTL_GLOBAL_OPTIONS so that
+ * --timeout after the command is the task's (getopt_long takes the first
+ * exact match). */
+#define OEECTL_TEMPLATE_OPTIONS                                        \
+  {"name", required_argument, NULL, OPT_TPL_NAME},                     \
+      {"type", required_argument, NULL, OPT_TPL_TYPE},                 \
+      {"priority", required_argument, NULL, OPT_TPL_PRIORITY},         \
+      {"ctx", required_argument, NULL, OPT_TPL_CTX},                   \
+      {"max-attempts", required_argument, NULL, OPT_TPL_MAX_ATTEMPTS}, \
+      {"backoff", required_argument, NULL, OPT_TPL_BACKOFF},           \
+      {"max-backoff", required_argument, NULL, OPT_TPL_MAX_BACKOFF}, { \
+    "timeout", required_argument, NULL, OPT_TPL_TIMEOUT                \
+  }
+
+/* A SubmitTaskRequest being filled from the command line. Its strings are
+ * borrowed from argv, except the context keys (owned). req.run_at points
+ * into the struct once given, so it must not move after parsing. */
+typedef struct oeectl_template {
+  Oee__V1__SubmitTaskRequest req;
+  Oee__V1__SubmitTaskRequest__ContextEntry *entries; /* capacity argc */
+  Google__Protobuf__Timestamp run_at;                /* req.run_at points here once given */
+  int have_name, have_type; /* options seen; empty values are the server's to refuse */
+} oeectl_template;
+
+/* Sizes the arrays for at most argc flags. Returns -1 to go on, or
+ * OEECTL_EXIT_SOFTWARE (printed) when out of memory; free it either way. */
+int oeectl_template_init(oeectl_template *t, int argc);
+/* Handles one OPT_TPL_* option: -1 to go on, else an exit code (printed). */
+int oeectl_template_opt(oeectl_template *t, const oeectl_cmd *cmd, int opt, const char *arg);
+/* Usage error unless --name and --type were given; else -1. */
+int oeectl_template_check(const oeectl_template *t, const oeectl_cmd *cmd);
+void oeectl_template_free(oeectl_template *t);
+
 /* ---- oeectl_util.c ---- */
 
 /* The channel to ctx->addr, created on first use; NULL on failure. */
@@ -101,12 +155,16 @@ int oeectl_parse_nonneg(const char *s, double *out);
 int oeectl_parse_status(const char *s, Oee__V1__TaskStatus *out);
 /* Pipeline strategy from "LOCAL_FAST_PRECISE" or "local-fast-precise". */
 int oeectl_parse_strategy(const char *s, Oee__V1__PipelineStrategy *out);
+/* Schedule overlap from "skip", "ALLOW" or "SCHEDULE_OVERLAP_SKIP" (any case). */
+int oeectl_parse_overlap(const char *s, Oee__V1__ScheduleOverlap *out);
 /* Enum names: "TASK_STATUS_DONE", "LOCAL_FAST_PRECISE", ... (never NULL). */
 const char *oeectl_status_name(Oee__V1__TaskStatus s);
 const char *oeectl_strategy_name(Oee__V1__PipelineStrategy s);
 const char *oeectl_stage_status_name(Oee__V1__StageStatus s);
-/* Short form without the prefix: "DONE". */
+const char *oeectl_overlap_name(Oee__V1__ScheduleOverlap o);
+/* Short forms without the prefix: "DONE", "SKIP". */
 const char *oeectl_status_short(Oee__V1__TaskStatus s);
+const char *oeectl_overlap_short(Oee__V1__ScheduleOverlap o);
 /* A time given as RFC 3339 ("2026-01-02T03:04:05Z", any offset, up to
  * nanoseconds) or relative to now ("+30s", "+5m", "+2h", "+1d"; decimals
  * allowed) into *out; 0, or -1 when s is neither. Years 0000..9999 parse;
@@ -114,6 +172,9 @@ const char *oeectl_status_short(Oee__V1__TaskStatus s);
 int oeectl_parse_time(const char *s, Google__Protobuf__Timestamp *out);
 /* RFC 3339 UTC ("2026-01-02T03:04:05.123Z") into buf; "" if ts is NULL. */
 const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts, char *buf, size_t len);
+/* The same to the second ("2026-01-02T03:04:05Z"), for table cells: "-" (a
+ * static string, not buf) if ts is NULL. */
+const char *oeectl_format_time_cell(const Google__Protobuf__Timestamp *ts, char *buf, size_t len);
 /* One-line, at most max display bytes ("..." appended when cut) into buf. */
 const char *oeectl_clip(const char *s, size_t max, char *buf, size_t len);
 /* Prints a JSON value on one line to stdout; returns 0 or EXIT_SOFTWARE.
@@ -128,12 +189,13 @@ json_t *oeectl_json_queue(const Oee__V1__QueueStatus *q);
 json_t *oeectl_json_system(const Oee__V1__SystemStatus *s);
 json_t *oeectl_json_pipeline(const Oee__V1__PipelineResult *p);
 json_t *oeectl_json_event(const Oee__V1__TaskEvent *e);
+json_t *oeectl_json_schedule(const Oee__V1__Schedule *s);
 
 /* ---- command groups (oeectl_tasks.c, oeectl_status.c,
- * oeectl_pipeline.c) ---- */
+ * oeectl_pipeline.c, oeectl_schedule.c) ---- */
 extern const oeectl_cmd oeectl_cmd_submit, oeectl_cmd_submit_batch, oeectl_cmd_get, oeectl_cmd_list,
     oeectl_cmd_cancel, oeectl_cmd_retry, oeectl_cmd_clear, oeectl_cmd_status, oeectl_cmd_watch,
-    oeectl_cmd_health, oeectl_cmd_pipeline;
+    oeectl_cmd_health, oeectl_cmd_pipeline, oeectl_cmd_schedule;
 
 /* Prints a submit reply: the id, or with --json the task. Returns 0 or an
  * exit code. */

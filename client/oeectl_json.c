@@ -6,6 +6,7 @@
  * "always print fields with no presence" option does) so that scripts need
  * no defaults; unset message fields (timestamps) are omitted.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,5 +148,58 @@ json_t *oeectl_json_event(const Oee__V1__TaskEvent *e) {
   json_object_set_new(o, "sequence", jstr(seq)); /* uint64: a string in JSON */
   if (e->task != NULL) json_object_set_new(o, "task", oeectl_json_task(e->task));
   set_time(o, "time", e->time);
+  return o;
+}
+
+/* An int64 as proto3 JSON writes it: a decimal string. */
+static json_t *jint64(int64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%lld", (long long)v);
+  return jstr(buf);
+}
+
+/* A SubmitTaskRequest (a schedule's template). The fields of the
+ * `*_present` oneofs appear only when set, as in protobuf's printer. */
+static json_t *task_request(const Oee__V1__SubmitTaskRequest *r) {
+  json_t *o = json_object(), *ctx = json_object(), *deps = json_array();
+  json_object_set_new(o, "name", jstr(r->name));
+  json_object_set_new(o, "taskType", jstr(r->task_type));
+  if (r->priority_present_case == OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY)
+    json_object_set_new(o, "priority", json_integer(r->priority));
+  for (size_t i = 0; i < r->n_context; i++)
+    json_object_set_new(ctx, r->context[i]->key, jstr(r->context[i]->value));
+  json_object_set_new(o, "context", ctx);
+  if (r->max_attempts_present_case ==
+      OEE__V1__SUBMIT_TASK_REQUEST__MAX_ATTEMPTS_PRESENT_MAX_ATTEMPTS)
+    json_object_set_new(o, "maxAttempts", json_integer(r->max_attempts));
+  if (r->backoff_seconds_present_case ==
+      OEE__V1__SUBMIT_TASK_REQUEST__BACKOFF_SECONDS_PRESENT_BACKOFF_SECONDS)
+    json_object_set_new(o, "backoffSeconds", json_real(r->backoff_seconds));
+  if (r->max_backoff_seconds_present_case ==
+      OEE__V1__SUBMIT_TASK_REQUEST__MAX_BACKOFF_SECONDS_PRESENT_MAX_BACKOFF_SECONDS)
+    json_object_set_new(o, "maxBackoffSeconds", json_real(r->max_backoff_seconds));
+  json_object_set_new(o, "timeoutSeconds", json_real(r->timeout_seconds));
+  set_time(o, "runAt", r->run_at);
+  json_object_set_new(o, "idempotencyKey", jstr(r->idempotency_key));
+  for (size_t i = 0; i < r->n_depends_on; i++) json_array_append_new(deps, jstr(r->depends_on[i]));
+  json_object_set_new(o, "dependsOn", deps);
+  return o;
+}
+
+json_t *oeectl_json_schedule(const Oee__V1__Schedule *s) {
+  if (s == NULL) return json_null();
+  json_t *o = json_object();
+  json_object_set_new(o, "scheduleId", jstr(s->schedule_id));
+  json_object_set_new(o, "cron", jstr(s->cron));
+  json_object_set_new(o, "timeZone", jstr(s->time_zone));
+  if (s->task != NULL) json_object_set_new(o, "task", task_request(s->task));
+  json_object_set_new(o, "overlap", jstr(oeectl_overlap_name(s->overlap)));
+  json_object_set_new(o, "paused", json_boolean(s->paused));
+  set_time(o, "nextRunAt", s->next_run_at);
+  set_time(o, "lastRunAt", s->last_run_at);
+  json_object_set_new(o, "lastTaskId", jstr(s->last_task_id));
+  json_object_set_new(o, "runs", jint64(s->runs));
+  json_object_set_new(o, "skipped", jint64(s->skipped));
+  set_time(o, "createdAt", s->created_at);
   return o;
 }

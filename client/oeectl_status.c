@@ -98,12 +98,13 @@ typedef struct watch_args {
   Oee__V1__WatchTasksRequest req; /* arrays have capacity argc */
 } watch_args;
 
-enum { O_ID = OPT_CMD_BASE, O_TYPE, O_STATUS, O_SNAPSHOT };
+enum { O_ID = OPT_CMD_BASE, O_TYPE, O_STATUS, O_SNAPSHOT, O_SCHEDULE };
 
 static int watch_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
   Oee__V1__WatchTasksRequest *r = &((watch_args *)p)->req;
   if (opt == O_ID) r->task_ids[r->n_task_ids++] = (char *)arg;
   if (opt == O_TYPE) r->task_types[r->n_task_types++] = (char *)arg;
+  if (opt == O_SCHEDULE) r->schedule_ids[r->n_schedule_ids++] = (char *)arg;
   if (opt == O_SNAPSHOT) r->include_snapshot = 1;
   if (opt == O_STATUS && oeectl_parse_status(arg, &r->statuses[r->n_statuses++]) != 0)
     return oeectl_usage_error(
@@ -190,14 +191,16 @@ static int watch_run(oeectl_ctx *ctx, int argc, char **argv) {
                                        {"type", required_argument, NULL, O_TYPE},
                                        {"status", required_argument, NULL, O_STATUS},
                                        {"snapshot", no_argument, NULL, O_SNAPSHOT},
+                                       {"schedule", required_argument, NULL, O_SCHEDULE},
                                        OEECTL_GLOBAL_OPTIONS};
   watch_args a;
   oee__v1__watch_tasks_request__init(&a.req);
   a.req.task_ids = calloc((size_t)argc, sizeof(char *));
   a.req.task_types = calloc((size_t)argc, sizeof(char *));
   a.req.statuses = calloc((size_t)argc, sizeof(*a.req.statuses));
+  a.req.schedule_ids = calloc((size_t)argc, sizeof(char *));
   int rc = -1;
-  if (!a.req.task_ids || !a.req.task_types || !a.req.statuses)
+  if (!a.req.task_ids || !a.req.task_types || !a.req.statuses || !a.req.schedule_ids)
     rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (rc < 0) rc = oeectl_parse_opts(ctx, &oeectl_cmd_watch, opts, argc, argv, watch_opt, &a);
   if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_watch, argc, argv, 0);
@@ -205,15 +208,18 @@ static int watch_run(oeectl_ctx *ctx, int argc, char **argv) {
   free(a.req.task_ids);
   free(a.req.task_types);
   free(a.req.statuses);
+  free(a.req.schedule_ids);
   return rc;
 }
 
 const oeectl_cmd oeectl_cmd_watch = {
     "watch", "stream task events until Ctrl-C",
-    "usage: oeectl watch [--id ID ...] [--type T ...] [--status S ...] [--snapshot]\n"
+    "usage: oeectl watch [--id ID ...] [--type T ...] [--status S ...] [--schedule ID ...]\n"
+    "                    [--snapshot]\n"
     "  Prints one line per task event (sequence, time, id, status, type, name,\n"
     "  result or error) until interrupted or until the server ends the stream.\n"
     "  Repeated filters of one kind are alternatives; empty filters match all.\n"
+    "  --schedule  only the tasks that schedule ID submitted\n"
     "  --snapshot  first one event per matching existing task\n"
     "  --json: one TaskEvent object per line (sequence is a string: uint64).\n"
     "  No deadline applies. Exit: 0 on SIGINT/SIGTERM or a clean end, else the\n"

@@ -56,14 +56,6 @@ static void print_task(const Oee__V1__Task *t) {
   printf("%-10s %s\n%-10s %s\n", "result:", t->result, "error:", t->error_message);
 }
 
-/* RUN_AT to the second ("2026-01-02T03:04:05Z"), "-" when unset. */
-static const char *run_at_cell(const Google__Protobuf__Timestamp *ts, char *buf, size_t len) {
-  if (ts == NULL) return "-";
-  Google__Protobuf__Timestamp whole = *ts;
-  whole.nanos = 0;
-  return oeectl_format_time(&whole, buf, len);
-}
-
 #define ROW_FORMAT "%-36s  %-16s  %-8s  %-9s  %4s  %7s  %6s  %-20s  %s\n"
 
 static void print_row(const Oee__V1__Task *t) {
@@ -74,7 +66,7 @@ static void print_row(const Oee__V1__Task *t) {
   snprintf(attempt, sizeof(attempt), "%d/%d", t->attempt, t->max_attempts);
   printf(ROW_FORMAT, t->id, oeectl_clip(t->name, 16, name, sizeof(name)),
          oeectl_clip(t->task_type, 8, type, sizeof(type)), oeectl_status_short(t->status), prio,
-         attempt, worker, run_at_cell(t->run_at, run_at, sizeof(run_at)),
+         attempt, worker, oeectl_format_time_cell(t->run_at, run_at, sizeof(run_at)),
          oeectl_clip(res, 40, out, sizeof(out)));
 }
 
@@ -85,118 +77,17 @@ static void print_header(void) {
 
 /* ---- submit ---- */
 
-typedef struct submit_args {
-  Oee__V1__SubmitTaskRequest req;
-  Oee__V1__SubmitTaskRequest__ContextEntry *entries; /* capacity argc */
-  Google__Protobuf__Timestamp run_at;                /* req.run_at points here once given */
-  int have_name, have_type; /* options seen; empty values are the server's to refuse */
-} submit_args;
-
-enum {
-  O_NAME = OPT_CMD_BASE,
-  O_TYPE,
-  O_PRIORITY,
-  O_CTX,
-  O_MAX_ATTEMPTS,
-  O_BACKOFF,
-  O_MAX_BACKOFF,
-  O_TASK_TIMEOUT,
-  O_RUN_AT,
-  O_KEY,
-  O_AFTER
-};
-
-static int add_ctx(submit_args *a, const oeectl_cmd *cmd, const char *arg) {
-  const char *eq = strchr(arg, '=');
-  if (eq == NULL || eq == arg)
-    return oeectl_usage_error(cmd, "--ctx wants KEY=VALUE, got \"%s\"", arg);
-  Oee__V1__SubmitTaskRequest__ContextEntry *e = &a->entries[a->req.n_context];
-  oee__v1__submit_task_request__context_entry__init(e);
-  e->key = strndup(arg, (size_t)(eq - arg));
-  e->value = (char *)eq + 1;
-  if (e->key == NULL) return oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
-  a->req.context[a->req.n_context++] = e;
-  return -1;
-}
-
-/* A number of seconds; its range (finite, >= 0) is the server's to check,
- * but it must be a finite number to be sent at all. */
-static int seconds_opt(const oeectl_cmd *cmd, const char *flag, const char *arg, double *out) {
-  if (oeectl_parse_double(arg, out) != 0)
-    return oeectl_usage_error(cmd, "%s must be a number of seconds, got \"%s\"", flag, arg);
-  return -1;
-}
-
-/* The task-semantics options. */
-static int semantics_opt(submit_args *a, const oeectl_cmd *cmd, int opt, const char *arg) {
-  Oee__V1__SubmitTaskRequest *r = &a->req;
-  switch (opt) {
-    case O_MAX_ATTEMPTS: /* 1..100 is the server's to check */
-      if (oeectl_parse_int(arg, INT32_MIN, INT32_MAX, &r->max_attempts) != 0)
-        return oeectl_usage_error(cmd, "--max-attempts must be an integer, got \"%s\"", arg);
-      r->max_attempts_present_case =
-          OEE__V1__SUBMIT_TASK_REQUEST__MAX_ATTEMPTS_PRESENT_MAX_ATTEMPTS;
-      return -1;
-    case O_BACKOFF:
-      r->backoff_seconds_present_case =
-          OEE__V1__SUBMIT_TASK_REQUEST__BACKOFF_SECONDS_PRESENT_BACKOFF_SECONDS;
-      return seconds_opt(cmd, "--backoff", arg, &r->backoff_seconds);
-    case O_MAX_BACKOFF:
-      r->max_backoff_seconds_present_case =
-          OEE__V1__SUBMIT_TASK_REQUEST__MAX_BACKOFF_SECONDS_PRESENT_MAX_BACKOFF_SECONDS;
-      return seconds_opt(cmd, "--max-backoff", arg, &r->max_backoff_seconds);
-    case O_TASK_TIMEOUT:
-      return seconds_opt(cmd, "--timeout", arg, &r->timeout_seconds);
-    case O_RUN_AT:
-      if (oeectl_parse_time(arg, &a->run_at) != 0)
-        return oeectl_usage_error(cmd, "--run-at wants an RFC 3339 time or +N[s|m|h|d], got \"%s\"",
-                                  arg);
-      r->run_at = &a->run_at;
-      return -1;
-    case O_KEY:
-      r->idempotency_key = (char *)arg;
-      return -1;
-    default: /* O_AFTER: the ids are the server's to check */
-      r->depends_on[r->n_depends_on++] = (char *)arg;
-      return -1;
-  }
-}
-
 static int submit_opt(void *p, const oeectl_cmd *cmd, int opt, const char *arg) {
-  submit_args *a = p;
-  if (opt >= O_MAX_ATTEMPTS) return semantics_opt(a, cmd, opt, arg);
-  if (opt == O_NAME) {
-    a->req.name = (char *)arg;
-    a->have_name = 1;
-  }
-  if (opt == O_TYPE) {
-    a->req.task_type = (char *)arg;
-    a->have_type = 1;
-  }
-  if (opt == O_CTX) return add_ctx(a, cmd, arg);
-  if (opt == O_PRIORITY) {
-    /* Range 0..10 is the server's to check (INVALID_ARGUMENT); any int32 goes. */
-    if (oeectl_parse_int(arg, INT32_MIN, INT32_MAX, &a->req.priority) != 0)
-      return oeectl_usage_error(cmd, "--priority must be an integer, got \"%s\"", arg);
-    a->req.priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
-  }
-  return -1;
+  return oeectl_template_opt(p, cmd, opt, arg);
 }
 
-static void submit_args_free(submit_args *a) {
-  for (size_t i = 0; i < a->req.n_context; i++) free(a->entries[i].key);
-  free(a->entries);
-  free(a->req.context);
-  free(a->req.depends_on);
-}
-
-static int submit_call(oeectl_ctx *ctx, const submit_args *a) {
+static int submit_call(oeectl_ctx *ctx, const oeectl_template *t) {
   Oee__V1__SubmitTaskResponse *resp = NULL;
   oee_rpc_status st = {0};
   oee_rpc_channel *ch = oeectl_channel(ctx);
   if (ch == NULL) return OEECTL_EXIT_SOFTWARE;
   int code =
-      oee_v1_orchestrator_service_submit_task(ch, &a->req, &resp, oeectl_deadline_ms(ctx), &st);
+      oee_v1_orchestrator_service_submit_task(ch, &t->req, &resp, oeectl_deadline_ms(ctx), &st);
   if (code != GRPC_STATUS_OK) return oeectl_call_failed(code, &st);
   int rc = oeectl_print_submitted(ctx, resp->task_id, resp->task);
   oee__v1__submit_task_response__free_unpacked(resp, NULL);
@@ -204,34 +95,21 @@ static int submit_call(oeectl_ctx *ctx, const submit_args *a) {
 }
 
 static int submit_run(oeectl_ctx *ctx, int argc, char **argv) {
-  /* "timeout" comes before the global options, so after the command it is
-   * the task's timeout_seconds (getopt_long takes the first exact match);
-   * the call deadline goes before the command: oeectl --timeout 5 submit. */
-  static const struct option opts[] = {{"name", required_argument, NULL, O_NAME},
-                                       {"type", required_argument, NULL, O_TYPE},
-                                       {"priority", required_argument, NULL, O_PRIORITY},
-                                       {"ctx", required_argument, NULL, O_CTX},
-                                       {"max-attempts", required_argument, NULL, O_MAX_ATTEMPTS},
-                                       {"backoff", required_argument, NULL, O_BACKOFF},
-                                       {"max-backoff", required_argument, NULL, O_MAX_BACKOFF},
-                                       {"timeout", required_argument, NULL, O_TASK_TIMEOUT},
-                                       {"run-at", required_argument, NULL, O_RUN_AT},
-                                       {"key", required_argument, NULL, O_KEY},
-                                       {"after", required_argument, NULL, O_AFTER},
+  /* The task flags come before the global options, so after the command
+   * --timeout is the task's timeout_seconds; the call deadline goes before
+   * the command: oeectl --timeout 5 submit. */
+  static const struct option opts[] = {OEECTL_TEMPLATE_OPTIONS,
+                                       {"run-at", required_argument, NULL, OPT_TPL_RUN_AT},
+                                       {"key", required_argument, NULL, OPT_TPL_KEY},
+                                       {"after", required_argument, NULL, OPT_TPL_AFTER},
                                        OEECTL_GLOBAL_OPTIONS};
-  submit_args a = {.entries = calloc((size_t)argc, sizeof(*a.entries))};
-  oee__v1__submit_task_request__init(&a.req);
-  a.req.context = calloc((size_t)argc, sizeof(*a.req.context));
-  a.req.depends_on = calloc((size_t)argc, sizeof(*a.req.depends_on));
-  int rc = -1;
-  if (a.entries == NULL || a.req.context == NULL || a.req.depends_on == NULL)
-    rc = oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
-  if (rc < 0) rc = oeectl_parse_opts(ctx, &oeectl_cmd_submit, opts, argc, argv, submit_opt, &a);
+  oeectl_template t;
+  int rc = oeectl_template_init(&t, argc);
+  if (rc < 0) rc = oeectl_parse_opts(ctx, &oeectl_cmd_submit, opts, argc, argv, submit_opt, &t);
   if (rc < 0) rc = oeectl_want_args(&oeectl_cmd_submit, argc, argv, 0);
-  if (rc < 0 && !a.have_name) rc = oeectl_usage_error(&oeectl_cmd_submit, "--name is required");
-  if (rc < 0 && !a.have_type) rc = oeectl_usage_error(&oeectl_cmd_submit, "--type is required");
-  if (rc < 0) rc = submit_call(ctx, &a);
-  submit_args_free(&a);
+  if (rc < 0) rc = oeectl_template_check(&t, &oeectl_cmd_submit);
+  if (rc < 0) rc = submit_call(ctx, &t);
+  oeectl_template_free(&t);
   return rc;
 }
 

@@ -137,6 +137,14 @@ int oeectl_parse_strategy(const char *s, Oee__V1__PipelineStrategy *out) {
   return 0;
 }
 
+int oeectl_parse_overlap(const char *s, Oee__V1__ScheduleOverlap *out) {
+  int v;
+  if (parse_enum(&oee__v1__schedule_overlap__descriptor, "SCHEDULE_OVERLAP_", s, &v) != 0)
+    return -1;
+  *out = (Oee__V1__ScheduleOverlap)v;
+  return 0;
+}
+
 static const char *enum_name(const ProtobufCEnumDescriptor *d, int v) {
   const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
   return ev != NULL ? ev->name : "UNKNOWN_ENUM_VALUE";
@@ -154,9 +162,18 @@ const char *oeectl_stage_status_name(Oee__V1__StageStatus s) {
   return enum_name(&oee__v1__stage_status__descriptor, s);
 }
 
+const char *oeectl_overlap_name(Oee__V1__ScheduleOverlap o) {
+  return enum_name(&oee__v1__schedule_overlap__descriptor, o);
+}
+
 const char *oeectl_status_short(Oee__V1__TaskStatus s) {
   const char *name = oeectl_status_name(s);
   return strncmp(name, "TASK_STATUS_", 12) == 0 ? name + 12 : name;
+}
+
+const char *oeectl_overlap_short(Oee__V1__ScheduleOverlap o) {
+  const char *name = oeectl_overlap_name(o);
+  return strncmp(name, "SCHEDULE_OVERLAP_", 17) == 0 ? name + 17 : name;
 }
 
 /* Fraction digits as protobuf's JSON printer does: 0, 3, 6 or 9. */
@@ -179,6 +196,13 @@ const char *oeectl_format_time(const Google__Protobuf__Timestamp *ts, char *buf,
   snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
   return buf;
+}
+
+const char *oeectl_format_time_cell(const Google__Protobuf__Timestamp *ts, char *buf, size_t len) {
+  if (ts == NULL) return "-";
+  Google__Protobuf__Timestamp whole = *ts;
+  whole.nanos = 0;
+  return oeectl_format_time(&whole, buf, len);
 }
 
 /* Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's

@@ -138,11 +138,20 @@ def test_help():
     assert "Exit codes" in out and "64" in out and "14 UNAVAILABLE" in out, out
     assert "9 FAILED_PRECONDITION" in out, out
     for cmd in ("submit", "submit-batch", "get", "list", "cancel", "retry", "status", "watch",
-                "pipeline", "clear", "health"):
+                "pipeline", "schedule", "clear", "health"):
         assert cmd in out, cmd
         assert ok(cmd, "--help", addr=False).startswith("usage: oeectl " + cmd)
     assert ok("pipeline", "submit", "--help", addr=False).startswith("usage: oeectl pipeline submit")
     assert ok("help", "list", addr=False).startswith("usage: oeectl list")
+    assert ok("help", "schedule", addr=False).startswith("usage: oeectl schedule create")
+    for verb in ("create", "get", "list", "delete", "pause", "resume"):
+        assert ok("schedule", verb, "--help", addr=False).startswith(
+            "usage: oeectl schedule " + verb)
+    out = ok("schedule", "create", "--help", addr=False)
+    for flag in ("--cron", "--tz", "--overlap", "--paused", "--name", "--type", "--priority",
+                 "--ctx", "--max-attempts", "--backoff", "--max-backoff", "--timeout", "@every"):
+        assert flag in out, (flag, out)
+    assert "--schedule" in ok("watch", "--help", addr=False)
     out = ok("submit", "--help", addr=False)
     for flag in ("--max-attempts", "--backoff", "--max-backoff", "--timeout", "--run-at",
                  "--key", "--after", "+30s"):
@@ -605,6 +614,240 @@ def test_health():
         SRV = main
 
 
+# ---- schedules ----
+
+TIME_CELL_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # to the second
+
+
+def schedule_fields(out):
+    """The "key: value" lines of `schedule get` (create, pause, resume) as a dict."""
+    fields = {}
+    for line in out.splitlines():
+        m = re.match(r"^([a-z ]+):(?: +(.*))?$", line)
+        assert m, "not a key: value line: %r" % line
+        fields[m.group(1)] = (m.group(2) or "").rstrip()
+    return fields
+
+
+def schedule_rows(out):
+    """The rows of `schedule list` by id: [id, cron, tz, paused, next run, last
+    run, runs, skipped]. Cells are cut at the header's offsets: a cron
+    expression holds spaces."""
+    lines = out.splitlines()
+    head = lines[0]
+    assert head.split() == ["ID", "CRON", "TZ", "PAUSED", "NEXT", "RUN", "LAST", "RUN", "RUNS",
+                            "SKIPPED"], head
+    assert re.match(r"^\(\d+ schedules?(; next page: --page-token \S+)?\)$", lines[-1]), lines[-1]
+    starts = [head.index(h) for h in ("ID", "CRON", "TZ", "PAUSED", "NEXT RUN", "LAST RUN")]
+    ends = starts[1:] + [starts[-1] + 20]
+    rows = {}
+    for line in lines[1:-1]:
+        cells = [line[a:b].strip() for a, b in zip(starts, ends)] + line[ends[-1]:].split()
+        assert len(cells) == 8, (line, cells)
+        rows[cells[0]] = cells
+    return rows
+
+
+def schedule_json(sid):
+    return json.loads(ok("--json", "schedule", "get", sid))
+
+
+def test_schedule():
+    out = ok("schedule", "create", "tick", "--cron", "@every 1s", "--name", "tock", "--type",
+             "echo", "--ctx", "message=tick-tock", "--priority", "3")
+    try:
+        f = schedule_fields(out)
+        assert (f["id"], f["cron"], f["time zone"], f["overlap"], f["paused"]) == \
+            ("tick", "@every 1s", "UTC", "SKIP", "no"), f
+        assert RFC3339_RE.match(f["next run"]) and RFC3339_RE.match(f["created"]), f
+        assert (f["task name"], f["task type"], f["priority"], f["context"]) == \
+            ("tock", "echo", "3", "message=tick-tock"), f
+        assert f["runs"].isdigit() and f["skipped"].isdigit(), f
+        g = schedule_fields(ok("schedule", "get", "tick"))
+        assert (g["id"], g["cron"], g["task name"], g["created"]) == \
+            ("tick", "@every 1s", "tock", f["created"]), g
+
+        # Firings at created + 1 s and + 2 s.
+        time.sleep(2.5)
+        g = schedule_fields(ok("schedule", "get", "tick"))
+        assert int(g["runs"]) >= 1, g
+        assert RFC3339_RE.match(g["last run"]) and UUID_RE.match(g["last task"]), g
+        # The firing's task: the template, the schedule id, the key <id>@<time>.
+        t = get_json(g["last task"])
+        assert (t["name"], t["taskType"], t["priority"], t["context"], t["scheduleId"]) == \
+            ("tock", "echo", 3, {"message": "tick-tock"}, "tick"), t
+        assert t["idempotencyKey"] == "tick@" + g["last run"], (t, g)
+        assert "schedule:  tick" in ok("get", t["id"])
+
+        row = schedule_rows(ok("schedule", "list"))["tick"]
+        assert row[1:4] == ["@every 1s", "UTC", "no"], row
+        assert TIME_CELL_RE.match(row[4]) and TIME_CELL_RE.match(row[5]), row
+        assert int(row[6]) >= 1 and row[7].isdigit(), row
+
+        # Paused: no next run, and no firing while paused.
+        p = schedule_fields(ok("schedule", "pause", "tick"))
+        assert p["paused"] == "yes" and p["next run"] == "-", p
+        row = schedule_rows(ok("schedule", "list"))["tick"]
+        assert row[3] == "yes" and row[4] == "-" and TIME_CELL_RE.match(row[5]), row
+        time.sleep(1.2)
+        assert schedule_fields(ok("schedule", "get", "tick"))["runs"] == p["runs"]
+
+        r = schedule_fields(ok("schedule", "resume", "tick"))
+        assert r["paused"] == "no" and RFC3339_RE.match(r["next run"]), r
+        assert schedule_rows(ok("schedule", "list"))["tick"][3] == "no"
+    finally:
+        rc, out, err = run("schedule", "delete", "tick")
+    assert rc == 0 and out == "deleted schedule tick\n" and err == "", (rc, out, err)
+
+    err = fails(5, "NOT_FOUND", "schedule", "get", "tick")
+    assert '"tick"' in err, err
+    for verb in ("delete", "pause", "resume"):
+        fails(5, "NOT_FOUND", "schedule", verb, "tick")
+    assert "tick" not in schedule_rows(ok("schedule", "list"))
+    # The tasks it submitted stay.
+    assert get_json(g["last task"])["scheduleId"] == "tick"
+
+
+def test_schedule_errors():
+    tpl = ("--name", "n", "--type", "echo")
+    err = fails(3, "INVALID_ARGUMENT", "schedule", "create", "bad", "--cron", "61 * * * *", *tpl)
+    assert "minute" in err and "61" in err, err
+    err = fails(3, "INVALID_ARGUMENT", "schedule", "create", "bad", "--cron", "0 * * * *",
+                "--tz", "No/Such_Zone", *tpl)
+    assert "time_zone" in err and "No/Such_Zone" in err, err
+    err = fails(3, "INVALID_ARGUMENT", "schedule", "create", "Not An Id", "--cron", "@daily", *tpl)
+    assert "schedule_id" in err, err
+    err = fails(3, "INVALID_ARGUMENT", "schedule", "create", "bad", "--cron", "@daily",
+                "--name", "n", "--type", "echo", "--priority", "11")
+    assert "task" in err and "priority" in err, err
+
+    ok("schedule", "create", "dup", "--cron", "@daily", "--paused", *tpl)
+    try:
+        err = fails(6, "ALREADY_EXISTS", "schedule", "create", "dup", "--cron", "@hourly", *tpl)
+        assert '"dup"' in err, err
+        assert schedule_fields(ok("schedule", "get", "dup"))["cron"] == "@daily"
+    finally:
+        ok("schedule", "delete", "dup")
+
+    # A template cannot have a run_at or an idempotency key: refused locally.
+    err = usage_error("schedule", "create", "x", "--cron", "@daily", *tpl, "--run-at", "+5m")
+    assert "--run-at" in err and "template" in err, err
+    err = usage_error("schedule", "create", "x", "--cron", "@daily", *tpl, "--key", "k")
+    assert "--key" in err and "template" in err, err
+    usage_error("schedule", "create", "x", "--cron", "@daily", *tpl, "--after", UNKNOWN_ID)
+    err = usage_error("schedule", "create", "x", *tpl)
+    assert "--cron is required" in err, err
+    usage_error("schedule", "create", "--cron", "@daily", *tpl)            # no id
+    usage_error("schedule", "create", "x", "y", "--cron", "@daily", *tpl)  # two ids
+    usage_error("schedule", "create", "x", "--cron", "@daily", "--name", "n")
+    usage_error("schedule", "create", "x", "--cron", "@daily", "--type", "echo")
+    usage_error("schedule", "create", "x", "--cron", "@daily", *tpl, "--overlap", "sometimes")
+    usage_error("schedule", "create", "x", "--cron", "@daily", *tpl, "--priority", "high")
+    usage_error("schedule", "create", "x", "--cron", "@daily", *tpl, "--timeout", "soon")
+    usage_error("schedule")
+    usage_error("schedule", "frob")
+    for verb in ("get", "delete", "pause", "resume"):
+        usage_error("schedule", verb)
+        usage_error("schedule", verb, "a", "b")
+    usage_error("schedule", "list", "extra")
+    usage_error("schedule", "list", "--page-size", "many")
+    fails(3, "INVALID_ARGUMENT", "schedule", "list", "--page-size", "-1")
+    fails(3, "INVALID_ARGUMENT", "schedule", "list", "--page-token", "Not A Token!")
+    # None of the refused ones exists.
+    ids = [s["scheduleId"] for s in json.loads(ok("--json", "schedule", "list"))["schedules"]]
+    assert not set(ids) & {"bad", "x", "dup", "Not An Id"}, ids
+
+
+def test_schedule_json():
+    s = json.loads(ok("--json", "schedule", "create", "js", "--cron", "*/5 * * * *", "--tz", "UTC",
+                      "--overlap", "allow", "--paused", "--name", "j", "--type", "echo",
+                      "--ctx", "message=m", "--max-attempts", "2", "--backoff", "0.5",
+                      "--timeout", "4"))
+    try:
+        # int64 counts are strings; unset times are left out.
+        assert (s["scheduleId"], s["runs"], s["skipped"], s["lastTaskId"]) == ("js", "0", "0", ""), s
+        assert (s["cron"], s["timeZone"], s["overlap"], s["paused"]) == \
+            ("*/5 * * * *", "UTC", "SCHEDULE_OVERLAP_ALLOW", True), s
+        assert "nextRunAt" not in s and "lastRunAt" not in s and RFC3339_RE.match(s["createdAt"]), s
+        # --timeout after the command is the template's, as in submit.
+        assert s["task"] == {"name": "j", "taskType": "echo", "priority": 5,
+                             "context": {"message": "m"}, "maxAttempts": 2, "backoffSeconds": 0.5,
+                             "timeoutSeconds": 4, "idempotencyKey": "", "dependsOn": []}, s
+        assert schedule_json("js") == s
+        r = json.loads(ok("schedule", "resume", "js", "--json"))
+        assert r["paused"] is False and RFC3339_RE.match(r["nextRunAt"]), r
+        p = json.loads(ok("--json", "schedule", "pause", "js"))
+        assert p["paused"] is True and "nextRunAt" not in p, p
+
+        # Pages, in id order.
+        for sid in ("js2", "js3"):
+            ok("schedule", "create", sid, "--cron", "@hourly", "--paused", "--name", sid,
+               "--type", "echo")
+        every = json.loads(ok("--json", "schedule", "list"))
+        assert [x["scheduleId"] for x in every["schedules"]] == ["js", "js2", "js3"], every
+        assert every["nextPageToken"] == "" and every["schedules"][0] == p, every
+        first = json.loads(ok("--json", "schedule", "list", "--page-size", "2"))
+        assert [x["scheduleId"] for x in first["schedules"]] == ["js", "js2"], first
+        assert first["nextPageToken"], first
+        second = json.loads(ok("--json", "schedule", "list", "--page-size", "2",
+                               "--page-token", first["nextPageToken"]))
+        assert [x["scheduleId"] for x in second["schedules"]] == ["js3"], second
+        assert second["nextPageToken"] == "", second
+        both = json.loads(ok("--json", "schedule", "list", "--all", "--page-size", "2"))
+        assert both == every, both
+        out = ok("schedule", "list", "--page-size", "2")
+        assert out.splitlines()[-1] == "(2 schedules; next page: --page-token %s)" % \
+            first["nextPageToken"], out
+        out = ok("schedule", "list", "--all", "--page-size", "1")
+        assert sorted(schedule_rows(out)) == ["js", "js2", "js3"] and \
+            out.splitlines()[-1] == "(3 schedules)", out
+        # The columns line up: PAUSED starts at the header's offset on every row.
+        head, rows = out.splitlines()[0], out.splitlines()[1:-1]
+        assert all(l.index(" yes ") + 1 == head.index("PAUSED") for l in rows), out
+    finally:
+        for sid in ("js2", "js3"):
+            run("schedule", "delete", sid)
+        out = ok("--json", "schedule", "delete", "js")
+    assert json.loads(out) == {}, out
+
+
+def test_watch_schedule():
+    tpl = ("--cron", "@every 1s", "--type", "echo")
+    ok("schedule", "create", "wa", "--name", "from-wa", *tpl)
+    ok("schedule", "create", "wb", "--name", "from-wb", *tpl)
+    w = None
+    try:
+        w = Watcher("--json", "--schedule", "wa")
+        # wa fires every second: its first event shows the watch subscribed.
+        w.wait_for(lambda ls: len(ls) >= 1)
+        plain = submit("plain", "echo")
+        wait_status(plain, "TASK_STATUS_DONE")
+        # A firing of wa after the plain task ended: its events come after
+        # the plain task's, which the filter must have passed over.
+        runs = int(schedule_json("wa")["runs"])
+        deadline = time.time() + 10
+        while int(schedule_json("wa")["runs"]) <= runs:
+            assert time.time() < deadline, "wa stopped firing"
+            time.sleep(0.05)
+        last = schedule_json("wa")["lastTaskId"]
+        lines = w.wait_for(lambda ls: any(json.loads(l)["task"]["id"] == last and
+                                          json.loads(l)["task"]["status"] == "TASK_STATUS_DONE"
+                                          for l in ls))
+        rc, err = w.finish(signal.SIGINT)
+        assert rc == 0 and err == "", (rc, err)
+        tasks = [json.loads(l)["task"] for l in lines]
+        assert all(t["scheduleId"] == "wa" and t["name"] == "from-wa" for t in tasks), tasks
+        assert plain not in {t["id"] for t in tasks}, tasks
+        # wb fired too, unseen.
+        assert int(schedule_json("wb")["runs"]) >= 1
+    finally:
+        if w is not None and w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+        for sid in ("wa", "wb"):
+            run("schedule", "delete", sid)
+
+
 def wait_idle(timeout=20):
     deadline = time.time() + timeout
     while True:
@@ -634,7 +877,7 @@ def test_unavailable():
     s.close()  # nothing listens there now
     dead = "127.0.0.1:%d" % port
     for args in (["status"], ["list"], ["get", UNKNOWN_ID], ["submit", "--name", "x", "--type", "echo"],
-                 ["watch"]):
+                 ["watch"], ["schedule", "list"], ["schedule", "get", "x"]):
         fails(14, "UNAVAILABLE", "--addr", dead, *args, addr=False)
     fails(14, "UNAVAILABLE", "status", env_addr=dead, addr=False)
 
@@ -643,7 +886,8 @@ TESTS = [test_help, test_usage_errors, test_submit, test_submit_errors, test_sub
          test_retry, test_exec_and_fail, test_get, test_oee_addr, test_list, test_cancel,
          test_status, test_submit_batch, test_submit_batch_semantics,
          test_watch_snapshot_sigint, test_watch_filters_human, test_pipeline,
-         test_health, test_clear, test_unavailable]
+         test_health, test_schedule, test_schedule_errors, test_schedule_json,
+         test_watch_schedule, test_clear, test_unavailable]
 
 
 def test_server_stop(watcher):
