@@ -24,8 +24,8 @@ static int teardown(void **state) { return it_server_teardown(&srv); }
 
 /* CreateSchedule of an echo template; returns the gRPC code and, on OK,
  * the schedule (the caller frees it). */
-static int create(const char *id, const char *cron, const char *zone,
-                  Oee__V1__Schedule **out, char **msg) {
+static int create(const char *id, const char *cron, const char *zone, Oee__V1__Schedule **out,
+                  char **msg) {
   Oee__V1__SubmitTaskRequest task = OEE__V1__SUBMIT_TASK_REQUEST__INIT;
   task.name = (char *)"tick";
   task.task_type = (char *)"echo";
@@ -74,7 +74,8 @@ static void test_lifecycle(void **state) {
 
   Oee__V1__PauseScheduleRequest pr = OEE__V1__PAUSE_SCHEDULE_REQUEST__INIT;
   pr.schedule_id = (char *)"tick";
-  assert_int_equal(oee_v1_orchestrator_service_pause_schedule(srv.ch, &pr, &s, IT_CALL_MS, NULL), 0);
+  assert_int_equal(oee_v1_orchestrator_service_pause_schedule(srv.ch, &pr, &s, IT_CALL_MS, NULL),
+                   0);
   assert_true(s->paused);
   assert_null(s->next_run_at);
   assert_true(s->runs >= 2);
