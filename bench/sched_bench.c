@@ -347,11 +347,11 @@ static void remove_dir(const char *path) {
   DIR *d = opendir(path);
   if (d == NULL) return;
   struct dirent *e;
-  char file[4096];
   while ((e = readdir(d)) != NULL) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
-    if (unlink(file) != 0) fprintf(stderr, "sched_bench: cannot remove %s\n", file);
+    if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+      fprintf(stderr, "sched_bench: cannot remove %s/%s\n", path, e->d_name);
+    }
   }
   closedir(d);
   rmdir(path);
