@@ -17,7 +17,8 @@
  *    (created_at_ns minus the minute): min, p50, p99, max. spread_ms is
  *    the time from the minute until the last firing's task could be seen:
  *    a watcher (oee_engine_subscribe, QUEUED events only) notes when each
- *    event arrives; for sqlite that is once the task is stored;
+ *    event arrives (within about 1 ms: it takes them in batches); for
+ *    sqlite that is once the task is stored;
  *  - idle: after the first boundary, the process's CPU time (getrusage,
  *    user + sys) from 15 s to 45 s after it, as a share of one core. The
  *    window holds no boundary, and the engine is checked to have no queued,
@@ -219,9 +220,8 @@ static void *watch_main(void *arg) {
   for (;;) {
     int rc = oee_sub_wait(w->sub, &ev, -1);
     while (rc == 0) {
-      int64_t seen = oee_now_ns();
       for (; rc == 0; rc = oee_sub_next(w->sub, &ev)) {
-        watch_note(w, ev, seen);
+        watch_note(w, ev, oee_now_ns());
         oee_task_info_unref(ev);
       }
       if (rc != OEE_EAGAIN) break;
@@ -313,7 +313,8 @@ static int cmp_double(const void *a, const void *b) {
 /* What the store holds for the firings at `at_s`: the tasks listed after
  * submit_index `after` whose key names that time. late[] gets each one's
  * lateness in ms (one per schedule: *dups counts repeats); returns how
- * many schedules fired. *last_index gets the highest submit_index listed. */
+ * many schedules fired. *last_index is raised to the highest submit_index
+ * listed. */
 static long collect(oee_engine *eng, long n, int64_t at_s, uint64_t after, unsigned char *mark,
                     double *late, long *dups, uint64_t *last_index) {
   long fired = 0;
