@@ -54,6 +54,41 @@ static oee__db_reader *reader_take(oee_db *db, oee_error *err) {
 }
 
 /* Returns a read connection to the pool (or closes it when enough idle). */
+/* Closes a read connection and its prepared statements. */
+static void reader_close(oee__db_reader *r) {
+  for (int i = 0; i < OEE__DB_READER_STMTS; i++) sqlite3_finalize(r->stmt[i]);
+  sqlite3_close(r->conn);
+  oee_free(r);
+}
+
+/* `sql` prepared on r, from its cache (prepared once per connection). */
+static sqlite3_stmt *reader_stmt(oee__db_reader *r, const char *sql) {
+  int slot = 0;
+  for (; slot < OEE__DB_READER_STMTS && r->sql[slot] != NULL; slot++) {
+    if (r->sql[slot] == sql) return r->stmt[slot];
+  }
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v3(r->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+    return NULL;
+  }
+  if (slot == OEE__DB_READER_STMTS) return st; /* full: the caller's own (not cached) */
+  r->sql[slot] = sql;
+  r->stmt[slot] = st;
+  return st;
+}
+
+/* Done with a statement of reader_stmt(): reset if cached, else finalized. */
+static void reader_stmt_done(oee__db_reader *r, sqlite3_stmt *st) {
+  for (int i = 0; i < OEE__DB_READER_STMTS; i++) {
+    if (r->stmt[i] == st) {
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+      return;
+    }
+  }
+  sqlite3_finalize(st);
+}
+
 static void reader_give(oee_db *db, oee__db_reader *r) {
   if (pthread_mutex_lock(&db->pool_lock) != 0) abort();
   int keep = db->n_idle < READERS_MAX;
@@ -63,10 +98,7 @@ static void reader_give(oee_db *db, oee__db_reader *r) {
     db->n_idle++;
   }
   pthread_mutex_unlock(&db->pool_lock);
-  if (!keep) {
-    sqlite3_close(r->conn);
-    oee_free(r);
-  }
+  if (!keep) reader_close(r);
 }
 
 /* A text column; NULL only when SQLite ran out of memory converting it. */
@@ -130,8 +162,7 @@ void oee__db_readers_close(oee_db *db) {
   while (db->idle) {
     oee__db_reader *r = db->idle;
     db->idle = r->next;
-    sqlite3_close(r->conn);
-    oee_free(r);
+    reader_close(r);
   }
 }
 
@@ -241,9 +272,9 @@ static int read_one(oee_db *db, const char *sql, const char *text, int text_len,
                     oee_error *err) {
   oee__db_reader *r = reader_take(db, err);
   if (r == NULL) return err ? err->code : OEE_ENOMEM;
-  sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(r->conn, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK) {
+  sqlite3_stmt *st = reader_stmt(r, sql);
+  int rc;
+  if (st == NULL) {
     rc = oee__db_fail(err, r->conn, "read a task");
     reader_give(db, r);
     return rc;
@@ -263,7 +294,7 @@ static int read_one(oee_db *db, const char *sql, const char *text, int text_len,
   } else {
     rc = step == SQLITE_DONE ? OEE_ENOENT : oee__db_fail(err, r->conn, "read a task");
   }
-  sqlite3_finalize(st);
+  reader_stmt_done(r, st);
   reader_give(db, r);
   return rc;
 }

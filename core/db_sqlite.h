@@ -34,9 +34,15 @@
 #define OEE__DB_FINISHED "status IN (3, 4, 5)"
 #define OEE__DB_UNFINISHED "status IN (1, 2, 6)"
 
+/* The few single-row reads keep their statements prepared per connection
+ * (read_one in db_read.c), keyed by the SQL text's address. */
+#define OEE__DB_READER_STMTS 4
+
 typedef struct oee__db_reader {
   struct oee__db_reader *next;
   sqlite3 *conn;
+  const char *sql[OEE__DB_READER_STMTS];
+  sqlite3_stmt *stmt[OEE__DB_READER_STMTS];
 } oee__db_reader;
 
 /* Stored tasks of one type by status. `stored` is what the file holds after

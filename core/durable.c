@@ -344,7 +344,7 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   } else {
     oee__graph_forget(t);
     eng->queue_bytes -= oee__task_bytes(tk->queued);
-    if (tk->queued->idempotency_key[0]) {
+    if (tk->queued->idempotency_key[0] && !tk->queued->schedule_id[0]) {
       oee__keys_drop(eng, tk->queued->idempotency_key, tk->queued->id); /* never existed */
     }
     if (err != NULL) {

@@ -204,7 +204,11 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int
   snap->seq = eng->last_seq + 1;
   /* Taken with the index, so creation time order is FIFO order. */
   snap->created_at_ns = snap->changed_at_ns = oee_now_ns();
-  int keyed = snap->idempotency_key[0] != '\0';
+  /* A schedule's firing is keyed by its time: no other firing repeats it,
+   * and after a restart the database's index answers (key_on_disk), so a
+   * durable engine keeps no memory per firing for its window (10,000
+   * schedules a minute would otherwise hold 14 million keys a day). */
+  int keyed = snap->idempotency_key[0] != '\0' && !(eng->committer && snap->schedule_id[0]);
   if (keyed && oee__keys_add(eng, snap->idempotency_key, snap) != 0) {
     oee__graph_forget(t);
     return oee_error_set(err, OEE_ENOMEM, "out of memory recording the idempotency_key");
