@@ -101,6 +101,7 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->max_queue_bytes = cfg->max_queue_bytes;
   eng->finished_cache = cfg->finished_cache ? cfg->finished_cache : OEE_DEFAULT_FINISHED_CACHE;
   eng->accepting = 1;
+  eng->opened_ns = oee_now_ns();
   oee__timer_init(eng);
   oee__sched_init(eng, cfg->max_schedules);
   eng->default_max_attempts = cfg->default_max_attempts ? cfg->default_max_attempts : 1;

@@ -119,6 +119,7 @@ struct oee_engine {
   size_t running_jobs;         /* guarded by lock */
   oee_job *running;            /* guarded by lock: list of running jobs */
   int64_t started_mono_ns;     /* guarded by lock; CLOCK_MONOTONIC */
+  int64_t opened_ns;           /* CLOCK_REALTIME at create; immutable */
   size_t pending_submits;      /* guarded by lock: accepted, row not stored yet */
   uint64_t queue_bytes;        /* guarded by lock: name + task_type + context
                                 * bytes of unfinished (and pending) tasks */

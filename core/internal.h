@@ -49,6 +49,12 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
                              const oee_payload_ops *ops, oee_submit_cb cb, void *arg,
                              oee_error *err);
 
+/* oee__engine_submit_async() without a payload, for a key no earlier
+ * process can have used (a schedule's firing after the engine opened): the
+ * database's index of keys is not asked. */
+int oee__engine_submit_new_key(oee_engine *eng, const oee_submit *req, oee_submit_cb cb, void *arg,
+                               oee_error *err);
+
 /* The payload of the job's task (borrowed; lives as long as the task). */
 void *oee__job_payload(oee_job *job);
 

@@ -446,7 +446,11 @@ void oee__sched_fire(oee_engine *eng, firing *fires, size_t n) {
       continue;
     }
     *f = fires[i];
-    int rc = oee__engine_submit_async(eng, &req, NULL, NULL, fired, f, &err);
+    /* Only a firing due before this engine opened can have been submitted
+     * by an earlier process (and must meet its task as a duplicate). */
+    int rc = fires[i].at * 1000000000LL > eng->opened_ns
+                 ? oee__engine_submit_new_key(eng, &req, fired, f, &err)
+                 : oee__engine_submit_async(eng, &req, NULL, NULL, fired, f, &err);
     if (rc != 0) fired(f, rc, NULL, &err);
   }
 }

@@ -383,9 +383,24 @@ static int key_on_disk(oee_engine *eng, const char *key, const oee_task_info **o
  * it gives up (each read is of ones that left memory meanwhile). */
 #define DEP_READ_ROUNDS 8
 
+static int submit_async(oee_engine *eng, const oee_submit *req, void *payload,
+                        const oee_payload_ops *ops, oee_submit_cb cb, void *arg, int key_is_new,
+                        oee_error *err);
+
 int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *payload,
                              const oee_payload_ops *ops, oee_submit_cb cb, void *arg,
                              oee_error *err) {
+  return submit_async(eng, req, payload, ops, cb, arg, 0, err);
+}
+
+int oee__engine_submit_new_key(oee_engine *eng, const oee_submit *req, oee_submit_cb cb, void *arg,
+                               oee_error *err) {
+  return submit_async(eng, req, NULL, NULL, cb, arg, 1, err);
+}
+
+static int submit_async(oee_engine *eng, const oee_submit *req, void *payload,
+                        const oee_payload_ops *ops, oee_submit_cb cb, void *arg, int key_is_new,
+                        oee_error *err) {
   oee_task *t;
   oee_task_info *snap;
   int rc = prepare(eng, req, payload, ops, &t, &snap, err);
@@ -393,7 +408,7 @@ int oee__engine_submit_async(oee_engine *eng, const oee_submit *req, void *paylo
   const char *key = snap->idempotency_key;
   const oee_task_info *on_disk = NULL;
   int *disk = disk_answers(eng, snap, &rc, err);
-  if (rc != 0 || (rc = key_on_disk(eng, key, &on_disk, err)) != 0) {
+  if (rc != 0 || (!key_is_new && (rc = key_on_disk(eng, key, &on_disk, err)) != 0)) {
     oee_free(disk);
     discard(t, snap, payload, ops);
     return rc;
