@@ -91,7 +91,8 @@ class ReflectionTest(unittest.TestCase):
         self.assertTrue(methods["WatchTasks"].server_streaming)
         self.assertEqual(methods["RetryTask"].input_type, ".oee.v1.RetryTaskRequest")
         self.assertEqual(methods["RetryTask"].output_type, ".oee.v1.Task")
-        self.assertEqual(len(methods), 12)
+        self.assertEqual(methods["CreateSchedule"].output_type, ".oee.v1.Schedule")
+        self.assertEqual(len(methods), 18)
         # What grpcurl does next: build a pool and resolve types by name.
         pool = descriptor_pool.DescriptorPool()
         for f in reversed(files):
