@@ -129,46 +129,62 @@ int oee__graph_resolve(oee_engine *eng, oee_task *t, int *disk, int *waits, oee_
   return rc;
 }
 
-static int resolve(oee_engine *eng, oee_task *t, int *disk, oee_task **pending, int *waits,
-                   oee_error *err) {
-  const oee_task_info *snap = t->snap;
-  uint32_t left = 0;
-  size_t failed = SIZE_MAX, missing = 0;
-  /* First pass: nothing changes, so a refusal leaves nothing behind. */
+/* What resolving found of a task's dependencies (the first pass). */
+typedef struct dep_scan {
+  oee_task **pending; /* the unfinished ones, each with room for one dependent */
+  uint32_t left;      /* how many */
+  size_t failed;      /* the first that ended ERROR or CANCELLED, or SIZE_MAX */
+  int failed_status;
+} dep_scan;
+
+/* The first pass: reads every dependency's status and reserves room on
+ * the unfinished ones' lists; nothing else changes, so a refusal leaves
+ * nothing behind. 0, OEE__GRAPH_READ_DISK (disk[] marks what to read),
+ * OEE_EINVAL naming an unknown one, OEE_ENOMEM. */
+static int scan(oee_engine *eng, const oee_task_info *snap, int *disk, dep_scan *d,
+                oee_error *err) {
+  size_t missing = 0;
   for (size_t i = 0; i < snap->depends_on_len; i++) {
     oee_task *dep;
     int st = dep_status(eng, snap->depends_on[i], disk, i, &dep);
     if (st <= 0 && st != OEE__DEP_UNKNOWN && eng->db != NULL && disk != NULL) {
       disk[i] = OEE__DEP_READ; /* finished, or unknown: its row says */
       missing++;
-      continue;
-    }
-    if (st <= 0) {
+    } else if (st <= 0) {
       return oee_error_set(err, OEE_EINVAL, "depends_on[%zu]: task %s not found", i,
                            snap->depends_on[i]);
-    }
-    if (st == OEE_TASK_ERROR || st == OEE_TASK_CANCELLED) {
-      if (failed == SIZE_MAX) failed = i;
+    } else if (st == OEE_TASK_ERROR || st == OEE_TASK_CANCELLED) {
+      if (d->failed == SIZE_MAX) {
+        d->failed = i;
+        d->failed_status = st;
+      }
     } else if (st != OEE_TASK_DONE) {
-      if (dependents_reserve(dep) != 0) goto oom;
-      pending[left++] = dep;
+      if (dependents_reserve(dep) != 0) {
+        return oee_error_set(err, OEE_ENOMEM, "out of memory recording the dependencies");
+      }
+      d->pending[d->left++] = dep;
     }
   }
-  if (missing > 0) return OEE__GRAPH_READ_DISK;
-  if (left == 0 && failed == SIZE_MAX) return 0;
+  return missing > 0 ? OEE__GRAPH_READ_DISK : 0;
+}
+
+static int resolve(oee_engine *eng, oee_task *t, int *disk, oee_task **pending, int *waits,
+                   oee_error *err) {
+  const oee_task_info *snap = t->snap;
+  dep_scan d = {.pending = pending, .failed = SIZE_MAX};
+  int rc = scan(eng, snap, disk, &d, err);
+  if (rc != 0 || (d.left == 0 && d.failed == SIZE_MAX)) return rc;
   oee__dep_wait *w = oee_calloc(1, sizeof(*w));
   if (w == NULL || graph_of(t) == NULL) {
     oee_free(w);
-    goto oom;
+    return oee_error_set(err, OEE_ENOMEM, "out of memory recording the dependencies");
   }
-  *w = (oee__dep_wait){.task = t, .refs = 1, .left = left, .pending = eng->committer != NULL};
-  if (failed != SIZE_MAX) {
-    oee_task *dep;
-    w->failed_status =
-        (oee_task_status)dep_status(eng, snap->depends_on[failed], disk, failed, &dep);
-    snprintf(w->failed_id, sizeof(w->failed_id), "%s", snap->depends_on[failed]);
+  *w = (oee__dep_wait){.task = t, .refs = 1, .left = d.left, .pending = eng->committer != NULL};
+  if (d.failed != SIZE_MAX) {
+    w->failed_status = (oee_task_status)d.failed_status;
+    snprintf(w->failed_id, sizeof(w->failed_id), "%s", snap->depends_on[d.failed]);
   }
-  for (uint32_t i = 0; i < left; i++) {
+  for (uint32_t i = 0; i < d.left; i++) {
     oee__graph *g = pending[i]->graph;
     g->dependents[g->n++] = w; /* reserved above */
     w->refs++;
@@ -177,8 +193,6 @@ static int resolve(oee_engine *eng, oee_task *t, int *disk, oee_task **pending, 
   t->graph->wait = w;
   *waits = 1;
   return 0;
-oom:
-  return oee_error_set(err, OEE_ENOMEM, "out of memory recording the dependencies");
 }
 
 /* ------------------------------------------------------------- settling */

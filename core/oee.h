@@ -626,6 +626,8 @@ typedef struct oee_schedule {
 } oee_schedule;
 
 void oee_schedule_free(oee_schedule *s);
+/* 1 for a valid schedule_id: 1 to 64 of a-z, 0-9, '.', '_', '-'. */
+int oee_schedule_id_valid(const char *id);
 
 /* Told once a change of a schedule is stored: rc 0 and s (the schedule
  * after it, the callee's to free with oee_schedule_free; NULL after a

@@ -172,10 +172,29 @@ void oee_schedule_free(oee_schedule *p) {
 static void put_i64(oee__wbuf *b, int64_t v) { oee__put_u64(b, (uint64_t)v); }
 static int64_t get_i64(oee__rbuf *b) { return (int64_t)oee__get_u64(b); }
 
+/* A template in the stored form (after the schedule's own fields). */
+static void put_template(oee__wbuf *b, const oee_submit *t) {
+  oee__put_str(b, t->name);
+  oee__put_str(b, t->task_type);
+  put_i64(b, t->priority);
+  put_i64(b, (int64_t)t->context_len);
+  for (size_t i = 0; i < t->context_len; i++) {
+    oee__put_str(b, t->context[i].key);
+    oee__put_str(b, t->context[i].value);
+  }
+  put_i64(b, t->max_attempts);
+  put_i64(b, t->has_backoff);
+  oee__put_f64(b, t->backoff_seconds);
+  put_i64(b, t->has_max_backoff);
+  oee__put_f64(b, t->max_backoff_seconds);
+  oee__put_f64(b, t->timeout_seconds);
+  put_i64(b, (int64_t)t->depends_on_len);
+  for (size_t i = 0; i < t->depends_on_len; i++) oee__put_str(b, t->depends_on[i]);
+}
+
 /* The stored form of s (a new buffer in *out, oee_free it). 0 or OEE_ENOMEM. */
 static int encode(const oee__sched *s, void **out, size_t *len) {
   oee__wbuf b = {0};
-  const oee_submit *t = &s->tmpl;
   put_i64(&b, BODY_VERSION);
   oee__put_str(&b, s->cron_text);
   oee__put_str(&b, s->zone_text);
@@ -187,22 +206,7 @@ static int encode(const oee__sched *s, void **out, size_t *len) {
   oee__put_str(&b, s->last_task);
   put_i64(&b, s->runs);
   put_i64(&b, s->skipped);
-  oee__put_str(&b, t->name);
-  oee__put_str(&b, t->task_type);
-  put_i64(&b, t->priority);
-  put_i64(&b, (int64_t)t->context_len);
-  for (size_t i = 0; i < t->context_len; i++) {
-    oee__put_str(&b, t->context[i].key);
-    oee__put_str(&b, t->context[i].value);
-  }
-  put_i64(&b, t->max_attempts);
-  put_i64(&b, t->has_backoff);
-  oee__put_f64(&b, t->backoff_seconds);
-  put_i64(&b, t->has_max_backoff);
-  oee__put_f64(&b, t->max_backoff_seconds);
-  oee__put_f64(&b, t->timeout_seconds);
-  put_i64(&b, (int64_t)t->depends_on_len);
-  for (size_t i = 0; i < t->depends_on_len; i++) oee__put_str(&b, t->depends_on[i]);
+  put_template(&b, &s->tmpl);
   if (b.failed) {
     oee_free(b.p);
     return OEE_ENOMEM;
@@ -457,8 +461,7 @@ void oee__sched_fire(oee_engine *eng, firing *fires, size_t n) {
 
 /* -------------------------------------------------------------- create */
 
-/* 1 for a valid schedule_id: 1 to 64 of a-z, 0-9, '.', '_', '-'. */
-static int id_valid(const char *id) {
+int oee_schedule_id_valid(const char *id) {
   size_t n = id ? strlen(id) : 0;
   if (n == 0 || n > OEE_SCHEDULE_ID_MAX) return 0;
   for (size_t i = 0; i < n; i++) {
@@ -473,7 +476,7 @@ static int id_valid(const char *id) {
 /* The fields of a new schedule that are not its expression or zone: its
  * id, overlap and template (checked as a submission would be). */
 static int spec_check(oee_engine *eng, const oee_schedule_spec *spec, oee_error *err) {
-  if (!id_valid(spec->schedule_id)) {
+  if (!oee_schedule_id_valid(spec->schedule_id)) {
     return oee_error_set(err, OEE_EINVAL,
                          "schedule_id \"%.80s\" must be 1 to 64 characters of a-z, 0-9, '.', '_' "
                          "and '-'",
@@ -757,83 +760,103 @@ void oee__sched_fini(oee_engine *eng) {
 
 /* --------------------------------------------------------------- loading */
 
+/* A template read back: t points into the strings and arrays below, which
+ * read_template allocated (free_template frees them). */
+typedef struct read_tmpl {
+  oee_submit t;
+  char *name, *type;
+  oee_kv *ctx;
+  char **deps;
+  size_t n_ctx, n_deps;
+} read_tmpl;
+
+static void read_template(oee__rbuf *b, size_t len, read_tmpl *r) {
+  memset(r, 0, sizeof(*r));
+  r->name = oee__get_str(b);
+  r->type = oee__get_str(b);
+  r->t.priority = (int)get_i64(b);
+  /* Every entry takes at least 8 bytes: a count beyond that is not ours. */
+  uint64_t n_ctx = oee__get_u64(b);
+  if (n_ctx > len / 8) b->bad = 1;
+  if (!b->bad && n_ctx > 0 && (r->ctx = oee_calloc(n_ctx, sizeof(*r->ctx))) == NULL) b->nomem = 1;
+  for (r->n_ctx = 0; r->ctx && r->n_ctx < n_ctx; r->n_ctx++) {
+    r->ctx[r->n_ctx].key = oee__get_str(b);
+    r->ctx[r->n_ctx].value = oee__get_str(b);
+  }
+  r->t.max_attempts = (int)get_i64(b);
+  r->t.has_backoff = (int)get_i64(b);
+  r->t.backoff_seconds = oee__get_f64(b);
+  r->t.has_max_backoff = (int)get_i64(b);
+  r->t.max_backoff_seconds = oee__get_f64(b);
+  r->t.timeout_seconds = oee__get_f64(b);
+  uint64_t n_deps = oee__get_u64(b);
+  if (n_deps > len / 4) b->bad = 1;
+  if (!b->bad && n_deps > 0 && (r->deps = oee_calloc(n_deps, sizeof(*r->deps))) == NULL) {
+    b->nomem = 1;
+  }
+  for (r->n_deps = 0; r->deps && r->n_deps < n_deps; r->n_deps++) {
+    r->deps[r->n_deps] = oee__get_str(b);
+  }
+  r->t.name = r->name;
+  r->t.task_type = r->type;
+  r->t.context = r->ctx;
+  r->t.context_len = r->n_ctx;
+  r->t.depends_on = (const char *const *)r->deps;
+  r->t.depends_on_len = r->n_deps;
+}
+
+static void free_template(read_tmpl *r) {
+  for (size_t i = 0; i < r->n_ctx; i++) {
+    oee_free((char *)r->ctx[i].key);
+    oee_free((char *)r->ctx[i].value);
+  }
+  for (size_t i = 0; i < r->n_deps; i++) oee_free(r->deps[i]);
+  oee_free(r->ctx);
+  oee_free(r->deps);
+  oee_free(r->name);
+  oee_free(r->type);
+}
+
 /* A record from its stored bytes (at create); its template is not checked
  * again (it was at create; a type gone since refuses the firings, not the
  * start). */
 static int decode(const char *id, const void *body, size_t len, oee__sched **out, oee_error *err) {
   oee__rbuf b = {body, (const unsigned char *)body + len, 0, 0};
-  oee_schedule_spec spec = {.schedule_id = id};
-  oee_submit t = {0};
   int64_t version = get_i64(&b);
   char *cron = oee__get_str(&b), *zone = oee__get_str(&b);
-  int64_t created = get_i64(&b);
+  oee__sched saved = {.created_s = get_i64(&b)};
+  oee_schedule_spec spec = {.schedule_id = id, .cron = cron, .time_zone = zone};
   spec.overlap = (oee_overlap)get_i64(&b);
   spec.paused = (int)get_i64(&b);
-  int64_t next = get_i64(&b), last = get_i64(&b);
+  saved.next_s = get_i64(&b);
+  saved.last_s = get_i64(&b);
   char *last_task = oee__get_str(&b);
-  int64_t runs = get_i64(&b), skipped = get_i64(&b);
-  char *name = oee__get_str(&b), *type = oee__get_str(&b);
-  t.priority = (int)get_i64(&b);
-  /* Every entry takes at least 8 bytes: a count beyond that is not ours. */
-  uint64_t n_ctx = oee__get_u64(&b);
-  if (n_ctx > len / 8) b.bad = 1;
-  oee_kv *ctx = b.bad || n_ctx == 0 ? NULL : oee_calloc(n_ctx, sizeof(*ctx));
-  if (n_ctx > 0 && ctx == NULL) b.nomem = 1;
-  for (size_t i = 0; ctx && i < n_ctx; i++) {
-    ctx[i].key = oee__get_str(&b);
-    ctx[i].value = oee__get_str(&b);
-  }
-  t.max_attempts = (int)get_i64(&b);
-  t.has_backoff = (int)get_i64(&b);
-  t.backoff_seconds = oee__get_f64(&b);
-  t.has_max_backoff = (int)get_i64(&b);
-  t.max_backoff_seconds = oee__get_f64(&b);
-  t.timeout_seconds = oee__get_f64(&b);
-  uint64_t n_deps = oee__get_u64(&b);
-  if (n_deps > len / 4) b.bad = 1;
-  char **deps = b.bad || n_deps == 0 ? NULL : oee_calloc(n_deps, sizeof(*deps));
-  if (n_deps > 0 && deps == NULL) b.nomem = 1;
-  for (size_t i = 0; deps && i < n_deps; i++) deps[i] = oee__get_str(&b);
+  saved.runs = get_i64(&b);
+  saved.skipped = get_i64(&b);
+  read_tmpl r;
+  read_template(&b, len, &r);
+  spec.task = &r.t;
   int rc = 0;
   if (b.nomem) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory loading schedule %s", id);
-  } else if (b.bad || version != BODY_VERSION || !cron || !zone || !last_task || !name || !type) {
+  } else if (b.bad || version != BODY_VERSION || !cron || !zone || !last_task || !r.name ||
+             !r.type) {
     rc = oee_error_set(err, OEE_EINVAL, "storage: schedule %s is not readable", id);
   }
   oee__sched *s = NULL;
-  if (rc == 0) {
-    spec.cron = cron;
-    spec.time_zone = zone;
-    t.name = name;
-    t.task_type = type;
-    t.context = ctx;
-    t.context_len = (size_t)n_ctx;
-    t.depends_on = (const char *const *)deps;
-    t.depends_on_len = (size_t)n_deps;
-    spec.task = &t;
-    rc = sched_new(&spec, &s, err);
-  }
-  if (rc == 0) {
-    s->created_s = created;
-    s->next_s = next;
-    s->last_s = last;
+  if (rc == 0 && (rc = sched_new(&spec, &s, err)) == 0) {
+    s->created_s = saved.created_s;
+    s->next_s = saved.next_s;
+    s->last_s = saved.last_s;
     snprintf(s->last_task, sizeof(s->last_task), "%s", last_task);
-    s->runs = runs;
-    s->skipped = skipped;
+    s->runs = saved.runs;
+    s->skipped = saved.skipped;
     *out = s;
   }
-  for (size_t i = 0; ctx && i < n_ctx; i++) {
-    oee_free((char *)ctx[i].key);
-    oee_free((char *)ctx[i].value);
-  }
-  for (size_t i = 0; deps && i < n_deps; i++) oee_free(deps[i]);
-  oee_free(ctx);
-  oee_free(deps);
+  free_template(&r);
   oee_free(cron);
   oee_free(zone);
   oee_free(last_task);
-  oee_free(name);
-  oee_free(type);
   return rc;
 }
 

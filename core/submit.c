@@ -398,6 +398,26 @@ int oee__engine_submit_new_key(oee_engine *eng, const oee_submit *req, oee_submi
   return submit_async(eng, req, NULL, NULL, cb, arg, 1, err);
 }
 
+/* One attempt under the engine lock: a repeated key is answered (*dup
+ * 1 or 2, see duplicate_locked()), else the task is enqueued; *now gets
+ * what the caller is answered with at once. OEE__GRAPH_READ_DISK when
+ * dependencies must be read first (see enqueue_locked()). */
+static int admit_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int *disk,
+                        const oee_task_info *on_disk, oee_submit_cb cb, void *arg, int *dup,
+                        const oee_task_info **now, oee_error *err) {
+  const char *key = snap->idempotency_key;
+  *dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, now) : 0;
+  if (*dup < 0)
+    return oee_error_set(err, *dup, "out of memory answering a repeated idempotency_key");
+  if (*dup > 0) return 0;
+  int rc = enqueue_locked(eng, t, snap, disk, cb, arg, err);
+  /* The memory store acknowledges at once, with a reference held because
+   * a worker may replace the snapshot as soon as the lock is released (and
+   * a failed dependency ended it already). */
+  if (rc == 0 && !eng->committer) *now = oee_task_info_ref(t->snap);
+  return rc;
+}
+
 static int submit_async(oee_engine *eng, const oee_submit *req, void *payload,
                         const oee_payload_ops *ops, oee_submit_cb cb, void *arg, int key_is_new,
                         oee_error *err) {
@@ -417,17 +437,7 @@ static int submit_async(oee_engine *eng, const oee_submit *req, void *payload,
   int dup = 0;
   for (int round = 0;; round++) {
     oee__lock(&eng->lock);
-    rc = 0;
-    dup = key[0] ? duplicate_locked(eng, key, on_disk, cb, arg, &now) : 0;
-    if (dup < 0) {
-      rc = oee_error_set(err, dup, "out of memory answering a repeated idempotency_key");
-    } else if (dup == 0) {
-      rc = enqueue_locked(eng, t, snap, disk, cb, arg, err);
-      /* The memory store acknowledges at once, with a reference held
-       * because a worker may replace the snapshot as soon as the lock is
-       * released (and a failed dependency ended it already). */
-      if (rc == 0 && !eng->committer) now = oee_task_info_ref(t->snap);
-    }
+    rc = admit_locked(eng, t, snap, disk, on_disk, cb, arg, &dup, &now, err);
     if (rc != OEE__GRAPH_READ_DISK) break;
     oee__unlock(&eng->lock);
     rc = round < DEP_READ_ROUNDS ? oee__graph_read(eng, snap, disk, err)

@@ -215,13 +215,9 @@ grpc_status_code oee_h_list_schedules(oee_service *s, const ProtobufCMessage *re
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
   /* A token is the last schedule_id of the page before. */
-  for (const char *c = m->page_token; *c; c++) {
-    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' ||
-          *c == '-') ||
-        c - m->page_token >= OEE_SCHEDULE_ID_MAX) {
-      oee_reply_say(out, "page_token \"%.80s\" is not one this server gave", m->page_token);
-      return GRPC_STATUS_INVALID_ARGUMENT;
-    }
+  if (m->page_token[0] && !oee_schedule_id_valid(m->page_token)) {
+    oee_reply_say(out, "page_token \"%.80s\" is not one this server gave", m->page_token);
+    return GRPC_STATUS_INVALID_ARGUMENT;
   }
   size_t limit = m->page_size == 0         ? PAGE_DEFAULT
                  : m->page_size > PAGE_MAX ? PAGE_MAX
