@@ -220,7 +220,8 @@ class Calls(object):
             else 30 + RPC_TIMEOUT)
 
     def lease_one(self, worker_id, task_type, wait_seconds=10, **kw):
-        """Polls until exactly one lease comes; returns it."""
+        """One poll (waiting up to wait_seconds) that must bring exactly one
+        lease; returns it."""
         reply = self.poll(worker_id, [task_type], wait_seconds=wait_seconds, **kw)
         self.assertEqual(len(reply.leases), 1, "leases: %r" % (reply,))
         return reply.leases[0]
@@ -712,10 +713,10 @@ class WorkersTest(Calls, unittest.TestCase):
 
     def test_max_tasks(self):
         ids = [self.submit("r-max", name="m%d" % i).task_id for i in range(5)]
-        one = self.poll("max-w", ["r-max"]).leases  # max_tasks unset: 1
-        three = self.poll("max-w", ["r-max"], max_tasks=3).leases
-        rest = self.poll("max-w", ["r-max"], max_tasks=100).leases
-        none = self.poll("max-w", ["r-max"], max_tasks=100).leases
+        one = list(self.poll("max-w", ["r-max"]).leases)  # max_tasks unset: 1
+        three = list(self.poll("max-w", ["r-max"], max_tasks=3).leases)
+        rest = list(self.poll("max-w", ["r-max"], max_tasks=100).leases)
+        none = list(self.poll("max-w", ["r-max"], max_tasks=100).leases)
         self.assertEqual((len(one), len(three), len(rest), len(none)), (1, 3, 1, 0))
         self.assertEqual([l.task.id for l in one + three + rest], ids)
         self.assertEqual(len({l.lease_id for l in one + three + rest}), 5, "lease ids unique")
