@@ -893,6 +893,35 @@ class WorkersTest(Calls, unittest.TestCase):
         # A finished task: cancelled false, unchanged.
         self.assertFalse(self.cancel(t.task_id).cancelled)
 
+    def test_cancel_racing_a_waiting_poll(self):
+        # A waiting poll takes the task the moment it is queued; a CancelTask
+        # right behind the submit finds it either still QUEUED (the reply
+        # then shows it CANCELLED and no lease is ever handed out) or
+        # already leased (the reply shows RUNNING, the lease reports
+        # cancel_requested, and CompleteTask still ends it DONE). A reply
+        # that says QUEUED, or DONE for a task cancelled while QUEUED, would
+        # break "cancelling a QUEUED task always succeeds".
+        outcomes = {}
+        for i in range(40):
+            fut = self.poll_future("race-w", ["r-cancel"], wait_seconds=10)
+            time.sleep(0.005)
+            t = self.submit("r-cancel", name="race-%d" % i)
+            reply = self.cancel(t.task_id)
+            leases = fut.result(timeout=WAIT_TIMEOUT).leases
+            self.assertTrue(reply.cancelled)
+            if leases:
+                self.assertEqual(leases[0].task.id, t.task_id)
+                state = self.heartbeat("race-w", [leases[0].lease_id]).leases[0]
+                self.assertTrue(state.cancel_requested)
+                self.complete(leases[0], "raced")
+            final = self.wait_final(t.task_id)
+            key = (S.Name(reply.task.status), len(leases), S.Name(final.status))
+            outcomes[key] = outcomes.get(key, 0) + 1
+        print("cancel racing a waiting poll, (reply status, leases, final): %s" % outcomes)
+        self.assertEqual(set(outcomes) - {("TASK_STATUS_CANCELLED", 0, "TASK_STATUS_CANCELLED"),
+                                          ("TASK_STATUS_RUNNING", 1, "TASK_STATUS_DONE")},
+                         set(), "CancelTask's reply must show the task as it is")
+
     def test_timeout_applies_to_remote_attempts(self):
         t = self.submit("r-timeout", timeout_seconds=1, max_attempts=2,
                         backoff_seconds=0.05, max_backoff_seconds=0.1)

@@ -308,8 +308,9 @@ class RemoteSoak(unittest.TestCase):
             retried += t.attempt > 1
 
             def bad(what):
-                problems.append("%s (%s, %s, attempt %d/%d, error %r): %s" % (
-                    task_id, kind, S.Name(status), t.attempt, max_attempts, why, what))
+                problems.append("%s (%s, %s, attempt %d/%d, error %r): %s; events %s" % (
+                    task_id, kind, S.Name(status), t.attempt, max_attempts, why, what,
+                    [(e[0], S.Name(e[1])[12:], e[2]) for e in events.get(task_id, [])]))
             cancel = self.cancels.get(task_id)
             if status not in FINAL:
                 bad("not final")
@@ -356,6 +357,10 @@ class RemoteSoak(unittest.TestCase):
               "accepted, %d tasks ran more than once, %d events watched"
               % (len(submitted), elapsed, len(submitted) / elapsed, self.kills,
                  len(self.cancels), retried, len(watch.events)))
+        replies = {}
+        for st in self.cancels.values():
+            replies[S.Name(st)] = replies.get(S.Name(st), 0) + 1
+        print("  accepted cancels by the status in their reply: %s" % replies)
         for key in sorted(counts):
             print("  %-10s %-22s %6d" % (key[0], key[1], counts[key]))
         for p in problems[:30]:
