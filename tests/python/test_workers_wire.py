@@ -236,7 +236,7 @@ class Calls(object):
             lease_id=lease.lease_id, result=result, worker_id=worker_id),
             timeout=RPC_TIMEOUT)
 
-    def fail(self, lease, message="", worker_id=None, **kw):
+    def fail_lease(self, lease, message="", worker_id=None, **kw):
         worker_id = lease.task.remote_worker_id if worker_id is None else worker_id
         return self.server.wstub.FailTask(pb.FailTaskRequest(
             lease_id=lease.lease_id, error_message=message, worker_id=worker_id, **kw),
@@ -740,7 +740,7 @@ class WorkersTest(Calls, unittest.TestCase):
         # Retryable, 2 attempts: SCHEDULED, then attempt 2, then ERROR.
         t = self.submit("r-fail", max_attempts=2, backoff_seconds=0.05, max_backoff_seconds=0.1)
         lease = self.lease_one("fail-w", "r-fail")
-        after = self.fail(lease, "boom 1")
+        after = self.fail_lease(lease, "boom 1")
         self.assertEqual((after.status, after.attempt, after.error_message),
                          (SCHEDULED, 1, "boom 1"))
         self.assertTrue(after.HasField("run_at"))
@@ -748,7 +748,7 @@ class WorkersTest(Calls, unittest.TestCase):
         self.assertEqual((lease2.task.id, lease2.task.attempt, lease2.task.error_message),
                          (t.task_id, 2, "boom 1"))
         self.assertNotEqual(lease2.lease_id, lease.lease_id)
-        end = self.fail(lease2, "boom 2")  # retryable unset = true, but none left
+        end = self.fail_lease(lease2, "boom 2")  # retryable unset = true, but none left
         self.assertEqual((end.status, end.attempt, end.error_message), (ERROR, 2, "boom 2"))
         self.assertEqual(self.get(t.task_id).status, ERROR)
         self.assertCode(C.FAILED_PRECONDITION, self.server.wstub.FailTask, pb.FailTaskRequest(
@@ -760,7 +760,7 @@ class WorkersTest(Calls, unittest.TestCase):
         # retryable=false: ERROR at once, attempts left or not.
         t = self.submit("r-fail", max_attempts=3, backoff_seconds=0.05)
         lease = self.lease_one("fail-w", "r-fail")
-        end = self.fail(lease, "hopeless", retryable=False)
+        end = self.fail_lease(lease, "hopeless", retryable=False)
         self.assertEqual((end.status, end.attempt, end.error_message), (ERROR, 1, "hopeless"))
         time.sleep(0.3)
         self.assertEqual(self.get(t.task_id).status, ERROR)
@@ -768,7 +768,7 @@ class WorkersTest(Calls, unittest.TestCase):
         # retryable=true explicitly, then a success: DONE clears the error.
         t = self.submit("r-fail", max_attempts=3, backoff_seconds=0.05)
         lease = self.lease_one("fail-w", "r-fail")
-        self.assertEqual(self.fail(lease, "transient", retryable=True).status, SCHEDULED)
+        self.assertEqual(self.fail_lease(lease, "transient", retryable=True).status, SCHEDULED)
         lease = self.lease_one("fail-w", "r-fail")
         self.assertEqual(lease.task.attempt, 2)
         done = self.complete(lease, "fine")
@@ -777,7 +777,7 @@ class WorkersTest(Calls, unittest.TestCase):
 
         # An empty error_message reads "failed".
         t = self.submit("r-fail", max_attempts=1)
-        end = self.fail(self.lease_one("fail-w", "r-fail"))
+        end = self.fail_lease(self.lease_one("fail-w", "r-fail"))
         self.assertEqual((end.status, end.error_message), (ERROR, "failed"))
 
         counts = self.remote_workers()["fail-w"]
@@ -875,7 +875,7 @@ class WorkersTest(Calls, unittest.TestCase):
         state = self.heartbeat("cancel-w", [lease.lease_id]).leases[0]
         self.assertEqual((state.cancel_requested, state.lost), (True, False))
         failed_before = self.remote_workers()["cancel-w"].tasks_failed
-        end = self.fail(lease, "stopped")
+        end = self.fail_lease(lease, "stopped")
         self.assertEqual((end.status, end.attempt), (CANCELLED, 1))
         time.sleep(0.3)
         self.assertEqual(self.get(t.task_id).status, CANCELLED)
@@ -948,7 +948,7 @@ class WorkersTest(Calls, unittest.TestCase):
         leases = self.poll("status-w", ["r-status", "remote2"], max_tasks=3).leases
         self.assertEqual(len(leases), 3)
         self.complete(leases[0], "one")
-        self.fail(leases[1], "two", retryable=False)
+        self.fail_lease(leases[1], "two", retryable=False)
         entry = self.remote_workers()["status-w"]
         print("remote worker entry: %s" % str(entry).replace("\n", " "))
         self.assertRegex(entry.peer, r"127\.0\.0\.1")
@@ -981,7 +981,7 @@ class WorkersTest(Calls, unittest.TestCase):
         self.assertEqual(seqs, sorted(set(seqs)))
         # With a retry: RUNNING, SCHEDULED, QUEUED repeat, in order.
         t = self.submit("r-watch", max_attempts=2, backoff_seconds=0.05)
-        self.fail(self.lease_one("watch-w", "r-watch"), "once")
+        self.fail_lease(self.lease_one("watch-w", "r-watch"), "once")
         self.complete(self.lease_one("watch-w2", "r-watch"), "twice")
         events = w.wait_status(t.task_id, DONE)
         self.assertEqual(names(e.task.status for e in events), names(
