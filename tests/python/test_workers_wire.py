@@ -966,6 +966,18 @@ class WorkersTest(Calls, unittest.TestCase):
                                                   timeout=RPC_TIMEOUT)
         self.assertEqual(len(status.workers), status.num_workers)
 
+    def test_silent_worker_leaves_the_list(self):
+        # Listed until 2 x its last wait_seconds + 10 s pass without a call:
+        # with wait_seconds 0, 10 s after its last call.
+        self.poll("silent-w", ["r-status"], wait_seconds=0)
+        entry = self.wait_listed("silent-w")
+        wait_until(lambda: "silent-w" not in self.remote_workers(), 40,
+                   "silent-w to leave the list")
+        gone = time.time() - secs(entry.last_seen)
+        print("a worker silent after a poll of wait_seconds 0 left the list %.2f s "
+              "after its last call" % gone)
+        self.assertGreaterEqual(gone, 9.9)
+
     def test_watch_shows_remote_task_events(self):
         w = self.watch(["r-watch"])
         t = self.submit("r-watch", {"message": "w"})
