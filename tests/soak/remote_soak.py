@@ -18,7 +18,8 @@ the rate above, each with a random type, priority, max_attempts (1..3) and a
 short sleep; 10% fail on every attempt (retryable), 5% fail permanently
 (`"permanent": "true"`). Every 1.5..4 s one worker is SIGKILLed and
 replaced by a new process (new worker id): its leases expire and their tasks
-are retried. Every 20..200 ms one random task is cancelled. A watcher
+are retried. Every 20..200 ms one task is cancelled (mostly one of the 100
+latest, so many cancels meet queued, leased or retrying tasks). A watcher
 follows every event of the two types.
 
 Checked at the end, for every submitted id (none may be missing, none extra):
@@ -114,7 +115,8 @@ class RemoteSoak(unittest.TestCase):
         self.workers = {}     # slot -> (worker id, Popen)
         self.incarnation = 0
         self.kills = 0
-        self.submitted = {}   # task id -> its plan (kind, max_attempts, message)
+        self.submitted = {}   # task id -> (kind, max_attempts, message, fail message)
+        self.order = []       # task ids in submission order
         self.cancels = {}     # task id -> status in the accepted cancel's reply
         self.data_dir = tempfile.mkdtemp(prefix="oee-remote-soak-", dir=tmpdir())
         self.addCleanup(shutil.rmtree, self.data_dir, ignore_errors=True)
@@ -178,13 +180,15 @@ class RemoteSoak(unittest.TestCase):
             self.spawn(slot)
 
     def canceller(self):
-        """Cancels a random submitted task every 20..200 ms."""
+        """Cancels a random submitted task every 20..200 ms: mostly one of
+        the 100 latest (likely still queued, running or retrying), else any."""
         rng = random.Random(SEED + 2)
         while not self.stop.wait(rng.uniform(0.02, 0.2)):
             with self.lock:
-                if not self.submitted:
+                if not self.order:
                     continue
-                task_id = rng.choice(list(self.submitted))
+                recent = self.order[-100:] if rng.random() < 0.8 else self.order
+                task_id = rng.choice(recent)
             reply = self.stub.CancelTask(pb.CancelTaskRequest(task_id=task_id),
                                          timeout=RPC_TIMEOUT)
             if reply.cancelled:
@@ -219,6 +223,7 @@ class RemoteSoak(unittest.TestCase):
             for (req, kind), res in zip(plans, reply.results):
                 self.assertEqual(res.code, 0, res.message)
                 with self.lock:
+                    self.order.append(res.task_id)
                     self.submitted[res.task_id] = (kind, req.max_attempts,
                                                    req.context["message"],
                                                    req.context.get("fail", ""))
