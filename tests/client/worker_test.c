@@ -62,7 +62,8 @@ typedef struct fake {
   parked polls[MAX_PARKED];
   int n_parked;
   int n_polls, poll_cancelled, max_asked, leased_now, max_leased_now;
-  int poll_bad; /* requests without the worker id, types or settings expected */
+  int poll_bad;  /* requests without the worker id, types or settings expected */
+  int poll_over; /* polls asking for more than the slots free (of 3) */
   double poll_lease_s;
   int hb_calls, hb_extend_set, hb_ids_max;
   int64_t hb_ms[MAX_HB];
@@ -192,6 +193,7 @@ static void on_poll(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   fk->poll_bad += !poll_request_ok(r);
   fk->poll_lease_s = r->lease_seconds;
   if (r->max_tasks > fk->max_asked) fk->max_asked = r->max_tasks;
+  fk->poll_over += r->max_tasks + fk->leased_now > 3;
   if (fk->fail_polls > 0) {
     fk->fail_polls--;
     oee_rpc_call_fail(call, fk->fail_code, "injected poll failure");
@@ -551,6 +553,7 @@ static void test_concurrent_handlers(void **state) {
   }
   assert_int_equal(f->fk.poll_bad, 0);
   assert_int_equal(f->fk.max_asked, 3);
+  assert_int_equal(f->fk.poll_over, 0);
   assert_true(f->fk.max_leased_now <= 3);
   assert_true(f->fk.poll_lease_s == 30.0);
 }
@@ -677,6 +680,10 @@ static void test_graceful_stop_waits(void **state) {
   HS_WAIT(&f->hs, f->hs.running == 1);
   pthread_mutex_unlock(&f->hs.mu);
   FAKE_WAIT(f, f->fk.n_parked == 1); /* the one free slot is polling */
+  pthread_mutex_lock(&f->fk.mu);
+  int asked = f->fk.n_parked == 1 ? f->fk.polls[0].max_tasks : -1;
+  pthread_mutex_unlock(&f->fk.mu);
+  assert_int_equal(asked, 1);
   oee_worker_stop(f->w, 60);
   FAKE_WAIT(f, f->fk.poll_cancelled == 1);
   pthread_mutex_lock(&f->fk.mu);
