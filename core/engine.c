@@ -120,7 +120,13 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   if (rc == 0) rc = oee__bus_create(&eng->bus);
   if (rc == 0) rc = register_builtins(eng);
   if (rc != 0) oee_error_set(err, rc, "cannot create the engine: %s", oee_strerror(rc));
-  if (rc == 0) rc = oee__quota_init(eng, cfg->type_limits, cfg->n_type_limits, err);
+  if (rc == 0) {
+    rc = oee__quota_init(eng, cfg->type_limits, cfg->n_type_limits, cfg->remote_types,
+                         cfg->n_remote_types, err);
+  }
+  if (rc == 0 && cfg->n_remote_types > 0) {
+    rc = oee__remote_init(eng, cfg->remote_types, cfg->n_remote_types, err);
+  }
   if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
     rc = oee__durable_open(eng, cfg, err);
   }
@@ -138,6 +144,7 @@ void oee_engine_destroy(oee_engine *eng) {
   /* Stores the changes still pending; their callbacks touch the store. */
   if (eng->committer || eng->db) oee__durable_close(eng);
   if (eng->store) eng->store->ops->destroy(eng->store, oee__task_drop, NULL);
+  oee__remote_fini(eng);
   oee__quota_fini(eng);
   oee__sched_fini(eng);
   oee__timer_fini(eng);
@@ -172,22 +179,21 @@ static void running_link(oee_engine *eng, oee_job *j) {
   eng->running_jobs++;
 }
 
-/* Takes the queued task t (the best one that may start) and marks it
- * RUNNING (lock held). Returns the job, or NULL when out of memory (the task
- * is then left queued). */
-static oee_job *job_start_locked(oee_engine *eng, worker *w, oee_task *t) {
-  oee_job *j = oee_calloc(1, sizeof(*j));
+oee_job *oee__job_start_locked(oee_engine *eng, worker *w, oee_task *t, const char *remote_id,
+                               size_t extra) {
+  oee_job *j = oee_calloc(1, sizeof(*j) + extra);
   if (j == NULL || oee_token_create(&j->token) != 0) {
     oee_free(j);
     return NULL;
   }
   oee_task_info d = *t->snap;
   d.status = OEE_TASK_RUNNING;
-  d.worker_id = w->id;
+  d.worker_id = w ? w->id : -1;
+  d.remote_worker_id = w ? "" : remote_id;
   d.started_at_ns = oee_now_ns();
   d.attempt = t->snap->attempt + 1;
   /* Room for what the job's end may need, so that it cannot fail then: its
-   * timeout's slot and a retry's slot in the timer's heaps. */
+   * deadline's slot and a retry's slot in the timer's heaps. */
   if (oee_heap_reserve(&eng->deadlines, 1) != 0 ||
       oee_heap_reserve(&eng->scheduled, eng->running_jobs + 1) != 0 ||
       oee__task_swap_snapshot(eng, t, &d) != 0) {
@@ -199,9 +205,10 @@ static oee_job *job_start_locked(oee_engine *eng, worker *w, oee_task *t) {
   j->eng = eng;
   j->task = t;
   j->snap = oee_task_info_ref(t->snap);
-  j->worker = w->id;
+  j->worker = w ? w->id : -1;
   t->token = j->token;
   running_link(eng, j);
+  if (w == NULL) return j; /* lease.c arms its deadline */
   oee__timer_watch(eng, j);
   w->busy = 1;
   memcpy(w->current, t->snap->id, sizeof(w->current));
@@ -275,7 +282,7 @@ static void *worker_main(void *arg) {
       if (timed) eng->token_waiter = 0;
       continue;
     }
-    oee_job *j = job_start_locked(eng, w, t);
+    oee_job *j = oee__job_start_locked(eng, w, t, NULL, 0);
     if (j == NULL) {
       /* Out of memory: back off briefly instead of spinning. */
       worker_idle(eng, w, oee__mono_ns() + OEE__OOM_BACKOFF_NS);
@@ -321,6 +328,7 @@ void oee_engine_refuse_submissions(oee_engine *eng) {
   oee__lock(&eng->lock);
   eng->accepting = 0;
   oee__unlock(&eng->lock);
+  if (eng->remote) oee__remote_refuse(eng);
 }
 
 void oee_engine_cancel_running(oee_engine *eng) {
@@ -347,6 +355,9 @@ static void drain_locked(oee_engine *eng, int64_t drain_ms) {
     }
   }
   for (oee_job *j = eng->running; j; j = j->next) oee_token_cancel(j->token);
+  /* Remote workers are not waited for any longer: their tasks stay
+   * RUNNING, as after a crash. */
+  if (eng->remote) oee__remote_abandon(eng);
   while (eng->running_jobs > 0) oee__wait(&eng->drain_cv, &eng->lock);
 }
 
@@ -355,6 +366,11 @@ int oee_engine_stop(oee_engine *eng, int64_t drain_ms) {
   eng->accepting = 0;
   int was_started = eng->started && !eng->stopping;
   eng->stopping = 1;
+  if (eng->remote) {
+    oee__unlock(&eng->lock);
+    oee__remote_refuse(eng);
+    oee__lock(&eng->lock);
+  }
   for (int i = 0; eng->workers && i < eng->num_workers; i++) oee__signal(&eng->workers[i].wake);
   drain_locked(eng, drain_ms);
   oee__unlock(&eng->lock);

@@ -81,6 +81,7 @@ struct oee_job {
   int64_t deadline_ns;         /* CLOCK_MONOTONIC end of its timeout */
   size_t deadline_pos;         /* in eng->deadlines, guarded by eng->lock */
   int timed_out;               /* guarded by eng->lock: the timer cancelled it */
+  struct oee__lease *lease;    /* a remote attempt's lease (lease.c), else NULL */
 };
 
 struct oee_engine {
@@ -143,6 +144,10 @@ struct oee_engine {
    * the order they were decided (graph.c). */
   struct oee__dep_wait *graph_due, *graph_due_tail;
   int graph_draining;
+
+  /* Guarded by lock: remote workers, their polls and leases (lease.c);
+   * NULL without remote types. */
+  struct oee__remote *remote;
 
   /* Durability (durable.c); both NULL for the memory store. Immutable
    * after create (each has its own locks). */
@@ -249,7 +254,8 @@ double oee__backoff_seconds(const oee_task_info *t, int retry);
  * `type` ended; usage: fills out[] (may be NULL) and returns how many
  * quotas there are. */
 typedef struct oee__limit oee__limit;
-int oee__quota_init(oee_engine *eng, const oee_type_limit *limits, size_t n, oee_error *err);
+int oee__quota_init(oee_engine *eng, const oee_type_limit *limits, size_t n,
+                    const char *const *remote, size_t n_remote, oee_error *err);
 void oee__quota_fini(oee_engine *eng);
 int oee__queue_reserve(oee_engine *eng, const char *type, size_t n);
 void oee__queue_push(oee_engine *eng, oee_task *t);
@@ -259,6 +265,53 @@ oee_task *oee__queue_next(oee_engine *eng, int64_t *token_at);
 void oee__queue_take(oee_engine *eng, oee_task *t);
 void oee__queue_ended(oee_engine *eng, const char *type);
 size_t oee__quota_usage(oee_engine *eng, oee_type_usage *out);
+/* Remote types (their tasks are only leased, lease.c): next_of is the best
+ * task among `types` that may start now (like next); remote_len counts
+ * their QUEUED tasks; is_remote says whether `type` is one. */
+oee_task *oee__queue_next_of(oee_engine *eng, const char *const *types, size_t n,
+                             int64_t *token_at);
+size_t oee__queue_remote_len(const oee_engine *eng);
+int oee__queue_is_remote(const oee_engine *eng, const char *type);
+
+/* Remote workers (lease.c). init/fini at create and destroy (init
+ * registers the types; OEE_EINVAL for a built-in one); the rest with the
+ * lock held. queued: a remote task was queued or a remote slot freed (the
+ * timer thread matches waiting polls); deadline: a remote job's lease or
+ * timeout came (from the timer's deadline heap); run: the timer's step
+ * (answers expired polls, ends expired leases, leases tasks to waiting
+ * polls), 1 when it let go of the lock to do so, else *next (monotonic, 0:
+ * none) brought forward to its next due time; refuse: parked polls are
+ * answered OEE_ESTOPPED (no lock held); abandon: at stop, leased tasks are
+ * left RUNNING (a restart finds them interrupted) and their jobs dropped;
+ * ended: a remote job ended `to` (counts). */
+int oee__remote_init(oee_engine *eng, const char *const *types, size_t n, oee_error *err);
+void oee__remote_fini(oee_engine *eng);
+void oee__remote_queued(oee_engine *eng);
+void oee__remote_deadline(oee_engine *eng, oee_job *j);
+int oee__remote_run(oee_engine *eng, int64_t *next);
+void oee__remote_refuse(oee_engine *eng);
+void oee__remote_abandon(oee_engine *eng);
+void oee__remote_ended(oee_engine *eng, oee_job *j, oee_task_status to);
+
+/* Jobs (engine.c, job.c). start: takes the queued t (the best that may
+ * start) and marks it RUNNING for worker w, or for the remote worker
+ * `remote_id` when w is NULL (then with room for a lease record after the
+ * job: oee__job_lease()); NULL when out of memory (t stays queued). Lock
+ * held. finish: ends a job as its executor (or lease) said; `waiter`, if
+ * not NULL, is registered for the final change's storing (durable) and
+ * *now gets the snapshot after the change (a reference). No lock held.
+ * unlink: takes a job off the running list (lock held). */
+typedef enum oee__ending {
+  OEE__SUCCEEDED,
+  OEE__FAILED,
+  OEE__FAILED_PERMANENTLY,
+  OEE__CANCELLED
+} oee__ending;
+oee_job *oee__job_start_locked(oee_engine *eng, worker *w, oee_task *t, const char *remote_id,
+                               size_t extra);
+void oee__job_finish(oee_job *j, oee__ending how, const char *result, const char *message,
+                     struct oee__stored_waiter *waiter, const oee_task_info **now);
+void oee__running_unlink(oee_engine *eng, oee_job *j);
 
 /* Schedules (schedule.c). init/fini at create and destroy; load reads the
  * stored ones back (durable create, after the tasks). take (lock held):

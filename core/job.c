@@ -97,7 +97,7 @@ static oee_task_info *pack_final_retrying(const oee_engine *eng, const oee_task_
 
 /* Takes a finished job off the running list (lock held); the last one out
  * wakes oee_engine_stop(). */
-static void running_unlink(oee_engine *eng, oee_job *j) {
+void oee__running_unlink(oee_engine *eng, oee_job *j) {
   if (j->prev) {
     j->prev->next = j->next;
   } else {
@@ -132,9 +132,6 @@ static char *truncate_result(const char *result, size_t max) {
   return out;
 }
 
-/* How a job ended, as its executor said. */
-typedef enum ending { SUCCEEDED, FAILED, FAILED_PERMANENTLY, CANCELLED } ending;
-
 /* The next snapshot of a task whose attempt failed with `message` and will
  * be retried: SCHEDULED after the backoff. */
 static oee_task_info *pack_retry(const oee_engine *eng, const oee_task_info *cur,
@@ -152,44 +149,61 @@ static oee_task_info *pack_retry(const oee_engine *eng, const oee_task_info *cur
   return next;
 }
 
-static void job_finish(oee_job *j, ending how, const char *result, const char *message) {
+/* The snapshot a job's end leads to (no lock held): how and message may
+ * change when its timeout cancelled it. */
+static oee_task_info *pack_end(oee_job *j, oee__ending how, const char *result, const char *message,
+                               oee_task_status *to) {
   oee_engine *eng = j->eng;
-  char *cut = NULL, timed_out_msg[96];
-  if (result && strlen(result) > eng->result_max) {
-    cut = truncate_result(result, eng->result_max);
-    result = cut ? cut : "";
-  }
+  char timed_out_msg[96];
   oee__lock(&eng->lock);
   oee__timer_unwatch(eng, j);
   int timed_out = j->timed_out;
   oee__unlock(&eng->lock);
   /* A job its timeout cancelled failed that attempt (and may retry). */
-  if (timed_out && how == CANCELLED) {
+  if (timed_out && how == OEE__CANCELLED) {
     snprintf(timed_out_msg, sizeof(timed_out_msg), "timed out after %g s",
              j->snap->timeout_seconds);
-    how = FAILED;
+    how = OEE__FAILED;
     message = timed_out_msg;
   }
   const oee_task_info *cur = j->snap;
-  int retry = how == FAILED && cur->attempt < cur->max_attempts;
-  oee_task_status to = how == SUCCEEDED   ? OEE_TASK_DONE
-                       : how == CANCELLED ? OEE_TASK_CANCELLED
-                       : retry            ? OEE_TASK_SCHEDULED
-                                          : OEE_TASK_ERROR;
+  int retry = how == OEE__FAILED && cur->attempt < cur->max_attempts;
+  *to = how == OEE__SUCCEEDED   ? OEE_TASK_DONE
+        : how == OEE__CANCELLED ? OEE_TASK_CANCELLED
+        : retry                 ? OEE_TASK_SCHEDULED
+                                : OEE_TASK_ERROR;
   /* While its job runs, only the job changes a task's snapshot, so j->snap
    * is current and the next one can be packed before taking the lock. */
-  oee_task_info *next =
-      retry ? pack_retry(eng, cur, message) : pack_final_retrying(eng, cur, to, result, message);
+  return retry ? pack_retry(eng, cur, message)
+               : pack_final_retrying(eng, cur, *to, result, message);
+}
+
+void oee__job_finish(oee_job *j, oee__ending how, const char *result, const char *message,
+                     oee__stored_waiter *waiter, const oee_task_info **now) {
+  oee_engine *eng = j->eng;
+  char *cut = NULL;
+  if (result && strlen(result) > eng->result_max) {
+    cut = truncate_result(result, eng->result_max);
+    result = cut ? cut : "";
+  }
+  oee_task_status to;
+  oee_task_info *next = pack_end(j, how, result, message, &to);
   oee__lock(&eng->lock);
   if (j->task->snap != j->snap) abort();
   if (oee_task_transition_check(OEE_TASK_RUNNING, to) != 0) abort();
   oee__task_swap_packed(eng, j->task, next);
-  if (retry) oee__timer_schedule(eng, j->task); /* room reserved at job start */
+  if (to == OEE_TASK_SCHEDULED) oee__timer_schedule(eng, j->task); /* room reserved at start */
+  if (waiter != NULL && eng->committer) oee__durable_after(eng, waiter, next->seq);
+  if (now != NULL) *now = oee_task_info_ref(next);
   j->task->token = NULL;
-  worker *w = &eng->workers[j->worker];
-  if (to == OEE_TASK_DONE) w->completed++;
-  if (to == OEE_TASK_ERROR) w->failed++;
-  running_unlink(eng, j);
+  if (j->lease != NULL) {
+    oee__remote_ended(eng, j, to);
+  } else {
+    worker *w = &eng->workers[j->worker];
+    if (to == OEE_TASK_DONE) w->completed++;
+    if (to == OEE_TASK_ERROR) w->failed++;
+  }
+  oee__running_unlink(eng, j);
   oee__queue_ended(eng, j->task->snap->task_type); /* its quota's slot */
   oee__engine_unlock(eng);
   oee_free(cut);
@@ -199,19 +213,20 @@ static void job_finish(oee_job *j, ending how, const char *result, const char *m
 }
 
 void oee_job_succeed(oee_job *j, const char *result) {
-  job_finish(j, SUCCEEDED, result ? result : "", "");
+  oee__job_finish(j, OEE__SUCCEEDED, result ? result : "", "", NULL, NULL);
 }
 
 void oee_job_fail(oee_job *j, const char *message) {
-  job_finish(j, FAILED, "", message && message[0] ? message : "failed");
+  oee__job_finish(j, OEE__FAILED, "", message && message[0] ? message : "failed", NULL, NULL);
 }
 
 void oee_job_fail_permanent(oee_job *j, const char *message) {
-  job_finish(j, FAILED_PERMANENTLY, "", message && message[0] ? message : "failed");
+  oee__job_finish(j, OEE__FAILED_PERMANENTLY, "", message && message[0] ? message : "failed", NULL,
+                  NULL);
 }
 
 void oee_job_cancelled(oee_job *j, const char *reason) {
-  job_finish(j, CANCELLED, "", reason ? reason : "cancelled");
+  oee__job_finish(j, OEE__CANCELLED, "", reason ? reason : "cancelled", NULL, NULL);
 }
 
 int oee_job_attempt(const oee_job *j) { return j->snap->attempt; }

@@ -297,6 +297,10 @@ typedef struct oee_engine_config {
   /* Quotas per task type (copied): see oee_type_limit. */
   const oee_type_limit *type_limits;
   size_t n_type_limits;
+  /* Types run only by remote workers (oee_engine_poll); copied. A name that
+   * is also a built-in type is refused (OEE_EINVAL). */
+  const char *const *remote_types;
+  size_t n_remote_types;
 } oee_engine_config;
 
 /* Creates an engine with the built-in executors registered. `cfg` may be NULL
@@ -664,6 +668,133 @@ int oee_engine_schedule_delete(oee_engine *eng, const char *id, oee_error *err);
  * now (no catch-up for the pause). *out as for create. 0, OEE_ENOENT. */
 int oee_engine_schedule_pause(oee_engine *eng, const char *id, int paused, oee_schedule **out,
                               oee_error *err);
+
+/* -------------------------------------------------------- remote workers */
+
+/*
+ * Tasks of the remote_types are run by programs outside the engine: a
+ * worker polls (oee_engine_poll) and gets leases on QUEUED tasks of its
+ * types, taken in the queue's order (priority, then submission), each task
+ * then RUNNING with its attempt counted and remote_worker_id set. A lease
+ * lives lease_seconds unless a heartbeat extends it; one that expires fails
+ * the attempt "lease expired: worker <worker_id> lost" (retried if attempts
+ * remain; CANCELLED when a cancel was asked), as does timeout_seconds. The
+ * worker ends a lease with oee_engine_lease_complete or _fail. A poll that
+ * finds nothing waits (parked: no thread, no timer tick) until a task of
+ * its types is queued or wait_seconds pass; waiting polls are served first
+ * come, first served. After a restart every lease is gone: its task was
+ * RUNNING and follows the recovery rule for interrupted tasks.
+ */
+#define OEE_WORKER_ID_MAX 128
+#define OEE_POLL_MAX_TASKS 100
+#define OEE_POLL_MAX_WAIT_SECONDS 60.0
+#define OEE_LEASE_MIN_SECONDS 1.0
+#define OEE_LEASE_MAX_SECONDS 3600.0
+#define OEE_HEARTBEAT_MAX_LEASES 1000
+#define OEE_ENDED_LEASES_KEPT 100000
+
+/* One lease as a poll delivers it (borrowed for the callback). */
+typedef struct oee_lease {
+  char lease_id[OEE_ID_LEN + 1];
+  const oee_task_info *task; /* RUNNING; take a reference to keep it */
+  int64_t expires_at_ns;     /* CLOCK_REALTIME */
+} oee_lease;
+
+typedef struct oee_poll_req {
+  const char *worker_id;         /* 1..OEE_WORKER_ID_MAX bytes */
+  const char *peer;              /* where it called from (shown); may be NULL */
+  const char *const *task_types; /* 1 or more, each a remote type */
+  size_t n_task_types;
+  int max_tasks;        /* 1..OEE_POLL_MAX_TASKS */
+  double wait_seconds;  /* 0..OEE_POLL_MAX_WAIT_SECONDS; 0 = answer at once */
+  double lease_seconds; /* OEE_LEASE_MIN_SECONDS..OEE_LEASE_MAX_SECONDS */
+  /* Asked, engine lock held, before tasks are leased to a waiting poll:
+   * 0 means its caller went away (the poll is dropped, cb told
+   * OEE_ECLOSED). Must be cheap and take no lock. NULL = always alive. */
+  int (*alive)(void *arg);
+} oee_poll_req;
+
+/* The answer of a poll: rc 0 with n leases (0: nothing came in time),
+ * OEE_ESTOPPED (the engine stopped accepting work) or OEE_ECLOSED (alive()
+ * said 0). Returns 0 when the leases reached the worker; anything else
+ * makes them expire at once (their attempts fail as lost). Called with no
+ * engine lock held, on the polling thread, the engine's timer thread or,
+ * with a data_dir, its commit thread (leases are delivered once their
+ * RUNNING change is stored). */
+typedef int (*oee_poll_cb)(void *arg, int rc, const oee_lease *leases, size_t n);
+
+/* The caller's handle of a poll (zero it): it must stay put until cb has
+ * been called or oee_engine_poll_cancel() returned 1. Its fields are the
+ * engine's. */
+typedef struct oee_poll {
+  int state;
+  struct oee__poll *impl;
+} oee_poll;
+
+/* Polls for leases. Checks the request (OEE_EINVAL naming the field, cb
+ * not called; OEE_ESTOPPED when not accepting; OEE_ENOMEM); else returns 0
+ * and calls cb exactly once (maybe before returning), unless
+ * oee_engine_poll_cancel() takes the poll back first. `p` is the caller's
+ * zeroed handle (see oee_poll); req's strings must live until cb. */
+int oee_engine_poll(oee_engine *eng, oee_poll *p, const oee_poll_req *req, oee_poll_cb cb,
+                    void *arg, oee_error *err);
+/* Takes a waiting poll back (its caller went away): 1 when it was still
+ * waiting (cb will not be called), 0 when cb was or is being called. */
+int oee_engine_poll_cancel(oee_engine *eng, oee_poll *p);
+
+/* A lease as a heartbeat finds it. */
+typedef struct oee_lease_state {
+  int64_t expires_at_ns; /* the new expiry; 0 when lost */
+  int cancel_requested;
+  int lost; /* expired, finished, unknown or another worker's */
+} oee_lease_state;
+
+/* Extends the leases of worker_id named in ids[n] (1..1000) to now +
+ * *extend_seconds (NULL: each lease's own length; else 1..3600) and fills
+ * out[n]. OEE_EINVAL naming the field (nothing changed). */
+int oee_engine_heartbeat(oee_engine *eng, const char *worker_id, const char *peer,
+                         const char *const *ids, size_t n, const double *extend_seconds,
+                         oee_lease_state *out, oee_error *err);
+
+/* How a remote attempt ended. */
+typedef struct oee_lease_end {
+  const char *lease_id;
+  const char *worker_id; /* NULL or "": not checked; else must hold the lease */
+  const char *peer;      /* may be NULL */
+  int ok;                /* 1: DONE with result; 0: failed with message */
+  const char *result;
+  const char *message;
+  int retryable; /* for a failure: 0 ends the task ERROR */
+} oee_lease_end;
+
+/* Told once a lease's end is stored: rc 0 and the task after it, or the
+ * error. Same threads as oee_schedule_cb. */
+typedef void (*oee_lease_cb)(void *arg, int rc, const oee_task_info *task);
+
+/* Ends a lease: 0 and cb called once (maybe before returning); or
+ * OEE_EINVAL (malformed lease_id or worker_id), OEE_ENOENT (unknown, or
+ * another worker's), OEE_ESTATE (expired or already ended: the outcome is
+ * discarded), OEE_ENOMEM, each with *err saying why and cb not called. */
+int oee_engine_lease_end(oee_engine *eng, const oee_lease_end *end, oee_lease_cb cb, void *arg,
+                         oee_error *err);
+
+/* A remote worker as the engine knows it. */
+typedef struct oee_remote_worker {
+  const char *worker_id, *peer;
+  const char *const *task_types; /* of its last poll */
+  size_t n_task_types;
+  int64_t last_seen_ns; /* CLOCK_REALTIME of its last call */
+  int active_leases;
+  uint64_t tasks_completed, tasks_failed;
+} oee_remote_worker;
+
+/* The workers heard from within 2 x their last wait_seconds + 10 s, by
+ * worker_id: *out (one block; oee_remote_workers_free) and *n. 0 or
+ * OEE_ENOMEM. */
+int oee_engine_remote_workers(oee_engine *eng, oee_remote_worker **out, size_t *n);
+void oee_remote_workers_free(oee_remote_worker *v);
+/* 1 when `type` is one of the engine's remote types. */
+int oee_engine_is_remote_type(oee_engine *eng, const char *type);
 
 #ifdef __cplusplus
 }

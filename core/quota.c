@@ -19,6 +19,10 @@
  * worker when it will have one, and one idle worker sleeps until then.
  * A job's end gives its type's slot back and wakes a worker when tasks of
  * that type wait.
+ * Remote types (lease.c) have an entry each too, limited or not: their
+ * tasks are never taken by the engine's workers, only leased to polls
+ * (oee__queue_next_of), and a push or a freed slot tells lease.c instead of
+ * waking a worker.
  * Everything here runs with the engine lock held.
  */
 #include <math.h>
@@ -34,6 +38,8 @@ struct oee__limit {
   double tokens, burst;
   int64_t refilled_ns; /* CLOCK_MONOTONIC of the last refill */
   int running;
+  int remote;     /* run by remote workers only */
+  int limited;    /* named in type_limits */
   oee_heap queue; /* QUEUED tasks of this type */
 };
 
@@ -47,10 +53,48 @@ static void task_setpos(void *e, size_t pos) {
   ((oee_task *)e)->heap_pos = pos == OEE_HEAP_NONE ? OEE_TASK_NOT_QUEUED : (uint32_t)pos;
 }
 
-int oee__quota_init(oee_engine *eng, const oee_type_limit *limits, size_t n, oee_error *err) {
+static oee__limit *limit_of(const oee_engine *eng, const char *type);
+
+/* A fresh entry for `type` (room was allocated). */
+static int limit_add(oee_engine *eng, const char *type, oee_error *err) {
+  oee__limit *q = &eng->limits[eng->n_limits];
+  size_t len = strlen(type) + 1;
+  if ((q->task_type = oee_malloc(len)) == NULL) {
+    return oee_error_set(err, OEE_ENOMEM, "out of memory");
+  }
+  memcpy(q->task_type, type, len);
+  q->burst = q->tokens = 1;
+  q->refilled_ns = oee__mono_ns();
+  oee_heap_init(&q->queue, task_less, task_setpos);
+  eng->n_limits++;
+  return 0;
+}
+
+/* The remote types: an entry each (the one of their quota, if any). */
+static int remote_add(oee_engine *eng, const char *const *types, size_t n, oee_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    if (types[i] == NULL || !types[i][0]) {
+      return oee_error_set(err, OEE_EINVAL, "remote_types[%zu] must not be empty", i);
+    }
+    oee__limit *q = limit_of(eng, types[i]);
+    if (q != NULL && q->remote) {
+      return oee_error_set(err, OEE_EINVAL, "remote_types: \"%.64s\" is given twice", types[i]);
+    }
+    if (q == NULL) {
+      int rc = limit_add(eng, types[i], err);
+      if (rc != 0) return rc;
+      q = &eng->limits[eng->n_limits - 1];
+    }
+    q->remote = 1;
+  }
+  return 0;
+}
+
+int oee__quota_init(oee_engine *eng, const oee_type_limit *limits, size_t n,
+                    const char *const *remote, size_t n_remote, oee_error *err) {
   oee_heap_init(&eng->queue, task_less, task_setpos);
-  if (n == 0) return 0;
-  eng->limits = oee_calloc(n, sizeof(*eng->limits));
+  if (n + n_remote == 0) return 0;
+  eng->limits = oee_calloc(n + n_remote, sizeof(*eng->limits));
   if (eng->limits == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
     const oee_type_limit *l = &limits[i];
@@ -67,21 +111,16 @@ int oee__quota_init(oee_engine *eng, const oee_type_limit *limits, size_t n, oee
                              l->task_type);
       }
     }
-    oee__limit *q = &eng->limits[eng->n_limits];
-    size_t len = strlen(l->task_type) + 1;
-    if ((q->task_type = oee_malloc(len)) == NULL) {
-      return oee_error_set(err, OEE_ENOMEM, "out of memory");
-    }
-    memcpy(q->task_type, l->task_type, len);
+    int rc = limit_add(eng, l->task_type, err);
+    if (rc != 0) return rc;
+    oee__limit *q = &eng->limits[eng->n_limits - 1];
+    q->limited = 1;
     q->max_running = l->max_running;
     q->per_second = l->max_per_second;
     q->burst = q->per_second > 1 ? q->per_second : 1;
     q->tokens = q->burst;
-    q->refilled_ns = oee__mono_ns();
-    oee_heap_init(&q->queue, task_less, task_setpos);
-    eng->n_limits++;
   }
-  return 0;
+  return remote_add(eng, remote, n_remote, err);
 }
 
 void oee__quota_fini(oee_engine *eng) {
@@ -113,8 +152,13 @@ int oee__queue_reserve(oee_engine *eng, const char *type, size_t n) {
 }
 
 void oee__queue_push(oee_engine *eng, oee_task *t) {
-  oee_heap_push(heap_of(eng, t->snap->task_type), t); /* room reserved */
-  oee__engine_wake_one(eng);
+  oee__limit *q = eng->n_limits ? limit_of(eng, t->snap->task_type) : NULL;
+  oee_heap_push(q ? &q->queue : &eng->queue, t); /* room reserved */
+  if (q != NULL && q->remote) {
+    oee__remote_queued(eng);
+  } else {
+    oee__engine_wake_one(eng);
+  }
 }
 
 void oee__queue_remove(oee_engine *eng, oee_task *t) {
@@ -157,10 +201,36 @@ oee_task *oee__queue_next(oee_engine *eng, int64_t *token_at) {
   for (size_t i = 0; i < eng->n_limits; i++) {
     oee__limit *q = &eng->limits[i];
     oee_task *top = oee_heap_peek(&q->queue);
+    if (q->remote || top == NULL || !may_start(q, now, token_at)) continue;
+    if (best == NULL || task_less(top, best)) best = top;
+  }
+  return best;
+}
+
+oee_task *oee__queue_next_of(oee_engine *eng, const char *const *types, size_t n,
+                             int64_t *token_at) {
+  oee_task *best = NULL;
+  int64_t now = oee__mono_ns();
+  for (size_t i = 0; i < n; i++) {
+    oee__limit *q = limit_of(eng, types[i]);
+    oee_task *top = q ? oee_heap_peek(&q->queue) : NULL;
     if (top == NULL || !may_start(q, now, token_at)) continue;
     if (best == NULL || task_less(top, best)) best = top;
   }
   return best;
+}
+
+size_t oee__queue_remote_len(const oee_engine *eng) {
+  size_t n = 0;
+  for (size_t i = 0; i < eng->n_limits; i++) {
+    if (eng->limits[i].remote) n += eng->limits[i].queue.len;
+  }
+  return n;
+}
+
+int oee__queue_is_remote(const oee_engine *eng, const char *type) {
+  const oee__limit *q = eng->n_limits ? limit_of(eng, type) : NULL;
+  return q != NULL && q->remote;
 }
 
 void oee__queue_take(oee_engine *eng, oee_task *t) {
@@ -178,16 +248,26 @@ void oee__queue_ended(oee_engine *eng, const char *type) {
   oee__limit *q = eng->n_limits ? limit_of(eng, type) : NULL;
   if (q == NULL) return;
   q->running--;
-  if (q->queue.len > 0) oee__engine_wake_one(eng);
+  if (q->queue.len == 0) return;
+  if (q->remote) {
+    oee__remote_queued(eng);
+  } else {
+    oee__engine_wake_one(eng);
+  }
 }
 
 size_t oee__quota_usage(oee_engine *eng, oee_type_usage *out) {
-  for (size_t i = 0; out != NULL && i < eng->n_limits; i++) {
+  size_t n = 0;
+  for (size_t i = 0; i < eng->n_limits; i++) {
     const oee__limit *q = &eng->limits[i];
-    out[i] = (oee_type_usage){.task_type = q->task_type,
-                              .max_running = q->max_running,
-                              .running = q->running,
-                              .max_per_second = q->per_second};
+    if (!q->limited) continue; /* a remote type without a quota */
+    if (out != NULL) {
+      out[n] = (oee_type_usage){.task_type = q->task_type,
+                                .max_running = q->max_running,
+                                .running = q->running,
+                                .max_per_second = q->per_second};
+    }
+    n++;
   }
-  return eng->n_limits;
+  return n;
 }

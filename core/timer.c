@@ -15,6 +15,10 @@
  * time (CLOCK_REALTIME, as the caller gives it); the wait converts it to the
  * monotonic clock the condition variable uses at each sleep, so a clock step
  * moves the wake-up with it.
+ * Remote work (lease.c) rides on the same thread: a remote attempt's
+ * lease and timeout share the deadline heap, and lease.c's step answers
+ * polls whose wait ended and leases tasks to waiting polls when told that
+ * some were queued.
  * Due tasks move in batches of TIMER_BATCH, letting go of the lock between
  * batches, so a million tasks due at once never stall the queue.
  */
@@ -125,6 +129,10 @@ static int64_t run_due(oee_engine *eng) {
   oee_job *j;
   while ((j = oee_heap_peek(&eng->deadlines)) != NULL && j->deadline_ns <= now_mono) {
     oee_heap_pop(&eng->deadlines);
+    if (j->lease != NULL) { /* a remote attempt: lease.c ends it */
+      oee__remote_deadline(eng, j);
+      continue;
+    }
     j->timed_out = 1;
     oee_token_cancel(j->token);
   }
@@ -165,6 +173,7 @@ static void *timer_main(void *arg) {
       continue;
     }
     if (fire_schedules(eng, &next)) continue;
+    if (eng->remote && oee__remote_run(eng, &next)) continue;
     if (eng->timer_stop) break;
     if (next == 0) {
       oee__wait(&eng->timer_cv, &eng->lock);

@@ -64,8 +64,16 @@ static void free_type_limits(oee_server_config *c) {
   c->n_type_limits = 0;
 }
 
+static void free_remote_types(oee_server_config *c) {
+  for (size_t i = 0; i < c->n_remote_types; i++) oee_free(c->remote_types[i]);
+  oee_free(c->remote_types);
+  c->remote_types = NULL;
+  c->n_remote_types = 0;
+}
+
 void oee_server_config_free(oee_server_config *c) {
   free_type_limits(c);
+  free_remote_types(c);
   oee_free(c->listen);
   oee_free(c->data_dir);
   oee_free(c->config_path);
@@ -323,6 +331,35 @@ static int json_type_limits(oee_server_config *c, json_t *obj, char *err, size_t
   return 0;
 }
 
+/* "remote_types": ["<task_type>", ...]: run by remote workers only. That
+ * none is a built-in type is checked by the engine at create. */
+static int json_remote_types(oee_server_config *c, json_t *arr, char *err, size_t len) {
+  if (!json_is_array(arr)) {
+    return fail(err, len, "config key \"remote_types\" must be an array of type names");
+  }
+  free_remote_types(c);
+  size_t n = json_array_size(arr);
+  if (n == 0) return 0;
+  if ((c->remote_types = oee_calloc(n, sizeof(*c->remote_types))) == NULL) {
+    return fail(err, len, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *name = json_string_value(json_array_get(arr, i));
+    if (name == NULL || name[0] == '\0' || strlen(name) > c->max_type_bytes) {
+      return fail(err, len, "config key \"remote_types[%zu]\" must be a type name of 1..%zu bytes",
+                  i, c->max_type_bytes);
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(c->remote_types[j], name) == 0) {
+        return fail(err, len, "config key \"remote_types\": \"%s\" is given twice", name);
+      }
+    }
+    if ((c->remote_types[i] = oee_strdup(name)) == NULL) return fail(err, len, "out of memory");
+    c->n_remote_types++;
+  }
+  return 0;
+}
+
 int oee_server_config_check_types(const oee_server_config *c, oee_engine *eng, char *err,
                                   size_t len) {
   for (size_t i = 0; i < c->n_type_limits; i++) {
@@ -403,6 +440,7 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
   if (strcmp(key, "type_limits") == 0) return json_type_limits(c, v, err, len);
+  if (strcmp(key, "remote_types") == 0) return json_remote_types(c, v, err, len);
   return fail(err, len, "unknown config key \"%s\"", key);
 }
 

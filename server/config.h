@@ -76,6 +76,8 @@ typedef struct oee_server_config {
                                       * sorted by task_type; every type must have an
                                       * executor (checked at start) */
   size_t n_type_limits;
+  char **remote_types; /* owned: "remote_types", run only by remote workers */
+  size_t n_remote_types;
   char *config_path;        /* NULL when no file was read */
   oee_exec_table *commands; /* owned; never NULL after a successful load */
   oee_model_table *models;  /* owned; never NULL after a successful load */

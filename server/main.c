@@ -48,7 +48,9 @@ static oee_engine_config engine_config(const oee_server_config *cfg) {
                              .max_dependencies = cfg->max_dependencies,
                              .max_schedules = cfg->max_schedules,
                              .type_limits = cfg->type_limits,
-                             .n_type_limits = cfg->n_type_limits};
+                             .n_type_limits = cfg->n_type_limits,
+                             .remote_types = (const char *const *)cfg->remote_types,
+                             .n_remote_types = cfg->n_remote_types};
 }
 
 /* Creates the engine on the configured store (sqlite: opens and recovers
@@ -62,6 +64,12 @@ static int start_engine(const oee_server_config *cfg, oee_engine **eng) {
     const char *why = err.message[0] ? err.message : oee_strerror(rc);
     oee_log(OEE_LOG_ERROR, "store_failed", "data_dir=%s error=\"%s\"", cfg->data_dir, why);
     fprintf(stderr, "oee-server: cannot open the store: %s\n", why);
+    return rc;
+  }
+  if (rc != 0) { /* memory store: the engine's own checks (type_limits, remote_types) */
+    const char *why = err.message[0] ? err.message : oee_strerror(rc);
+    oee_log(OEE_LOG_ERROR, "engine_failed", "error=\"%s\"", why);
+    fprintf(stderr, "oee-server: cannot start: %s\n", why);
     return rc;
   }
   /* type_limits' types, before any task can start. */

@@ -12,6 +12,7 @@
 #include "server/status.h"
 #include "server/submit.h"
 #include "server/tasks.h"
+#include "server/workers.h"
 
 #define N_METHODS OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS
 #define M(name) OEE_V1_ORCHESTRATOR_SERVICE_METHOD_##name
@@ -42,9 +43,20 @@ const oee_route oee_service_routes[N_METHODS] = {
 };
 const size_t oee_service_n_routes = N_METHODS;
 
+/* oee.v1.WorkerService: all unary, checked the same way. */
+#define W_METHODS OEE_V1_WORKER_SERVICE_N_METHODS
+#define W(name) OEE_V1_WORKER_SERVICE_METHOD_##name
+_Static_assert(N_METHODS + W_METHODS <= OEE_SERVICE_MAX_METHODS, "raise OEE_SERVICE_MAX_METHODS");
+static const oee_route worker_routes[W_METHODS] = {
+    [W(POLL_TASKS)] = {.unary = oee_h_poll_tasks},
+    [W(HEARTBEAT)] = {.unary = oee_h_heartbeat},
+    [W(COMPLETE_TASK)] = {.unary = oee_h_complete_task},
+    [W(FAIL_TASK)] = {.unary = oee_h_fail_task},
+};
+
 /* The services health and reflection report. */
-static const char *const served[] = {OEE_V1_ORCHESTRATOR_SERVICE_NAME, "grpc.health.v1.Health",
-                                     "grpc.reflection.v1.ServerReflection",
+static const char *const served[] = {OEE_V1_ORCHESTRATOR_SERVICE_NAME, OEE_V1_WORKER_SERVICE_NAME,
+                                     "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
                                      "grpc.reflection.v1alpha.ServerReflection"};
 
 /* Every unary call: the handler fills a reply or an error; this sends it
@@ -68,12 +80,8 @@ static int refuse(char *why, size_t len, const char *path, const char *problem) 
   return -1;
 }
 
-int oee_service_check_routes(const oee_route *routes, size_t n, char *why, size_t len) {
-  const oee_rpc_method *m = oee_v1_orchestrator_service_methods;
-  if (n != N_METHODS) {
-    snprintf(why, len, "the route table has %zu rows for %d methods", n, N_METHODS);
-    return -1;
-  }
+static int check_table(const oee_rpc_method *m, const oee_route *routes, size_t n, char *why,
+                       size_t len) {
   for (size_t i = 0; i < n; i++) {
     const oee_route *r = &routes[i];
     if (!r->unary && !r->stream) return refuse(why, len, m[i].path, "has no handler");
@@ -86,18 +94,36 @@ int oee_service_check_routes(const oee_route *routes, size_t n, char *why, size_
   return 0;
 }
 
-/* Registers each method with its own ctx, so the unary wrapper knows its
- * handler without looking at the path. */
-static int add_methods(oee_service *s) {
-  for (size_t i = 0; i < N_METHODS; i++) {
-    const oee_route *r = &oee_service_routes[i];
-    oee_rpc_method m = oee_v1_orchestrator_service_methods[i];
-    s->bindings[i] = (oee_binding){.svc = s, .fn = r->unary};
+int oee_service_check_routes(const oee_route *routes, size_t n, char *why, size_t len) {
+  if (n != N_METHODS) {
+    snprintf(why, len, "the route table has %zu rows for %d methods", n, N_METHODS);
+    return -1;
+  }
+  if (check_table(oee_v1_orchestrator_service_methods, routes, n, why, len) != 0) return -1;
+  return check_table(oee_v1_worker_service_methods, worker_routes, W_METHODS, why, len);
+}
+
+/* Registers each method with its own ctx (bindings from `first` on), so
+ * the unary wrapper knows its handler without looking at the path. */
+static int add_table(oee_service *s, const oee_rpc_method *methods, const oee_route *routes,
+                     size_t n, size_t first) {
+  for (size_t i = 0; i < n; i++) {
+    const oee_route *r = &routes[i];
+    oee_rpc_method m = methods[i];
+    oee_binding *b = &s->bindings[first + i];
+    *b = (oee_binding){.svc = s, .fn = r->unary};
     m.handler = r->unary ? unary : r->stream;
-    void *ctx = r->unary ? (void *)&s->bindings[i] : (void *)s;
+    void *ctx = r->unary ? (void *)b : (void *)s;
     if (oee_rpc_server_add_service(s->srv, &m, 1, ctx) != 0) return -1;
   }
   return 0;
+}
+
+static int add_methods(oee_service *s) {
+  if (add_table(s, oee_v1_orchestrator_service_methods, oee_service_routes, N_METHODS, 0) != 0) {
+    return -1;
+  }
+  return add_table(s, oee_v1_worker_service_methods, worker_routes, W_METHODS, N_METHODS);
 }
 
 int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *cfg,
@@ -111,7 +137,7 @@ int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *c
   if (oee_service_check_routes(oee_service_routes, N_METHODS, why, len) != 0) return -1;
   const char *step = "watch hub";
   if (oee_watch_hub_create(s, &s->hub) != 0) goto fail;
-  step = "OrchestratorService methods";
+  step = "OrchestratorService and WorkerService methods";
   if (add_methods(s) != 0) goto fail;
   step = "health service";
   if (oee_health_create(srv, &s->health) != 0) goto fail;

@@ -4,6 +4,7 @@
 #include "server/convert.h"
 #include "server/errmap.h"
 #include "server/service.h"
+#include "server/workers.h"
 
 static void release_status(void *st) { oee_status_free(st); }
 
@@ -42,7 +43,7 @@ grpc_status_code oee_h_system_status(oee_service *s, const ProtobufCMessage *req
   oee_status *st = engine_status(s, out, &rc);
   if (st == NULL) return oee_status_from_error(rc);
   Oee__V1__SystemStatus *m = oee_pb_system_status(&out->arena, st, OEE_VERSION);
-  if (m == NULL) return oee_reply_oom(out);
+  if (m == NULL || oee_pb_remote_workers(&out->arena, s->eng, m) != 0) return oee_reply_oom(out);
   out->msg = &m->base;
   return GRPC_STATUS_OK;
 }

@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/support/alloc.h>
+
 #include "core/oee_alloc.h"
 #include "rpc/arena.h"
 #include "rpc/codec.h"
@@ -332,6 +334,13 @@ int oee_rpc_call_cancelled(const oee_rpc_call *call) {
   int cancelled = c->cancelled;
   unlock(c);
   return cancelled;
+}
+
+void oee_rpc_call_peer(const oee_rpc_call *c, char *buf, size_t len) {
+  if (len == 0) return;
+  char *peer = grpc_call_get_peer(c->gc);
+  snprintf(buf, len, "%s", peer ? peer : "");
+  gpr_free(peer);
 }
 
 int oee_rpc_call_abort(oee_rpc_call *c, grpc_status_code code, const char *message) {

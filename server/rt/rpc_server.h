@@ -206,6 +206,9 @@ int oee_rpc_call_finish(oee_rpc_call *call, grpc_status_code code, const char *m
 int oee_rpc_call_abort(oee_rpc_call *call, grpc_status_code code, const char *message);
 /* 1 once the client went away before the call was finished. Any thread. */
 int oee_rpc_call_cancelled(const oee_rpc_call *call);
+/* The client's address as gRPC names it ("ipv4:127.0.0.1:5000"), copied
+ * into buf (cut to len - 1 bytes; "" when unknown). Any thread. */
+void oee_rpc_call_peer(const oee_rpc_call *call, char *buf, size_t len);
 
 #ifdef __cplusplus
 }
