@@ -296,6 +296,14 @@ static void trim_right(char *s, size_t *len) {
   while (*len > 0 && strchr(" \t\r\n\v\f", s[*len - 1]) != NULL) s[--*len] = '\0';
 }
 
+/* One stderr line per task: done, or why it failed (one line, clipped). */
+static void say_outcome(const oee_worker_task *t, const char *what, const char *why) {
+  char line[120];
+  fprintf(stderr, "oeectl worker: task %s (%s, attempt %d): %s%s%s\n", oee_worker_task_id(t),
+          oee_worker_task_type(t), oee_worker_task_attempt(t), what, why != NULL ? ": " : "",
+          why != NULL ? oeectl_clip(why, 100, line, sizeof line) : "");
+}
+
 /* Sets the task's error from the status and the stderr tail; returns 1. */
 static int command_failed(oee_worker_task *t, child_io *io) {
   char msg[ERR_TAIL + 96];
@@ -308,12 +316,8 @@ static int command_failed(oee_worker_task *t, child_io *io) {
   if (io->err_len > 0)
     snprintf(msg + n, sizeof msg - (size_t)n, ": %s%s", io->err_cut ? "..." : "", io->err);
   oee_worker_task_set_error(t, msg, 1);
+  say_outcome(t, oee_worker_task_cancelled(t) ? "cancelled" : "failed", msg);
   return 1;
-}
-
-static void say_outcome(const oee_worker_task *t, const char *what) {
-  fprintf(stderr, "oeectl worker: task %s (%s, attempt %d): %s\n", oee_worker_task_id(t),
-          oee_worker_task_type(t), oee_worker_task_attempt(t), what);
 }
 
 static int run_task(oee_worker_task *t, void *ud) {
@@ -328,7 +332,7 @@ static int run_task(oee_worker_task *t, void *ud) {
     char msg[256];
     snprintf(msg, sizeof msg, "cannot run %s: %s", cmd[0], strerror(rc));
     oee_worker_task_set_error(t, msg, 1);
-    say_outcome(t, msg);
+    say_outcome(t, "failed", msg);
     free(io.out);
     return 1;
   }
@@ -337,10 +341,10 @@ static int run_task(oee_worker_task *t, void *ud) {
   if (io.exited && WIFEXITED(io.status) && WEXITSTATUS(io.status) == 0) {
     trim_right(io.out, &io.out_len);
     rc = oee_worker_task_set_result(t, io.out) == 0 ? 0 : 1;
+    say_outcome(t, rc == 0 ? "done" : "failed", rc == 0 ? NULL : "out of memory");
   } else {
     rc = command_failed(t, &io); /* pump() returns once the command exited */
   }
-  say_outcome(t, rc == 0 ? "done" : oee_worker_task_cancelled(t) ? "cancelled" : "failed");
   free(io.out);
   return rc;
 }
