@@ -374,7 +374,7 @@ static void log_line(void *ud, const char *msg) { fprintf(stderr, "oeectl worker
 
 static int worker_start(oeectl_ctx *ctx, const worker_args *a, char **cmd, sig_helper *h) {
   oee_worker_options o = {
-      .channel = oeectl_channel(ctx),
+      .target = ctx->addr, /* the library's channel reconnects sooner */
       .worker_id = a->worker_id,
       .task_types = a->types,
       .n_task_types = a->n_types,
@@ -385,7 +385,6 @@ static int worker_start(oeectl_ctx *ctx, const worker_args *a, char **cmd, sig_h
       .user_data = cmd,
       .log = log_line,
   };
-  if (o.channel == NULL) return OEECTL_EXIT_SOFTWARE;
   int rc = oee_worker_create(&o, &h->w);
   if (rc == OEE_RPC_EINVAL) return oeectl_usage_error(&oeectl_cmd_worker, "invalid settings");
   if (rc != 0) return oeectl_fail(OEECTL_EXIT_SOFTWARE, "%s", oee_rpc_strerror(rc));

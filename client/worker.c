@@ -683,7 +683,8 @@ static int copy_options(oee_worker *w, const oee_worker_options *o) {
     if ((w->types[w->n_types] = strdup(o->task_types[w->n_types])) == NULL) return OEE_RPC_ENOMEM;
   w->ch = o->channel;
   if (w->ch == NULL) {
-    w->ch = oee_rpc_channel_create(o->target);
+    oee_rpc_channel_options co = {.max_reconnect_backoff_ms = MAX_RETRY_PAUSE_MS};
+    w->ch = oee_rpc_channel_create_with_options(o->target, &co);
     w->own_ch = 1;
   }
   w->poll_stop = oee_rpc_canceller_create();

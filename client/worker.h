@@ -106,7 +106,9 @@ typedef int (*oee_worker_fn)(oee_worker_task *t, void *user_data);
 typedef void (*oee_worker_log_fn)(void *log_data, const char *msg);
 
 typedef struct oee_worker_options {
-  const char *target;            /* "host:port" of the server; ignored with channel */
+  const char *target;            /* "host:port" of the server; ignored with channel.
+                                    The worker's own channel retries a lost
+                                    connection at least every 10 s */
   oee_rpc_channel *channel;      /* borrowed channel to use instead, or NULL */
   const char *worker_id;         /* 1..128 bytes; NULL or "": "<hostname>-<pid>" */
   const char *const *task_types; /* the types to poll for, at least one */

@@ -73,10 +73,20 @@ oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
   if (target == NULL) return NULL;
   oee_rpc_channel *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
-  grpc_arg args[2];
+  grpc_arg args[4];
   size_t n = 0;
   if (opts)
     oee__rpc_size_args(opts->max_receive_message_bytes, opts->max_send_message_bytes, args, &n);
+  if (opts && opts->max_reconnect_backoff_ms > 0) {
+    /* The first pause must not exceed the longest (gRPC's first is 1 s). */
+    int first = opts->max_reconnect_backoff_ms < 1000 ? opts->max_reconnect_backoff_ms : 1000;
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                           .value.integer = opts->max_reconnect_backoff_ms};
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                           .value.integer = first};
+  }
   grpc_channel_args ca = {.num_args = n, .args = args};
   grpc_init();
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();

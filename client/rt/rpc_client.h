@@ -49,6 +49,11 @@ typedef struct oee_rpc_channel oee_rpc_channel;
 typedef struct oee_rpc_channel_options {
   int max_receive_message_bytes; /* 0: gRPC default (4 MiB); -1: unlimited */
   int max_send_message_bytes;    /* 0: gRPC default (unlimited); -1: unlimited */
+  /* Longest pause between attempts to reconnect to a server that went away,
+   * in ms (0: gRPC's default, 120 s). Calls made meanwhile fail UNAVAILABLE
+   * at once, so a client that must notice a restarted server soon (a remote
+   * worker) sets a few seconds. */
+  int max_reconnect_backoff_ms;
 } oee_rpc_channel_options;
 
 /* Opens an insecure channel to target ("host:port", "unix:/path", ...) with

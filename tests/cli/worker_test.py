@@ -6,8 +6,8 @@ runs `oeectl worker ... -- sh -c SCRIPT` as subprocesses, submits tasks with
 oeectl and checks what the command saw (context variables, stdin), the
 results, failures with their exit code and stderr tail, retries, a cancel
 reaching the command's process group as SIGTERM, `oeectl status` and
-`oeectl list`, and a graceful stop on SIGTERM. Prints a closing
-"N passed, N failed" line.
+`oeectl list`, a server restart under a running worker, and a graceful
+stop on SIGTERM. Prints a closing "N passed, N failed" line.
 """
 import json
 import os
@@ -54,10 +54,10 @@ esac
 class Server:
     """The oee-server process; its port is read from its first stdout line."""
 
-    def __init__(self):
-        self.data_dir = tempfile.mkdtemp(prefix="oee-worker-", dir=TMP)
+    def __init__(self, port=0, data_dir=None):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="oee-worker-", dir=TMP)
         self.proc = subprocess.Popen(
-            [SERVER, "--listen", "127.0.0.1:0", "--config", CONFIG,
+            [SERVER, "--listen", "127.0.0.1:%d" % port, "--config", CONFIG,
              "--data-dir", self.data_dir],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
@@ -240,6 +240,21 @@ def test_list_shows_worker():
     assert mine and mine[0][col] == "w-py-1", out
 
 
+def test_server_restart():
+    """The worker outlives a server restart: it logs the failed polls, goes
+    on polling and runs the next task once the server is back."""
+    global SRV
+    port = int(SRV.addr.rsplit(":", 1)[1])
+    assert SRV.stop() == 0
+    wait_for(lambda: "PollTasks failed" in W1.stderr(), "a failed poll to be logged")
+    SRV = Server(port=port, data_dir=SRV.data_dir)
+    tid = submit("shell", "input=after restart")
+    t = wait_status(tid, "TASK_STATUS_DONE", timeout=60)
+    assert t["result"].startswith("after restart|"), t
+    assert t["remoteWorkerId"] == "w-py-1", t
+    assert W1.proc.poll() is None, "the worker exited"
+
+
 def test_sigterm_graceful():
     """SIGTERM: the worker stops polling, lets the running task finish and
     report, and exits 0; tasks submitted later stay QUEUED."""
@@ -287,7 +302,7 @@ def test_grace_deadline():
 
 TESTS = [test_runs_command, test_second_type, test_failure_retries, test_stderr_tail,
          test_cancel_signals_group, test_status_lists_worker, test_list_shows_worker,
-         test_sigterm_graceful, test_grace_deadline]
+         test_server_restart, test_sigterm_graceful, test_grace_deadline]
 
 
 def main():
