@@ -34,7 +34,8 @@ TMP = os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
 #   hang    starts a child in its own process group (it is in CMD's group),
 #           records both pids, and waits; each writes a line to the file
 #           $OEE_CTX_MARK when SIGTERM reaches it
-#   slow    sleeps 1.5 s, then prints "slow done"
+#   slow    creates $OEE_CTX_MARK.started, waits for the file $OEE_CTX_MARK.go,
+#           then prints "slow done"
 SCRIPT = r"""
 case "$OEE_CTX_MODE" in
 fail) echo "bad thing $OEE_ATTEMPT" >&2; exit 3 ;;
@@ -44,7 +45,10 @@ hang)
   trap 'echo parent >> "$OEE_CTX_MARK"; wait; exit 143' TERM
   echo started > "$OEE_CTX_MARK.started"
   while :; do sleep 0.05; done ;;
-slow) sleep 1.5; echo "slow done" ;;
+slow)
+  echo started > "$OEE_CTX_MARK.started"
+  while [ ! -e "$OEE_CTX_MARK.go" ]; do sleep 0.05; done
+  echo "slow done" ;;
 *) printf '%s|%s|%s|%s|%s\n\n  \n' "$(cat)" "$OEE_CTX_MY_KEY" "$OEE_TASK_ID" "$OEE_ATTEMPT" \
      "$OEE_TASK_TYPE" ;;
 esac
@@ -258,14 +262,20 @@ def test_server_restart():
 def test_sigterm_graceful():
     """SIGTERM: the worker stops polling, lets the running task finish and
     report, and exits 0; tasks submitted later stay QUEUED."""
+    mark = os.path.join(TMP, "slow.mark")
     w2 = Worker("w-py-2", ["other"], "--concurrency", "1")
     try:
         W1.stop()  # only w-py-2 takes "other" from now on
-        tid = submit("other", "mode=slow")
-        wait_status(tid, "TASK_STATUS_RUNNING")
+        tid = submit("other", "mode=slow", "mark=" + mark)
+        wait_for(lambda: os.path.exists(mark + ".started"), "the command to start")
         t = get(tid)
-        assert t["remoteWorkerId"] == "w-py-2", t
-        rc = w2.stop()  # one SIGTERM (a second one would stop at once)
+        assert t["status"] == "TASK_STATUS_RUNNING" and t["remoteWorkerId"] == "w-py-2", t
+        w2.proc.send_signal(signal.SIGTERM)  # one (a second one would stop at once)
+        wait_for(lambda: "stopping" in w2.stderr(), "the worker to start stopping")
+        time.sleep(0.3)
+        assert w2.proc.poll() is None, "exited with its command still running"
+        open(mark + ".go", "w").close()
+        rc = w2.proc.wait(timeout=30)
         assert rc == 0, "exit %d: %s" % (rc, w2.stderr())
         t = get(tid)
         assert t["status"] == "TASK_STATUS_DONE" and t["result"] == "slow done", t
