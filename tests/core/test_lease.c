@@ -510,6 +510,29 @@ static void test_quota_on_a_remote_type(void **state) {
   tu_engine_free(eng);
 }
 
+/* A waiting poll held back only by a rate gets the task when the next
+ * token comes, without another submit to wake it. */
+static void test_rate_on_a_remote_type(void **state) {
+  (void)state;
+  oee_type_limit limit = {.task_type = "remote", .max_per_second = 2};
+  oee_engine *eng = make_full(NULL, &limit, 1);
+  for (int i = 0; i < 3; i++) submit_named(eng, "remote", "paced", 5, 1, 0, NULL);
+  answer *a = answer_new(), *b = answer_new();
+  assert_int_equal(poll_full(eng, a, "w1", "remote", 10, 0, 30), 0);
+  assert_true(wait_answer(a, WAIT_S));
+  assert_int_equal(a->n, 2); /* one second's burst */
+  double t0 = tu_now();
+  assert_int_equal(poll_full(eng, b, "w2", "remote", 10, WAIT_S, 30), 0);
+  assert_true(wait_answer(b, WAIT_S));
+  double waited = tu_now() - t0;
+  printf("# the next token came after %.3f s\n", waited);
+  assert_int_equal(b->n, 1);
+  assert_true(waited > 0.2 && waited < 5);
+  answer_free(a);
+  answer_free(b);
+  tu_engine_free(eng);
+}
+
 static void test_workers_listed(void **state) {
   (void)state;
   oee_engine *eng = make();
@@ -674,6 +697,7 @@ int main(void) {
       cmocka_unit_test(test_poll_taken_back),
       cmocka_unit_test(test_undelivered_leases_expire),
       cmocka_unit_test(test_quota_on_a_remote_type),
+      cmocka_unit_test(test_rate_on_a_remote_type),
       cmocka_unit_test(test_workers_listed),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_stop_and_restart),
