@@ -14,19 +14,13 @@
 #include "client/oeectl.h"
 
 static const oeectl_cmd *const commands[] = {
-    &oeectl_cmd_submit,
-    &oeectl_cmd_submit_batch,
-    &oeectl_cmd_get,
-    &oeectl_cmd_list,
-    &oeectl_cmd_cancel,
-    &oeectl_cmd_retry,
-    &oeectl_cmd_status,
-    &oeectl_cmd_watch,
-    &oeectl_cmd_pipeline,
-    &oeectl_cmd_schedule,
-    &oeectl_cmd_clear,
-    &oeectl_cmd_health,
-    NULL,
+    &oeectl_cmd_submit,   &oeectl_cmd_submit_batch,
+    &oeectl_cmd_get,      &oeectl_cmd_list,
+    &oeectl_cmd_cancel,   &oeectl_cmd_retry,
+    &oeectl_cmd_status,   &oeectl_cmd_watch,
+    &oeectl_cmd_pipeline, &oeectl_cmd_schedule,
+    &oeectl_cmd_clear,    &oeectl_cmd_health,
+    &oeectl_cmd_worker,   NULL,
 };
 
 static const oeectl_cmd root = {"oeectl", "", "usage: oeectl [GLOBAL OPTIONS] COMMAND [ARGS]\n",
@@ -58,7 +52,7 @@ static void print_main_help(FILE *out) {
       "  64     usage error: unknown command or option, bad option value\n"
       "  66     input file cannot be opened (submit-batch)\n"
       "  70     local failure (out of memory, channel creation)\n"
-      "  watch ends 0 when interrupted by SIGINT/SIGTERM.\n",
+      "  watch ends 0 when interrupted by SIGINT/SIGTERM; worker ends 0 after one.\n",
       out);
 }
 

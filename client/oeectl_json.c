@@ -102,15 +102,38 @@ static json_t *worker(const Oee__V1__WorkerStatus *w) {
   return o;
 }
 
+/* An int64 as proto3 JSON writes it: a decimal string. */
+static json_t *jint64(int64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%lld", (long long)v);
+  return jstr(buf);
+}
+
+static json_t *remote_worker(const Oee__V1__RemoteWorker *r) {
+  json_t *o = json_object(), *types = json_array();
+  for (size_t i = 0; i < r->n_task_types; i++) json_array_append_new(types, jstr(r->task_types[i]));
+  json_object_set_new(o, "workerId", jstr(r->worker_id));
+  json_object_set_new(o, "peer", jstr(r->peer));
+  json_object_set_new(o, "taskTypes", types);
+  set_time(o, "lastSeen", r->last_seen);
+  json_object_set_new(o, "activeLeases", json_integer(r->active_leases));
+  json_object_set_new(o, "tasksCompleted", jint64(r->tasks_completed));
+  json_object_set_new(o, "tasksFailed", jint64(r->tasks_failed));
+  return o;
+}
+
 json_t *oeectl_json_system(const Oee__V1__SystemStatus *s) {
-  json_t *o = json_object(), *ws = json_array();
+  json_t *o = json_object(), *ws = json_array(), *rs = json_array();
   for (size_t i = 0; i < s->n_workers; i++) json_array_append_new(ws, worker(s->workers[i]));
+  for (size_t i = 0; i < s->n_remote_workers; i++)
+    json_array_append_new(rs, remote_worker(s->remote_workers[i]));
   json_object_set_new(o, "running", json_boolean(s->running));
   json_object_set_new(o, "numWorkers", json_integer(s->num_workers));
   if (s->queue != NULL) json_object_set_new(o, "queue", oeectl_json_queue(s->queue));
   json_object_set_new(o, "workers", ws);
   json_object_set_new(o, "uptimeSeconds", json_real(s->uptime_seconds));
   json_object_set_new(o, "version", jstr(s->version));
+  json_object_set_new(o, "remoteWorkers", rs);
   return o;
 }
 
@@ -149,13 +172,6 @@ json_t *oeectl_json_event(const Oee__V1__TaskEvent *e) {
   if (e->task != NULL) json_object_set_new(o, "task", oeectl_json_task(e->task));
   set_time(o, "time", e->time);
   return o;
-}
-
-/* An int64 as proto3 JSON writes it: a decimal string. */
-static json_t *jint64(int64_t v) {
-  char buf[32];
-  snprintf(buf, sizeof(buf), "%lld", (long long)v);
-  return jstr(buf);
 }
 
 /* A SubmitTaskRequest (a schedule's template). The fields of the

@@ -49,6 +49,34 @@ static void print_type_limits(const Oee__V1__QueueStatus *q) {
   }
 }
 
+/* The remote workers' types as "a,b" into buf. */
+static const char *join_types(const Oee__V1__RemoteWorker *r, char *buf, size_t len) {
+  size_t off = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < r->n_task_types && off < len; i++)
+    off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "", r->task_types[i]);
+  return buf;
+}
+
+#define REMOTE_FORMAT "%-24s  %-21s  %-16s  %-20s  %6s  %6s  %6s\n"
+
+/* One row per remote worker (WorkerService) the server remembers. */
+static void print_remote_workers(const Oee__V1__SystemStatus *s) {
+  printf("\n" REMOTE_FORMAT, "REMOTE WORKER", "PEER", "TYPES", "LAST SEEN", "ACTIVE", "DONE",
+         "FAILED");
+  for (size_t i = 0; i < s->n_remote_workers; i++) {
+    const Oee__V1__RemoteWorker *r = s->remote_workers[i];
+    char id[32], peer[32], types[256], tc[24], seen[64], act[16], done[24], failed[24];
+    snprintf(act, sizeof act, "%d", r->active_leases);
+    snprintf(done, sizeof done, "%lld", (long long)r->tasks_completed);
+    snprintf(failed, sizeof failed, "%lld", (long long)r->tasks_failed);
+    printf(REMOTE_FORMAT, oeectl_clip(r->worker_id, 24, id, sizeof id),
+           oeectl_clip(r->peer, 21, peer, sizeof peer),
+           oeectl_clip(join_types(r, types, sizeof types), 16, tc, sizeof tc),
+           oeectl_format_time_cell(r->last_seen, seen, sizeof seen), act, done, failed);
+  }
+}
+
 static void print_system(const Oee__V1__SystemStatus *s) {
   const Oee__V1__QueueStatus *q = s->queue;
   printf("%-9s %s\n", "server:", s->running ? "running" : "stopping");
@@ -61,6 +89,7 @@ static void print_system(const Oee__V1__SystemStatus *s) {
          by_status(q, "error"), by_status(q, "cancelled"));
   print_type_limits(q);
   print_workers(s);
+  print_remote_workers(s);
 }
 
 static int status_run(oeectl_ctx *ctx, int argc, char **argv) {
@@ -88,8 +117,9 @@ const oeectl_cmd oeectl_cmd_status = {
     "status", "server, queue and worker status",
     "usage: oeectl status\n"
     "  Shows whether the server runs, its version and uptime, task counts by status,\n"
-    "  one row per quota (type_limits: running now and the limits) and one row per\n"
-    "  worker (--json: the SystemStatus message).\n",
+    "  one row per quota (type_limits: running now and the limits), one row per\n"
+    "  worker and one per remote worker (WorkerService: id, address, types, last\n"
+    "  call, leases held, tasks done and failed) (--json: the SystemStatus message).\n",
     status_run};
 
 /* ---- watch ---- */

@@ -56,12 +56,23 @@ static void print_task(const Oee__V1__Task *t) {
   printf("%-10s %s\n%-10s %s\n", "result:", t->result, "error:", t->error_message);
 }
 
-#define ROW_FORMAT "%-36s  %-16s  %-8s  %-9s  %4s  %7s  %6s  %-20s  %s\n"
+#define ROW_FORMAT "%-36s  %-16s  %-8s  %-9s  %4s  %7s  %-16s  %-20s  %s\n"
+
+/* Who runs or ran the task: the remote worker's id (clipped), else the
+ * in-process worker's number, else "-". */
+static const char *worker_cell(const Oee__V1__Task *t, char *buf, size_t len) {
+  if (t->remote_worker_id[0] != '\0') return oeectl_clip(t->remote_worker_id, 16, buf, len);
+  if (t->worker_id >= 0)
+    snprintf(buf, len, "%d", t->worker_id);
+  else
+    snprintf(buf, len, "-");
+  return buf;
+}
 
 static void print_row(const Oee__V1__Task *t) {
-  char name[24], type[16], out[48], worker[16] = "-", prio[16], attempt[32], run_at[64];
+  char name[24], type[16], out[48], worker[24], prio[16], attempt[32], run_at[64];
   const char *res = t->error_message[0] != '\0' ? t->error_message : t->result;
-  if (t->worker_id >= 0) snprintf(worker, sizeof(worker), "%d", t->worker_id);
+  worker_cell(t, worker, sizeof(worker));
   snprintf(prio, sizeof(prio), "%d", t->priority);
   snprintf(attempt, sizeof(attempt), "%d/%d", t->attempt, t->max_attempts);
   printf(ROW_FORMAT, t->id, oeectl_clip(t->name, 16, name, sizeof(name)),
@@ -262,7 +273,8 @@ const oeectl_cmd oeectl_cmd_list = {
     "list", "list tasks (table), oldest first",
     "usage: oeectl list [--status S] [--type T] [--page-size N] [--page-token TOK] [--all]\n"
     "  Lists tasks oldest first: id, name, type, status, priority, attempt (of the most\n"
-    "  allowed), worker, run_at (to the second; - when unset), result or error.\n"
+    "  allowed), worker (its number, or the remote worker's id), run_at (to the\n"
+    "  second; - when unset), result or error.\n"
     "  --status      scheduled, queued, running, done, error or cancelled (or TASK_STATUS_*)\n"
     "  --type        only tasks of this type\n"
     "  --page-size   tasks per call (0: server default; the server caps it at 1000)\n"

@@ -64,6 +64,15 @@
  *    key's check and its insert must share a transaction (or a unique
  *    index on the key within its window), which one writer makes
  *    unnecessary today.
+ *  - Remote workers' leases (lease.c) live in the memory of the replica
+ *    that granted them today: a restart ends them, so only the worker's
+ *    id (remote_worker_id) is stored with the RUNNING row. With replicas a
+ *    worker's Heartbeat or CompleteTask may reach another replica, so the
+ *    lease becomes columns of the row (lease_id, lease_owner = the worker,
+ *    lease_until) written with the RUNNING change: any replica extends or
+ *    ends it with one UPDATE ... WHERE lease_id = $1 AND lease_until >
+ *    now(), and expiry is the replica-lease sweep above. Parked polls stay
+ *    per replica and are woken by the same NOTIFY that carries events.
  * The engine talks to this interface only, so that store is a new
  * oee_db implementation plus the claim/lease calls; the engine's queue,
  * workers and events are unchanged.

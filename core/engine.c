@@ -334,6 +334,9 @@ void oee_engine_refuse_submissions(oee_engine *eng) {
 void oee_engine_cancel_running(oee_engine *eng) {
   oee__lock(&eng->lock);
   for (oee_job *j = eng->running; j; j = j->next) oee_token_cancel(j->token);
+  /* Remote attempts cannot be stopped from here: left RUNNING, as after a
+   * crash (a restart retries them). */
+  if (eng->remote) oee__remote_abandon(eng);
   oee__unlock(&eng->lock);
 }
 

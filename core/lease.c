@@ -445,7 +445,9 @@ static void park(oee_engine *eng, struct oee__poll *p, oee_poll *owner) {
   r->n_polls++;
   p->deadline = oee__mono_ns() + oee__seconds_ns(p->req.wait_seconds);
   oee_heap_push(&r->waits, p); /* reserved by the caller */
-  if (oee_heap_peek(&r->waits) == p) oee__signal(&eng->timer_cv);
+  /* The timer wakes for the first wait to end, and for a token a quota
+   * on its types is waiting for (retry_at). */
+  if (oee_heap_peek(&r->waits) == p || r->retry_at != 0) oee__signal(&eng->timer_cv);
   p->owner = owner;
   owner->impl = p;
   owner->state = POLL_PARKED;

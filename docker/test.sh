@@ -13,6 +13,11 @@
 #   8. sends SIGTERM and checks the container exits 0, quickly
 #   9. starts the same container again and checks the task is still there
 #      (read back from /var/lib/oee/oee.db), then stops it as in 8
+#  10. remote worker: a second server container with remote_types ["shell"]
+#      and a worker container of the same image (`oeectl worker ... -- sh -c
+#      'tr a-z A-Z'`) in its network namespace; a shell task submitted from
+#      the host ends DONE with the command's output, run by that worker;
+#      SIGTERM stops the worker container with exit status 0
 # The container is removed on any exit. Exit status 0 only if every step
 # passed; the last line is "docker/test.sh: PASSED|FAILED in Ns".
 #
@@ -62,6 +67,10 @@ quiet() {
 
 cleanup() {
   local rc=$?
+  local extra
+  for extra in "$NAME-worker" "$NAME-remote"; do
+    podman rm -f -t 0 "$extra" >/dev/null 2>&1 || true
+  done
   if podman container exists "$NAME" 2>/dev/null; then
     if [ "$RESULT" != PASSED ]; then
       log "container log (last 40 lines):"
@@ -278,6 +287,37 @@ if [ "$status" != DONE ] || [ "$result" != hello-container ]; then
 fi
 log "task $id after the restart: $status, result '$result'"
 stop_check
+
+step worker "a worker container runs a remote task"
+podman rm -f -t 0 "$NAME-worker" "$NAME-remote" >/dev/null 2>&1 || true
+# The config must be readable by the image's uid 10001.
+install -d -m 0755 "$WORK/remote"
+printf '{ "workers": 1, "remote_types": ["shell"] }\n' >"$WORK/remote/oee.json"
+chmod 0644 "$WORK/remote/oee.json"
+quiet podman run -d --name "$NAME-remote" -p 127.0.0.1::50051 \
+  -v "$WORK/remote:/etc/oee-remote:ro" -e OEE_CONFIG=/etc/oee-remote/oee.json "$IMAGE" >/dev/null
+hostport=$(podman port "$NAME-remote" 50051/tcp | head -1)
+ADDR=127.0.0.1:${hostport##*:}
+# Same network namespace: the image's OEE_ADDR (127.0.0.1:50051) reaches it.
+quiet podman run -d --name "$NAME-worker" --network "container:$NAME-remote" "$IMAGE" \
+  oeectl worker --type shell --worker-id docker-worker -- sh -c 'tr a-z A-Z' >/dev/null
+for _ in $(seq 1 100); do ctl health >/dev/null 2>&1 && break; sleep 0.2; done
+id=$(ctl submit --name docker-remote --type shell --ctx input=hello-worker) || die "submit failed (exit $?)"
+out=$(wait_final get "$id")
+status=$(field status <<<"$out")
+result=$(field result <<<"$out")
+remote=$(field remote <<<"$out")
+if [ "$status" != DONE ] || [ "$result" != HELLO-WORKER ] || [ "$remote" != docker-worker ]; then
+  log "worker container log:"
+  podman logs --tail 20 "$NAME-worker" 2>&1 | sed 's/^/    /' >&2 || true
+  die "remote task $id: status '$status', result '$result', worker '$remote': $out"
+fi
+log "remote task $id: $status, result '$result', run by $remote"
+podman kill --signal TERM "$NAME-worker" >/dev/null
+code=$(timeout $((STOP_LIMIT_S + 5)) podman wait "$NAME-worker") || die "worker still running after SIGTERM"
+[ "$code" = 0 ] || die "worker container exit status $code after SIGTERM, expected 0"
+podman logs "$NAME-worker" 2>&1 | grep -q 'oeectl worker: stopped' || die "no 'oeectl worker: stopped' line"
+log "worker container stopped with status 0"
 
 step end "all checks passed"
 RESULT=PASSED

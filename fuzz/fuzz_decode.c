@@ -60,6 +60,12 @@ static const ProtobufCMessageDescriptor *const types[] = {
     &oee__v1__delete_schedule_response__descriptor,
     &oee__v1__pause_schedule_request__descriptor,
     &oee__v1__resume_schedule_request__descriptor,
+    &oee__v1__poll_tasks_request__descriptor,
+    &oee__v1__poll_tasks_response__descriptor,
+    &oee__v1__heartbeat_request__descriptor,
+    &oee__v1__heartbeat_response__descriptor,
+    &oee__v1__complete_task_request__descriptor,
+    &oee__v1__fail_task_request__descriptor,
     &google__protobuf__timestamp__descriptor,
 };
 

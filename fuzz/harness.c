@@ -28,7 +28,7 @@ static const char fuzz_config[] =
     "{\"workers\": 2, \"max_queue\": 8, \"max_batch\": 16, \"watch_buffer\": 16,"
     " \"max_watchers\": 2, \"max_name_bytes\": 32, \"max_type_bytes\": 16,"
     " \"max_context_entries\": 4, \"max_context_bytes\": 256, \"max_stages\": 4,"
-    " \"max_result_bytes\": 16, \"max_schedules\": 4}";
+    " \"max_result_bytes\": 16, \"max_schedules\": 4, \"remote_types\": [\"remote\"]}";
 
 #define N_KNOWN 4
 #define STORE_HIGH_WATER 256 /* tasks kept before the store is cleared */
@@ -137,7 +137,9 @@ static void engine_open(env *e) {
                           .result_max_bytes = e->cfg.max_result_bytes,
                           .commands = e->cfg.commands,
                           .models = e->cfg.models,
-                          .max_schedules = e->cfg.max_schedules};
+                          .max_schedules = e->cfg.max_schedules,
+                          .remote_types = (const char *const *)e->cfg.remote_types,
+                          .n_remote_types = e->cfg.n_remote_types};
   if (!memory_store()) {
     store_dir_make();
     if (atexit(env_teardown) != 0) abort();
@@ -251,8 +253,30 @@ static void patch_id(env *e, char **field) {
   *field = e->known[v[0] - '0'];
 }
 
+/* Cuts a double field `name` in (most, limit] down to `most`: a poll that
+ * waits its full 60 s, or a lease held for an hour, would only slow the
+ * run; values outside the contract's range are left to be refused. */
+static void patch_seconds(ProtobufCMessage *req, const char *name, double most, double limit) {
+  const ProtobufCFieldDescriptor *f =
+      protobuf_c_message_descriptor_get_field_by_name(req->descriptor, name);
+  if (f == NULL || f->type != PROTOBUF_C_TYPE_DOUBLE) return;
+  double *v = (double *)((char *)req + f->offset);
+  if (*v > most && *v <= limit) *v = most;
+}
+
 /* Replaces one-digit task ids (see harness.h), generically by field name. */
 static void patch_request(ProtobufCMessage *req, void *ud) {
+  if (req->descriptor == &oee__v1__poll_tasks_request__descriptor) {
+    Oee__V1__PollTasksRequest *poll = (Oee__V1__PollTasksRequest *)req;
+    if (!poll->wait_seconds_present_case) { /* unset waits 30 s */
+      poll->wait_seconds_present_case =
+          OEE__V1__POLL_TASKS_REQUEST__WAIT_SECONDS_PRESENT_WAIT_SECONDS;
+      poll->wait_seconds = 0.05;
+    }
+  }
+  patch_seconds(req, "wait_seconds", 0.05, OEE_POLL_MAX_WAIT_SECONDS);
+  patch_seconds(req, "lease_seconds", 2, OEE_LEASE_MAX_SECONDS);
+  patch_seconds(req, "extend_seconds", 2, OEE_LEASE_MAX_SECONDS);
   const ProtobufCFieldDescriptor *f =
       protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "task_id");
   if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
@@ -306,6 +330,10 @@ static const allowed allowed_codes[] = {
     {"DeleteSchedule", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
     {"PauseSchedule", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
     {"ResumeSchedule", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
+    {"PollTasks", B(OK) | B(INVALID_ARGUMENT)},
+    {"Heartbeat", B(OK) | B(INVALID_ARGUMENT)},
+    {"CompleteTask", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND) | B(FAILED_PRECONDITION)},
+    {"FailTask", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND) | B(FAILED_PRECONDITION)},
     {"Check", B(OK) | B(INVALID_ARGUMENT) | B(NOT_FOUND)},
     {"Watch", B(OK) | B(INVALID_ARGUMENT) | B(UNAVAILABLE)},
     {"ServerReflectionInfo", B(OK) | B(INVALID_ARGUMENT) | B(UNAVAILABLE)},

@@ -134,6 +134,28 @@ def main():
     write("fuzz_list_schedules", "bad_token", pb.ListSchedulesRequest(page_token="A B"))
     write("fuzz_list_schedules", "negative", pb.ListSchedulesRequest(page_size=-1))
     write("fuzz_watch_tasks", "schedules", pb.WatchTasksRequest(schedule_ids=["a"]))
+    write("fuzz_submit_task", "remote", pb.SubmitTaskRequest(name="r", task_type="remote"))
+    P = pb.PollTasksRequest
+    write("fuzz_poll_tasks", "now", P(worker_id="w", task_types=["remote"], wait_seconds=0))
+    write("fuzz_poll_tasks", "wait", P(worker_id="w", task_types=["remote"], max_tasks=3,
+                                       wait_seconds=1, lease_seconds=1))
+    write("fuzz_poll_tasks", "default", P(worker_id="w", task_types=["remote"]))
+    write("fuzz_poll_tasks", "not_remote", P(worker_id="w", task_types=["echo"]))
+    write("fuzz_poll_tasks", "no_types", P(worker_id="w"))
+    write("fuzz_poll_tasks", "ranges", P(worker_id="w", task_types=["remote"], max_tasks=101,
+                                         wait_seconds=float("nan"), lease_seconds=0.5))
+    lease = "01a231ef-bec5-7678-a7c6-1e28d9a72559"
+    write("fuzz_heartbeat", "one", pb.HeartbeatRequest(worker_id="w", lease_ids=[lease]))
+    write("fuzz_heartbeat", "extend", pb.HeartbeatRequest(worker_id="w", lease_ids=[lease, "x"],
+                                                          extend_seconds=5))
+    write("fuzz_heartbeat", "none", pb.HeartbeatRequest(worker_id="w"))
+    write("fuzz_complete_task", "unknown", pb.CompleteTaskRequest(lease_id=lease, result="r"))
+    write("fuzz_complete_task", "worker", pb.CompleteTaskRequest(lease_id=lease, worker_id="w"))
+    write("fuzz_complete_task", "bad", pb.CompleteTaskRequest(lease_id="x"))
+    write("fuzz_fail_task", "unknown", pb.FailTaskRequest(lease_id=lease, error_message="e"))
+    write("fuzz_fail_task", "final", pb.FailTaskRequest(lease_id=lease, retryable=False,
+                                                        worker_id="w"))
+    write("fuzz_fail_task", "bad", pb.FailTaskRequest(lease_id=""))
     write("fuzz_list_tasks", "all", pb.ListTasksRequest())
     write("fuzz_list_tasks", "page", pb.ListTasksRequest(page_size=1))
     write("fuzz_list_tasks", "token", pb.ListTasksRequest(page_size=2, page_token="v1.1"))

@@ -24,7 +24,8 @@ struct oee_health {
   health_watch *watches;
 };
 
-static const char *const known_services[] = {"", "oee.v1.OrchestratorService"};
+static const char *const known_services[] = {"", "oee.v1.OrchestratorService",
+                                             "oee.v1.WorkerService"};
 
 static int is_known(const char *name) {
   for (size_t i = 0; i < sizeof(known_services) / sizeof(known_services[0]); i++) {

@@ -7,10 +7,13 @@
  * batch of all six client ops. A reader starts two batches at once (send the
  * request + receive initial metadata; receive the status) and one
  * RECV_MESSAGE batch per oee_rpc_reader_next(); completions are recorded by
- * tag, so they may arrive in any order.
+ * tag, so they may arrive in any order. A canceller links the unary calls
+ * made with it while they run (under its mutex), so cancel() can reach each
+ * one with grpc_call_cancel(), which is thread safe.
  */
 #include "client/rt/rpc_client.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,10 +73,20 @@ oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
   if (target == NULL) return NULL;
   oee_rpc_channel *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
-  grpc_arg args[2];
+  grpc_arg args[4];
   size_t n = 0;
   if (opts)
     oee__rpc_size_args(opts->max_receive_message_bytes, opts->max_send_message_bytes, args, &n);
+  if (opts && opts->max_reconnect_backoff_ms > 0) {
+    /* The first pause must not exceed the longest (gRPC's first is 1 s). */
+    int first = opts->max_reconnect_backoff_ms < 1000 ? opts->max_reconnect_backoff_ms : 1000;
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                           .value.integer = opts->max_reconnect_backoff_ms};
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                           .value.integer = first};
+  }
   grpc_channel_args ca = {.num_args = n, .args = args};
   grpc_init();
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
@@ -176,14 +189,86 @@ static int unary_result(recv_io *io, const ProtobufCMessageDescriptor *desc,
   return take_status(io, st);
 }
 
+/* ------------------------------------------------------------ canceller */
+
+/* One call in progress with a canceller, linked while it runs. */
+typedef struct cancel_node {
+  grpc_call *call;
+  struct cancel_node *next;
+} cancel_node;
+
+struct oee_rpc_canceller {
+  pthread_mutex_t mu; /* guards everything below */
+  int cancelled;      /* 1 once cancel() was called */
+  cancel_node *calls; /* the calls in progress; each is alive while linked */
+};
+
+oee_rpc_canceller *oee_rpc_canceller_create(void) {
+  oee_rpc_canceller *c = calloc(1, sizeof *c);
+  if (c != NULL && pthread_mutex_init(&c->mu, NULL) != 0) abort();
+  return c;
+}
+
+void oee_rpc_canceller_cancel(oee_rpc_canceller *c) {
+  if (c == NULL) return;
+  pthread_mutex_lock(&c->mu);
+  c->cancelled = 1;
+  for (cancel_node *n = c->calls; n != NULL; n = n->next) grpc_call_cancel(n->call, NULL);
+  pthread_mutex_unlock(&c->mu);
+}
+
+int oee_rpc_canceller_cancelled(oee_rpc_canceller *c) {
+  if (c == NULL) return 0;
+  pthread_mutex_lock(&c->mu);
+  int v = c->cancelled;
+  pthread_mutex_unlock(&c->mu);
+  return v;
+}
+
+void oee_rpc_canceller_destroy(oee_rpc_canceller *c) {
+  if (c == NULL) return;
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+/* Links n (call set) into c; 0, or -1 when c was cancelled already. */
+static int canceller_link(oee_rpc_canceller *c, cancel_node *n) {
+  if (c == NULL) return 0;
+  pthread_mutex_lock(&c->mu);
+  int ok = !c->cancelled;
+  if (ok) {
+    n->next = c->calls;
+    c->calls = n;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return ok ? 0 : -1;
+}
+
+static void canceller_unlink(oee_rpc_canceller *c, cancel_node *n) {
+  if (c == NULL) return;
+  pthread_mutex_lock(&c->mu);
+  for (cancel_node **p = &c->calls; *p != NULL; p = &(*p)->next)
+    if (*p == n) {
+      *p = n->next;
+      break;
+    }
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* ------------------------------------------------------------ unary */
+
 int oee_rpc_unary(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                   int64_t deadline_ms, oee_rpc_status *st) {
-  if (resp != NULL) *resp = NULL;
-  if (!ch || !method || !req || !resp_desc || !resp)
-    return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "NULL argument");
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-  grpc_call *call = call_create(ch, method, cq, deadline_ms);
+  return oee_rpc_unary_cancellable(ch, method, req, resp_desc, resp, deadline_ms, NULL, st);
+}
+
+/* Runs the call's batch unless c was cancelled first; returns the code. */
+static int unary_run(grpc_call *call, grpc_completion_queue *cq, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                     oee_rpc_canceller *c, oee_rpc_status *st) {
+  cancel_node node = {.call = call};
+  if (canceller_link(c, &node) != 0) return set_status(st, GRPC_STATUS_CANCELLED, "cancelled");
   grpc_byte_buffer *bb = oee__rpc_pack(req);
   recv_io io;
   io_init(&io);
@@ -192,8 +277,21 @@ int oee_rpc_unary(oee_rpc_channel *ch, const char *method, const ProtobufCMessag
     rc = set_status(st, GRPC_STATUS_INTERNAL, "cannot start the call");
   else
     rc = unary_result(&io, resp_desc, resp, st);
+  canceller_unlink(c, &node);
   io_destroy(&io);
   grpc_byte_buffer_destroy(bb);
+  return rc;
+}
+
+int oee_rpc_unary_cancellable(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                              int64_t deadline_ms, oee_rpc_canceller *c, oee_rpc_status *st) {
+  if (resp != NULL) *resp = NULL;
+  if (!ch || !method || !req || !resp_desc || !resp)
+    return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "NULL argument");
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_call *call = call_create(ch, method, cq, deadline_ms);
+  int rc = unary_run(call, cq, req, resp_desc, resp, c, st);
   grpc_call_unref(call);
   cq_destroy(cq);
   return rc;

@@ -49,6 +49,11 @@ typedef struct oee_rpc_channel oee_rpc_channel;
 typedef struct oee_rpc_channel_options {
   int max_receive_message_bytes; /* 0: gRPC default (4 MiB); -1: unlimited */
   int max_send_message_bytes;    /* 0: gRPC default (unlimited); -1: unlimited */
+  /* Longest pause between attempts to reconnect to a server that went away,
+   * in ms (0: gRPC's default, 120 s). Calls made meanwhile fail UNAVAILABLE
+   * at once, so a client that must notice a restarted server soon (a remote
+   * worker) sets a few seconds. */
+  int max_reconnect_backoff_ms;
 } oee_rpc_channel_options;
 
 /* Opens an insecure channel to target ("host:port", "unix:/path", ...) with
@@ -67,6 +72,28 @@ void oee_rpc_channel_destroy(oee_rpc_channel *ch);
 int oee_rpc_unary(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                   int64_t deadline_ms, oee_rpc_status *st);
+
+/* A cancel handle for blocking unary calls: any thread may end the calls
+ * made with it at once (status CANCELLED), e.g. to stop a long poll. It
+ * holds no reference to a channel. Any number of calls on any channels may
+ * use one handle at the same time; its functions are thread safe. */
+typedef struct oee_rpc_canceller oee_rpc_canceller;
+
+/* A new handle (the caller owns it), or NULL when out of memory. */
+oee_rpc_canceller *oee_rpc_canceller_create(void);
+/* Cancels the calls in progress with c and every later one (they end
+ * CANCELLED at once, nothing is sent). Any thread; not async-signal-safe. */
+void oee_rpc_canceller_cancel(oee_rpc_canceller *c);
+/* 1 once oee_rpc_canceller_cancel() was called. Any thread. */
+int oee_rpc_canceller_cancelled(oee_rpc_canceller *c);
+/* Frees c; no call may be using it. c may be NULL. */
+void oee_rpc_canceller_destroy(oee_rpc_canceller *c);
+
+/* oee_rpc_unary() that c (may be NULL: then the same as oee_rpc_unary)
+ * can cancel from another thread; returns GRPC_STATUS_CANCELLED then. */
+int oee_rpc_unary_cancellable(oee_rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                              int64_t deadline_ms, oee_rpc_canceller *c, oee_rpc_status *st);
 
 /* A server-streaming call in progress; used by one thread at a time, except
  * oee_rpc_reader_cancel(), which any thread may call while the reader lives. */

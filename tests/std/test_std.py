@@ -74,7 +74,8 @@ class ReflectionTest(unittest.TestCase):
     def test_list_services(self):
         (resp,) = reflect(self.v1, rpb.ServerReflectionRequest(list_services=""))
         names = {s.name for s in resp.list_services_response.service}
-        self.assertEqual(names, {"oee.v1.OrchestratorService", "grpc.health.v1.Health",
+        self.assertEqual(names, {"oee.v1.OrchestratorService", "oee.v1.WorkerService",
+                                 "grpc.health.v1.Health",
                                  "grpc.reflection.v1.ServerReflection",
                                  "grpc.reflection.v1alpha.ServerReflection"})
 
@@ -113,6 +114,12 @@ class ReflectionTest(unittest.TestCase):
                          "max_attempts_present")
         limits = pool.FindMessageTypeByName("oee.v1.QueueStatus").fields_by_name["type_limits"]
         self.assertEqual(limits.message_type.full_name, "oee.v1.TypeLimit")
+        # The remote workers' service is in the same file.
+        workers = {s.name: s for s in files[0].service}["WorkerService"]
+        wmethods = {m.name: m for m in workers.method}
+        self.assertEqual(sorted(wmethods), ["CompleteTask", "FailTask", "Heartbeat", "PollTasks"])
+        self.assertEqual(wmethods["CompleteTask"].output_type, ".oee.v1.Task")
+        self.assertIsNotNone(pool.FindMethodByName("oee.v1.WorkerService.PollTasks"))
 
     def test_describe_message_field_and_method(self):
         for symbol in ("oee.v1.Task", "oee.v1.Task.priority", "oee.v1.TaskStatus",
@@ -179,7 +186,7 @@ class HealthTest(unittest.TestCase):
             self.proc.wait()
 
     def test_check(self):
-        for name in ("", "oee.v1.OrchestratorService"):
+        for name in ("", "oee.v1.OrchestratorService", "oee.v1.WorkerService"):
             self.assertEqual(self.health.Check(hpb.HealthCheckRequest(service=name)).status, SERVING)
         with self.assertRaises(grpc.RpcError) as err:
             self.health.Check(hpb.HealthCheckRequest(service="other.Service"))
