@@ -107,8 +107,11 @@ class Worker(object):
         self.wait_seconds = wait_seconds
         self.addr = addr
         # One channel for everything: gRPC reconnects it by itself after a
-        # failure; we only have to wait a little before trying again.
-        self.channel = grpc.insecure_channel(addr)
+        # failure; we only have to wait a little before trying again. Its
+        # reconnection backoff would grow to 120 s by default: cap it, so a
+        # worker finds a restarted server within seconds.
+        self.channel = grpc.insecure_channel(
+            addr, options=[("grpc.max_reconnect_backoff_ms", 5000)])
         self.stub = pb_grpc.WorkerServiceStub(self.channel)
         self.pool = concurrent.futures.ThreadPoolExecutor(concurrency)
         self.jobs = {}                      # lease_id -> Job, under cond
