@@ -3,13 +3,16 @@
  * rate of no-op tasks run by polling workers, and how soon a waiting poll
  * gets a task that was just submitted.
  *
- * DESIGN: one thread drives one completion queue; every tag is an `op`
- * whose function runs on completion. The submitter, each worker and the
- * poller of the wake-up test have a channel of their own, made with
- * GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL so that each is its own TCP connection,
- * as separate worker processes would have. Requests are packed with the
- * generated protobuf-c code; replies are decoded only where their content
- * is needed (lease ids, SubmitTasks results).
+ * DESIGN: every tag on a completion queue is an `op` whose function runs on
+ * completion. The main thread drives one queue: the submitter and its watch
+ * stream (rate), or the poller and the submitter (wakeup). In rate mode the
+ * workers are served by --threads threads, each with a completion queue of
+ * its own (by default one thread per worker, as separate worker processes
+ * would be and as bench/bs_client.c runs a thread per connection); the
+ * threads share only the read-only clock marks and the `stopping` flag. Every worker, the submitter
+ * and the poller has a channel of its own, made with GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL so that
+ * each is its own TCP connection. Requests are packed with the generated protobuf-c code; replies
+ * are decoded only where their content is needed (lease ids, SubmitTasks results).
  *
  * Modes (--mode):
  *   rate    tasks of --type are submitted with SubmitTasks of --batch
@@ -41,6 +44,8 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +59,7 @@
 #define MAX_WORKERS 256
 #define MAX_LEASES 100         /* PollTasks' max_tasks limit */
 #define DRAIN_NS 20000000000LL /* how long the end waits for the last tasks */
+#define LAT_PER_WORKER 262144  /* CompleteTask latencies kept per worker */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -128,7 +134,7 @@ static int64_t cpu_ns(int pid) {
 
 typedef struct opts {
   const char *target, *mode, *label, *type;
-  int workers, max_tasks, batch, inflight, window, polls, warm_polls, gap_us, server_pid;
+  int workers, threads, max_tasks, batch, inflight, window, polls, warm_polls, gap_us, server_pid;
   double seconds, warmup, wait;
 } opts;
 
@@ -138,6 +144,7 @@ static opts O = {
     .label = "remote",
     .type = "remote-noop",
     .workers = 16,
+    .threads = 16,
     .max_tasks = 32,
     .batch = 256,
     .inflight = 4,
@@ -158,14 +165,15 @@ static int set_opt(const char *k, const char *v) {
     double *dval;
     const char **sval;
   } table[] = {
-      {"--target", NULL, NULL, &O.target},   {"--mode", NULL, NULL, &O.mode},
-      {"--label", NULL, NULL, &O.label},     {"--type", NULL, NULL, &O.type},
-      {"--workers", &O.workers, NULL, NULL}, {"--max-tasks", &O.max_tasks, NULL, NULL},
-      {"--batch", &O.batch, NULL, NULL},     {"--inflight", &O.inflight, NULL, NULL},
-      {"--window", &O.window, NULL, NULL},   {"--polls", &O.polls, NULL, NULL},
-      {"--gap-us", &O.gap_us, NULL, NULL},   {"--warm-polls", &O.warm_polls, NULL, NULL},
-      {"--seconds", NULL, &O.seconds, NULL}, {"--warmup", NULL, &O.warmup, NULL},
-      {"--wait", NULL, &O.wait, NULL},       {"--server-pid", &O.server_pid, NULL, NULL},
+      {"--target", NULL, NULL, &O.target},         {"--mode", NULL, NULL, &O.mode},
+      {"--label", NULL, NULL, &O.label},           {"--type", NULL, NULL, &O.type},
+      {"--workers", &O.workers, NULL, NULL},       {"--threads", &O.threads, NULL, NULL},
+      {"--max-tasks", &O.max_tasks, NULL, NULL},   {"--batch", &O.batch, NULL, NULL},
+      {"--inflight", &O.inflight, NULL, NULL},     {"--window", &O.window, NULL, NULL},
+      {"--polls", &O.polls, NULL, NULL},           {"--gap-us", &O.gap_us, NULL, NULL},
+      {"--warm-polls", &O.warm_polls, NULL, NULL}, {"--seconds", NULL, &O.seconds, NULL},
+      {"--warmup", NULL, &O.warmup, NULL},         {"--wait", NULL, &O.wait, NULL},
+      {"--server-pid", &O.server_pid, NULL, NULL},
   };
   for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
     if (strcmp(k, table[i].name) != 0) continue;
@@ -182,9 +190,11 @@ static void parse_opts(int argc, char **argv) {
     if (i + 1 >= argc) die("option without a value");
     if (set_opt(argv[i], argv[i + 1]) != 0) die("unknown option");
   }
-  if (O.workers < 1 || O.workers > MAX_WORKERS || O.max_tasks < 1 || O.max_tasks > MAX_LEASES ||
-      O.batch < 1 || O.inflight < 1 || O.window < O.batch || O.polls < 1 || O.warm_polls < 0 ||
-      O.gap_us < 0 || O.seconds <= 0 || O.warmup < 0 || O.wait < 0 || O.wait > 60) {
+  if (O.threads > O.workers) O.threads = O.workers;
+  if (O.workers < 1 || O.workers > MAX_WORKERS || O.threads < 1 || O.max_tasks < 1 ||
+      O.max_tasks > MAX_LEASES || O.batch < 1 || O.inflight < 1 || O.window < O.batch ||
+      O.polls < 1 || O.warm_polls < 0 || O.gap_us < 0 || O.seconds <= 0 || O.warmup < 0 ||
+      O.wait < 0 || O.wait > 60) {
     die("bad option value");
   }
 }
@@ -197,7 +207,7 @@ typedef struct op {
   void *owner;
 } op;
 
-static grpc_completion_queue *cq;
+static grpc_completion_queue *main_cq; /* the main thread's */
 
 enum { M_SUBMIT, M_SUBMIT_BATCH, M_WATCH, M_POLL, M_COMPLETE, M_N };
 static const char *const method_paths[M_N] = {
@@ -206,13 +216,16 @@ static const char *const method_paths[M_N] = {
     "/oee.v1.WorkerService/CompleteTask",
 };
 
-/* One connection: a channel with its own subchannel pool and its methods. */
+/* One connection: a channel with its own subchannel pool, its methods, and
+ * the completion queue of the thread that uses it. */
 typedef struct conn {
   grpc_channel *ch;
   void *methods[M_N];
+  grpc_completion_queue *cq;
 } conn;
 
-static void conn_open(conn *c) {
+static void conn_open(conn *c, grpc_completion_queue *cq) {
+  c->cq = cq;
   grpc_arg arg = {
       .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
   grpc_channel_args args = {.num_args = 1, .args = &arg};
@@ -224,8 +237,9 @@ static void conn_open(conn *c) {
   }
 }
 
-/* Runs the completion of at most one event, waiting until deadline (ns). */
-static void pump_once(int64_t deadline) {
+/* Runs the completion of at most one event of cq, waiting until deadline
+ * (ns). */
+static void pump_once(grpc_completion_queue *cq, int64_t deadline) {
   int64_t wait = deadline - now_ns();
   if (wait < 0) wait = 0;
   gpr_timespec until =
@@ -237,9 +251,17 @@ static void pump_once(int64_t deadline) {
   }
 }
 
-/* Runs completions until *flag is zero or the deadline (ns) passes. */
-static void pump_while(const int *flag, int64_t deadline) {
-  while (*flag && now_ns() < deadline) pump_once(deadline);
+/* Runs completions of cq until *flag is zero or the deadline (ns) passes. */
+static void pump_while(grpc_completion_queue *cq, const int *flag, int64_t deadline) {
+  while (*flag && now_ns() < deadline) pump_once(cq, deadline);
+}
+
+static void cq_destroy(grpc_completion_queue *cq) {
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
 }
 
 /* One unary call: the six client ops in one batch. on_end gets the status
@@ -287,7 +309,7 @@ static void ucall_finished(void *owner, int ok) {
 /* Starts a call of method on conn with payload (not consumed). */
 static void ucall_start(ucall *c, conn *cn, int method, grpc_slice payload) {
   c->done = (op){ucall_finished, c};
-  c->call = grpc_channel_create_registered_call(cn->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+  c->call = grpc_channel_create_registered_call(cn->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cn->cq,
                                                 cn->methods[method],
                                                 gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   c->send = grpc_raw_byte_buffer_create(&payload, 1);
@@ -450,7 +472,7 @@ static void stream_open(stream *s, conn *cn) {
   s->started = (op){stream_started, s};
   s->message = (op){stream_message, s};
   s->status = (op){stream_status, s};
-  s->call = grpc_channel_create_registered_call(cn->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+  s->call = grpc_channel_create_registered_call(cn->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cn->cq,
                                                 cn->methods[M_WATCH],
                                                 gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   grpc_slice p = pack(&wr.base);
@@ -461,16 +483,16 @@ static void stream_open(stream *s, conn *cn) {
   grpc_metadata_array_init(&s->md_trail);
   stream_start_batches(s);
   int64_t until = now_ns() + 10000000000LL;
-  while (s->ready == 0 && now_ns() < until) pump_once(until);
+  while (s->ready == 0 && now_ns() < until) pump_once(cn->cq, until);
   if (s->ready != 1 || s->ended) die("the watch stream did not start");
   int flag = 1;
-  pump_while(&flag, now_ns() + 100000000); /* 100 ms margin */
+  pump_while(cn->cq, &flag, now_ns() + 100000000); /* 100 ms margin */
 }
 
-static void stream_close(stream *s) {
+static void stream_close(stream *s, grpc_completion_queue *cq) {
   if (!s->ended) grpc_call_cancel(s->call, NULL);
   int64_t until = now_ns() + 5000000000LL;
-  while (!s->ended && now_ns() < until) pump_once(until);
+  while (!s->ended && now_ns() < until) pump_once(cq, until);
   grpc_call_unref(s->call);
   grpc_byte_buffer_destroy(s->send);
   grpc_metadata_array_destroy(&s->md_init);
@@ -480,8 +502,19 @@ static void stream_close(stream *s) {
 
 /* ------------------------------------------------------ rate: workers */
 
-/* A polling worker. Invariant: held == max_tasks - n_free; at most one
- * PollTasks outstanding (polling), asking for n_free leases. */
+/* The clock marks of the measured window (set before any worker starts,
+ * read-only after) and the end signal, shared by the workers' threads. */
+typedef struct crew {
+  int64_t warm_end, end; /* CLOCK_MONOTONIC ns */
+  atomic_int stopping;   /* set by the main thread: cancel polls and leave */
+} crew;
+
+static crew C;
+
+/* A polling worker, served by one of the --threads threads on that
+ * thread's completion queue; no other thread touches it until joined.
+ * Invariant: leases held == max_tasks - n_free; at most one PollTasks
+ * outstanding (polling), asking for n_free leases. */
 typedef struct worker {
   conn cn;
   char id[32];
@@ -491,20 +524,12 @@ typedef struct worker {
   char (*lease_ids)[LEASE_ID_BYTES];
   int *free_slots, n_free;
   long polls, empty_polls, leases, completed, errors;
+  long window_polls, window_leases; /* polls answered in the window */
+  int64_t *lat;                     /* CompleteTask latencies (ns) in the window */
+  size_t nlat;
 } worker;
 
-/* What the workers share: whether they may poll again, and the CompleteTask
- * latencies (ns) of the measured window. */
-typedef struct crew {
-  worker *w;
-  int n, stopping;
-  int64_t warm_end, end;
-  int64_t *lat;
-  size_t nlat, cap;
-  long window_polls, window_leases;
-} crew;
-
-static crew C;
+static int stopping(void) { return atomic_load_explicit(&C.stopping, memory_order_relaxed); }
 
 static void worker_poll(worker *w);
 
@@ -516,9 +541,9 @@ static void complete_end(ucall *c, grpc_status_code st, grpc_byte_buffer *reply)
     w->errors++;
   } else {
     w->completed++;
-    if (t >= C.warm_end && t <= C.end && C.nlat < C.cap) C.lat[C.nlat++] = t - c->t0;
+    if (t >= C.warm_end && t <= C.end && w->nlat < LAT_PER_WORKER) w->lat[w->nlat++] = t - c->t0;
   }
-  if (!w->polling && !C.stopping) worker_poll(w);
+  if (!w->polling && !stopping()) worker_poll(w);
 }
 
 /* Ends one lease with CompleteTask on a free slot. */
@@ -542,18 +567,18 @@ static void poll_end(ucall *c, grpc_status_code st, grpc_byte_buffer *reply) {
   w->polling = 0;
   Oee__V1__PollTasksResponse *r =
       (Oee__V1__PollTasksResponse *)unpack(&oee__v1__poll_tasks_response__descriptor, reply);
-  if (st != GRPC_STATUS_OK || r == NULL) {
-    if (!C.stopping) w->errors++;
+  if (r == NULL) {
+    if (!stopping()) w->errors++;
   } else {
     w->polls++;
     w->empty_polls += r->n_leases == 0;
     w->leases += (long)r->n_leases;
-    if (t >= C.warm_end && t <= C.end) C.window_polls++, C.window_leases += (long)r->n_leases;
+    if (t >= C.warm_end && t <= C.end) w->window_polls++, w->window_leases += (long)r->n_leases;
     for (size_t i = 0; i < r->n_leases; i++) worker_complete(w, r->leases[i]->lease_id);
+    oee__v1__poll_tasks_response__free_unpacked(r, NULL);
   }
-  if (r) oee__v1__poll_tasks_response__free_unpacked(r, NULL);
   if (w->errors > 100) die("too many failed calls");
-  if (!C.stopping && w->n_free > 0) worker_poll(w);
+  if (!stopping() && w->n_free > 0) worker_poll(w);
 }
 
 static void worker_poll(worker *w) {
@@ -565,45 +590,75 @@ static void worker_poll(worker *w) {
   grpc_slice_unref(p);
 }
 
-static void crew_start(crew *cr) {
-  cr->n = O.workers;
-  cr->w = xcalloc((size_t)cr->n, sizeof(*cr->w));
-  cr->cap = 4000000;
-  cr->lat = xcalloc(cr->cap, sizeof(*cr->lat));
-  for (int i = 0; i < cr->n; i++) {
-    worker *w = &cr->w[i];
-    conn_open(&w->cn);
+/* A thread of the workers: it serves workers first, first + --threads, ...
+ * on a completion queue of its own. */
+typedef struct crew_thread {
+  pthread_t thread;
+  worker *ws;
+  int first;
+} crew_thread;
+
+/* Whether any of a thread's workers still has a call outstanding. */
+static int crew_busy(const crew_thread *t) {
+  for (int i = t->first; i < O.workers; i += O.threads) {
+    if (t->ws[i].polling || t->ws[i].n_free < O.max_tasks) return 1;
+  }
+  return 0;
+}
+
+/* Polls and completes until told to stop, then cancels the waiting polls
+ * and waits (bounded) for the calls to end. */
+static void *crew_main(void *arg) {
+  crew_thread *t = arg;
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+  for (int i = t->first; i < O.workers; i += O.threads) {
+    conn_open(&t->ws[i].cn, cq);
+    worker_poll(&t->ws[i]);
+  }
+  while (!stopping()) pump_once(cq, now_ns() + 10000000);
+  for (int i = t->first; i < O.workers; i += O.threads) {
+    if (t->ws[i].polling) grpc_call_cancel(t->ws[i].poll.call, NULL);
+  }
+  int64_t until = now_ns() + 10000000000LL;
+  while (crew_busy(t) && now_ns() < until) pump_once(cq, until);
+  for (int i = t->first; i < O.workers; i += O.threads) grpc_channel_destroy(t->ws[i].cn.ch);
+  cq_destroy(cq);
+  return NULL;
+}
+
+static worker *workers_start(crew_thread *threads) {
+  worker *ws = xcalloc((size_t)O.workers, sizeof(*ws));
+  for (int i = 0; i < O.workers; i++) {
+    worker *w = &ws[i];
     snprintf(w->id, sizeof(w->id), "bench-worker-%02d", i);
     w->completes = xcalloc((size_t)O.max_tasks, sizeof(*w->completes));
     w->lease_ids = xcalloc((size_t)O.max_tasks, sizeof(*w->lease_ids));
     w->free_slots = xcalloc((size_t)O.max_tasks, sizeof(int));
     for (int s = 0; s < O.max_tasks; s++) w->free_slots[w->n_free++] = s;
-    worker_poll(w);
+    w->lat = xcalloc(LAT_PER_WORKER, sizeof(*w->lat));
   }
+  for (int i = 0; i < O.threads; i++) {
+    threads[i] = (crew_thread){.ws = ws, .first = i};
+    if (pthread_create(&threads[i].thread, NULL, crew_main, &threads[i]) != 0) {
+      die("pthread_create");
+    }
+  }
+  return ws;
 }
 
-/* Stops polling: cancels the waiting polls and runs completions until no
- * call of any worker is left. */
-static void crew_stop(crew *cr) {
-  cr->stopping = 1;
-  for (int i = 0; i < cr->n; i++) {
-    if (cr->w[i].polling) grpc_call_cancel(cr->w[i].poll.call, NULL);
+static void workers_join(crew_thread *threads) {
+  atomic_store(&C.stopping, 1);
+  for (int i = 0; i < O.threads; i++) pthread_join(threads[i].thread, NULL);
+}
+
+static void workers_free(worker *ws) {
+  for (int i = 0; i < O.workers; i++) {
+    free(ws[i].completes);
+    free(ws[i].lease_ids);
+    free(ws[i].free_slots);
+    free(ws[i].lat);
   }
-  int64_t until = now_ns() + 10000000000LL;
-  for (;;) {
-    int busy = 0;
-    for (int i = 0; i < cr->n; i++) busy += cr->w[i].polling || cr->w[i].n_free < O.max_tasks;
-    if (!busy || now_ns() >= until) break;
-    pump_once(until);
-  }
-  for (int i = 0; i < cr->n; i++) {
-    grpc_channel_destroy(cr->w[i].cn.ch);
-    free(cr->w[i].completes);
-    free(cr->w[i].lease_ids);
-    free(cr->w[i].free_slots);
-  }
-  free(cr->w);
-  free(cr->lat);
+  free(ws);
 }
 
 /* ---------------------------------------------------- rate: submitter */
@@ -651,7 +706,7 @@ static void feed(feeder *f) {
 }
 
 static void feeder_open(feeder *f) {
-  conn_open(&f->cn);
+  conn_open(&f->cn, main_cq);
   stream_open(&f->watch, &f->cn);
   f->payload = batch_payload(O.batch);
   f->calls = xcalloc((size_t)O.inflight, sizeof(*f->calls));
@@ -660,7 +715,7 @@ static void feeder_open(feeder *f) {
 }
 
 static void feeder_close(feeder *f) {
-  stream_close(&f->watch);
+  stream_close(&f->watch, f->cn.cq);
   grpc_slice_unref(f->payload);
   free(f->calls);
   free(f->free_slots);
@@ -669,56 +724,72 @@ static void feeder_close(feeder *f) {
 
 /* --------------------------------------------------------- rate: run */
 
-static void rate_print(const feeder *f, long steady, double secs, int64_t cpu_self,
-                       int64_t cpu_server) {
-  long polls = 0, empty = 0, errors = 0;
-  for (int i = 0; i < C.n; i++) {
-    polls += C.w[i].polls, empty += C.w[i].empty_polls, errors += C.w[i].errors;
+/* CPU time (ns) of this process and of --server-pid at one moment. */
+typedef struct cpu_mark {
+  int64_t self, server;
+} cpu_mark;
+
+static cpu_mark cpu_now(void) { return (cpu_mark){cpu_ns(0), cpu_ns(O.server_pid)}; }
+
+static void rate_print(const feeder *f, worker *ws, long steady, cpu_mark c0, cpu_mark c1) {
+  long polls = 0, empty = 0, errors = 0, wpolls = 0, wleases = 0;
+  size_t nlat = 0;
+  for (int i = 0; i < O.workers; i++) nlat += ws[i].nlat;
+  int64_t *lat = xcalloc(nlat, sizeof(*lat));
+  nlat = 0;
+  for (int i = 0; i < O.workers; i++) {
+    worker *w = &ws[i];
+    polls += w->polls, empty += w->empty_polls, errors += w->errors;
+    wpolls += w->window_polls, wleases += w->window_leases;
+    memcpy(lat + nlat, w->lat, w->nlat * sizeof(*lat));
+    nlat += w->nlat;
   }
-  qsort(C.lat, C.nlat, sizeof(*C.lat), cmp_i64);
+  qsort(lat, nlat, sizeof(*lat), cmp_i64);
+  double secs = (double)(C.end - C.warm_end) / 1e9;
   printf(
-      "RESULT %s workers=%d max_tasks=%d batch=%d inflight=%d window=%d acked=%ld refused=%ld "
+      "RESULT %s workers=%d threads=%d max_tasks=%d batch=%d inflight=%d window=%d acked=%ld "
+      "refused=%ld "
       "completed=%ld steady_completed=%ld seconds=%.3f rate=%.0f lost=%ld polls=%ld "
       "empty_polls=%ld leases_per_poll=%.2f errors=%ld complete_p50_us=%.1f complete_p99_us=%.1f "
       "client_cpu=%.3f server_cpu=%.3f\n",
-      O.label, O.workers, O.max_tasks, O.batch, O.inflight, O.window, f->acked, f->refused,
-      f->watch.events, steady, secs, (double)steady / secs, f->acked - f->watch.events, polls,
-      empty, C.window_polls ? (double)C.window_leases / (double)C.window_polls : 0.0, errors,
-      pct_us(C.lat, C.nlat, 0.5), pct_us(C.lat, C.nlat, 0.99), (double)cpu_self / 1e9 / secs,
-      (double)cpu_server / 1e9 / secs);
+      O.label, O.workers, O.threads, O.max_tasks, O.batch, O.inflight, O.window, f->acked,
+      f->refused, f->watch.events, steady, secs, (double)steady / secs, f->acked - f->watch.events,
+      polls, empty, wpolls ? (double)wleases / (double)wpolls : 0.0, errors, pct_us(lat, nlat, 0.5),
+      pct_us(lat, nlat, 0.99), (double)(c1.self - c0.self) / 1e9 / secs,
+      O.server_pid > 0 ? (double)(c1.server - c0.server) / 1e9 / secs : 0.0);
   fflush(stdout);
+  free(lat);
 }
 
 /* Submits for warm-up + --seconds, then waits (bounded) until every
- * acknowledged task was seen DONE. */
+ * acknowledged task was seen DONE, and stops the workers. */
 static int mode_rate(void) {
   feeder f = {0};
   feeder_open(&f);
-  int64_t t0 = now_ns();
-  C.warm_end = t0 + (int64_t)(O.warmup * 1e9);
+  C.warm_end = now_ns() + (int64_t)(O.warmup * 1e9);
   C.end = C.warm_end + (int64_t)(O.seconds * 1e9);
-  crew_start(&C);
+  crew_thread *threads = xcalloc((size_t)O.threads, sizeof(*threads));
+  worker *ws = workers_start(threads);
   long seen_warm = -1, seen_end = -1;
-  int64_t cpu0 = 0, cpus0 = 0, cpu1 = 0, cpus1 = 0;
+  cpu_mark c0 = {0}, c1 = {0};
   while (!f.watch.ended) {
     int64_t t = now_ns();
-    if (seen_warm < 0 && t >= C.warm_end) {
-      seen_warm = f.watch.events, cpu0 = cpu_ns(0), cpus0 = cpu_ns(O.server_pid);
-    }
+    if (seen_warm < 0 && t >= C.warm_end) seen_warm = f.watch.events, c0 = cpu_now();
     if (t < C.end) {
       feed(&f);
     } else {
-      if (seen_end < 0) seen_end = f.watch.events, cpu1 = cpu_ns(0), cpus1 = cpu_ns(O.server_pid);
+      if (seen_end < 0) seen_end = f.watch.events, c1 = cpu_now();
       int idle = f.n_free == O.inflight;
       if ((idle && f.watch.events >= f.acked) || t > C.end + DRAIN_NS) break;
     }
-    pump_once(t + 5000000);
+    pump_once(f.cn.cq, t + 5000000);
   }
-  double secs = (double)(C.end - C.warm_end) / 1e9;
+  workers_join(threads);
+  free(threads);
   long steady = seen_end - seen_warm;
-  rate_print(&f, steady, secs, cpu1 - cpu0, O.server_pid > 0 ? cpus1 - cpus0 : 0);
+  rate_print(&f, ws, steady, c0, c1);
   int ok = steady > 0 && !f.watch.ended && seen_end >= 0;
-  crew_stop(&C);
+  workers_free(ws);
   feeder_close(&f);
   return ok ? 0 : 1;
 }
@@ -775,7 +846,7 @@ static void wake_complete(waker *k) {
   grpc_slice p = complete_payload(k->lease_id, "bench-poller");
   ucall_start(&k->complete, &k->poller, M_COMPLETE, p);
   grpc_slice_unref(p);
-  pump_while(&k->complete_busy, now_ns() + 30000000000LL);
+  pump_while(main_cq, &k->complete_busy, now_ns() + 30000000000LL);
   if (k->complete_busy) die("CompleteTask did not answer");
 }
 
@@ -786,7 +857,7 @@ static int wake_once(waker *k, grpc_slice poll_req, grpc_slice submit_req, int64
                      int64_t *ack_ns) {
   k->poll_busy = 1;
   ucall_start(&k->poll, &k->poller, M_POLL, poll_req);
-  pump_while(&k->poll_busy, now_ns() + (int64_t)O.gap_us * 1000);
+  pump_while(main_cq, &k->poll_busy, now_ns() + (int64_t)O.gap_us * 1000);
   if (!k->poll_busy) { /* answered before the submission: a task left over */
     if (k->n_leases == 1) wake_complete(k);
     return -1;
@@ -795,7 +866,7 @@ static int wake_once(waker *k, grpc_slice poll_req, grpc_slice submit_req, int64
   k->submit_busy = 1;
   ucall_start(&k->submit, &k->submitter, M_SUBMIT, submit_req);
   int64_t until = t0 + 30000000000LL;
-  while ((k->poll_busy || k->submit_busy) && now_ns() < until) pump_once(until);
+  while ((k->poll_busy || k->submit_busy) && now_ns() < until) pump_once(main_cq, until);
   if (k->poll_busy || k->submit_busy) die("no lease within 30 s");
   if (k->n_leases != 1) return -1; /* its task is taken by the next poll */
   *lease_ns = k->t_lease - t0;
@@ -821,8 +892,8 @@ static void wake_print(int64_t *lease, int64_t *ack, size_t n, long misses, long
 
 static int mode_wakeup(void) {
   waker k = {0};
-  conn_open(&k.poller);
-  conn_open(&k.submitter);
+  conn_open(&k.poller, main_cq);
+  conn_open(&k.submitter, main_cq);
   k.poll.on_end = wake_poll_end, k.poll.user = &k;
   k.submit.on_end = wake_submit_end, k.submit.user = &k;
   grpc_slice poll_req = poll_payload("bench-poller", 1, 10.0, 30.0);
@@ -853,7 +924,7 @@ static int mode_wakeup(void) {
 int main(int argc, char **argv) {
   parse_opts(argc, argv);
   grpc_init();
-  cq = grpc_completion_queue_create_for_next(NULL);
+  main_cq = grpc_completion_queue_create_for_next(NULL);
   int rc;
   if (strcmp(O.mode, "rate") == 0)
     rc = mode_rate();
@@ -861,11 +932,7 @@ int main(int argc, char **argv) {
     rc = mode_wakeup();
   else
     die("unknown --mode");
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(cq);
+  cq_destroy(main_cq);
   grpc_shutdown();
   return rc;
 }
