@@ -281,6 +281,31 @@ for st in ("memory", "sqlite"):
            f"worst firing **{fnum(worst, 1)} ms** late, {'all' if fired else 'NOT all'} fired; "
            f"idle **{fnum((idle or 0) * 100, 3)}%**",
            fired and worst <= 100 and idle is not None and idle < 0.01)
+# 16. Remote workers: 16 polling workers against beanstalkd with 16
+# connections (paired per round), and the wake-up of a waiting poll.
+rrate = {st: med(rounds(f"remote.{st}", "rate")) for st in ("memory", "full")}
+rbs = {k: med(rounds(f"rbs.{k}", "rate")) for k in ("memory", "binlog")}
+rratio = med([ratio(a, b) for a, b in zip(rounds("remote.memory", "rate"), rounds("rbs.memory", "rate"))])
+rratio_full = med([ratio(a, b) for a, b in zip(rounds("remote.full", "rate"), rounds("rbs.binlog", "rate"))])
+rratio_full_mem = med([ratio(a, b) for a, b in zip(rounds("remote.full", "rate"), rounds("rbs.memory", "rate"))])
+rlost = sum(get(l, "lost", 0) or 0 for l in R if l.startswith("remote."))
+rwake = {st: R.get(f"rwake.{st}", {}) for st in ("memory", "full")}
+target("Remote workers: end-to-end no-op tasks through 16 polling workers (memory store) vs beanstalkd",
+       ">= 2x beanstalkd put+reserve+delete, 16 connections, no binlog",
+       f"OEE **{fnum(rrate['memory'])}**/s vs beanstalkd {fnum(rbs['memory'])}/s = **{fnum(rratio, 2)}x**",
+       rratio is not None and rratio >= 2.0)
+target("Remote workers, durable: the same on sqlite (sync full) vs beanstalkd with its binlog",
+       ">= 2x beanstalkd `-b` (binlog, no fsync), 16 connections",
+       f"OEE **{fnum(rrate['full'])}**/s vs beanstalkd `-b` {fnum(rbs['binlog'])}/s = **{fnum(rratio_full, 2)}x** "
+       f"({fnum(rratio_full_mem, 2)}x beanstalkd without binlog)",
+       rratio_full is not None and rratio_full >= 2.0)
+wm, wf = rwake["memory"], rwake["full"]
+target("Remote workers: a waiting PollTasks gets a task just submitted (memory store)",
+       "p50 < 200 µs, p99 < 2 ms from just before SubmitTask to the lease at the poller",
+       f"p50 **{fus(wm.get('p50_us'))}**, p99 **{fus(wm.get('p99_us'))}**, max {fus(wm.get('max_us'))} "
+       f"({fnum(wm.get('polls'))} polls); sqlite sync full (the RUNNING change stored first): "
+       f"p50 {fus(wf.get('p50_us'))}, p99 {fus(wf.get('p99_us'))}, max {fus(wf.get('max_us'))}",
+       wm.get("p50_us") is not None and wm["p50_us"] < 200 and wm.get("p99_us", 1e9) < 2000)
 target(f"Start-up on a store of {fnum(startup_tasks)} tasks", "< 5 s from launch to a SERVING health answer",
        f"**{fnum(startup_worst, 2)} s** (worst of {len(startups)}); RSS then "
        f"{fbytes(startups[0].get('rss') if startups else None)}",
@@ -730,6 +755,53 @@ for st in ("memory", "sqlite"):
           f"{fbytes(float(c.get('rss_bytes', 0)) or None)} | {fnum(m.get('minute'))} | {fnum(m.get('fired'))} | "
           f"{fnum(m.get('p50_ms'), 1)} | {fnum(m.get('p99_ms'), 1)} | {fnum(m.get('max_ms'), 1)} | "
           f"{fnum((idle or 0) * 100, 3)}% |")
+w("")
+
+w("## 16. Remote workers")
+w("")
+w("`bench/remote_bench.c`, a server with `remote_types: [\"remote-noop\"]` per store (2 in-process "
+  "workers, which never take that type). Rate: no-op tasks of that type submitted with "
+  "SubmitTasks(256) x4 in flight on one connection, at most 2,048 unfinished, and counted when "
+  "their DONE event arrives on one WatchTasks stream (that type, DONE) on the same connection; "
+  "16 workers, each a thread with a connection of its own (a channel with its own subchannel "
+  "pool), hold up to 32 leases: one PollTasks (max_tasks = its free slots, wait_seconds 2) is "
+  "outstanding while a slot is free, and every lease is ended at once with its own CompleteTask, "
+  "since the API has no batch completion: each task costs the server one unary call beside its "
+  "share of a SubmitTasks batch, of a poll and its WatchTasks event. "
+  f"{M.get('seconds', '2')}-second windows after a 0.5 s warm-up; beanstalkd (16 connections, "
+  "put + reserve-with-timeout 0 + delete, one command per round trip, as in section 9) without "
+  "binlog and with `-b` (no fsync) in the same rounds; ratios are medians of the per-round "
+  "ratios. Wake-up: one worker waits in PollTasks (max_tasks 1, wait_seconds 10) with nothing "
+  "queued; 1 ms later the bench reads the clock and sends one SubmitTask on another connection; "
+  "the figure is the time to the lease's arrival (with sqlite it includes storing the task and "
+  "then its RUNNING change, each a commit with `sync: full`). The lease is then completed and "
+  "the next poll started, one sample at a time, after 50 uncounted ones.")
+w("")
+w("| client | no-op tasks (or jobs) per second | per round | CompleteTask p50 / p99 | leases per poll | CPU client / server (cores) |")
+w("| --- | --- | --- | --- | --- | --- |")
+for st, name in (("memory", "OEE, memory store"), ("full", "OEE, sqlite sync full")):
+    p = f"remote.{st}"
+    w(f"| {name}: 16 polling workers, SubmitTasks(256) x4 + one WatchTasks stream | **{fnum(rrate[st])}** | "
+      f"{per_round(p)} | {fus(med(rounds(p, 'complete_p50_us')))} / {fus(med(rounds(p, 'complete_p99_us')))} | "
+      f"{fnum(med(rounds(p, 'leases_per_poll')), 1)} | {fnum(med(rounds(p, 'client_cpu')), 2)} / "
+      f"{fnum(med(rounds(p, 'server_cpu')), 2)} |")
+w(f"| beanstalkd, no binlog, 16 connections | {fnum(rbs['memory'])} | {per_round('rbs.memory')} | | | |")
+w(f"| beanstalkd `-b DIR` (binlog, no fsync), 16 connections | {fnum(rbs['binlog'])} | {per_round('rbs.binlog')} | | | |")
+w("")
+w(f"Ratio OEE memory / beanstalkd without binlog: **{fnum(rratio, 2)}x**; OEE sqlite full / beanstalkd "
+  f"`-b`: **{fnum(rratio_full, 2)}x** ({fnum(rratio_full_mem, 2)}x beanstalkd without binlog). Tasks "
+  f"acknowledged but never seen DONE: {fnum(rlost)}. CPU is the share of a core each process used "
+  "during the window (the client: all 16 workers and the submitter).")
+w("")
+w("| store | polls | p50 | p90 | p99 | p99.9 | max | SubmitTask acknowledged p50 / p99 |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for st, name in (("memory", "memory"), ("full", "sqlite, sync full")):
+    d = rwake[st]
+    if not d:
+        continue
+    w(f"| {name} | {fnum(d.get('polls'))} | **{fus(d.get('p50_us'))}** | {fus(d.get('p90_us'))} | "
+      f"**{fus(d.get('p99_us'))}** | {fus(d.get('p999_us'))} | {fus(d.get('max_us'))} | "
+      f"{fus(d.get('ack_p50_us'))} / {fus(d.get('ack_p99_us'))} |")
 w("")
 
 w("## Limits and evidence")
