@@ -9,10 +9,12 @@
  * workers are served by --threads threads, each with a completion queue of
  * its own (by default one thread per worker, as separate worker processes
  * would be and as bench/bs_client.c runs a thread per connection); the
- * threads share only the read-only clock marks and the `stopping` flag. Every worker, the submitter
- * and the poller has a channel of its own, made with GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL so that
- * each is its own TCP connection. Requests are packed with the generated protobuf-c code; replies
- * are decoded only where their content is needed (lease ids, SubmitTasks results).
+ * threads share only the read-only clock marks and the `stopping` flag.
+ * Every worker, the submitter and the poller has a channel of its own, made
+ * with GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL so that each is its own TCP
+ * connection. Requests are packed with the generated protobuf-c code;
+ * replies are decoded only where their content is needed (lease ids,
+ * SubmitTasks results).
  *
  * Modes (--mode):
  *   rate    tasks of --type are submitted with SubmitTasks of --batch
@@ -36,7 +38,13 @@
  *
  * Output: "RESULT <label> key=value ..." lines, which bench/report.py reads;
  * diagnostics go to stderr. Exit status 0 unless the measurement failed.
- * Usage: remote_bench --target HOST:PORT --mode rate|wakeup [options below]
+ * Usage: remote_bench --target HOST:PORT --mode rate|wakeup [--type T]
+ *   rate:   [--workers 16] [--threads 16] [--max-tasks 32] [--wait 2]
+ *           [--batch 256] [--inflight 4] [--window 2048] [--seconds 3]
+ *           [--warmup 0.5] [--server-pid PID (its CPU share is printed)]
+ *   wakeup: [--polls 2000] [--warm-polls 50] [--gap-us 1000]
+ *   both:   [--label L]; the server must list T (default remote-noop) in
+ *           its remote_types.
  */
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -280,13 +288,15 @@ struct ucall {
   ucall_end_fn on_end;
   void *user;
   int slot;
+  int method; /* M_* */
 };
 
-static void report_status(const char *what, ucall *c) {
-  static int reported;
-  if (reported++ >= 5) return;
+/* Shows the first few failed calls (of any thread) on stderr. */
+static void report_status(ucall *c, grpc_status_code st) {
+  static atomic_int reported;
+  if (atomic_fetch_add(&reported, 1) >= 5) return;
   char *d = grpc_slice_to_c_string(c->details);
-  fprintf(stderr, "remote_bench: %s failed: status %d %s\n", what, (int)c->status, d);
+  fprintf(stderr, "remote_bench: %s failed: status %d %s\n", method_paths[c->method], (int)st, d);
   gpr_free(d);
 }
 
@@ -295,7 +305,7 @@ static void ucall_finished(void *owner, int ok) {
   grpc_status_code st = ok ? c->status : GRPC_STATUS_UNKNOWN;
   grpc_byte_buffer *reply = st == GRPC_STATUS_OK ? c->recv : NULL;
   if (st != GRPC_STATUS_OK && c->recv) grpc_byte_buffer_destroy(c->recv);
-  if (st != GRPC_STATUS_OK && st != GRPC_STATUS_CANCELLED) report_status("a call", c);
+  if (st != GRPC_STATUS_OK && st != GRPC_STATUS_CANCELLED) report_status(c, st);
   grpc_call_unref(c->call);
   grpc_byte_buffer_destroy(c->send);
   grpc_metadata_array_destroy(&c->md_init);
@@ -309,6 +319,7 @@ static void ucall_finished(void *owner, int ok) {
 /* Starts a call of method on conn with payload (not consumed). */
 static void ucall_start(ucall *c, conn *cn, int method, grpc_slice payload) {
   c->done = (op){ucall_finished, c};
+  c->method = method;
   c->call = grpc_channel_create_registered_call(cn->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cn->cq,
                                                 cn->methods[method],
                                                 gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -786,6 +797,11 @@ static int mode_rate(void) {
   }
   workers_join(threads);
   free(threads);
+  if (f.watch.ended) {
+    char *d = grpc_slice_to_c_string(f.watch.details);
+    fprintf(stderr, "remote_bench: the watch stream ended: status %d %s\n", (int)f.watch.code, d);
+    gpr_free(d);
+  }
   long steady = seen_end - seen_warm;
   rate_print(&f, ws, steady, c0, c1);
   int ok = steady > 0 && !f.watch.ended && seen_end >= 0;
