@@ -777,21 +777,24 @@ w("`bench/remote_bench.c`, a server with `remote_types: [\"remote-noop\"]` per s
   "then its RUNNING change, each a commit with `sync: full`). The lease is then completed and "
   "the next poll started, one sample at a time, after 50 uncounted ones.")
 w("")
-w("| client | no-op tasks (or jobs) per second | per round | CompleteTask p50 / p99 | leases per poll | CPU client / server (cores) |")
+w("| client | no-op tasks (or jobs) per second | per round | CompleteTask p50 / p99 | leases per poll | "
+  "CPU client / server (cores; server per task) |")
 w("| --- | --- | --- | --- | --- | --- |")
 for st, name in (("memory", "OEE, memory store"), ("full", "OEE, sqlite sync full")):
     p = f"remote.{st}"
+    per_task = med([ratio(c * 1e6, r) for c, r in zip(rounds(p, "server_cpu"), rounds(p, "rate"))])
     w(f"| {name}: 16 polling workers, SubmitTasks(256) x4 + one WatchTasks stream | **{fnum(rrate[st])}** | "
       f"{per_round(p)} | {fus(med(rounds(p, 'complete_p50_us')))} / {fus(med(rounds(p, 'complete_p99_us')))} | "
       f"{fnum(med(rounds(p, 'leases_per_poll')), 1)} | {fnum(med(rounds(p, 'client_cpu')), 2)} / "
-      f"{fnum(med(rounds(p, 'server_cpu')), 2)} |")
+      f"{fnum(med(rounds(p, 'server_cpu')), 2)}; {fus(per_task)} |")
 w(f"| beanstalkd, no binlog, 16 connections | {fnum(rbs['memory'])} | {per_round('rbs.memory')} | | | |")
 w(f"| beanstalkd `-b DIR` (binlog, no fsync), 16 connections | {fnum(rbs['binlog'])} | {per_round('rbs.binlog')} | | | |")
 w("")
 w(f"Ratio OEE memory / beanstalkd without binlog: **{fnum(rratio, 2)}x**; OEE sqlite full / beanstalkd "
   f"`-b`: **{fnum(rratio_full, 2)}x** ({fnum(rratio_full_mem, 2)}x beanstalkd without binlog). Tasks "
   f"acknowledged but never seen DONE: {fnum(rlost)}. CPU is the share of a core each process used "
-  "during the window (the client: all 16 workers and the submitter).")
+  "during the window (the client: all 16 workers and the submitter); the server's per task is its "
+  "CPU time over the tasks completed in the window.")
 w("")
 w("| store | polls | p50 | p90 | p99 | p99.9 | max | SubmitTask acknowledged p50 / p99 |")
 w("| --- | --- | --- | --- | --- | --- | --- | --- |")
