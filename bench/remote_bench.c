@@ -34,16 +34,23 @@
  *           from then to the lease's arrival at the poller (and, beside it,
  *           to the SubmitTask's acknowledgement). The lease is completed and
  *           the next poll started: --polls samples after --warm-polls
- *           uncounted ones, strictly one after another.
+ *           uncounted ones, strictly one after another. Each sample's lease
+ *           time minus its acknowledgement time is shown too.
+ *   alone   the baseline of wakeup: the same SubmitTask after the same gap
+ *           with no poll waiting. Its tasks stay QUEUED: give it a remote
+ *           type (--type) that no worker polls.
  *
  * Output: "RESULT <label> key=value ..." lines, which bench/report.py reads;
  * diagnostics go to stderr. Exit status 0 unless the measurement failed.
- * Usage: remote_bench --target HOST:PORT --mode rate|wakeup [--type T]
+ * Usage: remote_bench --target HOST:PORT --mode rate|wakeup|alone [--type T]
  *   rate:   [--workers 16] [--threads 16] [--max-tasks 32] [--wait 2]
  *           [--batch 256] [--inflight 4] [--window 2048] [--seconds 3]
  *           [--warmup 0.5] [--server-pid PID (its CPU share is printed)]
- *   wakeup: [--polls 2000] [--warm-polls 50] [--gap-us 1000]
- *   both:   [--label L]; the server must list T (default remote-noop) in
+ *   wakeup, alone: [--polls 2000] [--warm-polls 50] [--gap-us 1000]
+ *           [--spin 0|1 (1: the bench spins through the gap instead of
+ *           sleeping, so that its own wake-up from idle is not in the
+ *           figure)]
+ *   all:    [--label L]; the server must list T (default remote-noop) in
  *           its remote_types.
  */
 #include <grpc/byte_buffer.h>
@@ -142,7 +149,8 @@ static int64_t cpu_ns(int pid) {
 
 typedef struct opts {
   const char *target, *mode, *label, *type;
-  int workers, threads, max_tasks, batch, inflight, window, polls, warm_polls, gap_us, server_pid;
+  int workers, threads, max_tasks, batch, inflight, window, polls, warm_polls, gap_us, spin,
+      server_pid;
   double seconds, warmup, wait;
 } opts;
 
@@ -181,7 +189,7 @@ static int set_opt(const char *k, const char *v) {
       {"--polls", &O.polls, NULL, NULL},           {"--gap-us", &O.gap_us, NULL, NULL},
       {"--warm-polls", &O.warm_polls, NULL, NULL}, {"--seconds", NULL, &O.seconds, NULL},
       {"--warmup", NULL, &O.warmup, NULL},         {"--wait", NULL, &O.wait, NULL},
-      {"--server-pid", &O.server_pid, NULL, NULL},
+      {"--server-pid", &O.server_pid, NULL, NULL}, {"--spin", &O.spin, NULL, NULL},
   };
   for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
     if (strcmp(k, table[i].name) != 0) continue;
@@ -812,16 +820,24 @@ static int mode_rate(void) {
 
 /* ------------------------------------------------------------ wakeup */
 
-/* The poller and the submitter of the wake-up test, one call each at most. */
+/* The poller and the submitter of the wake-up test, one call each at most.
+ * `alone` (mode alone) leaves the poller out: the same SubmitTask after the
+ * same gap with no poll waiting, as the baseline. */
 typedef struct waker {
   conn poller, submitter;
   ucall poll, submit, complete;
+  int alone;
   int poll_busy, submit_busy, complete_busy;
   int64_t t_lease, t_ack; /* ns, when the lease and the ack arrived */
   int n_leases;
   char lease_id[LEASE_ID_BYTES];
   long errors;
 } waker;
+
+/* One sample's times from just before its SubmitTask, ns. */
+typedef struct wake_sample {
+  int64_t lease, ack;
+} wake_sample;
 
 static void wake_poll_end(ucall *c, grpc_status_code st, grpc_byte_buffer *reply) {
   waker *k = c->user;
@@ -866,48 +882,70 @@ static void wake_complete(waker *k) {
   if (k->complete_busy) die("CompleteTask did not answer");
 }
 
-/* One sample: a waiting poll, then a submission. Sets *lease_ns and
- * *ack_ns (from just before the submit); returns 0, or -1 when the poll came
- * back without the task. */
-static int wake_once(waker *k, grpc_slice poll_req, grpc_slice submit_req, int64_t *lease_ns,
-                     int64_t *ack_ns) {
-  k->poll_busy = 1;
-  ucall_start(&k->poll, &k->poller, M_POLL, poll_req);
-  pump_while(main_cq, &k->poll_busy, now_ns() + (int64_t)O.gap_us * 1000);
-  if (!k->poll_busy) { /* answered before the submission: a task left over */
-    if (k->n_leases == 1) wake_complete(k);
-    return -1;
+/* Starts the poll (unless alone) and lets --gap-us pass. Returns -1 when the
+ * poll was answered within the gap (a task left over: it is completed). */
+static int wake_gap(waker *k, grpc_slice poll_req) {
+  if (!k->alone) {
+    k->poll_busy = 1;
+    ucall_start(&k->poll, &k->poller, M_POLL, poll_req);
   }
+  int64_t gap_end = now_ns() + (int64_t)O.gap_us * 1000;
+  while (now_ns() < gap_end && (k->alone || k->poll_busy)) {
+    pump_once(main_cq, O.spin ? 0 : gap_end); /* spin: stay on the CPU */
+  }
+  if (k->alone || k->poll_busy) return 0;
+  if (k->n_leases == 1) wake_complete(k);
+  return -1;
+}
+
+/* One sample: a waiting poll (unless alone), then a submission. Returns 0,
+ * or -1 when the poll came back without the task. */
+static int wake_once(waker *k, grpc_slice poll_req, grpc_slice submit_req, wake_sample *out) {
+  if (wake_gap(k, poll_req) != 0) return -1;
   int64_t t0 = now_ns();
   k->submit_busy = 1;
   ucall_start(&k->submit, &k->submitter, M_SUBMIT, submit_req);
   int64_t until = t0 + 30000000000LL;
   while ((k->poll_busy || k->submit_busy) && now_ns() < until) pump_once(main_cq, until);
   if (k->poll_busy || k->submit_busy) die("no lease within 30 s");
+  out->ack = k->t_ack - t0;
+  out->lease = k->alone ? out->ack : k->t_lease - t0;
+  if (k->alone) return 0;
   if (k->n_leases != 1) return -1; /* its task is taken by the next poll */
-  *lease_ns = k->t_lease - t0;
-  *ack_ns = k->t_ack - t0;
   wake_complete(k);
   return 0;
 }
 
-static void wake_print(int64_t *lease, int64_t *ack, size_t n, long misses, long errors) {
+/* Prints the percentiles of the lease times, of the acks, and of each
+ * sample's lease - ack (negative when the lease came first). */
+static void wake_print(wake_sample *s, size_t n, long misses, long errors) {
+  int64_t *lease = xcalloc(n, sizeof(*lease)), *ack = xcalloc(n, sizeof(*ack));
+  int64_t *after = xcalloc(n, sizeof(*after));
   double mean = 0;
-  for (size_t i = 0; i < n; i++) mean += (double)lease[i];
+  for (size_t i = 0; i < n; i++) {
+    lease[i] = s[i].lease, ack[i] = s[i].ack, after[i] = s[i].lease - s[i].ack;
+    mean += (double)s[i].lease;
+  }
   mean = n ? mean / (double)n / 1000.0 : 0;
   qsort(lease, n, sizeof(*lease), cmp_i64);
   qsort(ack, n, sizeof(*ack), cmp_i64);
+  qsort(after, n, sizeof(*after), cmp_i64);
   printf(
-      "RESULT %s polls=%zu gap_us=%d mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-      "p999_us=%.1f max_us=%.1f ack_p50_us=%.1f ack_p99_us=%.1f misses=%ld errors=%ld\n",
-      O.label, n, O.gap_us, mean, pct_us(lease, n, 0.5), pct_us(lease, n, 0.9),
-      pct_us(lease, n, 0.99), pct_us(lease, n, 0.999), pct_us(lease, n, 1.0), pct_us(ack, n, 0.5),
-      pct_us(ack, n, 0.99), misses, errors);
+      "RESULT %s polls=%zu gap_us=%d spin=%d alone=%d mean_us=%.1f p50_us=%.1f p90_us=%.1f "
+      "p99_us=%.1f p999_us=%.1f max_us=%.1f ack_p50_us=%.1f ack_p99_us=%.1f "
+      "after_ack_p50_us=%.1f after_ack_p99_us=%.1f misses=%ld errors=%ld\n",
+      O.label, n, O.gap_us, O.spin, strcmp(O.mode, "alone") == 0, mean, pct_us(lease, n, 0.5),
+      pct_us(lease, n, 0.9), pct_us(lease, n, 0.99), pct_us(lease, n, 0.999), pct_us(lease, n, 1.0),
+      pct_us(ack, n, 0.5), pct_us(ack, n, 0.99), pct_us(after, n, 0.5), pct_us(after, n, 0.99),
+      misses, errors);
   fflush(stdout);
+  free(lease);
+  free(ack);
+  free(after);
 }
 
-static int mode_wakeup(void) {
-  waker k = {0};
+static int mode_wakeup(int alone) {
+  waker k = {.alone = alone};
   conn_open(&k.poller, main_cq);
   conn_open(&k.submitter, main_cq);
   k.poll.on_end = wake_poll_end, k.poll.user = &k;
@@ -915,21 +953,20 @@ static int mode_wakeup(void) {
   grpc_slice poll_req = poll_payload("bench-poller", 1, 10.0, 30.0);
   grpc_slice submit_req = submit_payload();
   size_t total = (size_t)O.polls + (size_t)O.warm_polls, n = 0;
-  int64_t *lease = xcalloc(total, sizeof(*lease)), *ack = xcalloc(total, sizeof(*ack));
+  wake_sample *s = xcalloc(total, sizeof(*s));
   long misses = 0;
   for (size_t i = 0; i < total && misses < 100; i++) {
-    int64_t l, a;
-    if (wake_once(&k, poll_req, submit_req, &l, &a) != 0) {
+    wake_sample one;
+    if (wake_once(&k, poll_req, submit_req, &one) != 0) {
       misses++;
       continue;
     }
-    if (i >= (size_t)O.warm_polls) lease[n] = l, ack[n++] = a;
+    if (i >= (size_t)O.warm_polls) s[n++] = one;
   }
-  wake_print(lease, ack, n, misses, k.errors);
+  wake_print(s, n, misses, k.errors);
   grpc_slice_unref(poll_req);
   grpc_slice_unref(submit_req);
-  free(lease);
-  free(ack);
+  free(s);
   grpc_channel_destroy(k.poller.ch);
   grpc_channel_destroy(k.submitter.ch);
   return n == (size_t)O.polls ? 0 : 1;
@@ -944,8 +981,8 @@ int main(int argc, char **argv) {
   int rc;
   if (strcmp(O.mode, "rate") == 0)
     rc = mode_rate();
-  else if (strcmp(O.mode, "wakeup") == 0)
-    rc = mode_wakeup();
+  else if (strcmp(O.mode, "wakeup") == 0 || strcmp(O.mode, "alone") == 0)
+    rc = mode_wakeup(strcmp(O.mode, "alone") == 0);
   else
     die("unknown --mode");
   cq_destroy(main_cq);
