@@ -762,8 +762,8 @@ w("")
 
 w("## 16. Remote workers")
 w("")
-w("`bench/remote_bench.c`, a server with `remote_types: [\"remote-noop\"]` per store (2 in-process "
-  "workers, which never take that type). Rate: no-op tasks of that type submitted with "
+w("`bench/remote_bench.c`, a server per store with `remote_types: [\"remote-noop\", \"remote-idle\"]` "
+  "(2 in-process workers, which never take those types). Rate: no-op `remote-noop` tasks submitted with "
   "SubmitTasks(256) x4 in flight on one connection, at most 2,048 unfinished, and counted when "
   "their DONE event arrives on one WatchTasks stream (that type, DONE) on the same connection; "
   "16 workers, each a thread with a connection of its own (a channel with its own subchannel "
@@ -779,8 +779,8 @@ w("`bench/remote_bench.c`, a server with `remote_types: [\"remote-noop\"]` per s
   "the figure is the time to the lease's arrival (with sqlite it includes storing the task and "
   "then its RUNNING change, each a commit with `sync: full`). The lease is then completed and "
   "the next poll started, one sample at a time, after 50 uncounted ones. Baseline (*alone*): the "
-  "same SubmitTask, 1 ms after the previous one's reply, with no poll waiting (a remote type no "
-  "worker polls). *Lease - ack* is each sample's lease arrival minus its SubmitTask "
+  "same SubmitTask, 1 ms after the previous one's reply, with no poll waiting (type `remote-idle`, "
+  "which no worker polls: those tasks stay QUEUED). *Lease - ack* is each sample's lease arrival minus its SubmitTask "
   "acknowledgement (negative when the lease came first).")
 w("")
 w("| client | no-op tasks (or jobs) per second | per round | CompleteTask p50 / p99 | leases per poll | "
