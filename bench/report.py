@@ -281,6 +281,34 @@ for st in ("memory", "sqlite"):
            f"worst firing **{fnum(worst, 1)} ms** late, {'all' if fired else 'NOT all'} fired; "
            f"idle **{fnum((idle or 0) * 100, 3)}%**",
            fired and worst <= 100 and idle is not None and idle < 0.01)
+# 16. Remote workers: 16 polling workers against beanstalkd with 16
+# connections (paired per round), and the wake-up of a waiting poll.
+rrate = {st: med(rounds(f"remote.{st}", "rate")) for st in ("memory", "full")}
+rbs = {k: med(rounds(f"rbs.{k}", "rate")) for k in ("memory", "binlog")}
+rratio = med([ratio(a, b) for a, b in zip(rounds("remote.memory", "rate"), rounds("rbs.memory", "rate"))])
+rratio_full = med([ratio(a, b) for a, b in zip(rounds("remote.full", "rate"), rounds("rbs.binlog", "rate"))])
+rratio_full_mem = med([ratio(a, b) for a, b in zip(rounds("remote.full", "rate"), rounds("rbs.memory", "rate"))])
+rlost = sum(get(l, "lost", 0) or 0 for l in R if l.startswith("remote."))
+rwake = {st: R.get(f"rwake.{st}", {}) for st in ("memory", "full")}
+ralone = {st: R.get(f"ralone.{st}", {}) for st in ("memory", "full")}
+target("Remote workers: end-to-end no-op tasks through 16 polling workers (memory store) vs beanstalkd",
+       ">= 2x beanstalkd put+reserve+delete, 16 connections, no binlog",
+       f"OEE **{fnum(rrate['memory'])}**/s vs beanstalkd {fnum(rbs['memory'])}/s = **{fnum(rratio, 2)}x**",
+       rratio is not None and rratio >= 2.0)
+target("Remote workers, durable: the same on sqlite (sync full) vs beanstalkd with its binlog",
+       ">= 2x beanstalkd `-b` (binlog, no fsync), 16 connections",
+       f"OEE **{fnum(rrate['full'])}**/s vs beanstalkd `-b` {fnum(rbs['binlog'])}/s = **{fnum(rratio_full, 2)}x** "
+       f"({fnum(rratio_full_mem, 2)}x beanstalkd without binlog)",
+       rratio_full is not None and rratio_full >= 2.0)
+wm, wf = rwake["memory"], rwake["full"]
+target("Remote workers: a waiting PollTasks gets a task just submitted (memory store)",
+       "p50 < 200 µs, p99 < 2 ms from just before SubmitTask to the lease at the poller",
+       f"p50 **{fus(wm.get('p50_us'))}**, p99 **{fus(wm.get('p99_us'))}**, max {fus(wm.get('max_us'))} "
+       f"({fnum(wm.get('polls'))} polls; the same SubmitTask with no poll waiting: p50 "
+       f"{fus(ralone['memory'].get('p50_us'))}, p99 {fus(ralone['memory'].get('p99_us'))}); sqlite sync "
+       f"full (the RUNNING change stored first): p50 {fus(wf.get('p50_us'))}, p99 {fus(wf.get('p99_us'))}, "
+       f"max {fus(wf.get('max_us'))}",
+       wm.get("p50_us") is not None and wm["p50_us"] < 200 and wm.get("p99_us", 1e9) < 2000)
 target(f"Start-up on a store of {fnum(startup_tasks)} tasks", "< 5 s from launch to a SERVING health answer",
        f"**{fnum(startup_worst, 2)} s** (worst of {len(startups)}); RSS then "
        f"{fbytes(startups[0].get('rss') if startups else None)}",
@@ -730,6 +758,63 @@ for st in ("memory", "sqlite"):
           f"{fbytes(float(c.get('rss_bytes', 0)) or None)} | {fnum(m.get('minute'))} | {fnum(m.get('fired'))} | "
           f"{fnum(m.get('p50_ms'), 1)} | {fnum(m.get('p99_ms'), 1)} | {fnum(m.get('max_ms'), 1)} | "
           f"{fnum((idle or 0) * 100, 3)}% |")
+w("")
+
+w("## 16. Remote workers")
+w("")
+w("`bench/remote_bench.c`, a server per store with `remote_types: [\"remote-noop\", \"remote-idle\"]` "
+  "(2 in-process workers, which never take those types). Rate: no-op `remote-noop` tasks submitted with "
+  "SubmitTasks(256) x4 in flight on one connection, at most 2,048 unfinished, and counted when "
+  "their DONE event arrives on one WatchTasks stream (that type, DONE) on the same connection; "
+  "16 workers, each a thread with a connection of its own (a channel with its own subchannel "
+  "pool), hold up to 32 leases: one PollTasks (max_tasks = its free slots, wait_seconds 2) is "
+  "outstanding while a slot is free, and every lease is ended at once with its own CompleteTask, "
+  "since the API has no batch completion: each task costs the server one unary call beside its "
+  "share of a SubmitTasks batch, of a poll and its WatchTasks event. "
+  f"{M.get('seconds', '2')}-second windows after a 0.5 s warm-up; beanstalkd (16 connections, "
+  "put + reserve-with-timeout 0 + delete, one command per round trip, as in section 9) without "
+  "binlog and with `-b` (no fsync) in the same rounds; ratios are medians of the per-round "
+  "ratios. Wake-up: one worker waits in PollTasks (max_tasks 1, wait_seconds 10) with nothing "
+  "queued; 1 ms later the bench reads the clock and sends one SubmitTask on another connection; "
+  "the figure is the time to the lease's arrival (with sqlite it includes storing the task and "
+  "then its RUNNING change, each a commit with `sync: full`). The lease is then completed and "
+  "the next poll started, one sample at a time, after 50 uncounted ones. Baseline (*alone*): the "
+  "same SubmitTask, 1 ms after the previous one's reply, with no poll waiting (type `remote-idle`, "
+  "which no worker polls: those tasks stay QUEUED). *Lease - ack* is each sample's lease arrival minus its SubmitTask "
+  "acknowledgement (negative when the lease came first).")
+w("")
+w("| client | no-op tasks (or jobs) per second | per round | CompleteTask p50 / p99 | leases per poll | "
+  "CPU client / server (cores; server per task) |")
+w("| --- | --- | --- | --- | --- | --- |")
+for st, name in (("memory", "OEE, memory store"), ("full", "OEE, sqlite sync full")):
+    p = f"remote.{st}"
+    per_task = med([ratio(c * 1e6, r) for c, r in zip(rounds(p, "server_cpu"), rounds(p, "rate"))])
+    w(f"| {name}: 16 polling workers, SubmitTasks(256) x4 + one WatchTasks stream | **{fnum(rrate[st])}** | "
+      f"{per_round(p)} | {fus(med(rounds(p, 'complete_p50_us')))} / {fus(med(rounds(p, 'complete_p99_us')))} | "
+      f"{fnum(med(rounds(p, 'leases_per_poll')), 1)} | {fnum(med(rounds(p, 'client_cpu')), 2)} / "
+      f"{fnum(med(rounds(p, 'server_cpu')), 2)}; {fus(per_task)} |")
+w(f"| beanstalkd, no binlog, 16 connections | {fnum(rbs['memory'])} | {per_round('rbs.memory')} | | | |")
+w(f"| beanstalkd `-b DIR` (binlog, no fsync), 16 connections | {fnum(rbs['binlog'])} | {per_round('rbs.binlog')} | | | |")
+w("")
+w(f"Ratio OEE memory / beanstalkd without binlog: **{fnum(rratio, 2)}x**; OEE sqlite full / beanstalkd "
+  f"`-b`: **{fnum(rratio_full, 2)}x** ({fnum(rratio_full_mem, 2)}x beanstalkd without binlog). Tasks "
+  f"acknowledged but never seen DONE: {fnum(rlost)}. CPU is the share of a core each process used "
+  "during the window (the client: all 16 workers and the submitter); the server's per task is its "
+  "CPU time over the tasks completed in the window.")
+w("")
+w("| store | measured | samples | p50 | p90 | p99 | p99.9 | max | SubmitTask acknowledged p50 / p99 | "
+  "lease - ack p50 / p99 |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for st, name in (("memory", "memory"), ("full", "sqlite, sync full")):
+    for kind, d in (("submit to lease, a poll waiting", rwake[st]),
+                    ("*alone*: SubmitTask, no poll waiting", ralone[st])):
+        if not d:
+            continue
+        lease = kind.startswith("submit")
+        w(f"| {name} | {kind} | {fnum(d.get('polls'))} | **{fus(d.get('p50_us'))}** | "
+          f"{fus(d.get('p90_us'))} | **{fus(d.get('p99_us'))}** | {fus(d.get('p999_us'))} | "
+          f"{fus(d.get('max_us'))} | {fus(d.get('ack_p50_us'))} / {fus(d.get('ack_p99_us'))} | "
+          + (f"{fus(d.get('after_ack_p50_us'))} / {fus(d.get('after_ack_p99_us'))} |" if lease else " |"))
 w("")
 
 w("## Limits and evidence")
