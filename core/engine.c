@@ -246,7 +246,12 @@ static void worker_idle(oee_engine *eng, worker *w, int64_t deadline_ns) {
 }
 
 void oee__engine_unlock(oee_engine *eng) {
+  /* Polls that a task queued in this section can answer are answered by
+   * this thread (the timer thread, also told, then finds nothing to do):
+   * a waiting worker gets its lease without a thread hand-off. */
+  struct oee__poll *due = eng->remote ? oee__remote_take_due(eng) : NULL;
   oee__unlock(&eng->lock);
+  if (due != NULL) oee__remote_deliver(due);
   oee__bus_flush(eng->bus);
 }
 

@@ -292,6 +292,13 @@ int oee__remote_run(oee_engine *eng, int64_t *next);
 void oee__remote_refuse(oee_engine *eng);
 void oee__remote_abandon(oee_engine *eng);
 void oee__remote_ended(oee_engine *eng, oee_job *j, oee_task_status to);
+/* take_due (lock held): when remote tasks were queued since the timer last
+ * looked, leases them to the waiting polls now and returns the answers to
+ * deliver (memory store; a data_dir delivers once stored); deliver (no lock
+ * held) sends them. oee__engine_unlock() uses both. */
+struct oee__poll;
+struct oee__poll *oee__remote_take_due(oee_engine *eng);
+void oee__remote_deliver(struct oee__poll *due);
 
 /* Jobs (engine.c, job.c). start: takes the queued t (the best that may
  * start) and marks it RUNNING for worker w, or for the remote worker

@@ -493,9 +493,6 @@ static void leases_undelivered(oee_engine *eng, const struct oee__poll *p) {
 static void deliver(struct oee__poll *p) {
   oee_engine *eng = p->eng;
   int rc = p->cb(p->arg, p->rc, p->out, p->rc == 0 ? p->n_out : 0);
-  oee__lock(&eng->lock);
-  p->w->polls--;
-  oee__unlock(&eng->lock);
   if (rc != 0 && p->rc == 0 && p->n_out > 0) leases_undelivered(eng, p);
   poll_free(p);
 }
@@ -511,6 +508,7 @@ static void poll_stored(oee__stored_waiter *w, int rc) {
  * changes it carries are stored. */
 static void answer(oee_engine *eng, struct oee__poll *p, int rc, struct oee__poll **due) {
   p->rc = rc;
+  p->w->polls--; /* deliver() no longer needs the worker */
   if (rc == 0 && p->n_out > 0 && eng->committer) {
     uint64_t seq = 0;
     for (size_t i = 0; i < p->n_out; i++) {
@@ -796,8 +794,16 @@ void oee__remote_queued(oee_engine *eng) {
   oee__remote *r = eng->remote;
   if (r->head == NULL || r->match) return;
   r->match = 1;
-  oee__signal(&eng->timer_cv);
+  oee__signal(&eng->timer_cv); /* unless an oee__engine_unlock() comes first */
 }
+
+struct oee__poll *oee__remote_take_due(oee_engine *eng) {
+  struct oee__poll *due = NULL;
+  if (eng->remote->match) match(eng, &due);
+  return due;
+}
+
+void oee__remote_deliver(struct oee__poll *due) { deliver_all(due); }
 
 void oee__remote_deadline(oee_engine *eng, oee_job *j) {
   struct oee__lease *l = j->lease;

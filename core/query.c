@@ -78,7 +78,13 @@ static int cancel_step(oee_engine *eng, const char *id, cancel_try *c, cancel_an
     oee_token_cancel(t->token);
     c->did = 1;
   }
-  if (!again && c->rc == 0 && !c->wait) *out = oee_task_info_ref(oee__task_shown(t));
+  /* A task that started is shown RUNNING even before that change is
+   * stored (the one state a reader may see early): showing its stored
+   * QUEUED would say it was cancelled before it ran. */
+  if (!again && c->rc == 0 && !c->wait) {
+    int running = t->snap->status == OEE_TASK_RUNNING;
+    *out = oee_task_info_ref(running ? t->snap : oee__task_shown(t));
+  }
   oee__engine_unlock(eng);
   return again;
 }
