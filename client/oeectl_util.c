@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "client/oeectl.h"
+#include "rpc/error.h"
 
 oee_rpc_channel *oeectl_channel(oeectl_ctx *ctx) {
   if (ctx->chan == NULL) ctx->chan = oee_rpc_channel_create(ctx->addr);
@@ -25,31 +26,10 @@ int64_t oeectl_deadline_ms(const oeectl_ctx *ctx) {
   return ctx->timeout_s > 0 ? (int64_t)(ctx->timeout_s * 1000.0 + 0.5) : 0;
 }
 
-/* gRPC status code names, indexed by code (grpc/status.h). */
-static const char *const code_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
 const char *oeectl_code_name(int code) {
   static char buf[32];
-  if (code >= 0 && (size_t)code < sizeof(code_names) / sizeof(code_names[0]))
-    return code_names[code];
+  const char *name = oee_rpc_status_name(code);
+  if (name != NULL) return name;
   if (code == OEECTL_EXIT_USAGE) return "USAGE";
   if (code == OEECTL_EXIT_NOINPUT) return "NO_INPUT";
   if (code == OEECTL_EXIT_SOFTWARE) return "LOCAL_ERROR";

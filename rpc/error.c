@@ -1,6 +1,8 @@
 /* error.c - descriptions and names of the OEE_RPC_E* codes (see error.h). */
 #include "rpc/error.h"
 
+#include <stddef.h>
+
 const char *oee_rpc_strerror(int err) {
   switch (err) {
     case 0:
@@ -27,4 +29,31 @@ const char *oee_rpc_err_name(int err) {
     default:
       return "UNKNOWN";
   }
+}
+
+/* Indexed by grpc_status_code (grpc/status.h); the values are fixed by the
+ * gRPC protocol. */
+static const char *const status_names[] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+const char *oee_rpc_status_name(int code) {
+  if (code < 0 || (size_t)code >= sizeof(status_names) / sizeof(status_names[0])) return NULL;
+  return status_names[code];
 }

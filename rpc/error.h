@@ -49,6 +49,10 @@ const char *oee_rpc_strerror(int err);
 /* The symbolic name without prefix ("INVAL", "ADDRINUSE", ...), "OK" for 0
  * or "UNKNOWN"; static, never NULL. */
 const char *oee_rpc_err_name(int err);
+/* The upper-case name of a gRPC status code as grpc/status.h numbers them
+ * ("OK", "INVALID_ARGUMENT", ... "UNAUTHENTICATED"), or NULL for a value
+ * that is not one; static. */
+const char *oee_rpc_status_name(int code);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <grpc/status.h>
 
 #include "rpc/error.h"
 
@@ -41,10 +42,23 @@ static void test_every_code_is_described(void **state) {
   assert_string_equal(oee_rpc_err_name(OEE_RPC_EBUSY), "BUSY");
 }
 
+/* The status names follow grpc/status.h's numbering. */
+static void test_status_names(void **state) {
+  (void)state;
+  assert_string_equal(oee_rpc_status_name(GRPC_STATUS_OK), "OK");
+  assert_string_equal(oee_rpc_status_name(GRPC_STATUS_INVALID_ARGUMENT), "INVALID_ARGUMENT");
+  assert_string_equal(oee_rpc_status_name(GRPC_STATUS_FAILED_PRECONDITION), "FAILED_PRECONDITION");
+  assert_string_equal(oee_rpc_status_name(GRPC_STATUS_UNAVAILABLE), "UNAVAILABLE");
+  assert_string_equal(oee_rpc_status_name(GRPC_STATUS_UNAUTHENTICATED), "UNAUTHENTICATED");
+  assert_null(oee_rpc_status_name(GRPC_STATUS_UNAUTHENTICATED + 1));
+  assert_null(oee_rpc_status_name(-1));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codes_distinct_and_negative),
       cmocka_unit_test(test_every_code_is_described),
+      cmocka_unit_test(test_status_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
