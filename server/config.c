@@ -441,6 +441,14 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
   if (strcmp(key, "type_limits") == 0) return json_type_limits(c, v, err, len);
   if (strcmp(key, "remote_types") == 0) return json_remote_types(c, v, err, len);
+  if (strcmp(key, "log_format") == 0) {
+    const char *f = json_string_value(v);
+    if (f == NULL || (strcmp(f, "text") != 0 && strcmp(f, "json") != 0)) {
+      return fail(err, len, "config key \"log_format\" must be \"text\" or \"json\"");
+    }
+    c->log_json = strcmp(f, "json") == 0;
+    return 0;
+  }
   return fail(err, len, "unknown config key \"%s\"", key);
 }
 

@@ -76,6 +76,7 @@ typedef struct oee_server_config {
                                       * sorted by task_type; every type must have an
                                       * executor (checked at start) */
   size_t n_type_limits;
+  int log_json;        /* "log_format": 0 text (the default), 1 json */
   char **remote_types; /* owned: "remote_types", run only by remote workers */
   size_t n_remote_types;
   char *config_path;        /* NULL when no file was read */

@@ -140,7 +140,10 @@ static int load_config(oee_server_config *cfg, int argc, char **argv) {
   if (level >= 0) oee_log_set_level((oee_log_level)level);
   char err[REASON_BYTES];
   int rc = oee_server_config_load(cfg, argc, argv, env, err, sizeof(err));
-  if (rc == 0) return -1;
+  if (rc == 0) {
+    oee_log_set_format(cfg->log_json ? OEE_LOG_JSON : OEE_LOG_TEXT);
+    return -1;
+  }
   fprintf(stderr, "oee-server: %s\n", err);
   return rc > 0 ? 0 : 2;
 }

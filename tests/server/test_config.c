@@ -259,6 +259,28 @@ static void test_semantics_keys(void **state) {
   set_env(NULL, NULL, NULL, NULL);
 }
 
+/* remote_types and log_format, and their refusals naming the key. */
+static void test_remote_and_log_keys(void **state) {
+  (void)state;
+  char *path = write_file("{\"remote_types\": [\"resize\", \"shell\"], \"log_format\": \"json\"}");
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.n_remote_types, 2);
+  assert_string_equal(c.remote_types[1], "shell");
+  assert_int_equal(c.log_json, 1);
+  oee_server_config_free(&c);
+  unlink(path);
+  expect_error("{\"log_format\": \"xml\"}", "\"log_format\"");
+  expect_error("{\"log_format\": 1}", "\"log_format\"");
+  expect_error("{\"remote_types\": \"shell\"}", "\"remote_types\"");
+  expect_error("{\"remote_types\": [\"\"]}", "\"remote_types[0]\"");
+  expect_error("{\"remote_types\": [\"a\", \"a\"]}", "given twice");
+  set_env(NULL, NULL, NULL, NULL);
+}
+
 static void test_semantics_key_errors(void **state) {
   (void)state;
   expect_error("{\"default_max_attempts\": 0}", "\"default_max_attempts\"");
@@ -384,6 +406,7 @@ int main(void) {
       cmocka_unit_test(test_file_errors_name_the_key),
       cmocka_unit_test(test_semantics_keys),
       cmocka_unit_test(test_semantics_key_errors),
+      cmocka_unit_test(test_remote_and_log_keys),
       cmocka_unit_test(test_flag_and_env_errors),
       cmocka_unit_test(test_timestamps),
       cmocka_unit_test(test_page_tokens),
