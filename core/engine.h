@@ -13,6 +13,8 @@
  *     -> bus fan_lock -> bus log_lock (events.c)
      -> token lock (token.c)
  *     -> a payload's own lock (pipeline.c, via oee__engine_with_payload)
+ *     -> whatever leaf lock a poll's alive() takes (lease.c; the server's
+ *        call mutex)
  * Under `lock` the engine only moves pointers, sets sequence numbers and
  * appends each change to the bus log (O(1), see events.c); the fan-out to
  * subscribers runs after `lock` is released (oee__engine_unlock()).

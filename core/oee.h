@@ -710,7 +710,9 @@ typedef struct oee_poll_req {
   double lease_seconds; /* OEE_LEASE_MIN_SECONDS..OEE_LEASE_MAX_SECONDS */
   /* Asked, engine lock held, before tasks are leased to a waiting poll:
    * 0 means its caller went away (the poll is dropped, cb told
-   * OEE_ECLOSED). Must be cheap and take no lock. NULL = always alive. */
+   * OEE_ECLOSED). Must be cheap, must not call the engine, and may take
+   * only a leaf lock of its own (the server reads its call's state under
+   * the call's mutex). NULL = always alive. */
   int (*alive)(void *arg);
 } oee_poll_req;
 
