@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/oee_alloc.h"
+#include "server/tokens.h"
 
 #define MAX_ARGV 64
 
@@ -73,6 +74,7 @@ static void free_remote_types(oee_server_config *c) {
 
 void oee_server_config_free(oee_server_config *c) {
   free_type_limits(c);
+  oee_tokens_free(c->tokens, c->n_tokens);
   free_remote_types(c);
   oee_free(c->listen);
   oee_free(c->data_dir);
@@ -441,6 +443,12 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
   if (strcmp(key, "type_limits") == 0) return json_type_limits(c, v, err, len);
   if (strcmp(key, "remote_types") == 0) return json_remote_types(c, v, err, len);
+  if (strcmp(key, "tokens") == 0) {
+    oee_tokens_free(c->tokens, c->n_tokens);
+    c->tokens = NULL;
+    c->n_tokens = 0;
+    return oee_tokens_from_json(v, &c->tokens, &c->n_tokens, err, len);
+  }
   if (strcmp(key, "log_format") == 0) {
     const char *f = json_string_value(v);
     if (f == NULL || (strcmp(f, "text") != 0 && strcmp(f, "json") != 0)) {

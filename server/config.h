@@ -76,7 +76,9 @@ typedef struct oee_server_config {
                                       * sorted by task_type; every type must have an
                                       * executor (checked at start) */
   size_t n_type_limits;
-  int log_json;        /* "log_format": 0 text (the default), 1 json */
+  int log_json;                   /* "log_format": 0 text (the default), 1 json */
+  struct oee_token_entry *tokens; /* owned: "tokens" (server/tokens.h) */
+  size_t n_tokens;
   char **remote_types; /* owned: "remote_types", run only by remote workers */
   size_t n_remote_types;
   char *config_path;        /* NULL when no file was read */

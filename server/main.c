@@ -19,6 +19,7 @@
 #include "server/rt/rpc_server.h"
 #include "server/service.h"
 #include "server/signals.h"
+#include "server/tokens.h"
 
 /* How long calls caught in flight get once the server shuts down. */
 #define SHUTDOWN_GRACE_MS 250
@@ -100,6 +101,37 @@ static int start_failed(const char *addr, const char *why) {
   return 1;
 }
 
+/* The runtime's admission hook: every oee.v1 call shows a token with the
+ * role its method needs (server/tokens.h); a refusal is logged with the
+ * token's name when one matched, never the token. */
+static grpc_status_code admit(void *ud, const char *path, const grpc_metadata_array *md, char *msg,
+                              size_t len) {
+  const oee_server_config *cfg = ud;
+  const char *who;
+  grpc_status_code code = oee_tokens_check(cfg->tokens, cfg->n_tokens, path, md, &who, msg, len);
+  if (code != GRPC_STATUS_OK) {
+    oee_log(OEE_LOG_WARN, "call_refused", "method=%s code=%s token=%s", strrchr(path, '/') + 1,
+            code == GRPC_STATUS_UNAUTHENTICATED ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
+            who ? who : "-");
+  }
+  return code;
+}
+
+/* Tokens guard every call; without them anyone who reaches the port may
+ * do anything, which is worth a warning unless only loopback can. */
+static void warn_if_open(const oee_server_config *cfg) {
+  if (cfg->n_tokens > 0) return;
+  const char *l = cfg->listen;
+  int loopback = strncmp(l, "127.", 4) == 0 || strncmp(l, "localhost:", 10) == 0 ||
+                 strncmp(l, "[::1]:", 6) == 0 || strncmp(l, "unix:", 5) == 0;
+  if (!loopback) {
+    oee_log(OEE_LOG_WARN, "no_tokens",
+            "addr=%s note=\"no tokens configured: anyone who reaches the port may submit, cancel "
+            "and clear tasks\"",
+            l);
+  }
+}
+
 static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stops) {
   int port = 0;
   /* Streams are already ended when the server shuts down (drain.c) and
@@ -119,6 +151,8 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
   if (oee_service_init(&service, eng, cfg, server, stops, why, sizeof(why)) != 0) {
     return start_failed(cfg->listen, why);
   }
+  if (cfg->n_tokens > 0) oee_rpc_server_set_admit(server, admit, cfg);
+  warn_if_open(cfg);
   if (oee_rpc_server_start(server) != 0) return start_failed(cfg->listen, "gRPC server refused");
   /* A stop requested during start-up is seen by the first tick. */
   oee_rpc_server_set_tick(server, oee_service_tick, &service, OEE_TICK_IDLE_MS);

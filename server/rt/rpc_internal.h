@@ -44,6 +44,8 @@ typedef enum phase {
 struct oee_rpc_server {
   grpc_server *server;
   grpc_completion_queue *cq;
+  oee_rpc_admit_fn admit; /* set before start; NULL: every call admitted */
+  void *admit_ud;
   int port;
   int grace_ms;      /* ms given to open calls before cancelling them */
   method_reg **regs; /* owned array of owned registrations */

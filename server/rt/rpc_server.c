@@ -68,19 +68,39 @@ static void slot_arm(slot *s) {
   if (e != GRPC_CALL_OK) abort(); /* only misuse of the API fails here */
 }
 
+/* The admission hook's verdict on a registered call (OK without a hook);
+ * a refused call is ended here with the hook's status. */
+static int admitted(slot *s, grpc_call *gc, grpc_byte_buffer *payload) {
+  oee_rpc_server *srv = s->srv;
+  if (srv->admit == NULL || s->reg == NULL) return 1;
+  char msg[256] = "";
+  grpc_status_code code = srv->admit(srv->admit_ud, s->reg->m.path, &s->md, msg, sizeof msg);
+  if (code == GRPC_STATUS_OK) return 1;
+  grpc_call_cancel_with_status(gc, code, msg, NULL);
+  grpc_call_unref(gc);
+  if (payload) grpc_byte_buffer_destroy(payload);
+  return 0;
+}
+
 static void slot_done(void *owner, int ok) {
   slot *s = owner;
   grpc_call *gc = s->call;
   grpc_byte_buffer *payload = s->payload;
   char *path = NULL;
+  if (ok && !admitted(s, gc, payload)) ok = -1; /* refused: not dispatched */
   grpc_metadata_array_destroy(&s->md);
   if (s->reg == NULL) {
     if (ok) path = oee__rpc_slice_strdup(s->details.method);
     grpc_call_details_destroy(&s->details);
   }
   if (ok && s->srv->phase < PHASE_DRAINING) slot_arm(s);
-  if (ok) oee__rpc_call_dispatch(s->srv, s->reg, gc, payload, path);
+  if (ok == 1) oee__rpc_call_dispatch(s->srv, s->reg, gc, payload, path);
   free(path);
+}
+
+void oee_rpc_server_set_admit(oee_rpc_server *srv, oee_rpc_admit_fn fn, void *ud) {
+  srv->admit = fn;
+  srv->admit_ud = ud;
 }
 
 /* ------------------------------------------------------------- server */

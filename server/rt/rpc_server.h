@@ -59,6 +59,7 @@
 
 #include <stddef.h>
 
+#include <grpc/grpc.h>
 #include <grpc/slice.h>
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
@@ -132,6 +133,13 @@ void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud), void *
                              int interval_ms);
 /* Changes the tick interval (before run() or on the CQ thread). */
 void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms);
+/* Admission: asked on the CQ thread, before a registered method's handler
+ * runs, with the call's path and request metadata (borrowed for the call).
+ * GRPC_STATUS_OK lets the call through; any other code ends it with that
+ * status and msg, and the handler never sees it. Set before start. */
+typedef grpc_status_code (*oee_rpc_admit_fn)(void *ud, const char *path,
+                                             const grpc_metadata_array *md, char *msg, size_t len);
+void oee_rpc_server_set_admit(oee_rpc_server *srv, oee_rpc_admit_fn fn, void *ud);
 /* Starts serving (arms the call requests). Returns 0 or OEE_RPC_ESTATE. */
 int oee_rpc_server_start(oee_rpc_server *srv);
 /* Runs the completion queue on the calling thread until a shutdown has

@@ -150,6 +150,7 @@ class ServerTestCase(unittest.TestCase):
     """Starts one oee-server per test class with the class's CONFIG and stops
     it with SIGTERM afterwards (exit code must be 0). Holds the helpers."""
     CONFIG = "test_config.json"
+    METADATA = ()  # sent with setUpClass's own call (a server with tokens)
     server = None
     stub = None
 
@@ -186,7 +187,7 @@ class ServerTestCase(unittest.TestCase):
         grpc.channel_ready_future(cls.channel).result(timeout=60)
         cls.stub = pb_grpc.OrchestratorServiceStub(cls.channel)
         cls.num_workers = cls.stub.GetSystemStatus(
-            pb.GetSystemStatusRequest(), timeout=RPC_TIMEOUT).num_workers
+            pb.GetSystemStatusRequest(), timeout=RPC_TIMEOUT, metadata=cls.METADATA).num_workers
 
     @classmethod
     def _log_tail(cls):

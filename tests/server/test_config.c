@@ -278,6 +278,24 @@ static void test_remote_and_log_keys(void **state) {
   expect_error("{\"remote_types\": \"shell\"}", "\"remote_types\"");
   expect_error("{\"remote_types\": [\"\"]}", "\"remote_types[0]\"");
   expect_error("{\"remote_types\": [\"a\", \"a\"]}", "given twice");
+  expect_error("{\"tokens\": {}}", "\"tokens\"");
+  expect_error("{\"tokens\": [{\"sha256\": \"00\", \"roles\": [\"read\"]}]}", "\"tokens[0].name\"");
+  expect_error("{\"tokens\": [{\"name\": \"a\", \"sha256\": \"00\", \"roles\": [\"read\"]}]}",
+               "\"tokens[0].sha256\"");
+  expect_error("{\"tokens\": [{\"name\": \"a\", \"roles\": [\"read\"]}]}", "exactly one");
+  expect_error(
+      "{\"tokens\": [{\"name\": \"a\", \"file\": \"/nonexistent/t\", \"roles\": "
+      "[\"read\"]}]}",
+      "\"tokens[0].file\"");
+  char sha[65];
+  memset(sha, 'a', 64);
+  sha[64] = '\0';
+  char json[256];
+  snprintf(json, sizeof(json), "{\"tokens\": [{\"name\": \"a\", \"sha256\": \"%s\"}]}", sha);
+  expect_error(json, "\"tokens[0].roles\"");
+  snprintf(json, sizeof(json),
+           "{\"tokens\": [{\"name\": \"a\", \"sha256\": \"%s\", \"roles\": [\"root\"]}]}", sha);
+  expect_error(json, "\"tokens[0].roles[0]\"");
   set_env(NULL, NULL, NULL, NULL);
 }
 
