@@ -79,6 +79,20 @@ static int register_builtins(oee_engine *eng) {
   return rc;
 }
 
+/* What the config adds to a fresh engine: quotas, remote types, the
+ * store (which recovers the tasks, so it comes last). */
+static int open_config_parts(oee_engine *eng, const oee_engine_config *cfg, oee_error *err) {
+  int rc = oee__quota_init(eng, cfg->type_limits, cfg->n_type_limits, cfg->remote_types,
+                           cfg->n_remote_types, err);
+  if (rc == 0 && cfg->n_remote_types > 0) {
+    rc = oee__remote_init(eng, cfg->remote_types, cfg->n_remote_types, err);
+  }
+  if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
+    rc = oee__durable_open(eng, cfg, err);
+  }
+  return rc;
+}
+
 int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   return oee_engine_open(cfg, out, NULL);
 }
@@ -120,16 +134,7 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   if (rc == 0) rc = oee__bus_create(&eng->bus);
   if (rc == 0) rc = register_builtins(eng);
   if (rc != 0) oee_error_set(err, rc, "cannot create the engine: %s", oee_strerror(rc));
-  if (rc == 0) {
-    rc = oee__quota_init(eng, cfg->type_limits, cfg->n_type_limits, cfg->remote_types,
-                         cfg->n_remote_types, err);
-  }
-  if (rc == 0 && cfg->n_remote_types > 0) {
-    rc = oee__remote_init(eng, cfg->remote_types, cfg->n_remote_types, err);
-  }
-  if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
-    rc = oee__durable_open(eng, cfg, err);
-  }
+  if (rc == 0) rc = open_config_parts(eng, cfg, err);
   if (rc != 0) {
     oee_engine_destroy(eng);
     return rc;

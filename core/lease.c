@@ -127,13 +127,6 @@ static uint64_t hash_str(const char *s) {
   return h;
 }
 
-static char *dup_str(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = oee_malloc(n);
-  if (p) memcpy(p, s, n);
-  return p;
-}
-
 /* A canonical lower-case copy of a lease id, or -1 when it is not a UUID. */
 static int lease_id_norm(const char *in, char out[OEE_ID_LEN + 1]) {
   if (in == NULL || !oee_id_valid(in)) return -1;
@@ -312,7 +305,7 @@ static rworker *worker_add(oee__remote *r, const char *id, size_t pos) {
     r->cap_workers = cap;
   }
   rworker *w = oee_calloc(1, sizeof(*w));
-  if (w == NULL || (w->worker_id = dup_str(id)) == NULL) {
+  if (w == NULL || (w->worker_id = oee_strdup(id)) == NULL) {
     oee_free(w);
     return NULL;
   }
@@ -334,7 +327,7 @@ static rworker *worker_touch(oee__remote *r, const char *id, const char *peer) {
   int64_t until = oee__mono_ns() + w->listed_extra;
   if (until > w->listed_until) w->listed_until = until;
   if (peer != NULL && (w->peer == NULL || strcmp(w->peer, peer) != 0)) {
-    char *p = dup_str(peer);
+    char *p = oee_strdup(peer);
     if (p != NULL) {
       oee_free(w->peer);
       w->peer = p;
@@ -351,7 +344,7 @@ static void worker_types(rworker *w, const char *const *types, size_t n) {
   if (same) return;
   char **v = oee_calloc(n, sizeof(*v));
   for (size_t i = 0; v != NULL && i < n; i++) {
-    if ((v[i] = dup_str(types[i])) == NULL) {
+    if ((v[i] = oee_strdup(types[i])) == NULL) {
       while (i-- > 0) oee_free(v[i]);
       oee_free(v);
       v = NULL;

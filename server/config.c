@@ -405,6 +405,38 @@ static size_t *limit_key(oee_server_config *c, const char *key) {
   return NULL;
 }
 
+static int json_tokens(oee_server_config *c, json_t *v, char *err, size_t len) {
+  oee_tokens_free(c->tokens, c->n_tokens);
+  c->tokens = NULL;
+  c->n_tokens = 0;
+  return oee_tokens_from_json(v, &c->tokens, &c->n_tokens, err, len);
+}
+
+static int json_log_format(oee_server_config *c, json_t *v, char *err, size_t len) {
+  const char *f = json_string_value(v);
+  if (f == NULL || (strcmp(f, "text") != 0 && strcmp(f, "json") != 0)) {
+    return fail(err, len, "config key \"log_format\" must be \"text\" or \"json\"");
+  }
+  c->log_json = strcmp(f, "json") == 0;
+  return 0;
+}
+
+/* The keys whose value is a structure of its own (or an enumeration). */
+static int json_section(oee_server_config *c, const char *key, json_t *v, char *err, size_t len) {
+  static const struct {
+    const char *key;
+    int (*parse)(oee_server_config *c, json_t *v, char *err, size_t len);
+  } sections[] = {
+      {"commands", json_commands},       {"models", json_models},
+      {"type_limits", json_type_limits}, {"remote_types", json_remote_types},
+      {"tokens", json_tokens},           {"log_format", json_log_format},
+  };
+  for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+    if (strcmp(sections[i].key, key) == 0) return sections[i].parse(c, v, err, len);
+  }
+  return fail(err, len, "unknown config key \"%s\"", key);
+}
+
 static int json_key(oee_server_config *c, const char *key, json_t *v, char *err, size_t len) {
   size_t n = 0;
   if (strcmp(key, "listen") == 0) {
@@ -439,25 +471,7 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   if (strcmp(key, "store") == 0 || strcmp(key, "data_dir") == 0 || strcmp(key, "sync") == 0) {
     return json_storage(c, key, v, err, len);
   }
-  if (strcmp(key, "commands") == 0) return json_commands(c, v, err, len);
-  if (strcmp(key, "models") == 0) return json_models(c, v, err, len);
-  if (strcmp(key, "type_limits") == 0) return json_type_limits(c, v, err, len);
-  if (strcmp(key, "remote_types") == 0) return json_remote_types(c, v, err, len);
-  if (strcmp(key, "tokens") == 0) {
-    oee_tokens_free(c->tokens, c->n_tokens);
-    c->tokens = NULL;
-    c->n_tokens = 0;
-    return oee_tokens_from_json(v, &c->tokens, &c->n_tokens, err, len);
-  }
-  if (strcmp(key, "log_format") == 0) {
-    const char *f = json_string_value(v);
-    if (f == NULL || (strcmp(f, "text") != 0 && strcmp(f, "json") != 0)) {
-      return fail(err, len, "config key \"log_format\" must be \"text\" or \"json\"");
-    }
-    c->log_json = strcmp(f, "json") == 0;
-    return 0;
-  }
-  return fail(err, len, "unknown config key \"%s\"", key);
+  return json_section(c, key, v, err, len);
 }
 
 /* Limits that depend on the engine or on gRPC. */

@@ -111,8 +111,7 @@ static grpc_status_code admit(void *ud, const char *path, const grpc_metadata_ar
   grpc_status_code code = oee_tokens_check(cfg->tokens, cfg->n_tokens, path, md, &who, msg, len);
   if (code != GRPC_STATUS_OK) {
     oee_log(OEE_LOG_WARN, "call_refused", "method=%s code=%s token=%s", strrchr(path, '/') + 1,
-            code == GRPC_STATUS_UNAUTHENTICATED ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
-            who ? who : "-");
+            oee_rpc_status_name(code), who ? who : "-");
   }
   return code;
 }
