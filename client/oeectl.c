@@ -40,6 +40,12 @@ static void print_main_help(FILE *out) {
       ")\n"
       "  --json             machine-readable output: proto3 JSON, one object per line\n"
       "  --timeout SECONDS  deadline of each call (default 10; 0 = none; watch: none)\n"
+      "  --tls-ca FILE      connect with TLS, trusting the CA certificates in FILE (PEM)\n"
+      "  --tls-cert FILE    client certificate (PEM) for servers that require one (mTLS)\n"
+      "  --tls-key FILE     its private key (PEM)\n"
+      "  --tls-server-name NAME  the name the server's certificate must carry, when it\n"
+      "                     differs from the host in --addr\n"
+      "  --token-file FILE  send the token in FILE (else $OEE_TOKEN) as a bearer token\n"
       "  --help             this text; 'oeectl COMMAND --help' for a command\n"
       "\nErrors go to stderr as \"oeectl: <CODE_NAME>: <message>\".\n"
       "Exit codes:\n"
@@ -91,6 +97,21 @@ int oeectl_global_opt(oeectl_ctx *ctx, const oeectl_cmd *cmd, int opt, const cha
       if (oeectl_parse_nonneg(arg, &ctx->timeout_s) != 0)
         return oeectl_usage_error(cmd, "--timeout must be a number of seconds >= 0, got \"%s\"",
                                   arg);
+      return -1;
+    case OPT_TLS_CA:
+      ctx->conn.tls_ca_file = arg;
+      return -1;
+    case OPT_TLS_CERT:
+      ctx->conn.tls_cert_file = arg;
+      return -1;
+    case OPT_TLS_KEY:
+      ctx->conn.tls_key_file = arg;
+      return -1;
+    case OPT_TLS_NAME:
+      ctx->conn.tls_server_name = arg;
+      return -1;
+    case OPT_TOKEN_FILE:
+      ctx->token_file = arg;
       return -1;
     case OPT_HELP:
       if (cmd == &root)
@@ -177,5 +198,6 @@ int main(int argc, char **argv) {
   if (rc < 0) rc = run_command(&ctx, argc - optind, argv + optind);
   if (fflush(stdout) != 0 && rc == 0) rc = OEECTL_EXIT_SOFTWARE;
   oee_rpc_channel_destroy(ctx.chan);
+  oeectl_secret_free(ctx.token);
   return rc;
 }

@@ -33,6 +33,11 @@ typedef struct oeectl_ctx {
   int json;              /* 1: print JSON instead of tables */
   double timeout_s;      /* deadline of unary calls in seconds; 0: none */
   oee_rpc_channel *chan; /* created by oeectl_channel(), owned here */
+  /* TLS files and the token (paths borrowed from argv; the token read from
+   * --token-file or $OEE_TOKEN by oeectl_conn_opts, owned here). */
+  oee_rpc_channel_options conn;
+  const char *token_file;
+  char *token;
 } oeectl_ctx;
 
 /* A (sub)command: name (words after "oeectl"), one-line summary, usage text and handler. The
@@ -47,11 +52,27 @@ typedef struct oeectl_cmd {
 
 /* Global options accepted by every command, spliced into each command's
  * getopt_long table (their vals are >= 0x100 to stay clear of short ones). */
-enum { OPT_ADDR = 0x100, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_CMD_BASE = 0x200 };
-#define OEECTL_GLOBAL_OPTIONS                                                                     \
-  {"addr", required_argument, NULL, OPT_ADDR}, {"json", no_argument, NULL, OPT_JSON},             \
-      {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"help", no_argument, NULL, OPT_HELP}, { \
-    NULL, 0, NULL, 0                                                                              \
+enum {
+  OPT_ADDR = 0x100,
+  OPT_JSON,
+  OPT_TIMEOUT,
+  OPT_HELP,
+  OPT_TLS_CA,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_NAME,
+  OPT_TOKEN_FILE,
+  OPT_CMD_BASE = 0x200
+};
+#define OEECTL_GLOBAL_OPTIONS                                                                   \
+  {"addr", required_argument, NULL, OPT_ADDR}, {"json", no_argument, NULL, OPT_JSON},           \
+      {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"help", no_argument, NULL, OPT_HELP}, \
+      {"tls-ca", required_argument, NULL, OPT_TLS_CA},                                          \
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},                                      \
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},                                        \
+      {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},                               \
+      {"token-file", required_argument, NULL, OPT_TOKEN_FILE}, {                                \
+    NULL, 0, NULL, 0                                                                            \
   }
 
 /* ---- oeectl.c ---- */
@@ -136,6 +157,11 @@ void oeectl_template_free(oeectl_template *t);
 
 /* The channel to ctx->addr, created on first use; NULL on failure. */
 oee_rpc_channel *oeectl_channel(oeectl_ctx *ctx);
+/* The channel settings (TLS, token) of the global options, reading the
+ * token file on first use; NULL after printing why (exit code 70 then). */
+const oee_rpc_channel_options *oeectl_conn_opts(oeectl_ctx *ctx);
+/* Wipes and frees a secret string (the token); s may be NULL. */
+void oeectl_secret_free(char *s);
 /* Deadline for a unary call in ms (0: none). */
 int64_t oeectl_deadline_ms(const oeectl_ctx *ctx);
 /* "INVALID_ARGUMENT" for 3; "CODE_<n>" (static buffer) if unknown. */

@@ -15,10 +15,61 @@
 #include "client/oeectl.h"
 #include "rpc/error.h"
 
+void oeectl_secret_free(char *s) {
+  if (s == NULL) return;
+  volatile char *p = s;
+  for (size_t i = 0; p[i] != '\0'; i++) p[i] = 0;
+  free(s);
+}
+
+/* The token in path, surrounding whitespace trimmed (like the server reads
+ * its token files); NULL after printing why. */
+static char *read_token(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    oeectl_fail(OEECTL_EXIT_SOFTWARE, "cannot read token file %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  char buf[4097];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  int big = n == sizeof(buf) - 1 && fgetc(f) != EOF;
+  fclose(f);
+  buf[n] = '\0';
+  char *start = buf, *end = buf + n;
+  while (start < end && isspace((unsigned char)*start)) start++;
+  while (end > start && isspace((unsigned char)end[-1])) end--;
+  *end = '\0';
+  char *tok = big || start == end ? NULL : strdup(start);
+  memset(buf, 0, sizeof(buf));
+  if (tok == NULL) {
+    oeectl_fail(OEECTL_EXIT_SOFTWARE, "token file %s: %s", path,
+                big ? "larger than 4 KiB" : "holds no token");
+  }
+  return tok;
+}
+
+const oee_rpc_channel_options *oeectl_conn_opts(oeectl_ctx *ctx) {
+  if (ctx->conn.token == NULL) {
+    const char *env = getenv("OEE_TOKEN");
+    if (ctx->token_file) {
+      if ((ctx->token = read_token(ctx->token_file)) == NULL) return NULL;
+    } else if (env != NULL && env[0] != '\0' && (ctx->token = strdup(env)) == NULL) {
+      oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
+      return NULL;
+    }
+    ctx->conn.token = ctx->token;
+  }
+  return &ctx->conn;
+}
+
 oee_rpc_channel *oeectl_channel(oeectl_ctx *ctx) {
-  if (ctx->chan == NULL) ctx->chan = oee_rpc_channel_create(ctx->addr);
+  if (ctx->chan != NULL) return ctx->chan;
+  const oee_rpc_channel_options *o = oeectl_conn_opts(ctx);
+  if (o == NULL) return NULL;
+  char why[256] = "";
+  ctx->chan = oee_rpc_channel_open(ctx->addr, o, why, sizeof(why));
   if (ctx->chan == NULL)
-    oeectl_fail(OEECTL_EXIT_SOFTWARE, "cannot open a channel to \"%s\"", ctx->addr);
+    oeectl_fail(OEECTL_EXIT_SOFTWARE, "cannot open a channel to \"%s\": %s", ctx->addr, why);
   return ctx->chan;
 }
 

@@ -373,8 +373,11 @@ static void *sig_main(void *p) {
 static void log_line(void *ud, const char *msg) { fprintf(stderr, "oeectl worker: %s\n", msg); }
 
 static int worker_start(oeectl_ctx *ctx, const worker_args *a, char **cmd, sig_helper *h) {
+  const oee_rpc_channel_options *conn = oeectl_conn_opts(ctx);
+  if (conn == NULL) return OEECTL_EXIT_SOFTWARE;
   oee_worker_options o = {
       .target = ctx->addr, /* the library's channel reconnects sooner */
+      .channel_options = conn,
       .worker_id = a->worker_id,
       .task_types = a->types,
       .n_task_types = a->n_types,
@@ -386,7 +389,8 @@ static int worker_start(oeectl_ctx *ctx, const worker_args *a, char **cmd, sig_h
       .log = log_line,
   };
   int rc = oee_worker_create(&o, &h->w);
-  if (rc == OEE_RPC_EINVAL) return oeectl_usage_error(&oeectl_cmd_worker, "invalid settings");
+  if (rc == OEE_RPC_EINVAL) /* log_line said which when it was a channel setting */
+    return oeectl_usage_error(&oeectl_cmd_worker, "invalid settings");
   if (rc != 0) return oeectl_fail(OEECTL_EXIT_SOFTWARE, "%s", oee_rpc_strerror(rc));
   fprintf(stderr, "oeectl worker: %s polling %s for", oee_worker_id(h->w), ctx->addr);
   for (size_t i = 0; i < a->n_types; i++) fprintf(stderr, " %s", a->types[i]);

@@ -667,9 +667,15 @@ static int copy_options(oee_worker *w, const oee_worker_options *o) {
     if ((w->types[w->n_types] = strdup(o->task_types[w->n_types])) == NULL) return OEE_RPC_ENOMEM;
   w->ch = o->channel;
   if (w->ch == NULL) {
-    oee_rpc_channel_options co = {.max_reconnect_backoff_ms = MAX_RETRY_PAUSE_MS};
-    w->ch = oee_rpc_channel_create_with_options(o->target, &co);
+    oee_rpc_channel_options co = {0};
+    if (o->channel_options) co = *o->channel_options;
+    if (co.max_reconnect_backoff_ms <= 0 || co.max_reconnect_backoff_ms > MAX_RETRY_PAUSE_MS)
+      co.max_reconnect_backoff_ms = MAX_RETRY_PAUSE_MS;
+    char why[256] = "";
+    w->ch = oee_rpc_channel_open(o->target, &co, why, sizeof(why));
     w->own_ch = 1;
+    if (w->ch == NULL && o->log) o->log(o->log_data, why); /* a TLS file or the token */
+    if (w->ch == NULL && strcmp(why, "out of memory") != 0) return OEE_RPC_EINVAL;
   }
   w->poll_stop = oee_rpc_canceller_create();
   return w->ch != NULL && w->poll_stop != NULL ? 0 : OEE_RPC_ENOMEM;

@@ -106,10 +106,14 @@ typedef int (*oee_worker_fn)(oee_worker_task *t, void *user_data);
 typedef void (*oee_worker_log_fn)(void *log_data, const char *msg);
 
 typedef struct oee_worker_options {
-  const char *target;            /* "host:port" of the server; ignored with channel.
-                                    The worker's own channel retries a lost
-                                    connection at least every 10 s */
-  oee_rpc_channel *channel;      /* borrowed channel to use instead, or NULL */
+  const char *target;       /* "host:port" of the server; ignored with channel.
+                               The worker's own channel retries a lost
+                               connection at least every 10 s */
+  oee_rpc_channel *channel; /* borrowed channel to use instead, or NULL */
+  /* Settings of the worker's own channel (TLS files, token; read during
+   * create only), or NULL for plaintext without a token. Its reconnect
+   * backoff is capped at 10 s whatever it says. */
+  const oee_rpc_channel_options *channel_options;
   const char *worker_id;         /* 1..128 bytes; NULL or "": "<hostname>-<pid>" */
   const char *const *task_types; /* the types to poll for, at least one */
   size_t n_task_types;
@@ -126,7 +130,9 @@ typedef struct oee_worker_options {
 /* Validates opts and makes a worker (no thread starts and nothing is sent
  * yet). Returns 0 and *out (the caller owns it), OEE_RPC_EINVAL (no
  * handler, no types, an empty type, a value out of range, no target or
- * channel, a worker_id over 128 bytes) or OEE_RPC_ENOMEM. */
+ * channel, a worker_id over 128 bytes, a channel option that cannot be
+ * used: an unreadable TLS file, a bad token; told to opts->log) or
+ * OEE_RPC_ENOMEM. */
 int oee_worker_create(const oee_worker_options *opts, oee_worker **out);
 
 /* Starts the handler and heartbeat threads and polls on the calling thread

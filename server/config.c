@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -78,6 +79,10 @@ void oee_server_config_free(oee_server_config *c) {
   free_remote_types(c);
   oee_free(c->listen);
   oee_free(c->data_dir);
+  oee_free(c->tls_cert_file);
+  oee_free(c->tls_key_file);
+  oee_free(c->tls_client_ca_file);
+  oee_free(c->metrics_listen);
   oee_free(c->config_path);
   oee_exec_table_destroy(c->commands);
   oee_model_table_destroy(c->models);
@@ -110,6 +115,33 @@ static int set_listen(oee_server_config *c, const char *v) {
   if (dup == NULL) return -1;
   oee_free(c->listen);
   c->listen = dup;
+  return 0;
+}
+
+/* Settings that are one string each: the TLS files and the metrics address.
+ * `key` is the file's key ("tls.cert_file" is "cert_file" inside "tls"). */
+enum { TEXT_TLS_CERT, TEXT_TLS_KEY, TEXT_TLS_CA, TEXT_METRICS, N_TEXT };
+static const struct text_setting {
+  const char *key, *flag, *var;
+  size_t offset;
+  int address; /* 1: must look like host:port */
+} text_settings[N_TEXT] = {
+    {"cert_file", "--tls-cert", "OEE_TLS_CERT", offsetof(oee_server_config, tls_cert_file), 0},
+    {"key_file", "--tls-key", "OEE_TLS_KEY", offsetof(oee_server_config, tls_key_file), 0},
+    {"client_ca_file", "--tls-client-ca", "OEE_TLS_CLIENT_CA",
+     offsetof(oee_server_config, tls_client_ca_file), 0},
+    {"metrics_listen", "--metrics-listen", "OEE_METRICS_LISTEN",
+     offsetof(oee_server_config, metrics_listen), 1},
+};
+
+/* Sets text setting i to v ("" unsets it); -1 when v is not acceptable. */
+static int set_text(oee_server_config *c, int i, const char *v) {
+  if (text_settings[i].address && v[0] != '\0' && strchr(v, ':') == NULL) return -1;
+  char *dup = NULL;
+  if (v[0] != '\0' && (dup = oee_strdup(v)) == NULL) return -1;
+  char **field = (char **)((char *)c + text_settings[i].offset);
+  oee_free(*field);
+  *field = dup;
   return 0;
 }
 
@@ -421,15 +453,47 @@ static int json_log_format(oee_server_config *c, json_t *v, char *err, size_t le
   return 0;
 }
 
+/* "tls": {"cert_file", "key_file", "client_ca_file"}, each a path. */
+static int json_tls(oee_server_config *c, json_t *v, char *err, size_t len) {
+  if (!json_is_object(v)) return fail(err, len, "config key \"tls\" must be an object");
+  const char *key;
+  json_t *f;
+  json_object_foreach(v, key, f) {
+    int i = TEXT_TLS_CERT;
+    while (i <= TEXT_TLS_CA && strcmp(text_settings[i].key, key) != 0) i++;
+    if (i > TEXT_TLS_CA) {
+      return fail(err, len,
+                  "unknown config key \"tls.%s\" (known: cert_file, key_file, client_ca_file)",
+                  key);
+    }
+    if (!json_is_string(f) || set_text(c, i, json_string_value(f)) != 0) {
+      return fail(err, len, "config key \"tls.%s\" must be a file path", key);
+    }
+  }
+  return 0;
+}
+
+static int json_metrics_listen(oee_server_config *c, json_t *v, char *err, size_t len) {
+  if (!json_is_string(v) || set_text(c, TEXT_METRICS, json_string_value(v)) != 0) {
+    return fail(err, len, "config key \"metrics_listen\" must be a \"host:port\" string");
+  }
+  return 0;
+}
+
 /* The keys whose value is a structure of its own (or an enumeration). */
 static int json_section(oee_server_config *c, const char *key, json_t *v, char *err, size_t len) {
   static const struct {
     const char *key;
     int (*parse)(oee_server_config *c, json_t *v, char *err, size_t len);
   } sections[] = {
-      {"commands", json_commands},       {"models", json_models},
-      {"type_limits", json_type_limits}, {"remote_types", json_remote_types},
-      {"tokens", json_tokens},           {"log_format", json_log_format},
+      {"commands", json_commands},
+      {"models", json_models},
+      {"type_limits", json_type_limits},
+      {"remote_types", json_remote_types},
+      {"tokens", json_tokens},
+      {"log_format", json_log_format},
+      {"tls", json_tls},
+      {"metrics_listen", json_metrics_listen},
   };
   for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
     if (strcmp(sections[i].key, key) == 0) return sections[i].parse(c, v, err, len);
@@ -526,11 +590,13 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
 
 typedef struct overrides {
   const char *listen, *workers, *config, *drain, *store, *data_dir, *sync;
+  const char *text[N_TEXT]; /* by text_settings index */
 } overrides;
 
 static const char usage[] =
     "usage: oee-server [--listen HOST:PORT] [--workers N] [--config FILE] "
-    "[--drain-timeout SECONDS] [--store sqlite|memory] [--data-dir DIR] [--sync full|normal]";
+    "[--drain-timeout SECONDS] [--store sqlite|memory] [--data-dir DIR] [--sync full|normal] "
+    "[--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--metrics-listen HOST:PORT]";
 
 static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t len) {
   static const struct option opts[] = {
@@ -541,6 +607,10 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
       {"store", required_argument, NULL, 's'},
       {"data-dir", required_argument, NULL, 'D'},
       {"sync", required_argument, NULL, 'y'},
+      {"tls-cert", required_argument, NULL, 0x100 + TEXT_TLS_CERT},
+      {"tls-key", required_argument, NULL, 0x100 + TEXT_TLS_KEY},
+      {"tls-client-ca", required_argument, NULL, 0x100 + TEXT_TLS_CA},
+      {"metrics-listen", required_argument, NULL, 0x100 + TEXT_METRICS},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -548,6 +618,10 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
   opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    if (ch >= 0x100 && ch < 0x100 + N_TEXT) {
+      o->text[ch - 0x100] = optarg;
+      continue;
+    }
     switch (ch) {
       case 'l':
         o->listen = optarg;
@@ -616,6 +690,13 @@ static int apply_storage(oee_server_config *c, const overrides *o, int flags, ch
   if (o->sync && storage_text(c, "sync", o->sync, flags ? "--sync" : "OEE_SYNC", err, len)) {
     return -1;
   }
+  for (int i = 0; i < N_TEXT; i++) {
+    if (o->text[i] && set_text(c, i, o->text[i]) != 0) {
+      const struct text_setting *t = &text_settings[i];
+      return fail(err, len, "%s must be %s, got \"%s\"", flags ? t->flag : t->var,
+                  t->address ? "HOST:PORT" : "a file path", o->text[i]);
+    }
+  }
   return 0;
 }
 
@@ -625,9 +706,10 @@ int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_gete
   overrides flags = {0};
   int rc = parse_flags(argc, argv, &flags, err, len);
   if (rc != 0) return rc;
-  overrides vars = {env("OEE_LISTEN"),        env("OEE_WORKERS"), env("OEE_CONFIG"),
-                    env("OEE_DRAIN_TIMEOUT"), env("OEE_STORE"),   env("OEE_DATA_DIR"),
-                    env("OEE_SYNC")};
+  overrides vars = {
+      env("OEE_LISTEN"), env("OEE_WORKERS"),  env("OEE_CONFIG"), env("OEE_DRAIN_TIMEOUT"),
+      env("OEE_STORE"),  env("OEE_DATA_DIR"), env("OEE_SYNC"),   {NULL}};
+  for (int i = 0; i < N_TEXT; i++) vars.text[i] = env(text_settings[i].var);
   const char *path = flags.config ? flags.config : vars.config;
   if (path && path[0] && load_file(c, path, err, len) != 0) return -1;
   if (vars.listen && apply_text(c, 'l', vars.listen, "OEE_LISTEN", err, len)) return -1;
@@ -638,5 +720,11 @@ int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_gete
   if (flags.workers && apply_text(c, 'w', flags.workers, "--workers", err, len)) return -1;
   if (flags.drain && apply_text(c, 'd', flags.drain, "--drain-timeout", err, len)) return -1;
   if (apply_storage(c, &flags, 1, err, len) != 0) return -1;
+  if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL)) {
+    return fail(err, len, "tls: cert_file (--tls-cert) and key_file (--tls-key) go together");
+  }
+  if (c->tls_client_ca_file && c->tls_cert_file == NULL) {
+    return fail(err, len, "tls: client_ca_file (--tls-client-ca) needs cert_file and key_file");
+  }
   return 0;
 }

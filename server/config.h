@@ -81,6 +81,11 @@ typedef struct oee_server_config {
   size_t n_tokens;
   char **remote_types; /* owned: "remote_types", run only by remote workers */
   size_t n_remote_types;
+  /* "tls": PEM files (owned paths, NULL when unset). cert and key together
+   * turn TLS on; client_ca also asks every client for a certificate it
+   * signed (mTLS). Read and checked at start by server/main.c. */
+  char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
+  char *metrics_listen;     /* owned "host:port" of the HTTP metrics endpoint; NULL: off */
   char *config_path;        /* NULL when no file was read */
   oee_exec_table *commands; /* owned; never NULL after a successful load */
   oee_model_table *models;  /* owned; never NULL after a successful load */
@@ -91,9 +96,11 @@ typedef const char *(*oee_getenv_fn)(const char *name);
 
 /*
  * Fills *cfg from argv (getopt_long: --listen, --workers, --config,
- * --drain-timeout, --store, --data-dir, --sync, --help), the environment
- * (OEE_LISTEN, OEE_WORKERS, OEE_CONFIG, OEE_DRAIN_TIMEOUT, OEE_STORE,
- * OEE_DATA_DIR, OEE_SYNC) and the config file. On error
+ * --drain-timeout, --store, --data-dir, --sync, --tls-cert, --tls-key,
+ * --tls-client-ca, --metrics-listen, --help), the environment (OEE_LISTEN,
+ * OEE_WORKERS, OEE_CONFIG, OEE_DRAIN_TIMEOUT, OEE_STORE, OEE_DATA_DIR,
+ * OEE_SYNC, OEE_TLS_CERT, OEE_TLS_KEY, OEE_TLS_CLIENT_CA,
+ * OEE_METRICS_LISTEN) and the config file. On error
  * returns -1 and writes a one-line message to err; returns 1 when --help was
  * asked (usage written to err). cfg must be freed with oee_server_config_free
  * in every case.

@@ -19,6 +19,7 @@
 #include "server/rt/rpc_server.h"
 #include "server/service.h"
 #include "server/signals.h"
+#include "server/tls.h"
 #include "server/tokens.h"
 
 /* How long calls caught in flight get once the server shuts down. */
@@ -131,6 +132,25 @@ static void warn_if_open(const oee_server_config *cfg) {
   }
 }
 
+/* Reads the TLS files into *pems and puts them in opts; 0, or -1 logged. */
+static int tls_setup(const oee_server_config *cfg, oee_tls_pems *pems,
+                     oee_rpc_server_options *opts) {
+  char why[REASON_BYTES];
+  if (oee_tls_load(cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_client_ca_file, pems, why,
+                   sizeof(why)) != 0) {
+    (void)start_failed(cfg->listen, why);
+    return -1;
+  }
+  if (pems->expired) {
+    oee_log(OEE_LOG_WARN, "tls_cert_expired",
+            "file=%s note=\"clients will refuse this certificate\"", cfg->tls_cert_file);
+  }
+  opts->tls_cert_pem = pems->cert;
+  opts->tls_key_pem = pems->key;
+  opts->tls_client_ca_pem = pems->client_ca;
+  return 0;
+}
+
 static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stops) {
   int port = 0;
   /* Streams are already ended when the server shuts down (drain.c) and
@@ -139,7 +159,13 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
    * idle client connections would otherwise hold it to the end. */
   oee_rpc_server_options opts = {.shutdown_grace_ms = SHUTDOWN_GRACE_MS,
                                  .max_receive_message_bytes = (int)cfg->max_request_bytes};
+  oee_tls_pems pems;
+  if (tls_setup(cfg, &pems, &opts) != 0) {
+    oee_tls_pems_free(&pems);
+    return 1;
+  }
   int rc = oee_rpc_server_open(cfg->listen, &opts, &port, &server);
+  oee_tls_pems_free(&pems); /* gRPC keeps its own copies */
   if (rc != 0) {
     /* e.g. error="address already in use" when another server has it. */
     oee_log(OEE_LOG_ERROR, "listen_failed", "addr=%s error=\"%s\"", cfg->listen,
@@ -157,9 +183,12 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
   oee_rpc_server_set_tick(server, oee_service_tick, &service, OEE_TICK_IDLE_MS);
   char store[REASON_BYTES];
   store_words(cfg, store, sizeof(store));
-  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d workers=%d %s config=%s version=%s",
-          cfg->listen, port, cfg->workers, store, cfg->config_path ? cfg->config_path : "none",
-          OEE_VERSION);
+  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d tls=%s workers=%d %s config=%s version=%s",
+          cfg->listen, port,
+          cfg->tls_client_ca_file ? "mtls"
+          : cfg->tls_cert_file    ? "on"
+                                  : "off",
+          cfg->workers, store, cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
   /* Tests and scripts read the bound port from this line on stdout. */
   printf("oee-server listening on port %d\n", port);
   fflush(stdout);

@@ -13,7 +13,10 @@
  */
 #include "client/rt/rpc_client.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +28,13 @@
 
 struct oee_rpc_channel {
   grpc_channel *ch;
+  /* "authorization: Bearer <token>" sent with every call (n_md 0: none). */
+  grpc_metadata md;
+  size_t n_md;
 };
+
+/* Larger PEM files are refused: a certificate chain is a few KB. */
+enum { MAX_PEM_BYTES = 1 << 20 };
 
 /* Receive side of one call: everything gRPC writes into. */
 typedef struct recv_io {
@@ -68,12 +77,106 @@ oee_rpc_channel *oee_rpc_channel_create(const char *target) {
   return oee_rpc_channel_create_with_options(target, NULL);
 }
 
-oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
-                                                     const oee_rpc_channel_options *opts) {
-  if (target == NULL) return NULL;
+__attribute__((format(printf, 3, 4))) static void say(char *err, size_t len, const char *fmt, ...) {
+  if (err == NULL || len == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, len, fmt, ap);
+  va_end(ap);
+}
+
+/* A PEM file's text (NUL-terminated, malloc'd), or NULL with err. */
+static char *read_pem(const char *what, const char *path, char *err, size_t len) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    say(err, len, "cannot read %s %s: %s", what, path, strerror(errno));
+    return NULL;
+  }
+  char *buf = malloc(MAX_PEM_BYTES + 1);
+  size_t n = buf ? fread(buf, 1, MAX_PEM_BYTES + 1, f) : 0;
+  int bad = buf == NULL || ferror(f) || n == 0 || n > MAX_PEM_BYTES;
+  fclose(f);
+  if (bad) {
+    say(err, len, "cannot read %s %s: %s", what, path,
+        buf == NULL ? "out of memory"
+        : n == 0    ? "empty or unreadable"
+                    : "larger than 1 MiB");
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+/* Frees a PEM text, wiping it first (it may hold a private key). */
+static void pem_free(char *pem) {
+  if (pem == NULL) return;
+  volatile char *p = pem;
+  for (size_t i = 0; p[i] != '\0'; i++) p[i] = 0;
+  free(pem);
+}
+
+/* Plaintext, or TLS when opts name a CA or a client certificate. */
+static grpc_channel_credentials *channel_creds(const oee_rpc_channel_options *o, char *err,
+                                               size_t len) {
+  if (o == NULL || (o->tls_ca_file == NULL && o->tls_cert_file == NULL))
+    return grpc_insecure_credentials_create();
+  if ((o->tls_cert_file == NULL) != (o->tls_key_file == NULL)) {
+    say(err, len, "a client certificate needs its key: give both or neither");
+    return NULL;
+  }
+  char *ca = NULL, *cert = NULL, *key = NULL;
+  grpc_channel_credentials *creds = NULL;
+  if ((o->tls_ca_file && (ca = read_pem("CA file", o->tls_ca_file, err, len)) == NULL) ||
+      (o->tls_cert_file && (cert = read_pem("certificate", o->tls_cert_file, err, len)) == NULL) ||
+      (o->tls_key_file && (key = read_pem("key", o->tls_key_file, err, len)) == NULL)) {
+    goto out;
+  }
+  grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+  /* ca NULL: gRPC's default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH). */
+  creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+  if (creds == NULL) say(err, len, "cannot set up TLS with these files");
+out:
+  pem_free(ca);
+  pem_free(cert);
+  pem_free(key);
+  return creds;
+}
+
+/* Keeps "Bearer <token>" for every call; 0, or -1 with err. */
+static int set_token(oee_rpc_channel *c, const oee_rpc_channel_options *o, char *err, size_t len) {
+  if (o == NULL || o->token == NULL) return 0;
+  size_t n = strlen(o->token);
+  if (n == 0 || strcspn(o->token, "\r\n") != n) {
+    say(err, len, "the token must be one non-empty line");
+    return -1;
+  }
+  char *v = malloc(n + sizeof("Bearer "));
+  if (v == NULL) {
+    say(err, len, "out of memory");
+    return -1;
+  }
+  memcpy(v, "Bearer ", 7);
+  memcpy(v + 7, o->token, n + 1);
+  c->md.key = grpc_slice_from_static_string("authorization");
+  c->md.value = grpc_slice_from_copied_string(v);
+  c->n_md = 1;
+  pem_free(v);
+  return 0;
+}
+
+oee_rpc_channel *oee_rpc_channel_open(const char *target, const oee_rpc_channel_options *opts,
+                                      char *err, size_t errlen) {
+  if (target == NULL) {
+    say(err, errlen, "no target");
+    return NULL;
+  }
   oee_rpc_channel *c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL;
-  grpc_arg args[4];
+  if (c == NULL) {
+    say(err, errlen, "out of memory");
+    return NULL;
+  }
+  grpc_arg args[5];
   size_t n = 0;
   if (opts)
     oee__rpc_size_args(opts->max_receive_message_bytes, opts->max_send_message_bytes, args, &n);
@@ -87,17 +190,37 @@ oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
                            .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
                            .value.integer = first};
   }
+  if (opts && opts->tls_server_name) {
+    args[n++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                           .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                           .value.string = (char *)opts->tls_server_name};
+  }
   grpc_channel_args ca = {.num_args = n, .args = args};
   grpc_init();
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  grpc_channel_credentials *creds = channel_creds(opts, err, errlen);
+  if (creds == NULL || set_token(c, opts, err, errlen) != 0) {
+    if (creds) grpc_channel_credentials_release(creds);
+    free(c);
+    grpc_shutdown();
+    return NULL;
+  }
   c->ch = grpc_channel_create(target, creds, &ca);
   grpc_channel_credentials_release(creds);
   return c;
 }
 
+oee_rpc_channel *oee_rpc_channel_create_with_options(const char *target,
+                                                     const oee_rpc_channel_options *opts) {
+  return oee_rpc_channel_open(target, opts, NULL, 0);
+}
+
 void oee_rpc_channel_destroy(oee_rpc_channel *ch) {
   if (ch == NULL) return;
   grpc_channel_destroy(ch->ch);
+  if (ch->n_md) {
+    grpc_slice_unref(ch->md.key);
+    grpc_slice_unref(ch->md.value);
+  }
   free(ch);
   grpc_shutdown();
 }
@@ -147,10 +270,13 @@ static int take_status(const recv_io *io, oee_rpc_status *st) {
   return (int)io->code;
 }
 
-/* Fills ops[0..3): send metadata, the request and the half-close. */
-static size_t send_ops(grpc_op *ops, grpc_byte_buffer *req) {
+/* Fills ops[0..3): send metadata (the channel's token, if any), the request
+ * and the half-close. */
+static size_t send_ops(grpc_op *ops, const oee_rpc_channel *ch, grpc_byte_buffer *req) {
   memset(ops, 0, 3 * sizeof *ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = ch->n_md;
+  ops[0].data.send_initial_metadata.metadata = ch->n_md ? (grpc_metadata *)&ch->md : NULL;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = req;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -170,10 +296,10 @@ static void recv_ops(grpc_op *ops, recv_io *io) {
 }
 
 /* Runs the single batch of a unary call and waits for it. */
-static int unary_batch(grpc_call *call, grpc_completion_queue *cq, grpc_byte_buffer *req,
-                       recv_io *io) {
+static int unary_batch(const oee_rpc_channel *ch, grpc_call *call, grpc_completion_queue *cq,
+                       grpc_byte_buffer *req, recv_io *io) {
   grpc_op ops[6];
-  size_t n = send_ops(ops, req);
+  size_t n = send_ops(ops, ch, req);
   recv_ops(ops + n, io);
   if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) return -1;
   grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -264,16 +390,16 @@ int oee_rpc_unary(oee_rpc_channel *ch, const char *method, const ProtobufCMessag
 }
 
 /* Runs the call's batch unless c was cancelled first; returns the code. */
-static int unary_run(grpc_call *call, grpc_completion_queue *cq, const ProtobufCMessage *req,
-                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                     oee_rpc_canceller *c, oee_rpc_status *st) {
+static int unary_run(const oee_rpc_channel *ch, grpc_call *call, grpc_completion_queue *cq,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                     ProtobufCMessage **resp, oee_rpc_canceller *c, oee_rpc_status *st) {
   cancel_node node = {.call = call};
   if (canceller_link(c, &node) != 0) return set_status(st, GRPC_STATUS_CANCELLED, "cancelled");
   grpc_byte_buffer *bb = oee__rpc_pack(req);
   recv_io io;
   io_init(&io);
   int rc;
-  if (unary_batch(call, cq, bb, &io) != 0)
+  if (unary_batch(ch, call, cq, bb, &io) != 0)
     rc = set_status(st, GRPC_STATUS_INTERNAL, "cannot start the call");
   else
     rc = unary_result(&io, resp_desc, resp, st);
@@ -291,7 +417,7 @@ int oee_rpc_unary_cancellable(oee_rpc_channel *ch, const char *method, const Pro
     return set_status(st, GRPC_STATUS_INVALID_ARGUMENT, "NULL argument");
   grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
   grpc_call *call = call_create(ch, method, cq, deadline_ms);
-  int rc = unary_run(call, cq, req, resp_desc, resp, c, st);
+  int rc = unary_run(ch, call, cq, req, resp_desc, resp, c, st);
   grpc_call_unref(call);
   cq_destroy(cq);
   return rc;
@@ -314,9 +440,9 @@ static grpc_call_error start_ops(oee_rpc_reader *r, grpc_op *ops, size_t n, intp
   return e;
 }
 
-static int reader_begin(oee_rpc_reader *r, grpc_byte_buffer *bb) {
+static int reader_begin(const oee_rpc_channel *ch, oee_rpc_reader *r, grpc_byte_buffer *bb) {
   grpc_op ops[4], st[3];
-  size_t n = send_ops(ops, bb);
+  size_t n = send_ops(ops, ch, bb);
   recv_ops(st, &r->io);
   ops[n++] = st[0]; /* RECV_INITIAL_METADATA */
   if (start_ops(r, ops, n, TAG_START) != GRPC_CALL_OK) return -1;
@@ -349,7 +475,7 @@ int oee_rpc_reader_start(oee_rpc_channel *ch, const char *method, const Protobuf
   r->cq = grpc_completion_queue_create_for_next(NULL);
   r->call = call_create(ch, method, r->cq, deadline_ms);
   r->req = oee__rpc_pack(req);
-  if (reader_begin(r, r->req) != 0) {
+  if (reader_begin(ch, r, r->req) != 0) {
     reader_free(r);
     return OEE_RPC_ECALL;
   }

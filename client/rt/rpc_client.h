@@ -2,7 +2,8 @@
  * rpc_client.h - the blocking C call runtime under the generated client stubs.
  *
  * DESIGN
- *  - A channel wraps one insecure grpc_channel. It is immutable after
+ *  - A channel wraps one grpc_channel, plaintext or TLS (options), and the
+ *    bearer token it sends with every call. It is immutable after
  *    creation, so any number of threads may make calls on it at once.
  *  - Every call owns a private completion queue, created and destroyed by the
  *    call; nothing is shared between calls but the channel.
@@ -54,9 +55,25 @@ typedef struct oee_rpc_channel_options {
    * at once, so a client that must notice a restarted server soon (a remote
    * worker) sets a few seconds. */
   int max_reconnect_backoff_ms;
+  /* TLS: on when a CA file or a client certificate is named. tls_ca_file
+   * holds the PEM roots that must have signed the server's certificate
+   * (NULL: gRPC's default roots); tls_cert_file and tls_key_file, both or
+   * neither, the client's own certificate for servers that ask for one
+   * (mTLS); tls_server_name the name to expect in the server's certificate
+   * when it differs from the target's host. Files are read at creation. */
+  const char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
+  /* Sent as "authorization: Bearer <token>" with every call; NULL: none.
+   * Copied at creation; never logged. */
+  const char *token;
 } oee_rpc_channel_options;
 
-/* Opens an insecure channel to target ("host:port", "unix:/path", ...) with
+/* The same as oee_rpc_channel_create_with_options, telling why it failed:
+ * NULL with a one-line reason in err (may be NULL) naming the file or
+ * setting at fault. */
+oee_rpc_channel *oee_rpc_channel_open(const char *target, const oee_rpc_channel_options *opts,
+                                      char *err, size_t errlen);
+
+/* Opens a plaintext channel to target ("host:port", "unix:/path", ...) with
  * gRPC's default settings. target is copied. Returns NULL on failure. The
  * channel connects lazily, on the first call. */
 oee_rpc_channel *oee_rpc_channel_create(const char *target);

@@ -119,8 +119,20 @@ static void server_args(const oee_rpc_server_options *o, grpc_arg *args, grpc_ch
   *ca = (grpc_channel_args){.num_args = n, .args = args};
 }
 
-static int listen_on(oee_rpc_server *srv, const char *addr) {
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+/* Plaintext, TLS, or TLS that requires and verifies client certificates. */
+static grpc_server_credentials *server_creds(const oee_rpc_server_options *o) {
+  if (o == NULL || o->tls_cert_pem == NULL || o->tls_key_pem == NULL)
+    return grpc_insecure_server_credentials_create();
+  grpc_ssl_pem_key_cert_pair pair = {.private_key = o->tls_key_pem, .cert_chain = o->tls_cert_pem};
+  grpc_ssl_client_certificate_request_type req =
+      o->tls_client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  return grpc_ssl_server_credentials_create_ex(o->tls_client_ca_pem, &pair, 1, req, NULL);
+}
+
+static int listen_on(oee_rpc_server *srv, const char *addr, const oee_rpc_server_options *o) {
+  grpc_server_credentials *creds = server_creds(o);
+  if (creds == NULL) return OEE_RPC_EINVAL;
   srv->port = grpc_server_add_http2_port(srv->server, addr, creds);
   grpc_server_credentials_release(creds);
   return srv->port > 0 ? 0 : oee__rpc_listen_error(addr);
@@ -155,7 +167,7 @@ int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *o
   atomic_init(&srv->stop, 0);
   atomic_init(&srv->live_calls, 0);
   if (pthread_rwlock_init(&srv->cq_lock, NULL) != 0) abort();
-  int rc = listen_on(srv, listen_addr);
+  int rc = listen_on(srv, listen_addr, opts);
   if (rc != 0) {
     oee_rpc_server_destroy(srv);
     return rc;

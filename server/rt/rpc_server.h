@@ -105,9 +105,14 @@ typedef struct oee_rpc_server_options {
   int max_receive_message_bytes; /* 0: gRPC default (4 MiB); -1: unlimited */
   int max_send_message_bytes;    /* 0: gRPC default; -1: unlimited */
   int shutdown_grace_ms;         /* 0: 1000 ms; < 0: cancel calls at once */
+  /* TLS: the server's certificate chain and private key in PEM (both or
+   * neither; NULL: plaintext). With a client CA too, every client must
+   * present a certificate that CA signed (mTLS); the handshake refuses the
+   * others. Read during oee_rpc_server_open() only. */
+  const char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
 } oee_rpc_server_options;
 
-/* Creates a server listening (insecurely) on listen_addr, e.g.
+/* Creates a server listening (plaintext, or TLS when opts say so) on listen_addr, e.g.
  * "127.0.0.1:0" for a free port. opts may be NULL (defaults). On success
  * returns 0, *out receives the server (the caller owns it) and *port (may
  * be NULL) the bound port. Otherwise *out is NULL and the result is
