@@ -1,7 +1,11 @@
-"""Shared bits of the OEE Python examples: the server address and a stub.
+"""Shared bits of the OEE Python examples: the server address, TLS and
+token options, and a stub.
 
 The address comes from --addr, else the OEE_ADDR environment variable, else
-127.0.0.1:50051 (the server's default --listen).
+127.0.0.1:50051 (the server's default --listen). --tls-ca FILE connects with
+TLS (add --tls-cert/--tls-key when the server asks for client certificates);
+--token-file FILE (else $OEE_TOKEN) sends "authorization: Bearer <token>"
+with every call, like oeectl.
 """
 
 import argparse
@@ -16,18 +20,84 @@ from oee.v1 import orchestrator_pb2_grpc
 DEFAULT_ADDR = "127.0.0.1:50051"
 
 
-def arg_parser(description):
-    """An ArgumentParser that already knows --addr."""
-    parser = argparse.ArgumentParser(description=description)
+def add_connection_args(parser):
+    """Adds --addr, the TLS options and --token-file to parser."""
     parser.add_argument(
         "--addr", default=os.environ.get("OEE_ADDR", DEFAULT_ADDR),
         help="server address HOST:PORT (default: $OEE_ADDR or %s)" % DEFAULT_ADDR)
+    parser.add_argument("--tls-ca", help="connect with TLS, trusting this CA file (PEM)")
+    parser.add_argument("--tls-cert", help="client certificate (PEM), for mTLS")
+    parser.add_argument("--tls-key", help="its private key (PEM)")
+    parser.add_argument("--tls-server-name",
+                        help="the name in the server's certificate, if not the host of --addr")
+    parser.add_argument("--token-file",
+                        help="file holding the bearer token (default: $OEE_TOKEN)")
+
+
+def arg_parser(description):
+    """An ArgumentParser that already knows the connection options."""
+    parser = argparse.ArgumentParser(description=description)
+    add_connection_args(parser)
     return parser
 
 
-def connect(addr, wait_seconds=5.0):
-    """Opens a plaintext channel, waits until it is connected, returns a stub."""
-    channel = grpc.insecure_channel(addr)
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds the authorization header to every call (plaintext or TLS)."""
+
+    def __init__(self, token):
+        self.header = ("authorization", "Bearer " + token)
+
+    def _details(self, d):
+        return _CallDetails(d.method, d.timeout, list(d.metadata or []) + [self.header],
+                            d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method, self.timeout, self.metadata = method, timeout, metadata
+        self.credentials, self.wait_for_ready, self.compression = (
+            credentials, wait_for_ready, compression)
+
+
+def open_channel(args, options=()):
+    """A channel as the parsed connection options say: plaintext or TLS,
+    with the token (if any) on every call."""
+    options = list(options)
+    if args.tls_ca or args.tls_cert:
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise SystemExit("--tls-cert and --tls-key go together")
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=_read(args.tls_ca) if args.tls_ca else None,
+            private_key=_read(args.tls_key) if args.tls_key else None,
+            certificate_chain=_read(args.tls_cert) if args.tls_cert else None)
+        if args.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+        channel = grpc.secure_channel(args.addr, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(args.addr, options=options)
+    token = os.environ.get("OEE_TOKEN", "")
+    if args.token_file:
+        token = _read(args.token_file).decode().strip()
+    if token:
+        channel = grpc.intercept_channel(channel, _Bearer(token))
+    return channel
+
+
+def connect(args, wait_seconds=5.0):
+    """Opens the channel, waits until it is connected, returns a stub."""
+    channel = open_channel(args)
+    addr = args.addr
     try:
         grpc.channel_ready_future(channel).result(timeout=wait_seconds)
     except grpc.FutureTimeoutError:

@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--max-cost", type=float, default=0.0,
                         help="cost budget (0 = none)")
     args = parser.parse_args()
-    stub = connect(args.addr)
+    stub = connect(args)
 
     request = pb.SubmitPipelineRequest(
         pipeline_id="example-%d" % int(time.time()),

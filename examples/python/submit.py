@@ -48,7 +48,7 @@ def main():
     parser.add_argument("--seconds", default="1.5",
                         help="how long the sleep task sleeps (a decimal)")
     args = parser.parse_args()
-    stub = connect(args.addr)
+    stub = connect(args)
 
     try:
         # `priority` is optional: leave it out and the server uses 5.

@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--no-snapshot", action="store_true",
                         help="do not replay existing tasks first")
     args = parser.parse_args()
-    stub = connect(args.addr)
+    stub = connect(args)
 
     request = pb.WatchTasksRequest(task_types=args.types, task_ids=args.ids,
                                    include_snapshot=not args.no_snapshot)

@@ -3,6 +3,8 @@
 
     worker.py [--addr HOST:PORT] --type T [--type T2 ...] [--concurrency N]
               [--lease SECONDS] [--worker-id ID] [--wait SECONDS]
+              [--tls-ca FILE [--tls-cert FILE --tls-key FILE]
+               [--tls-server-name NAME]] [--token-file FILE]
 
 How a remote worker talks to the server (oee.v1.WorkerService):
 
@@ -25,6 +27,10 @@ context["fail"] present it fails with that text as the error (permanently,
 i.e. no retry, when context["permanent"] is "true"); with context["sleep"]
 it first sleeps that many seconds, and stops early when the task is
 cancelled. Replace handle() with your own work.
+
+A server with TLS wants --tls-ca (and --tls-cert/--tls-key under mTLS); one
+with tokens wants a token with the `worker` role in --token-file or
+$OEE_TOKEN, sent as "authorization: Bearer <token>" with every call.
 
 SIGTERM or Ctrl-C stops polling, lets the tasks in hand finish and report,
 then exits 0; a second signal exits at once (the server then retries those
@@ -97,21 +103,49 @@ class Job(object):
         self.expires = lease.expires_at.ToNanoseconds() / 1e9
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def open_channel(args, options):
+    """Plaintext, or TLS when a CA or a client certificate is given."""
+    if not (args.tls_ca or args.tls_cert):
+        return grpc.insecure_channel(args.addr, options=options)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=_read(args.tls_ca) if args.tls_ca else None,
+        private_key=_read(args.tls_key) if args.tls_key else None,
+        certificate_chain=_read(args.tls_cert) if args.tls_cert else None)
+    if args.tls_server_name:
+        options = options + [("grpc.ssl_target_name_override", args.tls_server_name)]
+    return grpc.secure_channel(args.addr, creds, options=options)
+
+
+def bearer(args):
+    """The authorization metadata of --token-file or $OEE_TOKEN, or none."""
+    token = os.environ.get("OEE_TOKEN", "")
+    if args.token_file:
+        token = _read(args.token_file).decode().strip()
+    return (("authorization", "Bearer " + token),) if token else ()
+
+
 class Worker(object):
-    def __init__(self, addr, types, concurrency, lease_seconds, worker_id,
+    def __init__(self, args, types, concurrency, lease_seconds, worker_id,
                  wait_seconds):
         self.types = types
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id
         self.wait_seconds = wait_seconds
-        self.addr = addr
+        self.addr = args.addr
         # One channel for everything: gRPC reconnects it by itself after a
         # failure; we only have to wait a little before trying again. Its
         # reconnection backoff would grow to 120 s by default: cap it, so a
         # worker finds a restarted server within seconds.
-        self.channel = grpc.insecure_channel(
-            addr, options=[("grpc.max_reconnect_backoff_ms", 5000)])
+        self.channel = open_channel(args, [("grpc.max_reconnect_backoff_ms", 5000)])
+        self.md = bearer(args)  # sent with every call
         self.stub = pb_grpc.WorkerServiceStub(self.channel)
         self.pool = concurrent.futures.ThreadPoolExecutor(concurrency)
         self.jobs = {}                      # lease_id -> Job, under cond
@@ -166,7 +200,7 @@ class Worker(object):
                 wait_seconds=self.wait_seconds, lease_seconds=self.lease_seconds)
             try:
                 self.poll_call = self.stub.PollTasks.future(
-                    request, timeout=self.wait_seconds + RPC_TIMEOUT)
+                    request, timeout=self.wait_seconds + RPC_TIMEOUT, metadata=self.md)
                 if self.stopping.is_set():  # stop() ran before poll_call was set
                     self.poll_call.cancel()
                 reply = self.poll_call.result()
@@ -237,7 +271,8 @@ class Worker(object):
         backoff = 0.1
         while True:
             try:
-                done = getattr(self.stub, method)(request, timeout=RPC_TIMEOUT)
+                done = getattr(self.stub, method)(request, timeout=RPC_TIMEOUT,
+                                                  metadata=self.md)
                 self.log("task %s: %s -> %s", task_id, method,
                          pb.TaskStatus.Name(done.status))
                 return
@@ -269,7 +304,7 @@ class Worker(object):
             try:
                 reply = self.stub.Heartbeat(pb.HeartbeatRequest(
                     worker_id=self.worker_id, lease_ids=list(jobs)),
-                    timeout=RPC_TIMEOUT)
+                    timeout=RPC_TIMEOUT, metadata=self.md)
             except grpc.RpcError as e:
                 self.log("Heartbeat: %s", e.code().name)
                 continue
@@ -294,6 +329,13 @@ def main():
     parser.add_argument(
         "--addr", default=os.environ.get("OEE_ADDR", DEFAULT_ADDR),
         help="server address HOST:PORT (default: $OEE_ADDR or %s)" % DEFAULT_ADDR)
+    parser.add_argument("--tls-ca", help="connect with TLS, trusting this CA file (PEM)")
+    parser.add_argument("--tls-cert", help="client certificate (PEM), for mTLS")
+    parser.add_argument("--tls-key", help="its private key (PEM)")
+    parser.add_argument("--tls-server-name",
+                        help="the name in the server's certificate, if not the host of --addr")
+    parser.add_argument("--token-file",
+                        help="file holding a token with the worker role (default: $OEE_TOKEN)")
     parser.add_argument("--type", action="append", required=True, dest="types",
                         help="a task type to run, one of the server's "
                              "remote_types (repeatable)")
@@ -310,7 +352,7 @@ def main():
     if not 1 <= args.concurrency <= 100:
         parser.error("--concurrency must be 1..100")
 
-    worker = Worker(args.addr, args.types, args.concurrency, args.lease,
+    worker = Worker(args, args.types, args.concurrency, args.lease,
                     args.worker_id, args.wait)
 
     def on_signal(signum, frame):
