@@ -2,6 +2,7 @@
 """Submit two tasks to a running oee-server and wait for their results.
 
     submit.py [--addr HOST:PORT] [--message TEXT] [--seconds N]
+              [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token-file FILE]
 
 It submits an `echo` task (its result is context["message"]) and a `sleep`
 task (it sleeps context["seconds"]), then polls GetTask until both have

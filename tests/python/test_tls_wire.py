@@ -239,6 +239,20 @@ class TlsWithTokensTest(unittest.TestCase):
         self.assertIn("missing.pem", r.stderr)
         self.assert_serving()
 
+    def test_python_example_with_tls_and_token(self):
+        env = dict(os.environ, OEE_TOKEN="")
+        argv = [sys.executable, runfile("examples/python/submit.py"), "--addr",
+                "127.0.0.1:%d" % self.port, "--tls-ca", path("ca.pem"), "--seconds", "0.1",
+                "--message", "example over tls"]
+        r = subprocess.run(argv + ["--token-file", path("token.txt")], capture_output=True,
+                           text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("'example over tls'", r.stdout)
+        self.assertEqual(r.stdout.count("TASK_STATUS_DONE"), 2, r.stdout)
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        self.assertNotEqual(r.returncode, 0)  # no token
+        self.assertIn("UNAUTHENTICATED", r.stderr + r.stdout)
+
     def run_worker(self, argv, name):
         """Runs one remote task through the worker process argv; returns the task."""
         stub = self.stub()
@@ -247,7 +261,7 @@ class TlsWithTokensTest(unittest.TestCase):
                             metadata=BEARER, timeout=TIMEOUT)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OEE_")}
         worker = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, env=env)
+                                  stderr=subprocess.DEVNULL, env=env)
         try:
             return wait_until(lambda: (lambda g: g.status in test_wire.FINAL and g)(
                 stub.GetTask(pb.GetTaskRequest(task_id=t.task_id), metadata=BEARER,
