@@ -48,6 +48,12 @@
  *            are printed; at the end also ListTasks' total_size.
  *   counts   prints the server's RSS, GetQueueStatus counts and ListTasks'
  *            total_size once.
+ *
+ * Security (any mode): --tls-ca FILE connects with TLS, trusting the PEM
+ * roots in FILE (--tls-server-name NAME checks the server's certificate for
+ * NAME instead of the target's host); --token TOKEN sends
+ * "authorization: Bearer TOKEN" as initial metadata of every call (one
+ * grpc_metadata built at start; without --token calls send none).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -138,6 +144,7 @@ static double pct_us(const int64_t *v, size_t n, double q) {
 
 typedef struct opts {
   const char *target, *mode, *label, *pattern, *levels;
+  const char *tls_ca, *tls_server_name, *token; /* NULL: plaintext, no token */
   int inflight, batch, watchers, window, tasks, park, server_pid, calls, context_bytes;
   double seconds, warmup;
   long long since_ns; /* health: CLOCK_REALTIME ns when the server was launched */
@@ -200,6 +207,12 @@ static void parse_opts(int argc, char **argv) {
       O.context_bytes = atoi(v);
     else if (!strcmp(k, "--since-ns"))
       O.since_ns = atoll(v);
+    else if (!strcmp(k, "--tls-ca"))
+      O.tls_ca = v;
+    else if (!strcmp(k, "--tls-server-name"))
+      O.tls_server_name = v;
+    else if (!strcmp(k, "--token"))
+      O.token = v;
     else
       die("unknown option");
   }
@@ -246,18 +259,65 @@ static const char *const method_paths[M_N] = {
 };
 static void *methods[M_N];
 
+/* "authorization: Bearer <--token>" for every call; n_auth 0 without one. */
+static grpc_metadata auth_md;
+static size_t n_auth;
+
+static void token_setup(void) {
+  if (O.token == NULL) return;
+  if (O.token[0] == '\0' || strcspn(O.token, "\r\n") != strlen(O.token)) die("bad --token");
+  char *v = xcalloc(strlen(O.token) + sizeof("Bearer "), 1);
+  memcpy(v, "Bearer ", 7);
+  memcpy(v + 7, O.token, strlen(O.token));
+  auth_md.key = grpc_slice_from_static_string("authorization");
+  auth_md.value = grpc_slice_from_copied_string(v);
+  n_auth = 1;
+  free(v);
+}
+
+/* The whole of a small file (a PEM text), NUL-terminated. */
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) die("cannot open the --tls-ca file");
+  char *buf = xcalloc(1 << 20, 1);
+  size_t n = fread(buf, 1, (1 << 20) - 1, f);
+  fclose(f);
+  if (n == 0) die("the --tls-ca file is empty");
+  return buf;
+}
+
+/* Plaintext, or TLS trusting the roots of --tls-ca. */
+static grpc_channel_credentials *channel_creds(void) {
+  if (O.tls_ca == NULL) return grpc_insecure_credentials_create();
+  char *roots = read_text(O.tls_ca);
+  grpc_channel_credentials *creds = grpc_ssl_credentials_create(roots, NULL, NULL, NULL);
+  free(roots);
+  if (creds == NULL) die("cannot set up TLS with the --tls-ca file");
+  return creds;
+}
+
 static grpc_channel *channel_open(int own_connection) {
-  grpc_arg arg = {
-      .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
-  grpc_channel_args args = {.num_args = own_connection ? 1 : 0, .args = &arg};
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  grpc_channel *ch = grpc_channel_create(O.target, creds, &args);
+  grpc_arg args[2];
+  size_t n = 0;
+  if (own_connection) {
+    args[n++] = (grpc_arg){
+        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
+  }
+  if (O.tls_server_name) {
+    args[n++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                           .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                           .value.string = (char *)O.tls_server_name};
+  }
+  grpc_channel_args ca = {.num_args = n, .args = args};
+  grpc_channel_credentials *creds = channel_creds();
+  grpc_channel *ch = grpc_channel_create(O.target, creds, &ca);
   grpc_channel_credentials_release(creds);
   return ch;
 }
 
 static void grpc_setup(void) {
   grpc_init();
+  token_setup();
   cq = grpc_completion_queue_create_for_next(NULL);
   channel = channel_open(0);
   for (int i = 0; i < M_N; i++) {
@@ -323,6 +383,8 @@ static void ucall_start(ucall *c, int method, grpc_slice payload) {
   grpc_op ops[6];
   memset(ops, 0, sizeof(ops));
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = n_auth;
+  ops[0].data.send_initial_metadata.metadata = &auth_md;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = c->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -629,6 +691,8 @@ static void stream_open(stream *s, grpc_channel *ch, const Oee__V1__WatchTasksRe
   grpc_op ops[4];
   memset(ops, 0, sizeof(ops));
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = n_auth;
+  ops[0].data.send_initial_metadata.metadata = &auth_md;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = s->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -1272,6 +1336,7 @@ int main(int argc, char **argv) {
          GRPC_QUEUE_SHUTDOWN) {
   }
   grpc_completion_queue_destroy(cq);
+  if (n_auth) grpc_slice_unref(auth_md.value);
   grpc_shutdown();
   return rc;
 }
