@@ -350,8 +350,12 @@ sec = {}
 for k in (16, 64):
     for v, _ in SEC:
         rs = paired(f"sec.{v}.k{k}", f"sec.plain.k{k}")
-        sec[(v, k)] = {f: med(rounds(f"sec.{v}.k{k}", f)) for f in ("rate", "p50_us", "p99_us")}
+        sec[(v, k)] = {f: med(rounds(f"sec.{v}.k{k}", f))
+                       for f in ("rate", "p50_us", "p99_us", "client_cpu_us", "server_cpu_us")}
         sec[(v, k)].update(ratio=med(rs), lo=min(rs, default=None), hi=max(rs, default=None))
+        cpu = [a + b for a, b in zip(rounds(f"sec.{v}.k{k}", "client_cpu_us"),
+                                     rounds(f"sec.{v}.k{k}", "server_cpu_us")) if a and b]
+        sec[(v, k)]["cpu"] = med(cpu)
 scrapes = [R[l] for l in R if l.startswith("sec.scrape.")]
 scrape_tried = sum(d.get("tried", 0) for d in scrapes)
 scrape_ok = sum(d.get("ok", 0) for d in scrapes)
@@ -877,15 +881,24 @@ w("`rpc_load --mode submit` (as section 2) against four oee-server variants star
   "TLS handshake falls in the warm-up). The ratio is the median of the per-round ratios to plaintext "
   "of the same round, with their min..max.")
 w("")
-w("| variant | in flight | SubmitTask calls/s | p50 / p99 | ratio to plaintext (min..max) | per round |")
-w("| --- | --- | --- | --- | --- | --- |")
+w("| variant | in flight | SubmitTask calls/s | p50 / p99 | ratio to plaintext (min..max) | per round | "
+  "CPU per call: client / server | plaintext's CPU per call / this one's |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for k in (16, 64):
     for v, name in SEC:
         d = sec[(v, k)]
         r = "" if v == "plain" else (f"**{fnum((d['ratio'] or 0) * 100)}%** ({fnum((d['lo'] or 0) * 100)}.."
                                      f"{fnum((d['hi'] or 0) * 100)}%)")
+        cr = "" if v == "plain" else f"{fnum((ratio(sec[('plain', k)]['cpu'], d['cpu']) or 0) * 100)}%"
         w(f"| {name} | {k} | {fnum(d['rate'])} | {fus(d['p50_us'])} / {fus(d['p99_us'])} | {r} | "
-          f"{per_round(f'sec.{v}.k{k}')} |")
+          f"{per_round(f'sec.{v}.k{k}')} | {fnum(d['client_cpu_us'], 1)} / {fnum(d['server_cpu_us'], 1)} µs | "
+          f"{cr} |")
+w("")
+w("CPU per call is each process's user + system time over the window (from /proc, in 10 ms ticks) "
+  "per counted call, medians over the rounds. The load generator and the server share the machine's "
+  "two cores, so when they are the only busy processes the rate goes as the inverse of their summed "
+  "CPU per call: the last column is the ratio that cost alone predicts, and it moves less with other "
+  "jobs on the machine than the rates do.")
 w("")
 w(f"Scrapes of the metrics variant: {fnum(scrape_ok)} of {fnum(scrape_tried)} answered 200 "
   f"(endpoint before the rounds: HTTP {M.get('metrics_endpoint', 'n/a')}).")

@@ -13,6 +13,8 @@
  *   RESULT <label> key=value key=value ...
  * which bench/report.py turns into docs/PERFORMANCE.md. Diagnostics go to
  * stderr. Exit status 0 unless a measurement could not be made.
+ * Timed unary runs also give the CPU time per counted call of this process
+ * and, with --server-pid, of the server (/proc, clock ticks) over the window.
  *
  * Modes (--mode):
  *   echo     BenchEcho/Echo (the bare baseline) with a payload as large as
@@ -126,6 +128,25 @@ static long long rss_bytes(int pid) {
   }
   fclose(f);
   return kb * 1024;
+}
+
+/* CPU time (user + system, ns) of a process, pid 0 this one; 0 when unknown
+ * (clock ticks: 10 ms steps). */
+static int64_t cpu_ns(int pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), pid > 0 ? "/proc/%d/stat" : "/proc/self/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+  unsigned long long ut = 0, st = 0;
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
+    return 0;
+  }
+  return (int64_t)((ut + st) * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)));
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -520,13 +541,24 @@ typedef struct load {
   void (*on_reply)(struct load *l, ucall *c); /* optional: inspect the reply */
   long items;                                 /* e.g. tasks acknowledged by SubmitTasks */
   ucall *calls;
+  int64_t cpu[2][2]; /* [window start, end][this process, --server-pid] in ns */
+  int cpu_marks;
 } load;
+
+/* Reads both CPU times as the measured window opens and as it closes. */
+static void cpu_mark(load *l, int64_t t) {
+  if (l->end == 0 || l->cpu_marks >= 2 || t < (l->cpu_marks ? l->end : l->warm_end)) return;
+  l->cpu[l->cpu_marks][0] = cpu_ns(0);
+  l->cpu[l->cpu_marks][1] = cpu_ns(O.server_pid);
+  l->cpu_marks++;
+}
 
 static void load_next(load *l, ucall *c);
 
 static void load_end(ucall *c) {
   load *l = c->user;
   int64_t t = now_ns();
+  cpu_mark(l, t);
   int counted = l->end ? (t >= l->warm_end && t <= l->end) : (c->index >= l->warm_calls);
   if (counted) {
     if (c->status == GRPC_STATUS_OK) {
@@ -573,6 +605,12 @@ static void load_run(load *l) {
   free(l->calls);
 }
 
+/* CPU per counted call in the window (us): who 0 this process, 1 the server. */
+static double cpu_per_call_us(const load *l, int who) {
+  if (l->cpu_marks < 2 || l->ok == 0 || (who && O.server_pid <= 0)) return 0;
+  return (double)(l->cpu[1][who] - l->cpu[0][who]) / 1000.0 / (double)l->ok;
+}
+
 static void load_print(const char *label, load *l, int items_per_call) {
   double secs = (double)(l->end - l->warm_end) / 1e9;
   double mean = 0;
@@ -580,11 +618,12 @@ static void load_print(const char *label, load *l, int items_per_call) {
   mean = l->nlat ? mean / (double)l->nlat / 1000.0 : 0;
   printf(
       "RESULT %s calls=%ld errors=%ld seconds=%.3f rate=%.0f items_rate=%.0f "
-      "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f inflight=%d\n",
+      "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f inflight=%d "
+      "client_cpu_us=%.1f server_cpu_us=%.1f\n",
       label, l->ok, l->errors, secs, (double)l->ok / secs, (double)l->ok * items_per_call / secs,
       mean, pct_us(l->lat, l->nlat, 0.5), pct_us(l->lat, l->nlat, 0.9),
       pct_us(l->lat, l->nlat, 0.99), pct_us(l->lat, l->nlat, 0.999), pct_us(l->lat, l->nlat, 1.0),
-      l->inflight);
+      l->inflight, cpu_per_call_us(l, 0), cpu_per_call_us(l, 1));
   fflush(stdout);
 }
 
