@@ -884,6 +884,8 @@ w("")
 w("| variant | in flight | SubmitTask calls/s | p50 / p99 | ratio to plaintext (min..max) | per round | "
   "CPU per call: client / server | plaintext's CPU per call / this one's |")
 w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+if scrape_tried and not scrape_ok:  # the server took metrics_listen but served nothing on it
+    SEC = SEC[:3] + (("metrics", "`metrics_listen` set, no endpoint answering (plaintext + the curl loop)"),)
 for k in (16, 64):
     for v, name in SEC:
         d = sec[(v, k)]
