@@ -151,6 +151,22 @@ static int tls_setup(const oee_server_config *cfg, oee_tls_pems *pems,
   return 0;
 }
 
+static const char *tls_word(const oee_server_config *cfg) {
+  if (cfg->tls_client_ca_file) return "mtls";
+  return cfg->tls_cert_file ? "on" : "off";
+}
+
+static void log_listening(const oee_server_config *cfg, int port) {
+  char store[REASON_BYTES];
+  store_words(cfg, store, sizeof(store));
+  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d tls=%s workers=%d %s config=%s version=%s",
+          cfg->listen, port, tls_word(cfg), cfg->workers, store,
+          cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
+  /* Tests and scripts read the bound port from this line on stdout. */
+  printf("oee-server listening on port %d\n", port);
+  fflush(stdout);
+}
+
 static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stops) {
   int port = 0;
   /* Streams are already ended when the server shuts down (drain.c) and
@@ -181,17 +197,7 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
   if (oee_rpc_server_start(server) != 0) return start_failed(cfg->listen, "gRPC server refused");
   /* A stop requested during start-up is seen by the first tick. */
   oee_rpc_server_set_tick(server, oee_service_tick, &service, OEE_TICK_IDLE_MS);
-  char store[REASON_BYTES];
-  store_words(cfg, store, sizeof(store));
-  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d tls=%s workers=%d %s config=%s version=%s",
-          cfg->listen, port,
-          cfg->tls_client_ca_file ? "mtls"
-          : cfg->tls_cert_file    ? "on"
-                                  : "off",
-          cfg->workers, store, cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
-  /* Tests and scripts read the bound port from this line on stdout. */
-  printf("oee-server listening on port %d\n", port);
-  fflush(stdout);
+  log_listening(cfg, port);
   oee_rpc_server_run(server);
   return 0;
 }
