@@ -27,8 +27,8 @@
  *  started (a clock skew of d seconds moves that boundary by d, once per
  *  connection). A snapshot larger than the server's watch_buffer is refused
  *  (RESOURCE_EXHAUSTED before any event): the reader then watches without a
- *  snapshot and reads the running tasks with ListTasks once its stream is
- *  open. Either way each refresh drops the in-process tasks that no worker
+ *  snapshot at once and reads the running tasks with ListTasks once its
+ *  stream is open. Either way each refresh drops the in-process tasks that no worker
  *  of the GetSystemStatus reply runs any more (and that were seen running
  *  before the call was made), so a change lost around a reconnect cannot
  *  leave a task listed for ever.
@@ -76,6 +76,7 @@
 #define NS_PER_MS 1000000LL
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 4000
+#define RECONNECT_MAX_MS 2000 /* the channel's longest reconnect backoff */
 #define SEED_DEADLINE_MS 5000 /* ListTasks of the running tasks (no-snapshot mode) */
 #define SEED_PAGE 1000        /* the server's page size cap */
 #define MIN_INTERVAL_S 0.1
@@ -367,7 +368,15 @@ static long read_events(top_state *t, oee_rpc_reader *r, oee_rpc_status *st) {
   return n;
 }
 
-/* One WatchTasks call from start to end. Returns the events it brought. */
+/* Refused before any event because the snapshot does not fit the server's
+ * watch_buffer (the only refusal that names include_snapshot). */
+static int snapshot_refused(const top_state *t, long n, const oee_rpc_status *st) {
+  return n == 0 && !t->no_snapshot && st->code == GRPC_STATUS_RESOURCE_EXHAUSTED &&
+         st->message != NULL && strstr(st->message, "include_snapshot") != NULL;
+}
+
+/* One WatchTasks call from start to end. Returns the events it brought, or
+ * -1 to go on at once without a snapshot. */
 static long stream_once(top_state *t) {
   Oee__V1__WatchTasksRequest req = OEE__V1__WATCH_TASKS_REQUEST__INIT;
   oee_rpc_reader *r = NULL;
@@ -383,9 +392,12 @@ static long stream_once(top_state *t) {
     if (t->no_snapshot) seed_running(t);
     n = read_events(t, r, &st);
     stream_detach(t);
-    /* Refused before any event: the snapshot does not fit watch_buffer. */
-    if (n == 0 && st.code == GRPC_STATUS_RESOURCE_EXHAUSTED) t->no_snapshot = 1;
-    stream_failed(t, st.code, st.message != NULL ? st.message : "the stream ended");
+    if (snapshot_refused(t, n, &st)) {
+      t->no_snapshot = 1;
+      n = -1;
+    } else {
+      stream_failed(t, st.code, st.message != NULL ? st.message : "the stream ended");
+    }
   }
   oee_rpc_status_free(&st);
   oee_v1_orchestrator_service_watch_tasks_close(r);
@@ -408,7 +420,9 @@ static void *reader_main(void *p) {
   top_state *t = p;
   int backoff = BACKOFF_MIN_MS;
   do {
-    if (stream_once(t) > 0) backoff = BACKOFF_MIN_MS;
+    long n = stream_once(t);
+    if (n < 0) continue;
+    if (n > 0) backoff = BACKOFF_MIN_MS;
     int ms = backoff;
     backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     if (wait_or_stop(t, ms)) break;
@@ -932,6 +946,9 @@ static int top_main(oeectl_ctx *ctx, view *v, int sfd) {
   top_state t;
   term tm;
   pthread_t reader;
+  /* A view left open for hours must see a restarted server within seconds,
+   * not after gRPC's default reconnect backoff (up to 120 s). */
+  ctx->conn.max_reconnect_backoff_ms = RECONNECT_MAX_MS;
   if (oeectl_channel(ctx) == NULL) return OEECTL_EXIT_SOFTWARE;
   if (state_init(&t, ctx->chan) != 0) return oeectl_fail(OEECTL_EXIT_SOFTWARE, "out of memory");
   if (pthread_create(&reader, NULL, reader_main, &t) != 0) abort();

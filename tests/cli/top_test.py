@@ -41,11 +41,11 @@ LINE_RE = re.compile(
 class Server:
     """The oee-server process; its port is read from its first stdout line."""
 
-    def __init__(self):
+    def __init__(self, config=CONFIG, *extra):
         self.data_dir = tempfile.mkdtemp(prefix="oee-top-", dir=os.environ.get("TEST_TMPDIR"))
         self.proc = subprocess.Popen(
-            [SERVER, "--listen", "127.0.0.1:0", "--config", CONFIG, "--workers", str(WORKERS),
-             "--drain-timeout", "1", "--data-dir", self.data_dir],
+            [SERVER, "--listen", "127.0.0.1:0", "--config", config, "--workers", str(WORKERS),
+             "--drain-timeout", "1", "--data-dir", self.data_dir] + list(extra),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"oee-server listening on port (\d+)", line)
@@ -90,9 +90,9 @@ def ok(*args, **kw):
     return out
 
 
-def submit_batch(entries):
+def submit_batch(entries, addr=None):
     """Queues the entries (dicts) with one SubmitTasks call; returns the ids."""
-    out = ok("submit-batch", stdin="".join(json.dumps(e) + "\n" for e in entries))
+    out = ok("submit-batch", stdin="".join(json.dumps(e) + "\n" for e in entries), addr=addr)
     ids = out.split()
     assert len(ids) == len(entries) and all(UUID_RE.fullmatch(i) for i in ids), out
     return ids
@@ -240,6 +240,44 @@ def test_json_rates():
     assert last["done"] - first["done"] == 6 and last["error"] - first["error"] == 2, (first, last)
 
 
+def test_snapshot_overflow():
+    """A snapshot larger than the server's watch_buffer is refused; top then
+    watches without one (no error shown), takes the running tasks from
+    ListTasks, and still counts the live events."""
+    d = tempfile.mkdtemp(prefix="oee-top-cfg-", dir=os.environ.get("TEST_TMPDIR"))
+    cfg = os.path.join(d, "config.json")
+    with open(cfg, "w") as f:
+        json.dump({"watch_buffer": 16}, f)
+    srv = Server(cfg, "--store", "memory")
+    try:
+        submit_batch([echo("old-%d" % i) for i in range(20)], addr=srv.addr)
+        sleeps = sorted(submit_batch([sleep("long-a", 60), sleep("long-b", 60)], addr=srv.addr))
+        p = subprocess.Popen([OEECTL, "--addr", srv.addr, "--json", "top", "--count", "8",
+                              "--interval", "0.5"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env())
+        try:
+            first = json.loads(p.stdout.readline())
+            submit_batch([echo("new-%d" % i) for i in range(3)], addr=srv.addr)
+            objs = [first] + read_json_lines(p)
+            rc = p.wait(timeout=30)
+            err = p.stderr.read()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert rc == 0 and err == "", (rc, err)
+        assert len(objs) == 8, objs
+        for o in objs:
+            assert sorted(t["id"] for t in o["running_tasks"]) == sleeps, o
+        assert sum(o["submitted"] for o in objs) == 3, objs
+        assert sum(o["finished"] for o in objs) == 3, objs
+        assert objs[-1]["done"] == 23, objs[-1]
+        assert srv.stop() == 0
+    finally:
+        srv.remove_data()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_signals_lines():
     """Lines mode without --count ends 0 on SIGINT and on SIGTERM."""
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -308,6 +346,27 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError("screen never showed %s:\n%s" % (what, "\n".join(lines)))
 
+    def exit_status(self, session, timeout=5):
+        """Waits until the pane's process has ended (its terminal closed
+        and its exit status collected) and returns that status.
+
+        tmux 3.3a links libutempter, which runs a helper process when a
+        pane's terminal closes and, while it waits for it, swallows any
+        other SIGCHLD (seen with strace: the pane process's SIGCHLD lands
+        during the helper's wait4 and no waitpid follows). A process that
+        takes a while to finish after its terminal closed (an ASan binary
+        unmapping its shadow memory) then stays an unreaped zombie until
+        some other child of tmux exits: run-shell provides one."""
+        deadline = time.time() + timeout
+        while True:
+            dead = self.fmt(session, "#{pane_dead}:#{pane_dead_status}")
+            if dead not in ("0:", "1:"):
+                return dead.split(":")[1]
+            assert time.time() < deadline, "the pane's process still runs after %g s" % timeout
+            if dead == "1:":
+                self.cmd("run-shell", "true")
+            time.sleep(0.05)
+
     def kill(self):
         self.cmd("kill-server", check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -331,8 +390,11 @@ def test_tmux_burst_resize_q():
         # hold all 12 workers for the rest of the test. The screen is read
         # while the batch is submitted: the rates of an interval show for
         # that interval only.
+        # The first sleep's name carries escape sequences (clear screen,
+        # cursor home, bell): top must print them as text.
         entries = ([echo("b%d" % i) for i in range(20)] +
                    [sleep("burst-%02d" % i, 120) for i in range(50)])
+        entries[20]["name"] = "burst-00\x1b[2J\x1b[H\x07!"
         sub = subprocess.Popen([OEECTL, "--addr", SRV.addr, "submit-batch"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env())
@@ -363,6 +425,8 @@ def test_tmux_burst_resize_q():
         lines = tm.wait("top", burst_shown, "the burst's counts, rate and running tasks")
         rows = [l for l in lines if UUID_RE.search(l)]
         assert len(rows) == WORKERS and all(" sleep " in r for r in rows), lines
+        assert any("burst-00?[2J?[H?!" in r for r in rows), rows
+        assert lines[0].startswith("oeectl top"), lines
         assert all(len(l) <= 120 for l in lines), lines
 
         tm.cmd("resize-window", "-t", "top", "-x", "60", "-y", "15")
@@ -377,11 +441,7 @@ def test_tmux_burst_resize_q():
         lines = tm.wait("top", narrow, "the 60x15 layout")
         assert all(len(l) <= 60 for l in lines), lines
         tm.cmd("send-keys", "-t", "top", "q")
-        deadline = time.time() + 5
-        while tm.fmt("top", "#{pane_dead}:#{pane_dead_status}") in ("0:", "1:"):
-            assert time.time() < deadline, "oeectl top still runs 5 s after q"
-            time.sleep(0.05)
-        assert tm.fmt("top", "#{pane_dead_status}") == "0", tm.screen("top")
+        assert tm.exit_status("top") == "0", tm.screen("top")
         assert tm.fmt("top", "#{alternate_on}") == "0"
         assert not any(l.startswith("oeectl top") for l in tm.screen("top")), tm.screen("top")
     finally:
@@ -435,7 +495,7 @@ def test_tmux_winch_sigterm():
 
 
 TESTS = [test_help, test_usage_errors, test_lines_counts, test_lines_snapshot, test_json_rates,
-         test_signals_lines, test_unavailable]
+         test_snapshot_overflow, test_signals_lines, test_unavailable]
 TMUX_TESTS = [test_tmux_burst_resize_q, test_tmux_winch_sigterm]
 
 
