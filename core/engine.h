@@ -39,6 +39,7 @@
 #include "core/events.h"
 #include "core/heap.h"
 #include "core/internal.h"
+#include "core/metrics.h"
 #include "core/store.h"
 #include "core/task.h"
 
@@ -172,6 +173,9 @@ struct oee_engine {
   size_t result_max; /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
+
+  /* Counters and histograms (metrics.c): atomics, no lock of their own. */
+  oee__metrics metrics;
 };
 
 /* How long a thread that could not allocate waits before it retries: long

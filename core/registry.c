@@ -46,6 +46,7 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type, oee_execut
   e->user_data = user_data;
   pthread_rwlock_unlock(&eng->exec_lock);
   oee_free(fresh);
+  oee__metrics_add_type(&eng->metrics, task_type); /* counted from now on */
   return 0;
 }
 

@@ -233,6 +233,8 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int
   eng->last_index++;
   eng->last_seq++;
   eng->queue_bytes += bytes;
+  /* The memory store acknowledges now; a durable one once stored. */
+  if (!eng->committer) oee__metrics_submitted(&eng->metrics, t);
   return 0;
 }
 
