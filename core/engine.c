@@ -89,9 +89,6 @@ static int open_config_parts(oee_engine *eng, const oee_engine_config *cfg, oee_
   if (rc == 0 && cfg->n_remote_types > 0) {
     rc = oee__remote_init(eng, cfg->remote_types, cfg->n_remote_types, err);
   }
-  for (size_t i = 0; rc == 0 && i < cfg->n_remote_types; i++) {
-    oee__metrics_add_type(&eng->metrics, cfg->remote_types[i]);
-  }
   if (rc == 0 && cfg->data_dir != NULL && cfg->data_dir[0] != '\0') {
     rc = oee__durable_open(eng, cfg, err);
   }

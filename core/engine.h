@@ -51,7 +51,9 @@ typedef struct executor {
   oee_validate_fn validate;
   int flags; /* OEE__EXEC_* */
   void *user_data;
-  char type[]; /* immutable after the entry is made */
+  int metrics_slot; /* the type's slot in eng->metrics, -1: not counted;
+                     * immutable after the entry is made */
+  char type[];      /* immutable after the entry is made */
 } executor;
 
 typedef struct worker {

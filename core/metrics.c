@@ -16,11 +16,17 @@ const int64_t oee_histogram_bounds_ns[OEE_HISTOGRAM_BUCKETS - 1] = {
 };
 
 int oee_histogram_bucket(int64_t ns) {
-  /* Most observations are short: a scan from the smallest bound ends in a
-   * few well-predicted compares. */
-  int i = 0;
-  while (i < OEE_HISTOGRAM_BUCKETS - 1 && ns > oee_histogram_bounds_ns[i]) i++;
-  return i;
+  /* The first bound >= ns, by bisection: five compares for any value. */
+  int lo = 0, hi = OEE_HISTOGRAM_BUCKETS - 1; /* hi: the +Inf bucket */
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (ns <= oee_histogram_bounds_ns[mid]) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
 }
 
 void oee__hist_observe(oee__hist *h, int64_t ns) {
@@ -62,14 +68,17 @@ oee__type_slot *oee__metrics_find(oee__metrics *m, const char *type) {
   return NULL;
 }
 
-void oee__metrics_add_type(oee__metrics *m, const char *type) {
+int oee__metrics_add_type(oee__metrics *m, const char *type) {
   oee__lock(&m->add_lock);
   size_t n = atomic_load_explicit(&m->n, memory_order_relaxed);
-  if (n < OEE__METRICS_MAX_TYPES && oee__metrics_find(m, type) == NULL &&
+  oee__type_slot *s = oee__metrics_find(m, type);
+  if (s == NULL && n < OEE__METRICS_MAX_TYPES &&
       (m->types[n].task_type = oee_strdup(type)) != NULL) {
+    s = &m->types[n];
     atomic_store_explicit(&m->n, n + 1, memory_order_release);
   }
   oee__unlock(&m->add_lock);
+  return s ? (int)(s - m->types) : -1;
 }
 
 #ifndef OEE_NO_METRICS

@@ -17,8 +17,10 @@
  * that, or one whose name could not be copied, is not counted). Slots are
  * appended under add_lock (a leaf, taken only to add) and published by a
  * release store of `n`; a published slot's name never changes, so readers
- * take no lock. A task record caches its slot (oee_task.metrics_slot) the
- * first time it is counted, so a change costs no name lookup.
+ * take no lock. The executor table keeps each type's slot index, so a
+ * submission finds it with the executor it looks up anyway, and the task
+ * record keeps it (oee_task.metrics_slot): counting costs no name lookup.
+ * A record made elsewhere (recovery) looks its slot up once.
  * Building with -DOEE_NO_METRICS leaves the task counters out (the calls
  * below become empty), to measure what they cost (bench/core_bench).
  */
@@ -69,9 +71,9 @@ typedef struct oee__metrics {
 /* init: 0 or OEE_ENOMEM (the lock); fini frees the names. */
 int oee__metrics_init(oee__metrics *m);
 void oee__metrics_fini(oee__metrics *m);
-/* Gives `type` a slot unless it has one (any thread; takes add_lock). A
- * type that finds no room is left uncounted. */
-void oee__metrics_add_type(oee__metrics *m, const char *type);
+/* The slot index of `type`, made unless it has one (any thread; takes
+ * add_lock); -1 when there is no room (the type is left uncounted). */
+int oee__metrics_add_type(oee__metrics *m, const char *type);
 /* The slot of `type`, or NULL. Any thread, no lock. */
 oee__type_slot *oee__metrics_find(oee__metrics *m, const char *type);
 

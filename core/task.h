@@ -41,8 +41,9 @@ typedef struct oee_task {
   uint32_t heap_pos;          /* position in the queue, OEE_TASK_NOT_QUEUED if none */
   uint32_t order_pos;         /* the store's slot for submission order */
   int32_t priority;           /* == snap->priority, kept here for the heap */
-  int32_t metrics_slot;       /* metrics.c's cache, engine lock held: 0 = not
-                               * looked up, -1 = none, else slot index + 1 */
+  int32_t metrics_slot;       /* the type's slot in metrics.c + 1, set at
+                               * submission; -1 = none; 0 = not looked up yet
+                               * (a record read back), done with the lock held */
 } oee_task;
 
 _Static_assert(sizeof(void *) != 8 || sizeof(oee_task) == 80, "oee_task grew past 80 bytes");
