@@ -173,6 +173,22 @@ static void finish_ok(oee_committer *c, oee_commit_item *items) {
   done_end(&d);
 }
 
+/* Queues a written batch for the flusher; t0 is when its write began. */
+static void hand_to_flusher(oee_committer *c, oee_commit_item *items, int64_t t0) {
+  oee__lock(&c->lock);
+  oee_commit_item *last = items;
+  while (last->next) last = last->next;
+  if (c->flush_tail) {
+    c->flush_tail->next = items;
+  } else {
+    c->flush_head = items;
+    c->flush_t0 = t0; /* the group the next flush makes durable starts here */
+  }
+  c->flush_tail = last;
+  oee__signal(&c->flush_cv);
+  oee__unlock(&c->lock);
+}
+
 /* Sleeps `ns` unless stopping; lock held. */
 static void pause_locked(oee_committer *c, int64_t ns) {
   int64_t until = oee__mono_ns() + ns;
@@ -203,18 +219,7 @@ static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
   if (rc == 0) {
     written_ok(c, items);
     if (c->has_flusher) {
-      oee__lock(&c->lock);
-      oee_commit_item *last = items;
-      while (last->next) last = last->next;
-      if (c->flush_tail) {
-        c->flush_tail->next = items;
-      } else {
-        c->flush_head = items;
-        c->flush_t0 = t0; /* the group the next flush makes durable starts here */
-      }
-      c->flush_tail = last;
-      oee__signal(&c->flush_cv);
-      oee__unlock(&c->lock);
+      hand_to_flusher(c, items, t0);
     } else {
       if (c->db != NULL) oee__hist_observe(&c->commits, took); /* stored once written */
       finish_ok(c, items);
