@@ -32,7 +32,7 @@ import grpc
 from oee.v1 import orchestrator_pb2 as pb
 
 import test_wire
-from test_wire import DONE, RPC_TIMEOUT, RUNNING, wait_until
+from test_wire import DONE, ERROR, RPC_TIMEOUT, RUNNING, wait_until
 
 SCRAPES = 1000
 SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -96,11 +96,12 @@ class MetricsServer(test_wire.ServerTestCase):
         return body
 
     def submit_and_finish(self, specs):
-        """Submits (task_type, context) pairs; waits until all are DONE."""
-        ids = [self.submit(t, context=c).task_id for t, c in specs]
-        for i in ids:
-            self.assertEqual(self.wait_status(i).status, DONE)
-        return ids
+        """Submits (task_type, context) pairs; waits until all are DONE (ERROR
+        for the `fail` type)."""
+        ids = [(self.submit(t, context=c).task_id, t) for t, c in specs]
+        for i, t in ids:
+            self.assertEqual(self.wait_status(i).status, ERROR if t == "fail" else DONE)
+        return [i for i, _ in ids]
 
 
 class MetricsTest(MetricsServer):
@@ -291,20 +292,40 @@ class PrometheusTest(MetricsServer):
         result = json.loads(body)["data"]["result"] if body else []
         return float(result[0]["value"][1]) if len(result) == 1 else None
 
+    def results(self, expr):
+        body = self.prom_get("/api/v1/query?query=" + urllib.parse.quote(expr))
+        return json.loads(body)["data"]["result"] if body else []
+
     def test_prometheus_sees_the_totals(self):
         self.start_prometheus()
-        n_echo, n_sleep = 25, 15
-        self.submit_and_finish([("echo", {"message": "p"})] * n_echo
-                               + [("sleep", {"seconds": "0.05"})] * n_sleep)
-        want = n_echo + n_sleep
+        # Scraped once before anything runs, so that rate() sees the rise.
         wait_until(lambda: self.query('up{job="oee"}') == 1, 60, "prometheus to scrape OEE")
-        wait_until(lambda: self.query("sum(oee_tasks_submitted_total)") == want, 60,
-                   "sum(oee_tasks_submitted_total) == %d in prometheus" % want)
+        n_echo, n_sleep, n_fail = 25, 15, 5
+        self.submit_and_finish([("echo", {"message": "p"})] * n_echo
+                               + [("sleep", {"seconds": "0.05"})] * n_sleep
+                               + [("fail", {"message": "planned"})] * n_fail)
+        want = n_echo + n_sleep
+        wait_until(lambda: self.query("sum(oee_tasks_submitted_total)") == want + n_fail, 60,
+                   "sum(oee_tasks_submitted_total) == %d in prometheus" % (want + n_fail))
         wait_until(lambda: self.query('sum(oee_tasks_finished_total{status="done"})') == want,
                    60, 'sum(oee_tasks_finished_total{status="done"}) == %d' % want)
         self.assertEqual(self.query('oee_tasks_submitted_total{task_type="sleep"}'), n_sleep)
         self.assertEqual(self.query('oee_tasks{status="done"}'), want)
+        self.check_readme_queries(n_fail / float(want + n_fail))
 
+    def check_readme_queries(self, failure_share):
+        """The three queries the README gives operators answer sensibly."""
+        depth = self.results('sum by (status) (oee_tasks{status=~"queued|scheduled"})')
+        self.assertEqual(sorted(r["metric"]["status"] for r in depth), ["queued", "scheduled"])
+        self.assertEqual([float(r["value"][1]) for r in depth], [0.0, 0.0])
+        rate = self.query('sum(rate(oee_tasks_finished_total{status="error"}[5m]))'
+                          " / sum(rate(oee_tasks_finished_total[5m]))")
+        self.assertIsNotNone(rate)
+        self.assertAlmostEqual(rate, failure_share, delta=0.01)
+        p99 = self.query("histogram_quantile(0.99, sum by (le) "
+                         "(rate(oee_task_queue_wait_seconds_bucket[5m])))")
+        self.assertIsNotNone(p99)
+        self.assertTrue(0 <= p99 < 60, p99)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
