@@ -14,13 +14,11 @@
 #include "client/oeectl.h"
 
 static const oeectl_cmd *const commands[] = {
-    &oeectl_cmd_submit,   &oeectl_cmd_submit_batch,
-    &oeectl_cmd_get,      &oeectl_cmd_list,
-    &oeectl_cmd_cancel,   &oeectl_cmd_retry,
-    &oeectl_cmd_status,   &oeectl_cmd_watch,
-    &oeectl_cmd_pipeline, &oeectl_cmd_schedule,
-    &oeectl_cmd_clear,    &oeectl_cmd_health,
-    &oeectl_cmd_worker,   NULL,
+    &oeectl_cmd_submit,   &oeectl_cmd_submit_batch, &oeectl_cmd_get,
+    &oeectl_cmd_list,     &oeectl_cmd_cancel,       &oeectl_cmd_retry,
+    &oeectl_cmd_status,   &oeectl_cmd_top,          &oeectl_cmd_watch,
+    &oeectl_cmd_pipeline, &oeectl_cmd_schedule,     &oeectl_cmd_clear,
+    &oeectl_cmd_health,   &oeectl_cmd_worker,       NULL,
 };
 
 static const oeectl_cmd root = {"oeectl", "", "usage: oeectl [GLOBAL OPTIONS] COMMAND [ARGS]\n",

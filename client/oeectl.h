@@ -218,10 +218,10 @@ json_t *oeectl_json_event(const Oee__V1__TaskEvent *e);
 json_t *oeectl_json_schedule(const Oee__V1__Schedule *s);
 
 /* ---- command groups (oeectl_tasks.c, oeectl_status.c,
- * oeectl_pipeline.c, oeectl_schedule.c, oeectl_worker.c) ---- */
+ * oeectl_pipeline.c, oeectl_schedule.c, oeectl_worker.c, oeectl_top.c) ---- */
 extern const oeectl_cmd oeectl_cmd_submit, oeectl_cmd_submit_batch, oeectl_cmd_get, oeectl_cmd_list,
     oeectl_cmd_cancel, oeectl_cmd_retry, oeectl_cmd_clear, oeectl_cmd_status, oeectl_cmd_watch,
-    oeectl_cmd_health, oeectl_cmd_pipeline, oeectl_cmd_schedule, oeectl_cmd_worker;
+    oeectl_cmd_health, oeectl_cmd_pipeline, oeectl_cmd_schedule, oeectl_cmd_worker, oeectl_cmd_top;
 
 /* Prints a submit reply: the id, or with --json the task. Returns 0 or an
  * exit code. */

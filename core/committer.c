@@ -9,8 +9,9 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "core/sync.h"
+#include "core/metrics.h"
 #include "core/oee_alloc.h"
+#include "core/sync.h"
 
 #define DEFAULT_MAX_BATCH 16384
 #define RETRY_FIRST_NS 10000000LL /* 10 ms after the first failed write */
@@ -32,9 +33,14 @@ struct oee_committer {
   oee_commit_item *flush_head, *flush_tail; /* guarded by lock */
   int flushing;                             /* guarded by lock */
   int flush_stop;                           /* guarded by lock */
+  int64_t flush_t0;                         /* guarded by lock: monotonic start of the write
+                                             * of the oldest batch in flush_head */
   pthread_cond_t flush_cv;                  /* items handed over, or flush_stop */
   int has_flusher;                          /* immutable after create */
   pthread_t flush_thread;
+  /* One observation per group commit (with a database): atomics, read by
+   * oee_committer_commits() on any thread. */
+  oee__hist commits;
 
   /* Committer thread only. */
   oee_db *db; /* borrowed; NULL for the memory store */
@@ -167,6 +173,22 @@ static void finish_ok(oee_committer *c, oee_commit_item *items) {
   done_end(&d);
 }
 
+/* Queues a written batch for the flusher; t0 is when its write began. */
+static void hand_to_flusher(oee_committer *c, oee_commit_item *items, int64_t t0) {
+  oee__lock(&c->lock);
+  oee_commit_item *last = items;
+  while (last->next) last = last->next;
+  if (c->flush_tail) {
+    c->flush_tail->next = items;
+  } else {
+    c->flush_head = items;
+    c->flush_t0 = t0; /* the group the next flush makes durable starts here */
+  }
+  c->flush_tail = last;
+  oee__signal(&c->flush_cv);
+  oee__unlock(&c->lock);
+}
+
 /* Sleeps `ns` unless stopping; lock held. */
 static void pause_locked(oee_committer *c, int64_t ns) {
   int64_t until = oee__mono_ns() + ns;
@@ -197,18 +219,9 @@ static int round_once(oee_committer *c, int64_t *retry_ns, int *stop_attempts) {
   if (rc == 0) {
     written_ok(c, items);
     if (c->has_flusher) {
-      oee__lock(&c->lock);
-      oee_commit_item *last = items;
-      while (last->next) last = last->next;
-      if (c->flush_tail) {
-        c->flush_tail->next = items;
-      } else {
-        c->flush_head = items;
-      }
-      c->flush_tail = last;
-      oee__signal(&c->flush_cv);
-      oee__unlock(&c->lock);
+      hand_to_flusher(c, items, t0);
     } else {
+      if (c->db != NULL) oee__hist_observe(&c->commits, took); /* stored once written */
       finish_ok(c, items);
     }
     *retry_ns = 0;
@@ -246,6 +259,7 @@ static void *flusher_main(void *arg) {
     oee__lock(&c->lock);
     while (c->flush_head == NULL && !c->flush_stop) oee__wait(&c->flush_cv, &c->lock);
     oee_commit_item *items = c->flush_head;
+    int64_t t0 = c->flush_t0;
     c->flush_head = c->flush_tail = NULL;
     c->flushing = items != NULL;
     oee__unlock(&c->lock);
@@ -255,6 +269,8 @@ static void *flusher_main(void *arg) {
       fprintf(stderr, "oee: %s: stopping, the last commits may not be durable\n", err.message);
       abort();
     }
+    /* A group commit: from its first write to the flush that made it durable. */
+    oee__hist_observe(&c->commits, oee__mono_ns() - t0);
     finish_ok(c, items);
     oee__lock(&c->lock);
     c->flushing = 0;
@@ -363,6 +379,10 @@ void oee_committer_flush(oee_committer *c) {
   oee__lock(&c->lock);
   while (!idle_locked(c)) oee__wait(&c->idle_cv, &c->lock);
   oee__unlock(&c->lock);
+}
+
+void oee_committer_commits(oee_committer *c, oee_histogram *out) {
+  oee__hist_read(&c->commits, out);
 }
 
 void oee_committer_stats_get(oee_committer *c, oee_committer_stats *out) {

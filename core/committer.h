@@ -106,6 +106,12 @@ void oee__committer_pause(oee_committer *c, int paused);
 
 void oee_committer_stats_get(oee_committer *c, oee_committer_stats *out);
 
+/* The group commits so far (any thread, no lock): with a database, one
+ * observation per group, from the start of its write until it is stored
+ * (written, and flushed when the database needs it); none without one or
+ * for a write that failed. */
+void oee_committer_commits(oee_committer *c, oee_histogram *out);
+
 /* Writes what is pending, stops the thread and frees the committer. Items
  * still failing when it stops are handed to `done` with OEE_ESTOPPED. */
 void oee_committer_destroy(oee_committer *c);

@@ -338,7 +338,8 @@ static void submit_stored(oee_commit_item *item, int rc, const oee_error *err) {
   eng->pending_submits--;
   if (rc == 0) rc = eng->store->ops->insert(eng->store, t); /* cannot fail: reserved */
   if (rc == 0) {
-    oee__task_place(eng, t); /* room reserved at submission */
+    oee__metrics_submitted(&eng->metrics, t); /* acknowledged below */
+    oee__task_place(eng, t);                  /* room reserved at submission */
     oee__bus_publish(eng->bus, tk->queued);
     oee__graph_placed(eng, t); /* decided meanwhile: queued, or ended */
   } else {

@@ -43,10 +43,12 @@ static int engine_init_locks(oee_engine *eng) {
   if (oee__cond_init(&eng->drain_cv) != 0) goto no_cond;
   if (oee__cond_init(&eng->retention_cv) != 0) goto no_retention_cond;
   if (oee__cond_init(&eng->timer_cv) != 0) goto no_timer_cond;
+  if (oee__metrics_init(&eng->metrics) != 0) goto no_metrics;
   return 0;
+no_metrics:
+  pthread_cond_destroy(&eng->timer_cv);
 no_timer_cond:
   pthread_cond_destroy(&eng->retention_cv);
-  pthread_cond_destroy(&eng->timer_cv);
 no_retention_cond:
   pthread_cond_destroy(&eng->drain_cv);
 no_cond:
@@ -169,6 +171,7 @@ void oee_engine_destroy(oee_engine *eng) {
   pthread_cond_destroy(&eng->timer_cv);
   pthread_mutex_destroy(&eng->lock);
   pthread_rwlock_destroy(&eng->exec_lock);
+  oee__metrics_fini(&eng->metrics);
   oee_free(eng);
 }
 

@@ -39,6 +39,7 @@
 #include "core/events.h"
 #include "core/heap.h"
 #include "core/internal.h"
+#include "core/metrics.h"
 #include "core/store.h"
 #include "core/task.h"
 
@@ -50,7 +51,9 @@ typedef struct executor {
   oee_validate_fn validate;
   int flags; /* OEE__EXEC_* */
   void *user_data;
-  char type[]; /* immutable after the entry is made */
+  int metrics_slot; /* the type's slot in eng->metrics, -1: not counted;
+                     * immutable after the entry is made */
+  char type[];      /* immutable after the entry is made */
 } executor;
 
 typedef struct worker {
@@ -172,6 +175,9 @@ struct oee_engine {
   size_t result_max; /* bytes kept of a result */
   const oee_exec_table *commands;
   const oee_model_table *models;
+
+  /* Counters and histograms (metrics.c): atomics, no lock of their own. */
+  oee__metrics metrics;
 };
 
 /* How long a thread that could not allocate waits before it retries: long

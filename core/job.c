@@ -32,6 +32,7 @@ void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   }
   const oee_task_info *old = t->snap;
   t->snap = next;
+  oee__metrics_changed(&eng->metrics, t, old, next);
   eng->store->ops->changed(eng->store, t, from);
   if (!oee_task_status_is_terminal(from) && oee_task_status_is_terminal(next->status)) {
     eng->queue_bytes -= oee__task_bytes(next);

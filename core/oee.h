@@ -530,6 +530,76 @@ typedef struct oee_status {
 int oee_engine_status(oee_engine *eng, oee_status *out);
 void oee_status_free(oee_status *st);
 
+/* --------------------------------------------------------------- metrics */
+
+/*
+ * What the engine did since it was created, for a metrics endpoint. The
+ * counters are relaxed atomic adds made where the engine works anyway (no
+ * lock of their own); reading them takes no lock and stops nobody.
+ *
+ * Histograms have fixed buckets suited to seconds: an observation counts in
+ * the first bucket whose upper bound it does not exceed, bounds 0.5 ms, 1,
+ * 2.5, 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5, 10, 30, 60, 300 s, and
+ * +Inf for the last bucket.
+ */
+#define OEE_HISTOGRAM_BUCKETS 18
+/* The upper bounds of the first OEE_HISTOGRAM_BUCKETS - 1 buckets, in ns. */
+extern const int64_t oee_histogram_bounds_ns[OEE_HISTOGRAM_BUCKETS - 1];
+/* The bucket (0..OEE_HISTOGRAM_BUCKETS - 1) an observation of `ns` counts in. */
+int oee_histogram_bucket(int64_t ns);
+
+typedef struct oee_histogram {
+  uint64_t buckets[OEE_HISTOGRAM_BUCKETS]; /* observations per bucket, not cumulative */
+  uint64_t count;                          /* the sum of buckets */
+  uint64_t sum_ns;                         /* of every observation */
+} oee_histogram;
+
+/* One task type's counts. */
+typedef struct oee_type_metrics {
+  const char *task_type; /* lives as long as the engine */
+  /* Acknowledged submissions (a repeated idempotency key creates nothing
+   * and is not one; a RetryTask is not one either). */
+  uint64_t submitted;
+  /* Changes into DONE, ERROR and CANCELLED, indexed by that status (the
+   * other entries are 0); a task retried with RetryTask counts again. */
+  uint64_t finished[OEE_TASK_STATUS_COUNT];
+  uint64_t retries; /* failed attempts scheduled to run again */
+  /* QUEUED -> RUNNING: from the moment the task became QUEUED (created,
+   * its run_at passed, its dependencies were done, its retry was due) to
+   * the start of the attempt. A task recovered from the database counts
+   * from max(created_at, run_at). */
+  oee_histogram queue_wait;
+  /* The start of an attempt to its end (an attempt interrupted by a
+   * restart is not measured). */
+  oee_histogram run;
+} oee_type_metrics;
+
+/* Called once per counted type by oee_engine_type_metrics(); `m` is
+ * borrowed for the call. */
+typedef void (*oee_type_metrics_fn)(void *arg, const oee_type_metrics *m);
+/*
+ * Calls fn for every task type the engine counts, in the order they were
+ * registered: its executors (built-in and registered, up to 64 types) and
+ * its remote types. Tasks of other types are not counted. Takes no lock.
+ */
+void oee_engine_type_metrics(oee_engine *eng, oee_type_metrics_fn fn, void *arg);
+
+/* The engine as a whole: gauges read now, and the store's commits. */
+typedef struct oee_metrics {
+  uint64_t by_status[OEE_TASK_STATUS_COUNT]; /* as oee_engine_status() counts */
+  int workers_busy;                          /* in-process workers running a task */
+  size_t remote_workers;                     /* as oee_engine_remote_workers() lists */
+  uint64_t store_bytes;        /* the database file and its WAL; 0 without a data_dir */
+  oee_histogram store_commits; /* with a data_dir, one per group commit: from the
+                                * start of its write until it is stored under
+                                * `sync` (written, and flushed when sync is
+                                * full); all zero without one */
+} oee_metrics;
+
+/* Fills *out (takes the engine lock briefly, like oee_engine_status()).
+ * 0 or OEE_ENOMEM. */
+int oee_engine_metrics(oee_engine *eng, oee_metrics *out);
+
 /* ---------------------------------------------------------------- events */
 
 typedef struct oee_sub oee_sub;

@@ -1,14 +1,17 @@
 /*
  * query.c - reads and small changes from callers: cancel, get, list,
- * clear, status and subscribe (see engine.h for the design).
+ * clear, status, metrics and subscribe (see engine.h for the design).
  * Lock order: eng->lock -> bus locks (events.c) -> token lock.
  */
 #include "core/engine.h"
 
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/committer.h"
 #include "core/db.h"
 #include "core/oee_alloc.h"
 #include "core/sync.h"
@@ -308,6 +311,63 @@ int oee_engine_status(oee_engine *eng, oee_status *out) {
     for (int i = 0; i < OEE_TASK_STATUS_COUNT; i++) out->total_tasks += out->by_status[i];
     out->queue_size = out->by_status[OEE_TASK_QUEUED];
   }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+void oee_engine_type_metrics(oee_engine *eng, oee_type_metrics_fn fn, void *arg) {
+  oee__metrics *m = &eng->metrics;
+  size_t n = atomic_load_explicit(&m->n, memory_order_acquire);
+  for (size_t i = 0; i < n; i++) {
+    oee__type_slot *s = &m->types[i];
+    oee_type_metrics out = {.task_type = s->task_type};
+    out.submitted = atomic_load_explicit(&s->submitted, memory_order_relaxed);
+    out.retries = atomic_load_explicit(&s->retries, memory_order_relaxed);
+    out.finished[OEE_TASK_DONE] =
+        atomic_load_explicit(&s->finished[OEE__FIN_DONE], memory_order_relaxed);
+    out.finished[OEE_TASK_ERROR] =
+        atomic_load_explicit(&s->finished[OEE__FIN_ERROR], memory_order_relaxed);
+    out.finished[OEE_TASK_CANCELLED] =
+        atomic_load_explicit(&s->finished[OEE__FIN_CANCELLED], memory_order_relaxed);
+    oee__hist_read(&s->queue_wait, &out.queue_wait);
+    oee__hist_read(&s->run, &out.run);
+    fn(arg, &out);
+  }
+}
+
+/* Bytes of a file, 0 when it does not exist (a WAL between checkpoints). */
+static uint64_t file_bytes(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* The database file and its write-ahead log. */
+static uint64_t store_bytes(oee_engine *eng) {
+  if (eng->db == NULL) return 0;
+  const char *path = oee_db_path(eng->db);
+  char wal[4096];
+  uint64_t n = file_bytes(path);
+  if (snprintf(wal, sizeof(wal), "%s-wal", path) < (int)sizeof(wal)) n += file_bytes(wal);
+  return n;
+}
+
+int oee_engine_metrics(oee_engine *eng, oee_metrics *out) {
+  memset(out, 0, sizeof(*out));
+  oee_remote_worker *rw = NULL;
+  int rc = oee_engine_remote_workers(eng, &rw, &out->remote_workers);
+  oee_remote_workers_free(rw);
+  if (rc != 0) return rc;
+  uint64_t total;
+  oee__lock(&eng->lock);
+  if (eng->db == NULL) eng->store->ops->counts(eng->store, out->by_status, &total);
+  for (int i = 0; i < eng->num_workers; i++) out->workers_busy += eng->workers[i].busy;
+  oee__unlock(&eng->lock);
+  if (eng->db != NULL) oee__durable_counts(eng, NULL, out->by_status); /* as oee_engine_status */
+  if (eng->committer != NULL && eng->db != NULL) {
+    oee_committer_commits(eng->committer, &out->store_commits);
+  }
+  out->store_bytes = store_bytes(eng);
   return 0;
 }
 

@@ -32,6 +32,8 @@ int oee__engine_register_full(oee_engine *eng, const char *task_type, oee_execut
   executor *fresh = oee_calloc(1, sizeof(*fresh) + len);
   if (fresh == NULL) return OEE_ENOMEM;
   memcpy(fresh->type, task_type, len);
+  /* Counted from now on; a submission finds the slot with its executor. */
+  fresh->metrics_slot = oee__metrics_add_type(&eng->metrics, task_type);
   if (pthread_rwlock_wrlock(&eng->exec_lock) != 0) abort();
   executor *e = executor_find(eng, task_type);
   if (e == NULL) {

@@ -12,18 +12,37 @@
  * nothing but their heap slot. Times are whole seconds (oee_cron_next).
  * A firing, under the engine lock: the latest firing time not after now is
  * chosen (the ones before it, missed when the thread ran late, count as
- * skipped), the next one is computed and the schedule goes back into the
- * heap; with SKIP, a previous firing's task that is unfinished (or not yet
- * acknowledged) skips this one. Otherwise the timer thread lets go of the
- * lock and submits the template like any caller, with schedule_id and the
- * key "<schedule_id>@<time>"; the acknowledgement records the task. The
- * key makes a firing idempotent: after a crash the same firing submitted
- * again is answered as a duplicate and creates nothing.
+ * skipped) and the next one computed; with SKIP, a previous firing's task
+ * that is unfinished skips this one (and the schedule goes back into the
+ * heap at once). Otherwise the timer thread lets go of the lock and submits
+ * the template like any caller, with schedule_id and the key
+ * "<schedule_id>@<time>"; the acknowledgement records the task and puts
+ * the schedule back into the heap. The key makes a firing idempotent: a
+ * firing submitted again is answered as a duplicate and creates nothing.
  * Storage: every change of a schedule (create, pause, a firing, delete) is
  * written whole in this file's byte form through the committer, so it
  * shares the tasks' group commits; create, pause and delete return once
- * theirs is stored. At create a durable engine loads them back: the latest
- * firing missed while it was down fires once, the others count as skipped.
+ * theirs is stored. A firing's task and its schedule's row are two items
+ * of the committer, and a group commit may split them (the committer takes
+ * whatever is queued when it starts a write), so no order of appends makes
+ * them one transaction: a process killed between the two leaves a task
+ * that the row does not count. Instead a stored row keeps one rule: its
+ * counts cover exactly the firing times before its next firing (next_s),
+ * and only that next firing may have a task it does not count. Three
+ * things keep the rule:
+ *  - a schedule has at most one firing on its way: one that comes due
+ *    meanwhile waits out of the heap until the first is told (one commit);
+ *  - every row written while a firing is on its way names that firing as
+ *    next (first_open);
+ *  - a row that counts firings missed when the timer ran late is appended
+ *    before the task of the firing that follows them, and the committer
+ *    writes its queue in order (a failed write keeps the row, which must
+ *    be stored, and refuses the task), so the row is stored no later than
+ *    the task.
+ * At create a durable engine loads the rows back and looks each one's next
+ * firing's key up in the database (load_settle): a task found is that
+ * firing's run, counted once. Then the latest firing missed while it was
+ * down fires once and the others count as skipped.
  * A schedule is counted: the engine's array holds one count, a firing on
  * its way another, so a delete during a firing frees it only once the
  * firing is told.
@@ -59,8 +78,9 @@ struct oee__sched {
   int64_t last_s; /* 0 before the first firing */
   char last_task[OEE_ID_LEN + 1];
   int64_t runs, skipped;
-  int firing;  /* a firing's submission is on its way */
-  int deleted; /* out of the engine's array */
+  int firing;        /* a firing's submission is on its way (at most one) */
+  int64_t firing_at; /* its time, while `firing` */
+  int deleted;       /* out of the engine's array */
   unsigned refs;
   size_t heap_pos;
 };
@@ -192,6 +212,11 @@ static void put_template(oee__wbuf *b, const oee_submit *t) {
   for (size_t i = 0; i < t->depends_on_len; i++) oee__put_str(b, t->depends_on[i]);
 }
 
+/* The first firing time a row of s does not count: the firing on its way
+ * (its task may be stored before its outcome is: see DESIGN), else the
+ * next one. */
+static int64_t first_open(const oee__sched *s) { return s->firing ? s->firing_at : s->next_s; }
+
 /* The stored form of s (a new buffer in *out, oee_free it). 0 or OEE_ENOMEM. */
 static int encode(const oee__sched *s, void **out, size_t *len) {
   oee__wbuf b = {0};
@@ -201,7 +226,7 @@ static int encode(const oee__sched *s, void **out, size_t *len) {
   put_i64(&b, s->created_s);
   put_i64(&b, s->overlap);
   put_i64(&b, s->paused);
-  put_i64(&b, s->next_s);
+  put_i64(&b, first_open(s));
   put_i64(&b, s->last_s);
   oee__put_str(&b, s->last_task);
   put_i64(&b, s->runs);
@@ -375,9 +400,9 @@ static int64_t next_after(const oee__sched *s, int64_t t) {
 
 typedef oee__firing firing;
 
-/* 1 when the task of s's previous firing has not ended (lock held). */
+/* 1 when the task of s's previous firing has not ended (lock held; no
+ * firing of s is on its way: one that came due meanwhile waited for it). */
 static int previous_unfinished(oee_engine *eng, const oee__sched *s) {
-  if (s->firing) return 1;
   if (!s->last_task[0]) return 0;
   oee_task *t = eng->store->ops->lookup(eng->store, s->last_task);
   return t != NULL && !oee_task_status_is_terminal(t->snap->status);
@@ -391,17 +416,22 @@ size_t oee__sched_take(oee_engine *eng, int64_t now_ns, firing *out, size_t cap,
   while ((s = oee_heap_peek(&eng->sched_heap)) != NULL && n < cap) {
     if (s->next_s > now) break;
     oee_heap_pop(&eng->sched_heap);
+    if (s->firing) continue; /* one firing at a time: fire_done puts it back */
     int64_t missed;
     int64_t at = latest_due(s, s->next_s, now, &missed);
     s->skipped += missed;
     s->next_s = next_after(s, at);
-    arm(eng, s); /* its slot was just freed */
     if (s->overlap == OEE_OVERLAP_SKIP && previous_unfinished(eng, s)) {
       s->skipped++;
+      arm(eng, s);            /* its slot was just freed */
       store(eng, s, 0, NULL); /* a count lost to no memory is found again at the next change */
       continue;
     }
     s->firing = 1;
+    s->firing_at = at;
+    /* The missed ones are stored ahead of this firing's task (see DESIGN),
+     * in a row that names this firing as next. */
+    if (missed > 0) store(eng, s, 0, NULL);
     s->refs++;
     out[n++] = (firing){eng, s, at};
   }
@@ -410,7 +440,9 @@ size_t oee__sched_take(oee_engine *eng, int64_t now_ns, firing *out, size_t cap,
 }
 
 /* A firing is over: its task (or the duplicate that answers for it) is
- * the schedule's latest, or it counts as skipped. No lock held. */
+ * the schedule's latest, or it counts as skipped; the schedule is back in
+ * the heap for its next firing (taken out while this one was on its way).
+ * No lock held. */
 static void fire_done(oee_engine *eng, oee__sched *s, int64_t at, const oee_task_info *t) {
   oee__lock(&eng->lock);
   s->firing = 0;
@@ -421,7 +453,10 @@ static void fire_done(oee_engine *eng, oee__sched *s, int64_t at, const oee_task
   } else {
     s->skipped++; /* refused (a full queue, the engine stopping): not run */
   }
-  if (!s->deleted) store(eng, s, 0, NULL);
+  if (!s->deleted) {
+    if (s->heap_pos == OEE_HEAP_NONE) arm(eng, s); /* a resume may have armed it */
+    store(eng, s, 0, NULL);
+  }
   sched_unref(s);
   oee__unlock(&eng->lock);
 }
@@ -434,13 +469,20 @@ static void fired(void *arg, int rc, const oee_task_info *t, const oee_error *er
   oee_free(f);
 }
 
+/* A firing's idempotency key: "<schedule_id>@YYYY-MM-DDTHH:MM:SSZ". */
+#define KEY_SIZE (OEE_SCHEDULE_ID_MAX + 1 + OEE_CRON_TIME_SIZE)
+static void firing_key(const oee__sched *s, int64_t at, char key[KEY_SIZE]) {
+  char when[OEE_CRON_TIME_SIZE];
+  oee_cron_time_rfc3339(at, when);
+  snprintf(key, KEY_SIZE, "%s@%s", s->id, when);
+}
+
 void oee__sched_fire(oee_engine *eng, firing *fires, size_t n) {
   for (size_t i = 0; i < n; i++) {
     firing *f = oee_malloc(sizeof(*f));
     oee__sched *s = fires[i].s;
-    char key[OEE_SCHEDULE_ID_MAX + 1 + OEE_CRON_TIME_SIZE + 1], when[OEE_CRON_TIME_SIZE];
-    oee_cron_time_rfc3339(fires[i].at, when);
-    snprintf(key, sizeof(key), "%s@%s", s->id, when);
+    char key[KEY_SIZE];
+    firing_key(s, fires[i].at, key);
     oee_submit req = s->tmpl; /* immutable: read without the lock */
     req.schedule_id = s->id;
     req.idempotency_key = key;
@@ -451,7 +493,9 @@ void oee__sched_fire(oee_engine *eng, firing *fires, size_t n) {
     }
     *f = fires[i];
     /* Only a firing due before this engine opened can have been submitted
-     * by an earlier process (and must meet its task as a duplicate). */
+     * by an earlier process (and must meet its task as a duplicate): since
+     * load_settle finds such a task first, only rows stored by a build
+     * before it could still name one. */
     int rc = fires[i].at * 1000000000LL > eng->opened_ns
                  ? oee__engine_submit_new_key(eng, &req, fired, f, &err)
                  : oee__engine_submit_async(eng, &req, NULL, NULL, fired, f, &err);
@@ -537,8 +581,13 @@ static void insert_at(oee_engine *eng, oee__sched *s, size_t pos) {
   eng->n_scheds++;
 }
 
+/* Room for one more schedule (lock held): in the array, and a heap slot
+ * for every schedule, so that arm() never needs memory (fire_done puts a
+ * schedule back on the commit thread, a resume one that was paused). */
 static int reserve(oee_engine *eng) {
-  if (oee_heap_reserve(&eng->sched_heap, 1) != 0) return OEE_ENOMEM;
+  if (oee_heap_reserve(&eng->sched_heap, eng->n_scheds + 1 - eng->sched_heap.len) != 0) {
+    return OEE_ENOMEM;
+  }
   if (eng->n_scheds < eng->cap_scheds) return 0;
   size_t cap = eng->cap_scheds ? 2 * eng->cap_scheds : 16;
   oee__sched **grown = oee_realloc(eng->scheds, cap * sizeof(*grown));
@@ -570,7 +619,8 @@ int oee_engine_schedule_create_async(oee_engine *eng, const oee_schedule_spec *s
   if (!eng->accepting) {
     rc = oee_error_set(err, OEE_ESTOPPED, "shutting down: no schedule is created");
   } else if (found) {
-    rc = oee_error_set(err, OEE_EEXISTS, "schedule_id \"%s\" is in use", s->id);
+    rc = oee_error_set(err, OEE_EEXISTS, "schedule_id \"%s\" is in use by an existing schedule",
+                       s->id);
   } else if (eng->n_scheds >= eng->max_schedules) {
     rc = oee_error_set(err, OEE_EFULL, "there are already max_schedules=%zu schedules",
                        eng->max_schedules);
@@ -860,9 +910,7 @@ static int decode(const char *id, const void *body, size_t len, oee__sched **out
   return rc;
 }
 
-/* One stored schedule back, with the catch-up rule: of the firings missed
- * while the engine was down, the latest fires once (at once) and the
- * others count as skipped. Lock held (at create). */
+/* One stored schedule back into the array (lock held, at create). */
 static int load_one(const char *id, const void *body, size_t len, void *arg) {
   void **args = arg;
   oee_engine *eng = args[0];
@@ -874,12 +922,44 @@ static int load_one(const char *id, const void *body, size_t len, void *arg) {
     rc = oee_error_set(err, rc, "out of memory loading schedules");
   }
   if (rc != 0) return rc;
-  int64_t missed, latest = latest_due(s, s->next_s, oee_now_ns() / 1000000000LL, &missed);
-  if (!s->paused && latest != OEE_CRON_NONE) {
+  eng->scheds[eng->n_scheds++] = s; /* rows come in id order */
+  return 0;
+}
+
+/* A loaded schedule made current (lock held, at create). First the row's
+ * rule (see DESIGN): its next firing, when due, may have a task the row
+ * does not count, stored just before the process was killed; its key is
+ * looked up, and a task found counts as that firing's run. Then the
+ * catch-up: of the firings missed while the engine was down, the latest
+ * fires once (at once) and the others count as skipped; that is stored
+ * before its task can be, like a late firing's count. */
+static int load_settle(oee_engine *eng, oee__sched *s, int64_t now, oee_error *err) {
+  int changed = 0;
+  if (s->next_s != OEE_CRON_NONE && s->next_s <= now) {
+    char key[KEY_SIZE];
+    firing_key(s, s->next_s, key);
+    const oee_task_info *t = NULL;
+    oee_error why;
+    int rc = oee_db_find_key(eng->db, key, 0, &t, &why);
+    if (rc != 0 && rc != OEE_ENOENT) return oee_error_set(err, rc, "%s", why.message);
+    if (rc == 0) {
+      memcpy(s->last_task, t->id, sizeof(s->last_task));
+      s->last_s = s->next_s;
+      s->runs++;
+      s->next_s = next_after(s, s->next_s);
+      changed = 1;
+      oee_task_info_unref(t);
+    }
+  }
+  int64_t missed = 0, latest = s->paused ? OEE_CRON_NONE : latest_due(s, s->next_s, now, &missed);
+  if (latest != OEE_CRON_NONE) {
     s->skipped += missed;
     s->next_s = latest; /* due now: the timer fires it first thing */
+    changed |= missed > 0;
   }
-  eng->scheds[eng->n_scheds++] = s; /* rows come in id order */
+  if (changed && store(eng, s, 0, NULL) != 0) {
+    return oee_error_set(err, OEE_ENOMEM, "out of memory loading schedules");
+  }
   arm(eng, s);
   return 0;
 }
@@ -888,6 +968,10 @@ int oee__sched_load(oee_engine *eng, oee_error *err) {
   void *args[2] = {eng, err};
   oee__lock(&eng->lock);
   int rc = oee_db_load_schedules(eng->db, load_one, args, err);
+  int64_t now = oee_now_ns() / 1000000000LL;
+  for (size_t i = 0; rc == 0 && i < eng->n_scheds; i++) {
+    rc = load_settle(eng, eng->scheds[i], now, err);
+  }
   oee__unlock(&eng->lock);
   return rc;
 }

@@ -75,8 +75,9 @@ static int semantics_check(const oee_engine *eng, const oee_submit *req, oee_err
   return 0;
 }
 
-/* The one place a submission's fields are judged; *err says why not. */
-static int submit_check(oee_engine *eng, const oee_submit *req, const void *payload,
+/* The one place a submission's fields are judged; *err says why not.
+ * *slot (may be NULL) gets the type's metrics slot (-1: none). */
+static int submit_check(oee_engine *eng, const oee_submit *req, const void *payload, int *slot,
                         oee_error *err) {
   if (req == NULL) return oee_error_set(err, OEE_EINVAL, "no submission given");
   if (req->name == NULL || !req->name[0]) {
@@ -98,6 +99,7 @@ static int submit_check(oee_engine *eng, const oee_submit *req, const void *payl
     return oee_error_set(err, OEE_ENOEXEC, "unknown task_type \"%.64s\"; known types: %s",
                          req->task_type, known);
   }
+  if (slot != NULL) *slot = e.metrics_slot;
   if (payload == NULL && (e.flags & OEE__EXEC_INTERNAL)) {
     return oee_error_set(err, OEE_EINVAL,
                          "tasks of type \"%.64s\" cannot be submitted directly "
@@ -108,7 +110,7 @@ static int submit_check(oee_engine *eng, const oee_submit *req, const void *payl
 }
 
 int oee__submit_check(oee_engine *eng, const oee_submit *req, oee_error *err) {
-  return submit_check(eng, req, NULL, err);
+  return submit_check(eng, req, NULL, NULL, err);
 }
 
 /* Builds the QUEUED snapshot (index, seq and created_at are filled in under
@@ -233,6 +235,8 @@ static int enqueue_locked(oee_engine *eng, oee_task *t, oee_task_info *snap, int
   eng->last_index++;
   eng->last_seq++;
   eng->queue_bytes += bytes;
+  /* The memory store acknowledges now; a durable one once stored. */
+  if (!eng->committer) oee__metrics_submitted(&eng->metrics, t);
   return 0;
 }
 
@@ -324,7 +328,8 @@ static int duplicate_locked(oee_engine *eng, const char *key, const oee_task_inf
 }
 
 /* The task record for a new submission; payload ownership moves into it. */
-static oee_task *task_new(const oee_submit *req, void *payload, const oee_payload_ops *ops) {
+static oee_task *task_new(const oee_submit *req, void *payload, const oee_payload_ops *ops,
+                          int slot) {
   oee_task *t = oee_calloc(1, sizeof(*t));
   if (t == NULL) return NULL;
   if (payload) {
@@ -337,6 +342,7 @@ static oee_task *task_new(const oee_submit *req, void *payload, const oee_payloa
   }
   t->priority = req->priority;
   t->heap_pos = OEE_TASK_NOT_QUEUED;
+  t->metrics_slot = slot >= 0 ? slot + 1 : -1; /* see metrics.c */
   return t;
 }
 
@@ -347,9 +353,10 @@ static int prepare(oee_engine *eng, const oee_submit *req, void *payload,
   if (err != NULL) *err = (oee_error){0};
   *t = NULL;
   *snap = NULL;
-  int rc = submit_check(eng, req, payload, err);
+  int slot = -1;
+  int rc = submit_check(eng, req, payload, &slot, err);
   if (rc == 0) *snap = build_queued(eng, req, &rc, err);
-  if (rc == 0 && (*t = task_new(req, payload, ops)) == NULL) {
+  if (rc == 0 && (*t = task_new(req, payload, ops, slot)) == NULL) {
     rc = oee_error_set(err, OEE_ENOMEM, "out of memory creating the task");
   }
   if (rc != 0) {

@@ -24,7 +24,8 @@ typedef struct oee_payload {
 
 /*
  * 80 bytes per task: the queue and the store are most of the memory a
- * million queued tasks take, so rarely used fields live behind pointers.
+ * million queued tasks take, so rarely used fields live behind pointers
+ * (metrics_slot fills what was padding).
  */
 typedef struct oee_task {
   const oee_task_info *snap;  /* current snapshot (one owned reference) */
@@ -40,7 +41,12 @@ typedef struct oee_task {
   uint32_t heap_pos;          /* position in the queue, OEE_TASK_NOT_QUEUED if none */
   uint32_t order_pos;         /* the store's slot for submission order */
   int32_t priority;           /* == snap->priority, kept here for the heap */
+  int32_t metrics_slot;       /* the type's slot in metrics.c + 1, set at
+                               * submission; -1 = none; 0 = not looked up yet
+                               * (a record read back), done with the lock held */
 } oee_task;
+
+_Static_assert(sizeof(void *) != 8 || sizeof(oee_task) == 80, "oee_task grew past 80 bytes");
 
 #define OEE_TASK_NOT_QUEUED UINT32_MAX
 

@@ -9,7 +9,8 @@
 #   5. waits until the image's HEALTHCHECK (oeectl health) passes
 #   6. checks the server runs on the default store, sqlite, in /var/lib/oee
 #   7. from the host: submits an echo task and a pipeline with oeectl (the
-#      binary shipped in the image, copied out) and checks their results
+#      binary shipped in the image, copied out) and checks their results;
+#      the metrics port (9464, published) counts the task, /healthz is 200
 #   8. sends SIGTERM and checks the container exits 0, quickly
 #   9. starts the same container again and checks the task is still there
 #      (read back from /var/lib/oee/oee.db), then stops it as in 8
@@ -180,10 +181,12 @@ fi
 step run "container $NAME"
 podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true # left over from a killed run
 # 127.0.0.1::50051 publishes the container's 50051 on a free loopback port.
-quiet podman run -d --name "$NAME" -p 127.0.0.1::50051 "$IMAGE" >/dev/null
+quiet podman run -d --name "$NAME" -p 127.0.0.1::50051 -p 127.0.0.1::9464 "$IMAGE" >/dev/null
 hostport=$(podman port "$NAME" 50051/tcp | head -1)
 ADDR=127.0.0.1:${hostport##*:}
-log "published on $ADDR"
+metricsport=$(podman port "$NAME" 9464/tcp | head -1)
+METRICS=http://127.0.0.1:${metricsport##*:}
+log "published on $ADDR, metrics on $METRICS"
 ctl() { "$OEECTL" --addr "$ADDR" "$@"; }
 
 wait_healthy() {
@@ -246,6 +249,20 @@ result=$(field result <<<"$out")
 [ "$status" = DONE ] || die "task $id ended $status: $out"
 [ "$result" = hello-container ] || die "task $id result '$result', expected 'hello-container'"
 log "task $id: $status, result '$result'"
+
+step metrics "GET /metrics and /healthz on the image's metrics port (9464)"
+# Python's urllib: the host may not have curl.
+http_get() {
+  python3 -c 'import sys, urllib.request
+r = urllib.request.urlopen(sys.argv[1], timeout=10)
+sys.stdout.write("%d\n%s" % (r.status, r.read().decode()))' "$1"
+}
+out=$(http_get "$METRICS/metrics") || die "GET /metrics failed"
+grep -q '^oee_tasks_submitted_total{task_type="echo"} 1$' <<<"$out" ||
+  die "/metrics does not count the echo task: $(grep -m3 oee_tasks_submitted <<<"$out")"
+grep -q '^oee_tasks{status="done"} 1$' <<<"$out" || die "/metrics does not show one done task"
+[ "$(http_get "$METRICS/healthz" | head -1)" = 200 ] || die "/healthz is not 200 while serving"
+log "/metrics counts the task, /healthz 200"
 
 step pipeline "submit echo -> upper, check its output"
 pid=$(ctl pipeline submit --id docker-test --strategy LOCAL_FAST_PRECISE \

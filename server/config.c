@@ -598,6 +598,29 @@ static const char usage[] =
     "[--drain-timeout SECONDS] [--store sqlite|memory] [--data-dir DIR] [--sync full|normal] "
     "[--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--metrics-listen HOST:PORT]";
 
+/* Where the value of the flag with getopt val `ch` goes; NULL for none. */
+static const char **flag_slot(overrides *o, int ch) {
+  if (ch >= 0x100 && ch < 0x100 + N_TEXT) return &o->text[ch - 0x100];
+  switch (ch) {
+    case 'l':
+      return &o->listen;
+    case 'w':
+      return &o->workers;
+    case 'c':
+      return &o->config;
+    case 'd':
+      return &o->drain;
+    case 's':
+      return &o->store;
+    case 'D':
+      return &o->data_dir;
+    case 'y':
+      return &o->sync;
+    default:
+      return NULL;
+  }
+}
+
 static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t len) {
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},
@@ -618,37 +641,14 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
   opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    if (ch >= 0x100 && ch < 0x100 + N_TEXT) {
-      o->text[ch - 0x100] = optarg;
-      continue;
-    }
-    switch (ch) {
-      case 'l':
-        o->listen = optarg;
-        break;
-      case 'w':
-        o->workers = optarg;
-        break;
-      case 'c':
-        o->config = optarg;
-        break;
-      case 'd':
-        o->drain = optarg;
-        break;
-      case 's':
-        o->store = optarg;
-        break;
-      case 'D':
-        o->data_dir = optarg;
-        break;
-      case 'y':
-        o->sync = optarg;
-        break;
-      case 'h':
-        fail(err, len, "%s", usage);
-        return 1;
-      default:
-        return fail(err, len, "unknown or incomplete option \"%s\"; %s", argv[optind - 1], usage);
+    const char **slot = flag_slot(o, ch);
+    if (slot != NULL) {
+      *slot = optarg;
+    } else if (ch == 'h') {
+      fail(err, len, "%s", usage);
+      return 1;
+    } else {
+      return fail(err, len, "unknown or incomplete option \"%s\"; %s", argv[optind - 1], usage);
     }
   }
   if (optind < argc) return fail(err, len, "unexpected argument \"%s\"; %s", argv[optind], usage);

@@ -26,6 +26,7 @@ static void *drain_main(void *arg) {
  * watchers. */
 static void begin_drain(oee_service *s) {
   s->state = OEE_DRAINING;
+  atomic_store(&s->serving, 0); /* /healthz answers 503 from now on */
   oee_log(OEE_LOG_INFO, "draining", "running_tasks_finish_within=%.1fs", s->cfg->drain_timeout);
   oee_engine_refuse_submissions(s->eng);
   oee_health_set_not_serving(s->health);

@@ -6,7 +6,9 @@
  * engine's commit thread answers the submissions once stored; one thread takes
  * SIGTERM/SIGINT/SIGHUP with sigwait (signals.h), blocked everywhere else
  * from the first line of main(); on the first stop request one helper
- * thread waits for running tasks to finish (drain.h).
+ * thread waits for running tasks to finish (drain.h); with metrics_listen,
+ * libmicrohttpd's threads answer GET /metrics and /healthz
+ * (metrics_http.h) until the server has stopped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,8 @@
 #include "server/config.h"
 #include "server/drain.h"
 #include "server/log.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/rt/rpc_server.h"
 #include "server/service.h"
 #include "server/signals.h"
@@ -29,6 +33,8 @@
 
 static oee_service service;
 static oee_rpc_server *server;
+static oee_rpc_stats *rpc_stats;       /* with metrics_listen */
+static oee_metrics_http *metrics_http; /* with metrics_listen */
 
 static const char *env(const char *name) { return getenv(name); }
 
@@ -151,6 +157,49 @@ static int tls_setup(const oee_server_config *cfg, oee_tls_pems *pems,
   return 0;
 }
 
+static const char *tls_word(const oee_server_config *cfg) {
+  if (cfg->tls_client_ca_file) return "mtls";
+  return cfg->tls_cert_file ? "on" : "off";
+}
+
+static void log_listening(const oee_server_config *cfg, int port) {
+  char store[REASON_BYTES];
+  store_words(cfg, store, sizeof(store));
+  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d tls=%s workers=%d %s config=%s version=%s",
+          cfg->listen, port, tls_word(cfg), cfg->workers, store,
+          cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
+  /* Tests and scripts read the bound port from this line on stdout. */
+  printf("oee-server listening on port %d\n", port);
+  fflush(stdout);
+}
+
+/* With metrics_listen: the runtime counts every call of the oee.v1 methods
+ * from now on, and the endpoint serves on its own threads. 0, or 1 (logged,
+ * naming the address) when it cannot start. */
+static int start_metrics(const oee_server_config *cfg, oee_engine *eng) {
+  if (cfg->metrics_listen == NULL) return 0;
+  if (oee_rpc_stats_create(server, OEE_METRICS_METHOD_PREFIX, &rpc_stats) != 0) {
+    return start_failed(cfg->metrics_listen, "out of memory setting up the metrics");
+  }
+  oee_rpc_server_set_observe(server, oee_rpc_stats_observe, rpc_stats);
+  oee_metrics_source src = {.eng = eng,
+                            .rpc = rpc_stats,
+                            .ud = &service,
+                            .watchers = oee_service_watchers,
+                            .serving = oee_service_serving};
+  char why[REASON_BYTES];
+  int port = 0;
+  if (oee_metrics_http_start(cfg->metrics_listen, &src, &metrics_http, &port, why, sizeof(why))) {
+    oee_log(OEE_LOG_ERROR, "metrics_listen_failed", "addr=%s error=\"%s\"", cfg->metrics_listen,
+            why);
+    fprintf(stderr, "oee-server: %s\n", why);
+    return 1;
+  }
+  /* Tests and scripts read the bound port (metrics_listen HOST:0) here. */
+  oee_log(OEE_LOG_INFO, "metrics_listening", "addr=%s port=%d", cfg->metrics_listen, port);
+  return 0;
+}
+
 static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stops) {
   int port = 0;
   /* Streams are already ended when the server shuts down (drain.c) and
@@ -177,21 +226,12 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
     return start_failed(cfg->listen, why);
   }
   if (cfg->n_tokens > 0) oee_rpc_server_set_admit(server, admit, cfg);
+  if (start_metrics(cfg, eng) != 0) return 1;
   warn_if_open(cfg);
   if (oee_rpc_server_start(server) != 0) return start_failed(cfg->listen, "gRPC server refused");
   /* A stop requested during start-up is seen by the first tick. */
   oee_rpc_server_set_tick(server, oee_service_tick, &service, OEE_TICK_IDLE_MS);
-  char store[REASON_BYTES];
-  store_words(cfg, store, sizeof(store));
-  oee_log(OEE_LOG_INFO, "listening", "addr=%s port=%d tls=%s workers=%d %s config=%s version=%s",
-          cfg->listen, port,
-          cfg->tls_client_ca_file ? "mtls"
-          : cfg->tls_cert_file    ? "on"
-                                  : "off",
-          cfg->workers, store, cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
-  /* Tests and scripts read the bound port from this line on stdout. */
-  printf("oee-server listening on port %d\n", port);
-  fflush(stdout);
+  log_listening(cfg, port);
   oee_rpc_server_run(server);
   return 0;
 }
@@ -226,7 +266,11 @@ int main(int argc, char **argv) {
   }
   oee_engine *eng = NULL;
   status = start_engine(&cfg, &eng) == 0 ? serve(&cfg, eng, oee_signals_stop_requests(sg)) : 1;
+  /* The endpoint reads the service and the engine: it stops first. The
+   * observe hook runs until the server is destroyed: its counters after. */
+  oee_metrics_http_stop(metrics_http);
   oee_rpc_server_destroy(server);
+  oee_rpc_stats_destroy(rpc_stats);
   oee_service_fini(&service);
   oee_engine_destroy(eng);
   oee_server_config_free(&cfg);

@@ -134,6 +134,7 @@ int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *c
   s->srv = srv;
   s->stop_requests = stop_requests;
   atomic_init(&s->drained, 0);
+  atomic_init(&s->serving, 1);
   if (oee_service_check_routes(oee_service_routes, N_METHODS, why, len) != 0) return -1;
   const char *step = "watch hub";
   if (oee_watch_hub_create(s, &s->hub) != 0) goto fail;
@@ -150,6 +151,16 @@ fail:
   /* What was created is freed by oee_service_fini(), as after a run. */
   snprintf(why, len, "cannot set up the %s (out of memory or refused)", step);
   return -1;
+}
+
+int oee_service_serving(void *ud) {
+  oee_service *s = ud;
+  return atomic_load(&s->serving);
+}
+
+size_t oee_service_watchers(void *ud) {
+  oee_service *s = ud;
+  return s->hub ? oee_watch_hub_live(s->hub) : 0;
 }
 
 void oee_service_fini(oee_service *s) {

@@ -75,6 +75,7 @@ typedef struct oee_service {
   oee_service_state state;         /* CQ thread only */
   const atomic_int *stop_requests; /* borrowed: SIGTERM/SIGINT so far; may be NULL */
   atomic_int drained;              /* the drain thread finished */
+  atomic_int serving;              /* state == OEE_SERVING, for other threads */
   int hurried;                     /* running tasks cancelled on a 2nd request */
   int drain_started;               /* drain_thread must be joined */
   int64_t flush_deadline_ns;       /* monotonic, while FLUSHING */
@@ -103,5 +104,10 @@ int oee_service_init(oee_service *s, oee_engine *eng, const oee_server_config *c
                      oee_rpc_server *srv, const atomic_int *stop_requests, char *why, size_t len);
 /* Frees what init created; joins the drain thread. After the server ran. */
 void oee_service_fini(oee_service *s);
+
+/* For the metrics endpoint, from any thread (ud is the oee_service): 1
+ * while serving, 0 once a stop began; the open WatchTasks streams. */
+int oee_service_serving(void *ud);
+size_t oee_service_watchers(void *ud);
 
 #endif /* OEE_SERVER_SERVICE_H */

@@ -8,6 +8,7 @@
  * on the next tick (every OEE_TICK_WATCHING_MS while any stream is open). A ring that
  * overflows ends its stream with RESOURCE_EXHAUSTED; nobody else slows down.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,8 @@ typedef struct packed_event {
 struct oee_watch_hub {
   oee_service *svc;
   watcher *head;
-  size_t count;
+  size_t count;       /* CQ thread */
+  atomic_size_t live; /* == count, for readers on other threads (metrics) */
   packed_event cache[PACK_CACHE];
 };
 
@@ -52,6 +54,7 @@ int oee_watch_hub_create(oee_service *s, oee_watch_hub **out) {
   oee_watch_hub *h = oee_calloc(1, sizeof(*h));
   if (h == NULL) return -1;
   h->svc = s;
+  atomic_init(&h->live, 0);
   *out = h;
   return 0;
 }
@@ -73,6 +76,8 @@ void oee_watch_hub_destroy(oee_watch_hub *h) {
 }
 
 size_t oee_watch_hub_count(oee_watch_hub *h) { return h->count; }
+
+size_t oee_watch_hub_live(oee_watch_hub *h) { return atomic_load(&h->live); }
 
 static void set_tick(oee_watch_hub *h) {
   int ms = h->count                       ? OEE_TICK_WATCHING_MS
@@ -190,6 +195,7 @@ static void on_done(oee_rpc_call *call, void *user) {
   }
   if (w->next) w->next->prev = w->prev;
   h->count--;
+  atomic_fetch_sub(&h->live, 1);
   set_tick(h);
   oee_sub_free(w->sub);
   oee_free(w);
@@ -277,6 +283,7 @@ void oee_watch_handler(oee_rpc_call *call, const ProtobufCMessage *req, void *ct
   if (h->head) h->head->prev = w;
   h->head = w;
   h->count++;
+  atomic_fetch_add(&h->live, 1);
   set_tick(h);
   oee_rpc_call_set_callbacks(call, &watcher_callbacks, w);
   pump_one(w);

@@ -1,6 +1,7 @@
 /*
  * watch.h - WatchTasks: engine subscriptions turned into server streams
- * (DESIGN in watch.c). Everything here runs on the CQ thread.
+ * (DESIGN in watch.c). Everything here runs on the CQ thread, except
+ * oee_watch_hub_live().
  */
 #ifndef OEE_SERVER_WATCH_H
 #define OEE_SERVER_WATCH_H
@@ -27,5 +28,7 @@ int oee_watch_hub_flushed(oee_watch_hub *hub);
 void oee_watch_hub_finish_all(oee_watch_hub *hub, grpc_status_code code, const char *message);
 /* Open streams. */
 size_t oee_watch_hub_count(oee_watch_hub *hub);
+/* The same, from any thread (the metrics endpoint's). */
+size_t oee_watch_hub_live(oee_watch_hub *hub);
 
 #endif /* OEE_SERVER_WATCH_H */

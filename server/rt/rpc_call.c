@@ -29,11 +29,17 @@
  *  - The last unref frees the call on the thread that drops it: on_done
  *    then runs there (for unary calls answered from elsewhere that is the
  *    answering thread).
+ *  - The observe hook is told once per call, where its status is decided
+ *    (send_status, abort, or the client gone: observe_once). That is the
+ *    one callback that runs with mu held: it only counts (rpc_server.h),
+ *    and telling it there, before the status batch starts, means a client
+ *    that has its answer finds the call counted.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/support/alloc.h>
 
@@ -58,6 +64,8 @@ struct oee_rpc_call {
   int cancelled;          /* ended by the client before a status */
   int writing;            /* a write batch is in flight */
   int pending;            /* status waits for the write in flight */
+  int observed;           /* the observe hook was told */
+  int64_t arrived_ns;     /* monotonic; immutable */
   grpc_status_code pcode; /* pending status */
   char *ptext;            /* pending status message (owned) or NULL */
   int ptext_lost;         /* the pending message could not be copied */
@@ -68,6 +76,26 @@ struct oee_rpc_call {
   oee_arena req_arena;          /* the decoded request lives here: one free */
   ProtobufCAllocator req_alloc; /* protobuf-c's view of req_arena */
 };
+
+int64_t oee__rpc_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void oee__rpc_observe(oee_rpc_server *srv, const method_reg *reg, grpc_status_code code,
+                      int64_t arrived_ns) {
+  if (srv->observe == NULL || reg == NULL) return;
+  srv->observe(srv->observe_ud, reg->index, code, oee__rpc_now_ns() - arrived_ns);
+}
+
+/* Tells the observe hook how the call ended, once. Lock held (or, at
+ * dispatch, no other thread can hold the call yet). */
+static void observe_once(oee_rpc_call *c, grpc_status_code code) {
+  if (c->observed) return;
+  c->observed = 1;
+  oee__rpc_observe(c->srv, c->reg, code, c->arrived_ns);
+}
 
 static void call_free(oee_rpc_call *c) {
   if (c->cb.on_done) c->cb.on_done(c, c->user);
@@ -143,6 +171,7 @@ static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg, grpc_status_code 
   ops[n++].data.send_status_from_server.status_details = &c->details;
   c->finished = c->status_sent = 1;
   c->send_bb = msg;
+  observe_once(c, code);
   int rc = start(c, ops, n, &c->send_op);
   if (rc != 0 && msg) grpc_byte_buffer_destroy(msg);
   if (rc != 0) c->send_bb = NULL;
@@ -157,6 +186,7 @@ static void open_done(void *owner, int ok) {
   if (gone) {
     c->cancelled = c->finished = 1;
     c->pending = 0;
+    observe_once(c, GRPC_STATUS_CANCELLED);
   }
   unlock(c);
   if (gone && c->cb.on_cancelled) c->cb.on_cancelled(c, c->user);
@@ -241,10 +271,11 @@ static void start_read(oee_rpc_call *c) {
 }
 
 static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
-                              grpc_byte_buffer *payload) {
+                              grpc_byte_buffer *payload, int64_t arrived_ns) {
   oee_rpc_call *c = oee_calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->srv = srv;
+  c->arrived_ns = arrived_ns;
   c->reg = reg;
   c->gc = gc;
   c->payload = payload;
@@ -275,7 +306,9 @@ static void run_handler(oee_rpc_call *c) {
   }
   c->req = oee__rpc_unpack_with(m->request, c->payload, &c->req_alloc);
   if (c->req == NULL && oee_arena_failed(&c->req_arena)) {
+    lock(c);
     send_status(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);
+    unlock(c);
     return;
   }
   if (c->req == NULL) {
@@ -290,16 +323,18 @@ static void run_handler(oee_rpc_call *c) {
 }
 
 void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
-                            grpc_byte_buffer *payload, const char *path) {
-  oee_rpc_call *c = call_new(srv, reg, gc, payload);
+                            grpc_byte_buffer *payload, const char *path, int64_t arrived_ns) {
+  oee_rpc_call *c = call_new(srv, reg, gc, payload, arrived_ns);
   if (c == NULL) {
+    oee__rpc_observe(srv, reg, GRPC_STATUS_RESOURCE_EXHAUSTED, arrived_ns);
     grpc_call_cancel_with_status(gc, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     grpc_call_unref(gc);
     if (payload) grpc_byte_buffer_destroy(payload);
     return;
   }
   if (open_call(c) != 0) {
-    c->finished = c->closed = 1;
+    c->finished = c->closed = 1; /* the queue is shutting down: dropped */
+    observe_once(c, GRPC_STATUS_CANCELLED);
   } else if (reg == NULL || reg->m.handler == NULL) {
     char text[512];
     snprintf(text, sizeof text, "unknown method %s", reg ? reg->m.path : (path ? path : "?"));
@@ -356,6 +391,7 @@ int oee_rpc_call_abort(oee_rpc_call *c, grpc_status_code code, const char *messa
   c->pending = 0;
   oee_free(c->ptext);
   c->ptext = NULL;
+  observe_once(c, code);
   unlock(c);
   grpc_call_cancel_with_status(c->gc, code, message ? message : "", NULL);
   return 0;

@@ -30,6 +30,7 @@ typedef struct method_reg {
   void *ctx;        /* borrowed, from add_service */
   void *handle;     /* grpc_server_register_method's handle */
   slot *slot;       /* its armed request */
+  size_t index;     /* in srv->regs: what the observe hook is told */
 } method_reg;
 
 /* Server phases, in order. */
@@ -46,6 +47,8 @@ struct oee_rpc_server {
   grpc_completion_queue *cq;
   oee_rpc_admit_fn admit; /* set before start; NULL: every call admitted */
   void *admit_ud;
+  oee_rpc_observe_fn observe; /* set before start; NULL: nobody counts calls */
+  void *observe_ud;
   int port;
   int grace_ms;      /* ms given to open calls before cancelling them */
   method_reg **regs; /* owned array of owned registrations */
@@ -78,8 +81,16 @@ int oee__rpc_listen_error(const char *listen_addr);
 /* Creates a call for a new grpc_call (ownership of gc and payload passes to
  * the call) and runs it: sends initial metadata, arms RECV_CLOSE, decodes
  * and calls the handler, or answers UNIMPLEMENTED if reg is NULL. `path`
- * (borrowed) names an unknown method in that answer. */
+ * (borrowed) names an unknown method in that answer. `arrived_ns` is when
+ * the call came in (oee__rpc_now_ns()). */
 void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
-                            grpc_byte_buffer *payload, const char *path);
+                            grpc_byte_buffer *payload, const char *path, int64_t arrived_ns);
+
+/* CLOCK_MONOTONIC in ns, for call durations. */
+int64_t oee__rpc_now_ns(void);
+/* Tells the observe hook (if any) that a call of reg (NULL: an unknown
+ * method, not told) ended with `code`, having arrived at arrived_ns. */
+void oee__rpc_observe(oee_rpc_server *srv, const method_reg *reg, grpc_status_code code,
+                      int64_t arrived_ns);
 
 #endif

@@ -70,12 +70,13 @@ static void slot_arm(slot *s) {
 
 /* The admission hook's verdict on a registered call (OK without a hook);
  * a refused call is ended here with the hook's status. */
-static int admitted(slot *s, grpc_call *gc, grpc_byte_buffer *payload) {
+static int admitted(slot *s, grpc_call *gc, grpc_byte_buffer *payload, int64_t arrived_ns) {
   oee_rpc_server *srv = s->srv;
   if (srv->admit == NULL || s->reg == NULL) return 1;
   char msg[256] = "";
   grpc_status_code code = srv->admit(srv->admit_ud, s->reg->m.path, &s->md, msg, sizeof msg);
   if (code == GRPC_STATUS_OK) return 1;
+  oee__rpc_observe(srv, s->reg, code, arrived_ns); /* first: before the client can see it */
   grpc_call_cancel_with_status(gc, code, msg, NULL);
   grpc_call_unref(gc);
   if (payload) grpc_byte_buffer_destroy(payload);
@@ -87,20 +88,32 @@ static void slot_done(void *owner, int ok) {
   grpc_call *gc = s->call;
   grpc_byte_buffer *payload = s->payload;
   char *path = NULL;
-  if (ok && !admitted(s, gc, payload)) ok = -1; /* refused: not dispatched */
+  int64_t arrived_ns = oee__rpc_now_ns();
+  if (ok && !admitted(s, gc, payload, arrived_ns)) ok = -1; /* refused: not dispatched */
   grpc_metadata_array_destroy(&s->md);
   if (s->reg == NULL) {
     if (ok) path = oee__rpc_slice_strdup(s->details.method);
     grpc_call_details_destroy(&s->details);
   }
   if (ok && s->srv->phase < PHASE_DRAINING) slot_arm(s);
-  if (ok == 1) oee__rpc_call_dispatch(s->srv, s->reg, gc, payload, path);
+  if (ok == 1) oee__rpc_call_dispatch(s->srv, s->reg, gc, payload, path, arrived_ns);
   free(path);
 }
 
 void oee_rpc_server_set_admit(oee_rpc_server *srv, oee_rpc_admit_fn fn, void *ud) {
   srv->admit = fn;
   srv->admit_ud = ud;
+}
+
+void oee_rpc_server_set_observe(oee_rpc_server *srv, oee_rpc_observe_fn fn, void *ud) {
+  srv->observe = fn;
+  srv->observe_ud = ud;
+}
+
+size_t oee_rpc_server_method_count(const oee_rpc_server *srv) { return srv->n_regs; }
+
+const char *oee_rpc_server_method_path(const oee_rpc_server *srv, size_t index) {
+  return index < srv->n_regs ? srv->regs[index]->m.path : NULL;
 }
 
 /* ------------------------------------------------------------- server */
@@ -219,6 +232,7 @@ static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
     reg_free(r);
     return OEE_RPC_EINVAL; /* e.g. the path is already registered */
   }
+  r->index = srv->n_regs;
   srv->regs[srv->n_regs++] = r;
   return 0;
 }

@@ -58,6 +58,7 @@
 #define OEE_SERVER_RT_RPC_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
@@ -145,6 +146,23 @@ void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms);
 typedef grpc_status_code (*oee_rpc_admit_fn)(void *ud, const char *path,
                                              const grpc_metadata_array *md, char *msg, size_t len);
 void oee_rpc_server_set_admit(oee_rpc_server *srv, oee_rpc_admit_fn fn, void *ud);
+/* Observation: told once per call of a registered method when its status
+ * is decided: `method` is the method's index in registration order (see
+ * oee_rpc_server_method_path()), `code` the status sent (a refusal of the
+ * admission hook, a request that does not decode and UNIMPLEMENTED
+ * included; CANCELLED for a call that ended without one: the client went
+ * away or the server cancelled it), `duration_ns` the time from the call's
+ * arrival (monotonic). Calls of unknown methods are not told. It runs on
+ * the thread that ended the call, sometimes with the call's own lock held:
+ * it must only count (atomics), never call into the runtime or block. Set
+ * before start. */
+typedef void (*oee_rpc_observe_fn)(void *ud, size_t method, grpc_status_code code,
+                                   int64_t duration_ns);
+void oee_rpc_server_set_observe(oee_rpc_server *srv, oee_rpc_observe_fn fn, void *ud);
+/* The registered methods: how many, and the path of the one at `index`
+ * (the server's copy, valid until destroy; NULL past the end). */
+size_t oee_rpc_server_method_count(const oee_rpc_server *srv);
+const char *oee_rpc_server_method_path(const oee_rpc_server *srv, size_t index);
 /* Starts serving (arms the call requests). Returns 0 or OEE_RPC_ESTATE. */
 int oee_rpc_server_start(oee_rpc_server *srv);
 /* Runs the completion queue on the calling thread until a shutdown has

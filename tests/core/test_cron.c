@@ -1244,7 +1244,11 @@ static void test_tzif_broken(void **state) {
   assert_non_null(strstr(err.message, "leap seconds"));
 }
 
-/* Every file of the system's database loads without complaint. */
+/* Twelve zones of the system's database, picked for unusual offsets and
+ * rules (45- and 30-minute offsets, Lord Howe's 30-minute DST, Troll,
+ * Casablanca, Dublin, the extreme Etc offsets, a posix/ name), load and
+ * keep their names. Not every zone: all of them were compared with
+ * Python's zoneinfo once, when tz.c was written (README). */
 static void test_tz_known_zones_load(void **state) {
   (void)state;
   static const char *const names[] = {

@@ -138,7 +138,11 @@ static void test_refusals(void **state) {
   Oee__V1__Schedule *s;
   assert_int_equal(create("dup", "@daily", "", &s, NULL), 0);
   oee__v1__schedule__free_unpacked(s, NULL);
-  assert_int_equal(create("dup", "@daily", "", &s, NULL), GRPC_STATUS_ALREADY_EXISTS);
+  char *msg = NULL;
+  assert_int_equal(create("dup", "@daily", "", &s, &msg), GRPC_STATUS_ALREADY_EXISTS);
+  /* The field, its value, and why. */
+  assert_string_equal(msg ? msg : "", "schedule_id \"dup\" is in use by an existing schedule");
+  free(msg);
 }
 
 int main(void) {

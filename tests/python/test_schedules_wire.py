@@ -5,8 +5,9 @@ within 100 ms of its time, with the key "<id>@<time>" and schedule_id set,
 seen through WatchTasks filtered by schedule_ids); SKIP with a task that
 runs 2.5 s; pause and resume; refusals with their codes; paging; and (sqlite
 only) a SIGKILL in the middle of a run of 1-second firings: afterwards no
-firing time appears twice and every firing time up to the last is counted
-as a run or a skip.
+firing time appears twice, every task is counted as a run, every firing
+time up to the last is counted as a run or a skip, and of the firing times
+missed while down only the latest ran, promptly after the restart.
 """
 
 import calendar
@@ -147,6 +148,10 @@ class SchedulesTest(ServerTestCase):
         with self.assertRaises(grpc.RpcError) as cm:
             self.create("dup", "@hourly")
         self.assertEqual(cm.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
+        # Names the field and its value and says why.
+        self.assertEqual(cm.exception.details(),
+                         'schedule_id "dup" is in use by an existing schedule')
+        self.assertEqual(self.get_schedule("dup").cron, "@daily")  # the first one is kept
         NF = grpc.StatusCode.NOT_FOUND
         for call, req in ((self.stub.GetSchedule, pb.GetScheduleRequest(schedule_id="none")),
                           (self.stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id="none")),
@@ -201,29 +206,52 @@ class KillTest(unittest.TestCase):
         server = test_semantics_wire.Server("schedules-kill")
         stub = server.start()
         try:
+            # ALLOW: with SKIP, the task of a firing just before the kill,
+            # recovered QUEUED, could still be unfinished at the catch-up and
+            # skip it.
             stub.CreateSchedule(pb.CreateScheduleRequest(schedule_id="k", cron="@every 1s",
-                                                         task=echo_template()),
+                                                         task=echo_template(), overlap=ALLOW),
                                 timeout=RPC_TIMEOUT)
             time.sleep(3.4)
             server.channel.close()
             server.proc.send_signal(signal.SIGKILL)
             server.proc.wait(30)
+            killed_at = time.time()  # every task of the first run is older
             time.sleep(2.6)  # firings missed while down
+            started = time.time()
             stub = server.start()
+            ready = time.time()
             time.sleep(1.5)
-            s = stub.GetSchedule(pb.GetScheduleRequest(schedule_id="k"), timeout=RPC_TIMEOUT)
+            # Paused before reading, so that no firing falls between the reads.
             stub.PauseSchedule(pb.PauseScheduleRequest(schedule_id="k"), timeout=RPC_TIMEOUT)
-            tasks = stub.ListTasks(pb.ListTasksRequest(page_size=1000), timeout=RPC_TIMEOUT).tasks
-            keys = [t.idempotency_key for t in tasks if t.schedule_id == "k"]
+            time.sleep(0.3)
+            s = stub.GetSchedule(pb.GetScheduleRequest(schedule_id="k"), timeout=RPC_TIMEOUT)
+            tasks = [t for t in stub.ListTasks(pb.ListTasksRequest(page_size=1000),
+                                               timeout=RPC_TIMEOUT).tasks if t.schedule_id == "k"]
+            keys = [t.idempotency_key for t in tasks]
             self.assertEqual(len(keys), len(set(keys)), "a firing time appears twice: %s" % keys)
-            self.assertGreaterEqual(s.skipped, 1)  # the gap, less the one firing caught up
+            # Every firing's task is counted as a run, the one submitted just
+            # before the kill too (its count may not have been stored).
+            self.assertEqual(len(keys), s.runs, keys)
             # Every firing time from the first to the last is a run or a skip.
-            self.assertEqual(s.runs + s.skipped,
-                             s.last_run_at.seconds - s.created_at.seconds)
-            # A firing submitted just before the kill whose count was not
-            # stored yet is counted as skipped by the catch-up, so its task
-            # may be one more than the runs.
-            self.assertIn(len(keys) - s.runs, (0, 1))
+            self.assertEqual(s.runs + s.skipped, s.last_run_at.seconds - s.created_at.seconds)
+            # The catch-up: the only task with a key time after the last
+            # firing before the kill, up to the restart, is the latest firing
+            # time due at the restart (every whole second is one), created
+            # promptly; the other firing times missed count as skipped.
+            created = {key_time(t.idempotency_key): t.created_at.ToNanoseconds() / 1e9
+                       for t in tasks}
+            last_before = max(at for at, c in created.items() if c < killed_at)
+            caught = min(at for at in created if at > last_before)
+            self.assertGreaterEqual(caught, int(started), created)
+            self.assertLessEqual(caught, int(ready), created)
+            self.assertGreaterEqual(caught - last_before, 3)  # down for 2.6 s and more
+            self.assertEqual([at for at in created if last_before < at <= caught], [caught])
+            self.assertGreaterEqual(created[caught], started)
+            self.assertLess(created[caught] - ready, 1.0,
+                            "the catch-up was created %.3f s after the restart"
+                            % (created[caught] - ready))
+            self.assertEqual(s.skipped, caught - last_before - 1)
         finally:
             code = server.stop()
             server.remove()

@@ -151,6 +151,7 @@ class ServerTestCase(unittest.TestCase):
     it with SIGTERM afterwards (exit code must be 0). Holds the helpers."""
     CONFIG = "test_config.json"
     METADATA = ()  # sent with setUpClass's own call (a server with tokens)
+    EXTRA_ARGS = ()  # more flags for the server (e.g. --metrics-listen)
     server = None
     stub = None
 
@@ -170,7 +171,8 @@ class ServerTestCase(unittest.TestCase):
             cls.addClassCleanup(shutil.rmtree, data_dir, ignore_errors=True)
         with open(cls.stdout_path, "wb") as out, open(cls.stderr_path, "wb") as err:
             cls.server = subprocess.Popen(
-                [binary, "--listen", "127.0.0.1:0", "--config", config] + storage,
+                [binary, "--listen", "127.0.0.1:0", "--config", config] + storage
+                + list(cls.EXTRA_ARGS),
                 stdout=out, stderr=err, env=env)
 
         def port():

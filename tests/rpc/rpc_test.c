@@ -241,7 +241,36 @@ static void *run_server(void *arg) {
   return NULL;
 }
 
-static int setup(void **state) {
+/* What the observe hook was told (setup_observed): calls by method index
+ * and status code, calls it could not place, and the longest duration. */
+enum { N_CODES = 17 };
+static atomic_int observed[OEE_RPCTEST_ECHO_N_METHODS][N_CODES];
+static atomic_int observed_other;
+static atomic_llong observed_max_ns;
+
+static void observe(void *ud, size_t method, grpc_status_code code, int64_t ns) {
+  (void)ud;
+  if (method >= OEE_RPCTEST_ECHO_N_METHODS || (int)code < 0 || (int)code >= N_CODES) {
+    atomic_fetch_add(&observed_other, 1);
+    return;
+  }
+  atomic_fetch_add(&observed[method][code], 1);
+  long long prev = atomic_load(&observed_max_ns);
+  while (ns > prev && !atomic_compare_exchange_weak(&observed_max_ns, &prev, ns)) {
+  }
+}
+
+/* The admission hook of setup_observed: Sum is refused. */
+static grpc_status_code refuse_sum(void *ud, const char *path, const grpc_metadata_array *md,
+                                   char *msg, size_t len) {
+  (void)ud;
+  (void)md;
+  if (strcmp(path, "/oee.rpctest.Echo/Sum") != 0) return GRPC_STATUS_OK;
+  snprintf(msg, len, "no sums here");
+  return GRPC_STATUS_PERMISSION_DENIED;
+}
+
+static int setup_with(void **state, int hooks) {
   fixture *f = calloc(1, sizeof *f);
   pthread_mutex_init(&f->svc.mu, NULL);
   oee_rpc_server_options o = {.shutdown_grace_ms = 200};
@@ -255,6 +284,13 @@ static int setup(void **state) {
   assert_int_equal(oee_rpc_server_add_service(f->svc.srv, m, OEE_RPCTEST_ECHO_N_METHODS, &f->svc),
                    0);
   oee_rpc_server_set_tick(f->svc.srv, tick, &f->svc, 20);
+  if (hooks) {
+    memset(observed, 0, sizeof observed);
+    atomic_store(&observed_other, 0);
+    atomic_store(&observed_max_ns, 0);
+    oee_rpc_server_set_observe(f->svc.srv, observe, NULL);
+    oee_rpc_server_set_admit(f->svc.srv, refuse_sum, NULL);
+  }
   assert_int_equal(oee_rpc_server_start(f->svc.srv), 0);
   assert_int_equal(pthread_create(&f->thread, NULL, run_server, f), 0);
   char target[64];
@@ -264,6 +300,11 @@ static int setup(void **state) {
   *state = f;
   return 0;
 }
+
+static int setup(void **state) { return setup_with(state, 0); }
+
+/* With the observe hook and an admission hook that refuses Sum. */
+static int setup_observed(void **state) { return setup_with(state, 1); }
 
 static int teardown(void **state) {
   fixture *f = *state;
@@ -644,6 +685,46 @@ static void test_address_in_use(void **state) {
   oee_rpc_server_destroy(second);
 }
 
+/* The observe hook hears of every call of a registered method once, with
+ * its final code, before the client has the answer; refusals included,
+ * unknown methods not. */
+static void test_observe_hook(void **state) {
+  fixture *f = *state;
+  const int E = OEE_RPCTEST_ECHO_METHOD_ECHO, S = OEE_RPCTEST_ECHO_METHOD_SUM;
+  assert_int_equal(oee_rpc_server_method_count(f->svc.srv), OEE_RPCTEST_ECHO_N_METHODS);
+  assert_string_equal(oee_rpc_server_method_path(f->svc.srv, (size_t)E), "/oee.rpctest.Echo/Echo");
+  assert_null(oee_rpc_server_method_path(f->svc.srv, OEE_RPCTEST_ECHO_N_METHODS));
+  assert_int_equal(echo(f, "a", 0, 0, 5000, NULL, NULL), GRPC_STATUS_OK);
+  assert_int_equal(echo(f, "b", 0, 0, 5000, NULL, NULL), GRPC_STATUS_OK);
+  assert_int_equal(atomic_load(&observed[E][GRPC_STATUS_OK]), 2);
+  assert_int_equal(echo(f, "c", GRPC_STATUS_NOT_FOUND, 0, 5000, NULL, NULL), GRPC_STATUS_NOT_FOUND);
+  assert_int_equal(atomic_load(&observed[E][GRPC_STATUS_NOT_FOUND]), 1);
+  assert_int_equal(echo(f, "d", 0, 60, 5000, NULL, NULL), GRPC_STATUS_OK); /* from the tick */
+  assert_true(atomic_load(&observed_max_ns) >= 60000000LL);
+  test_malformed_body(state);
+  assert_int_equal(atomic_load(&observed[E][GRPC_STATUS_INVALID_ARGUMENT]), 1);
+  Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
+  ProtobufCMessage *resp = NULL;
+  oee_rpc_status st = {0};
+  assert_int_equal(oee_rpc_unary(f->ch, "/oee.rpctest.Echo/Sum", &req.base,
+                                 &oee__rpctest__count_reply__descriptor, &resp, 5000, &st),
+                   GRPC_STATUS_PERMISSION_DENIED);
+  oee_rpc_status_free(&st);
+  assert_int_equal(atomic_load(&observed[S][GRPC_STATUS_PERMISSION_DENIED]), 1);
+  assert_int_equal(
+      oee_rpctest_unserved_nothing(f->ch, &req, (Oee__Rpctest__EchoReply **)&resp, 5000, NULL),
+      GRPC_STATUS_UNIMPLEMENTED);
+  /* A client that gives up: CANCELLED, once the server hears of it. */
+  assert_int_equal(echo(f, "slow", 0, 3000, 100, NULL, NULL), GRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_int_equal(wait_atomic(&observed[E][GRPC_STATUS_CANCELLED], 1), 1);
+  int total = 0;
+  for (int m = 0; m < OEE_RPCTEST_ECHO_N_METHODS; m++) {
+    for (int c = 0; c < N_CODES; c++) total += atomic_load(&observed[m][c]);
+  }
+  assert_int_equal(total, 2 + 1 + 1 + 1 + 1 + 1); /* nothing twice, Nothing not at all */
+  assert_int_equal(atomic_load(&observed_other), 0);
+}
+
 static void test_unreachable_server(void **state) {
   oee_rpc_channel *ch = oee_rpc_channel_create("127.0.0.1:1");
   Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
@@ -672,6 +753,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_late_replies_race_cancels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_streams_in_parallel_with_unary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_without_events, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_observe_hook, setup_observed, teardown),
       cmocka_unit_test(test_server_lifecycle_errors),
       cmocka_unit_test(test_address_in_use),
       cmocka_unit_test(test_unreachable_server),

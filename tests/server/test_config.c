@@ -353,6 +353,43 @@ static void test_flag_and_env_errors(void **state) {
   oee_server_config_free(&c);
 }
 
+/* TLS files and the metrics address: file keys, flags and variables, the
+ * precedence between them, and the refusals naming the key or flag. */
+static void test_tls_and_metrics_keys(void **state) {
+  (void)state;
+  expect_error("{\"tls\": \"on\"}", "\"tls\" must be an object");
+  expect_error("{\"tls\": {\"cert\": \"a.pem\"}}", "\"tls.cert\"");
+  expect_error("{\"tls\": {\"cert_file\": 1}}", "\"tls.cert_file\"");
+  expect_error("{\"tls\": {\"cert_file\": \"a.pem\"}}", "go together");
+  expect_error("{\"tls\": {\"client_ca_file\": \"ca.pem\"}}", "needs cert_file");
+  expect_error("{\"metrics_listen\": 9464}", "\"metrics_listen\"");
+  expect_error("{\"metrics_listen\": \"9464\"}", "\"metrics_listen\"");
+  char *path = write_file(
+      "{\"tls\": {\"cert_file\": \"f.pem\", \"key_file\": \"f.key\"}, "
+      "\"metrics_listen\": \"127.0.0.1:1\"}");
+  set_env("OEE_CONFIG", path, "OEE_TLS_KEY", "e.key");
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", "--tls-cert", "flag.pem", "--metrics-listen", ":2", NULL};
+  assert_int_equal(load(&c, err, 5, argv), 0);
+  assert_string_equal(c.tls_cert_file, "flag.pem"); /* flag over file */
+  assert_string_equal(c.tls_key_file, "e.key");     /* variable over file */
+  assert_null(c.tls_client_ca_file);
+  assert_string_equal(c.metrics_listen, ":2");
+  oee_server_config_free(&c);
+  set_env("OEE_METRICS_LISTEN", "nope", NULL, NULL);
+  char *argv2[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv2), -1);
+  assert_non_null(strstr(err, "OEE_METRICS_LISTEN must be HOST:PORT"));
+  oee_server_config_free(&c);
+  set_env(NULL, NULL, NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv2), 0);
+  assert_null(c.metrics_listen); /* off by default */
+  assert_null(c.tls_cert_file);
+  oee_server_config_free(&c);
+  unlink(path);
+}
+
 static void test_page_tokens(void **state) {
   (void)state;
   oee_arena a;
@@ -426,6 +463,7 @@ int main(void) {
       cmocka_unit_test(test_semantics_key_errors),
       cmocka_unit_test(test_remote_and_log_keys),
       cmocka_unit_test(test_flag_and_env_errors),
+      cmocka_unit_test(test_tls_and_metrics_keys),
       cmocka_unit_test(test_timestamps),
       cmocka_unit_test(test_page_tokens),
   };
