@@ -874,8 +874,9 @@ w("`rpc_load --mode submit` (as section 2) against four oee-server variants star
   "`key_file`: a server certificate for localhost/127.0.0.1, RSA 2048, signed by a CA made with "
   "`openssl` for the run; the client trusts that CA, `--tls-ca`); *tokens* (plaintext, one configured "
   "token with all four roles, every call sending `authorization: Bearer <token>`, `--token`); "
-  "*metrics* (plaintext, `metrics_listen` on a free loopback port, `curl` GETting `/metrics` every "
-  "second while the variant is measured: a Prometheus with a 1 s scrape interval). In each of "
+  "*metrics* (plaintext, `metrics_listen` on a free loopback port, and while the variant is measured "
+  "one `curl --rate 1/s` process GETting `/metrics` once a second on a kept-alive connection, as a "
+  "Prometheus with a 1 s scrape interval does; it starts in the warm-up). In each of "
   f"{M.get('sec_rounds', '3')} rounds the four run in turn at 16, then at 64 in flight, each round "
   f"starting with another variant; {M.get('seconds', '2')}-second windows after a 0.5 s warm-up (the "
   "TLS handshake falls in the warm-up). The ratio is the median of the per-round ratios to plaintext "
@@ -885,7 +886,7 @@ w("| variant | in flight | SubmitTask calls/s | p50 / p99 | ratio to plaintext (
   "CPU per call: client / server | plaintext's CPU per call / this one's |")
 w("| --- | --- | --- | --- | --- | --- | --- | --- |")
 if scrape_tried and not scrape_ok:  # the server took metrics_listen but served nothing on it
-    SEC = SEC[:3] + (("metrics", "`metrics_listen` set, no endpoint answering (plaintext + the curl loop)"),)
+    SEC = SEC[:3] + (("metrics", "`metrics_listen` set, no endpoint answering (plaintext + the scraper)"),)
 for k in (16, 64):
     for v, name in SEC:
         d = sec[(v, k)]
