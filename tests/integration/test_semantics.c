@@ -1,9 +1,10 @@
 /*
  * test_semantics.c - task semantics end to end against the real server:
  * a retried task's events and backoff, a permanent failure, timeouts,
- * run_at, and a 10,000-task dependency graph with failures in the middle
- * (API.md, "Task semantics" and the part 2 rules). Times are compared on
- * the server's own timestamps.
+ * run_at, error_message and run_at while a task waits or runs again, a
+ * 10,000-task dependency graph with failures in the middle, idempotency
+ * keys across a restart (sqlite), and quotas (API.md, "Task semantics" and
+ * the part 2 rules). Times are compared on the server's own timestamps.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -265,6 +266,99 @@ static void test_run_at(void **state) {
   free_events(ev, n);
   it_watch_close(w);
   free(id);
+}
+
+/* ------------------------------------------- error_message, run_at */
+
+/* error_message and run_at as the part 2 rules fix them. flaky.json's
+ * "flaky" command fails its first attempt (exit 3, a line on stderr) and
+ * succeeds after: the first attempt's error stays on the task while it
+ * waits (SCHEDULED, QUEUED) and runs again (RUNNING, attempt 2), and is
+ * empty once it ends DONE; the retry's SCHEDULED has run_at set. */
+static void test_error_message_until_done(void **state) {
+  assert_int_equal(it_server_start(&srv, "flaky.json", NULL, NULL, 30000), 0);
+  it_watch *w = watch_all();
+  task_req q;
+  req_init(&q, "flaky", "exec");
+  req_ctx(&q, "command", "flaky");
+  req_retry(&q, 3, 0.1, 0.1);
+  char *id = submit_id(&q);
+  Oee__V1__TaskEvent *ev[MAX_EVENTS];
+  int n = events_until(w, id, ST(DONE), ev);
+  const int want[] = {ST(QUEUED), ST(RUNNING), ST(SCHEDULED), ST(QUEUED), ST(RUNNING), ST(DONE)};
+  expect_statuses(ev, n, want, 6);
+  const char *first = "exit status 3: attempt 1 broke";
+  assert_string_equal(ev[2]->task->error_message, first);
+  assert_string_equal(ev[0]->task->error_message, "");
+  assert_string_equal(ev[1]->task->error_message, "");
+  assert_null(ev[0]->task->run_at);
+  assert_non_null(ev[2]->task->run_at); /* waits for the retry's due time */
+  for (int i = 3; i <= 4; i++) assert_string_equal(ev[i]->task->error_message, first);
+  assert_int_equal(ev[4]->task->attempt, 2);
+  assert_string_equal(ev[5]->task->error_message, "");
+  assert_string_equal(ev[5]->task->result, "fine");
+  assert_int_equal(ev[5]->task->attempt, 2);
+  free_events(ev, n);
+  it_watch_close(w);
+  Oee__V1__Task *t = it_get(srv.ch, id, NULL);
+  assert_non_null(t);
+  assert_int_equal(t->status, ST(DONE));
+  assert_string_equal(t->error_message, "");
+  oee__v1__task__free_unpacked(t, NULL);
+  free(id);
+}
+
+/* run_at is set while a task waits for a time and unset while it waits
+ * only for dependencies: a delayed task shows the requested run_at; one
+ * waiting for it shows none; one waiting for it and for a time of its own
+ * shows that time. */
+static void test_run_at_only_when_waiting_for_a_time(void **state) {
+  start();
+  Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  at.seconds = (int64_t)time(NULL) + 3600;
+  at.nanos = 250000000;
+  task_req root_q, dep_q, both_q;
+  req_init(&root_q, "root", "echo");
+  root_q.r.run_at = &at;
+  char *root = submit_id(&root_q);
+  req_init(&dep_q, "waits-for-root", "echo");
+  dep_q.r.n_depends_on = 1;
+  dep_q.r.depends_on = &root;
+  char *dep = submit_id(&dep_q);
+  Google__Protobuf__Timestamp at2 = at;
+  at2.seconds += 60;
+  req_init(&both_q, "waits-for-both", "echo");
+  both_q.r.n_depends_on = 1;
+  both_q.r.depends_on = &root;
+  both_q.r.run_at = &at2;
+  char *both = submit_id(&both_q);
+  const struct {
+    const char *id;
+    const Google__Protobuf__Timestamp *run_at;
+  } rows[] = {{root, &at}, {dep, NULL}, {both, &at2}};
+  for (size_t i = 0; i < 3; i++) {
+    Oee__V1__Task *t = it_get(srv.ch, rows[i].id, NULL);
+    assert_non_null(t);
+    assert_int_equal(t->status, ST(SCHEDULED));
+    if (rows[i].run_at == NULL) {
+      if (t->run_at != NULL) fail_msg("row %zu: run_at set while it waits for dependencies", i);
+    } else {
+      assert_non_null(t->run_at);
+      assert_true(ns_of(t->run_at) == ns_of(rows[i].run_at));
+    }
+    oee__v1__task__free_unpacked(t, NULL);
+  }
+  int cancelled = 0;
+  assert_int_equal(it_cancel(srv.ch, root, &cancelled), 0); /* and its dependents */
+  assert_true(cancelled);
+  for (size_t i = 1; i < 3; i++) {
+    Oee__V1__Task *t = it_wait_status(srv.ch, rows[i].id, ST(CANCELLED), IT_WAIT_MS);
+    assert_non_null(t);
+    oee__v1__task__free_unpacked(t, NULL);
+  }
+  free(root);
+  free(dep);
+  free(both);
 }
 
 /* ------------------------------------------------------------ graph */
@@ -681,6 +775,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_permanent_failure, teardown),
       cmocka_unit_test_teardown(test_timeout, teardown),
       cmocka_unit_test_teardown(test_run_at, teardown),
+      cmocka_unit_test_teardown(test_error_message_until_done, teardown),
+      cmocka_unit_test_teardown(test_run_at_only_when_waiting_for_a_time, teardown),
       cmocka_unit_test_teardown(test_graph, teardown),
       cmocka_unit_test_teardown(test_idempotency_across_restart, teardown),
       cmocka_unit_test_teardown(test_quotas, teardown),
