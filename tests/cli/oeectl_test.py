@@ -314,9 +314,11 @@ def test_retry_error_task():
 
 def test_submit_after():
     # --after A --after B: the task waits (SCHEDULED, no run_at) until both
-    # ended DONE, and starts after the later of them ended.
-    a = submit("dep-a", "sleep", "--ctx", "seconds=0.6")
-    b = submit("dep-b", "sleep", "--ctx", "seconds=1.2")
+    # ended DONE, and starts after the later of them ended. B sleeps long
+    # enough that C is submitted and read back while B still runs (each
+    # oeectl run can take most of a second on a loaded machine).
+    a = submit("dep-a", "sleep", "--ctx", "seconds=1")
+    b = submit("dep-b", "sleep", "--ctx", "seconds=6")
     c = json.loads(ok("submit", "--json", "--name", "after-ab", "--type", "echo",
                       "--ctx", "message=last", "--after", a, "--after", b))
     assert c["dependsOn"] == [a, b], c
