@@ -244,16 +244,19 @@ target("End-to-end no-op tasks, durable: OEE (sqlite, sync full) vs beanstalkd w
 tidle = get("timer.idle", "cpu_share")
 tsub = get("timer.submit", "ratio")
 tlate = get("timer.lateness", "p99_ms")
+tretry = get("timer.retry", "p99_ms")
 target("1,000,000 SCHEDULED tasks waiting (in process)",
        "idle CPU < 1% of a core; submissions within 10% of an empty engine",
        f"idle **{fnum((tidle or 0) * 100, 2)}%**; submissions {fnum(get('timer.submit', 'rate'))}/s vs "
        f"{fnum(get('timer.submit', 'empty_rate'))}/s empty = **{fnum(tsub, 2)}x**",
        tidle is not None and tidle < 0.01 and tsub is not None and tsub >= 0.9)
-target("Retry timing: a task due at a time starts on time (in process, 10^6 waiting)",
-       "p99 start - run_at <= 10 ms",
-       f"p50 {fnum(get('timer.lateness', 'p50_ms'), 3)} ms, **p99 {fnum(tlate, 3)} ms**, "
-       f"max {fnum(get('timer.lateness', 'max_ms'), 3)} ms",
-       tlate is not None and tlate <= 10)
+target(f"Retry timing: a scheduled retry starts on time (in process, "
+       f"{fnum(get('timer.retry', 'waiting'))} tasks waiting)",
+       "p99 start of attempt 2 - its due time <= 10 ms",
+       f"p50 {fnum(get('timer.retry', 'p50_ms'), 3)} ms, **p99 {fnum(tretry, 3)} ms**, "
+       f"max {fnum(get('timer.retry', 'max_ms'), 3)} ms ({fnum(get('timer.retry', 'retries'))} "
+       f"retries; tasks due by run_at among 10^6 waiting: p99 {fnum(tlate, 3)} ms)",
+       tretry is not None and tretry <= 10)
 dag = {(st, shape): get(f"dag.{st}.{shape}", "ratio") for st in ("memory", "sqlite")
        for shape in ("blocks", "layered")}
 dag_known = [v for v in dag.values() if v is not None]
@@ -763,6 +766,16 @@ w(f"`bench/timer_bench.c`, memory store, 2 workers: {fnum(get('timer.idle', 'wai
   f"{fnum(get('timer.lateness', 'tasks'))} tasks due over one second among them started "
   f"p50 {fnum(get('timer.lateness', 'p50_ms'), 3)} ms, p99 {fnum(tlate, 3)} ms, "
   f"max {fnum(get('timer.lateness', 'max_ms'), 3)} ms after their run_at.")
+w("")
+w(f"Retries, on a fresh engine with {fnum(get('timer.retry', 'waiting'))} tasks SCHEDULED an hour "
+  f"ahead: {fnum(get('timer.retry', 'retries'))} tasks whose executor fails attempt 1 (a retryable "
+  f"`oee_job_fail`) and succeeds attempt 2, max_attempts 2, backoff "
+  f"{fnum(get('timer.retry', 'backoff_s'), 1)} s (each waits 0.5-1x that, the contract's jitter, so "
+  "the retries fall due over about a second). Attempt 2 started p50 "
+  f"{fnum(get('timer.retry', 'p50_ms'), 3)} ms, **p99 {fnum(tretry, 3)} ms**, max "
+  f"{fnum(get('timer.retry', 'max_ms'), 3)} ms after the due time its retry was scheduled for "
+  "(the run_at of the task's SCHEDULED change); "
+  f"{fnum(get('timer.retry', 'scheduled_at_end'))} tasks were still SCHEDULED at the end.")
 w("")
 
 w("## 14. Task graphs (in process)")

@@ -6,10 +6,17 @@
  *  - submit: no-op submissions per second with those N tasks waiting,
  *    against a fresh engine with none, in the same run;
  *  - lateness: with N tasks waiting far away, LATE_TASKS tasks whose run_at
- *    falls over the next second: start time minus run_at, p50/p99/max.
+ *    falls over the next second: start time minus run_at, p50/p99/max;
+ *  - retry: on a fresh engine with R tasks SCHEDULED an hour ahead,
+ *    RETRIES tasks whose executor fails attempt 1 (a retryable failure)
+ *    and succeeds attempt 2, max_attempts 2, backoff RETRY_BACKOFF s (so
+ *    each waits 0.5..1 x that, the contract's jitter): the start of attempt
+ *    2 minus the due time the retry was scheduled for (the run_at of the
+ *    task's SCHEDULED change), p50/p99/max.
  *
  * Prints "RESULT timer.<case> ..." lines (figures only).
- * Usage: timer_bench [--waiting N] (default 1,000,000)
+ * Usage: timer_bench [--waiting N] [--retry-waiting R]
+ *        (defaults 1,000,000 and 100,000)
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -25,6 +32,8 @@
 #define IDLE_SECONDS 3
 #define SUBMITS 200000
 #define LATE_TASKS 2000
+#define RETRIES 2000
+#define RETRY_BACKOFF 2.0 /* seconds: the 2,000 retries fall due over ~1 s */
 
 static double now_s(void) {
   struct timespec ts;
@@ -49,12 +58,23 @@ static void run_noop(oee_job *job, void *ud) {
   oee_job_succeed(job, "");
 }
 
+/* Fails the first attempt (retried after the backoff), succeeds the next. */
+static void run_flaky(oee_job *job, void *ud) {
+  (void)ud;
+  if (oee_job_attempt(job) == 1) {
+    oee_job_fail(job, "the first attempt fails");
+  } else {
+    oee_job_succeed(job, "");
+  }
+}
+
 static oee_engine *engine(void) {
   oee_engine_config cfg = {.num_workers = 2};
   oee_engine *eng;
   oee_error err;
   if (oee_engine_open(&cfg, &eng, &err) != 0) die("open", &err);
   if (oee_engine_register(eng, "noop", run_noop, NULL) != 0) die("register", NULL);
+  if (oee_engine_register(eng, "flaky", run_flaky, NULL) != 0) die("register", NULL);
   if (oee_engine_start(eng) != 0) die("start", NULL);
   return eng;
 }
@@ -96,10 +116,80 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Submits RETRIES flaky tasks, each with its index in its context. */
+static void submit_flaky(oee_engine *eng) {
+  for (int i = 0; i < RETRIES; i++) {
+    char idx[16];
+    snprintf(idx, sizeof(idx), "%d", i);
+    oee_kv ctx[] = {{"i", idx}};
+    oee_submit req = {.name = "r",
+                      .task_type = "flaky",
+                      .priority = 5,
+                      .context = ctx,
+                      .context_len = 1,
+                      .max_attempts = 2,
+                      .has_backoff = 1,
+                      .backoff_seconds = RETRY_BACKOFF,
+                      .has_max_backoff = 1,
+                      .max_backoff_seconds = RETRY_BACKOFF};
+    oee_error err;
+    if (oee_engine_submit_async(eng, &req, ack, NULL, &err) != 0) die("submit", &err);
+  }
+}
+
+/* Attempt 2's start minus its due time, in ms, for every retry (late[],
+ * RETRIES entries), from the flaky tasks' SCHEDULED and RUNNING changes. */
+static void retry_starts(oee_sub *sub, double *late) {
+  int64_t *due = calloc(RETRIES, sizeof(*due));
+  if (due == NULL) die("out of memory", NULL);
+  for (int n = 0; n < RETRIES;) {
+    const oee_task_info *ev;
+    if (oee_sub_wait(sub, &ev, 30000) != 0) die("a retry did not start", NULL);
+    int i = atoi(oee_task_info_context(ev, "i"));
+    if (ev->status == OEE_TASK_SCHEDULED) {
+      due[i] = ev->run_at_ns; /* when the retry was scheduled to start */
+    } else if (ev->attempt == 2) {
+      if (due[i] == 0) die("a retry started before it was scheduled", NULL);
+      late[n++] = (double)(ev->started_at_ns - due[i]) / 1e6;
+    }
+    oee_task_info_unref(ev);
+  }
+  free(due);
+}
+
+/* Scheduled retries among `waiting` tasks SCHEDULED an hour ahead. */
+static void retry_lateness(long waiting) {
+  oee_engine *eng = engine();
+  int64_t far = oee_now_ns() + 3600LL * 1000000000LL;
+  for (long i = 0; i < waiting; i++) submit(eng, far + i);
+  static const oee_task_status st[] = {OEE_TASK_SCHEDULED, OEE_TASK_RUNNING};
+  static const char *const types[] = {"flaky"};
+  oee_sub_filter f = {.statuses = st, .n_statuses = 2, .task_types = types, .n_task_types = 1};
+  oee_sub *sub;
+  if (oee_engine_subscribe(eng, &f, RETRIES * 4, 0, &sub) != 0) die("subscribe", NULL);
+  submit_flaky(eng);
+  double *late = malloc(RETRIES * sizeof(*late));
+  if (late == NULL) die("out of memory", NULL);
+  retry_starts(sub, late);
+  qsort(late, RETRIES, sizeof(*late), cmp_double);
+  oee_status status;
+  if (oee_engine_status(eng, &status) != 0) die("status", NULL);
+  printf(
+      "RESULT timer.retry waiting=%ld retries=%d backoff_s=%.1f scheduled_at_end=%llu "
+      "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
+      waiting, RETRIES, RETRY_BACKOFF, (unsigned long long)status.by_status[OEE_TASK_SCHEDULED],
+      late[RETRIES / 2], late[(RETRIES * 99) / 100], late[RETRIES - 1]);
+  oee_status_free(&status);
+  free(late);
+  oee_sub_free(sub);
+  oee_engine_destroy(eng);
+}
+
 int main(int argc, char **argv) {
-  long waiting = 1000000;
+  long waiting = 1000000, retry_waiting = 100000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--waiting") == 0) waiting = atol(argv[i + 1]);
+    if (strcmp(argv[i], "--retry-waiting") == 0) retry_waiting = atol(argv[i + 1]);
   }
   /* Idle: N tasks wait an hour. */
   oee_engine *eng = engine();
@@ -143,5 +233,8 @@ int main(int argc, char **argv) {
   free(late);
   oee_sub_free(sub);
   oee_engine_destroy(eng);
+
+  /* Retries, on their own engine with the target's 100,000 waiting. */
+  retry_lateness(retry_waiting);
   return 0;
 }

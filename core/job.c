@@ -8,6 +8,7 @@
  */
 #include "core/engine.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,21 @@
 
 #define OOM_RESULT_MESSAGE "out of memory while recording the result"
 
+/* Every change of a task's status passes here, so this is where the
+ * lifecycle table (task.c, oee_task_transition_check) is enforced. An
+ * illegal edge is a bug in the engine, never the caller's input (requests
+ * are checked against the status before a snapshot is packed): a debug
+ * build stops at the assertion; a build with NDEBUG refuses the change,
+ * leaving the task as it was (its last legal state, which readers and the
+ * store already have) and dropping `next`. */
 void oee__task_swap_packed(oee_engine *eng, oee_task *t, oee_task_info *next) {
   oee_task_status from = t->snap->status;
+  int legal = oee_task_transition_check(from, next->status) == 0;
+  assert(legal && "task status change missing from the lifecycle table");
+  if (!legal) {
+    oee_task_info_unref(next);
+    return;
+  }
   next->seq = ++eng->last_seq; /* not shared yet: still writable */
   /* Stamped here, with the lock held, like seq: the store keeps finished
    * tasks in the order they are swapped in, and clearing and retention

@@ -107,8 +107,8 @@ int oee_task_status_is_terminal(oee_task_status s);
  * (new: UNSPECIFIED) -> QUEUED | SCHEDULED | CANCELLED (a dependency already
  * failed); SCHEDULED -> QUEUED | CANCELLED; QUEUED -> RUNNING | CANCELLED;
  * RUNNING -> DONE | ERROR | CANCELLED | SCHEDULED (a failed attempt to be
- * retried); ERROR | CANCELLED -> QUEUED | SCHEDULED | CANCELLED (RetryTask:
- * checked like a fresh submission).
+ * retried); ERROR | CANCELLED -> QUEUED | SCHEDULED (RetryTask: checked like
+ * a fresh submission; a dependency still failed then ends it CANCELLED).
  */
 int oee_task_transition_check(oee_task_status from, oee_task_status to);
 

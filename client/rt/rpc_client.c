@@ -25,6 +25,7 @@
 #include <grpc/support/time.h>
 
 #include "rpc/codec.h"
+#include "rpc/pem.h"
 
 struct oee_rpc_channel {
   grpc_channel *ch;
@@ -32,9 +33,6 @@ struct oee_rpc_channel {
   grpc_metadata md;
   size_t n_md;
 };
-
-/* Larger PEM files are refused: a certificate chain is a few KB. */
-enum { MAX_PEM_BYTES = 1 << 20 };
 
 /* Receive side of one call: everything gRPC writes into. */
 typedef struct recv_io {
@@ -85,37 +83,6 @@ __attribute__((format(printf, 3, 4))) static void say(char *err, size_t len, con
   va_end(ap);
 }
 
-/* A PEM file's text (NUL-terminated, malloc'd), or NULL with err. */
-static char *read_pem(const char *what, const char *path, char *err, size_t len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    say(err, len, "cannot read %s %s: %s", what, path, strerror(errno));
-    return NULL;
-  }
-  char *buf = malloc(MAX_PEM_BYTES + 1);
-  size_t n = buf ? fread(buf, 1, MAX_PEM_BYTES + 1, f) : 0;
-  int bad = buf == NULL || ferror(f) || n == 0 || n > MAX_PEM_BYTES;
-  fclose(f);
-  if (bad) {
-    say(err, len, "cannot read %s %s: %s", what, path,
-        buf == NULL ? "out of memory"
-        : n == 0    ? "empty or unreadable"
-                    : "larger than 1 MiB");
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  return buf;
-}
-
-/* Frees a PEM text, wiping it first (it may hold a private key). */
-static void pem_free(char *pem) {
-  if (pem == NULL) return;
-  volatile char *p = pem;
-  for (size_t i = 0; p[i] != '\0'; i++) p[i] = 0;
-  free(pem);
-}
-
 /* Plaintext, or TLS when opts name a CA or a client certificate. */
 static grpc_channel_credentials *channel_creds(const oee_rpc_channel_options *o, char *err,
                                                size_t len) {
@@ -127,9 +94,10 @@ static grpc_channel_credentials *channel_creds(const oee_rpc_channel_options *o,
   }
   char *ca = NULL, *cert = NULL, *key = NULL;
   grpc_channel_credentials *creds = NULL;
-  if ((o->tls_ca_file && (ca = read_pem("CA file", o->tls_ca_file, err, len)) == NULL) ||
-      (o->tls_cert_file && (cert = read_pem("certificate", o->tls_cert_file, err, len)) == NULL) ||
-      (o->tls_key_file && (key = read_pem("key", o->tls_key_file, err, len)) == NULL)) {
+  if ((o->tls_ca_file && (ca = oee_rpc_pem_read("CA file", o->tls_ca_file, err, len)) == NULL) ||
+      (o->tls_cert_file &&
+       (cert = oee_rpc_pem_read("certificate", o->tls_cert_file, err, len)) == NULL) ||
+      (o->tls_key_file && (key = oee_rpc_pem_read("key", o->tls_key_file, err, len)) == NULL)) {
     goto out;
   }
   grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
@@ -137,9 +105,9 @@ static grpc_channel_credentials *channel_creds(const oee_rpc_channel_options *o,
   creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
   if (creds == NULL) say(err, len, "cannot set up TLS with these files");
 out:
-  pem_free(ca);
-  pem_free(cert);
-  pem_free(key);
+  oee_rpc_pem_free(ca);
+  oee_rpc_pem_free(cert);
+  oee_rpc_pem_free(key);
   return creds;
 }
 
@@ -161,7 +129,7 @@ static int set_token(oee_rpc_channel *c, const oee_rpc_channel_options *o, char 
   c->md.key = grpc_slice_from_static_string("authorization");
   c->md.value = grpc_slice_from_copied_string(v);
   c->n_md = 1;
-  pem_free(v);
+  oee_rpc_pem_free(v);
   return 0;
 }
 

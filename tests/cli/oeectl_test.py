@@ -6,6 +6,7 @@ every oeectl subcommand as a subprocess and checks stdout, stderr and the exit
 code (gRPC status code; 64 for usage errors). Ends the server with SIGTERM
 and checks that it exits 0. Prints a closing "N passed, N failed" line.
 """
+import calendar
 import json
 import os
 import re
@@ -265,6 +266,108 @@ def test_retry():
     wait_status(tid, "TASK_STATUS_DONE")
     err = fails(9, "FAILED_PRECONDITION", "retry", tid)
     assert tid in err, err
+
+
+def ts_ns(text):
+    """Nanoseconds since the epoch of an RFC 3339 UTC time as oeectl prints
+    it (2024-01-02T03:04:05[.fff[fff[fff]]]Z)."""
+    assert RFC3339_RE.match(text), text
+    whole, _, frac = text[:-1].partition(".")
+    secs = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 10**9 + int((frac + "000000000")[:9])
+
+
+def list_rows():
+    """`oeectl list --all`'s rows by task id (each split into its columns)."""
+    lines = ok("list", "--all").splitlines()
+    return {l.split()[0]: l.split() for l in lines[1:-1]}
+
+
+def test_retry_error_task():
+    # A task that ended ERROR after its two attempts runs again: the reply
+    # shows it QUEUED with its attempts counted from 0, then it really runs
+    # (a later start, both attempts again) and ends ERROR again.
+    tid = submit("rerr", "fail", "--ctx", "message=boom", "--max-attempts", "2",
+                 "--backoff", "0.05")
+    first = wait_status(tid, "TASK_STATUS_ERROR")
+    assert (first["attempt"], first["errorMessage"]) == (2, "boom"), first
+    out = ok("retry", tid)
+    assert out == "retried %s (status QUEUED, 2 attempts)\n" % tid, out
+    def again():
+        t = get_json(tid)
+        return t if t["status"] == "TASK_STATUS_ERROR" and "startedAt" in t and \
+            ts_ns(t["startedAt"]) > ts_ns(first["completedAt"]) else None
+    deadline = time.time() + 20
+    while not again():
+        assert time.time() < deadline, "retried task %s never ended again" % tid
+        time.sleep(0.05)
+    t = again()
+    assert (t["attempt"], t["maxAttempts"], t["errorMessage"]) == (2, 2, "boom"), t
+    # --json: the Task as queued again, attempt 0.
+    t = json.loads(ok("--json", "retry", tid))
+    assert (t["id"], t["status"], t["attempt"], t["maxAttempts"]) == \
+        (tid, "TASK_STATUS_QUEUED", 0, 2), t
+    t = wait_status(tid, "TASK_STATUS_ERROR", timeout=20)
+    # `list` shows the attempts it ran (the ATTEMPT column, attempt/max).
+    assert list_rows()[tid][3:6] == ["ERROR", "5", "2/2"], list_rows()[tid]
+
+
+def test_submit_after():
+    # --after A --after B: the task waits (SCHEDULED, no run_at) until both
+    # ended DONE, and starts after the later of them ended. B sleeps long
+    # enough that C is submitted and read back while B still runs (each
+    # oeectl run can take most of a second on a loaded machine).
+    a = submit("dep-a", "sleep", "--ctx", "seconds=1")
+    b = submit("dep-b", "sleep", "--ctx", "seconds=6")
+    c = json.loads(ok("submit", "--json", "--name", "after-ab", "--type", "echo",
+                      "--ctx", "message=last", "--after", a, "--after", b))
+    assert c["dependsOn"] == [a, b], c
+    assert c["status"] == "TASK_STATUS_SCHEDULED" and "runAt" not in c, c
+    assert get_json(c["id"])["status"] == "TASK_STATUS_SCHEDULED"
+    done = wait_status(c["id"], "TASK_STATUS_DONE", timeout=30)
+    ta, tb = get_json(a), get_json(b)
+    assert ta["status"] == tb["status"] == "TASK_STATUS_DONE", (ta, tb)
+    start = ts_ns(done["startedAt"])
+    assert start >= ts_ns(ta["completedAt"]) and start >= ts_ns(tb["completedAt"]), \
+        (done["startedAt"], ta["completedAt"], tb["completedAt"])
+    assert done["result"] == "last", done
+
+
+def test_submit_key_twice():
+    # The same --key twice: one task, the same id both times. (oeectl submit
+    # prints only the id, so it cannot say "duplicate"; submit-batch does.)
+    total = json.loads(ok("--json", "list"))["totalSize"]
+    first = submit("keyed", "echo", "--key", "cli-key-twice")
+    second = submit("keyed-again", "echo", "--key", "cli-key-twice")
+    assert first == second, (first, second)
+    t = json.loads(ok("submit", "--json", "--name", "k3", "--type", "echo",
+                      "--key", "cli-key-twice"))
+    assert (t["id"], t["name"], t["idempotencyKey"]) == (first, "keyed", "cli-key-twice"), t
+    assert json.loads(ok("--json", "list"))["totalSize"] == total + 1
+    other = submit("keyed-other", "echo", "--key", "cli-key-other")
+    assert other != first
+
+
+def test_submit_run_at_relative():
+    # --run-at +30s: SCHEDULED with run_at 30 s from now (within 5 s); list
+    # shows its RUN_AT (whole seconds) and a "-" for an undelayed task.
+    before = time.time()
+    t = json.loads(ok("submit", "--json", "--name", "in30", "--type", "echo",
+                      "--run-at", "+30s"))
+    after = time.time()
+    assert t["status"] == "TASK_STATUS_SCHEDULED", t
+    at = ts_ns(t["runAt"]) / 1e9
+    assert before + 25 <= at <= after + 35, (before, t["runAt"], after)
+    g = get_json(t["id"])
+    assert (g["status"], g["runAt"]) == ("TASK_STATUS_SCHEDULED", t["runAt"]), g
+    now_id = submit("now", "echo")
+    wait_status(now_id, "TASK_STATUS_DONE")
+    rows = list_rows()
+    cell = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(at)))
+    assert rows[t["id"]][3] == "SCHEDULED" and rows[t["id"]][7] == cell, (rows[t["id"]], cell)
+    assert rows[now_id][7] == "-", rows[now_id]
+    ok("cancel", t["id"])
+    assert get_json(t["id"])["status"] == "TASK_STATUS_CANCELLED"
 
 
 def test_exec_and_fail():
@@ -883,7 +986,8 @@ def test_unavailable():
 
 
 TESTS = [test_help, test_usage_errors, test_submit, test_submit_errors, test_submit_semantics,
-         test_retry, test_exec_and_fail, test_get, test_oee_addr, test_list, test_cancel,
+         test_retry, test_retry_error_task, test_submit_after, test_submit_key_twice,
+         test_submit_run_at_relative, test_exec_and_fail, test_get, test_oee_addr, test_list, test_cancel,
          test_status, test_submit_batch, test_submit_batch_semantics,
          test_watch_snapshot_sigint, test_watch_filters_human, test_pipeline,
          test_health, test_schedule, test_schedule_errors, test_schedule_json,

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -597,6 +598,194 @@ static void test_live_result(void **state) {
   assert_string_equal(f->task->result, "z");
 }
 
+/* ------------------------------------------------ retries as a whole */
+
+/* A pipeline has no attempts of its own: it takes the engine's
+ * default_max_attempts, and every attempt runs it from its first stage
+ * (pipeline_run.c resets the stages). These tests give each run its own
+ * directory and engine, whose models leave traces there. */
+typedef struct retry_fixture {
+  char dir[256];
+  oee_model_table *models;
+  oee_engine *eng;
+} retry_fixture;
+
+/* "count" passes its input on and appends a line to <dir>/count, so the
+ * file says how often the first stage ran; "flaky" fails (exit 3, "not
+ * yet") while <dir>/marker is absent and creates it, so only its first run
+ * fails; later runs upper-case. */
+static int retry_models(retry_fixture *rf) {
+  static const char count_sh[] = "cat; echo run >>\"$1/count\"";
+  static const char flaky_sh[] =
+      "if [ -e \"$1/marker\" ]; then tr a-z A-Z; "
+      "else : >\"$1/marker\"; cat >/dev/null; echo 'not yet' >&2; exit 3; fi";
+  if (oee_model_table_create(&rf->models) != 0) return -1;
+  int rc = model(rf->models, "count", 1, 0.5, "sh", "-c", count_sh, "sh", rf->dir, NULL);
+  rc |= model(rf->models, "flaky", 2, 0.5, "sh", "-c", flaky_sh, "sh", rf->dir, NULL);
+  rc |= model(rf->models, "bang", 0.25, 0.3, "sed", "s/$/!/", NULL);
+  return rc;
+}
+
+/* An engine of one worker, with `attempts` as every task's default; with
+ * `durable`, in rf->dir and keeping one finished task in memory, so that
+ * a finished pipeline is soon read back from its row. */
+static void retry_setup(retry_fixture *rf, int attempts, int durable) {
+  assert_int_equal(tu_temp_dir(rf->dir, sizeof(rf->dir), "pipeline-retry"), 0);
+  assert_int_equal(retry_models(rf), 0);
+  oee_engine_config cfg = {.num_workers = 1,
+                           .models = rf->models,
+                           .default_max_attempts = attempts,
+                           .data_dir = durable ? rf->dir : NULL,
+                           .sync_normal = 1,
+                           .finished_cache = 1};
+  oee_error err;
+  if (oee_engine_open(&cfg, &rf->eng, &err) != 0) fail_msg("open: %s", err.message);
+  assert_int_equal(oee_engine_start(rf->eng), 0);
+}
+
+static void retry_teardown(retry_fixture *rf) {
+  tu_engine_free(rf->eng);
+  oee_model_table_destroy(rf->models);
+  assert_true(tu_no_children());
+  assert_int_equal(tu_remove_dir(rf->dir), 0);
+}
+
+/* How many times the "count" stage ran (lines in <dir>/count). */
+static int count_runs(const retry_fixture *rf) {
+  char path[300];
+  snprintf(path, sizeof(path), "%s/count", rf->dir);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL) return 0;
+  int n = 0, c;
+  while ((c = fgetc(fp)) != EOF) n += c == '\n';
+  fclose(fp);
+  return n;
+}
+
+static const oee_stage_spec retry_stages[] = {S("c", "count"), S("f", "flaky"), S("b", "bang")};
+
+static void retry_submit(retry_fixture *rf, char *id) {
+  oee_pipeline_spec sp = spec_of(OEE_STRATEGY_LOCAL_FAST_PRECISE, retry_stages, 3, "hello");
+  const oee_task_info *t = NULL;
+  assert_int_equal(oee_engine_submit_pipeline(rf->eng, &sp, &t, NULL), 0);
+  memcpy(id, t->id, OEE_ID_LEN + 1);
+  oee_task_info_unref(t);
+}
+
+/* The next event of the one task the engine runs; caller unrefs. */
+static const oee_task_info *next_status(oee_sub *sub, oee_task_status want, int attempt) {
+  const oee_task_info *ev = NULL;
+  assert_int_equal(oee_sub_wait(sub, &ev, 20000), 0);
+  if (ev->status != want) {
+    fail_msg("event %s (%s), want %s", oee_task_status_name(ev->status), ev->error_message,
+             oee_task_status_name(want));
+  }
+  assert_int_equal(ev->attempt, attempt);
+  return ev;
+}
+
+/* A whole run that succeeded once: each stage's output, no error left
+ * from an earlier attempt, and each stage charged once. */
+static void expect_clean_success(retry_fixture *rf, const char *id) {
+  oee_pipeline_result *r = NULL;
+  assert_int_equal(oee_engine_pipeline_result(rf->eng, id, &r), 0);
+  assert_int_equal(r->status, OEE_TASK_DONE);
+  expect_stages(r, 3, DONE, DONE, DONE);
+  assert_string_equal(r->stages[0].output, "hello");
+  assert_string_equal(r->stages[1].output, "HELLO");
+  assert_string_equal(r->stages[1].error_message, "");
+  assert_string_equal(r->stages[2].output, "HELLO!");
+  assert_string_equal(r->output, "HELLO!");
+  assert_string_equal(r->error_message, "");
+  assert_float_equal(r->total_cost, 3.25, 1e-9);
+  oee_pipeline_result_free(r);
+}
+
+/* The first attempt's failure as the result shows it, read while the
+ * retry still waits for its backoff (skipped if the machine was so slow
+ * that the backoff ran out before the read: the retry may have begun). */
+static void expect_first_failure(retry_fixture *rf, const oee_task_info *sched) {
+  oee_pipeline_result *r = NULL;
+  assert_int_equal(oee_engine_pipeline_result(rf->eng, sched->id, &r), 0);
+  if (oee_now_ns() < sched->run_at_ns) {
+    expect_stages(r, 3, DONE, ERROR, SKIPPED);
+    assert_string_equal(r->stages[1].error_message, "exit status 3: not yet");
+    assert_float_equal(r->total_cost, 3, 1e-9);
+  }
+  oee_pipeline_result_free(r);
+}
+
+/* Attempt 1 fails at stage 2; the retry runs all three stages again. */
+static void test_retry_whole_pipeline(void **state) {
+  (void)state;
+  retry_fixture rf = {0};
+  retry_setup(&rf, 2, 0);
+  oee_sub *sub;
+  assert_int_equal(oee_engine_subscribe(rf.eng, NULL, 64, 0, &sub), 0);
+  char id[OEE_ID_LEN + 1];
+  retry_submit(&rf, id);
+  oee_task_info_unref(next_status(sub, OEE_TASK_QUEUED, 0));
+  oee_task_info_unref(next_status(sub, OEE_TASK_RUNNING, 1));
+  const oee_task_info *ev = next_status(sub, OEE_TASK_SCHEDULED, 1);
+  expect_first_failure(&rf, ev);
+  assert_string_equal(ev->error_message, "stage 'f' failed: exit status 3: not yet");
+  assert_true(ev->run_at_ns > 0);
+  oee_task_info_unref(ev);
+  oee_task_info_unref(next_status(sub, OEE_TASK_QUEUED, 1));
+  oee_task_info_unref(next_status(sub, OEE_TASK_RUNNING, 2));
+  ev = next_status(sub, OEE_TASK_DONE, 2);
+  assert_int_equal(ev->max_attempts, 2);
+  assert_string_equal(ev->result, "HELLO!");
+  assert_string_equal(ev->error_message, "");
+  oee_task_info_unref(ev);
+  assert_int_equal(count_runs(&rf), 2); /* stage 1 ran in both attempts */
+  expect_clean_success(&rf, id);
+  oee_sub_free(sub);
+  retry_teardown(&rf);
+}
+
+/* RetryTask of a pipeline that ended ERROR (no attempts left) runs it
+ * again from its first stage; `durable`: after it left memory. */
+static void retry_task_scenario(int durable) {
+  retry_fixture rf = {0};
+  retry_setup(&rf, 1, durable);
+  char id[OEE_ID_LEN + 1], other[OEE_ID_LEN + 1];
+  retry_submit(&rf, id);
+  const oee_task_info *t = tu_wait_terminal(rf.eng, id, 20);
+  assert_non_null(t);
+  assert_int_equal(t->status, OEE_TASK_ERROR);
+  assert_int_equal(t->attempt, 1);
+  oee_task_info_unref(t);
+  assert_int_equal(count_runs(&rf), 1);
+  /* Another task finishes after it: with a cache of one, the pipeline is
+   * read back from its stored row by the retry. */
+  assert_int_equal(tu_submit(rf.eng, "echo", other, 0), 0);
+  assert_true(tu_wait_status(rf.eng, other, OEE_TASK_DONE, 20));
+  oee_error err;
+  if (oee_engine_retry(rf.eng, id, &t, &err) != 0) fail_msg("retry: %s", err.message);
+  assert_int_equal(t->attempt, 0);
+  oee_task_info_unref(t);
+  t = tu_wait_terminal(rf.eng, id, 20);
+  assert_non_null(t);
+  assert_int_equal(t->status, OEE_TASK_DONE);
+  assert_int_equal(t->attempt, 1);
+  assert_string_equal(t->result, "HELLO!");
+  oee_task_info_unref(t);
+  assert_int_equal(count_runs(&rf), 2);
+  expect_clean_success(&rf, id);
+  retry_teardown(&rf);
+}
+
+static void test_retry_task_pipeline(void **state) {
+  (void)state;
+  retry_task_scenario(0);
+}
+
+static void test_retry_task_pipeline_durable(void **state) {
+  (void)state;
+  retry_task_scenario(1);
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -630,6 +819,9 @@ int main(void) {
       T(test_cancel_ensemble),
       T(test_cancel_queued),
       T(test_live_result),
+      cmocka_unit_test(test_retry_whole_pipeline),
+      cmocka_unit_test(test_retry_task_pipeline),
+      cmocka_unit_test(test_retry_task_pipeline_durable),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -547,6 +547,8 @@ static void test_bad_fields_refused(void **state) {
   const char *dep[] = {"0190a1b2-c3d4-7e5f-8a9b-000000000001"};
   const char *bad_dep[] = {"0190a1b2-c3d4-7e5f-8a9b-00000000000"};
   const char *twice[] = {dep[0], "0190A1B2-C3D4-7E5F-8A9B-000000000001"};
+  const char *many[65]; /* one more than the default max_dependencies */
+  for (size_t i = 0; i < 65; i++) many[i] = dep[0];
   struct {
     oee_submit req;
     const char *words;
@@ -558,6 +560,15 @@ static void test_bad_fields_refused(void **state) {
       {{.has_max_backoff = 1, .max_backoff_seconds = INFINITY}, "max_backoff_seconds must be"},
       {{.timeout_seconds = -0.5}, "timeout_seconds must be a finite number"},
       {{.timeout_seconds = NAN}, "timeout_seconds must be a finite number"},
+      {{.timeout_seconds = INFINITY},
+       "timeout_seconds must be a finite number >= 0 (0 = none), got inf"},
+      {{.has_backoff = 1, .backoff_seconds = INFINITY},
+       "backoff_seconds must be a finite number >= 0, got inf"},
+      {{.has_max_backoff = 1, .max_backoff_seconds = -2},
+       "max_backoff_seconds must be a finite number >= 0, got -2"},
+      {{.has_max_backoff = 1, .max_backoff_seconds = NAN},
+       "max_backoff_seconds must be a finite number >= 0, got nan"},
+      {{.depends_on = many, .depends_on_len = 65}, "depends_on has 65 ids; at most 64 are allowed"},
       {{.idempotency_key = key}, "idempotency_key is 257 bytes; at most 256"},
       {{.depends_on = dep, .depends_on_len = 1},
        "depends_on[0]: task 0190a1b2-c3d4-7e5f-8a9b-000000000001 not found"},

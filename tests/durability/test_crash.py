@@ -8,13 +8,14 @@ inside the server, each told apart by the prefix of its name:
 
   d-  delayed `echo` tasks, run_at 0.5..4 s ahead (SCHEDULED until then),
       alone or three in a SubmitTasks batch;
-  r-  retried tasks, max_attempts 3 and backoff 0.5 s: the built-in `fail`
+  r-  retried tasks, max_attempts 3 and backoff 1 s: the built-in `fail`
       ({"message": "x"}), and some `exec` tasks whose command appends
       "<name> <OEE_ATTEMPT>" to a file and exits 1 50 ms later;
   g-  small graphs in one SubmitTasks call with "#<index>" references
       (chains, diamonds, one-to-several-to-one fans), some with a `fail` node
       (sometimes with max_attempts 2), some rooted on a task of an earlier
-      graph.
+      graph, some with a middle entry that also has a run_at 0.5..3 s ahead
+      (so the graph stays half-finished for a while).
 
 These often get priority 10, so that they run (and kills land in them)
 while the kills go on, not only in the final drain behind the plain load.
@@ -25,6 +26,18 @@ worker, so start order is strict) is killed with SIGKILL at a random moment,
 restarted on the same data directory, and so on OEE_CRASH_KILLS times
 (default 10 here, the CI setting; scripts/crash-test runs 100).
 
+The run must show that each waiting state survives a kill: at some restart
+the checks must have met a delayed task still SCHEDULED, a retried task
+waiting out the backoff of an attempt that failed before the kill, a task
+that was RUNNING at the kill waiting the backoff its recovery began
+("interrupted"), and a half-finished graph (a DONE task and one still
+waiting for its dependencies). Random kills meet the first three and the
+graphs almost always, an interrupted retry less often; for each state not
+met after OEE_CRASH_KILLS kills the test kills again (at most AIMED_KILLS
+more times), aiming: it watches the server (WatchTasks) and kills once a
+task is in that state with time enough left to still be in it after the
+restart. A state never met fails the test.
+
 Right after each restart, before any client runs again:
 
   * every acknowledged task exists, and no task has attempt > max_attempts;
@@ -32,7 +45,11 @@ Right after each restart, before any client runs again:
     has passed, and none started before its run_at;
   * a task waiting SCHEDULED with "interrupted: server restarted" (found
     RUNNING by a recovery, attempts left) waits a backoff that began during
-    a recovery.
+    a recovery;
+  * a retried task SCHEDULED still shows its failed attempt (attempt >= 1,
+    started_at, its error) and its run_at; a graph task waiting for its
+    dependencies never started; one with a run_at keeps it and never
+    started before it (also checked at the end).
 
 At the end, with the server running undisturbed until nothing is QUEUED,
 SCHEDULED or RUNNING (bounded wait):
@@ -86,8 +103,15 @@ QUEUED, RUNNING, DONE, ERROR, CANCELLED, SCHEDULED = (
 FINAL = (DONE, ERROR, CANCELLED)
 INTERRUPTED = "interrupted: server restarted"
 DELAY = (0.5, 4.0)       # a delayed task's run_at is this many seconds ahead
+GRAPH_DELAY = (0.5, 3.0)  # the same for a graph's middle entry that waits for a time
 RETRY_ATTEMPTS = 3       # retried tasks: max_attempts ...
-RETRY_BACKOFF = 0.5      # ... and backoff_seconds (before retry n: 0.5 * 2^(n-1) * [0.5, 1])
+RETRY_BACKOFF = 1.0      # ... and backoff_seconds (before retry n: 2^(n-1) * [0.5, 1] s)
+# The waiting states each run must have met at some restart (see check_restart).
+STATES = ("delayed waiting", "retry backoff", "interrupted", "graph half-finished")
+AIMED_KILLS = 10  # at most this many kills after the KILLS aimed at a state not met yet
+AIM_WAIT = 8.0    # seconds an aimed round waits for its state before killing anyway
+STALL_SECONDS = 60                # the final drain fails when nothing ends for this long
+DRAIN_SECONDS = 300 + 10 * KILLS  # or when it takes longer than this in all
 DEP_ENDED = re.compile(r"^dependency ([0-9a-f-]{36}) ended (ERROR|CANCELLED)$")
 
 
@@ -202,22 +226,44 @@ class Client(threading.Thread):
             name=name, task_type=task_type, context=ctx, priority=10,
             max_attempts=RETRY_ATTEMPTS, backoff_seconds=RETRY_BACKOFF)
 
-    def graph_requests(self):
-        """One small graph: the entries' "#<index>" references per shape."""
+    def graph_shape(self):
+        """The "#<index>" references of each entry of one small graph."""
         shape = self.rng.choice(["chain", "diamond", "fan"])
         if shape == "chain":
-            deps = [[]] + [[i] for i in range(self.rng.randint(1, 3))]
-        elif shape == "diamond":
-            deps = [[], [0], [0], [1, 2]]
-        else:
-            width = self.rng.randint(2, 4)
-            deps = [[]] + [[0]] * width + [list(range(1, width + 1))]
+            return [[]] + [[i] for i in range(self.rng.randint(1, 3))]
+        if shape == "diamond":
+            return [[], [0], [0], [1, 2]]
+        width = self.rng.randint(2, 4)
+        return [[]] + [[0]] * width + [list(range(1, width + 1))]
+
+    def graph_hold(self, deps):
+        """Sometimes a middle entry (one others depend on) also waits for a
+        time (run_at GRAPH_DELAY ahead): the entries after it then wait for
+        their dependencies while those before it end, a half-finished graph
+        that lasts. (index, run_at in ns) or (None, None)."""
+        middles = [i for i in range(1, len(deps)) if any(i in refs for refs in deps)]
+        if not middles or self.rng.random() >= 0.3:
+            return None, None
+        return self.rng.choice(middles), time.time_ns() + int(
+            self.rng.uniform(*GRAPH_DELAY) * 1e9)
+
+    def graph_requests(self):
+        """One small graph, its entries' notes taken."""
+        deps = self.graph_shape()
         external = None
         with self.ledger.lock:
             if self.ledger.graph_ids and self.rng.random() < 0.3:
                 external = self.rng.choice(self.ledger.graph_ids)
         failing = self.rng.randrange(len(deps)) if self.rng.random() < 0.4 else None
+        held, hold = self.graph_hold(deps)
         names = [self.name("g-") for _ in deps]
+        # rest: the entries that are not the held one nor after it; once all
+        # of them are DONE, the graph stays half-finished until `hold`.
+        after = {held}
+        for i, refs in enumerate(deps):
+            if any(j in after for j in refs):
+                after.add(i)
+        rest = [name for i, name in enumerate(names) if i not in after]
         priority = self.urgent()
         reqs = []
         for i, (name, refs) in enumerate(zip(names, deps)):
@@ -231,8 +277,12 @@ class Client(threading.Thread):
                                        priority=priority, depends_on=depends_on)
             if task_type == "fail" and self.rng.random() < 0.5:
                 req.max_attempts, req.backoff_seconds = 2, 0.2
-            self.note(name, kind="graph", type=task_type, root=(i == 0),
-                      deps=[names[j] for j in refs], external=external if i == 0 else None)
+            if i == held:
+                req.run_at.FromNanoseconds(hold)
+            self.note(name, kind="graph", type=task_type, root=(i == 0), graph=names[0],
+                      deps=[names[j] for j in refs], external=external if i == 0 else None,
+                      run_at=hold if i == held else None,
+                      hold=hold if failing is None else None, rest=rest)
             reqs.append(req)
         return reqs
 
@@ -299,6 +349,88 @@ def list_all(stub):
             return tasks
 
 
+def write_config(path, runlog, attemptlog):
+    with open(path, "w") as f:
+        json.dump({"commands": {
+            "record": {
+                "argv": ["sh", "-c", "cat >> '%s'; echo >> '%s'; echo ok" % (runlog, runlog)],
+                "timeout_seconds": 10},
+            # A retried exec task: notes "<name> <attempt>", then fails 50 ms
+            # later (long enough for kills to land in it). A child the kill
+            # orphaned before its input came reads nothing (the server does
+            # not take its children with it): it notes nothing, since no
+            # attempt can be told from its line.
+            "flaky": {
+                "argv": ["sh", "-c", "n=$(cat); [ -n \"$n\" ] || exit 1;"
+                         " printf '%%s %%s\\n' \"$n\" \"$OEE_ATTEMPT\" >> '%s';"
+                         " sleep 0.05; exit 1" % attemptlog],
+                "timeout_seconds": 10}}}, f)
+
+
+class Aim(threading.Thread):
+    """Watches the server's changes and fires once a task is in one of the
+    `wanted` states with time enough left in it to still be there after the
+    kill and the restart, so that the kill lands in that state. A durable
+    server sends a change only once it is stored, so the kill can follow at
+    once. `what` and `settle` (seconds to wait before killing) say what it
+    found."""
+
+    def __init__(self, target, ledger, wanted, restart_s):
+        threading.Thread.__init__(self, daemon=True)
+        self.target, self.ledger, self.wanted = target, ledger, set(wanted)
+        # A SCHEDULED state must outlast the kill and a restart as slow as
+        # the last one, with room to spare.
+        self.margin = 1.5 * restart_s + 0.3
+        self.fired = threading.Event()
+        self.what, self.settle = None, 0.0
+        self.done = set()  # graph entries seen DONE
+
+    def run(self):
+        channel = grpc.insecure_channel(self.target)
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        try:
+            req = pb.WatchTasksRequest(statuses=[RUNNING, SCHEDULED, DONE])
+            for ev in stub.WatchTasks(req):
+                found = self.match(ev.task)
+                if found:
+                    self.what, self.settle = found
+                    self.fired.set()
+                    break
+        except grpc.RpcError:
+            pass  # the kill ended the stream (or it overflowed): a blind kill
+        channel.close()
+
+    def match(self, t):
+        with self.ledger.lock:
+            p = self.ledger.plan.get(t.name)
+        if p is None:
+            return None
+        ahead = (ns(t.run_at) - time.time_ns()) / 1e9 if t.HasField("run_at") else 0
+        if t.status == RUNNING:
+            # A flaky exec attempt lasts 50 ms after its start; the kill
+            # comes about 10 ms in.
+            if ("interrupted" in self.wanted and p["kind"] == "retry" and p["type"] == "exec"
+                    and t.attempt < t.max_attempts):
+                return "interrupted", 0.01
+            return None
+        if t.status == DONE:
+            # Every entry of its graph before the one waiting for a time is
+            # DONE; those after that one wait for their dependencies until
+            # then, and no other entry runs to be interrupted by the kill.
+            if p["kind"] == "graph":
+                self.done.add(t.name)
+            if ("graph half-finished" in self.wanted and p["kind"] == "graph" and p["hold"]
+                    and (p["hold"] - time.time_ns()) / 1e9 > self.margin
+                    and self.done.issuperset(p["rest"])):
+                return "graph half-finished", 0.0
+            return None
+        if "retry backoff" in self.wanted and p["kind"] == "retry" and ahead > self.margin:
+            return "retry backoff", 0.0
+        if "delayed waiting" in self.wanted and p["kind"] == "delayed" and ahead > self.margin:
+            return "delayed waiting", 0.0
+        return None
+
+
 class CrashTest(unittest.TestCase):
     def test_kill_nine_loses_nothing_acknowledged(self):
         root = tempfile.mkdtemp(prefix="oee-crash-")
@@ -306,69 +438,103 @@ class CrashTest(unittest.TestCase):
         runlog = os.path.join(root, "runs.log")
         attemptlog = os.path.join(root, "attempts.log")
         config = os.path.join(root, "config.json")
-        with open(config, "w") as f:
-            json.dump({"commands": {
-                "record": {
-                    "argv": ["sh", "-c", "cat >> '%s'; echo >> '%s'; echo ok" % (runlog, runlog)],
-                    "timeout_seconds": 10},
-                # A retried exec task: notes "<name> <attempt>", then fails
-                # 50 ms later (long enough for some kills to land in it).
-                "flaky": {
-                    "argv": ["sh", "-c", "printf '%%s %%s\\n' \"$(cat)\" \"$OEE_ATTEMPT\" >> '%s';"
-                             " sleep 0.05; exit 1" % attemptlog],
-                    "timeout_seconds": 10}}}, f)
+        write_config(config, runlog, attemptlog)
         ledger = Ledger()
+        self.interrupted = set()  # (id, run_at) of interrupted waits at the last restart
         restarts = []  # (kill time, restart time) in ns
         starts = []    # (launch, listening) of every start, in ns
         seen = collections.Counter()  # what the checks after restarts met
-        rng = random.Random()
-        for k in range(KILLS):
+        aimed = collections.Counter()  # the aimed kills, by the state aimed at
+        k = 0
+        while True:
             srv = Server(data, config)
             starts.append((srv.launch_ns, srv.started_ns))
             if restarts:
                 restarts[-1] = (restarts[-1][0], srv.started_ns)
                 self.check_restart(srv, ledger, starts, seen)
-            # Client numbers are unique over all rounds, so are the names.
-            clients = [Client(k * CLIENTS + i, srv.target, ledger) for i in range(CLIENTS)]
-            for c in clients:
-                c.start()
-            time.sleep(rng.uniform(0.05, 0.6))
-            kill_ns = time.time_ns()
-            srv.kill()
-            restarts.append((kill_ns, None))
-            for c in clients:
-                c.stop_flag.set()
-            for c in clients:
-                c.join(30)
-        srv = Server(data, config)
-        starts.append((srv.launch_ns, srv.started_ns))
-        restarts[-1] = (restarts[-1][0], srv.started_ns)
-        self.check_restart(srv, ledger, starts, seen)
-        channel = grpc.insecure_channel(srv.target)
-        stub = pb_grpc.OrchestratorServiceStub(channel)
-        deadline = time.monotonic() + 300
-        while True:
-            q = stub.GetQueueStatus(pb.GetQueueStatusRequest(), timeout=RPC_TIMEOUT)
-            if all(q.tasks_by_status[s] == 0 for s in ("queued", "running", "scheduled")):
+            missing = [w for w in STATES if not seen[w]]
+            if k >= KILLS and (not missing or k >= KILLS + AIMED_KILLS):
                 break
-            self.assertLess(time.monotonic(), deadline,
-                            "never drained: %s" % dict(q.tasks_by_status))
-            time.sleep(0.1)
-        tasks = list_all(stub)
-        channel.close()
-        self.assertEqual(srv.stop(), 0)
+            restarts.append((self.one_round(k, srv, ledger, missing, starts, aimed), None))
+            k += 1
+        tasks = self.drain(srv)
         # Under --config=asan/tsan the server reports there, killed or not.
         with open(os.path.join(root, "server.log")) as f:
             reports = [line for line in f if "Sanitizer" in line]
         self.assertEqual(reports, [], "the server's log has sanitizer reports")
         self.check(tasks, ledger, runlog, attemptlog, restarts, seen)
+        print("crash test: %d kills, %d of them aimed (%s)" % (
+            len(restarts), sum(aimed.values()), dict(aimed)))
+        # Each state must have been met at some restart, or this run did not
+        # show that it survives a kill.
+        self.assertEqual(missing, [], "never found at a restart: %s (seen: %s)" % (
+            missing, dict(seen)))
         # Passed: the data directory and logs go (kept after a failure).
         shutil.rmtree(root, ignore_errors=True)
+
+    def one_round(self, k, srv, ledger, missing, starts, aimed):
+        """Clients submit until the kill: at a random moment in the first
+        KILLS rounds, then aimed at a state no restart has shown yet (a
+        blind kill when none comes within AIM_WAIT). The kill's time."""
+        # Client numbers are unique over all rounds, so are the names.
+        clients = [Client(k * CLIENTS + i, srv.target, ledger) for i in range(CLIENTS)]
+        aim = None
+        if k >= KILLS:
+            launch, listening = starts[-1]
+            aim = Aim(srv.target, ledger, missing, (listening - launch) / 1e9)
+            aim.start()
+        for c in clients:
+            c.start()
+        if aim is None:
+            time.sleep(random.uniform(0.05, 0.6))
+        elif aim.fired.wait(AIM_WAIT):
+            aimed[aim.what] += 1
+            time.sleep(aim.settle)
+        kill_ns = time.time_ns()
+        srv.kill()
+        for c in clients:
+            c.stop_flag.set()
+        for c in clients + ([aim] if aim else []):
+            c.join(30)
+        return kill_ns
+
+    def drain(self, srv):
+        """Lets the server run until nothing is QUEUED, SCHEDULED or
+        RUNNING, stops it, and returns every task. The one worker gets
+        through some 80 tasks/s here (each change fsynced, exec tasks fork
+        a shell), and 100 kills leave 20,000 or more behind: the wait is
+        bounded by progress (a task must end every STALL_SECONDS; no wait
+        here is longer than a few seconds) and by DRAIN_SECONDS in all."""
+        channel = grpc.insecure_channel(srv.target)
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        start = last_move = time.monotonic()
+        left = None
+        while True:
+            q = stub.GetQueueStatus(pb.GetQueueStatusRequest(), timeout=RPC_TIMEOUT)
+            now = sum(q.tasks_by_status[s] for s in ("queued", "running", "scheduled"))
+            if now == 0:
+                break
+            if left is None or now < left:
+                left, last_move = now, time.monotonic()
+            self.assertLess(time.monotonic() - last_move, STALL_SECONDS,
+                            "drain stalled: %s" % dict(q.tasks_by_status))
+            self.assertLess(time.monotonic() - start, DRAIN_SECONDS,
+                            "never drained: %s" % dict(q.tasks_by_status))
+            time.sleep(0.1)
+        tasks = list_all(stub)
+        channel.close()
+        self.assertEqual(srv.stop(), 0)
+        return tasks
 
     # ------------------------------------------------- after each restart
 
     def check_restart(self, srv, ledger, starts, seen):
-        """The recovered state, before any client submits again."""
+        """The recovered state, before any client submits again. Counts in
+        `seen` the waiting states (STATES) it finds: a delayed task still
+        SCHEDULED with its run_at; a retried task waiting out the backoff of
+        an attempt that failed before the kill; a task that was RUNNING at
+        the kill, waiting the backoff this recovery began; a graph with a
+        DONE task and one still waiting for its dependencies."""
         channel = grpc.insecure_channel(srv.target)
         stub = pb_grpc.OrchestratorServiceStub(channel)
         listed = list_all(stub)
@@ -379,11 +545,18 @@ class CrashTest(unittest.TestCase):
         ids = set(t.id for t, _ in listed)
         lost = sorted(acked - ids)
         self.assertEqual(lost, [], "acknowledged tasks lost at restart %d" % (len(starts) - 1))
+        graphs = collections.defaultdict(set)  # graph -> its members' states
+        # Interrupted waits already listed at the previous restart are older
+        # than this recovery: those it began are the new ones.
+        earlier, self.interrupted = self.interrupted, set()
         for t, at in listed:
             self.assertLessEqual(t.attempt, t.max_attempts, "more attempts than allowed: %s" % t)
+            recovered = False  # waits a backoff that this recovery began
             if t.status == SCHEDULED and t.error_message == INTERRUPTED:
                 self.check_backoff_from_restart(t, starts)
-                seen["interrupted"] += 1
+                self.interrupted.add((t.id, ns(t.run_at)))
+                recovered = (t.id, ns(t.run_at)) not in earlier
+                seen["interrupted"] += recovered
             p = plan.get(t.name)
             if p is None:
                 continue
@@ -392,11 +565,42 @@ class CrashTest(unittest.TestCase):
                 if t.status == SCHEDULED:
                     seen["delayed waiting"] += 1
             elif p["kind"] == "retry":
-                self.assertEqual(t.max_attempts, RETRY_ATTEMPTS, t)
-                if t.status == SCHEDULED:
-                    seen["retry backoff"] += 1
-            elif p["kind"] == "graph" and t.status == SCHEDULED and not t.HasField("run_at"):
-                seen["graph waiting"] += 1
+                self.check_retry_waiting(t, recovered, seen)
+            elif p["kind"] == "graph":
+                self.check_graph_run_at(t, p)
+                graphs[p["graph"]].add(self.graph_state(t))
+        seen["graph half-finished"] += sum(1 for g in graphs.values()
+                                           if DONE in g and "waiting" in g)
+
+    def check_retry_waiting(self, t, recovered, seen):
+        """A retried task SCHEDULED at a restart waits after a failed attempt,
+        which it still shows."""
+        self.assertEqual(t.max_attempts, RETRY_ATTEMPTS, t)
+        if t.status != SCHEDULED:
+            return
+        self.assertGreaterEqual(t.attempt, 1, t)
+        self.assertTrue(t.HasField("run_at") and t.HasField("started_at") and t.error_message, t)
+        if not recovered:  # it was in its backoff when killed
+            seen["retry backoff"] += 1
+
+    def check_graph_run_at(self, t, p):
+        """A graph entry that also waits for a time keeps its run_at while
+        SCHEDULED and never starts before it."""
+        if p["run_at"] is None:
+            return
+        if t.status == SCHEDULED:
+            self.assertEqual(ns(t.run_at), p["run_at"], "run_at changed: %s" % t)
+        if t.HasField("started_at"):
+            self.assertGreaterEqual(ns(t.started_at), p["run_at"],
+                                    "%s started before its run_at" % t)
+
+    def graph_state(self, t):
+        """"waiting" for a graph task SCHEDULED for its dependencies (a failed
+        `fail` node in its backoff has a run_at), else its status."""
+        if t.status != SCHEDULED or t.HasField("run_at"):
+            return t.status
+        self.assertFalse(t.HasField("started_at"), "%s ran, yet waits for dependencies" % t)
+        return "waiting"
 
     def check_delayed(self, t, run_at, listed_at):
         """SCHEDULED with its run_at until then; never started before it."""
@@ -479,11 +683,12 @@ class CrashTest(unittest.TestCase):
             sum(1 for t in tasks if t.error_message == INTERRUPTED)))
         print("crash test: %d delayed (seen SCHEDULED at restarts %d times), %d retried "
               "(seen in backoff at restarts %d times), %d graph tasks in %d graphs (%d ran "
-              "after their dependencies, %d CANCELLED by a dependency; seen waiting at "
-              "restarts %d times), %d interrupted attempts seen waiting their backoff" % (
+              "after their dependencies, %d CANCELLED by a dependency; graphs seen "
+              "half-finished at restarts %d times), %d interrupted attempts seen waiting the "
+              "backoff their recovery began" % (
                   count["delayed"], seen["delayed waiting"], count["retried"],
                   seen["retry backoff"], count["graph"], count["graph roots"],
-                  count["graph ran"], count["graph cancelled"], seen["graph waiting"],
+                  count["graph ran"], count["graph cancelled"], seen["graph half-finished"],
                   seen["interrupted"]))
 
     def check_plain(self, t, runs):
@@ -515,6 +720,7 @@ class CrashTest(unittest.TestCase):
             self.assertIn(RETRY_ATTEMPTS, ran, "%s: the last attempt did not run" % t.name)
 
     def check_graph(self, t, p, by_id, by_name, count):
+        self.check_graph_run_at(t, p)
         count["graph"] += 1
         count["graph roots"] += p["root"]
         # A stored dependant implies stored dependencies (whether or not the

@@ -354,6 +354,41 @@ int it_server_teardown(it_server *s) {
   return rc == 0 ? 0 : -1;
 }
 
+int it_server_restart(it_server *s, const char *config, const char *const *args,
+                      const char *const *env, int timeout_ms) {
+  char dir[sizeof(s->data_dir)];
+  snprintf(dir, sizeof(dir), "%s", s->data_dir);
+  if (dir[0] == '\0' || s->pid <= 0) {
+    fprintf(stderr, "it: restart needs a running server with a data directory\n");
+    return -1;
+  }
+  it_watch_close_all();
+  oee_rpc_channel_destroy(s->ch);
+  s->ch = NULL;
+  s->data_dir[0] = '\0'; /* reaping the old process must leave it */
+  int rc = it_server_stop(s, timeout_ms);
+  if (rc != 0) {
+    fprintf(stderr, "it: restart: the old server's exit status %d (want 0)\n", rc);
+    it_server_kill(s);
+    remove_data_dir(dir);
+    return -1;
+  }
+  const char *argv[MAX_ARGS];
+  int n = 0;
+  for (; args && *args && n < MAX_ARGS - 3; args++) argv[n++] = *args;
+  argv[n++] = "--data-dir";
+  argv[n++] = dir;
+  argv[n] = NULL;
+  if (it_server_start(s, config, argv, env, timeout_ms) != 0) {
+    remove_data_dir(dir);
+    return -1;
+  }
+  /* Now the new process's, removed when it is reaped (here or at exit). */
+  snprintf(s->data_dir, sizeof(s->data_dir), "%s", dir);
+  reg_set(s->pid, s->pid, s->data_dir);
+  return 0;
+}
+
 int it_server_run_to_exit(const char *const *args, int timeout_ms) {
   it_server s = {0};
   int fds[2];

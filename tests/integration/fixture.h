@@ -69,6 +69,17 @@ int it_server_start(it_server *s, const char *config, const char *const *args,
  * same storage flags as it_server_start; returns the raw wait status, or -1
  * on timeout (the process is then killed). */
 int it_server_run_to_exit(const char *const *args, int timeout_ms);
+/* Restarts the server on its own data directory: closes open watches and
+ * the channel, stops the server with SIGTERM (up to timeout_ms), keeping
+ * the directory, then starts it again on that directory with config, args
+ * and env (as it_server_start; args must not name --data-dir or --store
+ * memory) and a new channel. The directory is the new process's to remove
+ * once it is reaped. Returns 0 when the old server exited 0 and the new one
+ * listens; -1 otherwise (reported on stderr; what is left is killed, the
+ * directory removed). Only for a server that has a data directory (not
+ * the memory store). */
+int it_server_restart(it_server *s, const char *config, const char *const *args,
+                      const char *const *env, int timeout_ms);
 /* Sends SIGTERM and waits up to timeout_ms. Returns the exit code (0..255),
  * 128+signal if it died of a signal, or -1 on timeout (it is still alive). */
 int it_server_stop(it_server *s, int timeout_ms);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -571,8 +572,22 @@ static void test_batch_reference_many(void **state) {
   free(dep);
 }
 
+/* GetTask of id, asserted to have `status`, packed to bytes (malloc'd,
+ * *len): the whole task, to compare before and after a refused call. */
+static uint8_t *task_bytes(const char *id, int status, size_t *len) {
+  Oee__V1__Task *t = it_get(srv.ch, id, NULL);
+  assert_non_null(t);
+  assert_int_equal(t->status, status);
+  *len = oee__v1__task__get_packed_size(t);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  assert_non_null(buf);
+  oee__v1__task__pack(t, buf);
+  oee__v1__task__free_unpacked(t, NULL);
+  return buf;
+}
+
 /* RetryTask: an id that is not a UUID, an unknown one, and a task that is
- * not ERROR or CANCELLED. */
+ * QUEUED, RUNNING, SCHEDULED or DONE (each refused, the task unchanged). */
 static void test_retry_errors(void **state) {
   start();
   const char *bad[] = {"", "not-a-uuid", "0b6a7c1e-3f7b-4f5e-9a3c-2f0d5e6a7b8"};
@@ -593,17 +608,75 @@ static void test_retry_errors(void **state) {
   assert_string_equal(st.message, "task " UNKNOWN_ID " not found");
   oee_rpc_status_free(&st);
   /* A task that is not ERROR or CANCELLED: the core's OEE_ESTATE is
-   * FAILED_PRECONDITION, with the core's reason (which names the task). */
-  char *id = it_submit_ok(srv.ch, "done", "echo", -1, NULL);
-  Oee__V1__Task *done = it_wait_status(srv.ch, id, ST(DONE), IT_WAIT_MS);
+   * FAILED_PRECONDITION with the core's reason (retry.c), and the task is
+   * left exactly as it was. errors.json has two workers: two long sleeps
+   * hold them (RUNNING), so an echo waits QUEUED; one waits SCHEDULED for
+   * a run_at an hour ahead; one has ended DONE. */
+  char *done_id = it_submit_ok(srv.ch, "done", "echo", -1, NULL);
+  Oee__V1__Task *done = it_wait_status(srv.ch, done_id, ST(DONE), IT_WAIT_MS);
   assert_non_null(done);
   oee__v1__task__free_unpacked(done, NULL);
-  req.task_id = id;
-  assert_int_equal(oee_v1_orchestrator_service_retry_task(srv.ch, &req, &t, IT_CALL_MS, &st), FP);
-  assert_null(t);
-  assert_non_null(strstr(st.message, id));
-  oee_rpc_status_free(&st);
-  free(id);
+  char *run_id[2];
+  for (int i = 0; i < 2; i++) {
+    run_id[i] = it_submit_ok(srv.ch, "hold", "sleep", -1, KV("seconds", "60"));
+    assert_non_null(run_id[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    Oee__V1__Task *r = it_wait_status(srv.ch, run_id[i], ST(RUNNING), IT_WAIT_MS);
+    assert_non_null(r);
+    oee__v1__task__free_unpacked(r, NULL);
+  }
+  char *queued_id = it_submit_ok(srv.ch, "waits", "echo", -1, NULL);
+  Oee__V1__SubmitTaskRequest later = OEE__V1__SUBMIT_TASK_REQUEST__INIT;
+  Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  at.seconds = (int64_t)time(NULL) + 3600;
+  later.name = (char *)"later";
+  later.task_type = (char *)"echo";
+  later.run_at = &at;
+  Oee__V1__SubmitTaskResponse *sr = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_submit_task(srv.ch, &later, &sr, IT_CALL_MS, NULL),
+                   0);
+  assert_int_equal(sr->task->status, ST(SCHEDULED));
+  char *sched_id = strdup(sr->task_id);
+  oee__v1__submit_task_response__free_unpacked(sr, NULL);
+  const struct {
+    const char *id;
+    int status;
+    const char *name;
+  } rows[] = {{queued_id, ST(QUEUED), "queued"},
+              {run_id[0], ST(RUNNING), "running"},
+              {sched_id, ST(SCHEDULED), "scheduled"},
+              {done_id, ST(DONE), "done"}};
+  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    size_t before_len, after_len;
+    uint8_t *before = task_bytes(rows[i].id, rows[i].status, &before_len);
+    req.task_id = (char *)rows[i].id;
+    assert_int_equal(oee_v1_orchestrator_service_retry_task(srv.ch, &req, &t, IT_CALL_MS, &st), FP);
+    assert_null(t);
+    char want[160];
+    snprintf(want, sizeof(want), "task %s is %s: only ERROR or CANCELLED tasks can be retried",
+             rows[i].id, rows[i].name);
+    assert_string_equal(st.message, want);
+    oee_rpc_status_free(&st);
+    uint8_t *after = task_bytes(rows[i].id, rows[i].status, &after_len);
+    if (before_len != after_len || memcmp(before, after, before_len) != 0) {
+      fail_msg("row %zu (%s): the refused RetryTask changed the task", i, rows[i].name);
+    }
+    free(before);
+    free(after);
+  }
+  /* The sleeps end at once (no 60 s drain at teardown). */
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(it_cancel(srv.ch, run_id[i], NULL), 0);
+    Oee__V1__Task *c = it_wait_final(srv.ch, run_id[i], IT_WAIT_MS);
+    assert_non_null(c);
+    assert_int_equal(c->status, ST(CANCELLED));
+    oee__v1__task__free_unpacked(c, NULL);
+    free(run_id[i]);
+  }
+  free(sched_id);
+  free(queued_id);
+  free(done_id);
 }
 
 static void test_cancel_get_errors(void **state) {
@@ -744,6 +817,69 @@ static void test_queue_full(void **state) {
   free(q1);
   free(q2);
   free(q4);
+}
+
+/* SubmitTask of req, asserted OK and in status `status`; the id
+ * (malloc'd). */
+static char *submit_as(const Oee__V1__SubmitTaskRequest *req, int status) {
+  Oee__V1__SubmitTaskResponse *resp = NULL;
+  assert_int_equal(oee_v1_orchestrator_service_submit_task(srv.ch, req, &resp, IT_CALL_MS, NULL),
+                   0);
+  assert_int_equal(resp->task->status, status);
+  char *id = strdup(resp->task_id);
+  oee__v1__submit_task_response__free_unpacked(resp, NULL);
+  return id;
+}
+
+/* max_queue counts QUEUED and SCHEDULED tasks (API.md part 2): with
+ * max_queue 2 (queue2.json) two tasks delayed by run_at fill the queue
+ * while nothing is QUEUED, so the next submission is RESOURCE_EXHAUSTED
+ * (SubmitTask, and a SubmitTasks entry) and creates nothing; a task
+ * waiting only for a dependency (SCHEDULED without run_at) fills a freed
+ * slot the same way. */
+static void test_queue_counts_scheduled(void **state) {
+  start_with("queue2.json");
+  const char *full = "queue is full: max_queue=2 tasks are already queued or scheduled";
+  Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  at.seconds = (int64_t)time(NULL) + 3600;
+  Oee__V1__SubmitTaskRequest later;
+  echo_req(&later, "later");
+  later.run_at = &at;
+  char *a = submit_as(&later, ST(SCHEDULED));
+  char *b = submit_as(&later, ST(SCHEDULED));
+  assert_int_equal(it_count(srv.ch, "queued"), 0);
+  assert_int_equal(it_count(srv.ch, "scheduled"), 2);
+  Oee__V1__SubmitTaskRequest now;
+  echo_req(&now, "now");
+  expect_both("delayed", 0, &now, GRPC_STATUS_RESOURCE_EXHAUSTED, full);
+  expect_both("delayed", 1, &later, GRPC_STATUS_RESOURCE_EXHAUSTED, full);
+  assert_int_equal(total_tasks(), 2);
+  /* A freed slot, taken by a task that waits for b only. */
+  int cancelled = 0;
+  assert_int_equal(it_cancel(srv.ch, a, &cancelled), 0);
+  assert_true(cancelled);
+  Oee__V1__SubmitTaskRequest after;
+  echo_req(&after, "after");
+  after.n_depends_on = 1;
+  after.depends_on = &b;
+  char *c = submit_as(&after, ST(SCHEDULED));
+  assert_int_equal(it_count(srv.ch, "scheduled"), 2);
+  expect_both("waiting", 0, &now, GRPC_STATUS_RESOURCE_EXHAUSTED, full);
+  assert_int_equal(total_tasks(), 3);
+  /* Cancelling b ends c too (its dependency): room for two again. */
+  assert_int_equal(it_cancel(srv.ch, b, &cancelled), 0);
+  Oee__V1__Task *t = it_wait_status(srv.ch, c, ST(CANCELLED), IT_WAIT_MS);
+  assert_non_null(t);
+  oee__v1__task__free_unpacked(t, NULL);
+  char *d = submit_as(&later, ST(SCHEDULED));
+  char *e = submit_as(&later, ST(SCHEDULED));
+  assert_int_equal(it_cancel(srv.ch, d, NULL), 0);
+  assert_int_equal(it_cancel(srv.ch, e, NULL), 0);
+  free(a);
+  free(b);
+  free(c);
+  free(d);
+  free(e);
 }
 
 static int unknown_method(const char *path) {
@@ -914,6 +1050,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_list_clear_errors, teardown),
       cmocka_unit_test_teardown(test_pipeline_errors, teardown),
       cmocka_unit_test_teardown(test_queue_full, teardown),
+      cmocka_unit_test_teardown(test_queue_counts_scheduled, teardown),
       cmocka_unit_test_teardown(test_unknown_method, teardown),
       cmocka_unit_test_teardown(test_malformed_body, teardown),
       cmocka_unit_test_teardown(test_bad_calls_do_not_disturb, teardown),

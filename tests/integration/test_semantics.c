@@ -1,9 +1,10 @@
 /*
  * test_semantics.c - task semantics end to end against the real server:
  * a retried task's events and backoff, a permanent failure, timeouts,
- * run_at, and a 2,000-task dependency graph with failures in the middle
- * (API.md, "Task semantics" and the part 2 rules). Times are compared on
- * the server's own timestamps.
+ * run_at, error_message and run_at while a task waits or runs again, a
+ * 10,000-task dependency graph with failures in the middle, idempotency
+ * keys across a restart (sqlite), and quotas (API.md, "Task semantics" and
+ * the part 2 rules). Times are compared on the server's own timestamps.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -266,9 +268,105 @@ static void test_run_at(void **state) {
   free(id);
 }
 
+/* ------------------------------------------- error_message, run_at */
+
+/* error_message and run_at as the part 2 rules fix them. flaky.json's
+ * "flaky" command fails its first attempt (exit 3, a line on stderr) and
+ * succeeds after: the first attempt's error stays on the task while it
+ * waits (SCHEDULED, QUEUED) and runs again (RUNNING, attempt 2), and is
+ * empty once it ends DONE; the retry's SCHEDULED has run_at set. */
+static void test_error_message_until_done(void **state) {
+  assert_int_equal(it_server_start(&srv, "flaky.json", NULL, NULL, 30000), 0);
+  it_watch *w = watch_all();
+  task_req q;
+  req_init(&q, "flaky", "exec");
+  req_ctx(&q, "command", "flaky");
+  req_retry(&q, 3, 0.1, 0.1);
+  char *id = submit_id(&q);
+  Oee__V1__TaskEvent *ev[MAX_EVENTS];
+  int n = events_until(w, id, ST(DONE), ev);
+  const int want[] = {ST(QUEUED), ST(RUNNING), ST(SCHEDULED), ST(QUEUED), ST(RUNNING), ST(DONE)};
+  expect_statuses(ev, n, want, 6);
+  const char *first = "exit status 3: attempt 1 broke";
+  assert_string_equal(ev[2]->task->error_message, first);
+  assert_string_equal(ev[0]->task->error_message, "");
+  assert_string_equal(ev[1]->task->error_message, "");
+  assert_null(ev[0]->task->run_at);
+  assert_non_null(ev[2]->task->run_at); /* waits for the retry's due time */
+  for (int i = 3; i <= 4; i++) assert_string_equal(ev[i]->task->error_message, first);
+  assert_int_equal(ev[4]->task->attempt, 2);
+  assert_string_equal(ev[5]->task->error_message, "");
+  assert_string_equal(ev[5]->task->result, "fine");
+  assert_int_equal(ev[5]->task->attempt, 2);
+  free_events(ev, n);
+  it_watch_close(w);
+  Oee__V1__Task *t = it_get(srv.ch, id, NULL);
+  assert_non_null(t);
+  assert_int_equal(t->status, ST(DONE));
+  assert_string_equal(t->error_message, "");
+  oee__v1__task__free_unpacked(t, NULL);
+  free(id);
+}
+
+/* run_at is set while a task waits for a time and unset while it waits
+ * only for dependencies: a delayed task shows the requested run_at; one
+ * waiting for it shows none; one waiting for it and for a time of its own
+ * shows that time. */
+static void test_run_at_only_when_waiting_for_a_time(void **state) {
+  start();
+  Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  at.seconds = (int64_t)time(NULL) + 3600;
+  at.nanos = 250000000;
+  task_req root_q, dep_q, both_q;
+  req_init(&root_q, "root", "echo");
+  root_q.r.run_at = &at;
+  char *root = submit_id(&root_q);
+  req_init(&dep_q, "waits-for-root", "echo");
+  dep_q.r.n_depends_on = 1;
+  dep_q.r.depends_on = &root;
+  char *dep = submit_id(&dep_q);
+  Google__Protobuf__Timestamp at2 = at;
+  at2.seconds += 60;
+  req_init(&both_q, "waits-for-both", "echo");
+  both_q.r.n_depends_on = 1;
+  both_q.r.depends_on = &root;
+  both_q.r.run_at = &at2;
+  char *both = submit_id(&both_q);
+  const struct {
+    const char *id;
+    const Google__Protobuf__Timestamp *run_at;
+  } rows[] = {{root, &at}, {dep, NULL}, {both, &at2}};
+  for (size_t i = 0; i < 3; i++) {
+    Oee__V1__Task *t = it_get(srv.ch, rows[i].id, NULL);
+    assert_non_null(t);
+    assert_int_equal(t->status, ST(SCHEDULED));
+    if (rows[i].run_at == NULL) {
+      if (t->run_at != NULL) fail_msg("row %zu: run_at set while it waits for dependencies", i);
+    } else {
+      assert_non_null(t->run_at);
+      assert_true(ns_of(t->run_at) == ns_of(rows[i].run_at));
+    }
+    oee__v1__task__free_unpacked(t, NULL);
+  }
+  int cancelled = 0;
+  assert_int_equal(it_cancel(srv.ch, root, &cancelled), 0); /* and its dependents */
+  assert_true(cancelled);
+  for (size_t i = 1; i < 3; i++) {
+    Oee__V1__Task *t = it_wait_status(srv.ch, rows[i].id, ST(CANCELLED), IT_WAIT_MS);
+    assert_non_null(t);
+    oee__v1__task__free_unpacked(t, NULL);
+  }
+  free(root);
+  free(dep);
+  free(both);
+}
+
 /* ------------------------------------------------------------ graph */
 
-#define GRAPH_N 2000
+/* One SubmitTasks batch of GRAPH_N entries: tasks.json sets max_batch to
+ * 10,000, and the reply (~4.5 MB) needs a receive limit above gRPC's
+ * default 4 MiB (graph_channel). */
+#define GRAPH_N 10000
 #define GRAPH_WINDOW 100
 #define GRAPH_FAILING 3
 
@@ -353,6 +451,58 @@ static int unfinished(void) {
   return n;
 }
 
+/* A channel to srv that takes replies of up to 64 MiB. */
+static oee_rpc_channel *graph_channel(void) {
+  oee_rpc_channel_options o = {.max_receive_message_bytes = 64 << 20};
+  oee_rpc_channel *ch = oee_rpc_channel_create_with_options(srv.target, &o);
+  assert_non_null(ch);
+  return ch;
+}
+
+typedef struct graph_id {
+  const char *id;
+  int entry;
+} graph_id;
+
+static int graph_id_cmp(const void *a, const void *b) {
+  return strcmp(((const graph_id *)a)->id, ((const graph_id *)b)->id);
+}
+
+/* Every task of the server (only the graph's) by ListTasks pages of 1,000,
+ * each put at t[i] for the batch entry i it is (a batch with references is
+ * not created in request order, so the listing's order is not the batch's);
+ * every entry exactly once. The pages go to pages[] (the caller frees them);
+ * returns their number. */
+static int graph_list(oee_rpc_channel *ch, const Oee__V1__SubmitTasksResponse *resp,
+                      Oee__V1__Task **t, Oee__V1__ListTasksResponse **pages) {
+  graph_id *by_id = calloc(GRAPH_N, sizeof(*by_id));
+  assert_non_null(by_id);
+  for (int i = 0; i < GRAPH_N; i++) by_id[i] = (graph_id){resp->results[i]->task_id, i};
+  qsort(by_id, GRAPH_N, sizeof(*by_id), graph_id_cmp);
+  int n = 0, np = 0;
+  char *token = (char *)"";
+  do {
+    Oee__V1__ListTasksRequest req = OEE__V1__LIST_TASKS_REQUEST__INIT;
+    req.page_size = 1000;
+    req.page_token = token;
+    Oee__V1__ListTasksResponse *p = NULL;
+    assert_int_equal(oee_v1_orchestrator_service_list_tasks(ch, &req, &p, 60000, NULL), 0);
+    assert_true(np < GRAPH_N / 1000 + 1);
+    pages[np++] = p;
+    for (size_t k = 0; k < p->n_tasks; k++, n++) {
+      graph_id key = {p->tasks[k]->id, -1};
+      const graph_id *hit = bsearch(&key, by_id, GRAPH_N, sizeof(*by_id), graph_id_cmp);
+      if (hit == NULL) fail_msg("listed task %s is no entry of the batch", key.id);
+      if (t[hit->entry] != NULL) fail_msg("entry %d listed twice", hit->entry);
+      t[hit->entry] = p->tasks[k];
+    }
+    token = p->next_page_token;
+  } while (token[0] != '\0');
+  assert_int_equal(n, GRAPH_N);
+  free(by_id);
+  return np;
+}
+
 /* The checks of one finished entry i (t) against its dependencies. */
 static void graph_check(const graph *g, int i, Oee__V1__Task **t) {
   if ((int)t[i]->status != g->want[i]) {
@@ -380,7 +530,7 @@ static void graph_check(const graph *g, int i, Oee__V1__Task **t) {
   if (!named) fail_msg("entry %d: \"%s\" names no failed dependency", i, t[i]->error_message);
 }
 
-/* One SubmitTasks call of 2,000 entries wired with "#<index>": the reply
+/* One SubmitTasks call of 10,000 entries wired with "#<index>": the reply
  * resolves every reference, every DONE task started after its dependencies
  * ended, exactly the entries downstream of a failure end CANCELLED naming a
  * failed direct dependency, and all the others end DONE. */
@@ -390,6 +540,8 @@ static void test_graph(void **state) {
   Oee__V1__SubmitTaskRequest *reqs = calloc(GRAPH_N, sizeof(*reqs));
   Oee__V1__SubmitTaskRequest **ptrs = calloc(GRAPH_N, sizeof(*ptrs));
   Oee__V1__Task **t = calloc(GRAPH_N, sizeof(*t));
+  Oee__V1__ListTasksResponse *pages[GRAPH_N / 1000 + 1];
+  oee_rpc_channel *ch = graph_channel();
   assert_true(g && reqs && ptrs && t);
   graph_build(g);
   Oee__V1__SubmitTaskRequest__ContextEntry msg = OEE__V1__SUBMIT_TASK_REQUEST__CONTEXT_ENTRY__INIT;
@@ -414,7 +566,10 @@ static void test_graph(void **state) {
   batch.n_requests = GRAPH_N;
   batch.requests = ptrs;
   Oee__V1__SubmitTasksResponse *resp = NULL;
-  assert_int_equal(oee_v1_orchestrator_service_submit_tasks(srv.ch, &batch, &resp, 60000, NULL), 0);
+  int64_t t0 = it_now_ms();
+  assert_int_equal(oee_v1_orchestrator_service_submit_tasks(ch, &batch, &resp, 120000, NULL), 0);
+  fprintf(stderr, "graph: %d entries submitted in %lld ms\n", GRAPH_N,
+          (long long)(it_now_ms() - t0));
   assert_int_equal(resp->n_results, GRAPH_N);
   for (int i = 0; i < GRAPH_N; i++) {
     const Oee__V1__SubmitTaskResult *r = resp->results[i];
@@ -424,22 +579,97 @@ static void test_graph(void **state) {
       assert_string_equal(r->task->depends_on[j], resp->results[g->deps[i][j]]->task_id);
     }
   }
-  int64_t end = it_now_ms() + 60000;
+  int64_t end = it_now_ms() + 150000;
   while (unfinished() > 0) {
     assert_true(it_now_ms() < end);
     it_sleep_ms(50);
   }
-  for (int i = 0; i < GRAPH_N; i++) {
-    t[i] = it_get(srv.ch, resp->results[i]->task_id, NULL);
-    assert_non_null(t[i]);
-  }
+  fprintf(stderr, "graph: finished %lld ms after the submit\n", (long long)(it_now_ms() - t0));
+  int np = graph_list(ch, resp, t, pages);
   for (int i = 0; i < GRAPH_N; i++) graph_check(g, i, t);
-  for (int i = 0; i < GRAPH_N; i++) oee__v1__task__free_unpacked(t[i], NULL);
+  for (int i = 0; i < np; i++) oee__v1__list_tasks_response__free_unpacked(pages[i], NULL);
   oee__v1__submit_tasks_response__free_unpacked(resp, NULL);
+  oee_rpc_channel_destroy(ch);
   free(t);
   free(ptrs);
   free(reqs);
   free(g);
+}
+
+/* ------------------------------------------------------ idempotency */
+
+/* SubmitTask of q, asserted OK, with the reply's id (malloc'd), status and
+ * duplicate flag. */
+static char *submit_keyed(task_req *q, int *status, int *duplicate) {
+  Oee__V1__SubmitTaskResponse *resp = submit(q);
+  char *id = strdup(resp->task_id);
+  assert_string_equal(resp->task->id, id);
+  assert_string_equal(resp->task->idempotency_key, q->r.idempotency_key);
+  *status = (int)resp->task->status;
+  *duplicate = resp->duplicate;
+  oee__v1__submit_task_response__free_unpacked(resp, NULL);
+  return id;
+}
+
+/* sqlite only: keys are stored with their tasks, so after a SIGTERM and a
+ * start on the same data directory the same submissions are duplicates of
+ * the same tasks, a finished one and one still waiting for its run_at, and
+ * nothing new is created; a new key still creates a task. */
+static void test_idempotency_across_restart(void **state) {
+  const char *store = getenv("OEE_TEST_STORE");
+  if (store && strcmp(store, "memory") == 0) skip(); /* nothing survives a restart */
+  start();
+  Google__Protobuf__Timestamp later = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+  later.seconds = (int64_t)time(NULL) + 3600;
+  task_req done_q, wait_q, new_q;
+  req_init(&done_q, "keyed-done", "echo");
+  req_ctx(&done_q, "message", "once");
+  done_q.r.idempotency_key = (char *)"order-42";
+  req_init(&wait_q, "keyed-later", "echo");
+  wait_q.r.idempotency_key = (char *)"order-43";
+  wait_q.r.run_at = &later;
+  int st, dup;
+  char *done_id = submit_keyed(&done_q, &st, &dup);
+  assert_false(dup);
+  char *wait_id = submit_keyed(&wait_q, &st, &dup);
+  assert_false(dup);
+  assert_int_equal(st, ST(SCHEDULED));
+  Oee__V1__Task *t = it_wait_final(srv.ch, done_id, IT_WAIT_MS);
+  assert_non_null(t);
+  assert_int_equal(t->status, ST(DONE));
+  oee__v1__task__free_unpacked(t, NULL);
+  /* Before the restart, too: a duplicate. */
+  char *again = submit_keyed(&done_q, &st, &dup);
+  assert_true(dup);
+  assert_string_equal(again, done_id);
+  free(again);
+
+  assert_int_equal(it_server_restart(&srv, "tasks.json", NULL, NULL, 30000), 0);
+  again = submit_keyed(&done_q, &st, &dup);
+  assert_true(dup);
+  assert_string_equal(again, done_id);
+  assert_int_equal(st, ST(DONE));
+  free(again);
+  again = submit_keyed(&wait_q, &st, &dup);
+  assert_true(dup);
+  assert_string_equal(again, wait_id);
+  assert_int_equal(st, ST(SCHEDULED));
+  free(again);
+  Oee__V1__GetQueueStatusRequest qreq = OEE__V1__GET_QUEUE_STATUS_REQUEST__INIT;
+  Oee__V1__QueueStatus *qs = NULL;
+  assert_int_equal(
+      oee_v1_orchestrator_service_get_queue_status(srv.ch, &qreq, &qs, IT_CALL_MS, NULL), 0);
+  assert_int_equal(qs->total_tasks, 2); /* nothing new was created */
+  oee__v1__queue_status__free_unpacked(qs, NULL);
+  req_init(&new_q, "keyed-new", "echo");
+  new_q.r.idempotency_key = (char *)"order-44";
+  char *new_id = submit_keyed(&new_q, &st, &dup);
+  assert_false(dup);
+  assert_string_not_equal(new_id, done_id);
+  assert_string_not_equal(new_id, wait_id);
+  free(new_id);
+  free(wait_id);
+  free(done_id);
 }
 
 /* ------------------------------------------------------------ quotas */
@@ -545,7 +775,10 @@ int main(void) {
       cmocka_unit_test_teardown(test_permanent_failure, teardown),
       cmocka_unit_test_teardown(test_timeout, teardown),
       cmocka_unit_test_teardown(test_run_at, teardown),
+      cmocka_unit_test_teardown(test_error_message_until_done, teardown),
+      cmocka_unit_test_teardown(test_run_at_only_when_waiting_for_a_time, teardown),
       cmocka_unit_test_teardown(test_graph, teardown),
+      cmocka_unit_test_teardown(test_idempotency_across_restart, teardown),
       cmocka_unit_test_teardown(test_quotas, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

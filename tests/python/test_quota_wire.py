@@ -26,6 +26,24 @@ PER_SUBMITTER = 6  # 2 sleeps, 3 echoes, 1 fail each
 class QuotaTest(ServerTestCase):
     CONFIG = "test_config_quota.json"
 
+    def sync(self, watcher):
+        """Returns once the server has registered the watcher, so that no
+        event of the test's tasks can be missed: a probe task of the
+        unlimited type "fail" (so no quota is spent on it) is submitted
+        until one of its events arrives, each try waiting up to 1 s."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            probe = self.submit("fail", name="probe",
+                                context={"message": "probe", "permanent": "true"}).task_id
+            try:
+                watcher.wait_for(lambda events: any(e.task.id == probe for e in events),
+                                 timeout=1.0, what="an event of the probe")
+                return
+            except AssertionError:
+                if watcher.ended:
+                    raise
+        self.fail("the watcher never saw a probe's event")
+
     def test_quota_status(self):
         q = self.stub.GetQueueStatus(pb.GetQueueStatusRequest(), timeout=RPC_TIMEOUT)
         limits = [(l.task_type, l.max_running, l.max_per_second) for l in q.type_limits]
@@ -33,7 +51,8 @@ class QuotaTest(ServerTestCase):
 
     def test_quotas_hold_under_concurrent_submitters(self):
         watcher = Watcher(self.stub, pb.WatchTasksRequest())
-        time.sleep(0.2)  # the stream is open before the first submission
+        self.addCleanup(watcher.cancel)
+        self.sync(watcher)
         ids, errors, lock = {}, [], threading.Lock()
 
         def submitter(n):

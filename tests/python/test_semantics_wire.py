@@ -478,6 +478,77 @@ class SemanticsTest(unittest.TestCase):
                         pb.RetryTaskRequest(task_id=str(uuid.uuid4())))
         self.assertCode(IA, self.stub.RetryTask, pb.RetryTaskRequest(task_id="nope"))
 
+    def test_retry_task_refusals_leave_the_task(self):
+        # RetryTask on a task that is not ERROR or CANCELLED: the exact
+        # message of core/retry.c, and the task exactly as it was. Two long
+        # sleeps hold both workers (RUNNING), so an echo waits QUEUED; one
+        # waits SCHEDULED for a run_at an hour ahead; one ended DONE.
+        FP = grpc.StatusCode.FAILED_PRECONDITION
+        done = self.wait_final(self.submit("echo").task_id)
+        self.assertEqual(done.status, DONE)
+        sleeps = [self.submit("sleep", {"seconds": "60"}, name="hold").task_id for _ in range(2)]
+        try:
+            for task_id in sleeps:
+                wait_until(lambda: self.get(task_id).status == RUNNING,
+                           what="sleep %s to run" % task_id)
+            queued = self.submit("echo", name="waits").task_id
+            req = pb.SubmitTaskRequest(name="later", task_type="echo")
+            req.run_at.FromSeconds(int(time.time()) + 3600)
+            scheduled = self.stub.SubmitTask(req, timeout=RPC_TIMEOUT).task_id
+            rows = [(queued, QUEUED, "queued"), (sleeps[0], RUNNING, "running"),
+                    (scheduled, SCHEDULED, "scheduled"), (done.id, DONE, "done")]
+            for task_id, status, name in rows:
+                before = self.get(task_id)
+                self.assertEqual(before.status, status, name)
+                details = self.assertCode(FP, self.stub.RetryTask,
+                                          pb.RetryTaskRequest(task_id=task_id))
+                self.assertEqual(details, "task %s is %s: only ERROR or CANCELLED tasks can "
+                                 "be retried" % (task_id, name))
+                self.assertEqual(self.get(task_id), before, name)
+            self.stub.CancelTask(pb.CancelTaskRequest(task_id=scheduled), timeout=RPC_TIMEOUT)
+        finally:
+            for task_id in sleeps:
+                self.stub.CancelTask(pb.CancelTaskRequest(task_id=task_id), timeout=RPC_TIMEOUT)
+        for task_id in sleeps + [queued]:
+            self.wait_final(task_id)
+
+    def test_number_and_size_refusals_create_nothing(self):
+        # Part 2: every double finite and in range; max_attempts 1..100; a
+        # key of at most 256 bytes; at most max_dependencies (default 64)
+        # ids. Each refusal is INVALID_ARGUMENT naming the field, in
+        # SubmitTask and in a SubmitTasks entry, and creates nothing.
+        nan, inf = float("nan"), float("inf")
+        ids = [str(uuid.uuid4()) for _ in range(65)]
+        rows = [
+            (dict(backoff_seconds=nan), "backoff_seconds must be a finite number >= 0, got nan"),
+            (dict(backoff_seconds=inf), "backoff_seconds must be a finite number >= 0, got inf"),
+            (dict(max_backoff_seconds=nan),
+             "max_backoff_seconds must be a finite number >= 0, got nan"),
+            (dict(max_backoff_seconds=-inf),
+             "max_backoff_seconds must be a finite number >= 0, got -inf"),
+            (dict(timeout_seconds=nan),
+             "timeout_seconds must be a finite number >= 0 (0 = none), got nan"),
+            (dict(timeout_seconds=inf),
+             "timeout_seconds must be a finite number >= 0 (0 = none), got inf"),
+            (dict(max_attempts=101), "max_attempts must be 1..100, got 101"),
+            (dict(idempotency_key="k" * 257), "idempotency_key is 257 bytes; at most 256"),
+            (dict(depends_on=ids), "depends_on has 65 ids; at most 64 are allowed"),
+        ]
+        before = self.total_tasks()
+        for fields, want in rows:
+            req = pb.SubmitTaskRequest(name="bad", task_type="echo", **fields)
+            self.assertEqual(self.assertCode(IA, self.stub.SubmitTask, req), want)
+            results = self.stub.SubmitTasks(pb.SubmitTasksRequest(requests=[req]),
+                                            timeout=RPC_TIMEOUT).results
+            self.assertEqual([(r.code, r.message, r.task_id) for r in results],
+                             [(IA.value[0], want, "")])
+        self.assertEqual(self.total_tasks(), before)
+        # The limits themselves are accepted (the same fields, one step in).
+        ok = self.submit("echo", max_attempts=100, idempotency_key="k" * 256,
+                         timeout_seconds=1e9, backoff_seconds=0)
+        self.assertFalse(ok.duplicate)
+        self.assertEqual(self.total_tasks(), before + 1)
+
 
 # The memory store keeps nothing across a restart, so the idempotency key
 # cannot survive one there: this test exists only in the sqlite variant.
