@@ -3,12 +3,14 @@
 #include "server/metrics_http.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -22,8 +24,17 @@
 
 struct oee_metrics_http {
   struct MHD_Daemon *daemon;
-  oee_metrics_source src; /* immutable while the daemon runs */
+  oee_metrics_source src;     /* immutable while the daemon runs */
+  pthread_mutex_t mu;         /* guards the two below; held while rendering */
+  struct MHD_Response *fresh; /* the last scrape's response (our reference), or NULL */
+  int64_t fresh_ns;           /* CLOCK_MONOTONIC when it was rendered */
 };
+
+static int64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 /* ------------------------------------------------------------ answers */
 
@@ -40,25 +51,42 @@ static enum MHD_Result answer_static(struct MHD_Connection *c, unsigned status, 
   return rc;
 }
 
-/* Renders a scrape into a buffer of its own; the response frees it once
- * sent. */
-static enum MHD_Result answer_metrics(const oee_metrics_http *h, struct MHD_Connection *c) {
+/* A new response with a fresh rendering, or NULL when out of memory. */
+static struct MHD_Response *render(const oee_metrics_http *h) {
   oee_expo e;
   oee_expo_init(&e);
   (void)oee_metrics_render(&h->src, &e);
   size_t len;
   char *body = oee_expo_take(&e, &len);
-  if (body == NULL) {
-    return answer_static(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", NULL);
-  }
+  if (body == NULL) return NULL;
   struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, oee_free);
   if (r == NULL) {
     oee_free(body);
-    return MHD_NO;
+    return NULL;
   }
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, OEE_EXPO_CONTENT_TYPE);
-  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
-  MHD_destroy_response(r);
+  return r;
+}
+
+/* Answers with the last rendering when it is younger than
+ * OEE_METRICS_HTTP_SHARE_NS, else renders anew under the mutex. A response
+ * counts its references, so one may be queued on many connections at once;
+ * it is freed after the last of them is sent. */
+static enum MHD_Result answer_metrics(oee_metrics_http *h, struct MHD_Connection *c) {
+  pthread_mutex_lock(&h->mu);
+  int64_t now = mono_ns();
+  if (h->fresh == NULL || now - h->fresh_ns >= OEE_METRICS_HTTP_SHARE_NS) {
+    struct MHD_Response *r = render(h);
+    if (r == NULL) {
+      pthread_mutex_unlock(&h->mu);
+      return answer_static(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", NULL);
+    }
+    if (h->fresh != NULL) MHD_destroy_response(h->fresh);
+    h->fresh = r;
+    h->fresh_ns = now;
+  }
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, h->fresh);
+  pthread_mutex_unlock(&h->mu);
   return rc;
 }
 
@@ -81,7 +109,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               size_t *upload_len, void **con_cls) {
   (void)version;
   (void)upload;
-  const oee_metrics_http *h = cls;
+  oee_metrics_http *h = cls;
   int metrics = strcmp(url, "/metrics") == 0;
   int health = strcmp(url, "/healthz") == 0;
   if (!metrics && !health) return answer_static(c, MHD_HTTP_NOT_FOUND, "not found\n", NULL);
@@ -201,6 +229,11 @@ int oee_metrics_http_start(const char *addr, const oee_metrics_source *src, oee_
     return -1;
   }
   h->src = *src;
+  if (pthread_mutex_init(&h->mu, NULL) != 0) {
+    oee_free(h);
+    snprintf(why, len, "cannot start the metrics endpoint on %s: no mutex", addr);
+    return -1;
+  }
   int family = AF_INET;
   int fd = listen_on(addr, &family, why, len);
   if (fd >= 0 && (h->daemon = daemon_start(h, fd, family)) == NULL) {
@@ -208,6 +241,7 @@ int oee_metrics_http_start(const char *addr, const oee_metrics_source *src, oee_
     snprintf(why, len, "cannot start the metrics endpoint on %s", addr);
   }
   if (h->daemon == NULL) {
+    pthread_mutex_destroy(&h->mu);
     oee_free(h);
     return -1;
   }
@@ -220,5 +254,7 @@ int oee_metrics_http_start(const char *addr, const oee_metrics_source *src, oee_
 void oee_metrics_http_stop(oee_metrics_http *h) {
   if (h == NULL) return;
   MHD_stop_daemon(h->daemon); /* joins its threads and closes the socket */
+  if (h->fresh != NULL) MHD_destroy_response(h->fresh);
+  pthread_mutex_destroy(&h->mu);
   oee_free(h);
 }

@@ -90,6 +90,10 @@ class MetricsServer(test_wire.ServerTestCase):
             conn.close()
 
     def scrape(self):
+        # A rendering answers the scrapes of the next 5 ms (metrics_http.h):
+        # waiting longer than that makes the scrape show every change the
+        # test made before it.
+        time.sleep(0.02)
         status, headers, body = self.request("GET", "/metrics")
         self.assertEqual(status, 200)
         self.assertEqual(headers.get("Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
