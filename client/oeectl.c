@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "client/oeectl.h"
+#include "rpc/pem.h"
 
 static const oeectl_cmd *const commands[] = {
     &oeectl_cmd_submit,   &oeectl_cmd_submit_batch, &oeectl_cmd_get,
@@ -196,6 +197,6 @@ int main(int argc, char **argv) {
   if (rc < 0) rc = run_command(&ctx, argc - optind, argv + optind);
   if (fflush(stdout) != 0 && rc == 0) rc = OEECTL_EXIT_SOFTWARE;
   oee_rpc_channel_destroy(ctx.chan);
-  oeectl_secret_free(ctx.token);
+  oee_rpc_pem_free(ctx.token); /* wiped: the token is secret */
   return rc;
 }

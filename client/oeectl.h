@@ -160,8 +160,6 @@ oee_rpc_channel *oeectl_channel(oeectl_ctx *ctx);
 /* The channel settings (TLS, token) of the global options, reading the
  * token file on first use; NULL after printing why (exit code 70 then). */
 const oee_rpc_channel_options *oeectl_conn_opts(oeectl_ctx *ctx);
-/* Wipes and frees a secret string (the token); s may be NULL. */
-void oeectl_secret_free(char *s);
 /* Deadline for a unary call in ms (0: none). */
 int64_t oeectl_deadline_ms(const oeectl_ctx *ctx);
 /* "INVALID_ARGUMENT" for 3; "CODE_<n>" (static buffer) if unknown. */

@@ -15,13 +15,6 @@
 #include "client/oeectl.h"
 #include "rpc/error.h"
 
-void oeectl_secret_free(char *s) {
-  if (s == NULL) return;
-  volatile char *p = s;
-  for (size_t i = 0; p[i] != '\0'; i++) p[i] = 0;
-  free(s);
-}
-
 /* The token in path, surrounding whitespace trimmed (like the server reads
  * its token files); NULL after printing why. */
 static char *read_token(const char *path) {
@@ -39,7 +32,7 @@ static char *read_token(const char *path) {
   while (start < end && isspace((unsigned char)*start)) start++;
   while (end > start && isspace((unsigned char)end[-1])) end--;
   *end = '\0';
-  char *tok = big || start == end ? NULL : strdup(start);
+  char *tok = big || start == end ? NULL : strdup(start); /* oee_rpc_pem_free()d */
   memset(buf, 0, sizeof(buf));
   if (tok == NULL) {
     oeectl_fail(OEECTL_EXIT_SOFTWARE, "token file %s: %s", path,

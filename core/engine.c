@@ -99,14 +99,8 @@ int oee_engine_create(const oee_engine_config *cfg, oee_engine **out) {
   return oee_engine_open(cfg, out, NULL);
 }
 
-int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err) {
-  oee_engine_config defaults = {0};
-  if (cfg == NULL) cfg = &defaults;
-  if (out == NULL || cfg->num_workers < 0) {
-    return oee_error_set(err, OEE_EINVAL, "num_workers must not be negative");
-  }
-  oee_engine *eng = oee_calloc(1, sizeof(*eng));
-  if (eng == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory creating the engine");
+/* The engine's settings from cfg, with the defaults for what it leaves 0. */
+static void copy_settings(oee_engine *eng, const oee_engine_config *cfg) {
   eng->num_workers = cfg->num_workers ? cfg->num_workers : OEE_DEFAULT_WORKERS;
   eng->max_queue = cfg->max_queue;
   eng->result_max = cfg->result_max_bytes ? cfg->result_max_bytes : OEE_DEFAULT_RESULT_MAX_BYTES;
@@ -126,6 +120,17 @@ int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *e
   eng->idempotency_window_ns = (cfg->idempotency_window_seconds ? cfg->idempotency_window_seconds
                                                                 : OEE_DEFAULT_IDEMPOTENCY_WINDOW) *
                                1000000000ULL;
+}
+
+int oee_engine_open(const oee_engine_config *cfg, oee_engine **out, oee_error *err) {
+  oee_engine_config defaults = {0};
+  if (cfg == NULL) cfg = &defaults;
+  if (out == NULL || cfg->num_workers < 0) {
+    return oee_error_set(err, OEE_EINVAL, "num_workers must not be negative");
+  }
+  oee_engine *eng = oee_calloc(1, sizeof(*eng));
+  if (eng == NULL) return oee_error_set(err, OEE_ENOMEM, "out of memory creating the engine");
+  copy_settings(eng, cfg);
   int rc = engine_init_locks(eng);
   if (rc != 0) {
     oee_free(eng);
