@@ -20,7 +20,7 @@
 
 #define LISTEN_BACKLOG 4096
 #define TEXT_TYPE "text/plain; charset=utf-8"
-#define ALLOWED "GET, HEAD"
+#define ALLOWED "GET"
 
 struct oee_metrics_http {
   struct MHD_Daemon *daemon;
@@ -102,7 +102,7 @@ static int seen;
 /* libmicrohttpd calls this once when a request's headers are in, then
  * again for each piece of its body and once at its end. A refusal (404,
  * 405) is answered at the first call, before any body is read (the
- * connection then closes); GET and HEAD are answered at the second, the
+ * connection then closes); a GET is answered at the second, the
  * request complete, which keeps the connection open for the next scrape. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
@@ -113,7 +113,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   int metrics = strcmp(url, "/metrics") == 0;
   int health = strcmp(url, "/healthz") == 0;
   if (!metrics && !health) return answer_static(c, MHD_HTTP_NOT_FOUND, "not found\n", NULL);
-  if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+  /* API.md: "methods other than GET 405" (HEAD included). */
+  if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
     return answer_static(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", ALLOWED);
   }
   if (*con_cls == NULL) {

@@ -3,7 +3,7 @@
  *   GET /metrics  the Prometheus text format (metrics.h), 200;
  *   GET /healthz  200 "ok" while serving, 503 "draining" once a stop began;
  * any other path 404, another method on these paths 405 with
- * "Allow: GET, HEAD" (HEAD answers like GET without the body).
+ * "Allow: GET" (HEAD included: the contract names GET only).
  *
  * DESIGN
  * libmicrohttpd runs its own threads (a pool of two, each with epoll): a
