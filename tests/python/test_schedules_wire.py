@@ -245,7 +245,9 @@ class KillTest(unittest.TestCase):
             caught = min(at for at in created if at > last_before)
             self.assertGreaterEqual(caught, int(started), created)
             self.assertLessEqual(caught, int(ready), created)
-            self.assertGreaterEqual(caught - last_before, 3)  # down for 2.6 s and more
+            # Down for 2.6 s and more from just after a firing at T: the
+            # restart may come at T + 2.6..., whose latest firing time is T + 2.
+            self.assertGreaterEqual(caught - last_before, 2)
             self.assertEqual([at for at in created if last_before < at <= caught], [caught])
             self.assertGreaterEqual(created[caught], started)
             self.assertLess(created[caught] - ready, 1.0,
