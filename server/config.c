@@ -37,9 +37,16 @@ static int usable_cpus(void) {
   return n > 0 ? (int)n : 1;
 }
 
+/* Unset, half the usable CPUs (at least 1, at most 16): measured on two
+ * cores, a second io thread cost a third more server CPU per SubmitTask
+ * and lowered throughput (docs/PERFORMANCE.md section 18); the workers
+ * running tasks, the commit and timer threads need the other half; and one
+ * client connection is served by gRPC's per-connection transport lock
+ * whatever the count, so more threads only help many connections. */
 int oee_server_io_threads(const oee_server_config *c) {
   if (c->io_threads > 0) return c->io_threads;
-  int n = usable_cpus();
+  int n = usable_cpus() / 2;
+  if (n < 1) n = 1;
   return n > OEE_SERVER_MAX_IO_THREADS ? OEE_SERVER_MAX_IO_THREADS : n;
 }
 

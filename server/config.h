@@ -47,9 +47,9 @@ typedef enum oee_store_kind {
 /* Each field's default is the OEE_SERVER_DEFAULT_* (or core OEE_DEFAULT_*)
  * macro of the same name. */
 typedef struct oee_server_config {
-  char *listen;         /* host:port */
-  int workers;          /* OEE_DEFAULT_WORKERS */
-  int io_threads;       /* threads serving gRPC calls, 1..16; 0: chosen (oee_server_io_threads) */
+  char *listen;   /* host:port */
+  int workers;    /* OEE_DEFAULT_WORKERS */
+  int io_threads; /* threads serving gRPC calls, 1..16; 0: half the CPUs (oee_server_io_threads) */
   size_t max_queue;     /* QUEUED tasks */
   size_t max_batch;     /* SubmitTasks entries */
   size_t watch_buffer;  /* events per watcher; OEE_DEFAULT_SUB_CAPACITY */
@@ -94,8 +94,9 @@ typedef struct oee_server_config {
   oee_model_table *models;  /* owned; never NULL after a successful load */
 } oee_server_config;
 
-/* The threads that serve gRPC calls: io_threads when set, otherwise
- * chosen from the CPUs this process may run on (see config.c). */
+/* The threads that serve gRPC calls: io_threads when set, otherwise half
+ * the CPUs this process may run on (its affinity mask), at least 1 and at
+ * most 16 (why: config.c). */
 int oee_server_io_threads(const oee_server_config *cfg);
 
 /* Looks up an environment variable (getenv, or a fake in tests). */
