@@ -2,6 +2,7 @@
 #include "server/config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <stddef.h>
 #include <jansson.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/oee_alloc.h"
 #include "server/tokens.h"
@@ -24,6 +26,21 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, con
   vsnprintf(err, len, fmt, ap);
   va_end(ap);
   return -1;
+}
+
+/* The CPUs this process may run on (its affinity mask: taskset and
+ * container cpusets count), at least 1. */
+static int usable_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+int oee_server_io_threads(const oee_server_config *c) {
+  if (c->io_threads > 0) return c->io_threads;
+  int n = usable_cpus();
+  return n > OEE_SERVER_MAX_IO_THREADS ? OEE_SERVER_MAX_IO_THREADS : n;
 }
 
 static int set_defaults(oee_server_config *c) {
@@ -517,6 +534,14 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
     c->workers = (int)n;
     return 0;
   }
+  if (strcmp(key, "io_threads") == 0) { /* 0: chosen at start */
+    if (json_count(v, key, 0, &n, err, len) != 0 || n > OEE_SERVER_MAX_IO_THREADS) {
+      return fail(err, len, "config key \"io_threads\" must be an integer from 0 to %d",
+                  OEE_SERVER_MAX_IO_THREADS);
+    }
+    c->io_threads = (int)n;
+    return 0;
+  }
   if (strcmp(key, "default_max_attempts") == 0) {
     if (json_count(v, key, 1, &n, err, len) != 0 || n > OEE_MAX_ATTEMPTS_LIMIT) {
       return fail(err, len, "config key \"default_max_attempts\" must be an integer from 1 to %d",
@@ -589,12 +614,12 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
 /* ------------------------------------------------- flags and environment */
 
 typedef struct overrides {
-  const char *listen, *workers, *config, *drain, *store, *data_dir, *sync;
+  const char *listen, *workers, *config, *drain, *store, *data_dir, *sync, *io_threads;
   const char *text[N_TEXT]; /* by text_settings index */
 } overrides;
 
 static const char usage[] =
-    "usage: oee-server [--listen HOST:PORT] [--workers N] [--config FILE] "
+    "usage: oee-server [--listen HOST:PORT] [--workers N] [--io-threads N] [--config FILE] "
     "[--drain-timeout SECONDS] [--store sqlite|memory] [--data-dir DIR] [--sync full|normal] "
     "[--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--metrics-listen HOST:PORT]";
 
@@ -616,6 +641,8 @@ static const char **flag_slot(overrides *o, int ch) {
       return &o->data_dir;
     case 'y':
       return &o->sync;
+    case 'i':
+      return &o->io_threads;
     default:
       return NULL;
   }
@@ -625,6 +652,7 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},
       {"workers", required_argument, NULL, 'w'},
+      {"io-threads", required_argument, NULL, 'i'},
       {"config", required_argument, NULL, 'c'},
       {"drain-timeout", required_argument, NULL, 'd'},
       {"store", required_argument, NULL, 's'},
@@ -670,6 +698,13 @@ static int apply_text(oee_server_config *c, char key, const char *v, const char 
       }
       c->workers = (int)n;
       return 0;
+    case 'i':
+      if (parse_int(v, 0, OEE_SERVER_MAX_IO_THREADS, &n) != 0) {
+        return fail(err, len, "%s must be an integer from 0 to %d, got \"%s\"", what,
+                    OEE_SERVER_MAX_IO_THREADS, v);
+      }
+      c->io_threads = (int)n;
+      return 0;
     default:
       if (parse_seconds(v, &c->drain_timeout) != 0)
         return fail(err, len, "%s must be a non-negative number of seconds, got \"%s\"", what, v);
@@ -706,18 +741,24 @@ int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_gete
   overrides flags = {0};
   int rc = parse_flags(argc, argv, &flags, err, len);
   if (rc != 0) return rc;
-  overrides vars = {
-      env("OEE_LISTEN"), env("OEE_WORKERS"),  env("OEE_CONFIG"), env("OEE_DRAIN_TIMEOUT"),
-      env("OEE_STORE"),  env("OEE_DATA_DIR"), env("OEE_SYNC"),   {NULL}};
+  overrides vars = {env("OEE_LISTEN"),        env("OEE_WORKERS"),    env("OEE_CONFIG"),
+                    env("OEE_DRAIN_TIMEOUT"), env("OEE_STORE"),      env("OEE_DATA_DIR"),
+                    env("OEE_SYNC"),          env("OEE_IO_THREADS"), {NULL}};
   for (int i = 0; i < N_TEXT; i++) vars.text[i] = env(text_settings[i].var);
   const char *path = flags.config ? flags.config : vars.config;
   if (path && path[0] && load_file(c, path, err, len) != 0) return -1;
   if (vars.listen && apply_text(c, 'l', vars.listen, "OEE_LISTEN", err, len)) return -1;
   if (vars.workers && apply_text(c, 'w', vars.workers, "OEE_WORKERS", err, len)) return -1;
+  if (vars.io_threads && apply_text(c, 'i', vars.io_threads, "OEE_IO_THREADS", err, len)) {
+    return -1;
+  }
   if (vars.drain && apply_text(c, 'd', vars.drain, "OEE_DRAIN_TIMEOUT", err, len)) return -1;
   if (apply_storage(c, &vars, 0, err, len) != 0) return -1;
   if (flags.listen && apply_text(c, 'l', flags.listen, "--listen", err, len)) return -1;
   if (flags.workers && apply_text(c, 'w', flags.workers, "--workers", err, len)) return -1;
+  if (flags.io_threads && apply_text(c, 'i', flags.io_threads, "--io-threads", err, len)) {
+    return -1;
+  }
   if (flags.drain && apply_text(c, 'd', flags.drain, "--drain-timeout", err, len)) return -1;
   if (apply_storage(c, &flags, 1, err, len) != 0) return -1;
   if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL)) {

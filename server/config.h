@@ -34,6 +34,8 @@
 #define OEE_SERVER_DEFAULT_MAX_QUEUE_BYTES ((size_t)1 << 30)
 /* The most worker threads a flag, variable or file may ask for. */
 #define OEE_SERVER_MAX_WORKERS 1024
+/* The most threads serving gRPC calls ("io_threads"). */
+#define OEE_SERVER_MAX_IO_THREADS 16
 /* Task semantics: no retry unless a task asks for it. */
 #define OEE_SERVER_DEFAULT_MAX_ATTEMPTS 1
 
@@ -47,6 +49,7 @@ typedef enum oee_store_kind {
 typedef struct oee_server_config {
   char *listen;         /* host:port */
   int workers;          /* OEE_DEFAULT_WORKERS */
+  int io_threads;       /* threads serving gRPC calls, 1..16; 0: chosen (oee_server_io_threads) */
   size_t max_queue;     /* QUEUED tasks */
   size_t max_batch;     /* SubmitTasks entries */
   size_t watch_buffer;  /* events per watcher; OEE_DEFAULT_SUB_CAPACITY */
@@ -91,14 +94,18 @@ typedef struct oee_server_config {
   oee_model_table *models;  /* owned; never NULL after a successful load */
 } oee_server_config;
 
+/* The threads that serve gRPC calls: io_threads when set, otherwise
+ * chosen from the CPUs this process may run on (see config.c). */
+int oee_server_io_threads(const oee_server_config *cfg);
+
 /* Looks up an environment variable (getenv, or a fake in tests). */
 typedef const char *(*oee_getenv_fn)(const char *name);
 
 /*
- * Fills *cfg from argv (getopt_long: --listen, --workers, --config,
+ * Fills *cfg from argv (getopt_long: --listen, --workers, --io-threads, --config,
  * --drain-timeout, --store, --data-dir, --sync, --tls-cert, --tls-key,
  * --tls-client-ca, --metrics-listen, --help), the environment (OEE_LISTEN,
- * OEE_WORKERS, OEE_CONFIG, OEE_DRAIN_TIMEOUT, OEE_STORE, OEE_DATA_DIR,
+ * OEE_WORKERS, OEE_IO_THREADS, OEE_CONFIG, OEE_DRAIN_TIMEOUT, OEE_STORE, OEE_DATA_DIR,
  * OEE_SYNC, OEE_TLS_CERT, OEE_TLS_KEY, OEE_TLS_CLIENT_CA,
  * OEE_METRICS_LISTEN) and the config file. On error
  * returns -1 and writes a one-line message to err; returns 1 when --help was

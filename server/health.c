@@ -1,6 +1,7 @@
 /* health.c - the standard health service (see health.h). */
 #include "server/health.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@ typedef struct health_watch {
 } health_watch;
 
 struct oee_health {
-  int serving; /* 1 until draining starts */
+  atomic_int serving; /* 1 until draining starts; Check reads it on any io thread */
   health_watch *watches;
 };
 
@@ -36,8 +37,9 @@ static int is_known(const char *name) {
 
 static serving_status current(const oee_health *h, int known) {
   if (!known) return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-  return h->serving ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+  return atomic_load(&h->serving)
+             ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+             : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
 static void check(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
@@ -108,7 +110,7 @@ static void watch(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) {
 int oee_health_create(oee_rpc_server *srv, oee_health **out) {
   oee_health *h = oee_calloc(1, sizeof(*h));
   if (h == NULL) return -1;
-  h->serving = 1;
+  atomic_init(&h->serving, 1);
   enum { N = GRPC_HEALTH_V1_HEALTH_N_METHODS };
   oee_rpc_method table[N];
   memcpy(table, grpc_health_v1_health_methods, sizeof(table));
@@ -123,7 +125,7 @@ int oee_health_create(oee_rpc_server *srv, oee_health **out) {
 }
 
 void oee_health_set_not_serving(oee_health *h) {
-  h->serving = 0;
+  atomic_store(&h->serving, 0);
   for (health_watch *w = h->watches; w; w = w->next) watch_pump(w);
 }
 

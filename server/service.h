@@ -1,23 +1,27 @@
 /*
  * service.h - oee.v1.OrchestratorService on top of the core engine.
  *
- * DESIGN: every handler runs on the server's completion-queue thread (see
- * server/rt/rpc_server.h). Unary handlers (submit.c, batch.c, tasks.c,
- * pipelines.c, status.c) check transport limits, call the engine (which
+ * DESIGN: the server serves on io_threads threads (server/rt/rpc_server.h):
+ * unary handlers run on any of them, concurrently; WatchTasks, the health
+ * Watch, reflection and the tick run on the main thread only. Unary
+ * handlers (submit.c, batch.c, tasks.c, pipelines.c, status.c, workers.c,
+ * schedules.c) therefore touch only the engine (thread-safe), the config
+ * (read-only) and atomics (serving, the watcher count), never the watch
+ * hub or `state`. They check transport limits, call the engine (which
  * never blocks for long: it only takes its lock) and reply at once through
  * the unary wrapper (service.c), except the writes (the submissions,
- * CancelTask, ClearCompletedTasks, RetryTask): they defer their reply
- * (handler.h) and the engine's callback sends it once the change is
- * stored, on the engine's commit thread (sqlite) or before the engine call
- * returns (memory). Those callbacks touch only their own call's reply
- * context, never the service; a SubmitTasks entry that names an earlier
- * entry ("#<index>") is submitted by whichever callback settles the last
- * entry it names (batch.c).
+ * CancelTask, ClearCompletedTasks, RetryTask) and PollTasks: they defer
+ * their reply (handler.h) and the engine's callback sends it once the
+ * change is stored, on the engine's commit thread (sqlite) or before the
+ * engine call returns (memory). Those callbacks touch only their own
+ * call's reply context, never the service; a SubmitTasks entry that names
+ * an earlier entry ("#<index>") is submitted by whichever callback settles
+ * the last entry it names (batch.c).
  * Calls reach them through a table indexed by the generated method index;
  * oee_service_init() refuses a table with a hole. Watch streams (watch.c)
  * are fed from engine subscriptions by the tick hook and by write
- * completions, also on the CQ thread, so no worker thread ever touches a
- * call. Shutdown: see drain.h.
+ * completions, also on the main thread, so no worker thread ever touches a
+ * stream. Shutdown: see drain.h.
  */
 #ifndef OEE_SERVER_SERVICE_H
 #define OEE_SERVER_SERVICE_H
@@ -72,7 +76,7 @@ typedef struct oee_service {
   oee_watch_hub *hub;              /* owned */
   oee_health *health;              /* owned */
   oee_reflection *reflection;      /* owned */
-  oee_service_state state;         /* CQ thread only */
+  oee_service_state state;         /* main thread only (tick, streams) */
   const atomic_int *stop_requests; /* borrowed: SIGTERM/SIGINT so far; may be NULL */
   atomic_int drained;              /* the drain thread finished */
   atomic_int serving;              /* state == OEE_SERVING, for other threads */

@@ -22,7 +22,7 @@ static oee_status *engine_status(oee_service *s, reply_ctx *out, int *rc) {
     return NULL;
   }
   oee_reply_release(out, release_status, st);
-  if (s->state != OEE_SERVING) st->running = 0;
+  if (!atomic_load(&s->serving)) st->running = 0; /* any io thread: not s->state */
   return st;
 }
 

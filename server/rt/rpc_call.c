@@ -1,8 +1,10 @@
 /*
  * rpc_call.c - server call objects (see rpc_server.h for the contract).
  *
- * DESIGN: completions, handlers and callbacks run on the CQ thread, but a
- * unary call may be answered from any thread (e.g. an engine thread that
+ * DESIGN: completions, handlers and callbacks of a call run on the thread
+ * of the queue it arrived on (the main thread for streaming calls, any io
+ * thread for unary ones: rpc_server.h), called "the CQ thread" below, but
+ * a unary call may be answered from any thread (e.g. an engine thread that
  * committed a submission). A call holds one reference per gRPC batch in
  * flight (open = initial metadata + RECV_CLOSE, send = final
  * message/status, write, read), one for the dispatch and one per
@@ -400,7 +402,7 @@ int oee_rpc_call_abort(oee_rpc_call *c, grpc_status_code code, const char *messa
 int oee_rpc_call_writable(const oee_rpc_call *call) {
   oee_rpc_call *c = (oee_rpc_call *)call;
   lock(c);
-  int ok = !c->finished && !c->writing && c->srv->phase < PHASE_CQ_DOWN;
+  int ok = !c->finished && !c->writing && atomic_load(&c->srv->phase) < PHASE_CQ_DOWN;
   unlock(c);
   return ok;
 }

@@ -1,8 +1,20 @@
 /*
  * rpc_internal.h - private to the server call runtime (rpc_server.c,
- * rpc_call.c). Everything here is touched on the CQ thread only, except
- * oee_rpc_server.stop and .live_calls (atomic) and .cq_down (cq_lock):
- * calls may be answered from other threads (rpc_call.c).
+ * rpc_call.c).
+ *
+ * Threads and ownership (io_threads = N completion queues, one thread each):
+ *  - cqs[0] is the main queue, drained by the thread in oee_rpc_server_run()
+ *    (the "main thread"); cqs[1..N-1] by io threads that run() starts and
+ *    joins. A call's batches complete on the queue it arrived on.
+ *  - Fixed after start, read by every thread without a lock: the
+ *    registrations and their slots, the hooks (admit, observe, tick), the
+ *    queues, n_cqs, grace_ms.
+ *  - Main thread only: the tick fields, running, cancelled_all, grace_end,
+ *    shutdown_op; every streaming call (see rpc_server.h).
+ *  - Any thread: stop, live_calls and phase (atomics; phase is written by
+ *    the main thread only), cq_down (under cq_lock, written once by the
+ *    main thread). A slot belongs to the thread of its queue: it is armed
+ *    and completed there.
  */
 #ifndef OEE_SERVER_RT_RPC_INTERNAL_H
 #define OEE_SERVER_RT_RPC_INTERNAL_H
@@ -29,7 +41,8 @@ typedef struct method_reg {
   oee_rpc_method m; /* m.path is owned (strdup) */
   void *ctx;        /* borrowed, from add_service */
   void *handle;     /* grpc_server_register_method's handle */
-  slot *slot;       /* its armed request */
+  slot **slots;     /* its armed requests: one per queue it is served on */
+  size_t n_slots;   /* n_cqs for unary methods, 1 (the main queue) for streams */
   size_t index;     /* in srv->regs: what the observe hook is told */
 } method_reg;
 
@@ -42,9 +55,22 @@ typedef enum phase {
   PHASE_DONE      /* CQ drained: no gRPC work left */
 } phase;
 
+typedef struct oee_rpc_server oee_rpc_server;
+
+/* An io thread and the queue it drains (srv->cqs[index]). */
+typedef struct io_thread {
+  oee_rpc_server *srv;
+  size_t index;
+  pthread_t tid;
+} io_thread;
+
 struct oee_rpc_server {
   grpc_server *server;
-  grpc_completion_queue *cq;
+  grpc_completion_queue *cqs[OEE_RPC_MAX_IO_THREADS]; /* [0]: the main queue */
+  size_t n_cqs;                                       /* queues registered (io_threads asked for) */
+  size_t n_threads;                                   /* queues drained: 1 + io threads running */
+  size_t want_cqs;                                    /* io_threads asked for (slots per method) */
+  io_thread io[OEE_RPC_MAX_IO_THREADS];               /* [i] drains cqs[i]; [0] unused */
   oee_rpc_admit_fn admit; /* set before start; NULL: every call admitted */
   void *admit_ud;
   oee_rpc_observe_fn observe; /* set before start; NULL: nobody counts calls */
@@ -58,16 +84,17 @@ struct oee_rpc_server {
   void *tick_ud;
   int tick_ms; /* -1: only after events */
   gpr_timespec last_tick;
-  atomic_int stop; /* set by oee_rpc_server_shutdown() */
-  phase phase;
+  atomic_int stop;   /* set by oee_rpc_server_shutdown() */
+  atomic_int phase;  /* a phase; written on the main thread only */
   int running;       /* run() has been entered */
   int cancelled_all; /* grpc_server_cancel_all_calls issued */
   gpr_timespec grace_end;
   rt_op shutdown_op;
   atomic_size_t live_calls;
   /* Batches may start on any thread (a late unary reply): they hold
-   * cq_lock for reading while they check cq_down and start; the CQ thread
-   * holds it for writing to set cq_down before it shuts the queue down. */
+   * cq_lock for reading while they check cq_down and start; the main
+   * thread holds it for writing to set cq_down before it shuts the queues
+   * down. */
   pthread_rwlock_t cq_lock;
   int cq_down; /* guarded by cq_lock */
 };

@@ -1,13 +1,25 @@
 /*
- * rpc_server.c - the server, its completion-queue loop and the armed call
- * requests (see rpc_server.h for the DESIGN and the contract).
+ * rpc_server.c - the server, its completion-queue loops and the armed call
+ * requests (see rpc_server.h for the DESIGN and the contract, and
+ * rpc_internal.h for which thread owns what).
  *
- * Requests: every registered method owns one slot, a pending
- * grpc_server_request_registered_call; the server owns one generic slot, a
- * pending grpc_server_request_call that only sees methods nobody registered.
- * A slot that completes hands its grpc_call to a new oee_rpc_call and is
- * re-armed at once, unless the server is shutting down. Slots are freed with
- * the server; the CQ drain guarantees none is pending then.
+ * Requests: every registered method owns one slot per queue it is served on
+ * (a unary method one on every queue, a streaming one on the main queue
+ * only), a pending grpc_server_request_registered_call bound to that queue;
+ * the server owns one generic slot on the main queue, a pending
+ * grpc_server_request_call that only sees methods nobody registered. gRPC
+ * hands a new call to one of the queues with a request pending, so unary
+ * calls spread over the io threads. A slot that completes hands its
+ * grpc_call to a new oee_rpc_call and is re-armed at once, on its own
+ * thread, unless the server is shutting down. Slots are freed with the
+ * server; the queues' drain guarantees none is pending then.
+ *
+ * Queues and threads: cqs[0] is drained by run() (with the tick and the
+ * shutdown steps), cqs[1..] each by an io thread started in start(), after
+ * grpc_server_start (the queues are registered before it), and joined once
+ * its queue is shut down and drained. Each thread arms its own queue's
+ * slots. A thread that cannot be started leaves its queue unarmed: the
+ * server serves on fewer threads rather than not at all.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +33,8 @@
 struct slot {
   rt_op op;
   oee_rpc_server *srv;
-  method_reg *reg; /* NULL: the generic slot */
+  method_reg *reg;           /* NULL: the generic slot */
+  grpc_completion_queue *cq; /* where it is armed and completes */
   grpc_call *call;
   gpr_timespec deadline;
   grpc_metadata_array md;
@@ -50,6 +63,13 @@ static slot *slot_new(oee_rpc_server *srv, method_reg *reg) {
   return s;
 }
 
+/* Arms slot s on queue cq (the queue stays its own from then on). */
+static void slot_arm(slot *s);
+static void slot_arm_on(slot *s, grpc_completion_queue *cq) {
+  s->cq = cq;
+  slot_arm(s);
+}
+
 static void slot_arm(slot *s) {
   oee_rpc_server *srv = s->srv;
   s->call = NULL;
@@ -59,11 +79,10 @@ static void slot_arm(slot *s) {
   if (s->reg != NULL) {
     e = grpc_server_request_registered_call(srv->server, s->reg->handle, &s->call, &s->deadline,
                                             &s->md, s->reg->m.client_streaming ? NULL : &s->payload,
-                                            srv->cq, srv->cq, &s->op);
+                                            s->cq, s->cq, &s->op);
   } else {
     grpc_call_details_init(&s->details);
-    e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md, srv->cq, srv->cq,
-                                 &s->op);
+    e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md, s->cq, s->cq, &s->op);
   }
   if (e != GRPC_CALL_OK) abort(); /* only misuse of the API fails here */
 }
@@ -95,7 +114,7 @@ static void slot_done(void *owner, int ok) {
     if (ok) path = oee__rpc_slice_strdup(s->details.method);
     grpc_call_details_destroy(&s->details);
   }
-  if (ok && s->srv->phase < PHASE_DRAINING) slot_arm(s);
+  if (ok && atomic_load(&s->srv->phase) < PHASE_DRAINING) slot_arm(s);
   if (ok == 1) oee__rpc_call_dispatch(s->srv, s->reg, gc, payload, path, arrived_ns);
   free(path);
 }
@@ -109,6 +128,8 @@ void oee_rpc_server_set_observe(oee_rpc_server *srv, oee_rpc_observe_fn fn, void
   srv->observe = fn;
   srv->observe_ud = ud;
 }
+
+size_t oee_rpc_server_io_threads(const oee_rpc_server *srv) { return srv->n_threads; }
 
 size_t oee_rpc_server_method_count(const oee_rpc_server *srv) { return srv->n_regs; }
 
@@ -153,17 +174,25 @@ static int listen_on(oee_rpc_server *srv, const char *addr, const oee_rpc_server
 
 static void shutdown_done(void *owner, int ok) {
   oee_rpc_server *srv = owner;
-  srv->phase = PHASE_CQ_DOWN;
+  atomic_store(&srv->phase, PHASE_CQ_DOWN);
   if (pthread_rwlock_wrlock(&srv->cq_lock) != 0) abort();
   srv->cq_down = 1; /* no batch starts from now on, on any thread */
   if (pthread_rwlock_unlock(&srv->cq_lock) != 0) abort();
-  grpc_completion_queue_shutdown(srv->cq);
+  for (size_t i = 0; i < srv->n_cqs; i++) grpc_completion_queue_shutdown(srv->cqs[i]);
+}
+
+/* The queues asked for: io_threads, 0 meaning 1. */
+static size_t io_threads(const oee_rpc_server_options *o) {
+  return o == NULL || o->io_threads <= 1 ? 1 : (size_t)o->io_threads;
 }
 
 int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
                         oee_rpc_server **out) {
   if (out != NULL) *out = NULL;
   if (listen_addr == NULL || out == NULL) return OEE_RPC_EINVAL;
+  if (opts != NULL && (opts->io_threads < 0 || opts->io_threads > OEE_RPC_MAX_IO_THREADS)) {
+    return OEE_RPC_EINVAL;
+  }
   oee_rpc_server *srv = oee_calloc(1, sizeof *srv);
   if (srv == NULL) return OEE_RPC_ENOMEM;
   grpc_init();
@@ -171,13 +200,16 @@ int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *o
   grpc_channel_args ca;
   server_args(opts, args, &ca);
   srv->server = grpc_server_create(&ca, NULL);
-  srv->cq = grpc_completion_queue_create_for_next(NULL);
-  grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+  srv->cqs[0] = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(srv->server, srv->cqs[0], NULL);
+  srv->n_cqs = srv->n_threads = 1;
+  srv->want_cqs = io_threads(opts);
   int grace = opts ? opts->shutdown_grace_ms : 0;
   srv->grace_ms = grace == 0 ? DEFAULT_GRACE_MS : grace < 0 ? 0 : grace;
   srv->tick_ms = -1;
   srv->shutdown_op = (rt_op){shutdown_done, srv};
   atomic_init(&srv->stop, 0);
+  atomic_init(&srv->phase, PHASE_CREATED);
   atomic_init(&srv->live_calls, 0);
   if (pthread_rwlock_init(&srv->cq_lock, NULL) != 0) abort();
   int rc = listen_on(srv, listen_addr, opts);
@@ -199,9 +231,16 @@ oee_rpc_server *oee_rpc_server_create(const char *listen_addr, const oee_rpc_ser
 
 static void reg_free(method_reg *r) {
   if (r == NULL) return;
-  oee_free(r->slot);
+  for (size_t i = 0; r->slots != NULL && i < r->n_slots; i++) oee_free(r->slots[i]);
+  oee_free(r->slots);
   oee_free((char *)r->m.path);
   oee_free(r);
+}
+
+/* Streaming calls stay on the main thread (their callbacks and the tick
+ * share state there); unary ones are served on every queue. */
+static int any_thread(const oee_rpc_method *m) {
+  return !m->client_streaming && !m->server_streaming;
 }
 
 static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
@@ -210,8 +249,11 @@ static method_reg *reg_new(oee_rpc_server *srv, const oee_rpc_method *m, void *c
   r->m = *m;
   r->ctx = ctx;
   r->m.path = oee_strdup(m->path);
-  r->slot = slot_new(srv, r);
-  if (r->m.path == NULL || r->slot == NULL) {
+  r->n_slots = any_thread(m) ? srv->want_cqs : 1;
+  r->slots = oee_calloc(r->n_slots, sizeof *r->slots);
+  int ok = r->m.path != NULL && r->slots != NULL;
+  for (size_t i = 0; ok && i < r->n_slots; i++) ok = (r->slots[i] = slot_new(srv, r)) != NULL;
+  if (!ok) {
     reg_free(r);
     return NULL;
   }
@@ -240,7 +282,7 @@ static int add_method(oee_rpc_server *srv, const oee_rpc_method *m, void *ctx) {
 int oee_rpc_server_add_service(oee_rpc_server *srv, const oee_rpc_method *methods, size_t n,
                                void *ctx) {
   if (srv == NULL || (methods == NULL && n > 0)) return OEE_RPC_EINVAL;
-  if (srv->phase != PHASE_CREATED) return OEE_RPC_ESTATE;
+  if (atomic_load(&srv->phase) != PHASE_CREATED) return OEE_RPC_ESTATE;
   for (size_t i = 0; i < n; i++) {
     int rc = add_method(srv, &methods[i], ctx);
     if (rc != 0) return rc;
@@ -259,14 +301,65 @@ void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms) {
   srv->tick_ms = interval_ms;
 }
 
+static int handle(grpc_event ev);
+
+/* Arms the slots of queue q: one per unary method (streams and unknown
+ * methods are requested on the main queue only). */
+static void arm_queue(oee_rpc_server *srv, size_t q) {
+  for (size_t i = 0; i < srv->n_regs; i++) {
+    method_reg *r = srv->regs[i];
+    if (q < r->n_slots) slot_arm_on(r->slots[q], srv->cqs[q]);
+  }
+  if (q == 0) slot_arm_on(srv->generic, srv->cqs[0]);
+}
+
+/* An io thread: arms its queue's slots (so they are only ever touched on
+ * this thread), then drains the queue until it is shut down. */
+static void *io_main(void *arg) {
+  io_thread *t = arg;
+  grpc_completion_queue *cq = t->srv->cqs[t->index];
+  arm_queue(t->srv, t->index);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (handle(ev) < 0) return NULL;
+  }
+}
+
+/* The io threads' queues, registered before grpc_server_start (which
+ * fixes them). */
+static void add_io_queues(oee_rpc_server *srv) {
+  for (size_t i = 1; i < srv->want_cqs; i++) {
+    srv->cqs[i] = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(srv->server, srv->cqs[i], NULL);
+    srv->n_cqs = i + 1;
+  }
+}
+
+/* One thread per io queue, after grpc_server_start. A thread that cannot
+ * be started leaves its queue and the later ones unarmed: gRPC only hands
+ * calls to queues with requests, so fewer threads serve, all calls. */
+static void start_io_threads(oee_rpc_server *srv) {
+  for (size_t i = 1; i < srv->n_cqs; i++) {
+    srv->io[i] = (io_thread){.srv = srv, .index = i};
+    if (pthread_create(&srv->io[i].tid, NULL, io_main, &srv->io[i]) != 0) return;
+    srv->n_threads = i + 1;
+  }
+}
+
+static void join_io_threads(oee_rpc_server *srv) {
+  for (size_t i = 1; i < srv->n_threads; i++) pthread_join(srv->io[i].tid, NULL);
+  srv->n_threads = 1;
+}
+
 int oee_rpc_server_start(oee_rpc_server *srv) {
-  if (srv == NULL || srv->phase != PHASE_CREATED) return OEE_RPC_ESTATE;
+  if (srv == NULL || atomic_load(&srv->phase) != PHASE_CREATED) return OEE_RPC_ESTATE;
   srv->generic = slot_new(srv, NULL);
   if (srv->generic == NULL) return OEE_RPC_ENOMEM;
+  add_io_queues(srv);
   grpc_server_start(srv->server);
-  srv->phase = PHASE_STARTED;
-  for (size_t i = 0; i < srv->n_regs; i++) slot_arm(srv->regs[i]->slot);
-  slot_arm(srv->generic);
+  atomic_store(&srv->phase, PHASE_STARTED);
+  arm_queue(srv, 0);
+  start_io_threads(srv);
   return 0;
 }
 
@@ -286,13 +379,13 @@ size_t oee_rpc_server_live_calls(const oee_rpc_server *srv) {
 
 /* Advances the shutdown: stop accepting, then cancel after the grace. */
 static void shutdown_step(oee_rpc_server *srv) {
-  if (srv->phase == PHASE_STARTED && atomic_load(&srv->stop)) {
-    srv->phase = PHASE_DRAINING;
-    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_op);
+  int ph = atomic_load(&srv->phase);
+  if (ph == PHASE_STARTED && atomic_load(&srv->stop)) {
+    atomic_store(&srv->phase, ph = PHASE_DRAINING);
+    grpc_server_shutdown_and_notify(srv->server, srv->cqs[0], &srv->shutdown_op);
     srv->grace_end = after_ms(now(), srv->grace_ms);
   }
-  if (srv->phase == PHASE_DRAINING && !srv->cancelled_all &&
-      gpr_time_cmp(now(), srv->grace_end) >= 0) {
+  if (ph == PHASE_DRAINING && !srv->cancelled_all && gpr_time_cmp(now(), srv->grace_end) >= 0) {
     grpc_server_cancel_all_calls(srv->server);
     srv->cancelled_all = 1;
   }
@@ -318,7 +411,7 @@ static gpr_timespec wait_deadline(const oee_rpc_server *srv) {
 
 /* Handles one event; returns 1 for a completion, 0 for a timeout, -1 once
  * the queue is shut down and drained. */
-static int handle(oee_rpc_server *srv, grpc_event ev) {
+static int handle(grpc_event ev) {
   if (ev.type == GRPC_QUEUE_SHUTDOWN) return -1;
   if (ev.type != GRPC_OP_COMPLETE) return 0;
   rt_op *op = ev.tag;
@@ -326,30 +419,36 @@ static int handle(oee_rpc_server *srv, grpc_event ev) {
   return 1;
 }
 
-/* Processes every ready event after a first one; returns as handle(). */
+/* Processes every ready event of the main queue after a first one;
+ * returns as handle(). */
 static int drain_ready(oee_rpc_server *srv) {
   int rc;
   gpr_timespec zero = gpr_time_0(GPR_CLOCK_MONOTONIC);
-  while ((rc = handle(srv, grpc_completion_queue_next(srv->cq, zero, NULL))) > 0) {
+  while ((rc = handle(grpc_completion_queue_next(srv->cqs[0], zero, NULL))) > 0) {
   }
   return rc;
 }
 
+/* The main thread's loop; returns once every queue is shut down and the
+ * io threads are joined. */
 static void loop(oee_rpc_server *srv) {
   srv->last_tick = now();
   for (;;) {
     shutdown_step(srv);
-    grpc_event ev = grpc_completion_queue_next(srv->cq, wait_deadline(srv), NULL);
-    int got = handle(srv, ev);
+    grpc_event ev = grpc_completion_queue_next(srv->cqs[0], wait_deadline(srv), NULL);
+    int got = handle(ev);
     int rc = got > 0 ? drain_ready(srv) : got;
     if (rc < 0) break;
     maybe_tick(srv, got > 0);
   }
-  srv->phase = PHASE_DONE;
+  join_io_threads(srv);
+  atomic_store(&srv->phase, PHASE_DONE);
 }
 
 int oee_rpc_server_run(oee_rpc_server *srv) {
-  if (srv == NULL || srv->phase != PHASE_STARTED || srv->running) return OEE_RPC_ESTATE;
+  if (srv == NULL || atomic_load(&srv->phase) != PHASE_STARTED || srv->running) {
+    return OEE_RPC_ESTATE;
+  }
   srv->running = 1;
   loop(srv);
   return 0;
@@ -357,10 +456,10 @@ int oee_rpc_server_run(oee_rpc_server *srv) {
 
 /* Shuts down a server that never ran (or never started) on this thread. */
 static void stop_unrun(oee_rpc_server *srv) {
-  if (srv->phase == PHASE_CREATED) {
-    grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_op);
+  if (atomic_load(&srv->phase) == PHASE_CREATED) {
+    grpc_server_shutdown_and_notify(srv->server, srv->cqs[0], &srv->shutdown_op);
     grpc_server_cancel_all_calls(srv->server);
-    srv->phase = PHASE_DRAINING;
+    atomic_store(&srv->phase, PHASE_DRAINING);
     srv->cancelled_all = 1;
   }
   srv->grace_ms = 0;
@@ -371,9 +470,9 @@ static void stop_unrun(oee_rpc_server *srv) {
 
 void oee_rpc_server_destroy(oee_rpc_server *srv) {
   if (srv == NULL) return;
-  if (srv->phase != PHASE_DONE) stop_unrun(srv);
+  if (atomic_load(&srv->phase) != PHASE_DONE) stop_unrun(srv);
   grpc_server_destroy(srv->server);
-  grpc_completion_queue_destroy(srv->cq);
+  for (size_t i = 0; i < srv->n_cqs; i++) grpc_completion_queue_destroy(srv->cqs[i]);
   for (size_t i = 0; i < srv->n_regs; i++) reg_free(srv->regs[i]);
   oee_free(srv->regs);
   oee_free(srv->generic);

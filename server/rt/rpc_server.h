@@ -4,9 +4,22 @@
  * objects for unary, server-streaming and client/bidi-streaming methods.
  *
  * DESIGN
- *  - One completion queue, drained by the one thread that calls
- *    oee_rpc_server_run() (the "CQ thread"). Every handler and callback runs
- *    on it (on_done excepted, see below), and the oee_rpc_call_* functions
+ *  - io_threads completion queues (1 unless the options ask for more, at
+ *    most OEE_RPC_MAX_IO_THREADS), each drained by its own thread: the main
+ *    queue by the thread that calls oee_rpc_server_run() (the "CQ thread"
+ *    or main thread), the others by io threads the runtime starts in
+ *    oee_rpc_server_start() and joins before run() returns. Unary methods
+ *    are requested on every queue, so their calls, handlers and callbacks
+ *    run on any of the threads, concurrently: a unary handler must only
+ *    touch state that is safe from several threads (atomics, locks, the
+ *    thread-safe engine). Streaming methods (server, client or bidi) are
+ *    requested on the main queue only: their handlers and callbacks, the
+ *    tick and the unknown-method answers all run on the main thread, so
+ *    state shared by streams and the tick needs no lock. The admission and
+ *    observe hooks run on any of the threads. With one thread (the
+ *    default) everything below that says "CQ thread" is the main thread.
+ *  - Every handler and callback of a call runs on its queue's thread
+ *    (on_done excepted, see below), and the oee_rpc_call_* functions
  *    are called on it, except these, which any thread may call on a call it
  *    holds a reference to: oee_rpc_call_reply, _fail, _finish, _ref, _unref
  *    and _cancelled. So a unary handler may take a reference
@@ -15,10 +28,10 @@
  *    core allows grpc_call_start_batch on any thread; the call's state is
  *    guarded by a per-call mutex and its reference count is atomic
  *    (rpc_call.c). A call the client cancelled meanwhile answers the late
- *    reply with OEE_RPC_ECLOSED. Other work reaches the CQ thread through
- *    the tick hook (a callback invoked on the CQ thread after each processed
- *    batch of events and at least every tick_interval_ms), e.g. by filling a
- *    queue the tick drains.
+ *    reply with OEE_RPC_ECLOSED. Other work reaches the main thread through
+ *    the tick hook (a callback invoked on the main thread after each
+ *    processed batch of its events and at least every tick_interval_ms),
+ *    e.g. by filling a queue the tick drains.
  *  - The CQ wait is bounded (OEE_RPC_SERVER_POLL_MS) so a shutdown request,
  *    a plain atomic store that is safe from a signal handler, is noticed
  *    within that time.
@@ -83,7 +96,8 @@ extern "C" {
 typedef struct oee_rpc_server oee_rpc_server;
 typedef struct oee_rpc_call oee_rpc_call;
 
-/* Called on the CQ thread when a call of the method arrives. req is the
+/* Called on the call's CQ thread (the main thread for streaming methods,
+ * any io thread for unary ones) when a call of the method arrives. req is the
  * decoded request (owned by the call, valid until on_done), or NULL for
  * client- and bidi-streaming methods, whose messages arrive through
  * on_message. ctx is the pointer given to oee_rpc_server_add_service(). A
@@ -111,16 +125,22 @@ typedef struct oee_rpc_server_options {
    * present a certificate that CA signed (mTLS); the handshake refuses the
    * others. Read during oee_rpc_server_open() only. */
   const char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
+  /* Threads serving calls, each with its own completion queue: 0 or 1 for
+   * the thread in run() alone, up to OEE_RPC_MAX_IO_THREADS (16). */
+  int io_threads;
 } oee_rpc_server_options;
+
+/* The most threads (completion queues) one server serves on. */
+#define OEE_RPC_MAX_IO_THREADS 16
 
 /* Creates a server listening (plaintext, or TLS when opts say so) on listen_addr, e.g.
  * "127.0.0.1:0" for a free port. opts may be NULL (defaults). On success
  * returns 0, *out receives the server (the caller owns it) and *port (may
  * be NULL) the bound port. Otherwise *out is NULL and the result is
- * OEE_RPC_EADDRINUSE (another socket listens on the address: SO_REUSEPORT
- * is off, so two servers never share one), OEE_RPC_EADDRNOTAVAIL (the
- * address cannot be bound for another reason), OEE_RPC_EINVAL (NULL
- * listen_addr or out) or OEE_RPC_ENOMEM. */
+ * OEE_RPC_EINVAL for io_threads outside 0..16, OEE_RPC_EADDRINUSE (another socket listens on the
+ * address: SO_REUSEPORT is off, so two servers never share one), OEE_RPC_EADDRNOTAVAIL (the address
+ * cannot be bound for another reason), OEE_RPC_EINVAL (NULL listen_addr or out) or OEE_RPC_ENOMEM.
+ */
 int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
                         oee_rpc_server **out);
 /* The same without the reason: the server, or NULL on any failure. */
@@ -139,10 +159,10 @@ void oee_rpc_server_set_tick(oee_rpc_server *srv, void (*tick)(void *ud), void *
                              int interval_ms);
 /* Changes the tick interval (before run() or on the CQ thread). */
 void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms);
-/* Admission: asked on the CQ thread, before a registered method's handler
- * runs, with the call's path and request metadata (borrowed for the call).
- * GRPC_STATUS_OK lets the call through; any other code ends it with that
- * status and msg, and the handler never sees it. Set before start. */
+/* Admission: asked on the thread of the call's queue (any io thread), before a registered method's
+ * handler runs, with the call's path and request metadata (borrowed for the call). GRPC_STATUS_OK
+ * lets the call through; any other code ends it with that status and msg, and the handler never
+ * sees it. Set before start. */
 typedef grpc_status_code (*oee_rpc_admit_fn)(void *ud, const char *path,
                                              const grpc_metadata_array *md, char *msg, size_t len);
 void oee_rpc_server_set_admit(oee_rpc_server *srv, oee_rpc_admit_fn fn, void *ud);
@@ -163,10 +183,17 @@ void oee_rpc_server_set_observe(oee_rpc_server *srv, oee_rpc_observe_fn fn, void
  * (the server's copy, valid until destroy; NULL past the end). */
 size_t oee_rpc_server_method_count(const oee_rpc_server *srv);
 const char *oee_rpc_server_method_path(const oee_rpc_server *srv, size_t index);
-/* Starts serving (arms the call requests). Returns 0 or OEE_RPC_ESTATE. */
+/* Starts serving: starts the io threads (io_threads - 1; one that cannot
+ * be created leaves the server on fewer threads, see
+ * oee_rpc_server_io_threads()) and arms the call requests; unary calls may
+ * be served on the io threads from now on, before run(). Returns 0,
+ * OEE_RPC_ESTATE or OEE_RPC_ENOMEM. */
 int oee_rpc_server_start(oee_rpc_server *srv);
-/* Runs the completion queue on the calling thread until a shutdown has
- * completed. Returns 0, or OEE_RPC_ESTATE if not started or run before. */
+/* The threads serving calls (1 + the io threads running). */
+size_t oee_rpc_server_io_threads(const oee_rpc_server *srv);
+/* Runs the main completion queue on the calling thread until a shutdown
+ * has completed and the io threads are joined. Returns 0, or OEE_RPC_ESTATE if not started or run
+ * before. */
 int oee_rpc_server_run(oee_rpc_server *srv);
 /* Requests shutdown. Any thread; async-signal-safe (one atomic store). */
 void oee_rpc_server_shutdown(oee_rpc_server *srv);
@@ -180,8 +207,9 @@ void oee_rpc_server_destroy(oee_rpc_server *srv);
 size_t oee_rpc_server_live_calls(const oee_rpc_server *srv);
 
 /* ----------------------------------------------------------------- calls
- * Everything below runs on the CQ thread only, except the functions marked
- * "Any thread", which another thread may call while it holds a reference. */
+ * Everything below runs on the call's CQ thread (the thread of the queue it
+ * arrived on) only, except the functions marked "Any thread", which another thread may call while
+ * it holds a reference. */
 
 /* Per-call callbacks; user is the pointer given with them. */
 typedef struct oee_rpc_call_callbacks {

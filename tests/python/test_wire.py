@@ -65,10 +65,14 @@ def runfile(path):
 
 def storage_args(prefix):
     """The storage flags of a server: --store $OEE_TEST_STORE when set, and
-    --data-dir with a new directory unless the store is memory. Returns
-    (flags, directory or None); the caller removes the directory."""
+    --data-dir with a new directory unless the store is memory; also
+    --io-threads $OEE_TEST_IO_THREADS when set (the _memory targets serve on
+    4 threads, more than this machine's cores, the others on the default).
+    Returns (flags, directory or None); the caller removes the directory."""
     store = os.environ.get("OEE_TEST_STORE")
     flags = ["--store", store] if store else []
+    if os.environ.get("OEE_TEST_IO_THREADS"):
+        flags += ["--io-threads", os.environ["OEE_TEST_IO_THREADS"]]
     if store == "memory":
         return flags, None
     data_dir = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TEST_TMPDIR"))

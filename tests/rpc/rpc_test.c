@@ -1,11 +1,13 @@
 /*
- * rpc_test.c - the server runtime (one CQ thread) and the generated client
- * stubs, end to end over loopback.
+ * rpc_test.c - the server runtime and the generated client stubs, end to
+ * end over loopback, on one CQ thread and (the _io tests) on 4 io threads.
  *
  * The test service (echo.proto) runs on the server's CQ thread; it reports
  * what happened to the test thread through atomic counters only. Calls with
  * thread_delay_ms are answered from a thread of their own, as the engine's
- * commit thread answers submissions.
+ * commit thread answers submissions. On io threads a unary call belongs to
+ * the thread of its queue, so the tick may not hold one: calls with
+ * delay_ms are then answered "late" from a thread of their own as well.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -30,9 +32,16 @@ typedef struct pending {
   struct timespec due;
 } pending;
 
+enum { MAX_SEEN_THREADS = 8 };
+
 /* The test service. Fields without _Atomic belong to the CQ thread. */
 typedef struct service {
   oee_rpc_server *srv;
+  int io;                           /* served on io threads; fixed before start */
+  pthread_t main_thread;            /* the thread in run(); set by it before run() */
+  atomic_int off_main;              /* stream handlers that ran on another thread */
+  pthread_t seen[MAX_SEEN_THREADS]; /* threads unary handlers ran on; under mu */
+  int n_seen;
   pending delayed[MAX_PENDING];
   int n_delayed;
   atomic_int cancelled; /* on_cancelled calls, unary and streaming */
@@ -131,12 +140,13 @@ static void *late_main(void *arg) {
   return NULL;
 }
 
-/* Keeps a reference and hands the call to a new thread; 0 if none is left. */
-static int reply_from_thread(service *s, oee_rpc_call *call, const Oee__Rpctest__EchoRequest *req) {
+/* Keeps a reference and hands the call to a new thread that replies text
+ * after delay_ms; 0 if no thread is left. */
+static int reply_from_thread(service *s, oee_rpc_call *call, int delay_ms, const char *text) {
   late *l = calloc(1, sizeof *l);
   assert_non_null(l);
-  *l = (late){.svc = s, .call = call, .delay_ms = req->thread_delay_ms};
-  snprintf(l->text, sizeof l->text, "thread:%s", req->text);
+  *l = (late){.svc = s, .call = call, .delay_ms = delay_ms};
+  snprintf(l->text, sizeof l->text, "%s", text);
   oee_rpc_call_ref(call);
   pthread_mutex_lock(&s->mu);
   int ok = s->n_threads < MAX_LATE_THREADS &&
@@ -158,10 +168,27 @@ static void join_late_threads(service *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Notes the thread a unary handler runs on. */
+static void seen_thread(service *s) {
+  pthread_t self = pthread_self();
+  pthread_mutex_lock(&s->mu);
+  int known = 0;
+  for (int i = 0; i < s->n_seen; i++) known |= pthread_equal(s->seen[i], self);
+  if (!known && s->n_seen < MAX_SEEN_THREADS) s->seen[s->n_seen++] = self;
+  pthread_mutex_unlock(&s->mu);
+}
+
 static void on_echo(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   service *s = ctx;
   const Oee__Rpctest__EchoRequest *req = (const Oee__Rpctest__EchoRequest *)m;
-  if (req->thread_delay_ms > 0 && reply_from_thread(s, call, req)) return;
+  seen_thread(s);
+  char text[96];
+  snprintf(text, sizeof text, "thread:%s", req->text);
+  if (req->thread_delay_ms > 0 && reply_from_thread(s, call, req->thread_delay_ms, text)) return;
+  if (s->io && req->code == 0 && req->delay_ms > 0 &&
+      reply_from_thread(s, call, req->delay_ms, "late")) {
+    return;
+  }
   if (req->code != 0) {
     oee_rpc_call_fail(call, (grpc_status_code)req->code, req->text);
   } else if (req->delay_ms > 0 && s->n_delayed < MAX_PENDING) {
@@ -207,6 +234,8 @@ static void on_count(oee_rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       .on_done = count_done,
   };
   const Oee__Rpctest__CountRequest *req = (const Oee__Rpctest__CountRequest *)m;
+  service *s = ctx;
+  if (!pthread_equal(pthread_self(), s->main_thread)) atomic_fetch_add(&s->off_main, 1);
   counter *c = calloc(1, sizeof *c);
   assert_non_null(c);
   c->svc = ctx;
@@ -237,6 +266,7 @@ static void tick(void *ud) {
 
 static void *run_server(void *arg) {
   fixture *f = arg;
+  f->svc.main_thread = pthread_self();
   assert_int_equal(oee_rpc_server_run(f->svc.srv), 0);
   return NULL;
 }
@@ -270,10 +300,11 @@ static grpc_status_code refuse_sum(void *ud, const char *path, const grpc_metada
   return GRPC_STATUS_PERMISSION_DENIED;
 }
 
-static int setup_with(void **state, int hooks) {
+static int setup_with(void **state, int hooks, int io_threads) {
   fixture *f = calloc(1, sizeof *f);
   pthread_mutex_init(&f->svc.mu, NULL);
-  oee_rpc_server_options o = {.shutdown_grace_ms = 200};
+  f->svc.io = io_threads > 1;
+  oee_rpc_server_options o = {.shutdown_grace_ms = 200, .io_threads = io_threads};
   f->svc.srv = oee_rpc_server_create("127.0.0.1:0", &o, &f->port);
   assert_non_null(f->svc.srv);
   assert_true(f->port > 0);
@@ -301,10 +332,15 @@ static int setup_with(void **state, int hooks) {
   return 0;
 }
 
-static int setup(void **state) { return setup_with(state, 0); }
+static int setup(void **state) { return setup_with(state, 0, 0); }
 
 /* With the observe hook and an admission hook that refuses Sum. */
-static int setup_observed(void **state) { return setup_with(state, 1); }
+static int setup_observed(void **state) { return setup_with(state, 1, 0); }
+
+/* The same on 4 io threads. */
+enum { IO_THREADS = 4 };
+static int setup_io(void **state) { return setup_with(state, 0, IO_THREADS); }
+static int setup_observed_io(void **state) { return setup_with(state, 1, IO_THREADS); }
 
 static int teardown(void **state) {
   fixture *f = *state;
@@ -569,9 +605,10 @@ static void test_replies_from_threads(void **state) {
     bad += (long)r;
   }
   assert_int_equal(bad, 0);
-  /* A client may see its reply before the thread that sent it counts it. */
-  assert_int_equal(wait_atomic(&f->svc.late_sent, N_THREADS / 2 * N_CALLS),
-                   N_THREADS / 2 * N_CALLS);
+  /* A client may see its reply before the thread that sent it counts it.
+   * On io threads the callers' every fifth call is answered by a thread too. */
+  int want = N_THREADS / 2 * N_CALLS + (f->svc.io ? N_THREADS / 2 * (N_CALLS / 5) : 0);
+  assert_int_equal(wait_atomic(&f->svc.late_sent, want), want);
   assert_int_equal(atomic_load(&f->svc.late_closed), 0);
 }
 
@@ -725,6 +762,53 @@ static void test_observe_hook(void **state) {
   assert_int_equal(atomic_load(&observed_other), 0);
 }
 
+/* On io threads, unary calls are served by several threads at once while
+ * streams stay on the thread in run(); every answer is right. */
+static void test_io_threads_share_calls(void **state) {
+  fixture *f = *state;
+  assert_int_equal(oee_rpc_server_io_threads(f->svc.srv), IO_THREADS);
+  oee_rpc_reader *r[4];
+  for (int i = 0; i < 4; i++) r[i] = count_start(f, 50, 0);
+  int seen = 0;
+  for (int round = 0; round < 20 && seen < 2; round++) {
+    test_many_concurrent_calls(state);
+    pthread_mutex_lock(&f->svc.mu);
+    seen = f->svc.n_seen;
+    pthread_mutex_unlock(&f->svc.mu);
+  }
+  assert_true(seen >= 2);
+  for (int i = 0; i < 4; i++) {
+    count_read(r[i], 50);
+    count_expect_end(r[i], GRPC_STATUS_OK);
+    oee_rpctest_echo_count_close(r[i]);
+  }
+  assert_int_equal(atomic_load(&f->svc.off_main), 0);
+}
+
+/* io_threads outside 0..16 is refused; 0 and 1 both mean the run() thread. */
+static void test_io_threads_option(void **state) {
+  (void)state;
+  oee_rpc_server *s = NULL;
+  oee_rpc_server_options o = {.io_threads = OEE_RPC_MAX_IO_THREADS + 1};
+  assert_int_equal(oee_rpc_server_open("127.0.0.1:0", &o, NULL, &s), OEE_RPC_EINVAL);
+  assert_null(s);
+  o.io_threads = -1;
+  assert_int_equal(oee_rpc_server_open("127.0.0.1:0", &o, NULL, &s), OEE_RPC_EINVAL);
+  for (int n = 0; n <= 1; n++) {
+    o.io_threads = n;
+    assert_int_equal(oee_rpc_server_open("127.0.0.1:0", &o, NULL, &s), 0);
+    assert_int_equal(oee_rpc_server_start(s), 0);
+    assert_int_equal(oee_rpc_server_io_threads(s), 1);
+    oee_rpc_server_destroy(s); /* started, never run */
+  }
+  o.io_threads = OEE_RPC_MAX_IO_THREADS;
+  assert_int_equal(oee_rpc_server_open("127.0.0.1:0", &o, NULL, &s), 0);
+  assert_int_equal(oee_rpc_server_add_service(s, oee_rpctest_echo_methods, 1, NULL), 0);
+  assert_int_equal(oee_rpc_server_start(s), 0);
+  assert_int_equal(oee_rpc_server_io_threads(s), OEE_RPC_MAX_IO_THREADS);
+  oee_rpc_server_destroy(s); /* the io threads are joined */
+}
+
 static void test_unreachable_server(void **state) {
   oee_rpc_channel *ch = oee_rpc_channel_create("127.0.0.1:1");
   Oee__Rpctest__EchoRequest req = OEE__RPCTEST__ECHO_REQUEST__INIT;
@@ -754,6 +838,20 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_streams_in_parallel_with_unary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ticks_without_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_observe_hook, setup_observed, teardown),
+      cmocka_unit_test_setup_teardown(test_unary_round_trip, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_handler_error, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_malformed_body, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_method, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_end_status, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_client_cancel, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_shutdown_ends_open_stream, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_many_concurrent_calls, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_replies_from_threads, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_late_reply_after_cancel, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_late_replies_race_cancels, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_io_threads_share_calls, setup_io, teardown),
+      cmocka_unit_test_setup_teardown(test_observe_hook, setup_observed_io, teardown),
+      cmocka_unit_test(test_io_threads_option),
       cmocka_unit_test(test_server_lifecycle_errors),
       cmocka_unit_test(test_address_in_use),
       cmocka_unit_test(test_unreachable_server),

@@ -1,6 +1,7 @@
 /* test_config.c - oee-server settings: defaults, the JSON file, precedence
  * of flags over environment over file, and errors that name the key; and
  * the conversions of server/convert.h that need no server. */
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -390,6 +391,49 @@ static void test_tls_and_metrics_keys(void **state) {
   unlink(path);
 }
 
+/* io_threads: file, variable, flag (flag over variable over file), the
+ * bounds, and the choice when unset: the CPUs this process may use. */
+static void test_io_threads(void **state) {
+  (void)state;
+  expect_error("{\"io_threads\": 17}", "\"io_threads\" must be an integer from 0 to 16");
+  expect_error("{\"io_threads\": -1}", "\"io_threads\"");
+  expect_error("{\"io_threads\": 2.5}", "\"io_threads\"");
+  char *path = write_file("{\"io_threads\": 3}");
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.io_threads, 3);
+  assert_int_equal(oee_server_io_threads(&c), 3);
+  oee_server_config_free(&c);
+  set_env("OEE_CONFIG", path, "OEE_IO_THREADS", "5");
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.io_threads, 5); /* variable over file */
+  oee_server_config_free(&c);
+  char *argv2[] = {"oee-server", "--io-threads", "16", NULL};
+  assert_int_equal(load(&c, err, 3, argv2), 0);
+  assert_int_equal(c.io_threads, 16); /* flag over variable */
+  oee_server_config_free(&c);
+  char *argv3[] = {"oee-server", "--io-threads", "17", NULL};
+  assert_int_equal(load(&c, err, 3, argv3), -1);
+  assert_non_null(strstr(err, "--io-threads must be an integer from 0 to 16, got \"17\""));
+  oee_server_config_free(&c);
+  set_env("OEE_IO_THREADS", "two", NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv), -1);
+  assert_non_null(strstr(err, "OEE_IO_THREADS"));
+  oee_server_config_free(&c);
+  set_env(NULL, NULL, NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.io_threads, 0); /* unset: chosen at start */
+  cpu_set_t cpus;
+  assert_int_equal(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
+  int want = CPU_COUNT(&cpus) < 16 ? CPU_COUNT(&cpus) : 16;
+  assert_int_equal(oee_server_io_threads(&c), want);
+  oee_server_config_free(&c);
+  unlink(path);
+}
+
 static void test_page_tokens(void **state) {
   (void)state;
   oee_arena a;
@@ -465,6 +509,7 @@ int main(void) {
       cmocka_unit_test(test_flag_and_env_errors),
       cmocka_unit_test(test_tls_and_metrics_keys),
       cmocka_unit_test(test_timestamps),
+      cmocka_unit_test(test_io_threads),
       cmocka_unit_test(test_page_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
