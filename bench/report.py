@@ -397,11 +397,17 @@ SERVE_MAIN = (("bare", "bare gRPC C-core echo (`bench/bare_echo`, 1 CQ thread)")
               ("parked", "oee-server SubmitTask, 2 workers parked"),
               ("running", "oee-server SubmitTask, tasks running (2 workers)"))
 SERVE_SCALE = (("bare", "bare echo, 1 CQ thread"), ("bare2", "bare echo, 2 CQ threads"),
-               ("running", "SubmitTask, tasks running (default io threads, no pinning)"),
+               ("running", "SubmitTask, tasks running (no pinning)"),
                ("io1", "SubmitTask, tasks running, `--io-threads 1`"),
                ("io2", "SubmitTask, tasks running, `--io-threads 2`"),
                ("cpu1", "SubmitTask, tasks running, `taskset -c 0` (1 core)"),
                ("cpu2", "SubmitTask, tasks running, `taskset -c 0,1` (2 cores)"))
+def sname(n, name):
+    """A server's name in section 18's tables, with the io threads it chose."""
+    io = M.get(f"serve_io_threads_{n}")
+    return f"{name}; io_threads {io}" if io and "--io-threads" not in name else name
+
+
 SERVE_KEYS = ("rate", "p50_us", "p99_us", "p999_us", "client_cpu_us", "server_cpu_us")
 
 
@@ -1054,7 +1060,7 @@ for k in (1, 16, 64):
     for n, name in SERVE_MAIN:
         d = serve[(n, k)]
         base = n == "bare"
-        w(f"| {k} | {name} | {fnum(d['rate'])} | {'' if base else pct_spread(d['vs_bare_rate'])} | "
+        w(f"| {k} | {sname(n, name)} | {fnum(d['rate'])} | {'' if base else pct_spread(d['vs_bare_rate'])} | "
           f"{fus(d['p50_us'])} / {fus(d['p99_us'])} / {fus(d['p999_us'])} | "
           f"{'' if base else x_spread(d['vs_bare_p50_us'])} | {'' if base else x_spread(d['vs_bare_p99_us'])} | "
           f"{fnum(d['client_cpu_us'], 1)} / {fnum(d['server_cpu_us'], 1)} µs |")
@@ -1062,7 +1068,8 @@ w("")
 if SERVE_K:
     w("Scaling: the bare echo on 1 and 2 completion-queue threads, and oee-server (tasks running, 2 "
       "workers) with `--io-threads 1` and `2` and pinned with `taskset` to core 0 and to cores 0,1 "
-      "(its default io threads; the load generator is not pinned), in the same rounds"
+      "(io threads at their default, which follows the CPUs the process may use; the load generator "
+      "is not pinned), in the same rounds"
       + ("" if M.get("serve_io_flag") == "1" else
          " (io_threads not measured: this oee-server has no `--io-threads`)") + ".")
     w("")
@@ -1074,7 +1081,7 @@ if SERVE_K:
             d = serve[(n, k)]
             if d["rate"] is None:
                 continue
-            w(f"| {k} | {name} | {fnum(d['rate'])} | {'' if n == 'bare' else pct_spread(d['vs_bare_rate'])} | "
+            w(f"| {k} | {sname(n, name)} | {fnum(d['rate'])} | {'' if n == 'bare' else pct_spread(d['vs_bare_rate'])} | "
               f"{fus(d['p50_us'])} / {fus(d['p99_us'])} | {fnum(d['client_cpu_us'], 1)} / "
               f"{fnum(d['server_cpu_us'], 1)} µs | {per_round(f'serve.{n}.k{k}')} |")
     w("")
