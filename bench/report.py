@@ -90,7 +90,15 @@ targets = []  # (name, target text, measured text, met)
 
 
 def target(name, want, got, met):
+    """met: True/False from the figures, None when not measured, or a word
+    (e.g. "reported") for a row that only asks for figures."""
     targets.append((name, want, got, met))
+
+
+def met_text(met):
+    if isinstance(met, str):
+        return met
+    return "not measured" if met is None else "**met**" if met else "**not met**"
 
 
 # --------------------------------------------------------------- figures
@@ -126,15 +134,15 @@ levels = [1000, 10000, 100000, 1000000]
 
 # ---------------------------------------------------------------- targets
 e64, s64, r64, _ = unary[64]
-target("SubmitTask throughput at 64 in flight", ">= 80% of the bare echo",
+target("SubmitTask throughput at 64 in flight (workers parked, against `bench/echo_server`)", ">= 80% of the bare echo",
        f"{fnum(s64['rate'])}/s vs {fnum(e64['rate'])}/s = **{fnum((r64 or 0) * 100)}%**",
        r64 is not None and r64 >= 0.8)
 e16, s16, _, p99r16 = unary[16]
-target("SubmitTask p99 at 16 in flight", "<= 1.25x the bare echo's p99",
+target("SubmitTask p99 at 16 in flight (workers parked, against `bench/echo_server`)", "<= 1.25x the bare echo's p99",
        f"{fus(s16['p99_us'])} vs {fus(e16['p99_us'])} = **{fnum(p99r16, 2)}x**",
        p99r16 is not None and p99r16 <= 1.25)
 p50_1 = unary[1][1]["p50_us"]
-target("SubmitTask p50 at 1 in flight", "< 0.5 ms",
+target("SubmitTask p50 at 1 in flight (workers parked)", "< 0.5 ms",
        f"**{fus(p50_1)}** (echo: {fus(unary[1][0]['p50_us'])})", p50_1 is not None and p50_1 < 500)
 b256 = batch[256][0]
 target("SubmitTasks batch throughput", ">= 300,000 tasks/s acknowledged",
@@ -382,6 +390,108 @@ else:  # the server took metrics_listen but nothing answered on it
     target("SubmitTask with metrics scraped every 1 s", ">= 97% of plaintext at 16 and 64 in flight",
            f"not measured: the metrics endpoint answered none of {fnum(scrape_tried)} scrapes", None)
 
+# 18. Serving threads (issue 15): the bare gRPC C-core echo as the baseline,
+# each server's rounds paired with the bare echo's of the same round.
+SERVE_MAIN = (("bare", "bare gRPC C-core echo (`bench/bare_echo`, 1 CQ thread)"),
+              ("echo", "`bench/echo_server` (our runtime, empty handler)"),
+              ("parked", "oee-server SubmitTask, 2 workers parked"),
+              ("running", "oee-server SubmitTask, tasks running (2 workers)"))
+SERVE_SCALE = (("bare", "bare echo, 1 CQ thread"), ("bare2", "bare echo, 2 CQ threads"),
+               ("running", "SubmitTask, tasks running (no pinning)"),
+               ("io1", "SubmitTask, tasks running, `--io-threads 1`"),
+               ("io2", "SubmitTask, tasks running, `--io-threads 2`"),
+               ("cpu1", "SubmitTask, tasks running, `taskset -c 0` (1 core)"),
+               ("cpu2", "SubmitTask, tasks running, `taskset -c 0,1` (2 cores)"))
+def sname(n, name):
+    """A server's name in section 18's tables, with the io threads it chose."""
+    io = M.get(f"serve_io_threads_{n}")
+    return f"{name}; io_threads {io}" if io and "--io-threads" not in name else name
+
+
+SERVE_KEYS = ("rate", "p50_us", "p99_us", "p999_us", "client_cpu_us", "server_cpu_us")
+
+
+def spread(values):
+    """(median, min, max) of a list of ratios, Nones when it is empty."""
+    return (med(values), min(values, default=None), max(values, default=None))
+
+
+def serve_fig(name, k):
+    """Medians over the rounds of one server at K in flight, and its per-round
+    ratios to the bare echo (1 CQ thread): rate, p50 and p99."""
+    p, b = f"serve.{name}.k{k}", f"serve.bare.k{k}"
+    d = {f: med(rounds(p, f)) for f in SERVE_KEYS}
+    d["rounds"] = len(rounds(p, "rate"))
+    for f in ("rate", "p50_us", "p99_us"):
+        d["vs_bare_" + f] = spread(paired(p, b, f))
+    return d
+
+
+SERVE_K = [int(k) for k in str(M.get("serve_scale_k", "64")).split(",") if k.strip().isdigit()]
+serve = {(n, k): serve_fig(n, k) for n, _ in SERVE_MAIN for k in (1, 16, 64)}
+serve.update({(n, k): serve_fig(n, k) for n, _ in SERVE_SCALE for k in SERVE_K})
+
+
+def pct_spread(t):
+    """'85%' with ' (80..90%)' when there was more than one round."""
+    m, lo, hi = t
+    if m is None:
+        return "n/a"
+    return f"{m * 100:.0f}%" + (f" ({lo * 100:.0f}..{hi * 100:.0f}%)" if lo != hi else "")
+
+
+def x_spread(t):
+    m, lo, hi = t
+    if m is None:
+        return "n/a"
+    return f"{m:.2f}x" + (f" ({lo:.2f}..{hi:.2f}x)" if lo != hi else "")
+
+
+def serve_target(name, want, k, key, limit, higher_is_better):
+    """An issue-15 row: SubmitTask with tasks running against the bare echo."""
+    run_, bare, parked = serve[("running", k)], serve[("bare", k)], serve[("parked", k)]
+    r = run_["vs_bare_" + key][0]
+    show = fnum if key == "rate" else fus
+    unit = "/s" if key == "rate" else ""
+    fmt = pct_spread if key == "rate" else x_spread
+    got = (f"{show(run_[key])}{unit} vs {show(bare[key])}{unit} = **{fmt(run_['vs_bare_' + key])}**; "
+           f"workers parked: {fmt(parked['vs_bare_' + key])}; `bench/echo_server`: "
+           f"{fmt(serve[('echo', k)]['vs_bare_' + key])}")
+    met = None if r is None else (r >= limit if higher_is_better else r <= limit)
+    target(name, want, got, met)
+
+
+serve_target("SubmitTask at 64 in flight, tasks running, against the bare gRPC C-core echo (issue 15)",
+             ">= 80% of the bare echo's calls/s (`bench/bare_echo`, 1 CQ thread)", 64, "rate", 0.80, True)
+serve_target("SubmitTask p99 at 16 in flight, tasks running (issue 15)", "<= 1.25x the bare echo's p99",
+             16, "p99_us", 1.25, False)
+serve_target("SubmitTask p50 at 1 in flight, tasks running (issue 15)", "<= 1.15x the bare echo's p50",
+             1, "p50_us", 1.15, False)
+
+
+def scale_ratio(a, b, k):
+    """Per-round ratios of a's rate to b's at K in flight: (median, min, max)."""
+    return spread(paired(f"serve.{a}.k{k}", f"serve.{b}.k{k}"))
+
+
+serve_scaling = {}  # k -> {(a, b): (median, min, max)}
+for k in SERVE_K:
+    serve_scaling[k] = {(a, b): scale_ratio(a, b, k)
+                        for a, b in (("io2", "io1"), ("cpu2", "cpu1"), ("bare2", "bare"))}
+if SERVE_K and serve[("cpu1", SERVE_K[-1])]["rate"] is not None:
+    k = SERVE_K[-1]
+    sc = serve_scaling[k]
+    io_text = (f"io_threads 2 / 1: **{x_spread(sc[('io2', 'io1')])}** ({fnum(serve[('io2', k)]['rate'])}/s vs "
+               f"{fnum(serve[('io1', k)]['rate'])}/s)" if serve[("io1", k)]["rate"] is not None else
+               "io_threads 1 / 2: not measured (this oee-server has no `--io-threads`)")
+    target(f"Serving threads on this machine: SubmitTask at {k} in flight, tasks running (issue 15)",
+           "io_threads 1 and 2, and the server pinned to 1 and 2 cores, reported (the default is chosen "
+           "from them)",
+           f"{io_text}; 2 cores / 1 core: **{x_spread(sc[('cpu2', 'cpu1')])}** "
+           f"({fnum(serve[('cpu2', k)]['rate'])}/s vs {fnum(serve[('cpu1', k)]['rate'])}/s); bare echo 2 CQ "
+           f"threads / 1: {x_spread(sc[('bare2', 'bare')])}",
+           "reported" if serve[("io1", k)]["rate"] is not None else "reported in part")
+
 secs = float(M.get("total_seconds", M.get("bench_seconds", "0")) or 0)
 target("The whole benchmark (`bench/run`, build to report)", "< 10 minutes",
        f"**{secs / 60:.1f} min** (measurements {float(M.get('bench_seconds', 0) or 0) / 60:.1f} min, "
@@ -424,7 +534,8 @@ w("# OEE performance")
 w("")
 w("Regenerated by `bench/run` (one command, from the repository root; see the comment at the top of [bench/run](../bench/run)). "
   "Every figure below was measured on the machine described here, in one run, "
-  "with the baselines (a bare echo service on the same C runtime, and beanstalkd) "
+  "with the baselines (a bare gRPC C-core echo server, an echo service on the same C runtime, and "
+  "beanstalkd) "
   "measured in the same run, so the **ratios** are the figures to read: absolute "
   "rates move with the machine's load.")
 w("")
@@ -451,7 +562,7 @@ w("")
 w("| target | wanted | measured | met |")
 w("| --- | --- | --- | --- |")
 for name, want, got, met in targets:
-    w(f"| {name} | {want} | {got} | {'not measured' if met is None else '**met**' if met else '**not met**'} |")
+    w(f"| {name} | {want} | {got} | {met_text(met)} |")
 w("")
 w("What limits each unmet target, with profile evidence, is in [Limits](#limits-and-evidence).")
 w("")
@@ -467,6 +578,11 @@ w("- Baseline (`bench/echo_server.c`): `oee.bench.BenchEcho/Echo` on `//server/r
   "runtime oee-server uses (one completion-queue thread); the handler only replies with an empty "
   "message. Its request carries as many bytes as the SubmitTaskRequest (`name`, `task_type=echo`, "
   "one context entry).")
+w("- Independent baseline (`bench/bare_echo.c`, section 18): the same Echo method answered by the gRPC "
+  "C core alone (no protobuf-c, no `//server/rt`, no engine), on `--cq-threads` completion queues each "
+  "drained by its own thread; issue 15's targets compare with it on 1 thread. In section 18 SubmitTask "
+  "also runs against oee-server with its 2 workers running every submitted no-op `echo` task (nothing "
+  "parked: the realistic case), with `--io-threads 1` and `2`, and pinned with `taskset` to 1 and 2 cores.")
 w("- SubmitTask / SubmitTasks: oee-server with 2 workers parked on two long `sleep` tasks, so the "
   "figures are submission alone (tasks stay QUEUED; the queue grows by a few hundred thousand tasks).")
 w("- End to end: oee-server with 2 workers running built-in `echo` tasks with an empty message "
@@ -920,6 +1036,82 @@ w(f"Scrapes of the metrics variant: {fnum(scrape_ok)} of {fnum(scrape_tried)} an
   f"(endpoint before the rounds: HTTP {M.get('metrics_endpoint', 'n/a')}).")
 w("")
 
+w("## 18. Serving threads: against the bare gRPC C core")
+w("")
+w("Issue 15's baseline is independent of the project: `bench/bare_echo.c` answers the same "
+  "`/oee.bench.BenchEcho/Echo` calls with the gRPC C core alone (no protobuf-c, no `//server/rt`, "
+  "no engine; the method registered with `GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER`, 16 requests "
+  "kept armed per completion queue, each call answered with one batch of SEND_INITIAL_METADATA, an "
+  "empty SEND_MESSAGE, SEND_STATUS_FROM_SERVER OK and RECV_CLOSE_ON_SERVER), each completion queue "
+  "drained by its own thread (`--cq-threads`). Beside it in the same rounds: `bench/echo_server` "
+  "(our runtime, empty handler), and oee-server's SubmitTask (memory store, 2 workers) with the "
+  "workers parked as in section 2 and with the submitted no-op `echo` tasks running on them (the "
+  "realistic case: each call also queues, runs and finishes a task). `rpc_load` as in section 2 "
+  "(the Echo request as large as the SubmitTaskRequest), "
+  f"{M.get('seconds', '2')}-second windows after a 0.5 s warm-up; rounds: {M.get('serve_rounds', '3')}, "
+  "each starting with another server; ratios are medians of the per-round ratios to the "
+  "bare echo of the same round (min..max). The load generator shares the machine's cores with the "
+  "server.")
+w("")
+w("| in flight | server | calls/s | calls/s vs bare | p50 / p99 / p99.9 | p50 vs bare | p99 vs bare | "
+  "CPU per call: client / server |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for k in (1, 16, 64):
+    for n, name in SERVE_MAIN:
+        d = serve[(n, k)]
+        base = n == "bare"
+        w(f"| {k} | {sname(n, name)} | {fnum(d['rate'])} | {'' if base else pct_spread(d['vs_bare_rate'])} | "
+          f"{fus(d['p50_us'])} / {fus(d['p99_us'])} / {fus(d['p999_us'])} | "
+          f"{'' if base else x_spread(d['vs_bare_p50_us'])} | {'' if base else x_spread(d['vs_bare_p99_us'])} | "
+          f"{fnum(d['client_cpu_us'], 1)} / {fnum(d['server_cpu_us'], 1)} µs |")
+w("")
+if SERVE_K:
+    w("Scaling: the bare echo on 1 and 2 completion-queue threads, and oee-server (tasks running, 2 "
+      "workers) with `--io-threads 1` and `2` and pinned with `taskset` to core 0 and to cores 0,1 "
+      "(io threads at their default, which follows the CPUs the process may use; the load generator "
+      "is not pinned), in the same rounds"
+      + ("" if M.get("serve_io_flag") == "1" else
+         " (io_threads not measured: this oee-server has no `--io-threads`)") + ".")
+    w("")
+    w("| in flight | server | calls/s | calls/s vs bare (1 CQ) | p50 / p99 | CPU per call: client / server | "
+      "per round |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
+    for k in SERVE_K:
+        for n, name in SERVE_SCALE:
+            d = serve[(n, k)]
+            if d["rate"] is None:
+                continue
+            w(f"| {k} | {sname(n, name)} | {fnum(d['rate'])} | {'' if n == 'bare' else pct_spread(d['vs_bare_rate'])} | "
+              f"{fus(d['p50_us'])} / {fus(d['p99_us'])} | {fnum(d['client_cpu_us'], 1)} / "
+              f"{fnum(d['server_cpu_us'], 1)} µs | {per_round(f'serve.{n}.k{k}')} |")
+    w("")
+    for k in SERVE_K:
+        sc = serve_scaling[k]
+        w(f"At {k} in flight, per-round ratios: io_threads 2 / 1 **{x_spread(sc[('io2', 'io1')])}**; "
+          f"2 cores / 1 core **{x_spread(sc[('cpu2', 'cpu1')])}**; bare echo 2 CQ threads / 1 "
+          f"**{x_spread(sc[('bare2', 'bare')])}** (calls answered by each of its two queues over the whole "
+          f"section: {M.get('serve_bare2_queues', 'n/a').replace(',', ' / ')}).")
+        w("")
+counts = [(n, R[f"serve.{n}.counts"]) for n, _ in SERVE_SCALE if f"serve.{n}.counts" in R]
+if counts:
+    w("The tasks ran: at the end of the section " + "; ".join(
+        f"{n} {fnum(d.get('finished'))} finished, {fnum(d.get('queued'))} queued, "
+        f"{fnum(d.get('running'))} running" for n, d in counts) + ".")
+    w("")
+w("Per-round figures (rate, p99):")
+w("")
+nr = max((serve[key]["rounds"] for key in serve), default=0)
+w("| run | " + " | ".join(f"round {i}" for i in range(1, nr + 1)) + " |")
+w("| --- |" + " --- |" * nr)
+for k in sorted({1, 16, 64} | set(SERVE_K)):
+    for n in dict.fromkeys(n for n, _ in SERVE_MAIN + SERVE_SCALE):  # each name once, in order
+        if (n, k) not in serve or serve[(n, k)]["rate"] is None:
+            continue
+        p = f"serve.{n}.k{k}"
+        cells = [f"{fnum(a)}/s, {fus(b)}" for a, b in zip(rounds(p, "rate"), rounds(p, "p99_us"))]
+        w(f"| {n} K={k} | " + " | ".join(cells) + " |")
+w("")
+
 w("## Limits and evidence")
 w("")
 if prof:
@@ -963,5 +1155,6 @@ with open(DOC, "w") as f:
 
 print("\nTargets:")
 for name, want, got, met in targets:
-    print(f"  [{'n/a' if met is None else 'met' if met else 'NOT MET'}] {name}: {want}; {got.replace('**', '')}")
+    tag = met if isinstance(met, str) else "n/a" if met is None else "met" if met else "NOT MET"
+    print(f"  [{tag}] {name}: {want}; {got.replace('**', '')}")
 print(f"\nwrote {DOC}")
