@@ -136,6 +136,7 @@ void oee__durable_later(oee_engine *eng, oee__later *l) {
 static void group_begin(void *arg) {
   oee_engine *eng = arg;
   oee__lock(&eng->lock);
+  oee__engine_defer_wakes(eng); /* workers for the group's tasks: after its unlock */
 }
 
 static void group_end(void *arg) {

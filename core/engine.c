@@ -255,6 +255,8 @@ static void worker_idle(oee_engine *eng, worker *w, int64_t deadline_ns) {
     while (*pp != w) pp = &(*pp)->next_idle;
     *pp = w->next_idle;
     w->idle = 0;
+  } else {
+    eng->waking--; /* woken by oee__engine_wake_one() */
   }
 }
 
@@ -263,9 +265,27 @@ void oee__engine_unlock(oee_engine *eng) {
    * this thread (the timer thread, also told, then finds nothing to do):
    * a waiting worker gets its lease without a thread hand-off. */
   struct oee__poll *due = eng->remote ? oee__remote_take_due(eng) : NULL;
+  /* Workers woken in this section are signalled once the lock is free, so
+   * they do not wake only to block on it. Safe: a worker leaves its wait
+   * when it finds itself off the idle stack (done under the lock), and a
+   * signal that comes late only makes a spurious wake-up. */
+  worker *wake[OEE__DEFERRED_WAKES];
+  size_t n = eng->n_deferred;
+  memcpy(wake, eng->deferred, n * sizeof(wake[0]));
+  eng->n_deferred = 0;
+  eng->defer_wakes = 0;
   oee__unlock(&eng->lock);
+  for (size_t i = 0; i < n; i++) oee__signal(&wake[i]->wake);
   if (due != NULL) oee__remote_deliver(due);
   oee__bus_flush(eng->bus);
+}
+
+void oee__engine_defer_wakes(oee_engine *eng) { eng->defer_wakes = 1; }
+
+void oee__engine_flush_wakes(oee_engine *eng) {
+  for (size_t i = 0; i < eng->n_deferred; i++) oee__signal(&eng->deferred[i]->wake);
+  eng->n_deferred = 0;
+  eng->defer_wakes = 0;
 }
 
 void oee__task_place(oee_engine *eng, oee_task *t) {
@@ -279,10 +299,15 @@ void oee__task_place(oee_engine *eng, oee_task *t) {
 
 void oee__engine_wake_one(oee_engine *eng) {
   worker *w = eng->idle;
-  if (w == NULL) return;
+  if (w == NULL || eng->waking > 0) return; /* the waking one passes the baton */
   eng->idle = w->next_idle;
   w->idle = 0;
-  oee__signal(&w->wake);
+  eng->waking++;
+  if (eng->defer_wakes && eng->n_deferred < OEE__DEFERRED_WAKES) {
+    eng->deferred[eng->n_deferred++] = w;
+  } else {
+    oee__signal(&w->wake);
+  }
 }
 
 static void *worker_main(void *arg) {

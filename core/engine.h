@@ -56,6 +56,9 @@ typedef struct executor {
   char type[];      /* immutable after the entry is made */
 } executor;
 
+/* Wakes one hold of the engine lock may defer (more are signalled at once). */
+#define OEE__DEFERRED_WAKES 8
+
 typedef struct worker {
   oee_engine *eng;              /* immutable after start */
   pthread_t thread;             /* immutable after start */
@@ -115,13 +118,24 @@ struct oee_engine {
                                 * earliest first (timer.c) */
   pthread_cond_t timer_cv;     /* waited on with lock by the timer thread */
   pthread_t timer_thread;
-  int timer_running;           /* the thread exists; start/stop callers only */
-  int timer_stop;              /* guarded by lock */
-  uint64_t last_index;         /* guarded by lock: submission counter */
-  uint64_t last_seq;           /* guarded by lock: event counter */
-  int accepting;               /* guarded by lock: submissions allowed */
-  int started, stopping;       /* guarded by lock */
-  worker *idle;                /* guarded by lock: workers waiting for a task */
+  int timer_running;     /* the thread exists; start/stop callers only */
+  int timer_stop;        /* guarded by lock */
+  uint64_t last_index;   /* guarded by lock: submission counter */
+  uint64_t last_seq;     /* guarded by lock: event counter */
+  int accepting;         /* guarded by lock: submissions allowed */
+  int started, stopping; /* guarded by lock */
+  worker *idle;          /* guarded by lock: workers waiting for a task */
+  /* Wakes held back until oee__engine_unlock() (oee__engine_defer_wakes):
+   * a worker signalled while the waker still holds the lock only wakes to
+   * block on it. Guarded by lock. */
+  int defer_wakes;
+  worker *deferred[OEE__DEFERRED_WAKES];
+  size_t n_deferred;
+  /* Workers taken off the idle stack whose wait has not returned yet. One
+   * at a time: a worker that wakes takes a task and, when more are queued,
+   * wakes the next (the baton), so a burst of submissions costs one wake-up
+   * in flight instead of one per task. Guarded by lock. */
+  size_t waking;
   size_t running_jobs;         /* guarded by lock */
   oee_job *running;            /* guarded by lock: list of running jobs */
   int64_t started_mono_ns;     /* guarded by lock; CLOCK_MONOTONIC */
@@ -217,11 +231,22 @@ int oee__executor_get(oee_engine *eng, const char *type, executor *out);
  * timer's heap. */
 void oee__task_place(oee_engine *eng, oee_task *t);
 
-/* Wakes one idle worker, if any (eng->lock held). */
+/* Wakes one idle worker, if any and none is waking already (eng->lock
+ * held): takes it off the idle stack and signals it, or, while wakes are
+ * deferred, signals it right after the next oee__engine_unlock(). */
 void oee__engine_wake_one(oee_engine *eng);
 
-/* Releases eng->lock, then delivers the events published under it to the
- * subscribers (oee__bus_flush()). Used wherever the section published. */
+/* From now until this hold of the lock ends with oee__engine_unlock(),
+ * wakes are signalled after the lock is released (lock held). Only for
+ * sections that neither release the lock nor wait on it before that
+ * unlock; oee__engine_flush_wakes() ends the deferral early. */
+void oee__engine_defer_wakes(oee_engine *eng);
+/* Signals the deferred wakes now and ends the deferral (lock held). */
+void oee__engine_flush_wakes(oee_engine *eng);
+
+/* Releases eng->lock, then signals the deferred wakes and delivers the
+ * events published under it to the subscribers (oee__bus_flush()). Used
+ * wherever the section published. */
 void oee__engine_unlock(oee_engine *eng);
 
 /* The limits a task entering (or re-entering) the queue meets, lock held:

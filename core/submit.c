@@ -444,8 +444,10 @@ static int submit_async(oee_engine *eng, const oee_submit *req, void *payload,
   int dup = 0;
   for (int round = 0;; round++) {
     oee__lock(&eng->lock);
+    oee__engine_defer_wakes(eng); /* a worker woken for the task: after the unlock below */
     rc = admit_locked(eng, t, snap, disk, on_disk, cb, arg, &dup, &now, err);
     if (rc != OEE__GRAPH_READ_DISK) break;
+    oee__engine_flush_wakes(eng);
     oee__unlock(&eng->lock);
     rc = round < DEP_READ_ROUNDS ? oee__graph_read(eng, snap, disk, err)
                                  : oee_error_set(err, OEE_ESTATE,
