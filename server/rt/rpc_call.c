@@ -58,8 +58,9 @@ struct oee_rpc_call {
   ProtobufCMessage *req;     /* decoded request or NULL */
   atomic_int refs;
   pthread_mutex_t mu; /* guards the fields from client_cancelled to details */
-  rt_op open_op, send_op, write_op, read_op;
+  rt_op open_op, send_op, write_op, read_op, reply_op;
   int client_cancelled;   /* RECV_CLOSE_ON_SERVER output */
+  int opened;             /* initial metadata + RECV_CLOSE started (alone or with the status) */
   int closed;             /* RECV_CLOSE completed */
   int finished;           /* no more writes: status sent/pending/cancelled */
   int status_sent;        /* SEND_STATUS batch started */
@@ -156,12 +157,38 @@ static void send_done(void *owner, int ok) {
   oee_rpc_call_unref(c);
 }
 
-/* Sends [msg +] status. msg (owned) is destroyed on failure. Lock held. */
+/* The one batch of a unary call answered before it was opened: initial
+ * metadata, message and status went out together with RECV_CLOSE. */
+static void reply_done(void *owner, int ok) {
+  (void)ok;
+  oee_rpc_call *c = owner;
+  lock(c);
+  c->closed = 1; /* the status was sent first: the client cannot be "gone" */
+  grpc_byte_buffer *bb = c->send_bb;
+  c->send_bb = NULL;
+  unlock(c);
+  if (bb) grpc_byte_buffer_destroy(bb);
+  oee_rpc_call_unref(c);
+}
+
+/* Sends [msg +] status; a call not opened yet (a unary answer given while
+ * its handler runs, or soon after from another thread) sends its initial
+ * metadata and arms RECV_CLOSE in the same batch: one write and one
+ * completion per call, as a bare gRPC server would. msg (owned) is
+ * destroyed on failure. Lock held. */
 static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg, grpc_status_code code,
                        const char *text) {
-  grpc_op ops[2];
+  grpc_op ops[4];
   size_t n = 0;
   memset(ops, 0, sizeof ops);
+  rt_op *tag = &c->send_op;
+  if (!c->opened) {
+    c->opened = 1;
+    tag = &c->reply_op;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->client_cancelled;
+  }
   if (msg) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = msg;
@@ -174,9 +201,10 @@ static int send_status(oee_rpc_call *c, grpc_byte_buffer *msg, grpc_status_code 
   c->finished = c->status_sent = 1;
   c->send_bb = msg;
   observe_once(c, code);
-  int rc = start(c, ops, n, &c->send_op);
+  int rc = start(c, ops, n, tag);
   if (rc != 0 && msg) grpc_byte_buffer_destroy(msg);
   if (rc != 0) c->send_bb = NULL;
+  if (rc != 0 && tag == &c->reply_op) c->closed = 1; /* nothing will report it */
   return rc;
 }
 
@@ -195,8 +223,10 @@ static void open_done(void *owner, int ok) {
   oee_rpc_call_unref(c);
 }
 
-/* Sends initial metadata and arms RECV_CLOSE_ON_SERVER in one batch. */
+/* Sends initial metadata and arms RECV_CLOSE_ON_SERVER in one batch.
+ * Lock held, or no other thread can hold the call yet. */
 static int open_call(oee_rpc_call *c) {
+  c->opened = 1;
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -288,6 +318,7 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *g
   c->send_op = (rt_op){send_done, c};
   c->write_op = (rt_op){write_done, c};
   c->read_op = (rt_op){read_done, c};
+  c->reply_op = (rt_op){reply_done, c};
   oee_arena_init(&c->req_arena);
   c->req_alloc = oee__rpc_arena_allocator(&c->req_arena);
   atomic_fetch_add(&srv->live_calls, 1);
@@ -324,6 +355,27 @@ static void run_handler(oee_rpc_call *c) {
   m->handler(c, c->req, c->reg->ctx);
 }
 
+/* Streams open at once: they must hear of a client that goes away while
+ * they have nothing to send. A unary call (or an unknown method's) opens
+ * with its answer when that comes during the handler (send_status), else
+ * right after the handler returned. */
+static int opens_first(const method_reg *reg) {
+  return reg != NULL && (reg->m.client_streaming || reg->m.server_streaming);
+}
+
+/* The open batch of a unary call the handler left unanswered. */
+static void open_after_handler(oee_rpc_call *c) {
+  lock(c);
+  if (!c->opened && open_call(c) != 0) {
+    c->closed = 1; /* the queue is shutting down: nothing will report it */
+    if (!c->status_sent) {
+      c->finished = c->cancelled = 1;
+      observe_once(c, GRPC_STATUS_CANCELLED);
+    }
+  }
+  unlock(c);
+}
+
 void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
                             grpc_byte_buffer *payload, const char *path, int64_t arrived_ns) {
   oee_rpc_call *c = call_new(srv, reg, gc, payload, arrived_ns);
@@ -334,7 +386,7 @@ void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
     if (payload) grpc_byte_buffer_destroy(payload);
     return;
   }
-  if (open_call(c) != 0) {
+  if (opens_first(reg) && open_call(c) != 0) {
     c->finished = c->closed = 1; /* the queue is shutting down: dropped */
     observe_once(c, GRPC_STATUS_CANCELLED);
   } else if (reg == NULL || reg->m.handler == NULL) {
@@ -346,6 +398,7 @@ void oee__rpc_call_dispatch(oee_rpc_server *srv, method_reg *reg, grpc_call *gc,
   } else {
     run_handler(c);
   }
+  if (!opens_first(reg)) open_after_handler(c);
   oee_rpc_call_unref(c);
 }
 

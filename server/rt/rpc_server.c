@@ -70,20 +70,29 @@ static void slot_arm_on(slot *s, grpc_completion_queue *cq) {
   slot_arm(s);
 }
 
+/* Requests the next call for s. Under cq_lock like every batch (rpc_call.c):
+ * an io thread may arm its queue for the first time after a shutdown that
+ * came right after start already shut the queues down (gRPC refuses a
+ * request on a shut-down queue); such a slot stays unarmed. */
 static void slot_arm(slot *s) {
   oee_rpc_server *srv = s->srv;
   s->call = NULL;
   s->payload = NULL;
   grpc_metadata_array_init(&s->md);
-  grpc_call_error e;
-  if (s->reg != NULL) {
+  if (s->reg == NULL) grpc_call_details_init(&s->details);
+  if (pthread_rwlock_rdlock(&srv->cq_lock) != 0) abort();
+  grpc_call_error e = GRPC_CALL_OK;
+  if (srv->cq_down) {
+    grpc_metadata_array_destroy(&s->md);
+    if (s->reg == NULL) grpc_call_details_destroy(&s->details);
+  } else if (s->reg != NULL) {
     e = grpc_server_request_registered_call(srv->server, s->reg->handle, &s->call, &s->deadline,
                                             &s->md, s->reg->m.client_streaming ? NULL : &s->payload,
                                             s->cq, s->cq, &s->op);
   } else {
-    grpc_call_details_init(&s->details);
     e = grpc_server_request_call(srv->server, &s->call, &s->details, &s->md, s->cq, s->cq, &s->op);
   }
+  if (pthread_rwlock_unlock(&srv->cq_lock) != 0) abort();
   if (e != GRPC_CALL_OK) abort(); /* only misuse of the API fails here */
 }
 
