@@ -5,6 +5,8 @@
  */
 #include "core/engine.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -310,9 +312,22 @@ void oee__engine_wake_one(oee_engine *eng) {
   }
 }
 
+/* Workers run as SCHED_BATCH (Linux; no privilege needed): a worker woken
+ * for a task does not preempt the thread that queued it, which goes on
+ * queueing the rest of its burst, so one wake-up serves several tasks and
+ * the thread answering calls is not pushed off its CPU. A task's processes
+ * inherit it. Best effort: where it is refused, workers stay as they are. */
+static void worker_sched(void) {
+#ifdef SCHED_BATCH
+  struct sched_param p = {.sched_priority = 0};
+  (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &p);
+#endif
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   oee_engine *eng = w->eng;
+  worker_sched();
   oee__lock(&eng->lock);
   while (!eng->stopping) {
     int64_t token_at;
