@@ -3,8 +3,11 @@
  *
  * Measurements (each prints one "RESULT <label> key=value ..." line):
  *  - submit.tN: oee_engine_submit() per second from N threads into an engine
- *    whose workers are not started (the tasks stay QUEUED), with the heap
- *    bytes per queued task (mallinfo2) and the process RSS growth;
+ *    whose workers are not started (the tasks stay QUEUED), with the CPU
+ *    time the process spent meanwhile (cpu_rate: submissions per CPU
+ *    second, less disturbed by the machine's other load than the wall
+ *    clock), the heap bytes per queued task (mallinfo2) and the process RSS
+ *    growth;
  *  - e2e.wN: no-op tasks per second with N workers, one submitting thread,
  *    from the first submission to the last completion;
  *  - latency.idle: enqueue-to-start with idle workers, one task at a time
@@ -49,6 +52,15 @@ static long long rss_bytes(void) {
   }
   if (f) fclose(f);
   return kb * 1024;
+}
+
+/* CPU time of the whole process in ns: with the workers not started, the
+ * submitting threads' own work, which the machine's other load disturbs
+ * less than the wall clock. */
+static int64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static long long heap_used(void) { return (long long)mallinfo2().uordblks; }
@@ -139,24 +151,25 @@ static void bench_submit(int threads, long n) {
   long long heap0 = heap_used(), rss0 = rss_bytes();
   pthread_t th[8];
   submitter s = {eng, n / threads};
-  int64_t t0 = mono_ns();
+  int64_t t0 = mono_ns(), c0 = cpu_ns();
   for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, submit_loop, &s);
   for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
   double secs = (double)(mono_ns() - t0) / 1e9;
+  double cpu = (double)(cpu_ns() - c0) / 1e9;
   long total = s.n * threads;
   double heap_per = (double)(heap_used() - heap0) / (double)total;
   double rss_per = (double)(rss_bytes() - rss0) / (double)total;
   printf(
-      "RESULT core.submit.t%d threads=%d tasks=%ld seconds=%.3f rate=%.0f "
-      "heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
+      "RESULT core.submit.t%d threads=%d tasks=%ld seconds=%.3f rate=%.0f cpu_seconds=%.3f "
+      "cpu_rate=%.0f heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
       "overhead_per_task=%.0f\n",
-      threads, threads, total, secs, (double)total / secs, heap_per, rss_per, task_string_bytes,
-      heap_per - (double)task_string_bytes);
+      threads, threads, total, secs, (double)total / secs, cpu, (double)total / cpu, heap_per,
+      rss_per, task_string_bytes, heap_per - (double)task_string_bytes);
   fflush(stdout);
-  int64_t c0 = mono_ns();
+  int64_t d0 = mono_ns();
   oee_engine_destroy(eng);
   printf("RESULT core.destroy.t%d tasks=%ld seconds=%.3f\n", threads, total,
-         (double)(mono_ns() - c0) / 1e9);
+         (double)(mono_ns() - d0) / 1e9);
   malloc_trim(0);
 }
 
