@@ -54,14 +54,24 @@ typedef struct mem_store {
   type_count *types; /* few distinct types: a list is enough */
 } mem_store;
 
+/* An id's hash: its 36 characters read as four 8-byte words and a 4-byte
+ * tail, case-folded (| 0x20 turns A-F into a-f and leaves digits and '-'),
+ * each word mixed in by a multiply and the high half folded into the low
+ * bits that pick a bucket. About 20 instructions, where a byte-at-a-time
+ * FNV-1a took some 250. Every caller passes a canonical id (36 characters,
+ * checked by oee_id_valid() for lookups), so the reads stay inside it. */
 static uint64_t id_hash(const char *id) {
-  /* FNV-1a over the case-folded text: ids are random, so this spreads well. */
-  uint64_t h = 1469598103934665603ULL;
-  for (int i = 0; i < OEE_ID_LEN && id[i]; i++) {
-    h ^= (unsigned char)id[i] | 0x20; /* folds A-F to a-f; digits and '-' keep */
-    h *= 1099511628211ULL;
+  const uint64_t fold = 0x2020202020202020ULL, k = 0x9E3779B97F4A7C15ULL;
+  uint64_t h = 0;
+  for (int i = 0; i < 32; i += 8) {
+    uint64_t w;
+    memcpy(&w, id + i, sizeof(w));
+    h = (h ^ (w | fold)) * k;
   }
-  return h;
+  uint32_t tail;
+  memcpy(&tail, id + 32, sizeof(tail));
+  h = (h ^ (tail | (uint32_t)fold)) * k;
+  return h ^ (h >> 32);
 }
 
 static void bit_set(bitmap *b, size_t pos) {
