@@ -130,7 +130,7 @@ static int grow_buckets(mem_store *m) {
     oee_task *t = m->buckets[i];
     while (t) {
       oee_task *next = t->hnext;
-      size_t k = id_hash(t->snap->id) & (n - 1);
+      size_t k = t->id_hash & (n - 1);
       t->hnext = b[k];
       b[k] = t;
       t = next;
@@ -187,7 +187,8 @@ static int mem_insert(oee_store *s, oee_task *t) {
   if (reserve_order(m, 1) != 0) return OEE_ENOMEM;
   type_count *tc = type_find(m, t->snap->task_type, 1);
   if (tc == NULL) return OEE_ENOMEM;
-  size_t k = id_hash(t->snap->id) & (m->nbuckets - 1);
+  t->id_hash = (uint32_t)id_hash(t->snap->id);
+  size_t k = t->id_hash & (m->nbuckets - 1);
   t->hnext = m->buckets[k];
   m->buckets[k] = t;
   t->order_pos = (uint32_t)m->order_len;
@@ -254,9 +255,10 @@ static void mem_changed(oee_store *s, oee_task *t, oee_task_status from) {
 static oee_task *mem_lookup(oee_store *s, const char *id) {
   mem_store *m = (mem_store *)s;
   if (m->nbuckets == 0 || !oee_id_valid(id)) return NULL;
-  oee_task *t = m->buckets[id_hash(id) & (m->nbuckets - 1)];
+  uint32_t h = (uint32_t)id_hash(id);
+  oee_task *t = m->buckets[h & (m->nbuckets - 1)];
   for (; t; t = t->hnext) {
-    if (strncasecmp(t->snap->id, id, OEE_ID_LEN) == 0) return t;
+    if (t->id_hash == h && strncasecmp(t->snap->id, id, OEE_ID_LEN) == 0) return t;
   }
   return NULL;
 }
@@ -335,7 +337,7 @@ static int mem_list(oee_store *s, const oee_list_query *q, oee_list_page *out) {
 }
 
 static void unlink_task(mem_store *m, oee_task *t) {
-  oee_task **pp = &m->buckets[id_hash(t->snap->id) & (m->nbuckets - 1)];
+  oee_task **pp = &m->buckets[t->id_hash & (m->nbuckets - 1)];
   while (*pp != t) pp = &(*pp)->hnext;
   *pp = t->hnext;
   m->order[t->order_pos].task = NULL;
