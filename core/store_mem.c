@@ -54,24 +54,38 @@ typedef struct mem_store {
   type_count *types; /* few distinct types: a list is enough */
 } mem_store;
 
-/* An id's hash: its 36 characters read as four 8-byte words and a 4-byte
- * tail, case-folded (| 0x20 turns A-F into a-f and leaves digits and '-'),
- * each word mixed in by a multiply and the high half folded into the low
- * bits that pick a bucket. About 20 instructions, where a byte-at-a-time
- * FNV-1a took some 250. Every caller passes a canonical id (36 characters,
- * checked by oee_id_valid() for lookups), so the reads stay inside it. */
+/* The value of one hex digit of a canonical id ('0'-'9', 'a'-'f', 'A'-'F'). */
+static unsigned hex_digit(char c) { return ((unsigned)c & 15) + 9 * ((unsigned)c >> 6); }
+
+/* An id's hash, made so that the ids one thread makes one after another
+ * land in neighbouring buckets: a UUID v7 (id.h) is a millisecond timestamp
+ * and a counter that counts up within it (characters 0-22), then 48 random
+ * bits (24-35). The low 14 bits of the counter (characters 19-22, under the
+ * 2 variant bits) are added to a mixed hash of characters 0-18 (the
+ * timestamp and the counter's high bits, case-folded: | 0x20 turns A-F into
+ * a-f and leaves digits and '-'). Consecutive ids thus fill runs of buckets
+ * that start at random places, which spreads them as evenly as a random
+ * hash does (each bucket is covered by as many runs as a random hash would
+ * put ids in it) while an insert touches the cache line its predecessor
+ * touched, not a random one in a table of megabytes: at a million tasks
+ * that miss was most of an insert's time. Old v4 ids are random in all
+ * these characters. The random tail is not hashed: two ids can only share
+ * everything else if two threads drew the same counter in the same
+ * millisecond, and then their chain holds both. Every caller passes a
+ * canonical id (36 characters, checked by oee_id_valid() for lookups), so
+ * the reads stay inside it. */
 static uint64_t id_hash(const char *id) {
   const uint64_t fold = 0x2020202020202020ULL, k = 0x9E3779B97F4A7C15ULL;
-  uint64_t h = 0;
-  for (int i = 0; i < 32; i += 8) {
-    uint64_t w;
-    memcpy(&w, id + i, sizeof(w));
-    h = (h ^ (w | fold)) * k;
-  }
-  uint32_t tail;
-  memcpy(&tail, id + 32, sizeof(tail));
-  h = (h ^ (tail | (uint32_t)fold)) * k;
-  return h ^ (h >> 32);
+  uint64_t w0, w1, w2 = 0;
+  memcpy(&w0, id, 8);
+  memcpy(&w1, id + 8, 8);
+  memcpy(&w2, id + 16, 3);
+  uint64_t h = (((w0 | fold) * k) ^ (w1 | fold)) * k;
+  h = (h ^ (w2 | fold)) * k;
+  h ^= h >> 32;
+  unsigned low =
+      hex_digit(id[19]) << 12 | hex_digit(id[20]) << 8 | hex_digit(id[21]) << 4 | hex_digit(id[22]);
+  return h + (low & 0x3fff);
 }
 
 static void bit_set(bitmap *b, size_t pos) {
