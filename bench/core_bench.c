@@ -23,8 +23,12 @@
  *    in ns/op with N tasks in the store.
  *
  * Usage: core_bench [--submits N] [--e2e N] [--idle N] [--paced-rate R]
- *                   [--levels a,b,..] [--only submit|submit1|subs|e2e|latency|scale]
+ *                   [--levels a,b,..]
+ *                   [--only submit|submit1|submit1warm|subs|e2e|latency|scale]
+ * (submit1warm, run only when named: submit.t1.warm, as submit.t1 into a
+ * heap whose pages a first engine of the same size touched already.)
  */
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -146,7 +150,8 @@ static void *submit_loop(void *arg) {
   return NULL;
 }
 
-static void bench_submit(int threads, long n) {
+/* label: "" for core.submit.tN; trim: give freed memory back afterwards. */
+static void bench_submit(int threads, long n, const char *label, int trim) {
   oee_engine *eng = engine(2, run_noop); /* not started: tasks stay QUEUED */
   long long heap0 = heap_used(), rss0 = rss_bytes();
   pthread_t th[8];
@@ -160,17 +165,17 @@ static void bench_submit(int threads, long n) {
   double heap_per = (double)(heap_used() - heap0) / (double)total;
   double rss_per = (double)(rss_bytes() - rss0) / (double)total;
   printf(
-      "RESULT core.submit.t%d threads=%d tasks=%ld seconds=%.3f rate=%.0f cpu_seconds=%.3f "
+      "RESULT core.submit.t%d%s threads=%d tasks=%ld seconds=%.3f rate=%.0f cpu_seconds=%.3f "
       "cpu_rate=%.0f heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
       "overhead_per_task=%.0f\n",
-      threads, threads, total, secs, (double)total / secs, cpu, (double)total / cpu, heap_per,
-      rss_per, task_string_bytes, heap_per - (double)task_string_bytes);
+      threads, label, threads, total, secs, (double)total / secs, cpu, (double)total / cpu,
+      heap_per, rss_per, task_string_bytes, heap_per - (double)task_string_bytes);
   fflush(stdout);
   int64_t d0 = mono_ns();
   oee_engine_destroy(eng);
-  printf("RESULT core.destroy.t%d tasks=%ld seconds=%.3f\n", threads, total,
+  printf("RESULT core.destroy.t%d%s tasks=%ld seconds=%.3f\n", threads, label, total,
          (double)(mono_ns() - d0) / 1e9);
-  malloc_trim(0);
+  if (trim) malloc_trim(0);
 }
 
 /* ---------------------------------------------------- submit + watchers */
@@ -425,9 +430,19 @@ int main(int argc, char **argv) {
       only = argv[i + 1];
   }
   int all = !strcmp(only, "all");
-  if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits);
-  if (all || !strcmp(only, "submit")) bench_submit(2, submits);
-  if (all || !strcmp(only, "submit")) bench_submit(4, submits);
+  if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits, "", 1);
+  if (all || !strcmp(only, "submit")) bench_submit(2, submits, "", 1);
+  if (all || !strcmp(only, "submit")) bench_submit(4, submits, "", 1);
+  if (!strcmp(only, "submit1warm")) {
+    /* The same into memory already faulted in: one malloc arena that keeps
+     * what is freed (a thread arena unmaps a heap once it is all free), a
+     * first engine filled and destroyed, then the measured one. What a
+     * long-running process pays, without the first touch of each page. */
+    mallopt(M_ARENA_MAX, 1);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    bench_submit(1, submits, ".fill", 0);
+    bench_submit(1, submits, ".warm", 0);
+  }
   if (all || !strcmp(only, "subs")) {
     bench_submit_subs(1, 64, submits / 4);
     bench_submit_subs(4, 64, submits / 4);
