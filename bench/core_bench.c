@@ -3,8 +3,11 @@
  *
  * Measurements (each prints one "RESULT <label> key=value ..." line):
  *  - submit.tN: oee_engine_submit() per second from N threads into an engine
- *    whose workers are not started (the tasks stay QUEUED), with the heap
- *    bytes per queued task (mallinfo2) and the process RSS growth;
+ *    whose workers are not started (the tasks stay QUEUED), with the CPU
+ *    time the process spent meanwhile (cpu_rate: submissions per CPU
+ *    second, less disturbed by the machine's other load than the wall
+ *    clock), the heap bytes per queued task (mallinfo2) and the process RSS
+ *    growth;
  *  - e2e.wN: no-op tasks per second with N workers, one submitting thread,
  *    from the first submission to the last completion;
  *  - latency.idle: enqueue-to-start with idle workers, one task at a time
@@ -20,8 +23,12 @@
  *    in ns/op with N tasks in the store.
  *
  * Usage: core_bench [--submits N] [--e2e N] [--idle N] [--paced-rate R]
- *                   [--levels a,b,..] [--only submit|submit1|subs|e2e|latency|scale]
+ *                   [--levels a,b,..]
+ *                   [--only submit|submit1|submit1warm|subs|e2e|latency|scale]
+ * (submit1warm, run only when named: submit.t1.warm, as submit.t1 into a
+ * heap whose pages a first engine of the same size touched already.)
  */
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -49,6 +56,15 @@ static long long rss_bytes(void) {
   }
   if (f) fclose(f);
   return kb * 1024;
+}
+
+/* CPU time of the whole process in ns: with the workers not started, the
+ * submitting threads' own work, which the machine's other load disturbs
+ * less than the wall clock. */
+static int64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static long long heap_used(void) { return (long long)mallinfo2().uordblks; }
@@ -134,30 +150,32 @@ static void *submit_loop(void *arg) {
   return NULL;
 }
 
-static void bench_submit(int threads, long n) {
+/* label: "" for core.submit.tN; trim: give freed memory back afterwards. */
+static void bench_submit(int threads, long n, const char *label, int trim) {
   oee_engine *eng = engine(2, run_noop); /* not started: tasks stay QUEUED */
   long long heap0 = heap_used(), rss0 = rss_bytes();
   pthread_t th[8];
   submitter s = {eng, n / threads};
-  int64_t t0 = mono_ns();
+  int64_t t0 = mono_ns(), c0 = cpu_ns();
   for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, submit_loop, &s);
   for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
   double secs = (double)(mono_ns() - t0) / 1e9;
+  double cpu = (double)(cpu_ns() - c0) / 1e9;
   long total = s.n * threads;
   double heap_per = (double)(heap_used() - heap0) / (double)total;
   double rss_per = (double)(rss_bytes() - rss0) / (double)total;
   printf(
-      "RESULT core.submit.t%d threads=%d tasks=%ld seconds=%.3f rate=%.0f "
-      "heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
+      "RESULT core.submit.t%d%s threads=%d tasks=%ld seconds=%.3f rate=%.0f cpu_seconds=%.3f "
+      "cpu_rate=%.0f heap_bytes_per_task=%.0f rss_bytes_per_task=%.0f string_bytes=%zu "
       "overhead_per_task=%.0f\n",
-      threads, threads, total, secs, (double)total / secs, heap_per, rss_per, task_string_bytes,
-      heap_per - (double)task_string_bytes);
+      threads, label, threads, total, secs, (double)total / secs, cpu, (double)total / cpu,
+      heap_per, rss_per, task_string_bytes, heap_per - (double)task_string_bytes);
   fflush(stdout);
-  int64_t c0 = mono_ns();
+  int64_t d0 = mono_ns();
   oee_engine_destroy(eng);
-  printf("RESULT core.destroy.t%d tasks=%ld seconds=%.3f\n", threads, total,
-         (double)(mono_ns() - c0) / 1e9);
-  malloc_trim(0);
+  printf("RESULT core.destroy.t%d%s tasks=%ld seconds=%.3f\n", threads, label, total,
+         (double)(mono_ns() - d0) / 1e9);
+  if (trim) malloc_trim(0);
 }
 
 /* ---------------------------------------------------- submit + watchers */
@@ -412,9 +430,19 @@ int main(int argc, char **argv) {
       only = argv[i + 1];
   }
   int all = !strcmp(only, "all");
-  if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits);
-  if (all || !strcmp(only, "submit")) bench_submit(2, submits);
-  if (all || !strcmp(only, "submit")) bench_submit(4, submits);
+  if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits, "", 1);
+  if (all || !strcmp(only, "submit")) bench_submit(2, submits, "", 1);
+  if (all || !strcmp(only, "submit")) bench_submit(4, submits, "", 1);
+  if (!strcmp(only, "submit1warm")) {
+    /* The same into memory already faulted in: one malloc arena that keeps
+     * what is freed (a thread arena unmaps a heap once it is all free), a
+     * first engine filled and destroyed, then the measured one. What a
+     * long-running process pays, without the first touch of each page. */
+    mallopt(M_ARENA_MAX, 1);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    bench_submit(1, submits, ".fill", 0);
+    bench_submit(1, submits, ".warm", 0);
+  }
   if (all || !strcmp(only, "subs")) {
     bench_submit_subs(1, 64, submits / 4);
     bench_submit_subs(4, 64, submits / 4);

@@ -71,16 +71,16 @@ void oee__new_id(char out[OEE_ID_LEN + 1]) { oee__id_new(out); }
 
 static size_t slen(const char *s) { return s ? strlen(s) + 1 : 1; }
 
-/* Copies s (NULL -> "") to *cursor and advances it. */
+/* Copies s (NULL -> "") to *cursor and advances it past the NUL: one pass
+ * (stpcpy), the length having been counted already to size the block. */
 static const char *put_str(char **cursor, const char *s) {
   char *dst = *cursor;
-  size_t n = slen(s);
   if (s) {
-    memcpy(dst, s, n);
+    *cursor = stpcpy(dst, s) + 1;
   } else {
     dst[0] = '\0';
+    *cursor = dst + 1;
   }
-  *cursor += n;
   return dst;
 }
 
