@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <uuid/uuid.h>
 
 #define COUNTER_BITS 26
 #define COUNTER_MAX ((UINT32_C(1) << COUNTER_BITS) - 1)
@@ -110,44 +111,10 @@ void oee__id_new_bytes(unsigned char out[16]) {
   memcpy(out + 10, take(st, TAIL_BYTES), TAIL_BYTES);
 }
 
-/* Eight lower-case hex digits of 4 bytes, as the 8 bytes to store (first
- * digit lowest in memory). The nibbles are spread one per byte, most
- * significant first after the byte swap, then each becomes '0' + n, plus
- * 'a' - '0' - 10 = 39 where n >= 10 (n + 6 carries into bit 4 exactly
- * then). No table and no branch. */
-static uint64_t hex8(const unsigned char *b) {
-  uint64_t n = (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
-  n = (n & 0xffff0000ULL) << 16 | (n & 0xffffULL);
-  n = (n & 0x0000ff000000ff00ULL) << 8 | (n & 0x000000ff000000ffULL);
-  n = (n & 0x00f000f000f000f0ULL) << 4 | (n & 0x000f000f000f000fULL);
-  n = __builtin_bswap64(n);
-  uint64_t letters = ((n + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
-  return n + 0x3030303030303030ULL + letters * 39;
-}
-
-/* The canonical text of 16 bytes, 8-4-4-4-12 lower-case hex digits and a
- * NUL: what libuuid's uuid_unparse_lower() writes (test_id checks each id
- * against it), in a fifth of its instructions. */
-static void unparse_lower(const unsigned char u[16], char out[OEE_ID_LEN + 1]) {
-  uint64_t w[4] = {hex8(u), hex8(u + 4), hex8(u + 8), hex8(u + 12)};
-  char digits[32];
-  memcpy(digits, w, sizeof(digits));
-  memcpy(out, digits, 8);
-  out[8] = '-';
-  memcpy(out + 9, digits + 8, 4);
-  out[13] = '-';
-  memcpy(out + 14, digits + 12, 4);
-  out[18] = '-';
-  memcpy(out + 19, digits + 16, 4);
-  out[23] = '-';
-  memcpy(out + 24, digits + 20, 12);
-  out[OEE_ID_LEN] = '\0';
-}
-
 void oee__id_new(char out[OEE_ID_LEN + 1]) {
-  unsigned char u[16];
+  uuid_t u;
   oee__id_new_bytes(u);
-  unparse_lower(u, out);
+  uuid_unparse_lower(u, out);
 }
 
 void oee__random_bytes(unsigned char *out, size_t n) {
