@@ -262,7 +262,7 @@ static void worker_idle(oee_engine *eng, worker *w, int64_t deadline_ns) {
   }
 }
 
-void oee__engine_unlock(oee_engine *eng) {
+void oee__engine_unlock_later(oee_engine *eng, oee__wakes *later) {
   /* Polls that a task queued in this section can answer are answered by
    * this thread (the timer thread, also told, then finds nothing to do):
    * a waiting worker gets its lease without a thread hand-off. */
@@ -271,15 +271,23 @@ void oee__engine_unlock(oee_engine *eng) {
    * they do not wake only to block on it. Safe: a worker leaves its wait
    * when it finds itself off the idle stack (done under the lock), and a
    * signal that comes late only makes a spurious wake-up. */
-  worker *wake[OEE__DEFERRED_WAKES];
-  size_t n = eng->n_deferred;
-  memcpy(wake, eng->deferred, n * sizeof(wake[0]));
+  later->n = eng->n_deferred;
+  memcpy(later->w, eng->deferred, later->n * sizeof(later->w[0]));
   eng->n_deferred = 0;
   eng->defer_wakes = 0;
   oee__unlock(&eng->lock);
-  for (size_t i = 0; i < n; i++) oee__signal(&wake[i]->wake);
   if (due != NULL) oee__remote_deliver(due);
   oee__bus_flush(eng->bus);
+}
+
+void oee__engine_signal(const oee__wakes *later) {
+  for (size_t i = 0; i < later->n; i++) oee__signal(&later->w[i]->wake);
+}
+
+void oee__engine_unlock(oee_engine *eng) {
+  oee__wakes later;
+  oee__engine_unlock_later(eng, &later);
+  oee__engine_signal(&later);
 }
 
 void oee__engine_defer_wakes(oee_engine *eng) { eng->defer_wakes = 1; }

@@ -249,6 +249,18 @@ void oee__engine_flush_wakes(oee_engine *eng);
  * wherever the section published. */
 void oee__engine_unlock(oee_engine *eng);
 
+/* The deferred wakes of one hold of the lock, to signal later. */
+typedef struct oee__wakes {
+  struct worker *w[OEE__DEFERRED_WAKES];
+  size_t n;
+} oee__wakes;
+/* oee__engine_unlock() that hands the deferred wakes to the caller, who
+ * must pass them to oee__engine_signal() (e.g. after answering its own
+ * caller first: the wake-up is a system call the answer need not wait
+ * for). */
+void oee__engine_unlock_later(oee_engine *eng, oee__wakes *later);
+void oee__engine_signal(const oee__wakes *later);
+
 /* The limits a task entering (or re-entering) the queue meets, lock held:
  * the engine accepts tasks, max_queue, max_queue_bytes with `bytes` more.
  * 0, OEE_ESTOPPED or OEE_EFULL saying which. */

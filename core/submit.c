@@ -460,14 +460,15 @@ static int submit_async(oee_engine *eng, const oee_submit *req, void *payload,
       break;
     }
   }
-  oee__engine_unlock(eng);
+  oee__wakes later; /* the worker for the task is woken after the answer */
+  oee__engine_unlock_later(eng, &later);
   oee_free(disk);
   oee_task_info_unref(on_disk);
   if (rc != 0 || dup != 0) discard(t, snap, payload, ops); /* a duplicate creates nothing */
-  if (rc != 0) return rc;
-  if (now != NULL) cb(arg, dup ? OEE_DUPLICATE : 0, now, NULL);
+  if (rc == 0 && now != NULL) cb(arg, dup ? OEE_DUPLICATE : 0, now, NULL);
+  oee__engine_signal(&later);
   oee_task_info_unref(now);
-  return 0;
+  return rc;
 }
 
 /* A synchronous submission waiting for a durable engine's acknowledgement. */
