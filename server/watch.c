@@ -161,6 +161,11 @@ static void pump_one(watcher *w) {
   grpc_slice bytes;
   int packed = event_bytes(w->hub, ev, &bytes);
   oee_task_info_unref(ev);
+  /* More events waiting: the write completes once buffered and the next
+   * follows it into the same transport write; the last one (none waiting)
+   * flushes them. Only this thread takes events, so "waiting" stays true
+   * until the next pump (an overflow ends the stream, which flushes too). */
+  int more = oee_sub_pending(w->sub) > 0;
   if (packed != 0) {
     /* The event is taken from the buffer: the stream cannot go on without
      * a gap, so it ends and the client may watch again. */
@@ -169,7 +174,7 @@ static void pump_one(watcher *w) {
     oee_rpc_call_abort(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory packing an event");
     return;
   }
-  oee_rpc_call_write_slice(w->call, bytes);
+  oee_rpc_call_write_slice_more(w->call, bytes, more);
 }
 
 static void on_writable(oee_rpc_call *call, void *user) {

@@ -487,11 +487,15 @@ int oee_rpc_call_reply(oee_rpc_call *c, const ProtobufCMessage *msg) {
   return rc;
 }
 
-/* Starts a SEND_MESSAGE batch that owns bb. Lock held. */
-static int write_bb(oee_rpc_call *c, grpc_byte_buffer *bb) {
+/* Starts a SEND_MESSAGE batch that owns bb; `more`: another write follows
+ * at once, so gRPC may hold this one to send both in one transport write
+ * (GRPC_WRITE_BUFFER_HINT: the write completes once buffered, below the
+ * transport's write buffer size). Lock held. */
+static int write_bb(oee_rpc_call *c, grpc_byte_buffer *bb, int more) {
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_SEND_MESSAGE;
+  op.flags = more ? GRPC_WRITE_BUFFER_HINT : 0;
   op.data.send_message.send_message = c->write_bb = bb;
   int rc = start(c, &op, 1, &c->write_op);
   if (rc != 0) {
@@ -508,18 +512,22 @@ int oee_rpc_call_write(oee_rpc_call *c, const ProtobufCMessage *msg) {
   if (rc != 0) return rc;
   lock(c);
   rc = check_open(c);
-  if (rc == 0) rc = write_bb(c, oee__rpc_pack(msg));
+  if (rc == 0) rc = write_bb(c, oee__rpc_pack(msg), 0);
+  unlock(c);
+  return rc;
+}
+
+int oee_rpc_call_write_slice_more(oee_rpc_call *c, grpc_slice packed, int more) {
+  if (c == NULL) return OEE_RPC_EINVAL;
+  lock(c);
+  int rc = check_open(c);
+  if (rc == 0) rc = write_bb(c, grpc_raw_byte_buffer_create(&packed, 1), more); /* refs it */
   unlock(c);
   return rc;
 }
 
 int oee_rpc_call_write_slice(oee_rpc_call *c, grpc_slice packed) {
-  if (c == NULL) return OEE_RPC_EINVAL;
-  lock(c);
-  int rc = check_open(c);
-  if (rc == 0) rc = write_bb(c, grpc_raw_byte_buffer_create(&packed, 1)); /* refs the slice */
-  unlock(c);
-  return rc;
+  return oee_rpc_call_write_slice_more(c, packed, 0);
 }
 
 int oee_rpc_call_finish(oee_rpc_call *c, grpc_status_code code, const char *message) {

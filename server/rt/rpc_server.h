@@ -253,6 +253,13 @@ int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg);
  * new reference is taken), so one message sent to many calls is packed
  * once. Same rules and returns as oee_rpc_call_write(). */
 int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed);
+/* The same, saying whether the caller will write again as soon as this
+ * write completes (more != 0: the next message is already waiting). gRPC
+ * then holds the bytes to send them with the next message in one transport
+ * write, and completes this write at once. The last write of a run must
+ * pass more = 0 (or the call must finish), or its bytes wait in the
+ * transport. */
+int oee_rpc_call_write_slice_more(oee_rpc_call *call, grpc_slice packed, int more);
 /* 1 if a write may start now (open call, no write in flight). */
 int oee_rpc_call_writable(const oee_rpc_call *call);
 /* Ends the call with a status; sent after a write still in flight. Returns
