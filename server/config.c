@@ -246,6 +246,17 @@ static int json_count(json_t *v, const char *key, size_t lo, size_t *out, char *
   return 0;
 }
 
+/* An integer key from lo to hi, into an int. */
+static int json_int_in(json_t *v, const char *key, int lo, int hi, int *out, char *err,
+                       size_t len) {
+  size_t n = 0;
+  if (json_count(v, key, (size_t)lo, &n, err, len) != 0 || n > (size_t)hi) {
+    return fail(err, len, "config key \"%s\" must be an integer from %d to %d", key, lo, hi);
+  }
+  *out = (int)n;
+  return 0;
+}
+
 static int json_number(json_t *v, const char *key, double *out, char *err, size_t len) {
   if (!json_is_number(v) || json_number_value(v) < 0) {
     return fail(err, len, "config key \"%s\" must be a non-negative number", key);
@@ -526,7 +537,6 @@ static int json_section(oee_server_config *c, const char *key, json_t *v, char *
 }
 
 static int json_key(oee_server_config *c, const char *key, json_t *v, char *err, size_t len) {
-  size_t n = 0;
   if (strcmp(key, "listen") == 0) {
     if (!json_is_string(v) || set_listen(c, json_string_value(v)) != 0) {
       return fail(err, len, "config key \"listen\" must be a \"host:port\" string");
@@ -534,28 +544,13 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
     return 0;
   }
   if (strcmp(key, "workers") == 0) {
-    if (json_count(v, key, 1, &n, err, len) != 0 || n > OEE_SERVER_MAX_WORKERS) {
-      return fail(err, len, "config key \"workers\" must be an integer from 1 to %d",
-                  OEE_SERVER_MAX_WORKERS);
-    }
-    c->workers = (int)n;
-    return 0;
+    return json_int_in(v, key, 1, OEE_SERVER_MAX_WORKERS, &c->workers, err, len);
   }
   if (strcmp(key, "io_threads") == 0) { /* 0: chosen at start */
-    if (json_count(v, key, 0, &n, err, len) != 0 || n > OEE_SERVER_MAX_IO_THREADS) {
-      return fail(err, len, "config key \"io_threads\" must be an integer from 0 to %d",
-                  OEE_SERVER_MAX_IO_THREADS);
-    }
-    c->io_threads = (int)n;
-    return 0;
+    return json_int_in(v, key, 0, OEE_SERVER_MAX_IO_THREADS, &c->io_threads, err, len);
   }
   if (strcmp(key, "default_max_attempts") == 0) {
-    if (json_count(v, key, 1, &n, err, len) != 0 || n > OEE_MAX_ATTEMPTS_LIMIT) {
-      return fail(err, len, "config key \"default_max_attempts\" must be an integer from 1 to %d",
-                  OEE_MAX_ATTEMPTS_LIMIT);
-    }
-    c->default_max_attempts = (int)n;
-    return 0;
+    return json_int_in(v, key, 1, OEE_MAX_ATTEMPTS_LIMIT, &c->default_max_attempts, err, len);
   }
   size_t *limit = limit_key(c, key);
   if (limit) return json_count(v, key, 1, limit, err, len);
