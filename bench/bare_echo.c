@@ -9,7 +9,10 @@
  * Each queue keeps ARMED_PER_CQ requests pending with
  * grpc_server_request_registered_call (the request's message read with it,
  * GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER). Everything that completes on a
- * queue belongs to that queue's thread alone, so nothing here is locked:
+ * queue belongs to that queue's thread alone (with --threads-per-cq T > 1,
+ * T threads drain one queue: the other way to serve on several threads,
+ * measured against one queue per thread), so nothing here is locked but the
+ * per-queue count of answered calls, an atomic:
  *   - a request that completes is re-armed at once (unless shutting down) and
  *     its call is answered with one batch: SEND_INITIAL_METADATA,
  *     SEND_MESSAGE of an empty buffer (a valid empty EchoReply: the request
@@ -22,8 +25,8 @@
  * notification arrives on a non-polling queue of its own; then every queue
  * is shut down, its thread drains it to GRPC_QUEUE_SHUTDOWN and is joined.
  *
- * Usage: bare_echo [--listen HOST:PORT] [--cq-threads N]
- *   (defaults 127.0.0.1:0 and 1, at most MAX_CQS; plaintext only)
+ * Usage: bare_echo [--listen HOST:PORT] [--cq-threads N] [--threads-per-cq T]
+ *   (defaults 127.0.0.1:0, 1 and 1, at most MAX_CQS and MAX_PER_CQ; plaintext)
  * Prints "bare-echo listening on port N" on stdout; on SIGTERM/SIGINT prints
  * the calls answered by each queue on stderr and exits 0.
  */
@@ -52,10 +55,13 @@ typedef struct op {
   void *owner;
 } op;
 
+enum { MAX_PER_CQ = 16 };
+
 typedef struct queue {
   grpc_completion_queue *cq;
-  pthread_t thread;
-  long answered; /* calls whose reply batch succeeded; this thread only */
+  pthread_t threads[MAX_PER_CQ];
+  int n_threads;
+  atomic_long answered; /* calls whose reply batch succeeded */
 } queue;
 
 /* A pending request; its fields are filled by the server when it completes. */
@@ -103,7 +109,7 @@ static void request_arm(request *r) {
 
 static void reply_done(void *owner, int ok) {
   reply *p = owner;
-  if (ok) p->q->answered++;
+  if (ok) atomic_fetch_add_explicit(&p->q->answered, 1, memory_order_relaxed);
   grpc_byte_buffer_destroy(p->message);
   grpc_call_unref(p->call);
   free(p);
@@ -171,7 +177,9 @@ static void queue_arm(queue *q) {
 /* Drains a queue to its end and destroys it (the server is shut down). */
 static void queue_close(queue *q) {
   grpc_completion_queue_shutdown(q->cq);
-  if (pthread_join(q->thread, NULL) != 0) abort();
+  for (int i = 0; i < q->n_threads; i++) {
+    if (pthread_join(q->threads[i], NULL) != 0) abort();
+  }
   grpc_completion_queue_destroy(q->cq);
 }
 
@@ -180,26 +188,32 @@ static void queue_close(queue *q) {
 typedef struct options {
   const char *listen;
   int cq_threads;
+  int per_cq; /* threads draining each queue */
 } options;
 
 static options parse_options(int argc, char **argv) {
-  options o = {.listen = "127.0.0.1:0", .cq_threads = 1};
+  options o = {.listen = "127.0.0.1:0", .cq_threads = 1, .per_cq = 1};
   for (int i = 1; i < argc; i++) {
-    if (i + 1 >= argc) die("usage: bare_echo [--listen HOST:PORT] [--cq-threads N]");
+    if (i + 1 >= argc)
+      die("usage: bare_echo [--listen HOST:PORT] [--cq-threads N] [--threads-per-cq T]");
     if (strcmp(argv[i], "--listen") == 0) {
       o.listen = argv[++i];
     } else if (strcmp(argv[i], "--cq-threads") == 0) {
       o.cq_threads = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--threads-per-cq") == 0) {
+      o.per_cq = atoi(argv[++i]);
     } else {
-      die("usage: bare_echo [--listen HOST:PORT] [--cq-threads N]");
+      die("usage: bare_echo [--listen HOST:PORT] [--cq-threads N] [--threads-per-cq T]");
     }
   }
   if (o.cq_threads < 1 || o.cq_threads > MAX_CQS) die("--cq-threads must be 1..64");
+  if (o.per_cq < 1 || o.per_cq > MAX_PER_CQ) die("--threads-per-cq must be 1..16");
   return o;
 }
 
 /* Creates and starts the server on n queues; returns the bound port. */
-static int server_start(const char *listen, queue *qs, int n, grpc_completion_queue *notify_cq) {
+static int server_start(const char *listen, queue *qs, int n, int per_cq,
+                        grpc_completion_queue *notify_cq) {
   /* As //server/rt: no SO_REUSEPORT, so a taken address fails to bind. */
   grpc_arg arg = {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
   grpc_channel_args args = {.num_args = 1, .args = &arg};
@@ -218,7 +232,9 @@ static int server_start(const char *listen, queue *qs, int n, grpc_completion_qu
   grpc_server_start(server);
   for (int i = 0; i < n; i++) {
     queue_arm(&qs[i]);
-    if (pthread_create(&qs[i].thread, NULL, queue_run, &qs[i]) != 0) abort();
+    for (qs[i].n_threads = 0; qs[i].n_threads < per_cq; qs[i].n_threads++) {
+      if (pthread_create(&qs[i].threads[qs[i].n_threads], NULL, queue_run, &qs[i]) != 0) abort();
+    }
   }
   return port;
 }
@@ -253,7 +269,7 @@ int main(int argc, char **argv) {
                                            GRPC_CQ_NON_POLLING, NULL};
   grpc_completion_queue *notify_cq =
       grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&attr), &attr, NULL);
-  int port = server_start(o.listen, qs, o.cq_threads, notify_cq);
+  int port = server_start(o.listen, qs, o.cq_threads, o.per_cq, notify_cq);
   if (port == 0) {
     fprintf(stderr, "bare_echo: cannot listen on %s\n", o.listen);
     return 1;
@@ -265,7 +281,7 @@ int main(int argc, char **argv) {
   server_stop(notify_cq);
   for (int i = 0; i < o.cq_threads; i++) {
     queue_close(&qs[i]);
-    fprintf(stderr, "bare_echo: queue %d answered %ld calls\n", i, qs[i].answered);
+    fprintf(stderr, "bare_echo: queue %d answered %ld calls\n", i, atomic_load(&qs[i].answered));
   }
   grpc_completion_queue_shutdown(notify_cq);
   while (grpc_completion_queue_next(notify_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=

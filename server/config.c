@@ -38,8 +38,8 @@ static int usable_cpus(void) {
 }
 
 /* Unset, half the usable CPUs (at least 1, at most 16): measured on two
- * cores, a second io thread cost a third more server CPU per SubmitTask
- * and lowered throughput (docs/PERFORMANCE.md section 18); the workers
+ * cores, a second io thread cost 44% more server CPU per SubmitTask and
+ * 22% of the throughput (docs/PERFORMANCE.md section 18); the workers
  * running tasks, the commit and timer threads need the other half; and one
  * client connection is served by gRPC's per-connection transport lock
  * whatever the count, so more threads only help many connections. */
