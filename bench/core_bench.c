@@ -410,6 +410,17 @@ static void bench_scale(long level) {
 
 /* ----------------------------------------------------------------- main */
 
+/* submit.t1 into memory already faulted in: one malloc arena that keeps
+ * what is freed (a thread arena unmaps a heap once it is all free), a first
+ * engine filled and destroyed, then the measured one. What a long-running
+ * process pays, without the first touch of each page. */
+static void bench_submit_warm(long submits) {
+  mallopt(M_ARENA_MAX, 1);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  bench_submit(1, submits, ".fill", 0);
+  bench_submit(1, submits, ".warm", 0);
+}
+
 int main(int argc, char **argv) {
   long submits = 1000000, e2e = 300000, idle = 5000;
   double paced = 20000;
@@ -433,16 +444,7 @@ int main(int argc, char **argv) {
   if (all || !strcmp(only, "submit") || !strcmp(only, "submit1")) bench_submit(1, submits, "", 1);
   if (all || !strcmp(only, "submit")) bench_submit(2, submits, "", 1);
   if (all || !strcmp(only, "submit")) bench_submit(4, submits, "", 1);
-  if (!strcmp(only, "submit1warm")) {
-    /* The same into memory already faulted in: one malloc arena that keeps
-     * what is freed (a thread arena unmaps a heap once it is all free), a
-     * first engine filled and destroyed, then the measured one. What a
-     * long-running process pays, without the first touch of each page. */
-    mallopt(M_ARENA_MAX, 1);
-    mallopt(M_TRIM_THRESHOLD, INT_MAX);
-    bench_submit(1, submits, ".fill", 0);
-    bench_submit(1, submits, ".warm", 0);
-  }
+  if (!strcmp(only, "submit1warm")) bench_submit_warm(submits);
   if (all || !strcmp(only, "subs")) {
     bench_submit_subs(1, 64, submits / 4);
     bench_submit_subs(4, 64, submits / 4);
