@@ -288,8 +288,8 @@ int oee_rpc_call_write(oee_rpc_call *call, const ProtobufCMessage *msg) {
 }
 
 /* Keeps a copy of packed, which must be one response message (decoded as a
- * client would), as the write in flight. Lock held. */
-static int write_packed(oee_rpc_call *call, grpc_slice packed) {
+ * client would), as the reply. Lock held. */
+static int keep_packed(oee_rpc_call *call, grpc_slice packed) {
   size_t len = GRPC_SLICE_LENGTH(packed);
   ProtobufCMessage *m =
       protobuf_c_message_unpack(call->reg->m.response, NULL, len, GRPC_SLICE_START_PTR(packed));
@@ -304,9 +304,37 @@ static int write_packed(oee_rpc_call *call, grpc_slice packed) {
   free(call->out->reply);
   call->out->reply = copy;
   call->out->reply_len = len;
+  return 0;
+}
+
+/* The same as the write in flight. Lock held. */
+static int write_packed(oee_rpc_call *call, grpc_slice packed) {
+  int rc = keep_packed(call, packed);
+  if (rc != 0) return rc;
   call->write_in_flight = 1;
   call->out->writes++;
   return 0;
+}
+
+int oee_rpc_call_reply_slice(oee_rpc_call *call, grpc_slice packed) {
+  if (call == NULL) return OEE_RPC_EINVAL;
+  lock(call);
+  int rc = 0;
+  if (call->reg->m.server_streaming) {
+    rc = OEE_RPC_EINVAL;
+  } else if (call->finished || call->cancelled) {
+    rc = OEE_RPC_ECLOSED;
+  }
+  if (rc != 0) call->out->refused++;
+  if (rc == 0) rc = keep_packed(call, packed);
+  if (rc == 0) {
+    call->finished = 1;
+    call->out->replies++;
+    call->out->code = GRPC_STATUS_OK;
+    signal_ended(call);
+  }
+  unlock(call);
+  return rc;
 }
 
 int oee_rpc_call_write_slice(oee_rpc_call *call, grpc_slice packed) {

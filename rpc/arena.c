@@ -52,11 +52,16 @@ int oee_arena_reserve(oee_arena *a, size_t n) {
   return grow(a, n);
 }
 
-void *oee_arena_alloc(oee_arena *a, size_t n) {
+void *oee_arena_alloc_raw(oee_arena *a, size_t n) {
   if (oee_arena_reserve(a, n) != 0) return NULL;
   char *p = head_data(a) + next_off(a);
   a->used = next_off(a) + n;
-  memset(p, 0, n);
+  return p;
+}
+
+void *oee_arena_alloc(oee_arena *a, size_t n) {
+  void *p = oee_arena_alloc_raw(a, n);
+  if (p != NULL) memset(p, 0, n);
   return p;
 }
 

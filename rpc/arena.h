@@ -36,6 +36,9 @@ void oee_arena_init(oee_arena *a);
 /* Zeroed, 16-byte aligned memory that lives until oee_arena_free(), or NULL
  * when out of memory (the arena is then marked failed). */
 void *oee_arena_alloc(oee_arena *a, size_t n);
+/* The same, not zeroed: for a writer that sets every byte (protobuf-c's
+ * unpacker, which takes malloc's memory as it comes). */
+void *oee_arena_alloc_raw(oee_arena *a, size_t n);
 /* Makes sure allocations taking n bytes in all (the sum of OEE_ARENA_SIZE of
  * each) will not need memory from the allocator: 0, or -1 when out of
  * memory (marked failed). For work that must not fail half-way, e.g. a

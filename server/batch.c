@@ -4,8 +4,9 @@
  * DESIGN. Every entry is submitted asynchronously and the one reply is sent
  * when the last entry is settled (acknowledged or refused). `left` counts
  * the entries not settled plus one for the handler, so the reply cannot be
- * built while the handler still works; whoever settles last builds it, in
- * memory reserved before the first submission.
+ * built while the handler still works; whoever settles last writes it as
+ * bytes (server/wire.h), sized from the snapshots, so an acknowledged
+ * entry is never answered with an out-of-memory error.
  *
  * References. An entry may depend on an earlier entry of the batch as
  * "#<index>". The engine tells a task's id only in its acknowledgement (on
@@ -46,6 +47,7 @@
 #include "server/errmap.h"
 #include "server/service.h"
 #include "server/submit.h"
+#include "server/wire.h"
 
 #define NO_ENTRY UINT32_MAX
 
@@ -67,12 +69,13 @@ typedef struct batch_entry {
   int duplicate;             /* snap is an earlier task with the same key */
   grpc_status_code code;     /* a refusal's code, else OK */
   const char *message;       /* a refusal's reason */
+  size_t task_size;          /* the reply's sizes (the replying thread) */
+  size_t result_size;
 } batch_entry;
 
 struct batch {
   reply_ctx *out;
   oee_engine *eng;
-  Oee__V1__SubmitTasksResponse *resp; /* results preallocated, n entries */
   uint32_t n;
   batch_entry *e;
   uint32_t *dependants;   /* entry k's dependants are dependants[first[k]..first[k+1]) */
@@ -89,22 +92,44 @@ static void release_batch(void *arg) {
   for (uint32_t i = 0; i < b->n; i++) oee_task_info_unref(b->e[i].snap);
 }
 
-static void batch_reply(batch *b) {
-  reply_ctx *out = b->out;
-  for (uint32_t i = 0; i < b->n; i++) {
-    Oee__V1__SubmitTaskResult *res = b->resp->results[i];
-    const batch_entry *e = &b->e[i];
-    if (e->snap) {
-      res->task_id = (char *)e->snap->id;
-      res->task = oee_pb_task(&out->arena, e->snap);
-      res->duplicate = e->duplicate;
-    } else {
-      res->code = (int32_t)e->code;
-      res->message = (char *)(e->message ? e->message : "");
-    }
+/* SubmitTaskResult's fields. */
+enum { R_TASK_ID = 1, R_TASK, R_CODE, R_MESSAGE, R_DUPLICATE };
+
+static size_t result_size(batch_entry *e) {
+  if (e->snap == NULL) {
+    return oee_wire_uint_field_size(R_CODE, (uint64_t)e->code) +
+           oee_wire_str_field_size(R_MESSAGE, e->message);
   }
-  out->msg = &b->resp->base;
-  oee_reply_send(out, GRPC_STATUS_OK);
+  return oee_wire_str_field_size(R_TASK_ID, e->snap->id) +
+         oee_wire_task_field_size(R_TASK, e->snap, &e->task_size) +
+         oee_wire_uint_field_size(R_DUPLICATE, (uint64_t)e->duplicate);
+}
+
+static uint8_t *result(uint8_t *p, const batch_entry *e) {
+  if (e->snap == NULL) {
+    p = oee_wire_uint_field(p, R_CODE, (uint64_t)e->code);
+    return oee_wire_str_field(p, R_MESSAGE, e->message);
+  }
+  p = oee_wire_str_field(p, R_TASK_ID, e->snap->id);
+  p = oee_wire_task_field(p, R_TASK, e->snap, e->task_size);
+  return oee_wire_uint_field(p, R_DUPLICATE, (uint64_t)e->duplicate);
+}
+
+/* SubmitTasksResponse: results = 1, one per entry in batch order, written
+ * as bytes (server/wire.h) once every entry is settled. */
+static void batch_reply(batch *b) {
+  size_t n = 0;
+  for (uint32_t i = 0; i < b->n; i++) {
+    batch_entry *e = &b->e[i];
+    e->result_size = result_size(e);
+    n += oee_wire_msg_head_size(1, e->result_size) + e->result_size;
+  }
+  uint8_t *p = oee_reply_bytes(b->out, n);
+  for (uint32_t i = 0; i < b->n; i++) {
+    p = oee_wire_msg_head(p, 1, b->e[i].result_size);
+    p = result(p, &b->e[i]);
+  }
+  oee_reply_send(b->out, GRPC_STATUS_OK);
 }
 
 static void batch_settle(batch *b) {
@@ -352,12 +377,11 @@ static int link_dependants(batch *b, size_t n_refs) {
   return 0;
 }
 
-/* What one entry of a batch may take from the arena: its result, with a
- * task or a refusal's message, its submission and, with references, their
- * tables and its message buffer. */
+/* What one entry of a batch may take from the arena: a refusal's message,
+ * its submission and, with references, their tables and its message
+ * buffer. (The reply is written as bytes outside the arena.) */
 static size_t entry_bytes(const Oee__V1__SubmitTaskRequest *m) {
-  size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitTaskResult)) +
-                 OEE_ARENA_SIZE(OEE_REPLY_MESSAGE_BYTES) + oee_submit_bytes(m, 0);
+  size_t bytes = OEE_ARENA_SIZE(OEE_REPLY_MESSAGE_BYTES) + oee_submit_bytes(m, 0);
   if (count_refs(m) == 0) return bytes;
   return bytes + OEE_ARENA_SIZE(m->n_depends_on * sizeof(int32_t)) +
          OEE_ARENA_SIZE(m->n_depends_on * sizeof(char *)) +
@@ -365,7 +389,7 @@ static size_t entry_bytes(const Oee__V1__SubmitTaskRequest *m) {
          OEE_ARENA_SIZE(m->n_depends_on * sizeof(uint32_t)); /* its share of `dependants` */
 }
 
-/* The batch and its reply's skeleton, with the memory of every entry
+/* The batch, with the memory of every entry
  * reserved, or NULL when out of memory (nothing submitted yet). */
 static batch *batch_new(oee_service *s, reply_ctx *out, const Oee__V1__SubmitTasksRequest *m) {
   /* `first` and the fill offsets of link_dependants(), at most. */
@@ -377,18 +401,8 @@ static batch *batch_new(oee_service *s, reply_ctx *out, const Oee__V1__SubmitTas
   b->eng = s->eng;
   b->n = (uint32_t)n;
   b->e = oee_arena_alloc(&out->arena, n * sizeof(*b->e));
-  b->resp = oee_arena_alloc(&out->arena, sizeof(*b->resp));
-  Oee__V1__SubmitTaskResult **results = oee_arena_alloc(&out->arena, n * sizeof(*results));
-  if (b->e == NULL || b->resp == NULL || results == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    results[i] = oee_arena_alloc(&out->arena, sizeof(**results));
-    if (results[i] == NULL) return NULL;
-    oee__v1__submit_task_result__init(results[i]);
-  }
+  if (b->e == NULL) return NULL;
   if (oee_arena_reserve(&out->arena, bytes) != 0) return NULL;
-  oee__v1__submit_tasks_response__init(b->resp);
-  b->resp->results = results;
-  b->resp->n_results = n;
   b->first = NULL;
   b->dependants = NULL;
   atomic_init(&b->ready, NO_ENTRY);

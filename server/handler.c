@@ -11,6 +11,8 @@
 void oee_reply_init(reply_ctx *out) {
   oee_arena_init(&out->arena);
   out->msg = NULL;
+  out->bytes = grpc_empty_slice();
+  out->has_bytes = 0;
   out->err[0] = '\0';
   out->release = NULL;
   out->release_arg = NULL;
@@ -22,6 +24,8 @@ void oee_reply_init(reply_ctx *out) {
 void oee_reply_fini(reply_ctx *out) {
   if (out->release) out->release(out->release_arg);
   out->release = NULL;
+  if (out->has_bytes) grpc_slice_unref(out->bytes);
+  out->has_bytes = 0;
   oee_arena_free(&out->arena);
 }
 
@@ -51,6 +55,10 @@ void oee_reply_defer(reply_ctx *out) {
 /* Sends what the handler built, or the error; one way for both the direct
  * answer and a deferred one. */
 static void answer(reply_ctx *out, grpc_status_code code) {
+  if (code == GRPC_STATUS_OK && out->has_bytes) {
+    (void)oee_rpc_call_reply_slice(out->call, out->bytes);
+    return;
+  }
   if (code == GRPC_STATUS_OK && (out->msg == NULL || oee_arena_failed(&out->arena))) {
     code = oee_reply_oom(out); /* a reply with parts missing is not sent */
   }
@@ -64,6 +72,13 @@ static void answer(reply_ctx *out, grpc_status_code code) {
 }
 
 void oee_reply_answer(reply_ctx *out, grpc_status_code code) { answer(out, code); }
+
+uint8_t *oee_reply_bytes(reply_ctx *out, size_t n) {
+  if (out->has_bytes) grpc_slice_unref(out->bytes);
+  out->bytes = grpc_slice_malloc(n);
+  out->has_bytes = 1;
+  return GRPC_SLICE_START_PTR(out->bytes);
+}
 
 void oee_reply_send(reply_ctx *out, grpc_status_code code) {
   answer(out, code);

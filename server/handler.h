@@ -40,8 +40,10 @@ typedef struct oee_service oee_service;
 #define OEE_REPLY_MESSAGE_BYTES 512
 
 typedef struct reply_ctx {
-  oee_arena arena;                   /* owns the reply's message tree */
-  const ProtobufCMessage *msg;       /* the reply, when the handler says OK */
+  oee_arena arena;             /* owns the reply's message tree */
+  const ProtobufCMessage *msg; /* the reply, when the handler says OK */
+  grpc_slice bytes;            /* or the reply already packed (has_bytes) */
+  int has_bytes;
   char err[OEE_REPLY_MESSAGE_BYTES]; /* the status message otherwise */
   void (*release)(void *arg);        /* run once the reply is packed, or NULL */
   void *release_arg;
@@ -72,6 +74,11 @@ void oee_reply_send(reply_ctx *out, grpc_status_code code);
 /* The wrapper's answer for a handler that did not defer: out->msg (code OK,
  * unless the reply ran out of memory) or the status code with out->err. */
 void oee_reply_answer(reply_ctx *out, grpc_status_code code);
+/* A reply written as bytes (server/wire.h) instead of a message: a buffer
+ * of n bytes owned by out, to be filled whole; it is what the call is
+ * answered with when the handler (or the deferred answer) says OK.
+ * gRPC's allocator never fails (it aborts), as when a message is packed. */
+uint8_t *oee_reply_bytes(reply_ctx *out, size_t n);
 /* Sets the status message; returns 0 so a check can `return say(...)`. */
 int oee_reply_say(reply_ctx *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Hands a resource the reply borrows from to the wrapper: fn(arg) runs after

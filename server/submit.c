@@ -6,6 +6,7 @@
 
 #include "server/convert.h"
 #include "server/service.h"
+#include "server/wire.h"
 
 /* Checks the size limits of a submission; fills the message when one is hit. */
 static int within_limits(const oee_server_config *cfg, reply_ctx *out,
@@ -35,8 +36,7 @@ static int within_limits(const oee_server_config *cfg, reply_ctx *out,
 }
 
 size_t oee_submit_bytes(const Oee__V1__SubmitTaskRequest *m, size_t reply) {
-  return OEE_ARENA_SIZE((m->n_context + 1) * sizeof(oee_kv)) + reply +
-         oee_pb_task_bytes(m->n_context, m->n_depends_on);
+  return OEE_ARENA_SIZE((m->n_context + 1) * sizeof(oee_kv)) + reply;
 }
 
 /*
@@ -129,24 +129,20 @@ static void task_submitted(void *arg, int rc, const oee_task_info *t, const oee_
     oee_reply_send(out, refused(out, rc, err));
     return;
   }
-  oee_reply_keep_task(out, oee_task_info_ref(t));
-  Oee__V1__SubmitTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) { /* not reached: reserved */
-    oee_reply_send(out, oee_reply_oom(out));
-    return;
-  }
-  oee__v1__submit_task_response__init(resp);
-  resp->task_id = (char *)t->id;
-  resp->task = oee_pb_task(&out->arena, t);
-  resp->duplicate = duplicate;
-  out->msg = &resp->base;
+  /* SubmitTaskResponse: task_id = 1, task = 2, duplicate = 3. */
+  size_t task_size, n = oee_wire_str_field_size(1, t->id) +
+                        oee_wire_task_field_size(2, t, &task_size) +
+                        oee_wire_uint_field_size(3, (uint64_t)duplicate);
+  uint8_t *p = oee_reply_bytes(out, n);
+  p = oee_wire_str_field(p, 1, t->id);
+  p = oee_wire_task_field(p, 2, t, task_size);
+  (void)oee_wire_uint_field(p, 3, (uint64_t)duplicate);
   oee_reply_send(out, GRPC_STATUS_OK);
 }
 
 grpc_status_code oee_h_submit_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   const Oee__V1__SubmitTaskRequest *m = (const Oee__V1__SubmitTaskRequest *)req;
-  size_t reply = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitTaskResponse));
-  if (oee_arena_reserve(&out->arena, oee_submit_bytes(m, reply)) != 0) return oee_reply_oom(out);
+  if (oee_arena_reserve(&out->arena, oee_submit_bytes(m, 0)) != 0) return oee_reply_oom(out);
   oee_submit sub;
   grpc_status_code code = oee_submission(s, out, m, &sub);
   if (code != GRPC_STATUS_OK) return code;

@@ -33,8 +33,9 @@ grpc_status_code oee_h_submit_tasks(oee_service *s, const ProtobufCMessage *req,
  */
 grpc_status_code oee_submission(oee_service *s, reply_ctx *out, const Oee__V1__SubmitTaskRequest *m,
                                 oee_submit *sub);
-/* Arena bytes oee_submission() and a reply holding the task (`reply` bytes
- * around it) take at most for request m. */
+/* Arena bytes oee_submission() takes at most for request m, plus `reply`
+ * bytes the caller builds beside it. (A reply holding the new task is
+ * written as bytes, server/wire.h, outside the arena.) */
 size_t oee_submit_bytes(const Oee__V1__SubmitTaskRequest *m, size_t reply);
 
 #endif /* OEE_SERVER_SUBMIT_H */

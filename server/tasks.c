@@ -10,6 +10,7 @@
 #include "server/errmap.h"
 #include "server/log.h"
 #include "server/service.h"
+#include "server/wire.h"
 
 /* A core result as a status code; the reason, when one is given, in the
  * reply's message (OEE_EIO: UNAVAILABLE "storage: <cause>"). */
@@ -65,10 +66,10 @@ grpc_status_code oee_h_get_task(oee_service *s, const ProtobufCMessage *req, rep
   const oee_task_info *t;
   int rc = oee_engine_get(s->eng, m->task_id, &t);
   if (rc != 0) return oee_reply_lookup_failed(out, rc, m->task_id, "");
-  oee_reply_keep_task(out, t);
-  Oee__V1__Task *task = oee_pb_task(&out->arena, t);
-  if (task == NULL) return oee_reply_oom(out);
-  out->msg = &task->base;
+  /* The reply is the Task itself (server/wire.h). */
+  size_t n = oee_wire_task_size(t);
+  (void)oee_wire_task(oee_reply_bytes(out, n), t);
+  oee_task_info_unref(t);
   return GRPC_STATUS_OK;
 }
 
@@ -159,16 +160,19 @@ grpc_status_code oee_h_list_tasks(oee_service *s, const ProtobufCMessage *req, r
     return oee_status_from_error(rc);
   }
   oee_reply_release(out, release_page, page);
-  Oee__V1__ListTasksResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  Oee__V1__Task **tasks = oee_arena_alloc(&out->arena, (page->len + 1) * sizeof(*tasks));
-  if (resp == NULL || tasks == NULL) return oee_reply_oom(out);
-  oee__v1__list_tasks_response__init(resp);
-  resp->n_tasks = page->len;
-  resp->tasks = tasks;
-  for (size_t i = 0; i < page->len; i++) tasks[i] = oee_pb_task(&out->arena, page->tasks[i]);
-  resp->next_page_token = oee_page_token(&out->arena, page->next_index);
-  resp->total_size = (int32_t)page->total;
-  out->msg = &resp->base;
+  char *token = oee_page_token(&out->arena, page->next_index);
+  size_t *sizes = oee_arena_alloc_raw(&out->arena, (page->len + 1) * sizeof(*sizes));
+  if (token == NULL || sizes == NULL) return oee_reply_oom(out);
+  /* ListTasksResponse: tasks = 1, next_page_token = 2, total_size = 3,
+   * written as bytes (server/wire.h). */
+  uint64_t total = (uint64_t)(int64_t)(int32_t)page->total;
+  size_t n = oee_wire_str_field_size(2, token) + oee_wire_uint_field_size(3, total);
+  for (size_t i = 0; i < page->len; i++)
+    n += oee_wire_task_field_size(1, page->tasks[i], &sizes[i]);
+  uint8_t *p = oee_reply_bytes(out, n);
+  for (size_t i = 0; i < page->len; i++) p = oee_wire_task_field(p, 1, page->tasks[i], sizes[i]);
+  p = oee_wire_str_field(p, 2, token);
+  (void)oee_wire_uint_field(p, 3, total);
   return GRPC_STATUS_OK;
 }
 

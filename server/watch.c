@@ -15,11 +15,10 @@
 
 #include "core/oee_alloc.h"
 #include "oee/v1/orchestrator.pb-c.h"
-#include "rpc/arena.h"
-#include "server/convert.h"
 #include "server/log.h"
 #include "server/errmap.h"
 #include "server/service.h"
+#include "server/wire.h"
 #include "server/watch.h"
 
 /* Bytes of a status message this file writes. */
@@ -95,33 +94,25 @@ static int64_t change_time(const oee_task_info *t) {
   return t->created_at_ns;
 }
 
-/* The packed TaskEvent for `ev` in *out, from the cache or packed now: 0,
- * or -1 when out of memory building it. The slice stays owned by the cache;
+/* The packed TaskEvent for `ev`, from the cache or written now (gRPC's
+ * allocator aborts rather than fail). The slice stays owned by the cache;
  * writers take their own reference. */
-static int event_bytes(oee_watch_hub *h, const oee_task_info *ev, grpc_slice *out) {
+static grpc_slice event_bytes(oee_watch_hub *h, const oee_task_info *ev) {
   packed_event *e = &h->cache[ev->seq % PACK_CACHE];
-  if (e->seq == ev->seq) {
-    *out = e->bytes;
-    return 0;
-  }
-  oee_arena a;
-  oee_arena_init(&a);
-  Oee__V1__TaskEvent m = OEE__V1__TASK_EVENT__INIT;
-  m.sequence = ev->seq;
-  m.task = oee_pb_task(&a, ev);
-  m.time = oee_pb_time(&a, change_time(ev));
-  if (oee_arena_failed(&a)) {
-    oee_arena_free(&a);
-    return -1;
-  }
-  grpc_slice bytes = grpc_slice_malloc(protobuf_c_message_get_packed_size(&m.base));
-  protobuf_c_message_pack(&m.base, GRPC_SLICE_START_PTR(bytes));
-  oee_arena_free(&a);
+  if (e->seq == ev->seq) return e->bytes;
+  /* TaskEvent: sequence = 1, task = 2, time = 3 (server/wire.h). */
+  int64_t at = change_time(ev);
+  size_t task_size, n = oee_wire_uint_field_size(1, ev->seq) +
+                        oee_wire_task_field_size(2, ev, &task_size) +
+                        oee_wire_time_field_size(3, at);
+  grpc_slice bytes = grpc_slice_malloc(n);
+  uint8_t *p = oee_wire_uint_field(GRPC_SLICE_START_PTR(bytes), 1, ev->seq);
+  p = oee_wire_task_field(p, 2, ev, task_size);
+  (void)oee_wire_time_field(p, 3, at);
   if (e->seq) grpc_slice_unref(e->bytes);
   e->seq = ev->seq;
   e->bytes = bytes;
-  *out = bytes;
-  return 0;
+  return bytes;
 }
 
 static void end_stream(watcher *w, grpc_status_code code, const char *msg) {
@@ -158,22 +149,13 @@ static void pump_one(watcher *w) {
     return;
   }
   if (rc != 0) return;
-  grpc_slice bytes;
-  int packed = event_bytes(w->hub, ev, &bytes);
+  grpc_slice bytes = event_bytes(w->hub, ev);
   oee_task_info_unref(ev);
   /* More events waiting: the write completes once buffered and the next
    * follows it into the same transport write; the last one (none waiting)
    * flushes them. Only this thread takes events, so "waiting" stays true
    * until the next pump (an overflow ends the stream, which flushes too). */
   int more = oee_sub_pending(w->sub) > 0;
-  if (packed != 0) {
-    /* The event is taken from the buffer: the stream cannot go on without
-     * a gap, so it ends and the client may watch again. */
-    w->ended = 1;
-    oee_sub_close(w->sub);
-    oee_rpc_call_abort(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory packing an event");
-    return;
-  }
   oee_rpc_call_write_slice_more(w->call, bytes, more);
 }
 

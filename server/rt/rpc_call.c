@@ -14,7 +14,7 @@
  * client went away.
  *
  * Threads and locks:
- *  - Any thread: oee_rpc_call_reply, _fail, _finish, _ref, _unref,
+ *  - Any thread: oee_rpc_call_reply, _reply_slice, _fail, _finish, _ref, _unref,
  *    _cancelled, provided that thread holds a reference (taken with
  *    oee_rpc_call_ref on the CQ thread while the handler runs). Everything
  *    else (set_callbacks, write, writable, abort, the completions) stays on
@@ -484,6 +484,15 @@ int oee_rpc_call_reply(oee_rpc_call *c, const ProtobufCMessage *msg) {
   }
   unlock(c);
   if (bb) grpc_byte_buffer_destroy(bb);
+  return rc;
+}
+
+int oee_rpc_call_reply_slice(oee_rpc_call *c, grpc_slice packed) {
+  if (c == NULL || c->reg == NULL) return OEE_RPC_EINVAL;
+  lock(c);
+  int rc = check_open(c);
+  if (rc == 0) rc = send_status(c, grpc_raw_byte_buffer_create(&packed, 1), GRPC_STATUS_OK, NULL);
+  unlock(c);
   return rc;
 }
 

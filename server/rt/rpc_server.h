@@ -242,6 +242,10 @@ void oee_rpc_call_unref(oee_rpc_call *call);
  * answered, or the client went away or the server stopped first). Any
  * thread. */
 int oee_rpc_call_reply(oee_rpc_call *call, const ProtobufCMessage *msg);
+/* Unary: the same with bytes that are already a packed response message
+ * (a new reference is taken): a reply written without protobuf-c
+ * (server/wire.h). The caller vouches for the type. Any thread. */
+int oee_rpc_call_reply_slice(oee_rpc_call *call, grpc_slice packed);
 /* Ends the call with code and message (may be NULL); same as finish. Any
  * thread. */
 int oee_rpc_call_fail(oee_rpc_call *call, grpc_status_code code, const char *message);
