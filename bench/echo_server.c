@@ -1,6 +1,7 @@
 /*
  * echo_server.c - the baseline: oee.bench.BenchEcho on the same call runtime
- * as oee-server (//server/rt, one completion-queue thread), with a handler
+ * as oee-server (//server/rt; one completion-queue thread unless
+ * --io-threads N [--shared-queue] say otherwise), with a handler
  * that only replies. Whatever OEE's SubmitTask costs beyond this is OEE's.
  *
  * Usage: echo_server [--listen HOST:PORT]   (default 127.0.0.1:0)
@@ -8,6 +9,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.grpc-server.h"
@@ -29,11 +31,15 @@ static void on_echo(oee_rpc_call *call, const ProtobufCMessage *req, void *ctx) 
 
 int main(int argc, char **argv) {
   const char *listen = "127.0.0.1:0";
-  for (int i = 1; i + 1 < argc; i++) {
-    if (strcmp(argv[i], "--listen") == 0) listen = argv[++i];
+  oee_rpc_server_options opts = {.shutdown_grace_ms = 200};
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
+    /* --io-threads N: serve on N threads (our runtime's io_threads);
+     * --shared-queue: the io threads share one queue (io_shared_queue). */
+    if (strcmp(argv[i], "--io-threads") == 0 && i + 1 < argc) opts.io_threads = atoi(argv[++i]);
+    if (strcmp(argv[i], "--shared-queue") == 0) opts.io_shared_queue = 1;
   }
   int port = 0;
-  oee_rpc_server_options opts = {.shutdown_grace_ms = 200};
   server = oee_rpc_server_create(listen, &opts, &port);
   if (server == NULL) {
     fprintf(stderr, "echo_server: cannot listen on %s\n", listen);

@@ -50,6 +50,16 @@ int oee_server_io_threads(const oee_server_config *c) {
   return n > OEE_SERVER_MAX_IO_THREADS ? OEE_SERVER_MAX_IO_THREADS : n;
 }
 
+#define IO_QUEUE_VALUES "\"per_thread\" or \"shared\""
+
+/* How the io threads take calls: a completion queue each, or one they
+ * share (rpc_server.h io_shared_queue). */
+static int set_io_queue(oee_server_config *c, const char *v) {
+  if (strcmp(v, "per_thread") != 0 && strcmp(v, "shared") != 0) return -1;
+  c->io_shared_queue = strcmp(v, "shared") == 0;
+  return 0;
+}
+
 static int set_defaults(oee_server_config *c) {
   memset(c, 0, sizeof(*c));
   c->listen = oee_strdup(OEE_SERVER_DEFAULT_LISTEN);
@@ -549,6 +559,12 @@ static int json_key(oee_server_config *c, const char *key, json_t *v, char *err,
   if (strcmp(key, "io_threads") == 0) { /* 0: chosen at start */
     return json_int_in(v, key, 0, OEE_SERVER_MAX_IO_THREADS, &c->io_threads, err, len);
   }
+  if (strcmp(key, "io_queue") == 0) {
+    if (!json_is_string(v) || set_io_queue(c, json_string_value(v)) != 0) {
+      return fail(err, len, "config key \"io_queue\" must be " IO_QUEUE_VALUES);
+    }
+    return 0;
+  }
   if (strcmp(key, "default_max_attempts") == 0) {
     return json_int_in(v, key, 1, OEE_MAX_ATTEMPTS_LIMIT, &c->default_max_attempts, err, len);
   }
@@ -616,12 +632,13 @@ static int load_file(oee_server_config *c, const char *path, char *err, size_t l
 /* ------------------------------------------------- flags and environment */
 
 typedef struct overrides {
-  const char *listen, *workers, *config, *drain, *store, *data_dir, *sync, *io_threads;
+  const char *listen, *workers, *config, *drain, *store, *data_dir, *sync, *io_threads, *io_queue;
   const char *text[N_TEXT]; /* by text_settings index */
 } overrides;
 
 static const char usage[] =
-    "usage: oee-server [--listen HOST:PORT] [--workers N] [--io-threads N] [--config FILE] "
+    "usage: oee-server [--listen HOST:PORT] [--workers N] [--io-threads N] "
+    "[--io-queue per_thread|shared] [--config FILE] "
     "[--drain-timeout SECONDS] [--store sqlite|memory] [--data-dir DIR] [--sync full|normal] "
     "[--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--metrics-listen HOST:PORT]";
 
@@ -645,6 +662,8 @@ static const char **flag_slot(overrides *o, int ch) {
       return &o->sync;
     case 'i':
       return &o->io_threads;
+    case 'q':
+      return &o->io_queue;
     default:
       return NULL;
   }
@@ -655,6 +674,7 @@ static int parse_flags(int argc, char **argv, overrides *o, char *err, size_t le
       {"listen", required_argument, NULL, 'l'},
       {"workers", required_argument, NULL, 'w'},
       {"io-threads", required_argument, NULL, 'i'},
+      {"io-queue", required_argument, NULL, 'q'},
       {"config", required_argument, NULL, 'c'},
       {"drain-timeout", required_argument, NULL, 'd'},
       {"store", required_argument, NULL, 's'},
@@ -707,6 +727,10 @@ static int apply_text(oee_server_config *c, char key, const char *v, const char 
       }
       c->io_threads = (int)n;
       return 0;
+    case 'q':
+      if (set_io_queue(c, v) != 0)
+        return fail(err, len, "%s must be " IO_QUEUE_VALUES ", got \"%s\"", what, v);
+      return 0;
     default:
       if (parse_seconds(v, &c->drain_timeout) != 0)
         return fail(err, len, "%s must be a non-negative number of seconds, got \"%s\"", what, v);
@@ -743,9 +767,11 @@ int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_gete
   overrides flags = {0};
   int rc = parse_flags(argc, argv, &flags, err, len);
   if (rc != 0) return rc;
-  overrides vars = {env("OEE_LISTEN"),        env("OEE_WORKERS"),    env("OEE_CONFIG"),
-                    env("OEE_DRAIN_TIMEOUT"), env("OEE_STORE"),      env("OEE_DATA_DIR"),
-                    env("OEE_SYNC"),          env("OEE_IO_THREADS"), {NULL}};
+  overrides vars = {env("OEE_LISTEN"),   env("OEE_WORKERS"),
+                    env("OEE_CONFIG"),   env("OEE_DRAIN_TIMEOUT"),
+                    env("OEE_STORE"),    env("OEE_DATA_DIR"),
+                    env("OEE_SYNC"),     env("OEE_IO_THREADS"),
+                    env("OEE_IO_QUEUE"), {NULL}};
   for (int i = 0; i < N_TEXT; i++) vars.text[i] = env(text_settings[i].var);
   const char *path = flags.config ? flags.config : vars.config;
   if (path && path[0] && load_file(c, path, err, len) != 0) return -1;
@@ -754,6 +780,7 @@ int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_gete
   if (vars.io_threads && apply_text(c, 'i', vars.io_threads, "OEE_IO_THREADS", err, len)) {
     return -1;
   }
+  if (vars.io_queue && apply_text(c, 'q', vars.io_queue, "OEE_IO_QUEUE", err, len)) return -1;
   if (vars.drain && apply_text(c, 'd', vars.drain, "OEE_DRAIN_TIMEOUT", err, len)) return -1;
   if (apply_storage(c, &vars, 0, err, len) != 0) return -1;
   if (flags.listen && apply_text(c, 'l', flags.listen, "--listen", err, len)) return -1;
@@ -761,6 +788,7 @@ int oee_server_config_load(oee_server_config *c, int argc, char **argv, oee_gete
   if (flags.io_threads && apply_text(c, 'i', flags.io_threads, "--io-threads", err, len)) {
     return -1;
   }
+  if (flags.io_queue && apply_text(c, 'q', flags.io_queue, "--io-queue", err, len)) return -1;
   if (flags.drain && apply_text(c, 'd', flags.drain, "--drain-timeout", err, len)) return -1;
   if (apply_storage(c, &flags, 1, err, len) != 0) return -1;
   if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL)) {

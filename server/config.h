@@ -50,6 +50,7 @@ typedef struct oee_server_config {
   char *listen;   /* host:port */
   int workers;    /* OEE_DEFAULT_WORKERS */
   int io_threads; /* threads serving gRPC calls, 1..16; 0: half the CPUs (oee_server_io_threads) */
+  int io_shared_queue;  /* "io_queue": 0 "per_thread" (a queue per io thread), 1 "shared" */
   size_t max_queue;     /* QUEUED tasks */
   size_t max_batch;     /* SubmitTasks entries */
   size_t watch_buffer;  /* events per watcher; OEE_DEFAULT_SUB_CAPACITY */

@@ -166,9 +166,10 @@ static void log_listening(const oee_server_config *cfg, int port) {
   char store[REASON_BYTES];
   store_words(cfg, store, sizeof(store));
   oee_log(OEE_LOG_INFO, "listening",
-          "addr=%s port=%d tls=%s workers=%d io_threads=%zu %s config=%s version=%s", cfg->listen,
-          port, tls_word(cfg), cfg->workers, oee_rpc_server_io_threads(server), store,
-          cfg->config_path ? cfg->config_path : "none", OEE_VERSION);
+          "addr=%s port=%d tls=%s workers=%d io_threads=%zu io_queues=%zu %s config=%s version=%s",
+          cfg->listen, port, tls_word(cfg), cfg->workers, oee_rpc_server_io_threads(server),
+          oee_rpc_server_io_queues(server), store, cfg->config_path ? cfg->config_path : "none",
+          OEE_VERSION);
   /* Tests and scripts read the bound port from this line on stdout. */
   printf("oee-server listening on port %d\n", port);
   fflush(stdout);
@@ -209,7 +210,8 @@ static int serve(oee_server_config *cfg, oee_engine *eng, const atomic_int *stop
    * idle client connections would otherwise hold it to the end. */
   oee_rpc_server_options opts = {.shutdown_grace_ms = SHUTDOWN_GRACE_MS,
                                  .max_receive_message_bytes = (int)cfg->max_request_bytes,
-                                 .io_threads = oee_server_io_threads(cfg)};
+                                 .io_threads = oee_server_io_threads(cfg),
+                                 .io_shared_queue = cfg->io_shared_queue};
   oee_tls_pems pems;
   if (tls_setup(cfg, &pems, &opts) != 0) {
     oee_tls_pems_free(&pems);

@@ -138,6 +138,7 @@ static int start(oee_rpc_call *c, grpc_op *ops, size_t n, rt_op *op) {
     rc = OEE_RPC_ECLOSED;
   } else {
     atomic_fetch_add(&c->refs, 1);
+    oee__rt_op_handoff(op);
     if (grpc_call_start_batch(c->gc, ops, n, op, NULL) != GRPC_CALL_OK) {
       atomic_fetch_sub(&c->refs, 1);
       rc = OEE_RPC_ECALL;
@@ -314,11 +315,11 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *g
   atomic_init(&c->refs, 1); /* the dispatch reference */
   if (pthread_mutex_init(&c->mu, NULL) != 0) abort();
   c->details = grpc_empty_slice();
-  c->open_op = (rt_op){open_done, c};
-  c->send_op = (rt_op){send_done, c};
-  c->write_op = (rt_op){write_done, c};
-  c->read_op = (rt_op){read_done, c};
-  c->reply_op = (rt_op){reply_done, c};
+  c->open_op = (rt_op){.done = open_done, .owner = c};
+  c->send_op = (rt_op){.done = send_done, .owner = c};
+  c->write_op = (rt_op){.done = write_done, .owner = c};
+  c->read_op = (rt_op){.done = read_done, .owner = c};
+  c->reply_op = (rt_op){.done = reply_done, .owner = c};
   oee_arena_init(&c->req_arena);
   c->req_alloc = oee__rpc_arena_allocator(&c->req_arena);
   atomic_fetch_add(&srv->live_calls, 1);

@@ -2,10 +2,13 @@
  * rpc_internal.h - private to the server call runtime (rpc_server.c,
  * rpc_call.c).
  *
- * Threads and ownership (io_threads = N completion queues, one thread each):
+ * Threads and ownership (io_threads = N threads):
  *  - cqs[0] is the main queue, drained by the thread in oee_rpc_server_run()
- *    (the "main thread"); cqs[1..N-1] by io threads that run() starts and
- *    joins. A call's batches complete on the queue it arrived on.
+ *    (the "main thread"); the N-1 io threads that start() starts and run()
+ *    joins drain cqs[1..N-1], one each, or with io_shared_queue all of them
+ *    cqs[1]. A call's batches complete on the queue it arrived on, so with
+ *    a shared queue on any io thread: two completions of one call may run
+ *    at once (every completion takes the call's mu).
  *  - Fixed after start, read by every thread without a lock: the
  *    registrations and their slots, the hooks (admit, observe, tick), the
  *    queues, n_cqs, grace_ms.
@@ -13,8 +16,11 @@
  *    shutdown_op; every streaming call (see rpc_server.h).
  *  - Any thread: stop, live_calls and phase (atomics; phase is written by
  *    the main thread only), cq_down (under cq_lock, written once by the
- *    main thread). A slot belongs to the thread of its queue: it is armed
- *    and completed there.
+ *    main thread). A slot is armed and completed on the thread(s) of its
+ *    queue, one arming at a time: whoever completes it re-arms it. On a
+ *    shared queue that may be another thread than the one that armed it;
+ *    every rt_op's `handoff` (release when handed to gRPC, acquire when
+ *    completed) orders the slot's or the call's fields between them.
  */
 #ifndef OEE_SERVER_RT_RPC_INTERNAL_H
 #define OEE_SERVER_RT_RPC_INTERNAL_H
@@ -32,7 +38,18 @@
 typedef struct rt_op {
   void (*done)(void *owner, int ok);
   void *owner;
+  atomic_int handoff; /* oee__rt_op_handoff() */
 } rt_op;
+
+/* Called just before the op is handed to gRPC (a batch or a request);
+ * the loop that completes it reads `handoff` with acquire first. On a
+ * shared queue the completion may run on another thread than the one that
+ * started it, and gRPC's own locks are invisible to ThreadSanitizer; this
+ * orders the op and what it points to for it (and costs an ordinary store
+ * on x86). */
+static inline void oee__rt_op_handoff(rt_op *op) {
+  atomic_store_explicit(&op->handoff, 1, memory_order_release);
+}
 
 typedef struct slot slot;
 
@@ -57,7 +74,8 @@ typedef enum phase {
 
 typedef struct oee_rpc_server oee_rpc_server;
 
-/* An io thread and the queue it drains (srv->cqs[index]). */
+/* An io thread: it arms slot `index` of each unary method and drains
+ * srv->cqs[index] (cqs[1] when the io queue is shared). */
 typedef struct io_thread {
   oee_rpc_server *srv;
   size_t index;
@@ -67,11 +85,12 @@ typedef struct io_thread {
 struct oee_rpc_server {
   grpc_server *server;
   grpc_completion_queue *cqs[OEE_RPC_MAX_IO_THREADS]; /* [0]: the main queue */
-  size_t n_cqs;                                       /* queues registered (io_threads asked for) */
-  size_t n_threads;                                   /* queues drained: 1 + io threads running */
-  size_t want_cqs;                                    /* io_threads asked for (slots per method) */
-  io_thread io[OEE_RPC_MAX_IO_THREADS];               /* [i] drains cqs[i]; [0] unused */
-  oee_rpc_admit_fn admit; /* set before start; NULL: every call admitted */
+  size_t n_cqs;                                       /* queues registered */
+  size_t n_threads;                     /* threads draining them: 1 + io threads running */
+  size_t want_cqs;                      /* io_threads asked for (slots per unary method) */
+  int shared;                           /* the io threads share cqs[1] */
+  io_thread io[OEE_RPC_MAX_IO_THREADS]; /* [i] arms slots [i]; [0] unused */
+  oee_rpc_admit_fn admit;               /* set before start; NULL: every call admitted */
   void *admit_ud;
   oee_rpc_observe_fn observe; /* set before start; NULL: nobody counts calls */
   void *observe_ud;

@@ -17,9 +17,13 @@
  * Queues and threads: cqs[0] is drained by run() (with the tick and the
  * shutdown steps), cqs[1..] each by an io thread started in start(), after
  * grpc_server_start (the queues are registered before it), and joined once
- * its queue is shut down and drained. Each thread arms its own queue's
- * slots. A thread that cannot be started leaves its queue unarmed: the
- * server serves on fewer threads rather than not at all.
+ * its queue is shut down and drained. io thread i arms slot i of every
+ * unary method. A thread that cannot be started leaves its slots unarmed:
+ * the server serves on fewer threads rather than not at all. With
+ * io_shared_queue the io threads' slots are all armed on cqs[1], which
+ * they all drain: a call waits for whichever thread is free, not for the
+ * one its queue belongs to, at the price of handing completions between
+ * threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +61,7 @@ static void slot_done(void *owner, int ok);
 static slot *slot_new(oee_rpc_server *srv, method_reg *reg) {
   slot *s = oee_calloc(1, sizeof *s);
   if (s == NULL) return NULL;
-  s->op = (rt_op){slot_done, s};
+  s->op = (rt_op){.done = slot_done, .owner = s};
   s->srv = srv;
   s->reg = reg;
   return s;
@@ -80,6 +84,7 @@ static void slot_arm(slot *s) {
   s->payload = NULL;
   grpc_metadata_array_init(&s->md);
   if (s->reg == NULL) grpc_call_details_init(&s->details);
+  oee__rt_op_handoff(&s->op);
   if (pthread_rwlock_rdlock(&srv->cq_lock) != 0) abort();
   grpc_call_error e = GRPC_CALL_OK;
   if (srv->cq_down) {
@@ -140,6 +145,8 @@ void oee_rpc_server_set_observe(oee_rpc_server *srv, oee_rpc_observe_fn fn, void
 
 size_t oee_rpc_server_io_threads(const oee_rpc_server *srv) { return srv->n_threads; }
 
+size_t oee_rpc_server_io_queues(const oee_rpc_server *srv) { return srv->n_cqs; }
+
 size_t oee_rpc_server_method_count(const oee_rpc_server *srv) { return srv->n_regs; }
 
 const char *oee_rpc_server_method_path(const oee_rpc_server *srv, size_t index) {
@@ -190,9 +197,14 @@ static void shutdown_done(void *owner, int ok) {
   for (size_t i = 0; i < srv->n_cqs; i++) grpc_completion_queue_shutdown(srv->cqs[i]);
 }
 
-/* The queues asked for: io_threads, 0 meaning 1. */
+/* The threads asked for: io_threads, 0 meaning 1. */
 static size_t io_threads(const oee_rpc_server_options *o) {
   return o == NULL || o->io_threads <= 1 ? 1 : (size_t)o->io_threads;
+}
+
+/* The queue of slot (and io thread) i. */
+static grpc_completion_queue *queue_of(const oee_rpc_server *srv, size_t i) {
+  return srv->cqs[i == 0 ? 0 : srv->shared ? 1 : i];
 }
 
 int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *opts, int *port,
@@ -213,10 +225,11 @@ int oee_rpc_server_open(const char *listen_addr, const oee_rpc_server_options *o
   grpc_server_register_completion_queue(srv->server, srv->cqs[0], NULL);
   srv->n_cqs = srv->n_threads = 1;
   srv->want_cqs = io_threads(opts);
+  srv->shared = opts != NULL && opts->io_shared_queue && srv->want_cqs >= 3;
   int grace = opts ? opts->shutdown_grace_ms : 0;
   srv->grace_ms = grace == 0 ? DEFAULT_GRACE_MS : grace < 0 ? 0 : grace;
   srv->tick_ms = -1;
-  srv->shutdown_op = (rt_op){shutdown_done, srv};
+  srv->shutdown_op = (rt_op){.done = shutdown_done, .owner = srv};
   atomic_init(&srv->stop, 0);
   atomic_init(&srv->phase, PHASE_CREATED);
   atomic_init(&srv->live_calls, 0);
@@ -312,21 +325,23 @@ void oee_rpc_server_set_tick_interval(oee_rpc_server *srv, int interval_ms) {
 
 static int handle(grpc_event ev);
 
-/* Arms the slots of queue q: one per unary method (streams and unknown
- * methods are requested on the main queue only). */
+/* Arms slot q of every method that has one on its queue: one per unary
+ * method (streams and unknown methods are requested on the main queue
+ * only). */
 static void arm_queue(oee_rpc_server *srv, size_t q) {
   for (size_t i = 0; i < srv->n_regs; i++) {
     method_reg *r = srv->regs[i];
-    if (q < r->n_slots) slot_arm_on(r->slots[q], srv->cqs[q]);
+    if (q < r->n_slots) slot_arm_on(r->slots[q], queue_of(srv, q));
   }
   if (q == 0) slot_arm_on(srv->generic, srv->cqs[0]);
 }
 
-/* An io thread: arms its queue's slots (so they are only ever touched on
- * this thread), then drains the queue until it is shut down. */
+/* An io thread: arms its slots (on its own queue they are then only ever
+ * touched on this thread; on the shared one by whichever thread completes
+ * them), then drains the queue until it is shut down. */
 static void *io_main(void *arg) {
   io_thread *t = arg;
-  grpc_completion_queue *cq = t->srv->cqs[t->index];
+  grpc_completion_queue *cq = queue_of(t->srv, t->index);
   arm_queue(t->srv, t->index);
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -337,18 +352,19 @@ static void *io_main(void *arg) {
 /* The io threads' queues, registered before grpc_server_start (which
  * fixes them). */
 static void add_io_queues(oee_rpc_server *srv) {
-  for (size_t i = 1; i < srv->want_cqs; i++) {
+  size_t queues = srv->shared ? 2 : srv->want_cqs;
+  for (size_t i = 1; i < queues; i++) {
     srv->cqs[i] = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cqs[i], NULL);
     srv->n_cqs = i + 1;
   }
 }
 
-/* One thread per io queue, after grpc_server_start. A thread that cannot
- * be started leaves its queue and the later ones unarmed: gRPC only hands
- * calls to queues with requests, so fewer threads serve, all calls. */
+/* The io threads, after grpc_server_start. A thread that cannot be
+ * started leaves its slots and the later threads' unarmed: gRPC only hands
+ * calls to requests that are armed, so fewer threads serve, all calls. */
 static void start_io_threads(oee_rpc_server *srv) {
-  for (size_t i = 1; i < srv->n_cqs; i++) {
+  for (size_t i = 1; i < srv->want_cqs; i++) {
     srv->io[i] = (io_thread){.srv = srv, .index = i};
     if (pthread_create(&srv->io[i].tid, NULL, io_main, &srv->io[i]) != 0) return;
     srv->n_threads = i + 1;
@@ -391,6 +407,7 @@ static void shutdown_step(oee_rpc_server *srv) {
   int ph = atomic_load(&srv->phase);
   if (ph == PHASE_STARTED && atomic_load(&srv->stop)) {
     atomic_store(&srv->phase, ph = PHASE_DRAINING);
+    oee__rt_op_handoff(&srv->shutdown_op);
     grpc_server_shutdown_and_notify(srv->server, srv->cqs[0], &srv->shutdown_op);
     srv->grace_end = after_ms(now(), srv->grace_ms);
   }
@@ -424,6 +441,7 @@ static int handle(grpc_event ev) {
   if (ev.type == GRPC_QUEUE_SHUTDOWN) return -1;
   if (ev.type != GRPC_OP_COMPLETE) return 0;
   rt_op *op = ev.tag;
+  (void)atomic_load_explicit(&op->handoff, memory_order_acquire);
   op->done(op->owner, ev.success);
   return 1;
 }

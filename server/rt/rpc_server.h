@@ -4,11 +4,12 @@
  * objects for unary, server-streaming and client/bidi-streaming methods.
  *
  * DESIGN
- *  - io_threads completion queues (1 unless the options ask for more, at
- *    most OEE_RPC_MAX_IO_THREADS), each drained by its own thread: the main
+ *  - io_threads threads (1 unless the options ask for more, at most
+ *    OEE_RPC_MAX_IO_THREADS), each draining a completion queue: the main
  *    queue by the thread that calls oee_rpc_server_run() (the "CQ thread"
  *    or main thread), the others by io threads the runtime starts in
- *    oee_rpc_server_start() and joins before run() returns. Unary methods
+ *    oee_rpc_server_start() and joins before run() returns, one queue each
+ *    or, with io_shared_queue, one queue they all drain. Unary methods
  *    are requested on every queue, so their calls, handlers and callbacks
  *    run on any of the threads, concurrently: a unary handler must only
  *    touch state that is safe from several threads (atomics, locks, the
@@ -18,8 +19,10 @@
  *    state shared by streams and the tick needs no lock. The admission and
  *    observe hooks run on any of the threads. With one thread (the
  *    default) everything below that says "CQ thread" is the main thread.
- *  - Every handler and callback of a call runs on its queue's thread
- *    (on_done excepted, see below), and the oee_rpc_call_* functions
+ *  - Every handler and callback of a call runs on its queue's thread (on
+ *    a shared queue: one of its threads, one at a time, as a unary call's
+ *    on_cancelled can only come after its handler returned; on_done
+ *    excepted, see below), and the oee_rpc_call_* functions
  *    are called on it, except these, which any thread may call on a call it
  *    holds a reference to: oee_rpc_call_reply, _fail, _finish, _ref, _unref
  *    and _cancelled. So a unary handler may take a reference
@@ -128,6 +131,12 @@ typedef struct oee_rpc_server_options {
   /* Threads serving calls, each with its own completion queue: 0 or 1 for
    * the thread in run() alone, up to OEE_RPC_MAX_IO_THREADS (16). */
   int io_threads;
+  /* With io_threads >= 3: the io threads all drain ONE queue for the unary
+   * calls (gRPC hands each completion to whichever of them waits) instead
+   * of one queue each. The main queue stays apart either way. A unary
+   * call's completions may then run on two threads at once; the runtime
+   * locks for that (rpc_call.c). */
+  int io_shared_queue;
 } oee_rpc_server_options;
 
 /* The most threads (completion queues) one server serves on. */
@@ -191,6 +200,9 @@ const char *oee_rpc_server_method_path(const oee_rpc_server *srv, size_t index);
 int oee_rpc_server_start(oee_rpc_server *srv);
 /* The threads serving calls (1 + the io threads running). */
 size_t oee_rpc_server_io_threads(const oee_rpc_server *srv);
+/* The completion queues it serves on: io_threads, or 2 (the main queue and
+ * the one the io threads share) with io_shared_queue. */
+size_t oee_rpc_server_io_queues(const oee_rpc_server *srv);
 /* Runs the main completion queue on the calling thread until a shutdown
  * has completed and the io threads are joined. Returns 0, or OEE_RPC_ESTATE if not started or run
  * before. */

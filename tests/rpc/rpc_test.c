@@ -75,6 +75,7 @@ typedef struct fixture {
   pthread_t thread;
   oee_rpc_channel *ch;
   int port;
+  int shared; /* the io threads share one queue */
 } fixture;
 
 static void now_plus(struct timespec *t, int ms) {
@@ -300,12 +301,14 @@ static grpc_status_code refuse_sum(void *ud, const char *path, const grpc_metada
   return GRPC_STATUS_PERMISSION_DENIED;
 }
 
-static int setup_with(void **state, int hooks, int io_threads) {
+static int setup_with(void **state, int hooks, int io_threads, int shared) {
   fixture *f = calloc(1, sizeof *f);
   pthread_mutex_init(&f->svc.mu, NULL);
   f->svc.io = io_threads > 1;
-  oee_rpc_server_options o = {.shutdown_grace_ms = 200, .io_threads = io_threads};
+  oee_rpc_server_options o = {
+      .shutdown_grace_ms = 200, .io_threads = io_threads, .io_shared_queue = shared};
   f->svc.srv = oee_rpc_server_create("127.0.0.1:0", &o, &f->port);
+  f->shared = shared;
   assert_non_null(f->svc.srv);
   assert_true(f->port > 0);
   oee_rpc_method m[OEE_RPCTEST_ECHO_N_METHODS];
@@ -332,15 +335,18 @@ static int setup_with(void **state, int hooks, int io_threads) {
   return 0;
 }
 
-static int setup(void **state) { return setup_with(state, 0, 0); }
+static int setup(void **state) { return setup_with(state, 0, 0, 0); }
 
 /* With the observe hook and an admission hook that refuses Sum. */
-static int setup_observed(void **state) { return setup_with(state, 1, 0); }
+static int setup_observed(void **state) { return setup_with(state, 1, 0, 0); }
 
 /* The same on 4 io threads. */
 enum { IO_THREADS = 4 };
-static int setup_io(void **state) { return setup_with(state, 0, IO_THREADS); }
-static int setup_observed_io(void **state) { return setup_with(state, 1, IO_THREADS); }
+static int setup_io(void **state) { return setup_with(state, 0, IO_THREADS, 0); }
+static int setup_observed_io(void **state) { return setup_with(state, 1, IO_THREADS, 0); }
+/* The same with the io threads sharing one queue (io_shared_queue). */
+static int setup_shared(void **state) { return setup_with(state, 0, IO_THREADS, 1); }
+static int setup_observed_shared(void **state) { return setup_with(state, 1, IO_THREADS, 1); }
 
 static int teardown(void **state) {
   fixture *f = *state;
@@ -767,6 +773,8 @@ static void test_observe_hook(void **state) {
 static void test_io_threads_share_calls(void **state) {
   fixture *f = *state;
   assert_int_equal(oee_rpc_server_io_threads(f->svc.srv), IO_THREADS);
+  /* The main queue and one per io thread, or one the io threads share. */
+  assert_int_equal(oee_rpc_server_io_queues(f->svc.srv), f->shared ? 2 : IO_THREADS);
   oee_rpc_reader *r[4];
   for (int i = 0; i < 4; i++) r[i] = count_start(f, 50, 0);
   int seen = 0;
@@ -806,7 +814,20 @@ static void test_io_threads_option(void **state) {
   assert_int_equal(oee_rpc_server_add_service(s, oee_rpctest_echo_methods, 1, NULL), 0);
   assert_int_equal(oee_rpc_server_start(s), 0);
   assert_int_equal(oee_rpc_server_io_threads(s), OEE_RPC_MAX_IO_THREADS);
+  assert_int_equal(oee_rpc_server_io_queues(s), OEE_RPC_MAX_IO_THREADS);
   oee_rpc_server_destroy(s); /* the io threads are joined */
+  /* A shared queue needs two io threads to share it: with io_threads 2
+   * the one io thread keeps a queue of its own either way. */
+  o.io_shared_queue = 1;
+  for (int n = 2; n <= OEE_RPC_MAX_IO_THREADS; n += OEE_RPC_MAX_IO_THREADS - 2) {
+    o.io_threads = n;
+    assert_int_equal(oee_rpc_server_open("127.0.0.1:0", &o, NULL, &s), 0);
+    assert_int_equal(oee_rpc_server_add_service(s, oee_rpctest_echo_methods, 1, NULL), 0);
+    assert_int_equal(oee_rpc_server_start(s), 0);
+    assert_int_equal(oee_rpc_server_io_threads(s), n);
+    assert_int_equal(oee_rpc_server_io_queues(s), 2);
+    oee_rpc_server_destroy(s);
+  }
 }
 
 static void test_unreachable_server(void **state) {
@@ -851,6 +872,17 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_late_replies_race_cancels, setup_io, teardown),
       cmocka_unit_test_setup_teardown(test_io_threads_share_calls, setup_io, teardown),
       cmocka_unit_test_setup_teardown(test_observe_hook, setup_observed_io, teardown),
+      cmocka_unit_test_setup_teardown(test_unary_round_trip, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_handler_error, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_malformed_body, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_client_cancel, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_shutdown_ends_open_stream, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_many_concurrent_calls, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_replies_from_threads, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_late_reply_after_cancel, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_late_replies_race_cancels, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_io_threads_share_calls, setup_shared, teardown),
+      cmocka_unit_test_setup_teardown(test_observe_hook, setup_observed_shared, teardown),
       cmocka_unit_test(test_io_threads_option),
       cmocka_unit_test(test_server_lifecycle_errors),
       cmocka_unit_test(test_address_in_use),

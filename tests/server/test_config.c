@@ -435,6 +435,39 @@ static void test_io_threads(void **state) {
   unlink(path);
 }
 
+/* io_queue: "per_thread" (the default) or "shared", from the file, the
+ * variable or the flag, in that order of precedence. */
+static void test_io_queue(void **state) {
+  (void)state;
+  expect_error("{\"io_queue\": \"one\"}", "\"io_queue\" must be \"per_thread\" or \"shared\"");
+  expect_error("{\"io_queue\": true}", "\"io_queue\"");
+  char *path = write_file("{\"io_queue\": \"shared\"}");
+  set_env("OEE_CONFIG", path, NULL, NULL);
+  oee_server_config c;
+  char err[512];
+  char *argv[] = {"oee-server", NULL};
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.io_shared_queue, 1);
+  oee_server_config_free(&c);
+  set_env("OEE_CONFIG", path, "OEE_IO_QUEUE", "per_thread");
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.io_shared_queue, 0); /* variable over file */
+  oee_server_config_free(&c);
+  char *argv2[] = {"oee-server", "--io-queue", "shared", NULL};
+  assert_int_equal(load(&c, err, 3, argv2), 0);
+  assert_int_equal(c.io_shared_queue, 1); /* flag over variable */
+  oee_server_config_free(&c);
+  char *argv3[] = {"oee-server", "--io-queue", "Shared", NULL};
+  assert_int_equal(load(&c, err, 3, argv3), -1);
+  assert_non_null(strstr(err, "--io-queue must be \"per_thread\" or \"shared\", got \"Shared\""));
+  oee_server_config_free(&c);
+  set_env(NULL, NULL, NULL, NULL);
+  assert_int_equal(load(&c, err, 1, argv), 0);
+  assert_int_equal(c.io_shared_queue, 0); /* default: a queue per io thread */
+  oee_server_config_free(&c);
+  unlink(path);
+}
+
 static void test_page_tokens(void **state) {
   (void)state;
   oee_arena a;
@@ -511,6 +544,7 @@ int main(void) {
       cmocka_unit_test(test_tls_and_metrics_keys),
       cmocka_unit_test(test_timestamps),
       cmocka_unit_test(test_io_threads),
+      cmocka_unit_test(test_io_queue),
       cmocka_unit_test(test_page_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
