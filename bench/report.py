@@ -407,6 +407,8 @@ SERVE_SCALE = (("bare", "bare echo, 1 CQ thread"), ("bare2", "bare echo, 2 CQ th
                ("running", "SubmitTask, tasks running (no pinning)"),
                ("io1", "SubmitTask, tasks running, `--io-threads 1`"),
                ("io2", "SubmitTask, tasks running, `--io-threads 2`"),
+               ("io3", "SubmitTask, tasks running, `--io-threads 3` (a queue per io thread)"),
+               ("io3s", "SubmitTask, tasks running, `--io-threads 3 --io-queue shared`"),
                ("cpu1", "SubmitTask, tasks running, `taskset -c 0` (1 core)"),
                ("cpu2", "SubmitTask, tasks running, `taskset -c 0,1` (2 cores)"))
 def sname(n, name):
@@ -484,7 +486,8 @@ def scale_ratio(a, b, k):
 serve_scaling = {}  # k -> {(a, b): (median, min, max)}
 for k in SERVE_K:
     serve_scaling[k] = {(a, b): scale_ratio(a, b, k)
-                        for a, b in (("io2", "io1"), ("cpu2", "cpu1"), ("bare2", "bare"))}
+                        for a, b in (("io2", "io1"), ("cpu2", "cpu1"), ("bare2", "bare"),
+                                     ("io3s", "io3"))}
 if SERVE_K and serve[("cpu1", SERVE_K[-1])]["rate"] is not None:
     k = SERVE_K[-1]
     sc = serve_scaling[k]
@@ -1098,6 +1101,10 @@ if SERVE_K:
           f"2 cores / 1 core **{x_spread(sc[('cpu2', 'cpu1')])}**; bare echo 2 CQ threads / 1 "
           f"**{x_spread(sc[('bare2', 'bare')])}** (calls answered by each of its two queues over the whole "
           f"section: {M.get('serve_bare2_queues', 'n/a').replace(',', ' / ')}).")
+        if serve[("io3", k)]["rate"] is not None:
+            w(f"Three threads, the two io threads sharing one queue / a queue each: "
+              f"**{x_spread(sc[('io3s', 'io3')])}** ({fnum(serve[('io3s', k)]['rate'])}/s vs "
+              f"{fnum(serve[('io3', k)]['rate'])}/s).")
         w("")
 counts = [(n, R[f"serve.{n}.counts"]) for n, _ in SERVE_SCALE if f"serve.{n}.counts" in R]
 if counts:
