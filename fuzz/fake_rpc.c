@@ -426,7 +426,13 @@ oee_rpc_call *oee_fake_start(oee_rpc_server *srv, const char *path, const uint8_
   oee_rpc_call *c = call_new(srv, (const registered *)m, out);
   if (!m->client_streaming) {
     ProtobufCAllocator alloc = oee__rpc_arena_allocator(&c->req_arena);
-    c->req = protobuf_c_message_unpack(m->request, &alloc, size, data);
+    /* As the runtime: the method's own reader first (a NUL-free pointer
+     * for empty input, as gRPC's slices give). */
+    static const uint8_t none[1];
+    if (m->decode) c->req = m->decode(size ? data : none, size, &c->req_arena);
+    if (c->req == NULL && !oee_arena_failed(&c->req_arena)) {
+      c->req = protobuf_c_message_unpack(m->request, &alloc, size, data);
+    }
     if (c->req == NULL && oee_arena_failed(&c->req_arena)) {
       return refuse(c, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);
     }

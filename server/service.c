@@ -12,6 +12,7 @@
 #include "server/status.h"
 #include "server/submit.h"
 #include "server/tasks.h"
+#include "server/wire_read.h"
 #include "server/workers.h"
 
 #define N_METHODS OEE_V1_ORCHESTRATOR_SERVICE_N_METHODS
@@ -103,6 +104,14 @@ int oee_service_check_routes(const oee_route *routes, size_t n, char *why, size_
   return check_table(oee_v1_worker_service_methods, worker_routes, W_METHODS, why, len);
 }
 
+/* The submissions carry most of the traffic: their requests are read
+ * straight from the bytes (server/wire_read.h), the rest by protobuf-c. */
+static oee_rpc_decode_fn reader_of(const ProtobufCMessageDescriptor *request) {
+  if (request == &oee__v1__submit_task_request__descriptor) return oee_wire_read_submit_task;
+  if (request == &oee__v1__submit_tasks_request__descriptor) return oee_wire_read_submit_tasks;
+  return NULL;
+}
+
 /* Registers each method with its own ctx (bindings from `first` on), so
  * the unary wrapper knows its handler without looking at the path. */
 static int add_table(oee_service *s, const oee_rpc_method *methods, const oee_route *routes,
@@ -113,6 +122,7 @@ static int add_table(oee_service *s, const oee_rpc_method *methods, const oee_ro
     oee_binding *b = &s->bindings[first + i];
     *b = (oee_binding){.svc = s, .fn = r->unary};
     m.handler = r->unary ? unary : r->stream;
+    m.decode = reader_of(m.request);
     void *ctx = r->unary ? (void *)b : (void *)s;
     if (oee_rpc_server_add_service(s->srv, &m, 1, ctx) != 0) return -1;
   }

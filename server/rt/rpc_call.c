@@ -43,6 +43,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
 
 #include "core/oee_alloc.h"
@@ -326,6 +327,33 @@ static oee_rpc_call *call_new(oee_rpc_server *srv, method_reg *reg, grpc_call *g
   return c;
 }
 
+/* The request: the method's own reader first when it has one, on the
+ * bytes made contiguous (gRPC may hand a large message in several
+ * slices), and protobuf-c for what it leaves. */
+static ProtobufCMessage *decode(oee_rpc_call *c, const oee_rpc_method *m) {
+  grpc_byte_buffer *bb = c->payload;
+  if (m->decode == NULL || bb == NULL) return oee__rpc_unpack_with(m->request, bb, &c->req_alloc);
+  grpc_slice s;
+  int own = !(bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+              bb->data.raw.slice_buffer.count == 1);
+  if (own) {
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
+    s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+  } else {
+    s = bb->data.raw.slice_buffer.slices[0];
+  }
+  const uint8_t *data = GRPC_SLICE_START_PTR(s);
+  size_t len = GRPC_SLICE_LENGTH(s);
+  ProtobufCMessage *req = m->decode(data, len, &c->req_arena);
+  if (req == NULL && !oee_arena_failed(&c->req_arena)) {
+    req = protobuf_c_message_unpack(m->request, &c->req_alloc, len, data);
+  }
+  if (own) grpc_slice_unref(s);
+  return req;
+}
+
 /* Decodes the request and runs the handler, or answers INVALID_ARGUMENT
  * (RESOURCE_EXHAUSTED when the arena ran out of memory decoding it). */
 static void run_handler(oee_rpc_call *c) {
@@ -338,7 +366,7 @@ static void run_handler(oee_rpc_call *c) {
     if (!finished) start_read(c);
     return;
   }
-  c->req = oee__rpc_unpack_with(m->request, c->payload, &c->req_alloc);
+  c->req = decode(c, m);
   if (c->req == NULL && oee_arena_failed(&c->req_arena)) {
     lock(c);
     send_status(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, OEE_RPC_DECODE_OOM);

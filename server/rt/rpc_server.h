@@ -81,6 +81,7 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/arena.h"
 #include "rpc/error.h" /* the OEE_RPC_E* codes returned below */
 
 #ifdef __cplusplus
@@ -110,13 +111,21 @@ typedef void (*oee_rpc_handler)(oee_rpc_call *call, const ProtobufCMessage *req,
 
 /* One method of a service; the generated <file>.grpc-server.c holds a
  * template table per service with handler NULL. */
+/* A request reader of a method's own (e.g. server/wire_read.h): the
+ * request message built in arena `a` from its bytes, or NULL to leave the
+ * bytes to protobuf-c (which then decides, as without a reader), or NULL
+ * with `a` failed when out of memory. It must build exactly what
+ * protobuf_c_message_unpack() would for the bytes it takes. */
+typedef ProtobufCMessage *(*oee_rpc_decode_fn)(const uint8_t *data, size_t len, oee_arena *a);
+
 typedef struct oee_rpc_method {
   const char *path; /* "/pkg.Service/Method"; copied on registration */
   int client_streaming;
   int server_streaming;
   const ProtobufCMessageDescriptor *request;
   const ProtobufCMessageDescriptor *response;
-  oee_rpc_handler handler; /* NULL: answered UNIMPLEMENTED */
+  oee_rpc_handler handler;  /* NULL: answered UNIMPLEMENTED */
+  oee_rpc_decode_fn decode; /* unary only; NULL: protobuf-c reads every request */
 } oee_rpc_method;
 
 typedef struct oee_rpc_server_options {
