@@ -38,8 +38,9 @@ static int usable_cpus(void) {
 }
 
 /* Unset, half the usable CPUs (at least 1, at most 16): measured on two
- * cores, a second io thread cost 44% more server CPU per SubmitTask and
- * 22% of the throughput (docs/PERFORMANCE.md section 18); the workers
+ * cores, a second io thread brought SubmitTask to 0.70-0.78x of one
+ * thread's calls/s at more server CPU per call (docs/PERFORMANCE.md
+ * section 18); the workers
  * running tasks, the commit and timer threads need the other half; and one
  * client connection is served by gRPC's per-connection transport lock
  * whatever the count, so more threads only help many connections. */

@@ -126,11 +126,8 @@ typedef struct {
   Google__Protobuf__Timestamp ts;
 } rand_req;
 
-static void random_request(rand_req *q, char *pool, size_t *used) {
-  oee__v1__submit_task_request__init(&q->r);
-  q->r.name = rand_str(pool, used);
-  q->r.task_type = rand_str(pool, used);
-  q->r.idempotency_key = rand_str(pool, used);
+/* Each optional number set or not. */
+static void rand_oneofs(rand_req *q) {
   if (next() % 2) {
     q->r.priority_present_case = OEE__V1__SUBMIT_TASK_REQUEST__PRIORITY_PRESENT_PRIORITY;
     q->r.priority = (int32_t)next(); /* negative ones too: ten bytes */
@@ -150,6 +147,14 @@ static void random_request(rand_req *q, char *pool, size_t *used) {
         OEE__V1__SUBMIT_TASK_REQUEST__MAX_BACKOFF_SECONDS_PRESENT_MAX_BACKOFF_SECONDS;
     q->r.max_backoff_seconds = rand_double();
   }
+}
+
+static void random_request(rand_req *q, char *pool, size_t *used) {
+  oee__v1__submit_task_request__init(&q->r);
+  q->r.name = rand_str(pool, used);
+  q->r.task_type = rand_str(pool, used);
+  q->r.idempotency_key = rand_str(pool, used);
+  rand_oneofs(q);
   q->r.timeout_seconds = rand_double();
   if (next() % 2) {
     google__protobuf__timestamp__init(&q->ts);
