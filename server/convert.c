@@ -42,58 +42,6 @@ int oee_pb_time_ns(const Google__Protobuf__Timestamp *ts, int64_t *ns) {
   return 0;
 }
 
-static void task_context(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t) {
-  if (t->context_len == 0) return;
-  m->context = oee_arena_alloc(a, t->context_len * sizeof(*m->context));
-  Oee__V1__Task__ContextEntry *e = oee_arena_alloc(a, t->context_len * sizeof(*e));
-  if (m->context == NULL || e == NULL) return; /* the arena says it failed */
-  m->n_context = t->context_len;
-  for (size_t i = 0; i < t->context_len; i++) {
-    oee__v1__task__context_entry__init(&e[i]);
-    e[i].key = str(t->context[i].key);
-    e[i].value = str(t->context[i].value);
-    m->context[i] = &e[i];
-  }
-}
-
-/* Attempts, timing, idempotency, dependencies and who ran it. */
-static void task_semantics(oee_arena *a, Oee__V1__Task *m, const oee_task_info *t) {
-  m->attempt = t->attempt;
-  m->max_attempts = t->max_attempts;
-  m->backoff_seconds = t->backoff_seconds;
-  m->max_backoff_seconds = t->max_backoff_seconds;
-  m->timeout_seconds = t->timeout_seconds;
-  m->run_at = oee_pb_time(a, t->run_at_ns);
-  m->idempotency_key = str(t->idempotency_key);
-  m->schedule_id = str(t->schedule_id);
-  m->remote_worker_id = str(t->remote_worker_id);
-  if (t->depends_on_len == 0) return;
-  m->depends_on = oee_arena_alloc(a, t->depends_on_len * sizeof(*m->depends_on));
-  if (m->depends_on == NULL) return; /* the arena says it failed */
-  m->n_depends_on = t->depends_on_len;
-  for (size_t i = 0; i < t->depends_on_len; i++) m->depends_on[i] = str(t->depends_on[i]);
-}
-
-Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t) {
-  Oee__V1__Task *m = oee_arena_alloc(a, sizeof(*m));
-  if (m == NULL) return NULL;
-  oee__v1__task__init(m);
-  m->id = str(t->id);
-  m->name = str(t->name);
-  m->status = (Oee__V1__TaskStatus)t->status;
-  m->priority = t->priority;
-  m->task_type = str(t->task_type);
-  task_context(a, m, t);
-  m->created_at = oee_pb_time(a, t->created_at_ns);
-  m->started_at = oee_pb_time(a, t->started_at_ns);
-  m->completed_at = oee_pb_time(a, t->completed_at_ns);
-  m->error_message = str(t->error_message);
-  m->result = str(t->result);
-  m->worker_id = t->worker_id;
-  task_semantics(a, m, t);
-  return m;
-}
-
 /* The quotas and their use (sorted by type: the config keeps them so). */
 static void queue_type_limits(oee_arena *a, Oee__V1__QueueStatus *q, const oee_status *st) {
   size_t n = st->n_type_limits;
@@ -194,16 +142,6 @@ Oee__V1__PipelineResult *oee_pb_pipeline_result(oee_arena *a, const oee_pipeline
   m->n_stages = r->n_stages;
   for (size_t i = 0; i < r->n_stages; i++) m->stages[i] = stage_result(a, &r->stages[i]);
   return m;
-}
-
-size_t oee_pb_task_bytes(size_t context_len, size_t depends_on_len) {
-  /* created_at, started_at, completed_at and run_at. */
-  size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__Task)) +
-                 4 * OEE_ARENA_SIZE(sizeof(Google__Protobuf__Timestamp));
-  if (depends_on_len > 0) bytes += OEE_ARENA_SIZE(depends_on_len * sizeof(char *));
-  if (context_len == 0) return bytes;
-  return bytes + OEE_ARENA_SIZE(context_len * sizeof(Oee__V1__Task__ContextEntry *)) +
-         OEE_ARENA_SIZE(context_len * sizeof(Oee__V1__Task__ContextEntry));
 }
 
 char *oee_page_token(oee_arena *a, uint64_t next_index) {

@@ -30,10 +30,7 @@ Google__Protobuf__Timestamp *oee_pb_time(oee_arena *a, int64_t ns);
  * nearest one they hold (the engine treats every past time alike, and
  * 2262 is as far off as 9999 for a task waiting for it). */
 int oee_pb_time_ns(const Google__Protobuf__Timestamp *ts, int64_t *ns);
-Oee__V1__Task *oee_pb_task(oee_arena *a, const oee_task_info *t);
-/* Arena bytes oee_pb_task() takes at most for a task with context_len
- * context entries and depends_on_len dependencies (for oee_arena_reserve). */
-size_t oee_pb_task_bytes(size_t context_len, size_t depends_on_len);
+/* Tasks are not built as messages: server/wire.h writes them as bytes. */
 Oee__V1__QueueStatus *oee_pb_queue_status(oee_arena *a, const oee_status *st);
 Oee__V1__SystemStatus *oee_pb_system_status(oee_arena *a, const oee_status *st,
                                             const char *version);

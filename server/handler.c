@@ -99,12 +99,6 @@ void oee_reply_release(reply_ctx *out, void (*fn)(void *), void *arg) {
   out->release_arg = arg;
 }
 
-static void unref_task(void *t) { oee_task_info_unref(t); }
-
-void oee_reply_keep_task(reply_ctx *out, const oee_task_info *t) {
-  oee_reply_release(out, unref_task, (void *)t);
-}
-
 grpc_status_code oee_reply_oom(reply_ctx *out) {
   oee_reply_say(out, "out of memory building the reply");
   return GRPC_STATUS_RESOURCE_EXHAUSTED;

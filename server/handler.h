@@ -84,8 +84,6 @@ int oee_reply_say(reply_ctx *out, const char *fmt, ...) __attribute__((format(pr
 /* Hands a resource the reply borrows from to the wrapper: fn(arg) runs after
  * the reply is packed. One per reply; a second call is a broken invariant. */
 void oee_reply_release(reply_ctx *out, void (*fn)(void *), void *arg);
-/* Keeps one task snapshot alive until the reply is packed. */
-void oee_reply_keep_task(reply_ctx *out, const oee_task_info *t);
 /* Out of memory: says so and returns GRPC_STATUS_RESOURCE_EXHAUSTED. A
  * handler that returns OK with an arena that failed (oee_arena_failed) is
  * answered the same by the wrapper: what it built has parts missing. */

@@ -7,6 +7,7 @@
 #include "oee/v1/orchestrator.pb-c.h"
 #include "server/convert.h"
 #include "server/service.h"
+#include "server/wire.h"
 
 /* Checks the transport limits of a pipeline; fills the message when hit. */
 static int within_limits(const oee_server_config *cfg, reply_ctx *out,
@@ -26,10 +27,6 @@ static int within_limits(const oee_server_config *cfg, reply_ctx *out,
   }
   return 1;
 }
-
-/* Context entries of a pipeline task: pipeline_id and strategy (see
- * core/pipeline.c), with room to spare for the reply reservation. */
-#define PIPELINE_CONTEXT_BOUND 8
 
 /* The request as a core spec; stages live in the reply's arena (NULL when
  * out of memory). */
@@ -58,8 +55,8 @@ static oee_stage_spec *pipeline_spec(reply_ctx *out, const Oee__V1__SubmitPipeli
 }
 
 /* SubmitPipeline's answer, once the pipeline task is stored (commit
- * thread, or inside the engine call with the memory store), in memory
- * reserved before the engine accepted it. */
+ * thread, or inside the engine call with the memory store), written as
+ * bytes, which cannot run out (gRPC's allocator aborts). */
 static void pipeline_submitted(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
   reply_ctx *out = arg;
   if (rc != 0) {
@@ -67,16 +64,12 @@ static void pipeline_submitted(void *arg, int rc, const oee_task_info *t, const 
     oee_reply_send(out, oee_reply_refused(out, err != NULL ? err : &e));
     return;
   }
-  oee_reply_keep_task(out, oee_task_info_ref(t));
-  Oee__V1__SubmitPipelineResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) { /* not reached: reserved */
-    oee_reply_send(out, oee_reply_oom(out));
-    return;
-  }
-  oee__v1__submit_pipeline_response__init(resp);
-  resp->task_id = (char *)t->id;
-  resp->task = oee_pb_task(&out->arena, t);
-  out->msg = &resp->base;
+  /* SubmitPipelineResponse: task_id = 1, task = 2 (server/wire.h). */
+  size_t task_size,
+      n = oee_wire_str_field_size(1, t->id) + oee_wire_task_field_size(2, t, &task_size);
+  uint8_t *p = oee_reply_bytes(out, n);
+  p = oee_wire_str_field(p, 1, t->id);
+  (void)oee_wire_task_field(p, 2, t, task_size);
   oee_reply_send(out, GRPC_STATUS_OK);
 }
 
@@ -86,10 +79,6 @@ grpc_status_code oee_h_submit_pipeline(oee_service *s, const ProtobufCMessage *r
   if (!within_limits(s->cfg, out, m)) return GRPC_STATUS_INVALID_ARGUMENT;
   oee_pipeline_spec spec;
   if (pipeline_spec(out, m, &spec) == NULL) return oee_reply_oom(out);
-  /* The reply's memory before the engine accepts the pipeline. */
-  size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__SubmitPipelineResponse)) +
-                 oee_pb_task_bytes(PIPELINE_CONTEXT_BOUND, 0);
-  if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
   oee_reply_defer(out); /* from here the callback may answer at any time */
   oee_error err;
   if (oee_engine_submit_pipeline_async(s->eng, &spec, pipeline_submitted, out, &err) != 0) {

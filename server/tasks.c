@@ -22,38 +22,28 @@ static grpc_status_code refused(reply_ctx *out, int rc, const oee_error *err) {
 /* ------------------------------------------------------- cancel and get */
 
 /* CancelTask's answer: at once, or (durable engine, queued task) once the
- * CANCELLED change is stored. Its memory was reserved first. */
+ * CANCELLED change is stored. The reply is written as bytes. */
 static void task_cancelled(void *arg, int rc, int cancelled, const oee_task_info *t) {
   reply_ctx *out = arg;
   if (rc != 0) {
     oee_reply_send(out, refused(out, rc, NULL));
     return;
   }
-  oee_reply_keep_task(out, oee_task_info_ref(t));
-  Oee__V1__CancelTaskResponse *resp = oee_arena_alloc(&out->arena, sizeof(*resp));
-  if (resp == NULL) { /* not reached: reserved */
-    oee_reply_send(out, oee_reply_oom(out));
-    return;
-  }
-  oee__v1__cancel_task_response__init(resp);
-  resp->cancelled = cancelled;
-  resp->task = oee_pb_task(&out->arena, t);
-  out->msg = &resp->base;
+  /* CancelTaskResponse: cancelled = 1, task = 2 (server/wire.h). */
+  size_t task_size, n = oee_wire_uint_field_size(1, (uint64_t)(cancelled != 0)) +
+                        oee_wire_task_field_size(2, t, &task_size);
+  uint8_t *p = oee_reply_bytes(out, n);
+  p = oee_wire_uint_field(p, 1, (uint64_t)(cancelled != 0));
+  (void)oee_wire_task_field(p, 2, t, task_size);
   oee_reply_send(out, GRPC_STATUS_OK);
 }
 
+/* The reply is written as bytes, which cannot run out (gRPC's allocator
+ * aborts), so a task is never cancelled for a caller told it ran out of
+ * memory. */
 grpc_status_code oee_h_cancel_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   const Oee__V1__CancelTaskRequest *m = (const Oee__V1__CancelTaskRequest *)req;
   if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
-  const oee_task_info *t;
-  /* The reply's memory first (its size depends on the task's context),
-   * so a task is never cancelled for a caller told it ran out of memory. */
-  if (oee_engine_get(s->eng, m->task_id, &t) == 0) {
-    size_t bytes = OEE_ARENA_SIZE(sizeof(Oee__V1__CancelTaskResponse)) +
-                   oee_pb_task_bytes(t->context_len, t->depends_on_len);
-    oee_task_info_unref(t);
-    if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
-  }
   oee_reply_defer(out); /* from here the callback may answer at any time */
   int rc = oee_engine_cancel_async(s->eng, m->task_id, task_cancelled, out);
   if (rc != 0) oee_reply_send(out, oee_reply_lookup_failed(out, rc, m->task_id, ""));
@@ -85,7 +75,7 @@ static grpc_status_code retry_refused(reply_ctx *out, int rc, const char *id,
 }
 
 /* RetryTask's answer, once the change is stored (commit thread), or inside
- * the engine call (memory store). Its memory was reserved first. */
+ * the engine call (memory store). The reply is written as bytes. */
 static void task_retried(void *arg, int rc, const oee_task_info *t, const oee_error *err) {
   reply_ctx *out = arg;
   if (rc != 0) {
@@ -94,27 +84,16 @@ static void task_retried(void *arg, int rc, const oee_task_info *t, const oee_er
     oee_reply_send(out, retry_refused(out, rc, m->task_id, err));
     return;
   }
-  oee_reply_keep_task(out, oee_task_info_ref(t));
-  Oee__V1__Task *task = oee_pb_task(&out->arena, t);
-  if (task == NULL) { /* not reached: reserved */
-    oee_reply_send(out, oee_reply_oom(out));
-    return;
-  }
-  out->msg = &task->base;
+  /* The reply is the Task (server/wire.h), written while t is held. */
+  (void)oee_wire_task(oee_reply_bytes(out, oee_wire_task_size(t)), t);
   oee_reply_send(out, GRPC_STATUS_OK);
 }
 
 grpc_status_code oee_h_retry_task(oee_service *s, const ProtobufCMessage *req, reply_ctx *out) {
   const Oee__V1__RetryTaskRequest *m = (const Oee__V1__RetryTaskRequest *)req;
   if (!oee_reply_check_id(out, "task_id", m->task_id)) return GRPC_STATUS_INVALID_ARGUMENT;
-  const oee_task_info *t;
-  /* The reply's memory first, so a task is never queued again for a
-   * caller told that the server ran out of memory. */
-  if (oee_engine_get(s->eng, m->task_id, &t) == 0) {
-    size_t bytes = oee_pb_task_bytes(t->context_len, t->depends_on_len);
-    oee_task_info_unref(t);
-    if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
-  }
+  /* The reply is written as bytes, which cannot run out, so a task is
+   * never queued again for a caller told the server ran out of memory. */
   oee_reply_defer(out); /* from here the callback may answer at any time */
   oee_error err = {0};
   int rc = oee_engine_retry_async(s->eng, m->task_id, task_retried, out, &err);

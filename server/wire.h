@@ -10,8 +10,8 @@
  * is sized once from the snapshot (string lengths, the varints of its
  * numbers) and written once; the outer messages are a few tags and
  * lengths around it. The bytes are exactly what protobuf-c packs for the
- * same message built by oee_pb_task() (tests/server/test_wire.c checks
- * that field by field on random tasks), so either may answer a call.
+ * same message built field by field (tests/server/test_wire.c checks that
+ * on edge and random tasks).
  *
  * The writers take a buffer of at least the size the matching sizer gave
  * and return the end of what they wrote.

@@ -10,6 +10,7 @@
 #include "server/convert.h"
 #include "server/errmap.h"
 #include "server/service.h"
+#include "server/wire.h"
 
 #define PEER_BYTES 128
 #define DEFAULT_WAIT_SECONDS 30.0
@@ -42,30 +43,31 @@ static int poll_alive(void *arg) {
   return !oee_rpc_call_cancelled(pc->call);
 }
 
-static Oee__V1__Lease *pb_lease(oee_arena *a, const oee_lease *l) {
-  Oee__V1__Lease *m = oee_arena_alloc(a, sizeof(*m));
-  if (m == NULL) return NULL;
-  oee__v1__lease__init(m);
-  m->lease_id = oee_arena_printf(a, "%s", l->lease_id);
-  m->task = oee_pb_task(a, l->task);
-  m->expires_at = oee_pb_time(a, l->expires_at_ns);
-  return m;
+/* Lease: lease_id = 1, task = 2, expires_at = 3 (server/wire.h). */
+static size_t lease_size(const oee_lease *l, size_t *task_size) {
+  return oee_wire_str_field_size(1, l->lease_id) + oee_wire_task_field_size(2, l->task, task_size) +
+         oee_wire_time_field_size(3, l->expires_at_ns);
 }
 
-/* The reply: packed while the engine still holds the task snapshots. */
+/* The reply, PollTasksResponse (leases = 1), written while the engine
+ * still holds the task snapshots. */
 static grpc_status_code poll_reply(reply_ctx *out, const oee_lease *leases, size_t n) {
-  Oee__V1__PollTasksResponse *m = oee_arena_alloc(&out->arena, sizeof(*m));
-  if (m == NULL) return oee_reply_oom(out);
-  oee__v1__poll_tasks_response__init(m);
-  if (n > 0) {
-    m->leases = oee_arena_alloc(&out->arena, n * sizeof(*m->leases));
-    for (size_t i = 0; m->leases != NULL && i < n; i++) {
-      m->leases[i] = pb_lease(&out->arena, &leases[i]);
-      m->n_leases = i + 1;
-    }
+  size_t *sizes = oee_arena_alloc_raw(&out->arena, 2 * (n + 1) * sizeof(*sizes));
+  if (sizes == NULL) return oee_reply_oom(out);
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    sizes[2 * i] = lease_size(&leases[i], &sizes[2 * i + 1]);
+    total += oee_wire_msg_head_size(1, sizes[2 * i]) + sizes[2 * i];
   }
-  out->msg = &m->base;
-  return oee_arena_failed(&out->arena) ? oee_reply_oom(out) : GRPC_STATUS_OK;
+  uint8_t *p = oee_reply_bytes(out, total);
+  for (size_t i = 0; i < n; i++) {
+    const oee_lease *l = &leases[i];
+    p = oee_wire_msg_head(p, 1, sizes[2 * i]);
+    p = oee_wire_str_field(p, 1, l->lease_id);
+    p = oee_wire_task_field(p, 2, l->task, sizes[2 * i + 1]);
+    p = oee_wire_time_field(p, 3, l->expires_at_ns);
+  }
+  return GRPC_STATUS_OK;
 }
 
 static int poll_answered(void *arg, int rc, const oee_lease *leases, size_t n) {
@@ -179,28 +181,21 @@ grpc_status_code oee_h_heartbeat(oee_service *s, const ProtobufCMessage *req, re
 
 /* ------------------------------------------------- CompleteTask, FailTask */
 
-/* The task after a lease's end, once it is stored. Its memory was reserved
- * first. */
+/* The task after a lease's end, once it is stored. The reply is written
+ * as bytes, which cannot run out (gRPC's allocator aborts), so an ended
+ * lease is never reported as a failure for want of memory. */
 static void lease_ended(void *arg, int rc, const oee_task_info *t) {
   reply_ctx *out = arg;
   if (rc != 0) {
     oee_reply_send(out, refused(out, rc, NULL));
     return;
   }
-  Oee__V1__Task *task = oee_pb_task(&out->arena, t);
-  if (task == NULL) {
-    oee_reply_send(out, oee_reply_oom(out));
-    return;
-  }
-  out->msg = &task->base;
-  oee_reply_send(out, GRPC_STATUS_OK); /* packed now, while t is held */
+  /* The reply is the Task (server/wire.h), written while t is held. */
+  (void)oee_wire_task(oee_reply_bytes(out, oee_wire_task_size(t)), t);
+  oee_reply_send(out, GRPC_STATUS_OK);
 }
 
 static grpc_status_code lease_end(oee_service *s, reply_ctx *out, const oee_lease_end *end) {
-  /* Room for the reply first, so that an ended lease is never reported as
-   * a failure for want of memory. */
-  size_t bytes = oee_pb_task_bytes(s->cfg->max_context_entries, s->cfg->max_dependencies);
-  if (oee_arena_reserve(&out->arena, bytes) != 0) return oee_reply_oom(out);
   oee_reply_defer(out); /* from here the callback may answer at any time */
   oee_error err = {0};
   int rc = oee_engine_lease_end(s->eng, end, lease_ended, out, &err);
