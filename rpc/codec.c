@@ -16,22 +16,30 @@ grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg) {
   return bb;
 }
 
-ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
-                                       ProtobufCAllocator *alloc) {
-  if (bb == NULL) return NULL;
+int oee__rpc_contiguous(grpc_byte_buffer *bb, grpc_slice *s, int *own) {
+  *own = 0;
   /* Fast path: an uncompressed message in one slice is read in place. */
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
       bb->data.raw.slice_buffer.count == 1) {
-    grpc_slice s = bb->data.raw.slice_buffer.slices[0];
-    return protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    *s = bb->data.raw.slice_buffer.slices[0];
+    return 0;
   }
   grpc_byte_buffer_reader rd;
-  if (!grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
-  grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+  if (!grpc_byte_buffer_reader_init(&rd, bb)) return -1;
+  *s = grpc_byte_buffer_reader_readall(&rd);
   grpc_byte_buffer_reader_destroy(&rd);
+  *own = 1;
+  return 0;
+}
+
+ProtobufCMessage *oee__rpc_unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                                       ProtobufCAllocator *alloc) {
+  grpc_slice s;
+  int own;
+  if (bb == NULL || oee__rpc_contiguous(bb, &s, &own) != 0) return NULL;
   ProtobufCMessage *m =
       protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-  grpc_slice_unref(s);
+  if (own) grpc_slice_unref(s);
   return m;
 }
 

@@ -15,6 +15,10 @@
 /* Packs msg into a new byte buffer the caller destroys with
  * grpc_byte_buffer_destroy(). Never NULL (gRPC aborts on allocation failure). */
 grpc_byte_buffer *oee__rpc_pack(const ProtobufCMessage *msg);
+/* The bytes of bb in one slice: bb's own (borrowed) when it is one
+ * uncompressed slice, otherwise read out and decompressed (a new slice:
+ * *own is set, unref it). 0, or -1 when bb cannot be read. */
+int oee__rpc_contiguous(grpc_byte_buffer *bb, grpc_slice *s, int *own);
 /* Unpacks bb (borrowed) as a desc message; returns a new message the caller
  * frees with protobuf_c_message_free_unpacked(), or NULL if it does not
  * decode. */

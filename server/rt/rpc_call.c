@@ -43,7 +43,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
 
 #include "core/oee_alloc.h"
@@ -334,16 +333,8 @@ static ProtobufCMessage *decode(oee_rpc_call *c, const oee_rpc_method *m) {
   grpc_byte_buffer *bb = c->payload;
   if (m->decode == NULL || bb == NULL) return oee__rpc_unpack_with(m->request, bb, &c->req_alloc);
   grpc_slice s;
-  int own = !(bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-              bb->data.raw.slice_buffer.count == 1);
-  if (own) {
-    grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
-    s = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-  } else {
-    s = bb->data.raw.slice_buffer.slices[0];
-  }
+  int own;
+  if (oee__rpc_contiguous(bb, &s, &own) != 0) return NULL;
   const uint8_t *data = GRPC_SLICE_START_PTR(s);
   size_t len = GRPC_SLICE_LENGTH(s);
   ProtobufCMessage *req = m->decode(data, len, &c->req_arena);
